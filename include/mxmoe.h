@@ -1,0 +1,404 @@
+/*
+ * mxmoe.h — the whole public API of libmxmoe: MXFP4 W4A4 Mixture-of-Experts inference.
+ *
+ * MXFP4 (OCP Microscaling): FP4 E2M1 elements with one E8M0 power-of-two scale per 32
+ * consecutive elements along the reduction dimension K. Both the expert weights and the
+ * activations are MXFP4 ("W4A4").
+ *
+ * Conventions, once for the whole header:
+ *   - Dimensions are listed outermost first (PyTorch order). Tensors are dense and row-major:
+ *     the last dimension is contiguous. A shape written `[T, H]` means dims = {T, H}.
+ *   - Every fallible call returns `mxmoe_status`. On any error the call writes nothing to its
+ *     outputs, and `mxmoe_ctx_last_error(ctx)` holds a readable message. The library never
+ *     prints (unless a log callback is set), never exits, never aborts on bad input.
+ *   - A context is used by one thread at a time. Distinct contexts are independent.
+ *   - Pointers in tensors live where the context's backend computes: host memory for the CPU
+ *     backend, device memory for the CUDA backend (`device` field says which).
+ *   - MXFP4 numerics (SPEC §2): E2M1 code bit 3 = sign, bits 2..0 index
+ *     {0, 0.5, 1, 1.5, 2, 3, 4, 6}; E8M0 byte b means 2^(b-127), 0xFF = NaN. A row of K
+ *     elements is packed into K/2 bytes, element 2i in the low nibble of byte i; its scales are
+ *     K/32 bytes. K must be a multiple of 32.
+ */
+#ifndef MXMOE_H
+#define MXMOE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define MXMOE_API
+#else
+#define MXMOE_API __attribute__((visibility("default")))
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Version
+ */
+#define MXMOE_VERSION_MAJOR 0
+#define MXMOE_VERSION_MINOR 1
+#define MXMOE_VERSION_PATCH 0
+#define MXMOE_VERSION_NUMBER                                                                     \
+    (MXMOE_VERSION_MAJOR * 10000 + MXMOE_VERSION_MINOR * 100 + MXMOE_VERSION_PATCH)
+/* Version of the packed MXFP4 layout (nibble order, scale layouts). Bumped when it changes. */
+#define MXMOE_FORMAT_VERSION 1
+
+/* Elements per MX block along K, and bytes a block's elements pack into. */
+#define MXMOE_BLOCK 32
+#define MXMOE_MAX_DIMS 4
+
+MXMOE_API unsigned mxmoe_version_number(void);
+MXMOE_API const char* mxmoe_version_string(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes (values are only ever appended)
+ */
+typedef enum mxmoe_status {
+    MXMOE_OK = 0,
+    MXMOE_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad enum value, bad parameter */
+    MXMOE_ERR_DTYPE = 2,            /* a tensor has a dtype this call does not accept */
+    MXMOE_ERR_SHAPE = 3,            /* rank or dimensions inconsistent, K not a multiple of 32 */
+    MXMOE_ERR_OVERFLOW = 4,         /* a size computation overflows */
+    MXMOE_ERR_OUT_OF_RANGE = 5,     /* an expert id or offset is out of range */
+    MXMOE_ERR_WORKSPACE = 6,        /* workspace missing or too small */
+    MXMOE_ERR_UNSUPPORTED = 7,      /* valid request this backend or build cannot serve */
+    MXMOE_ERR_NO_MEMORY = 8,        /* an allocation failed */
+    MXMOE_ERR_BACKEND = 9,          /* the backend's runtime failed (e.g. a CUDA error) */
+    MXMOE_ERR_IO = 10,              /* a file could not be read or written */
+    MXMOE_ERR_FORMAT = 11,          /* a file's content is malformed */
+    MXMOE_STATUS_COUNT
+} mxmoe_status;
+
+/* A static, human-readable name for a status code ("invalid argument", ...). Never NULL. */
+MXMOE_API const char* mxmoe_status_string(mxmoe_status status);
+
+/* ---------------------------------------------------------------------------------------------
+ * Types
+ */
+typedef enum mxmoe_dtype {
+    MXMOE_F32 = 0,
+    MXMOE_BF16 = 1,
+    MXMOE_F16 = 2,
+    MXMOE_U8 = 3,
+    MXMOE_I32 = 4,
+    MXMOE_DTYPE_COUNT
+} mxmoe_dtype;
+
+typedef enum mxmoe_device {
+    MXMOE_DEVICE_HOST = 0,
+    MXMOE_DEVICE_CUDA = 1,
+    MXMOE_DEVICE_COUNT
+} mxmoe_device;
+
+/* A caller-owned, dense, row-major tensor. The library never frees `data`. */
+typedef struct mxmoe_tensor {
+    void* data;
+    mxmoe_dtype dtype;
+    mxmoe_device device;
+    int32_t ndim;                  /* 1..MXMOE_MAX_DIMS */
+    int64_t dims[MXMOE_MAX_DIMS];  /* outermost first */
+} mxmoe_tensor;
+
+/* Builds a host tensor descriptor; dims beyond ndim are set to 1. */
+MXMOE_API mxmoe_tensor mxmoe_tensor_make(void* data, mxmoe_dtype dtype, int32_t ndim,
+                                         const int64_t* dims);
+/* Element count (product of dims), or -1 if the descriptor is invalid or the product overflows. */
+MXMOE_API int64_t mxmoe_tensor_numel(const mxmoe_tensor* t);
+/* Bytes of one element of `dtype`, 0 for an invalid dtype. */
+MXMOE_API size_t mxmoe_dtype_size(mxmoe_dtype dtype);
+MXMOE_API const char* mxmoe_dtype_name(mxmoe_dtype dtype);
+
+/* Where an MXFP4 tensor's scale bytes are. */
+typedef enum mxmoe_scale_layout {
+    /* Row-major [rows, K/32]: scale (r, j) at byte r*K/32 + j. */
+    MXMOE_SCALES_LINEAR = 0,
+    /* The NVIDIA block-scaled MMA layout (SPEC §3): 512-byte atoms of 128 rows x 4 scale
+     * columns, offset(r, j) = ((r/128)*ceil(Kb/4) + j/4)*512 + (r%32)*16 + ((r/32)%4)*4 + j%4,
+     * Kb = K/32; rows padded to a multiple of 128, columns to a multiple of 4, padding = 0x00.
+     * For grouped (per-expert) data every expert starts a fresh 128-row atom: expert e's atoms
+     * begin at row sum_{e'<e} round_up(m_e', 128). */
+    MXMOE_SCALES_SWIZZLED = 1,
+    MXMOE_SCALE_LAYOUT_COUNT
+} mxmoe_scale_layout;
+
+/* An MXFP4 tensor of logical shape [..., K]: `packed` is U8 [..., K/2] and `scales` is U8
+ * [..., K/32] for the linear layout, or U8 [bytes] (1-D) for the swizzled layout. */
+typedef struct mxmoe_mx_tensor {
+    mxmoe_tensor packed;
+    mxmoe_tensor scales;
+    mxmoe_scale_layout scale_layout;
+} mxmoe_mx_tensor;
+
+/* How a block's E8M0 scale exponent is chosen from amax = max |x| (SPEC §2). All are exact
+ * bit arithmetic; the exponent is clamped to [-127, 127]. */
+typedef enum mxmoe_scale_rule {
+    MXMOE_RULE_EVEN = 0,  /* e(round_up_at_1.75(amax)) - 2: compressed-tensors, vLLM, Quark */
+    MXMOE_RULE_FLOOR = 1, /* e(amax) - 2: OCP MX v1.0, microxcaling, torchao default */
+    MXMOE_RULE_CEIL = 2,  /* ceil(log2 amax) - 2: torchao CEIL */
+    MXMOE_RULE_RCEIL = 3, /* ceil(log2(amax / 6)): cuBLAS, triton_kernels (gpt-oss) */
+    MXMOE_RULE_COUNT
+} mxmoe_scale_rule;
+
+MXMOE_API const char* mxmoe_scale_rule_name(mxmoe_scale_rule rule);
+
+/* ---------------------------------------------------------------------------------------------
+ * Context and backends
+ */
+typedef enum mxmoe_backend {
+    MXMOE_BACKEND_AUTO = 0, /* CUDA if a usable GPU is present, else CPU */
+    MXMOE_BACKEND_CPU = 1,
+    MXMOE_BACKEND_CUDA = 2,
+    MXMOE_BACKEND_COUNT
+} mxmoe_backend;
+
+typedef enum mxmoe_log_level {
+    MXMOE_LOG_ERROR = 0,
+    MXMOE_LOG_WARN = 1,
+    MXMOE_LOG_INFO = 2,
+    MXMOE_LOG_DEBUG = 3
+} mxmoe_log_level;
+
+typedef void (*mxmoe_log_fn)(mxmoe_log_level level, const char* message, void* user_data);
+
+typedef struct mxmoe_ctx_params {
+    /* AUTO honours the environment variable MXMOE_BACKEND=cpu|cuda; an explicit value wins. */
+    mxmoe_backend backend;
+    int32_t num_threads; /* CPU threads; 0 = all cores */
+    int32_t cuda_device; /* CUDA device ordinal */
+    void* cuda_stream;   /* cudaStream_t every call is issued on; NULL = the default stream */
+    mxmoe_log_fn log;    /* optional: receives every error message and, by level, more */
+    void* log_user_data;
+    mxmoe_log_level log_level;
+} mxmoe_ctx_params;
+
+typedef struct mxmoe_ctx mxmoe_ctx;
+
+MXMOE_API mxmoe_ctx_params mxmoe_ctx_params_default(void);
+/* Creates a context. Fails with UNSUPPORTED if the requested backend is not built or has no
+ * usable device; `*out` is then NULL. */
+MXMOE_API mxmoe_status mxmoe_ctx_init(mxmoe_ctx** out, const mxmoe_ctx_params* params);
+MXMOE_API void mxmoe_ctx_free(mxmoe_ctx* ctx); /* NULL is a no-op */
+MXMOE_API mxmoe_backend mxmoe_ctx_backend(const mxmoe_ctx* ctx);
+/* One line describing the backend in use (e.g. "cpu (scalar reference)"). */
+MXMOE_API const char* mxmoe_ctx_backend_detail(const mxmoe_ctx* ctx);
+/* The message of the last failed call on this context ("" if none). Valid until the next call. */
+MXMOE_API const char* mxmoe_ctx_last_error(const mxmoe_ctx* ctx);
+/* Changes the CUDA stream later calls are issued on (ignored by the CPU backend). */
+MXMOE_API mxmoe_status mxmoe_ctx_set_stream(mxmoe_ctx* ctx, void* cuda_stream);
+/* Waits for all work issued on the context's stream (no-op on the CPU). */
+MXMOE_API mxmoe_status mxmoe_ctx_synchronize(mxmoe_ctx* ctx);
+
+MXMOE_API const char* mxmoe_backend_name(mxmoe_backend backend);
+/* 1 if the backend was compiled in (CUDA: and a device is visible), else 0. */
+MXMOE_API int mxmoe_backend_available(mxmoe_backend backend);
+
+/* ---------------------------------------------------------------------------------------------
+ * 1. Quantization of rows
+ */
+
+/* x: F32/BF16/F16 [..., K] -> out: MXFP4 [..., K] with linear scales (SPEC §2: per block of 32,
+ * scale from `rule`, elements x*2^-s rounded to nearest E2M1, ties to even, saturating at ±6;
+ * an all-zero block gets scale 0x00; a block with NaN/Inf gets scale 0xFF and codes 0).
+ * Errors: SHAPE if K % 32 != 0 or the leading dims of out differ from x's. */
+MXMOE_API mxmoe_status mxmoe_quantize(mxmoe_ctx* ctx, const mxmoe_tensor* x, mxmoe_scale_rule rule,
+                                      mxmoe_mx_tensor* out);
+
+/* The inverse: in: MXFP4 [..., K] (linear scales) -> out: F32/BF16/F16 [..., K], value =
+ * e2m1(code) * 2^(scale-127) rounded once to out's dtype (RNE); scale 0xFF gives NaN. */
+MXMOE_API mxmoe_status mxmoe_dequantize(mxmoe_ctx* ctx, const mxmoe_mx_tensor* in,
+                                        mxmoe_tensor* out);
+
+/* GGUF `block_mxfp4` (17 bytes per 32 elements: scale, then qs[16] with element j in the low
+ * nibble and j+16 in the high nibble of qs[j]) <-> canonical MXFP4. gguf: U8 [..., K/32*17]. */
+MXMOE_API mxmoe_status mxmoe_gguf_from_mx(mxmoe_ctx* ctx, const mxmoe_mx_tensor* in,
+                                          mxmoe_tensor* gguf);
+MXMOE_API mxmoe_status mxmoe_mx_from_gguf(mxmoe_ctx* ctx, const mxmoe_tensor* gguf,
+                                          mxmoe_mx_tensor* out);
+
+/* ---------------------------------------------------------------------------------------------
+ * 2. Scale layouts
+ */
+
+/* Bytes of a swizzled scale buffer for one matrix of `rows` rows and K columns of elements:
+ * round_up(rows, 128) * 4 * ceil(K/128). Returns 0 on overflow or bad arguments. */
+MXMOE_API size_t mxmoe_swizzled_scale_bytes(int64_t rows, int64_t k);
+/* Upper bound of the swizzled scale bytes of `rows` rows split over `num_experts` groups, each
+ * starting a fresh 128-row atom: (rows + 127*num_experts) rounded up to 128, times 4*ceil(K/128). */
+MXMOE_API size_t mxmoe_grouped_swizzled_scale_bytes(int64_t rows, int64_t num_experts, int64_t k);
+
+/* linear: U8 [R, K/32] <-> swizzled: U8 [mxmoe_swizzled_scale_bytes(R, K)], padding written 0.
+ * `k` is the element count K (a multiple of 32). */
+MXMOE_API mxmoe_status mxmoe_swizzle_scales(mxmoe_ctx* ctx, const mxmoe_tensor* linear, int64_t k,
+                                            mxmoe_tensor* swizzled);
+MXMOE_API mxmoe_status mxmoe_unswizzle_scales(mxmoe_ctx* ctx, const mxmoe_tensor* swizzled,
+                                              int64_t k, mxmoe_tensor* linear);
+
+/* ---------------------------------------------------------------------------------------------
+ * 3. Routing and planning
+ */
+typedef enum mxmoe_routing {
+    /* softmax over all E logits (FP32), then top-k; weights optionally renormalised to sum 1
+     * (Mixtral always, Qwen3-MoE with norm_topk_prob). */
+    MXMOE_ROUTE_SOFTMAX_TOPK = 0,
+    /* top-k of the raw logits, then softmax over the k selected (gpt-oss). */
+    MXMOE_ROUTE_TOPK_SOFTMAX = 1,
+    /* DeepSeek-V3: s = sigmoid(logit); choose with s + correction_bias: groups of E/num_groups
+     * experts scored by the sum of their top-2 biased scores, keep topk_groups groups, top-k
+     * experts inside them; weights = unbiased s of the chosen, optionally divided by their sum,
+     * times scaling_factor. */
+    MXMOE_ROUTE_SIGMOID_GROUPED = 2,
+    MXMOE_ROUTING_COUNT
+} mxmoe_routing;
+
+typedef struct mxmoe_route_params {
+    mxmoe_routing method;
+    int32_t top_k;
+    int32_t renormalize;           /* SOFTMAX_TOPK and SIGMOID_GROUPED: divide by the sum */
+    int32_t num_groups;            /* SIGMOID_GROUPED: E % num_groups == 0 (1 = no grouping) */
+    int32_t topk_groups;           /* SIGMOID_GROUPED: groups kept, 1..num_groups */
+    float scaling_factor;          /* SIGMOID_GROUPED: routed_scaling_factor (1 = none) */
+    const mxmoe_tensor* correction_bias; /* SIGMOID_GROUPED: optional F32 [E] */
+} mxmoe_route_params;
+
+MXMOE_API mxmoe_route_params mxmoe_route_params_default(void);
+
+/* logits: F32/BF16/F16 [T, E] -> topk_ids: I32 [T, k], topk_weights: F32 [T, k].
+ * Experts are listed in selection order: descending selection score, ties to the lower expert
+ * id. NaN logits are an error (OUT_OF_RANGE names the token). */
+MXMOE_API mxmoe_status mxmoe_route(mxmoe_ctx* ctx, const mxmoe_tensor* logits,
+                                   const mxmoe_route_params* params, mxmoe_tensor* topk_ids,
+                                   mxmoe_tensor* topk_weights);
+
+/* The grouping of T*k (token, slot) pairs by expert, flat index i = t*k + j.
+ *   topk_ids:   I32 [T, k]; -1 = no expert (the pair is dropped).
+ *   expert_map: optional I32 [E_global] mapping global ids to local ids (-1 = not on this
+ *               device, the pair is dropped); NULL = ids are local already.
+ *   counts:     I32 [E]    rows per local expert.
+ *   offsets:    I32 [E+1]  exclusive prefix sum of counts; offsets[E] = rows kept.
+ *   sorted:     I32 [T*k]  row r (< offsets[E]) holds flat index i; rows beyond hold -1.
+ *               Within an expert, rows are in ascending i (deterministic).
+ *   row_of:     I32 [T*k]  flat index i -> its row, or -1 if dropped.
+ * Errors: OUT_OF_RANGE if an id is not in [-1, E_global) (or a map entry not in [-1, E)). */
+MXMOE_API mxmoe_status mxmoe_plan(mxmoe_ctx* ctx, const mxmoe_tensor* topk_ids,
+                                  const mxmoe_tensor* expert_map, int32_t num_experts,
+                                  mxmoe_tensor* counts, mxmoe_tensor* offsets,
+                                  mxmoe_tensor* sorted, mxmoe_tensor* row_of);
+
+/* ---------------------------------------------------------------------------------------------
+ * 4. Grouped (per-expert) operations
+ */
+
+/* Quantizes rows grouped by expert: x: F32/BF16/F16 [R, K]; offsets: I32 [E+1] (rows of expert e
+ * are offsets[e]..offsets[e+1]-1; offsets[E] <= R; rows beyond offsets[E] are ignored).
+ * out: MXFP4 [R, K]. Linear scales: as mxmoe_quantize. Swizzled scales: each expert's rows
+ * start a fresh 128-row atom (see MXMOE_SCALES_SWIZZLED); scales must hold at least
+ * sum_e round_up(m_e, 128) * 4*ceil(K/128) bytes (mxmoe_grouped_swizzled_scale_bytes bounds it),
+ * and every byte of that span is written (padding 0x00). */
+MXMOE_API mxmoe_status mxmoe_experts_quantize(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                              const mxmoe_tensor* offsets, mxmoe_scale_rule rule,
+                                              mxmoe_mx_tensor* out);
+
+typedef enum mxmoe_activation {
+    MXMOE_ACT_SILU_MUL = 0,      /* silu(gate) * up */
+    MXMOE_ACT_GELU_TANH_MUL = 1, /* gelu_tanh(gate) * up */
+    MXMOE_ACT_SWIGLU_OAI = 2,    /* gpt-oss: g = min(gate, limit), u = clamp(up, -limit, limit),
+                                    g * sigmoid(alpha * g) * (u + 1) */
+    MXMOE_ACT_SILU = 3,          /* no-mul variants: input [R, I] */
+    MXMOE_ACT_GELU_TANH = 4,
+    MXMOE_ACT_RELU2 = 5,         /* relu(x)^2 */
+    MXMOE_ACTIVATION_COUNT
+} mxmoe_activation;
+
+typedef enum mxmoe_gate_up_layout {
+    MXMOE_GATE_UP_CONCAT = 0,      /* [gate_0..gate_{I-1}, up_0..up_{I-1}] (compressed-tensors) */
+    MXMOE_GATE_UP_INTERLEAVED = 1, /* [gate_0, up_0, gate_1, up_1, ...] (gpt-oss) */
+    MXMOE_GATE_UP_LAYOUT_COUNT
+} mxmoe_gate_up_layout;
+
+typedef struct mxmoe_act_params {
+    mxmoe_activation activation;
+    mxmoe_gate_up_layout layout;
+    float swiglu_alpha; /* default 1.702 */
+    float swiglu_limit; /* default 7.0 */
+    /* The activation's value is rounded to this dtype before it is quantized (SPEC §2: BF16
+     * by default, as vLLM does); F32 skips the extra rounding. */
+    mxmoe_dtype act_dtype;
+    mxmoe_scale_rule rule;
+} mxmoe_act_params;
+
+MXMOE_API mxmoe_act_params mxmoe_act_params_default(void);
+
+/* Fused activation + quantization. h: F32/BF16/F16 [R, 2I] for the *_MUL and SWIGLU variants,
+ * [R, I] for the no-mul ones; out: MXFP4 [R, I], I % 32 == 0. The activation is evaluated in
+ * at least FP32 precision (the reference evaluates it in FP64 and rounds once to act_dtype, so
+ * every backend can reproduce it bit for bit). offsets (I32 [E+1]) is required for swizzled
+ * output scales (placement as mxmoe_experts_quantize) and optional otherwise (NULL = all R rows;
+ * given, only rows below offsets[E] are written). */
+MXMOE_API mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor* h,
+                                              const mxmoe_tensor* offsets,
+                                              const mxmoe_act_params* params, mxmoe_mx_tensor* out);
+
+/* W4A4 grouped GEMM: for each expert e and row r in offsets[e]..offsets[e+1]-1,
+ *   out[r, n] = sum_blocks 2^(sa + sb - 254) * sum_{k in block} a[r, k] * w[e, n, k]  (+ bias[e, n])
+ * accumulated in FP32 in ascending K, rounded once to out's dtype.
+ *   a:    MXFP4 [R, K], linear scales or grouped-swizzled scales (see experts_quantize).
+ *   w:    MXFP4 [E, N, K], linear scales [E, N, K/32] or swizzled per expert
+ *         (U8 [E * mxmoe_swizzled_scale_bytes(N, K)]).
+ *   offsets: I32 [E+1], nondecreasing, offsets[0] = 0, offsets[E] <= R.
+ *   bias: optional F32/BF16/F16 [E, N] (NULL = none).
+ *   out:  F32/BF16/F16 [R, N]; rows at or beyond offsets[E] are left untouched. */
+MXMOE_API mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
+                                          const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
+                                          const mxmoe_tensor* bias, mxmoe_tensor* out);
+
+/* ---------------------------------------------------------------------------------------------
+ * 5. The whole MoE layer
+ */
+
+/* Expert weights (canonical, compressed-tensors style). */
+typedef struct mxmoe_moe_weights {
+    mxmoe_mx_tensor w13;      /* MXFP4 [E, 2I, H]: gate‖up rows (or interleaved, see params) */
+    mxmoe_mx_tensor w2;       /* MXFP4 [E, H, I] */
+    const mxmoe_tensor* b13;  /* optional F32/BF16/F16 [E, 2I] */
+    const mxmoe_tensor* b2;   /* optional F32/BF16/F16 [E, H] */
+} mxmoe_moe_weights;
+
+typedef struct mxmoe_moe_params {
+    int32_t num_experts;     /* local experts E (the weights' first dim) */
+    mxmoe_act_params act;    /* activation, gate/up layout, intermediate dtype, scale rule */
+    /* 0: out[t] = sum_j w[t,j] * expert_j(x[t]).
+     * 1: out[t] = sum_j expert_j(w[t,j] * x[t]) — the weight scales the input copy of each
+     *    (token, slot) pair, rounded to act.act_dtype; the caller's x is never modified. */
+    int32_t router_weight_on_input;
+    const mxmoe_tensor* expert_map; /* optional I32 [E_global] (see mxmoe_plan) */
+} mxmoe_moe_params;
+
+MXMOE_API mxmoe_moe_params mxmoe_moe_params_default(void);
+
+/* Bytes of workspace mxmoe_moe_forward needs for T tokens, top-k k, hidden H, intermediate I. */
+MXMOE_API mxmoe_status mxmoe_moe_workspace_size(mxmoe_ctx* ctx, const mxmoe_moe_params* params,
+                                                int64_t tokens, int32_t top_k, int64_t hidden,
+                                                int64_t intermediate, size_t* bytes);
+
+/* The MoE layer: plan, permute, quantize x, GEMM-1 (+b13) in FP32, fused activation rounded to
+ * act_dtype and requantized, GEMM-2 (+b2) in FP32, un-permute and weighted sum over the k slots
+ * in ascending j in FP32, one rounding to out's dtype. Dropped pairs (id -1, or not on this
+ * device) contribute nothing.
+ *   x: F32/BF16/F16 [T, H]; topk_ids: I32 [T, k]; topk_weights: F32 [T, k];
+ *   out: F32/BF16/F16 [T, H]; workspace: `workspace_bytes` bytes (see mxmoe_moe_workspace_size),
+ *   on the backend's device. No allocation and no host synchronisation on the CUDA backend. */
+MXMOE_API mxmoe_status mxmoe_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                         const mxmoe_tensor* topk_ids,
+                                         const mxmoe_tensor* topk_weights,
+                                         const mxmoe_moe_weights* weights,
+                                         const mxmoe_moe_params* params, void* workspace,
+                                         size_t workspace_bytes, mxmoe_tensor* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MXMOE_H */

@@ -1,0 +1,162 @@
+/*
+ * mx_numerics.h — the MXFP4 numerics of SPEC §2, scalar and exact: E2M1 codes, E8M0 scale
+ * rules, element rounding, decoding. Everything is integer/bit arithmetic on FP32 patterns:
+ * no log2f (off by one below powers of two), no dependence on the FPU's flush-to-zero mode
+ * beyond IEEE multiplication by a power of two.
+ *
+ * This is the oracle's core; optimised backends must reproduce it bit for bit.
+ */
+#ifndef MXMOE_REF_MX_NUMERICS_H
+#define MXMOE_REF_MX_NUMERICS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+#define MXMOE_E8M0_NAN 0xFFu
+
+/* E2M1 code -> value. Bit 3 is the sign; 0x8 is -0. */
+static const float mxmoe_e2m1_value[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,
+                                           4.0f,  6.0f,  -0.0f, -0.5f, -1.0f, -1.5f,
+                                           -2.0f, -3.0f, -4.0f, -6.0f};
+
+/* E2M1 code -> 2 * value, an integer: block dot products are exact in integers. */
+static const int8_t mxmoe_e2m1_doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* 2^e as FP32 for e in [-149, 127], built from bits (2^-127 is the subnormal 0x00400000). */
+static inline float mxmoe_pow2f(int32_t e) {
+    if (e >= -126) {
+        return mxmoe_f32_from_bits((uint32_t)(e + 127) << 23);
+    }
+    return mxmoe_f32_from_bits(1u << (e + 149));
+}
+
+/* E8M0 byte -> FP32 scale (NaN for 0xFF). */
+static inline float mxmoe_e8m0_to_f32(uint8_t b) {
+    return b == MXMOE_E8M0_NAN ? NAN : mxmoe_pow2f((int32_t)b - 127);
+}
+
+static inline int32_t mxmoe_msb_index(uint32_t v) { /* v != 0 */
+    int32_t i = 0;
+    while (v >>= 1) {
+        i++;
+    }
+    return i;
+}
+
+/* floor(log2 v) of a finite positive FP32 given by its bit pattern, subnormals included. */
+static inline int32_t mxmoe_floor_log2_bits(uint32_t abs_bits) {
+    uint32_t field = abs_bits >> 23;
+    if (field != 0) {
+        return (int32_t)field - 127;
+    }
+    return mxmoe_msb_index(abs_bits) - 149;
+}
+
+/* The 23 fraction bits of v normalised to 1.f (subnormals shifted up). */
+static inline uint32_t mxmoe_normalized_fraction(uint32_t abs_bits) {
+    if ((abs_bits >> 23) != 0) {
+        return abs_bits & 0x7fffffu;
+    }
+    return (abs_bits << (23 - mxmoe_msb_index(abs_bits))) & 0x7fffffu;
+}
+
+/* Unclamped scale exponent of a block whose amax (finite, > 0) has bit pattern abs_bits. */
+static inline int32_t mxmoe_scale_exponent_unclamped(uint32_t abs_bits, mxmoe_scale_rule rule) {
+    int32_t e = mxmoe_floor_log2_bits(abs_bits);
+    uint32_t frac = mxmoe_normalized_fraction(abs_bits);
+    switch (rule) {
+    case MXMOE_RULE_FLOOR:
+        return e - 2;
+    case MXMOE_RULE_CEIL: /* ceil(log2 amax) - 2 */
+        return e + (frac != 0) - 2;
+    case MXMOE_RULE_RCEIL: /* smallest s with 6 * 2^s >= amax; 4*2^(e-2) <= amax < 8*2^(e-2) */
+        return e - 2 + (frac > 0x400000u);
+    case MXMOE_RULE_EVEN:
+    default:
+        /* amax rounded (half up) to one mantissa bit moves to the next binade exactly when its
+         * significand is >= 1.75: the 2^21 bit-add of torchao / compressed-tensors. */
+        return e + (frac >= 0x600000u) - 2;
+    }
+}
+
+/* E8M0 scale byte for a block with the given amax bit pattern (sign cleared). NaN/Inf -> 0xFF,
+ * zero -> 0x00. */
+static inline uint8_t mxmoe_scale_byte(uint32_t amax_bits, mxmoe_scale_rule rule) {
+    if (amax_bits >= 0x7f800000u) {
+        return MXMOE_E8M0_NAN;
+    }
+    if (amax_bits == 0) {
+        return 0;
+    }
+    int32_t s = mxmoe_scale_exponent_unclamped(amax_bits, rule);
+    s = s < -127 ? -127 : (s > 127 ? 127 : s);
+    return (uint8_t)(s + 127);
+}
+
+/* Nearest E2M1 magnitude code of |y| (ties to the even code, saturating at 6). */
+static inline uint8_t mxmoe_e2m1_magnitude_code(float a) {
+    if (a <= 0.25f) {
+        return 0;
+    }
+    if (a < 0.75f) {
+        return 1;
+    }
+    if (a <= 1.25f) {
+        return 2;
+    }
+    if (a < 1.75f) {
+        return 3;
+    }
+    if (a <= 2.5f) {
+        return 4;
+    }
+    if (a < 3.5f) {
+        return 5;
+    }
+    if (a <= 5.0f) {
+        return 6;
+    }
+    return 7;
+}
+
+/* Code of element x in a block with scale byte b (b != 0xFF): x * 2^-(b-127) rounded to E2M1,
+ * sign bit = x's sign bit (so -0 and tiny negatives are 0x8). The scaling is exact: the scale
+ * keeps |x| * 2^-s below 8, and values that would underflow round to 0 anyway. */
+static inline uint8_t mxmoe_e2m1_code(float x, uint8_t b) {
+    float y = x * mxmoe_pow2f(127 - (int32_t)b);
+    uint8_t sign = (uint8_t)((mxmoe_f32_bits(x) >> 28) & 0x8u);
+    return (uint8_t)(sign | mxmoe_e2m1_magnitude_code(fabsf(y)));
+}
+
+/* Quantizes one block of 32 FP32 values: writes 16 packed bytes (element 2i low nibble of byte
+ * i) and returns the scale byte. */
+static inline uint8_t mxmoe_quantize_block(const float* x, mxmoe_scale_rule rule, uint8_t* packed) {
+    uint32_t amax_bits = 0;
+    for (int i = 0; i < MXMOE_BLOCK; i++) {
+        uint32_t a = mxmoe_f32_bits(x[i]) & 0x7fffffffu;
+        amax_bits = a > amax_bits ? a : amax_bits; /* NaN/Inf patterns are the largest */
+    }
+    uint8_t b = mxmoe_scale_byte(amax_bits, rule);
+    for (int i = 0; i < MXMOE_BLOCK / 2; i++) {
+        uint8_t lo = 0, hi = 0;
+        if (b != MXMOE_E8M0_NAN) {
+            lo = mxmoe_e2m1_code(x[2 * i], b);
+            hi = mxmoe_e2m1_code(x[2 * i + 1], b);
+        }
+        packed[i] = (uint8_t)(lo | (hi << 4));
+    }
+    return b;
+}
+
+/* Value of element i of a block (exact in FP64; one rounding when stored narrower). */
+static inline double mxmoe_dequantize_element(const uint8_t* packed, uint8_t b, int i) {
+    if (b == MXMOE_E8M0_NAN) {
+        return NAN;
+    }
+    uint8_t code = (uint8_t)((packed[i / 2] >> (4 * (i % 2))) & 0xFu);
+    return (double)mxmoe_e2m1_value[code] * ldexp(1.0, (int)b - 127);
+}
+
+#endif /* MXMOE_REF_MX_NUMERICS_H */
