@@ -13,16 +13,16 @@
 #include "core/validate.h"
 
 /* Every entry point starts here: a NULL context is an error, and the last message is cleared. */
-#define MXMOE_BEGIN(ctx)                                                                         \
-    do {                                                                                         \
-        if ((ctx) == NULL) {                                                                     \
-            return MXMOE_ERR_INVALID_ARGUMENT;                                                   \
-        }                                                                                        \
-        (ctx)->last_error[0] = '\0';                                                             \
+#define MXMOE_BEGIN(ctx)                                                                           \
+    do {                                                                                           \
+        if ((ctx) == NULL) {                                                                       \
+            return MXMOE_ERR_INVALID_ARGUMENT;                                                     \
+        }                                                                                          \
+        (ctx)->last_error[0] = '\0';                                                               \
     } while (0)
 
 #define I32_BIT MXMOE_DTYPE_BIT(MXMOE_I32)
-#define U8_BIT MXMOE_DTYPE_BIT(MXMOE_U8)
+#define U8_BIT  MXMOE_DTYPE_BIT(MXMOE_U8)
 
 static int activation_is_gated(mxmoe_activation a) {
     return a == MXMOE_ACT_SILU_MUL || a == MXMOE_ACT_GELU_TANH_MUL || a == MXMOE_ACT_SWIGLU_OAI;
@@ -108,8 +108,9 @@ static mxmoe_status check_swizzle_args(mxmoe_ctx* ctx, const mxmoe_tensor* linea
     MXMOE_RETURN_IF(need == 0 && linear->dims[0] != 0, ctx, MXMOE_ERR_OVERFLOW,
                     "%s: swizzled size overflows", op);
     MXMOE_RETURN_IF((uint64_t)swizzled->dims[0] < need, ctx, MXMOE_ERR_SHAPE,
-                    "%s holds %lld bytes, the swizzled layout of %lld rows x K=%lld needs %zu", name,
-                    (long long)swizzled->dims[0], (long long)linear->dims[0], (long long)k, need);
+                    "%s holds %lld bytes, the swizzled layout of %lld rows x K=%lld needs %zu",
+                    name, (long long)swizzled->dims[0], (long long)linear->dims[0], (long long)k,
+                    need);
     return MXMOE_OK;
 }
 
@@ -127,7 +128,8 @@ mxmoe_status mxmoe_unswizzle_scales(mxmoe_ctx* ctx, const mxmoe_tensor* swizzled
     return ctx->ops->unswizzle_scales(ctx, swizzled, k, linear);
 }
 
-/* --- 3. routing and planning -------------------------------------------------------------------- */
+/* --- 3. routing and planning --------------------------------------------------------------------
+ */
 
 mxmoe_route_params mxmoe_route_params_default(void) {
     mxmoe_route_params p;
@@ -142,15 +144,14 @@ mxmoe_route_params mxmoe_route_params_default(void) {
     return p;
 }
 
-mxmoe_status mxmoe_route(mxmoe_ctx* ctx, const mxmoe_tensor* logits,
-                         const mxmoe_route_params* p, mxmoe_tensor* topk_ids,
-                         mxmoe_tensor* topk_weights) {
+mxmoe_status mxmoe_route(mxmoe_ctx* ctx, const mxmoe_tensor* logits, const mxmoe_route_params* p,
+                         mxmoe_tensor* topk_ids, mxmoe_tensor* topk_weights) {
     MXMOE_BEGIN(ctx);
     MXMOE_FORWARD(mxmoe_check_tensor(ctx, logits, "route: logits", MXMOE_FLOAT_DTYPES, 2));
     MXMOE_RETURN_IF(p == NULL, ctx, MXMOE_ERR_INVALID_ARGUMENT, "route: params are NULL");
     int64_t T = logits->dims[0], E = logits->dims[1];
-    MXMOE_RETURN_IF(E < 1 || E > INT32_MAX, ctx, MXMOE_ERR_SHAPE,
-                    "route: logits have %lld experts", (long long)E);
+    MXMOE_RETURN_IF(E < 1 || E > INT32_MAX, ctx, MXMOE_ERR_SHAPE, "route: logits have %lld experts",
+                    (long long)E);
     MXMOE_RETURN_IF((unsigned)p->method >= MXMOE_ROUTING_COUNT, ctx, MXMOE_ERR_INVALID_ARGUMENT,
                     "route: method %d is not a mxmoe_routing", (int)p->method);
     MXMOE_RETURN_IF(p->top_k < 1 || p->top_k > E, ctx, MXMOE_ERR_INVALID_ARGUMENT,
@@ -173,8 +174,8 @@ mxmoe_status mxmoe_route(mxmoe_ctx* ctx, const mxmoe_tensor* logits,
         if (p->correction_bias != NULL) {
             MXMOE_FORWARD(mxmoe_check_tensor(ctx, p->correction_bias, "route: correction_bias",
                                              MXMOE_DTYPE_BIT(MXMOE_F32), 1));
-            MXMOE_FORWARD(mxmoe_check_dims(ctx, p->correction_bias, "route: correction_bias", 1,
-                                           &E));
+            MXMOE_FORWARD(
+                mxmoe_check_dims(ctx, p->correction_bias, "route: correction_bias", 1, &E));
         }
     }
     int64_t want[2] = {T, p->top_k};
@@ -273,8 +274,8 @@ mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor* h,
     } else {
         swizzled_min = (int64_t)mxmoe_swizzled_scale_bytes(h->dims[0], inter);
     }
-    MXMOE_FORWARD(mxmoe_check_mx(ctx, out, "act_and_quantize: out", h->dims, 1, inter, 1,
-                                 swizzled_min));
+    MXMOE_FORWARD(
+        mxmoe_check_mx(ctx, out, "act_and_quantize: out", h->dims, 1, inter, 1, swizzled_min));
     return ctx->ops->act_and_quantize(ctx, h, offsets, p, out);
 }
 
@@ -308,7 +309,8 @@ mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const 
     return ctx->ops->grouped_gemm(ctx, a, w, offsets, bias, out);
 }
 
-/* --- 5. the MoE layer --------------------------------------------------------------------------- */
+/* --- 5. the MoE layer ---------------------------------------------------------------------------
+ */
 
 mxmoe_moe_params mxmoe_moe_params_default(void) {
     mxmoe_moe_params p;
@@ -350,7 +352,8 @@ static mxmoe_status check_moe_weights(mxmoe_ctx* ctx, const mxmoe_moe_weights* w
     MXMOE_RETURN_IF(w == NULL, ctx, MXMOE_ERR_INVALID_ARGUMENT, "moe_forward: weights are NULL");
     MXMOE_FORWARD(mxmoe_check_tensor(ctx, &w->w2.packed, "moe_forward: w2.packed", U8_BIT, 3));
     int64_t inter = w->w2.packed.dims[2] * 2;
-    MXMOE_FORWARD(mxmoe_check_k(ctx, inter, "moe_forward: intermediate I (2 x dim 2 of w2.packed)"));
+    MXMOE_FORWARD(
+        mxmoe_check_k(ctx, inter, "moe_forward: intermediate I (2 x dim 2 of w2.packed)"));
     int64_t n13 = gated ? 2 * inter : inter;
     int64_t lead13[2] = {E, n13}, lead2[2] = {E, H};
     int64_t swz13, swz2;
@@ -385,16 +388,16 @@ mxmoe_status mxmoe_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x, const mxmo
     MXMOE_FORWARD(mxmoe_check_dims(ctx, topk_ids, "moe_forward: topk_ids", 1, &T));
     MXMOE_FORWARD(mxmoe_check_tensor(ctx, topk_weights, "moe_forward: topk_weights",
                                      MXMOE_DTYPE_BIT(MXMOE_F32), 2));
-    MXMOE_FORWARD(mxmoe_check_dims(ctx, topk_weights, "moe_forward: topk_weights", 2,
-                                   topk_ids->dims));
+    MXMOE_FORWARD(
+        mxmoe_check_dims(ctx, topk_weights, "moe_forward: topk_weights", 2, topk_ids->dims));
     int64_t inter = 0;
     MXMOE_FORWARD(check_moe_weights(ctx, weights, p->num_experts, H,
                                     activation_is_gated(p->act.activation), &inter));
     MXMOE_FORWARD(mxmoe_check_tensor(ctx, out, "moe_forward: out", MXMOE_FLOAT_DTYPES, 2));
     MXMOE_FORWARD(mxmoe_check_dims(ctx, out, "moe_forward: out", 2, x->dims));
     size_t need;
-    MXMOE_FORWARD(ctx->ops->moe_workspace_size(ctx, p, T, (int32_t)topk_ids->dims[1], H, inter,
-                                               &need));
+    MXMOE_FORWARD(
+        ctx->ops->moe_workspace_size(ctx, p, T, (int32_t)topk_ids->dims[1], H, inter, &need));
     MXMOE_RETURN_IF(workspace == NULL || workspace_bytes < need, ctx, MXMOE_ERR_WORKSPACE,
                     "moe_forward needs %zu bytes of workspace, got %zu%s", need, workspace_bytes,
                     workspace == NULL ? " (NULL pointer)" : "");

@@ -41,17 +41,17 @@ typedef struct mxmoe_backend_ops {
     mxmoe_status (*act_and_quantize)(mxmoe_ctx* ctx, const mxmoe_tensor* h,
                                      const mxmoe_tensor* offsets, const mxmoe_act_params* params,
                                      mxmoe_mx_tensor* out);
-    mxmoe_status (*grouped_gemm)(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
-                                 const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
-                                 const mxmoe_tensor* bias, mxmoe_tensor* out);
+    mxmoe_status (*grouped_gemm)(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const mxmoe_mx_tensor* w,
+                                 const mxmoe_tensor* offsets, const mxmoe_tensor* bias,
+                                 mxmoe_tensor* out);
     /* Workspace bytes for moe_forward; the backend owns its workspace layout. */
     mxmoe_status (*moe_workspace_size)(mxmoe_ctx* ctx, const mxmoe_moe_params* params,
                                        int64_t tokens, int32_t top_k, int64_t hidden,
                                        int64_t intermediate, size_t* bytes);
-    mxmoe_status (*moe_forward)(mxmoe_ctx* ctx, const mxmoe_tensor* x,
-                                const mxmoe_tensor* topk_ids, const mxmoe_tensor* topk_weights,
-                                const mxmoe_moe_weights* weights, const mxmoe_moe_params* params,
-                                void* workspace, size_t workspace_bytes, mxmoe_tensor* out);
+    mxmoe_status (*moe_forward)(mxmoe_ctx* ctx, const mxmoe_tensor* x, const mxmoe_tensor* topk_ids,
+                                const mxmoe_tensor* topk_weights, const mxmoe_moe_weights* weights,
+                                const mxmoe_moe_params* params, void* workspace,
+                                size_t workspace_bytes, mxmoe_tensor* out);
 } mxmoe_backend_ops;
 
 extern const mxmoe_backend_ops mxmoe_cpu_backend;

@@ -49,8 +49,7 @@ mxmoe_ctx_params mxmoe_ctx_params_default(void) {
 }
 
 /* Resolves AUTO (and MXMOE_BACKEND) to a concrete backend. */
-static mxmoe_status choose_backend(mxmoe_ctx* ctx, mxmoe_backend requested,
-                                   mxmoe_backend* chosen) {
+static mxmoe_status choose_backend(mxmoe_ctx* ctx, mxmoe_backend requested, mxmoe_backend* chosen) {
     if (requested == MXMOE_BACKEND_AUTO) {
         const char* env = getenv("MXMOE_BACKEND");
         if (env != NULL && env[0] != '\0' && strcmp(env, "auto") != 0) {
@@ -65,8 +64,8 @@ static mxmoe_status choose_backend(mxmoe_ctx* ctx, mxmoe_backend requested,
         }
     }
     if (requested == MXMOE_BACKEND_AUTO) {
-        *chosen = mxmoe_backend_available(MXMOE_BACKEND_CUDA) ? MXMOE_BACKEND_CUDA
-                                                              : MXMOE_BACKEND_CPU;
+        *chosen =
+            mxmoe_backend_available(MXMOE_BACKEND_CUDA) ? MXMOE_BACKEND_CUDA : MXMOE_BACKEND_CPU;
         return MXMOE_OK;
     }
     MXMOE_RETURN_IF(!mxmoe_backend_available(requested), ctx, MXMOE_ERR_UNSUPPORTED,
@@ -86,8 +85,8 @@ mxmoe_status mxmoe_ctx_init(mxmoe_ctx** out, const mxmoe_ctx_params* params) {
     mxmoe_ctx probe;
     memset(&probe, 0, sizeof probe);
     probe.params = p;
-    MXMOE_RETURN_IF((unsigned)p.backend >= MXMOE_BACKEND_COUNT, &probe,
-                    MXMOE_ERR_INVALID_ARGUMENT, "backend %d is not a mxmoe_backend", (int)p.backend);
+    MXMOE_RETURN_IF((unsigned)p.backend >= MXMOE_BACKEND_COUNT, &probe, MXMOE_ERR_INVALID_ARGUMENT,
+                    "backend %d is not a mxmoe_backend", (int)p.backend);
     MXMOE_RETURN_IF(p.num_threads < 0, &probe, MXMOE_ERR_INVALID_ARGUMENT,
                     "num_threads %d is negative", (int)p.num_threads);
     MXMOE_RETURN_IF(p.cuda_device < 0, &probe, MXMOE_ERR_INVALID_ARGUMENT,

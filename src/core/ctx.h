@@ -34,20 +34,20 @@ mxmoe_status mxmoe_fail(mxmoe_ctx* ctx, mxmoe_status status, const char* fmt, ..
 void mxmoe_log(mxmoe_ctx* ctx, mxmoe_log_level level, const char* fmt, ...) MXMOE_PRINTF(3, 4);
 
 /* Returns early from the calling function with the status of `expr` if it is not MXMOE_OK. */
-#define MXMOE_FORWARD(expr)                                                                      \
-    do {                                                                                         \
-        mxmoe_status forward_status_ = (expr);                                                   \
-        if (forward_status_ != MXMOE_OK) {                                                       \
-            return forward_status_;                                                              \
-        }                                                                                        \
+#define MXMOE_FORWARD(expr)                                                                        \
+    do {                                                                                           \
+        mxmoe_status forward_status_ = (expr);                                                     \
+        if (forward_status_ != MXMOE_OK) {                                                         \
+            return forward_status_;                                                                \
+        }                                                                                          \
     } while (0)
 
 /* Returns mxmoe_fail(ctx, status, ...) from the calling function when `cond` holds. */
-#define MXMOE_RETURN_IF(cond, ctx, status, ...)                                                  \
-    do {                                                                                         \
-        if (cond) {                                                                              \
-            return mxmoe_fail((ctx), (status), __VA_ARGS__);                                     \
-        }                                                                                        \
+#define MXMOE_RETURN_IF(cond, ctx, status, ...)                                                    \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            return mxmoe_fail((ctx), (status), __VA_ARGS__);                                       \
+        }                                                                                          \
     } while (0)
 
 #endif /* MXMOE_CORE_CTX_H */

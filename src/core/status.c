@@ -7,7 +7,7 @@
 #include "core/ctx.h"
 
 #define MXMOE_STR2(x) #x
-#define MXMOE_STR(x) MXMOE_STR2(x)
+#define MXMOE_STR(x)  MXMOE_STR2(x)
 
 unsigned mxmoe_version_number(void) {
     return MXMOE_VERSION_NUMBER;

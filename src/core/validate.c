@@ -4,8 +4,8 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "core/validate.h"
 #include "core/tensor.h"
+#include "core/validate.h"
 
 static const char* dtype_list(unsigned mask, char* buf, size_t size) {
     size_t used = 0;
@@ -100,9 +100,9 @@ mxmoe_status mxmoe_check_mx(mxmoe_ctx* ctx, const mxmoe_mx_tensor* t, const char
         MXMOE_RETURN_IF(!allow_swizzled, ctx, MXMOE_ERR_UNSUPPORTED,
                         "%s: this operation takes linear scales only", what);
         MXMOE_FORWARD(mxmoe_check_tensor(ctx, &t->scales, what, MXMOE_DTYPE_BIT(MXMOE_U8), 1));
-        MXMOE_RETURN_IF(swizzled_min >= 0 && t->scales.dims[0] < swizzled_min, ctx,
-                        MXMOE_ERR_SHAPE, "%s holds %lld bytes, the swizzled layout needs %lld",
-                        what, (long long)t->scales.dims[0], (long long)swizzled_min);
+        MXMOE_RETURN_IF(swizzled_min >= 0 && t->scales.dims[0] < swizzled_min, ctx, MXMOE_ERR_SHAPE,
+                        "%s holds %lld bytes, the swizzled layout needs %lld", what,
+                        (long long)t->scales.dims[0], (long long)swizzled_min);
         return MXMOE_OK;
     default:
         return mxmoe_fail(ctx, MXMOE_ERR_INVALID_ARGUMENT, "%s has an invalid scale layout %d",

@@ -11,7 +11,8 @@
 #include "core/ctx.h"
 
 #define MXMOE_DTYPE_BIT(d) (1u << (d))
-#define MXMOE_FLOAT_DTYPES (MXMOE_DTYPE_BIT(MXMOE_F32) | MXMOE_DTYPE_BIT(MXMOE_BF16) | MXMOE_DTYPE_BIT(MXMOE_F16))
+#define MXMOE_FLOAT_DTYPES                                                                         \
+    (MXMOE_DTYPE_BIT(MXMOE_F32) | MXMOE_DTYPE_BIT(MXMOE_BF16) | MXMOE_DTYPE_BIT(MXMOE_F16))
 #define MXMOE_ANY_RANK (-1)
 
 /* Checks a descriptor: non-NULL, rank (exact, or 1..MAX_DIMS for MXMOE_ANY_RANK), dims >= 0,

@@ -66,8 +66,8 @@ static float activation_rounded(const mxmoe_tensor* h, int64_t r, int64_t i, int
 }
 
 mxmoe_status mxmoe_act_and_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* h,
-                                        const mxmoe_tensor* offsets_t,
-                                        const mxmoe_act_params* p, mxmoe_mx_tensor* out) {
+                                        const mxmoe_tensor* offsets_t, const mxmoe_act_params* p,
+                                        mxmoe_mx_tensor* out) {
     int64_t rows = h->dims[0];
     int64_t cols = out->packed.dims[1] * 2; /* I */
     const int32_t* offsets = NULL;

@@ -24,8 +24,8 @@ size_t mxmoe_gemm_ref_scratch_bytes(int64_t k) {
 /* Doubled E2M1 integers of one packed row of k elements. */
 static void decode_row(const uint8_t* packed, int64_t k, int8_t* dst) {
     for (int64_t i = 0; i < k / 2; i++) {
-        dst[2 * i] = mxmoe_e2m1_doubled[packed[i] & 0xF];
-        dst[2 * i + 1] = mxmoe_e2m1_doubled[packed[i] >> 4];
+        dst[2 * i] = (int8_t)mxmoe_e2m1_doubled(packed[i] & 0xFu);
+        dst[2 * i + 1] = (int8_t)mxmoe_e2m1_doubled(packed[i] >> 4u);
     }
 }
 
@@ -44,7 +44,8 @@ static uint8_t weight_scale(const mxmoe_mx_tensor* w, int64_t e, int64_t n, int6
     if (w->scale_layout == MXMOE_SCALES_LINEAR) {
         return s[(e * N + n) * (k / 32) + j];
     }
-    return s[(int64_t)e * (int64_t)mxmoe_swizzled_scale_bytes(N, k) + mxmoe_swizzled_offset(n, j, k)];
+    return s[(int64_t)e * (int64_t)mxmoe_swizzled_scale_bytes(N, k) +
+             mxmoe_swizzled_offset(n, j, k)];
 }
 
 void mxmoe_grouped_gemm_ref_core(const mxmoe_mx_tensor* a, const mxmoe_mx_tensor* w,
@@ -66,18 +67,16 @@ void mxmoe_grouped_gemm_ref_core(const mxmoe_mx_tensor* a, const mxmoe_mx_tensor
             }
             for (int64_t n = 0; n < N; n++) {
                 decode_row(w_packed + (e * N + n) * (k / 2), k, w_row);
-                float b = bias != NULL ? mxmoe_load_float(bias->data, bias->dtype, e * N + n) : 0.0f;
+                float b =
+                    bias != NULL ? mxmoe_load_float(bias->data, bias->dtype, e * N + n) : 0.0f;
                 for (int64_t r = 0; r < rows; r++) {
                     float acc = 0.0f;
                     for (int64_t j = 0; j < kb; j++) {
-                        uint8_t sa = a_scales[mxmoe_activation_scale_offset(
-                            a, r0 + r, j, k, offsets, num_experts)];
+                        uint8_t sa = a_scales[mxmoe_activation_scale_offset(a, r0 + r, j, k,
+                                                                            offsets, num_experts)];
                         uint8_t sb = weight_scale(w, e, n, j, N, k);
                         int32_t isum = block_dot(a_rows + r * k + j * 32, w_row + j * 32);
-                        float term = (sa == MXMOE_E8M0_NAN || sb == MXMOE_E8M0_NAN)
-                                         ? NAN
-                                         : ldexpf((float)isum, (int)sa + (int)sb - 256);
-                        acc += term;
+                        acc += mxmoe_block_term(isum, sa, sb);
                     }
                     if (bias != NULL) {
                         acc += b;

@@ -36,12 +36,12 @@ static int layout_workspace(int64_t experts, int64_t pairs, int64_t hidden, int6
     }
     ph2 = ph / 2, ph32 = ph / 32, pi2 = pi / 2, pi32 = pi / 32;
     int64_t k_max = hidden > inter ? hidden : inter;
-    int ok = add_region(&c, &L->counts, experts, 4) && add_region(&c, &L->offsets, experts + 1, 4) &&
-             add_region(&c, &L->sorted, pairs, 4) && add_region(&c, &L->row_of, pairs, 4) &&
-             add_region(&c, &L->x_rows, ph, 4) && add_region(&c, &L->a1_packed, ph2, 1) &&
-             add_region(&c, &L->a1_scales, ph32, 1) && add_region(&c, &L->h1, pn13, 4) &&
-             add_region(&c, &L->a2_packed, pi2, 1) && add_region(&c, &L->a2_scales, pi32, 1) &&
-             add_region(&c, &L->c3, ph, 4) &&
+    int ok = add_region(&c, &L->counts, experts, 4) &&
+             add_region(&c, &L->offsets, experts + 1, 4) && add_region(&c, &L->sorted, pairs, 4) &&
+             add_region(&c, &L->row_of, pairs, 4) && add_region(&c, &L->x_rows, ph, 4) &&
+             add_region(&c, &L->a1_packed, ph2, 1) && add_region(&c, &L->a1_scales, ph32, 1) &&
+             add_region(&c, &L->h1, pn13, 4) && add_region(&c, &L->a2_packed, pi2, 1) &&
+             add_region(&c, &L->a2_scales, pi32, 1) && add_region(&c, &L->c3, ph, 4) &&
              add_region(&c, &L->scratch, (int64_t)mxmoe_gemm_ref_scratch_bytes(k_max), 1);
     L->total = c;
     return ok;
@@ -57,13 +57,13 @@ mxmoe_status mxmoe_moe_workspace_size_ref(mxmoe_ctx* ctx, const mxmoe_moe_params
     int64_t pairs;
     moe_workspace_layout L;
     int64_t n13 = activation_is_gated(params->act.activation) ? 2 * intermediate : intermediate;
-    MXMOE_RETURN_IF(!mxmoe_mul_i64(tokens, top_k, &pairs) ||
-                        !layout_workspace(params->num_experts, pairs, hidden, n13, intermediate,
-                                          &L),
-                    ctx, MXMOE_ERR_OVERFLOW,
-                    "moe workspace for %lld tokens x top-%d, hidden %lld, intermediate %lld "
-                    "overflows size_t",
-                    (long long)tokens, (int)top_k, (long long)hidden, (long long)intermediate);
+    MXMOE_RETURN_IF(
+        !mxmoe_mul_i64(tokens, top_k, &pairs) ||
+            !layout_workspace(params->num_experts, pairs, hidden, n13, intermediate, &L),
+        ctx, MXMOE_ERR_OVERFLOW,
+        "moe workspace for %lld tokens x top-%d, hidden %lld, intermediate %lld "
+        "overflows size_t",
+        (long long)tokens, (int)top_k, (long long)hidden, (long long)intermediate);
     *bytes = L.total;
     return MXMOE_OK;
 }
@@ -116,8 +116,7 @@ mxmoe_status mxmoe_moe_forward_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
         }
     }
     mxmoe_mx_tensor a1 = {tensor2(ws + L.a1_packed, MXMOE_U8, pairs, H / 2),
-                          tensor2(ws + L.a1_scales, MXMOE_U8, pairs, H / 32),
-                          MXMOE_SCALES_LINEAR};
+                          tensor2(ws + L.a1_scales, MXMOE_U8, pairs, H / 32), MXMOE_SCALES_LINEAR};
     for (int64_t r = 0; r < rows; r++) {
         mxmoe_quantize_row_ref(x_rows, MXMOE_F32, r, H, p->act.rule, NULL, 0, &a1);
     }
@@ -127,8 +126,7 @@ mxmoe_status mxmoe_moe_forward_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     mxmoe_tensor h1 = tensor2(ws + L.h1, MXMOE_F32, pairs, n13);
     mxmoe_grouped_gemm_ref_core(&a1, &wt->w13, offsets, E, wt->b13, &h1, scratch);
     mxmoe_mx_tensor a2 = {tensor2(ws + L.a2_packed, MXMOE_U8, pairs, I / 2),
-                          tensor2(ws + L.a2_scales, MXMOE_U8, pairs, I / 32),
-                          MXMOE_SCALES_LINEAR};
+                          tensor2(ws + L.a2_scales, MXMOE_U8, pairs, I / 32), MXMOE_SCALES_LINEAR};
     MXMOE_FORWARD(mxmoe_act_and_quantize_ref(ctx, &h1, &offsets_t, &p->act, &a2));
     mxmoe_tensor c3_t = tensor2(ws + L.c3, MXMOE_F32, pairs, H);
     mxmoe_grouped_gemm_ref_core(&a2, &wt->w2, offsets, E, wt->b2, &c3_t, scratch);
@@ -143,7 +141,8 @@ mxmoe_status mxmoe_moe_forward_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                 if (r < 0) {
                     continue;
                 }
-                acc += p->router_weight_on_input ? c3[r * H + h] : weights[t * k + j] * c3[r * H + h];
+                acc +=
+                    p->router_weight_on_input ? c3[r * H + h] : weights[t * k + j] * c3[r * H + h];
             }
             mxmoe_store_float(out->data, out->dtype, t * H + h, acc);
         }

@@ -16,16 +16,24 @@
 
 #define MXMOE_E8M0_NAN 0xFFu
 
-/* E2M1 code -> value. Bit 3 is the sign; 0x8 is -0. */
-static const float mxmoe_e2m1_value[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,
-                                           4.0f,  6.0f,  -0.0f, -0.5f, -1.0f, -1.5f,
-                                           -2.0f, -3.0f, -4.0f, -6.0f};
+/* E2M1 code -> 2 * value, an integer in [-12, 12]: block dot products are exact in integers.
+ * Magnitudes 0..7 map to {0, 1, 2, 3, 4, 6, 8, 12}; bit 3 is the sign (0x8 is -0). */
+static inline MXMOE_HD int32_t mxmoe_e2m1_doubled(uint32_t code) {
+    int32_t m = (int32_t)(code & 7u);
+    int32_t mag = m < 4 ? m : (2 + (m & 1)) << ((m >> 1) - 1);
+    return (code & 8u) ? -mag : mag;
+}
 
-/* E2M1 code -> 2 * value, an integer: block dot products are exact in integers. */
-static const int8_t mxmoe_e2m1_doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+/* 2^e as FP64 for e in [-1022, 1023], built from bits. */
+static inline MXMOE_HD double mxmoe_pow2d(int32_t e) {
+    uint64_t u = (uint64_t)(e + 1023) << 52;
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
 
 /* 2^e as FP32 for e in [-149, 127], built from bits (2^-127 is the subnormal 0x00400000). */
-static inline float mxmoe_pow2f(int32_t e) {
+static inline MXMOE_HD float mxmoe_pow2f(int32_t e) {
     if (e >= -126) {
         return mxmoe_f32_from_bits((uint32_t)(e + 127) << 23);
     }
@@ -33,11 +41,11 @@ static inline float mxmoe_pow2f(int32_t e) {
 }
 
 /* E8M0 byte -> FP32 scale (NaN for 0xFF). */
-static inline float mxmoe_e8m0_to_f32(uint8_t b) {
+static inline MXMOE_HD float mxmoe_e8m0_to_f32(uint8_t b) {
     return b == MXMOE_E8M0_NAN ? NAN : mxmoe_pow2f((int32_t)b - 127);
 }
 
-static inline int32_t mxmoe_msb_index(uint32_t v) { /* v != 0 */
+static inline MXMOE_HD int32_t mxmoe_msb_index(uint32_t v) { /* v != 0 */
     int32_t i = 0;
     while (v >>= 1) {
         i++;
@@ -46,7 +54,7 @@ static inline int32_t mxmoe_msb_index(uint32_t v) { /* v != 0 */
 }
 
 /* floor(log2 v) of a finite positive FP32 given by its bit pattern, subnormals included. */
-static inline int32_t mxmoe_floor_log2_bits(uint32_t abs_bits) {
+static inline MXMOE_HD int32_t mxmoe_floor_log2_bits(uint32_t abs_bits) {
     uint32_t field = abs_bits >> 23;
     if (field != 0) {
         return (int32_t)field - 127;
@@ -55,7 +63,7 @@ static inline int32_t mxmoe_floor_log2_bits(uint32_t abs_bits) {
 }
 
 /* The 23 fraction bits of v normalised to 1.f (subnormals shifted up). */
-static inline uint32_t mxmoe_normalized_fraction(uint32_t abs_bits) {
+static inline MXMOE_HD uint32_t mxmoe_normalized_fraction(uint32_t abs_bits) {
     if ((abs_bits >> 23) != 0) {
         return abs_bits & 0x7fffffu;
     }
@@ -63,7 +71,8 @@ static inline uint32_t mxmoe_normalized_fraction(uint32_t abs_bits) {
 }
 
 /* Unclamped scale exponent of a block whose amax (finite, > 0) has bit pattern abs_bits. */
-static inline int32_t mxmoe_scale_exponent_unclamped(uint32_t abs_bits, mxmoe_scale_rule rule) {
+static inline MXMOE_HD int32_t mxmoe_scale_exponent_unclamped(uint32_t abs_bits,
+                                                              mxmoe_scale_rule rule) {
     int32_t e = mxmoe_floor_log2_bits(abs_bits);
     uint32_t frac = mxmoe_normalized_fraction(abs_bits);
     switch (rule) {
@@ -83,7 +92,7 @@ static inline int32_t mxmoe_scale_exponent_unclamped(uint32_t abs_bits, mxmoe_sc
 
 /* E8M0 scale byte for a block with the given amax bit pattern (sign cleared). NaN/Inf -> 0xFF,
  * zero -> 0x00. */
-static inline uint8_t mxmoe_scale_byte(uint32_t amax_bits, mxmoe_scale_rule rule) {
+static inline MXMOE_HD uint8_t mxmoe_scale_byte(uint32_t amax_bits, mxmoe_scale_rule rule) {
     if (amax_bits >= 0x7f800000u) {
         return MXMOE_E8M0_NAN;
     }
@@ -96,7 +105,7 @@ static inline uint8_t mxmoe_scale_byte(uint32_t amax_bits, mxmoe_scale_rule rule
 }
 
 /* Nearest E2M1 magnitude code of |y| (ties to the even code, saturating at 6). */
-static inline uint8_t mxmoe_e2m1_magnitude_code(float a) {
+static inline MXMOE_HD uint8_t mxmoe_e2m1_magnitude_code(float a) {
     if (a <= 0.25f) {
         return 0;
     }
@@ -124,7 +133,7 @@ static inline uint8_t mxmoe_e2m1_magnitude_code(float a) {
 /* Code of element x in a block with scale byte b (b != 0xFF): x * 2^-(b-127) rounded to E2M1,
  * sign bit = x's sign bit (so -0 and tiny negatives are 0x8). The scaling is exact: the scale
  * keeps |x| * 2^-s below 8, and values that would underflow round to 0 anyway. */
-static inline uint8_t mxmoe_e2m1_code(float x, uint8_t b) {
+static inline MXMOE_HD uint8_t mxmoe_e2m1_code(float x, uint8_t b) {
     float y = x * mxmoe_pow2f(127 - (int32_t)b);
     uint8_t sign = (uint8_t)((mxmoe_f32_bits(x) >> 28) & 0x8u);
     return (uint8_t)(sign | mxmoe_e2m1_magnitude_code(fabsf(y)));
@@ -132,7 +141,8 @@ static inline uint8_t mxmoe_e2m1_code(float x, uint8_t b) {
 
 /* Quantizes one block of 32 FP32 values: writes 16 packed bytes (element 2i low nibble of byte
  * i) and returns the scale byte. */
-static inline uint8_t mxmoe_quantize_block(const float* x, mxmoe_scale_rule rule, uint8_t* packed) {
+static inline MXMOE_HD uint8_t mxmoe_quantize_block(const float* x, mxmoe_scale_rule rule,
+                                                    uint8_t* packed) {
     uint32_t amax_bits = 0;
     for (int i = 0; i < MXMOE_BLOCK; i++) {
         uint32_t a = mxmoe_f32_bits(x[i]) & 0x7fffffffu;
@@ -151,12 +161,24 @@ static inline uint8_t mxmoe_quantize_block(const float* x, mxmoe_scale_rule rule
 }
 
 /* Value of element i of a block (exact in FP64; one rounding when stored narrower). */
-static inline double mxmoe_dequantize_element(const uint8_t* packed, uint8_t b, int i) {
+static inline MXMOE_HD double mxmoe_dequantize_element(const uint8_t* packed, uint8_t b, int i) {
     if (b == MXMOE_E8M0_NAN) {
         return NAN;
     }
-    uint8_t code = (uint8_t)((packed[i / 2] >> (4 * (i % 2))) & 0xFu);
-    return (double)mxmoe_e2m1_value[code] * ldexp(1.0, (int)b - 127);
+    uint32_t code = (packed[i / 2] >> (4 * (i % 2))) & 0xFu;
+    double magnitude = 0.5 * (double)mxmoe_e2m1_doubled(code & 7u);
+    double value = (code & 8u) ? -magnitude : magnitude; /* code 0x8 is -0 */
+    return value * mxmoe_pow2d((int32_t)b - 127);
+}
+
+/* The FP32 value of one block's dot product: isum (the integer dot product of doubled E2M1
+ * codes) * 2^(sa - 127) * 2^(sb - 127) / 4, rounded once to FP32 (exact unless it under- or
+ * overflows FP32). NaN if either scale is 0xFF. */
+static inline MXMOE_HD float mxmoe_block_term(int32_t isum, uint32_t sa, uint32_t sb) {
+    if (sa == MXMOE_E8M0_NAN || sb == MXMOE_E8M0_NAN) {
+        return NAN;
+    }
+    return (float)((double)isum * mxmoe_pow2d((int32_t)sa + (int32_t)sb - 256));
 }
 
 #endif /* MXMOE_REF_MX_NUMERICS_H */

@@ -26,8 +26,8 @@ mxmoe_status mxmoe_plan_ref(mxmoe_ctx* ctx, const mxmoe_tensor* topk_ids,
     if (map != NULL) {
         for (int64_t g = 0; g < id_limit; g++) {
             MXMOE_RETURN_IF(map[g] < -1 || map[g] >= num_experts, ctx, MXMOE_ERR_OUT_OF_RANGE,
-                            "expert_map[%lld] = %d is outside [-1, %d)", (long long)g,
-                            (int)map[g], (int)num_experts);
+                            "expert_map[%lld] = %d is outside [-1, %d)", (long long)g, (int)map[g],
+                            (int)num_experts);
         }
     }
     int64_t k = topk_ids->dims[1];

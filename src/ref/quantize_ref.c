@@ -59,8 +59,8 @@ mxmoe_status mxmoe_check_offsets_ref(mxmoe_ctx* ctx, const int32_t* offsets, int
                     (int)offsets[0]);
     for (int64_t e = 0; e < num_experts; e++) {
         MXMOE_RETURN_IF(offsets[e + 1] < offsets[e], ctx, MXMOE_ERR_OUT_OF_RANGE,
-                        "offsets decrease at expert %lld (%d -> %d)", (long long)e,
-                        (int)offsets[e], (int)offsets[e + 1]);
+                        "offsets decrease at expert %lld (%d -> %d)", (long long)e, (int)offsets[e],
+                        (int)offsets[e + 1]);
     }
     MXMOE_RETURN_IF(offsets[num_experts] > rows, ctx, MXMOE_ERR_OUT_OF_RANGE,
                     "offsets[%lld] = %d exceeds the %lld rows", (long long)num_experts,
@@ -90,8 +90,8 @@ mxmoe_status mxmoe_dequantize_ref(mxmoe_ctx* ctx, const mxmoe_mx_tensor* in, mxm
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t i = 0; i < k; i++) {
             uint8_t b = scales[r * (k / 32) + i / 32];
-            double v = mxmoe_dequantize_element(packed + r * (k / 2) + (i / 32) * 16, b,
-                                                (int)(i % 32));
+            double v =
+                mxmoe_dequantize_element(packed + r * (k / 2) + (i / 32) * 16, b, (int)(i % 32));
             /* v has at most 2 significant bits: (float)v is exact or overflows to infinity,
              * so storing it narrower rounds only once. */
             mxmoe_store_float(out->data, out->dtype, r * k + i, (float)v);
@@ -102,8 +102,7 @@ mxmoe_status mxmoe_dequantize_ref(mxmoe_ctx* ctx, const mxmoe_mx_tensor* in, mxm
 
 /* --- GGUF block_mxfp4 ---------------------------------------------------------------------- */
 
-mxmoe_status mxmoe_gguf_from_mx_ref(mxmoe_ctx* ctx, const mxmoe_mx_tensor* in,
-                                    mxmoe_tensor* gguf) {
+mxmoe_status mxmoe_gguf_from_mx_ref(mxmoe_ctx* ctx, const mxmoe_mx_tensor* in, mxmoe_tensor* gguf) {
     (void)ctx;
     int64_t blocks = mxmoe_tensor_numel(&in->scales);
     const uint8_t* packed = (const uint8_t*)in->packed.data;
@@ -174,7 +173,8 @@ mxmoe_status mxmoe_unswizzle_scales_ref(mxmoe_ctx* ctx, const mxmoe_tensor* swiz
     return MXMOE_OK;
 }
 
-/* --- grouped ----------------------------------------------------------------------------------- */
+/* --- grouped -----------------------------------------------------------------------------------
+ */
 
 mxmoe_status mxmoe_experts_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                         const mxmoe_tensor* offsets_t, mxmoe_scale_rule rule,

@@ -31,8 +31,8 @@ mxmoe_status mxmoe_experts_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                         const mxmoe_tensor* offsets, mxmoe_scale_rule rule,
                                         mxmoe_mx_tensor* out);
 mxmoe_status mxmoe_act_and_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* h,
-                                        const mxmoe_tensor* offsets,
-                                        const mxmoe_act_params* params, mxmoe_mx_tensor* out);
+                                        const mxmoe_tensor* offsets, const mxmoe_act_params* params,
+                                        mxmoe_mx_tensor* out);
 mxmoe_status mxmoe_grouped_gemm_ref(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
                                     const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
                                     const mxmoe_tensor* bias, mxmoe_tensor* out);
@@ -41,9 +41,8 @@ mxmoe_status mxmoe_moe_workspace_size_ref(mxmoe_ctx* ctx, const mxmoe_moe_params
                                           int64_t intermediate, size_t* bytes);
 mxmoe_status mxmoe_moe_forward_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                    const mxmoe_tensor* topk_ids, const mxmoe_tensor* topk_weights,
-                                   const mxmoe_moe_weights* weights,
-                                   const mxmoe_moe_params* params, void* workspace,
-                                   size_t workspace_bytes, mxmoe_tensor* out);
+                                   const mxmoe_moe_weights* weights, const mxmoe_moe_params* params,
+                                   void* workspace, size_t workspace_bytes, mxmoe_tensor* out);
 
 /* --- helpers shared by the reference kernels ---------------------------------------------- */
 

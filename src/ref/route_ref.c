@@ -13,11 +13,11 @@
 
 /* Scratch for one token, sized for E experts in G groups. */
 typedef struct route_scratch {
-    double* logit;       /* [E] */
-    double* sig;         /* [E] sigmoid scores */
-    double* biased;      /* [E] selection scores */
-    double* group_score; /* [G] */
-    double* weight;      /* [k] */
+    double* logit;          /* [E] */
+    double* sig;            /* [E] sigmoid scores */
+    double* biased;         /* [E] selection scores */
+    double* group_score;    /* [G] */
+    double* weight;         /* [k] */
     unsigned char* allowed; /* [E] experts inside the kept groups */
     unsigned char* taken;   /* [max(E, G)] */
     int32_t* kept_groups;   /* [G] */
@@ -25,8 +25,8 @@ typedef struct route_scratch {
 
 /* Writes to `chosen` the k best of `count` candidates, best first: highest score, ties to the
  * lower index; candidates with allowed[i] == 0 are skipped (allowed may be NULL). */
-static void select_top(const double* score, const unsigned char* allowed, int64_t count,
-                       int32_t k, unsigned char* taken, int32_t* chosen) {
+static void select_top(const double* score, const unsigned char* allowed, int64_t count, int32_t k,
+                       unsigned char* taken, int32_t* chosen) {
     for (int64_t i = 0; i < count; i++) {
         taken[i] = 0;
     }
