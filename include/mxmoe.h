@@ -11,6 +11,9 @@
  *   - Every fallible call returns `mxmoe_status`. On any error the call writes nothing to its
  *     outputs, and `mxmoe_ctx_last_error(ctx)` holds a readable message. The library never
  *     prints (unless a log callback is set), never exits, never aborts on bad input.
+ *     On the CUDA backend calls are asynchronous: what only the data can tell (expert ids out of
+ *     range, invalid offsets) is found on the device, the offending items are skipped, never
+ *     followed, and mxmoe_ctx_synchronize reports it.
  *   - A context is used by one thread at a time. Distinct contexts are independent.
  *   - Pointers in tensors live where the context's backend computes: host memory for the CPU
  *     backend, device memory for the CUDA backend (`device` field says which).
@@ -164,7 +167,8 @@ typedef enum mxmoe_log_level {
 typedef void (*mxmoe_log_fn)(mxmoe_log_level level, const char* message, void* user_data);
 
 typedef struct mxmoe_ctx_params {
-    /* AUTO honours the environment variable MXMOE_BACKEND=cpu|cuda; an explicit value wins. */
+    /* AUTO honours the environment variable MXMOE_BACKEND=auto|cpu|cuda (any other value makes
+     * mxmoe_ctx_init fail with INVALID_ARGUMENT); an explicit value here wins. */
     mxmoe_backend backend;
     int32_t num_threads; /* CPU threads; 0 = all cores */
     int32_t cuda_device; /* CUDA device ordinal */
@@ -178,22 +182,49 @@ typedef struct mxmoe_ctx mxmoe_ctx;
 
 MXMOE_API mxmoe_ctx_params mxmoe_ctx_params_default(void);
 /* Creates a context. Fails with UNSUPPORTED if the requested backend is not built or has no
- * usable device; `*out` is then NULL. */
+ * usable device. On any failure `*out` is set to NULL. */
 MXMOE_API mxmoe_status mxmoe_ctx_init(mxmoe_ctx** out, const mxmoe_ctx_params* params);
 MXMOE_API void mxmoe_ctx_free(mxmoe_ctx* ctx); /* NULL is a no-op */
 MXMOE_API mxmoe_backend mxmoe_ctx_backend(const mxmoe_ctx* ctx);
 /* One line describing the backend in use (e.g. "cpu (scalar reference)"). */
 MXMOE_API const char* mxmoe_ctx_backend_detail(const mxmoe_ctx* ctx);
-/* The message of the last failed call on this context ("" if none). Valid until the next call. */
+/* The message of the most recent call on this context: "" if it succeeded (every call resets
+ * it). Valid until the next call. */
 MXMOE_API const char* mxmoe_ctx_last_error(const mxmoe_ctx* ctx);
 /* Changes the CUDA stream later calls are issued on (ignored by the CPU backend). */
 MXMOE_API mxmoe_status mxmoe_ctx_set_stream(mxmoe_ctx* ctx, void* cuda_stream);
-/* Waits for all work issued on the context's stream (no-op on the CPU). */
+/* Waits for all work issued on the context's stream (no-op on the CPU). On the CUDA backend it
+ * also reports, as OUT_OF_RANGE, bad data the device skipped since the last synchronize. */
 MXMOE_API mxmoe_status mxmoe_ctx_synchronize(mxmoe_ctx* ctx);
+
+/* Memory where the context's backend computes (host memory for the CPU backend, device memory
+ * for CUDA), for callers and tools that hold no CUDA headers. */
+MXMOE_API mxmoe_status mxmoe_malloc(mxmoe_ctx* ctx, size_t bytes, void** ptr);
+MXMOE_API void mxmoe_free(mxmoe_ctx* ctx, void* ptr); /* NULL is a no-op */
+
+typedef enum mxmoe_copy_kind {
+    MXMOE_COPY_HOST_TO_BACKEND = 0,
+    MXMOE_COPY_BACKEND_TO_HOST = 1,
+    MXMOE_COPY_BACKEND_TO_BACKEND = 2,
+    MXMOE_COPY_KIND_COUNT
+} mxmoe_copy_kind;
+
+/* Copies `bytes` bytes; ordered after earlier work on the context's stream, and complete when
+ * it returns. */
+MXMOE_API mxmoe_status mxmoe_memcpy(mxmoe_ctx* ctx, void* dst, const void* src, size_t bytes,
+                                    mxmoe_copy_kind kind);
+
+/* A stream-ordered stopwatch for benchmarks: start marks the stream, stop marks it again,
+ * waits, and returns the microseconds between the marks (CUDA events on the GPU, a monotonic
+ * clock on the CPU). */
+MXMOE_API mxmoe_status mxmoe_timer_start(mxmoe_ctx* ctx);
+MXMOE_API mxmoe_status mxmoe_timer_stop(mxmoe_ctx* ctx, double* microseconds);
 
 MXMOE_API const char* mxmoe_backend_name(mxmoe_backend backend);
 /* 1 if the backend was compiled in (CUDA: and a device is visible), else 0. */
 MXMOE_API int mxmoe_backend_available(mxmoe_backend backend);
+/* 1 if the backend was compiled into this build, whether or not a device is present. */
+MXMOE_API int mxmoe_backend_compiled(mxmoe_backend backend);
 
 /* ---------------------------------------------------------------------------------------------
  * 1. Quantization of rows
@@ -333,10 +364,11 @@ MXMOE_API mxmoe_act_params mxmoe_act_params_default(void);
 
 /* Fused activation + quantization. h: F32/BF16/F16 [R, 2I] for the *_MUL and SWIGLU variants,
  * [R, I] for the no-mul ones; out: MXFP4 [R, I], I % 32 == 0. The activation is evaluated in
- * at least FP32 precision (the reference evaluates it in FP64 and rounds once to act_dtype, so
- * every backend can reproduce it bit for bit). offsets (I32 [E+1]) is required for swizzled
- * output scales (placement as mxmoe_experts_quantize) and optional otherwise (NULL = all R rows;
- * given, only rows below offsets[E] are written). */
+ * FP64, rounded to FP32 (the FP32 activation of SPEC §2, correctly rounded), then rounded to
+ * act_dtype, then quantized; every backend reproduces it bit for bit up to its libm's last FP64
+ * ulp. offsets (I32 [E+1]) is optional: NULL = all R rows, with swizzled scales laid out as one
+ * matrix of R rows; given, only rows below offsets[E] are written and swizzled scales are placed
+ * per expert as in mxmoe_experts_quantize. */
 MXMOE_API mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor* h,
                                               const mxmoe_tensor* offsets,
                                               const mxmoe_act_params* params, mxmoe_mx_tensor* out);

@@ -88,12 +88,12 @@ MXMOE_API int mxmoe_st_dtype_to_mxmoe(mxmoe_st_dtype dtype, mxmoe_dtype* out);
 
 /* One tensor of an opened file. */
 typedef struct mxmoe_st_tensor_info {
-    const char* name;  /* UTF-8, NUL-terminated (names holding U+0000 are refused) */
+    const char* name; /* UTF-8, NUL-terminated (names holding U+0000 are refused) */
     mxmoe_st_dtype dtype;
-    int32_t ndim;      /* 0..MXMOE_ST_MAX_DIMS; 0 = a scalar (one element) */
+    int32_t ndim;                     /* 0..MXMOE_ST_MAX_DIMS; 0 = a scalar (one element) */
     int64_t shape[MXMOE_ST_MAX_DIMS]; /* outermost first; entries beyond ndim are 1 */
-    uint64_t offset;   /* data_offsets[0]: byte offset in the data buffer */
-    uint64_t nbytes;   /* data_offsets[1] - data_offsets[0] = numel x dtype size */
+    uint64_t offset;                  /* data_offsets[0]: byte offset in the data buffer */
+    uint64_t nbytes;                  /* data_offsets[1] - data_offsets[0] = numel x dtype size */
     int64_t numel;
 } mxmoe_st_tensor_info;
 
@@ -116,9 +116,8 @@ MXMOE_API mxmoe_status mxmoe_st_open(const char* path, mxmoe_st_file** out, mxmo
 /* The same validation over a file image in memory (`size` bytes at `data`), e.g. for fuzzing or
  * embedded weights. The image is borrowed, not copied: it must outlive the handle.
  * `display_name` (may be NULL) names the image in messages. */
-MXMOE_API mxmoe_status mxmoe_st_open_memory(const void* data, size_t size,
-                                            const char* display_name, mxmoe_st_file** out,
-                                            mxmoe_io_error* err);
+MXMOE_API mxmoe_status mxmoe_st_open_memory(const void* data, size_t size, const char* display_name,
+                                            mxmoe_st_file** out, mxmoe_io_error* err);
 
 /* Closes the file and frees every string and info the handle gave out. NULL is a no-op. */
 MXMOE_API void mxmoe_st_close(mxmoe_st_file* file);
@@ -137,10 +136,11 @@ MXMOE_API const char* mxmoe_st_metadata_get(const mxmoe_st_file* file, const cha
 
 /* Copies `bytes` bytes of tensor `index`, starting at byte `offset` of the tensor, to `dst`
  * (a whole tensor: offset 0, bytes = info->nbytes; a range lets callers stream large tensors).
+ * Bytes are returned as stored: little-endian, as the format defines.
  * Errors: INVALID_ARGUMENT (index or range outside the tensor), IO (read failed, e.g. the file
  * shrank since it was opened). */
-MXMOE_API mxmoe_status mxmoe_st_read(mxmoe_st_file* file, size_t index, uint64_t offset,
-                                     void* dst, size_t bytes, mxmoe_io_error* err);
+MXMOE_API mxmoe_status mxmoe_st_read(mxmoe_st_file* file, size_t index, uint64_t offset, void* dst,
+                                     size_t bytes, mxmoe_io_error* err);
 
 /* Direct pointer to tensor `index`'s bytes when the file image is in memory (open_memory), else
  * NULL (data must then be read with mxmoe_st_read). Never aligned by more than the file is. */
@@ -159,7 +159,7 @@ MXMOE_API const void* mxmoe_st_data(const mxmoe_st_file* file, size_t index);
 typedef struct mxmoe_st_entry {
     const char* name; /* non-NULL, valid UTF-8 without U+0000, not "__metadata__", unique */
     mxmoe_st_dtype dtype;
-    int32_t ndim;     /* 0..MXMOE_ST_MAX_DIMS */
+    int32_t ndim; /* 0..MXMOE_ST_MAX_DIMS */
     int64_t shape[MXMOE_ST_MAX_DIMS];
     const void* data; /* numel x dtype size bytes, little-endian */
 } mxmoe_st_entry;

@@ -11,6 +11,7 @@
 
 typedef struct mxmoe_backend_ops {
     const char* name;
+    int compiled; /* 1 if built into this library */
     /* 1 if the backend can run here (compiled in; for CUDA a device is visible). */
     int (*available)(void);
     /* Prepares ctx->backend_state and ctx->detail (optional). */
@@ -19,6 +20,13 @@ typedef struct mxmoe_backend_ops {
     void (*release)(mxmoe_ctx* ctx);
     /* Waits for issued work (optional: synchronous backends leave it NULL). */
     mxmoe_status (*synchronize)(mxmoe_ctx* ctx);
+    /* Memory where the backend computes, copies, and a stream-ordered stopwatch. */
+    mxmoe_status (*alloc)(mxmoe_ctx* ctx, size_t bytes, void** ptr);
+    void (*dealloc)(mxmoe_ctx* ctx, void* ptr);
+    mxmoe_status (*copy)(mxmoe_ctx* ctx, void* dst, const void* src, size_t bytes,
+                         mxmoe_copy_kind kind);
+    mxmoe_status (*timer_start)(mxmoe_ctx* ctx);
+    mxmoe_status (*timer_stop)(mxmoe_ctx* ctx, double* microseconds);
 
     mxmoe_status (*quantize)(mxmoe_ctx* ctx, const mxmoe_tensor* x, mxmoe_scale_rule rule,
                              mxmoe_mx_tensor* out);

@@ -35,9 +35,14 @@ const char* mxmoe_backend_name(mxmoe_backend backend) {
     }
 }
 
+int mxmoe_backend_compiled(mxmoe_backend backend) {
+    const mxmoe_backend_ops* ops = backend_ops(backend);
+    return ops != NULL && ops->compiled;
+}
+
 int mxmoe_backend_available(mxmoe_backend backend) {
     const mxmoe_backend_ops* ops = backend_ops(backend);
-    return ops != NULL && ops->available();
+    return ops != NULL && ops->compiled && ops->available();
 }
 
 mxmoe_ctx_params mxmoe_ctx_params_default(void) {

@@ -15,8 +15,9 @@ struct mxmoe_ctx {
     mxmoe_ctx_params params;
     mxmoe_backend backend;
     const struct mxmoe_backend_ops* ops;
-    void* backend_state; /* owned by the backend (init/release) */
-    char detail[128];    /* backend detail line, filled by the backend's init */
+    void* backend_state;  /* owned by the backend (init/release) */
+    char detail[128];     /* backend detail line, filled by the backend's init */
+    double timer_mark_us; /* CPU stopwatch start (mxmoe_timer_start) */
     char last_error[512];
 };
 

@@ -8,8 +8,11 @@
 
 #if defined(__CUDACC__)
 #define MXMOE_HD __host__ __device__
+/* Fixed-trip loops over a block must unroll on the GPU, or their arrays land in local memory. */
+#define MXMOE_UNROLL _Pragma("unroll")
 #else
 #define MXMOE_HD
+#define MXMOE_UNROLL
 #endif
 
 #endif /* MXMOE_CORE_HD_H */

@@ -1,26 +1,167 @@
 /*
- * backend_cuda.cu — the CUDA backend's table.
+ * backend_cuda.cu — the CUDA backend's table, context set-up and asynchronous error reporting.
  *
- * This build compiles the CUDA toolchain path end to end (nvcc, sm_80 and sm_90a, cudart), but
- * the GPU kernels are not written yet: the backend reports itself unavailable, so AUTO chooses
- * the CPU and an explicit request for CUDA fails with MXMOE_ERR_UNSUPPORTED and a message,
- * never with wrong results. `mxmoe info` still shows the devices it sees.
+ * Every operation is issued on the context's stream and returns without waiting. Data errors
+ * found on the device are collected in a word of device memory and reported by
+ * mxmoe_ctx_synchronize (see cuda_common.cuh).
  */
-#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
 
-extern "C" {
-#include "core/backend.h"
-}
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_ops.h"
 
 namespace {
 
 int cuda_available() {
-    return 0; /* TODO: kernels (issue: CUDA backend, complete and exact) */
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError(); /* clear the error of a machine without a driver or device */
+        return 0;
+    }
+    return count > 0;
 }
 
-}  // namespace
+mxmoe_status cuda_init(mxmoe_ctx* ctx) {
+    int count = 0;
+    MXMOE_CUDA_CHECK(ctx, cudaGetDeviceCount(&count));
+    if (ctx->params.cuda_device >= count) {
+        return mxmoe_fail(ctx, MXMOE_ERR_INVALID_ARGUMENT, "cuda_device %d: only %d device(s)",
+                          (int)ctx->params.cuda_device, count);
+    }
+    MXMOE_CUDA_CHECK(ctx, cudaSetDevice(ctx->params.cuda_device));
+    cudaDeviceProp prop;
+    MXMOE_CUDA_CHECK(ctx, cudaGetDeviceProperties(&prop, ctx->params.cuda_device));
+    if (prop.major < 8) {
+        return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED,
+                          "%s has compute capability %d.%d; mxmoe needs 8.0 or newer", prop.name,
+                          prop.major, prop.minor);
+    }
+    auto* state = static_cast<mxmoe_cuda_state*>(calloc(1, sizeof(mxmoe_cuda_state)));
+    if (state == nullptr) {
+        return mxmoe_fail(ctx, MXMOE_ERR_NO_MEMORY, "cannot allocate the CUDA backend state");
+    }
+    state->device = ctx->params.cuda_device;
+    state->sm_count = prop.multiProcessorCount;
+    cudaError_t err = cudaMalloc(&state->errors, sizeof(unsigned));
+    if (err == cudaSuccess) {
+        err = cudaMemset(state->errors, 0, sizeof(unsigned));
+    }
+    if (err == cudaSuccess) {
+        err = cudaEventCreate(&state->timer_start);
+    }
+    if (err == cudaSuccess) {
+        err = cudaEventCreate(&state->timer_stop);
+    }
+    if (err != cudaSuccess) {
+        cudaFree(state->errors);
+        cudaEventDestroy(state->timer_start);
+        cudaEventDestroy(state->timer_stop);
+        free(state);
+        return mxmoe_fail(ctx, MXMOE_ERR_BACKEND, "cannot allocate the device error word: %s",
+                          cudaGetErrorString(err));
+    }
+    ctx->backend_state = state;
+    snprintf(ctx->detail, sizeof ctx->detail, "cuda: %s (sm_%d%d, %d SMs), generic kernels",
+             prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+    return MXMOE_OK;
+}
+
+void cuda_release(mxmoe_ctx* ctx) {
+    mxmoe_cuda_state* state = cuda_state(ctx);
+    if (state != nullptr) {
+        cudaFree(state->errors);
+        cudaEventDestroy(state->timer_start);
+        cudaEventDestroy(state->timer_stop);
+        free(state);
+        ctx->backend_state = nullptr;
+    }
+}
+
+mxmoe_status cuda_synchronize(mxmoe_ctx* ctx) {
+    mxmoe_cuda_state* state = cuda_state(ctx);
+    MXMOE_CUDA_CHECK(ctx, cudaStreamSynchronize(cuda_stream(ctx)));
+    unsigned errors = 0;
+    MXMOE_CUDA_CHECK(ctx,
+                     cudaMemcpy(&errors, state->errors, sizeof errors, cudaMemcpyDeviceToHost));
+    if (errors == 0) {
+        return MXMOE_OK;
+    }
+    MXMOE_CUDA_CHECK(ctx, cudaMemset(state->errors, 0, sizeof(unsigned)));
+    return mxmoe_fail(ctx, MXMOE_ERR_OUT_OF_RANGE,
+                      "the device found bad data since the last synchronize (skipped, not "
+                      "followed):%s%s%s%s%s",
+                      (errors & MXMOE_DEVERR_EXPERT_ID) ? " expert id out of range;" : "",
+                      (errors & MXMOE_DEVERR_EXPERT_MAP) ? " expert_map entry out of range;" : "",
+                      (errors & MXMOE_DEVERR_OFFSETS) ? " invalid expert offsets;" : "",
+                      (errors & MXMOE_DEVERR_SCALE_SPACE) ? " swizzled scales too small;" : "",
+                      (errors & MXMOE_DEVERR_LOGITS) ? " non-finite router logits;" : "");
+}
+
+mxmoe_status cuda_alloc(mxmoe_ctx* ctx, size_t bytes, void** ptr) {
+    MXMOE_CUDA_ENTER(ctx);
+    MXMOE_CUDA_CHECK(ctx, cudaMalloc(ptr, bytes ? bytes : 1));
+    return MXMOE_OK;
+}
+
+void cuda_dealloc(mxmoe_ctx* ctx, void* ptr) {
+    cudaSetDevice(cuda_state(ctx)->device);
+    cudaFree(ptr);
+}
+
+mxmoe_status cuda_copy(mxmoe_ctx* ctx, void* dst, const void* src, size_t bytes,
+                       mxmoe_copy_kind kind) {
+    MXMOE_CUDA_ENTER(ctx);
+    cudaMemcpyKind k = kind == MXMOE_COPY_HOST_TO_BACKEND   ? cudaMemcpyHostToDevice
+                       : kind == MXMOE_COPY_BACKEND_TO_HOST ? cudaMemcpyDeviceToHost
+                                                            : cudaMemcpyDeviceToDevice;
+    MXMOE_CUDA_CHECK(ctx, cudaMemcpyAsync(dst, src, bytes, k, cuda_stream(ctx)));
+    MXMOE_CUDA_CHECK(ctx, cudaStreamSynchronize(cuda_stream(ctx)));
+    return MXMOE_OK;
+}
+
+mxmoe_status cuda_timer_start(mxmoe_ctx* ctx) {
+    MXMOE_CUDA_ENTER(ctx);
+    MXMOE_CUDA_CHECK(ctx, cudaEventRecord(cuda_state(ctx)->timer_start, cuda_stream(ctx)));
+    return MXMOE_OK;
+}
+
+mxmoe_status cuda_timer_stop(mxmoe_ctx* ctx, double* microseconds) {
+    MXMOE_CUDA_ENTER(ctx);
+    mxmoe_cuda_state* state = cuda_state(ctx);
+    MXMOE_CUDA_CHECK(ctx, cudaEventRecord(state->timer_stop, cuda_stream(ctx)));
+    MXMOE_CUDA_CHECK(ctx, cudaEventSynchronize(state->timer_stop));
+    float ms = 0.0f;
+    MXMOE_CUDA_CHECK(ctx, cudaEventElapsedTime(&ms, state->timer_start, state->timer_stop));
+    *microseconds = (double)ms * 1000.0;
+    return MXMOE_OK;
+}
+
+} // namespace
 
 extern "C" const mxmoe_backend_ops mxmoe_cuda_backend = {
-    /* .name = */ "cuda (compiled; kernels not implemented yet)",
+    /* .name = */ "cuda",
+    /* .compiled = */ 1,
     /* .available = */ cuda_available,
+    /* .init = */ cuda_init,
+    /* .release = */ cuda_release,
+    /* .synchronize = */ cuda_synchronize,
+    /* .alloc = */ cuda_alloc,
+    /* .dealloc = */ cuda_dealloc,
+    /* .copy = */ cuda_copy,
+    /* .timer_start = */ cuda_timer_start,
+    /* .timer_stop = */ cuda_timer_stop,
+    /* .quantize = */ mxmoe_quantize_cuda,
+    /* .dequantize = */ mxmoe_dequantize_cuda,
+    /* .gguf_from_mx = */ mxmoe_gguf_from_mx_cuda,
+    /* .mx_from_gguf = */ mxmoe_mx_from_gguf_cuda,
+    /* .swizzle_scales = */ mxmoe_swizzle_scales_cuda,
+    /* .unswizzle_scales = */ mxmoe_unswizzle_scales_cuda,
+    /* .route = */ mxmoe_route_cuda,
+    /* .plan = */ mxmoe_plan_cuda,
+    /* .experts_quantize = */ mxmoe_experts_quantize_cuda,
+    /* .act_and_quantize = */ mxmoe_act_and_quantize_cuda,
+    /* .grouped_gemm = */ mxmoe_grouped_gemm_cuda,
+    /* .moe_workspace_size = */ mxmoe_moe_workspace_size_cuda,
+    /* .moe_forward = */ mxmoe_moe_forward_cuda,
 };

@@ -3,11 +3,7 @@
  */
 #include "core/backend.h"
 
-static int cuda_absent(void) {
-    return 0;
-}
-
 const mxmoe_backend_ops mxmoe_cuda_backend = {
     .name = "cuda (not built: nvcc was not found at configure time)",
-    .available = cuda_absent,
+    .compiled = 0,
 };

@@ -66,12 +66,23 @@ int mxmoe_st_dtype_from_name(const char* name, mxmoe_st_dtype* out) {
 int mxmoe_st_dtype_to_mxmoe(mxmoe_st_dtype dtype, mxmoe_dtype* out) {
     mxmoe_dtype d;
     switch (dtype) {
-    case MXMOE_ST_F32: d = MXMOE_F32; break;
-    case MXMOE_ST_BF16: d = MXMOE_BF16; break;
-    case MXMOE_ST_F16: d = MXMOE_F16; break;
-    case MXMOE_ST_U8: d = MXMOE_U8; break;
-    case MXMOE_ST_I32: d = MXMOE_I32; break;
-    default: return 0;
+    case MXMOE_ST_F32:
+        d = MXMOE_F32;
+        break;
+    case MXMOE_ST_BF16:
+        d = MXMOE_BF16;
+        break;
+    case MXMOE_ST_F16:
+        d = MXMOE_F16;
+        break;
+    case MXMOE_ST_U8:
+        d = MXMOE_U8;
+        break;
+    case MXMOE_ST_I32:
+        d = MXMOE_I32;
+        break;
+    default:
+        return 0;
     }
     if (out != NULL) {
         *out = d;
@@ -92,8 +103,8 @@ mxmoe_status io_fail(mxmoe_io_error* err, mxmoe_status status, const char* file,
         return status;
     }
     io_quoted quoted;
-    int used = snprintf(err->message, sizeof err->message, "%s: ",
-                        io_quote_tail(quoted, file != NULL ? file : "(unnamed)"));
+    int used = snprintf(err->message, sizeof err->message,
+                        "%s: ", io_quote_tail(quoted, file != NULL ? file : "(unnamed)"));
     if (used < 0 || (size_t)used >= sizeof err->message) {
         return status;
     }

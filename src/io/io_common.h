@@ -22,12 +22,12 @@
 #define IO_QUOTE_MAX 120
 
 /* Returns from the calling function with the status of `expr` unless it is MXMOE_OK. */
-#define MXMOE_IO_FORWARD(expr)                                                                   \
-    do {                                                                                         \
-        mxmoe_status io_forward_status_ = (expr);                                                \
-        if (io_forward_status_ != MXMOE_OK) {                                                    \
-            return io_forward_status_;                                                           \
-        }                                                                                        \
+#define MXMOE_IO_FORWARD(expr)                                                                     \
+    do {                                                                                           \
+        mxmoe_status io_forward_status_ = (expr);                                                  \
+        if (io_forward_status_ != MXMOE_OK) {                                                      \
+            return io_forward_status_;                                                             \
+        }                                                                                          \
     } while (0)
 
 /* Writes "<file>: <message>" into err (if not NULL) and returns `status`. */

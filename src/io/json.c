@@ -103,7 +103,9 @@ static int peek(json_cursor* c) {
     return c->pos < c->len ? (unsigned char)c->text[c->pos] : -1;
 }
 
-int json_peek(json_cursor* c) { return c->failed ? -1 : peek(c); }
+int json_peek(json_cursor* c) {
+    return c->failed ? -1 : peek(c);
+}
 
 /* Describes the next character for an error message. */
 static const char* describe_next(json_cursor* c, char buf[16]) {
@@ -143,9 +145,13 @@ int json_expect_end(json_cursor* c) {
     return 0;
 }
 
-int json_object_begin(json_cursor* c) { return expect_char(c, '{', "'{' (an object)"); }
+int json_object_begin(json_cursor* c) {
+    return expect_char(c, '{', "'{' (an object)");
+}
 
-int json_array_begin(json_cursor* c) { return expect_char(c, '[', "'[' (an array)"); }
+int json_array_begin(json_cursor* c) {
+    return expect_char(c, '[', "'[' (an array)");
+}
 
 /* Shared by objects and arrays: 1 if another element follows, 0 after `close`, -1 on error.
  * JSON allows no trailing comma, so a ',' must be followed by an element. */
@@ -193,7 +199,9 @@ int json_object_next(json_cursor* c, int* first, char** key, size_t* key_len) {
     return 1;
 }
 
-int json_array_next(json_cursor* c, int* first) { return container_next(c, first, ']'); }
+int json_array_next(json_cursor* c, int* first) {
+    return container_next(c, first, ']');
+}
 
 static int hex_value(char ch) {
     if (ch >= '0' && ch <= '9') {
@@ -255,19 +263,35 @@ static int decode_escape(json_cursor* c, char* out, size_t* n) {
     }
     char e = c->text[c->pos++];
     switch (e) {
-    case '"': out[(*n)++] = '"'; return 0;
-    case '\\': out[(*n)++] = '\\'; return 0;
-    case '/': out[(*n)++] = '/'; return 0;
-    case 'b': out[(*n)++] = '\b'; return 0;
-    case 'f': out[(*n)++] = '\f'; return 0;
-    case 'n': out[(*n)++] = '\n'; return 0;
-    case 'r': out[(*n)++] = '\r'; return 0;
-    case 't': out[(*n)++] = '\t'; return 0;
-    case 'u': break;
+    case '"':
+        out[(*n)++] = '"';
+        return 0;
+    case '\\':
+        out[(*n)++] = '\\';
+        return 0;
+    case '/':
+        out[(*n)++] = '/';
+        return 0;
+    case 'b':
+        out[(*n)++] = '\b';
+        return 0;
+    case 'f':
+        out[(*n)++] = '\f';
+        return 0;
+    case 'n':
+        out[(*n)++] = '\n';
+        return 0;
+    case 'r':
+        out[(*n)++] = '\r';
+        return 0;
+    case 't':
+        out[(*n)++] = '\t';
+        return 0;
+    case 'u':
+        break;
     default:
         c->pos--;
-        return json_fail(c, "invalid escape '\\%c' in a string",
-                         (e >= 0x20 && e < 0x7F) ? e : '?');
+        return json_fail(c, "invalid escape '\\%c' in a string", (e >= 0x20 && e < 0x7F) ? e : '?');
     }
     long hi = read_hex4(c);
     if (hi < 0) {

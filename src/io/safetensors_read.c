@@ -32,8 +32,8 @@
 #include "io/json.h"
 
 struct mxmoe_st_file {
-    char* display; /* the path or display name, for messages */
-    int fd;        /* file-backed handles; -1 for an image in memory */
+    char* display;              /* the path or display name, for messages */
+    int fd;                     /* file-backed handles; -1 for an image in memory */
     const unsigned char* image; /* the whole file image when in memory (borrowed), else NULL */
     uint64_t data_start;        /* 8 + header length: where the data buffer begins */
     uint64_t data_size;         /* bytes of the data buffer */
@@ -119,8 +119,7 @@ static mxmoe_status json_error(const mxmoe_st_file* f, const json_cursor* c, mxm
 
 /* Names of header dtypes the reader knows but refuses, so the message can say why. */
 static int is_sub_byte_dtype(const char* name) {
-    return strcmp(name, "F4") == 0 || strcmp(name, "F6_E2M3") == 0 ||
-           strcmp(name, "F6_E3M2") == 0;
+    return strcmp(name, "F4") == 0 || strcmp(name, "F6_E2M3") == 0 || strcmp(name, "F6_E3M2") == 0;
 }
 
 /* Parses a JSON array of non-negative integers into out[0..*n), at most `max` of them. */
@@ -180,8 +179,7 @@ static mxmoe_status check_tensor_entry(mxmoe_st_file* f, const char* qname, cons
                        "tensor '%s': data_offsets [%lld, %lld] hold %llu bytes, shape %s of %s "
                        "needs %llu",
                        qname, (long long)offsets[0], (long long)offsets[1],
-                       (unsigned long long)have, shape_text, dtype_name,
-                       (unsigned long long)want);
+                       (unsigned long long)have, shape_text, dtype_name, (unsigned long long)want);
     }
     if ((uint64_t)offsets[1] > f->data_size) {
         return io_fail(err, MXMOE_ERR_FORMAT, f->display,
@@ -237,8 +235,8 @@ static mxmoe_status parse_tensor_entry(mxmoe_st_file* f, json_cursor* c, const c
             have_offsets = 1;
         } else {
             io_quoted qkey;
-            rc = json_fail(c, "tensor '%s': unexpected key \"%s\"", qname,
-                           io_quote_head(qkey, key));
+            rc =
+                json_fail(c, "tensor '%s': unexpected key \"%s\"", qname, io_quote_head(qkey, key));
         }
         free(key);
         if (rc != 0) {
@@ -251,7 +249,9 @@ static mxmoe_status parse_tensor_entry(mxmoe_st_file* f, json_cursor* c, const c
         st = json_error(f, c, err);
     } else if (dtype_name == NULL || !have_shape || !have_offsets) {
         st = io_fail(err, MXMOE_ERR_FORMAT, f->display, "tensor '%s': missing key \"%s\"", qname,
-                     dtype_name == NULL ? "dtype" : !have_shape ? "shape" : "data_offsets");
+                     dtype_name == NULL ? "dtype"
+                     : !have_shape      ? "shape"
+                                        : "data_offsets");
     } else if (dtype_len != strlen(dtype_name)) {
         st = io_fail(err, MXMOE_ERR_FORMAT, f->display, "tensor '%s': unknown dtype", qname);
     } else {
@@ -409,9 +409,8 @@ static mxmoe_status check_coverage(mxmoe_st_file* f, mxmoe_io_error* err) {
             st = io_fail(err, MXMOE_ERR_FORMAT, f->display,
                          "tensor '%s': data_offsets [%llu, %llu] leave bytes [%llu, %llu) of the "
                          "data buffer unused",
-                         name, (unsigned long long)spans[i].begin,
-                         (unsigned long long)spans[i].end, (unsigned long long)covered,
-                         (unsigned long long)spans[i].begin);
+                         name, (unsigned long long)spans[i].begin, (unsigned long long)spans[i].end,
+                         (unsigned long long)covered, (unsigned long long)spans[i].begin);
         }
         covered = spans[i].end;
         prev = spans[i].index;
@@ -541,8 +540,7 @@ static mxmoe_status read_at(mxmoe_st_file* f, uint64_t offset, void* dst, size_t
     unsigned char* p = dst;
     while (bytes > 0) {
         if (offset > (uint64_t)INT64_MAX) {
-            return io_fail(err, MXMOE_ERR_IO, f->display, "cannot read %s: offset too large",
-                           what);
+            return io_fail(err, MXMOE_ERR_IO, f->display, "cannot read %s: offset too large", what);
         }
         /* Some kernels cap one read at about 2 GB; ask for at most 1 GB at a time. */
         size_t chunk = bytes < ((size_t)1 << 30) ? bytes : ((size_t)1 << 30);
@@ -621,7 +619,9 @@ mxmoe_status mxmoe_st_open(const char* path, mxmoe_st_file** out, mxmoe_io_error
  * Accessors and reads
  */
 
-size_t mxmoe_st_count(const mxmoe_st_file* f) { return f != NULL ? f->count : 0; }
+size_t mxmoe_st_count(const mxmoe_st_file* f) {
+    return f != NULL ? f->count : 0;
+}
 
 const mxmoe_st_tensor_info* mxmoe_st_info(const mxmoe_st_file* f, size_t index) {
     return (f != NULL && index < f->count) ? &f->tensors[index] : NULL;
@@ -673,8 +673,8 @@ const void* mxmoe_st_data(const mxmoe_st_file* f, size_t index) {
     return f->image + f->data_start + f->tensors[index].offset;
 }
 
-mxmoe_status mxmoe_st_read(mxmoe_st_file* f, size_t index, uint64_t offset, void* dst,
-                           size_t bytes, mxmoe_io_error* err) {
+mxmoe_status mxmoe_st_read(mxmoe_st_file* f, size_t index, uint64_t offset, void* dst, size_t bytes,
+                           mxmoe_io_error* err) {
     if (f == NULL) {
         return io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, "(null)", "mxmoe_st_read: NULL file");
     }

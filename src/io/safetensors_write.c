@@ -36,7 +36,7 @@ struct mxmoe_st_writer {
     char* tmp_path;
     FILE* fp;
     uint64_t data_start;
-    uint64_t position; /* where the stream is, to seek only when a write jumps */
+    uint64_t position;      /* where the stream is, to seek only when a write jumps */
     writer_tensor* tensors; /* in the caller's entry order */
     size_t count;
     int failed;
@@ -76,7 +76,9 @@ static void put_bytes(text_builder* b, const char* s, size_t n) {
     b->len += n;
 }
 
-static void put_text(text_builder* b, const char* s) { put_bytes(b, s, strlen(s)); }
+static void put_text(text_builder* b, const char* s) {
+    put_bytes(b, s, strlen(s));
+}
 
 static void put_u64(text_builder* b, uint64_t v) {
     char tmp[24];
@@ -143,13 +145,12 @@ static mxmoe_status check_entry(const char* path, const mxmoe_st_entry* e, size_
                        "tensor '%s': the name is reserved for metadata", name);
     }
     if (mxmoe_st_dtype_name(e->dtype) == NULL) {
-        return io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, path, "tensor '%s': invalid dtype %d",
-                       name, (int)e->dtype);
+        return io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, path, "tensor '%s': invalid dtype %d", name,
+                       (int)e->dtype);
     }
     if (e->ndim < 0 || e->ndim > MXMOE_ST_MAX_DIMS) {
-        return io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, path,
-                       "tensor '%s': rank %d outside 0..%d", name, (int)e->ndim,
-                       MXMOE_ST_MAX_DIMS);
+        return io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, path, "tensor '%s': rank %d outside 0..%d",
+                       name, (int)e->ndim, MXMOE_ST_MAX_DIMS);
     }
     int64_t numel;
     if (io_shape_numel(e->shape, e->ndim, &numel) != 0 ||
@@ -190,8 +191,8 @@ static mxmoe_status check_metadata(const char* path, const mxmoe_st_kv* metadata
         qsort(keys, count, sizeof *keys, compare_strings);
         for (size_t i = 1; i < count && st == MXMOE_OK; i++) {
             if (strcmp(keys[i - 1], keys[i]) == 0) {
-                st = io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, path,
-                             "duplicate metadata key \"%s\"", io_quote_head(q, keys[i]));
+                st = io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, path, "duplicate metadata key \"%s\"",
+                             io_quote_head(q, keys[i]));
             }
         }
     }
@@ -431,8 +432,9 @@ mxmoe_status mxmoe_st_writer_append(mxmoe_st_writer* w, size_t index, const void
     io_quoted q;
     if (bytes > t->nbytes - t->filled || (data == NULL && bytes > 0)) {
         return io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, w->path,
-                       "tensor '%s': appending %zu bytes to %llu of %llu", io_quote_head(q, t->name),
-                       bytes, (unsigned long long)t->filled, (unsigned long long)t->nbytes);
+                       "tensor '%s': appending %zu bytes to %llu of %llu",
+                       io_quote_head(q, t->name), bytes, (unsigned long long)t->filled,
+                       (unsigned long long)t->nbytes);
     }
     char what[IO_QUOTE_MAX + 16];
     snprintf(what, sizeof what, "tensor '%s'", q);
@@ -445,15 +447,15 @@ mxmoe_status mxmoe_st_writer_close(mxmoe_st_writer* w, mxmoe_io_error* err) {
     if (w == NULL) {
         return io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, "(null)", "writer is NULL");
     }
-    mxmoe_status st = w->failed ? io_fail(err, MXMOE_ERR_IO, w->tmp_path, "an earlier write failed")
-                                : MXMOE_OK;
+    mxmoe_status st =
+        w->failed ? io_fail(err, MXMOE_ERR_IO, w->tmp_path, "an earlier write failed") : MXMOE_OK;
     io_quoted q;
     for (size_t i = 0; i < w->count && st == MXMOE_OK; i++) {
         if (w->tensors[i].filled != w->tensors[i].nbytes) {
-            st = io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, w->path,
-                         "tensor '%s': %llu of %llu bytes written", io_quote_head(q, w->tensors[i].name),
-                         (unsigned long long)w->tensors[i].filled,
-                         (unsigned long long)w->tensors[i].nbytes);
+            st = io_fail(
+                err, MXMOE_ERR_INVALID_ARGUMENT, w->path, "tensor '%s': %llu of %llu bytes written",
+                io_quote_head(q, w->tensors[i].name), (unsigned long long)w->tensors[i].filled,
+                (unsigned long long)w->tensors[i].nbytes);
         }
     }
     if (st == MXMOE_OK) {
@@ -466,8 +468,8 @@ mxmoe_status mxmoe_st_writer_close(mxmoe_st_writer* w, mxmoe_io_error* err) {
                          strerror(flush_failed ? saved : errno));
             remove(w->tmp_path);
         } else if (rename(w->tmp_path, w->path) != 0) {
-            st = io_fail(err, MXMOE_ERR_IO, w->path, "cannot rename %s into place: %s",
-                         w->tmp_path, strerror(errno));
+            st = io_fail(err, MXMOE_ERR_IO, w->path, "cannot rename %s into place: %s", w->tmp_path,
+                         strerror(errno));
             remove(w->tmp_path);
         }
     }

@@ -5,46 +5,15 @@
  *   -> GEMM-2 (+b2, FP32) -> un-permute and weighted sum over slots in ascending j (FP32)
  * Everything lives in the caller's workspace; nothing is allocated.
  */
+#include "core/moe_workspace.h"
 #include "core/tensor.h"
 #include "ref/ref.h"
 
-/* Byte offsets of the workspace regions (each 64-byte aligned). */
-typedef struct moe_workspace_layout {
-    size_t counts, offsets, sorted, row_of;
-    size_t x_rows, a1_packed, a1_scales, h1, a2_packed, a2_scales, c3, scratch;
-    size_t total;
-} moe_workspace_layout;
-
-static int add_region(size_t* cursor, size_t* at, int64_t count, size_t elem_size) {
-    size_t aligned = (*cursor + 63) & ~(size_t)63;
-    int64_t bytes;
-    if (aligned < *cursor || !mxmoe_mul_i64(count, (int64_t)elem_size, &bytes) ||
-        (uint64_t)bytes > SIZE_MAX) {
-        return 0;
-    }
-    *at = aligned;
-    return mxmoe_add_size(aligned, (size_t)bytes, cursor);
-}
-
 static int layout_workspace(int64_t experts, int64_t pairs, int64_t hidden, int64_t n13,
-                            int64_t inter, moe_workspace_layout* L) {
-    size_t c = 0;
-    int64_t ph, pn13, pi, ph2, ph32, pi2, pi32;
-    if (!mxmoe_mul_i64(pairs, hidden, &ph) || !mxmoe_mul_i64(pairs, n13, &pn13) ||
-        !mxmoe_mul_i64(pairs, inter, &pi)) {
-        return 0;
-    }
-    ph2 = ph / 2, ph32 = ph / 32, pi2 = pi / 2, pi32 = pi / 32;
+                            int64_t inter, mxmoe_moe_workspace* L) {
     int64_t k_max = hidden > inter ? hidden : inter;
-    int ok = add_region(&c, &L->counts, experts, 4) &&
-             add_region(&c, &L->offsets, experts + 1, 4) && add_region(&c, &L->sorted, pairs, 4) &&
-             add_region(&c, &L->row_of, pairs, 4) && add_region(&c, &L->x_rows, ph, 4) &&
-             add_region(&c, &L->a1_packed, ph2, 1) && add_region(&c, &L->a1_scales, ph32, 1) &&
-             add_region(&c, &L->h1, pn13, 4) && add_region(&c, &L->a2_packed, pi2, 1) &&
-             add_region(&c, &L->a2_scales, pi32, 1) && add_region(&c, &L->c3, ph, 4) &&
-             add_region(&c, &L->scratch, (int64_t)mxmoe_gemm_ref_scratch_bytes(k_max), 1);
-    L->total = c;
-    return ok;
+    return mxmoe_moe_workspace_layout(experts, pairs, hidden, n13, inter, 1,
+                                      mxmoe_gemm_ref_scratch_bytes(k_max), L);
 }
 
 static int activation_is_gated(mxmoe_activation a) {
@@ -55,7 +24,7 @@ mxmoe_status mxmoe_moe_workspace_size_ref(mxmoe_ctx* ctx, const mxmoe_moe_params
                                           int64_t tokens, int32_t top_k, int64_t hidden,
                                           int64_t intermediate, size_t* bytes) {
     int64_t pairs;
-    moe_workspace_layout L;
+    mxmoe_moe_workspace L;
     int64_t n13 = activation_is_gated(params->act.activation) ? 2 * intermediate : intermediate;
     MXMOE_RETURN_IF(
         !mxmoe_mul_i64(tokens, top_k, &pairs) ||
@@ -82,7 +51,7 @@ mxmoe_status mxmoe_moe_forward_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     int64_t n13 = wt->w13.packed.dims[1];
     int64_t I = wt->w2.packed.dims[2] * 2;
     int64_t pairs = T * k;
-    moe_workspace_layout L;
+    mxmoe_moe_workspace L;
     MXMOE_RETURN_IF(!layout_workspace(E, pairs, H, n13, I, &L), ctx, MXMOE_ERR_OVERFLOW,
                     "moe workspace size overflows");
     MXMOE_RETURN_IF(workspace == NULL || workspace_bytes < L.total, ctx, MXMOE_ERR_WORKSPACE,

@@ -144,11 +144,13 @@ static inline MXMOE_HD uint8_t mxmoe_e2m1_code(float x, uint8_t b) {
 static inline MXMOE_HD uint8_t mxmoe_quantize_block(const float* x, mxmoe_scale_rule rule,
                                                     uint8_t* packed) {
     uint32_t amax_bits = 0;
+    MXMOE_UNROLL
     for (int i = 0; i < MXMOE_BLOCK; i++) {
         uint32_t a = mxmoe_f32_bits(x[i]) & 0x7fffffffu;
         amax_bits = a > amax_bits ? a : amax_bits; /* NaN/Inf patterns are the largest */
     }
     uint8_t b = mxmoe_scale_byte(amax_bits, rule);
+    MXMOE_UNROLL
     for (int i = 0; i < MXMOE_BLOCK / 2; i++) {
         uint8_t lo = 0, hi = 0;
         if (b != MXMOE_E8M0_NAN) {

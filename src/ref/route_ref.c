@@ -1,116 +1,13 @@
 /*
- * route_ref.c — reference router: logits -> top-k expert ids and weights.
- *
- * Selection compares FP64 scores and breaks ties by the lower expert id; softmax and sigmoid
- * are evaluated in FP64 and each weight is rounded once to FP32. Softmax is monotonic, so the
- * SOFTMAX_TOPK selection is made on the logits themselves: no rounding can reorder it.
+ * route_ref.c — reference router: logits -> top-k expert ids and weights, one token at a time
+ * with the shared per-token code of route_token.h.
  */
 #include <math.h>
 #include <stdlib.h>
 
 #include "core/tensor.h"
 #include "ref/ref.h"
-
-/* Scratch for one token, sized for E experts in G groups. */
-typedef struct route_scratch {
-    double* logit;          /* [E] */
-    double* sig;            /* [E] sigmoid scores */
-    double* biased;         /* [E] selection scores */
-    double* group_score;    /* [G] */
-    double* weight;         /* [k] */
-    unsigned char* allowed; /* [E] experts inside the kept groups */
-    unsigned char* taken;   /* [max(E, G)] */
-    int32_t* kept_groups;   /* [G] */
-} route_scratch;
-
-/* Writes to `chosen` the k best of `count` candidates, best first: highest score, ties to the
- * lower index; candidates with allowed[i] == 0 are skipped (allowed may be NULL). */
-static void select_top(const double* score, const unsigned char* allowed, int64_t count, int32_t k,
-                       unsigned char* taken, int32_t* chosen) {
-    for (int64_t i = 0; i < count; i++) {
-        taken[i] = 0;
-    }
-    for (int32_t s = 0; s < k; s++) {
-        int64_t best = -1;
-        for (int64_t i = 0; i < count; i++) {
-            if (!taken[i] && (allowed == NULL || allowed[i]) &&
-                (best < 0 || score[i] > score[best])) {
-                best = i;
-            }
-        }
-        taken[best] = 1;
-        chosen[s] = (int32_t)best;
-    }
-}
-
-static void route_softmax_topk(const mxmoe_route_params* p, int64_t E, route_scratch* s,
-                               int32_t* ids, float* weights) {
-    int32_t k = p->top_k;
-    select_top(s->logit, NULL, E, k, s->taken, ids);
-    double max = s->logit[ids[0]], sum = 0.0, chosen_sum = 0.0;
-    for (int64_t e = 0; e < E; e++) {
-        sum += exp(s->logit[e] - max);
-    }
-    for (int32_t j = 0; j < k; j++) {
-        s->weight[j] = exp(s->logit[ids[j]] - max) / sum;
-        chosen_sum += s->weight[j];
-    }
-    for (int32_t j = 0; j < k; j++) {
-        weights[j] = (float)(p->renormalize ? s->weight[j] / chosen_sum : s->weight[j]);
-    }
-}
-
-static void route_topk_softmax(const mxmoe_route_params* p, int64_t E, route_scratch* s,
-                               int32_t* ids, float* weights) {
-    int32_t k = p->top_k;
-    select_top(s->logit, NULL, E, k, s->taken, ids);
-    double max = s->logit[ids[0]], sum = 0.0;
-    for (int32_t j = 0; j < k; j++) {
-        s->weight[j] = exp(s->logit[ids[j]] - max);
-        sum += s->weight[j];
-    }
-    for (int32_t j = 0; j < k; j++) {
-        weights[j] = (float)(s->weight[j] / sum);
-    }
-}
-
-/* DeepSeek-V3: groups scored by the sum of their two best biased scores. */
-static void route_sigmoid_grouped(const mxmoe_route_params* p, int64_t E, const float* bias,
-                                  route_scratch* s, int32_t* ids, float* weights) {
-    int32_t k = p->top_k;
-    int64_t G = p->num_groups, per_group = E / G;
-    for (int64_t e = 0; e < E; e++) {
-        s->sig[e] = 1.0 / (1.0 + exp(-s->logit[e]));
-        s->biased[e] = s->sig[e] + (bias != NULL ? (double)bias[e] : 0.0);
-    }
-    for (int64_t g = 0; g < G; g++) {
-        int32_t best2[2];
-        int32_t n = per_group < 2 ? (int32_t)per_group : 2;
-        select_top(s->biased + g * per_group, NULL, per_group, n, s->taken, best2);
-        s->group_score[g] = 0.0;
-        for (int32_t j = 0; j < n; j++) {
-            s->group_score[g] += s->biased[g * per_group + best2[j]];
-        }
-    }
-    select_top(s->group_score, NULL, G, p->topk_groups, s->taken, s->kept_groups);
-    for (int64_t e = 0; e < E; e++) {
-        s->allowed[e] = 0;
-    }
-    for (int32_t j = 0; j < p->topk_groups; j++) {
-        for (int64_t i = 0; i < per_group; i++) {
-            s->allowed[s->kept_groups[j] * per_group + i] = 1;
-        }
-    }
-    select_top(s->biased, s->allowed, E, k, s->taken, ids);
-    double sum = 0.0;
-    for (int32_t j = 0; j < k; j++) {
-        sum += s->sig[ids[j]];
-    }
-    for (int32_t j = 0; j < k; j++) {
-        double v = p->renormalize ? s->sig[ids[j]] / (sum + 1e-20) : s->sig[ids[j]];
-        weights[j] = (float)(v * (double)p->scaling_factor);
-    }
-}
+#include "ref/route_token.h"
 
 mxmoe_status mxmoe_route_ref(mxmoe_ctx* ctx, const mxmoe_tensor* logits,
                              const mxmoe_route_params* p, mxmoe_tensor* topk_ids,
@@ -124,38 +21,19 @@ mxmoe_status mxmoe_route_ref(mxmoe_ctx* ctx, const mxmoe_tensor* logits,
                         (long long)(i / E), (long long)(i % E), isnan(v) ? "NaN" : "infinite");
     }
     int64_t G = p->method == MXMOE_ROUTE_SIGMOID_GROUPED ? p->num_groups : 1;
-    size_t doubles = (size_t)(3 * E + G + k);
-    size_t bytes = doubles * sizeof(double) + (size_t)G * sizeof(int32_t) + (size_t)(2 * E + G);
-    char* mem = malloc(bytes);
+    size_t bytes = mxmoe_route_scratch_bytes(E, G, k);
+    void* mem = malloc(bytes);
     MXMOE_RETURN_IF(mem == NULL, ctx, MXMOE_ERR_NO_MEMORY, "route: cannot allocate %zu bytes",
                     bytes);
     route_scratch s;
-    s.logit = (double*)mem;
-    s.sig = s.logit + E;
-    s.biased = s.sig + E;
-    s.group_score = s.biased + E;
-    s.weight = s.group_score + G;
-    s.kept_groups = (int32_t*)(s.weight + k);
-    s.allowed = (unsigned char*)(s.kept_groups + G);
-    s.taken = s.allowed + E;
+    mxmoe_route_scratch_carve(mem, E, G, k, &s);
     const float* bias = p->correction_bias != NULL ? (const float*)p->correction_bias->data : NULL;
     for (int64_t t = 0; t < T; t++) {
         for (int64_t e = 0; e < E; e++) {
             s.logit[e] = mxmoe_load_float(logits->data, logits->dtype, t * E + e);
         }
-        int32_t* ids = (int32_t*)topk_ids->data + t * k;
-        float* weights = (float*)topk_weights->data + t * k;
-        switch (p->method) {
-        case MXMOE_ROUTE_SOFTMAX_TOPK:
-            route_softmax_topk(p, E, &s, ids, weights);
-            break;
-        case MXMOE_ROUTE_TOPK_SOFTMAX:
-            route_topk_softmax(p, E, &s, ids, weights);
-            break;
-        default:
-            route_sigmoid_grouped(p, E, bias, &s, ids, weights);
-            break;
-        }
+        mxmoe_route_token(p, E, bias, &s, (int32_t*)topk_ids->data + t * k,
+                          (float*)topk_weights->data + t * k);
     }
     free(mem);
     return MXMOE_OK;

@@ -1,0 +1,107 @@
+/*
+ * act_quantize.cu — CUDA fused activation + quantization: one thread per 32-element output
+ * block, evaluating the reference's activation (ref/activation.h, FP64) and block quantizer.
+ */
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_ops.h"
+
+extern "C" {
+#include "ref/activation.h"
+}
+
+namespace {
+
+constexpr int kThreads = 128;
+
+struct act_args {
+    mxmoe_tensor h; /* [R, 2I] or [R, I] */
+    int64_t rows;
+    int64_t inter;
+    mxmoe_act_params params;
+    uint8_t* packed;
+    uint8_t* scales;
+    int64_t scales_numel;
+    int swizzled;
+    const int32_t* offsets;
+    int64_t num_experts;
+    unsigned* errors;
+};
+
+__global__ void zero_scales_kernel(act_args a) {
+    int64_t used = a.offsets != nullptr
+                       ? grouped_scale_bytes(a.offsets, a.num_experts, a.rows, a.inter)
+                       : mxmoe_swizzled_matrix_bytes(a.rows, a.inter);
+    if (used > a.scales_numel) {
+        if (blockIdx.x == 0 && threadIdx.x == 0) {
+            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+        }
+        used = a.scales_numel;
+    }
+    GRID_STRIDE_LOOP(i, used) {
+        a.scales[i] = 0;
+    }
+}
+
+__global__ void act_quantize_kernel(act_args a) {
+    int64_t kb = a.inter / 32;
+    int64_t limit = a.rows;
+    if (a.offsets != nullptr) {
+        int64_t end = a.offsets[a.num_experts];
+        limit = end < 0 ? 0 : (end > a.rows ? a.rows : end);
+    }
+    GRID_STRIDE_LOOP(b, limit * kb) {
+        int64_t r = b / kb, j = b % kb;
+        float block[MXMOE_BLOCK];
+#pragma unroll
+        for (int i = 0; i < MXMOE_BLOCK; i++) {
+            block[i] = mxmoe_activation_rounded(&a.h, r, j * 32 + i, a.inter, &a.params);
+        }
+        uint8_t packed[MXMOE_BLOCK / 2];
+        uint8_t scale = mxmoe_quantize_block(block, a.params.rule, packed);
+        uint8_t* dst = a.packed + r * (a.inter / 2) + j * 16;
+#pragma unroll
+        for (int i = 0; i < MXMOE_BLOCK / 2; i++) {
+            dst[i] = packed[i];
+        }
+        int64_t off =
+            grouped_scale_offset(a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.inter);
+        if (off < 0 || off >= a.scales_numel) {
+            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+            continue;
+        }
+        a.scales[off] = scale;
+    }
+}
+
+} // namespace
+
+mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
+                                         const mxmoe_tensor* offsets,
+                                         const mxmoe_act_params* params, mxmoe_mx_tensor* out) {
+    MXMOE_CUDA_ENTER(ctx);
+    act_args a = {};
+    a.h = *h;
+    a.rows = h->dims[0];
+    a.inter = out->packed.dims[1] * 2;
+    a.params = *params;
+    a.packed = static_cast<uint8_t*>(out->packed.data);
+    a.scales = static_cast<uint8_t*>(out->scales.data);
+    a.scales_numel = mxmoe_tensor_numel(&out->scales);
+    a.swizzled = out->scale_layout == MXMOE_SCALES_SWIZZLED;
+    a.errors = cuda_state(ctx)->errors;
+    cudaStream_t stream = cuda_stream(ctx);
+    if (offsets != nullptr) {
+        a.offsets = static_cast<const int32_t*>(offsets->data);
+        a.num_experts = offsets->dims[0] - 1;
+        check_offsets_kernel<<<1, 1, 0, stream>>>(a.offsets, a.num_experts, a.rows, a.errors);
+        MXMOE_CUDA_LAUNCHED(ctx);
+    }
+    if (a.swizzled) {
+        zero_scales_kernel<<<grid_for(ctx, a.scales_numel, 256), 256, 0, stream>>>(a);
+        MXMOE_CUDA_LAUNCHED(ctx);
+    }
+    act_quantize_kernel<<<grid_for(ctx, a.rows * (a.inter / 32), kThreads), kThreads, 0, stream>>>(
+        a);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}

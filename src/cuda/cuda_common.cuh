@@ -1,0 +1,127 @@
+/*
+ * cuda_common.cuh — what every CUDA source of the backend shares: the C headers (numerics are
+ * the reference's own, compiled for the device through MXMOE_HD), the backend state, error
+ * checking, and launch helpers.
+ *
+ * Errors: host-side CUDA failures return MXMOE_ERR_BACKEND with the call and its message.
+ * Data errors found by kernels (expert ids out of range, bad offsets, too small swizzled scale
+ * buffers) are never followed: the offending item is skipped, a bit is set in a device error
+ * word, and mxmoe_ctx_synchronize reports it (a kernel cannot return a status without a host
+ * synchronisation, which moe_forward must not do).
+ */
+#ifndef MXMOE_CUDA_COMMON_CUH
+#define MXMOE_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "core/backend.h"
+#include "core/scale_layout.h"
+#include "core/tensor.h"
+#include "ref/mx_numerics.h"
+}
+
+/* Bits of the device error word. */
+enum mxmoe_device_error : unsigned {
+    MXMOE_DEVERR_EXPERT_ID = 1u,   /* a top-k id outside [-1, E_global) was dropped */
+    MXMOE_DEVERR_EXPERT_MAP = 2u,  /* an expert_map entry outside [-1, E) was dropped */
+    MXMOE_DEVERR_OFFSETS = 4u,     /* offsets not 0-based, decreasing or past the rows */
+    MXMOE_DEVERR_SCALE_SPACE = 8u, /* a swizzled scale buffer too small for the groups */
+    MXMOE_DEVERR_LOGITS = 16u,     /* a router logit was NaN or infinite */
+};
+
+struct mxmoe_cuda_state {
+    int device;
+    int sm_count;
+    unsigned* errors; /* device word, see mxmoe_device_error */
+    cudaEvent_t timer_start, timer_stop;
+};
+
+static inline mxmoe_cuda_state* cuda_state(mxmoe_ctx* ctx) {
+    return static_cast<mxmoe_cuda_state*>(ctx->backend_state);
+}
+
+static inline cudaStream_t cuda_stream(mxmoe_ctx* ctx) {
+    return static_cast<cudaStream_t>(ctx->params.cuda_stream);
+}
+
+#define MXMOE_CUDA_CHECK(ctx, call)                                                                \
+    do {                                                                                           \
+        cudaError_t cuda_err_ = (call);                                                            \
+        if (cuda_err_ != cudaSuccess) {                                                            \
+            return mxmoe_fail((ctx), MXMOE_ERR_BACKEND, "%s failed: %s (%s:%d)", #call,            \
+                              cudaGetErrorString(cuda_err_), __FILE__, __LINE__);                  \
+        }                                                                                          \
+    } while (0)
+
+/* After every launch: a bad configuration or an earlier asynchronous fault shows up here. */
+#define MXMOE_CUDA_LAUNCHED(ctx) MXMOE_CUDA_CHECK(ctx, cudaGetLastError())
+
+/* Every entry point starts here: later calls may run on another thread's current device. */
+#define MXMOE_CUDA_ENTER(ctx) MXMOE_CUDA_CHECK(ctx, cudaSetDevice(cuda_state(ctx)->device))
+
+/* Grid for a grid-stride loop over n items: enough blocks to fill the GPU, never past 2^31. */
+static inline unsigned grid_for(const mxmoe_ctx* ctx, int64_t n, int threads) {
+    int64_t blocks = (n + threads - 1) / threads;
+    int64_t cap = (int64_t) static_cast<mxmoe_cuda_state*>(ctx->backend_state)->sm_count * 32;
+    if (blocks > cap) {
+        blocks = cap;
+    }
+    return blocks < 1 ? 1u : (unsigned)blocks;
+}
+
+#define GRID_STRIDE_LOOP(i, n)                                                                     \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                      \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+/* Rows of expert e by possibly-invalid offsets, clamped to [0, rows]; flags bad offsets. */
+static __device__ inline void expert_rows(const int32_t* offsets, int64_t e, int64_t rows,
+                                          int64_t* begin, int64_t* end) {
+    int64_t b = offsets[e], n = offsets[e + 1];
+    b = b < 0 ? 0 : (b > rows ? rows : b);
+    n = n < b ? b : (n > rows ? rows : n);
+    *begin = b;
+    *end = n;
+}
+
+/* Byte offset of scale (r, j) of a grouped activation tensor with K = k: linear, swizzled as
+ * one matrix (offsets NULL), or swizzled by expert groups (each starting a fresh 128-row atom). */
+static __device__ inline int64_t grouped_scale_offset(int swizzled, const int32_t* offsets,
+                                                      int64_t num_experts, int64_t rows, int64_t r,
+                                                      int64_t j, int64_t k) {
+    if (!swizzled) {
+        return r * (k / 32) + j;
+    }
+    if (offsets == nullptr) {
+        return mxmoe_swizzled_offset(r, j, k);
+    }
+    int64_t sf_row = 0;
+    for (int64_t e = 0; e < num_experts; e++) {
+        int64_t b, n;
+        expert_rows(offsets, e, rows, &b, &n);
+        if (r >= b && r < n) {
+            return sf_row * mxmoe_swizzled_cols(k) + mxmoe_swizzled_offset(r - b, j, k);
+        }
+        sf_row += (n - b + 127) / 128 * 128;
+    }
+    return -1;
+}
+
+/* Bytes of grouped swizzled scales the offsets need (sum of 128-row atoms x columns). */
+static __device__ inline int64_t grouped_scale_bytes(const int32_t* offsets, int64_t num_experts,
+                                                     int64_t rows, int64_t k) {
+    int64_t sf_rows = 0;
+    for (int64_t e = 0; e < num_experts; e++) {
+        int64_t b, n;
+        expert_rows(offsets, e, rows, &b, &n);
+        sf_rows += (n - b + 127) / 128 * 128;
+    }
+    return sf_rows * mxmoe_swizzled_cols(k);
+}
+
+/* Flags offsets that are not 0-based, nondecreasing and within `rows` (one thread). */
+__global__ void check_offsets_kernel(const int32_t* offsets, int64_t num_experts, int64_t rows,
+                                     unsigned* errors);
+
+#endif /* MXMOE_CUDA_COMMON_CUH */

@@ -1,0 +1,29 @@
+/*
+ * grouped_gemm.cuh — the grouped GEMM launcher, shared by mxmoe_grouped_gemm and moe_forward.
+ */
+#ifndef MXMOE_CUDA_GROUPED_GEMM_CUH
+#define MXMOE_CUDA_GROUPED_GEMM_CUH
+
+#include "cuda/cuda_common.cuh"
+
+struct gemm_args {
+    const uint8_t* a_packed; /* [rows, k/2] */
+    const uint8_t* a_scales; /* linear [rows, k/32] or grouped swizzled */
+    int a_swizzled;
+    int64_t a_scales_numel;  /* reads past it are skipped and flagged */
+    const uint8_t* w_packed; /* [E, n, k/2] */
+    const uint8_t* w_scales; /* linear [E, n, k/32] or swizzled per expert */
+    int w_swizzled;
+    const int32_t* offsets; /* [E+1] */
+    int64_t num_experts;
+    int64_t rows, n, k;
+    const void* bias; /* optional [E, n] */
+    mxmoe_dtype bias_dtype;
+    void* out; /* [rows, n] */
+    mxmoe_dtype out_dtype;
+    unsigned* errors;
+};
+
+mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args);
+
+#endif /* MXMOE_CUDA_GROUPED_GEMM_CUH */

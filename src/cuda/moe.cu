@@ -1,0 +1,176 @@
+/*
+ * moe.cu — the CUDA MoE layer: the reference's pipeline as a chain of kernels on one stream,
+ * all state in the caller's workspace — no allocation and no host synchronisation, so a
+ * forward can be captured in a CUDA graph. Deterministic: the plan is ordered, every GEMM sums
+ * in a fixed order, and the reduction over slots is in ascending j.
+ */
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_ops.h"
+#include "cuda/grouped_gemm.cuh"
+#include "cuda/plan.cuh"
+#include "cuda/quantize.cuh"
+
+extern "C" {
+#include "core/moe_workspace.h"
+#include "ref/activation.h"
+}
+
+namespace {
+
+/* out[t, h] = sum over kept slots j (ascending) of w[t, j] * c3[row, h] (or c3 alone when the
+ * weight was applied to the input), in FP32, rounded once to out's dtype. */
+__global__ void reduce_kernel(const float* c3, const int32_t* row_of, const float* weights,
+                              int weight_on_input, int64_t tokens, int64_t top_k, int64_t hidden,
+                              void* out, mxmoe_dtype out_dtype) {
+    GRID_STRIDE_LOOP(idx, tokens * hidden) {
+        int64_t t = idx / hidden, h = idx % hidden;
+        float acc = 0.0f;
+        for (int64_t j = 0; j < top_k; j++) {
+            int32_t r = row_of[t * top_k + j];
+            if (r < 0) {
+                continue;
+            }
+            float v = c3[(int64_t)r * hidden + h];
+            acc += weight_on_input ? v : __fmul_rn(weights[t * top_k + j], v);
+        }
+        mxmoe_store_float(out, out_dtype, idx, acc);
+    }
+}
+
+bool layout(const mxmoe_moe_params* p, int64_t tokens, int64_t top_k, int64_t hidden, int64_t inter,
+            mxmoe_moe_workspace* L) {
+    int64_t n13 = mxmoe_activation_is_gated(p->act.activation) ? 2 * inter : inter;
+    int64_t pairs;
+    return mxmoe_mul_i64(tokens, top_k, &pairs) &&
+           mxmoe_moe_workspace_layout(p->num_experts, pairs, hidden, n13, inter, 0, 0, L);
+}
+
+} // namespace
+
+mxmoe_status mxmoe_moe_workspace_size_cuda(mxmoe_ctx* ctx, const mxmoe_moe_params* params,
+                                           int64_t tokens, int32_t top_k, int64_t hidden,
+                                           int64_t intermediate, size_t* bytes) {
+    mxmoe_moe_workspace L;
+    if (!layout(params, tokens, top_k, hidden, intermediate, &L)) {
+        return mxmoe_fail(ctx, MXMOE_ERR_OVERFLOW, "moe workspace size overflows size_t");
+    }
+    *bytes = L.total;
+    return MXMOE_OK;
+}
+
+mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                    const mxmoe_tensor* topk_ids, const mxmoe_tensor* topk_weights,
+                                    const mxmoe_moe_weights* wt, const mxmoe_moe_params* p,
+                                    void* workspace, size_t workspace_bytes, mxmoe_tensor* out) {
+    MXMOE_CUDA_ENTER(ctx);
+    (void)workspace_bytes; /* checked by src/api against mxmoe_moe_workspace_size_cuda */
+    int64_t T = x->dims[0], H = x->dims[1], k = topk_ids->dims[1];
+    int64_t E = p->num_experts;
+    int64_t n13 = wt->w13.packed.dims[1];
+    int64_t I = wt->w2.packed.dims[2] * 2;
+    int64_t pairs = T * k;
+    mxmoe_moe_workspace L;
+    if (!layout(p, T, k, H, I, &L)) {
+        return mxmoe_fail(ctx, MXMOE_ERR_OVERFLOW, "moe workspace size overflows size_t");
+    }
+    if (T == 0) {
+        return MXMOE_OK;
+    }
+    char* ws = static_cast<char*>(workspace);
+    unsigned* errors = cuda_state(ctx)->errors;
+    cudaStream_t stream = cuda_stream(ctx);
+    auto* offsets = reinterpret_cast<int32_t*>(ws + L.offsets);
+    auto* sorted = reinterpret_cast<int32_t*>(ws + L.sorted);
+    auto* row_of = reinterpret_cast<int32_t*>(ws + L.row_of);
+
+    /* 1. plan */
+    plan_args pa = {};
+    pa.ids = static_cast<const int32_t*>(topk_ids->data);
+    pa.pairs = pairs;
+    pa.map = p->expert_map != nullptr ? static_cast<const int32_t*>(p->expert_map->data) : nullptr;
+    pa.id_limit = p->expert_map != nullptr ? p->expert_map->dims[0] : E;
+    pa.num_experts = (int32_t)E;
+    pa.counts = reinterpret_cast<int32_t*>(ws + L.counts);
+    pa.offsets = offsets;
+    pa.sorted = sorted;
+    pa.row_of = row_of;
+    pa.errors = errors;
+    MXMOE_FORWARD(mxmoe_launch_plan(ctx, &pa));
+
+    /* 2. gather + quantize the input rows (router weight folded in when asked) */
+    quantize_rows_args qa = {};
+    qa.x = x->data;
+    qa.dtype = x->dtype;
+    qa.rows = pairs;
+    qa.k = H;
+    qa.rule = p->act.rule;
+    qa.packed = reinterpret_cast<uint8_t*>(ws + L.a1_packed);
+    qa.scales = reinterpret_cast<uint8_t*>(ws + L.a1_scales);
+    qa.scales_numel = pairs * (H / 32);
+    qa.offsets = offsets; /* rows past offsets[E] are skipped */
+    qa.num_experts = E;
+    qa.gather = sorted;
+    qa.top_k = k;
+    qa.weights =
+        p->router_weight_on_input ? static_cast<const float*>(topk_weights->data) : nullptr;
+    qa.round_dtype = p->act.act_dtype;
+    qa.errors = errors;
+    MXMOE_FORWARD(mxmoe_launch_quantize_rows(ctx, &qa));
+
+    /* 3. GEMM-1 (+b13) into FP32 */
+    gemm_args g1 = {};
+    g1.a_packed = qa.packed;
+    g1.a_scales = qa.scales;
+    g1.a_scales_numel = qa.scales_numel;
+    g1.w_packed = static_cast<const uint8_t*>(wt->w13.packed.data);
+    g1.w_scales = static_cast<const uint8_t*>(wt->w13.scales.data);
+    g1.w_swizzled = wt->w13.scale_layout == MXMOE_SCALES_SWIZZLED;
+    g1.offsets = offsets;
+    g1.num_experts = E;
+    g1.rows = pairs;
+    g1.n = n13;
+    g1.k = H;
+    g1.bias = wt->b13 != nullptr ? wt->b13->data : nullptr;
+    g1.bias_dtype = wt->b13 != nullptr ? wt->b13->dtype : MXMOE_F32;
+    g1.out = ws + L.h1;
+    g1.out_dtype = MXMOE_F32;
+    g1.errors = errors;
+    MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g1));
+
+    /* 4. activation, rounded to act_dtype, requantized */
+    const int64_t h1_dims[2] = {pairs, n13}, a2_packed_dims[2] = {pairs, I / 2},
+                  a2_scale_dims[2] = {pairs, I / 32}, offsets_dims[1] = {E + 1};
+    mxmoe_tensor h1 = mxmoe_tensor_make(ws + L.h1, MXMOE_F32, 2, h1_dims);
+    h1.device = MXMOE_DEVICE_CUDA;
+    mxmoe_mx_tensor a2;
+    a2.packed = mxmoe_tensor_make(ws + L.a2_packed, MXMOE_U8, 2, a2_packed_dims);
+    a2.scales = mxmoe_tensor_make(ws + L.a2_scales, MXMOE_U8, 2, a2_scale_dims);
+    a2.packed.device = a2.scales.device = MXMOE_DEVICE_CUDA;
+    a2.scale_layout = MXMOE_SCALES_LINEAR;
+    mxmoe_tensor offsets_t = mxmoe_tensor_make(offsets, MXMOE_I32, 1, offsets_dims);
+    offsets_t.device = MXMOE_DEVICE_CUDA;
+    MXMOE_FORWARD(mxmoe_act_and_quantize_cuda(ctx, &h1, &offsets_t, &p->act, &a2));
+
+    /* 5. GEMM-2 (+b2) into FP32 */
+    gemm_args g2 = g1;
+    g2.a_packed = static_cast<const uint8_t*>(a2.packed.data);
+    g2.a_scales = static_cast<const uint8_t*>(a2.scales.data);
+    g2.a_scales_numel = pairs * (I / 32);
+    g2.w_packed = static_cast<const uint8_t*>(wt->w2.packed.data);
+    g2.w_scales = static_cast<const uint8_t*>(wt->w2.scales.data);
+    g2.w_swizzled = wt->w2.scale_layout == MXMOE_SCALES_SWIZZLED;
+    g2.n = H;
+    g2.k = I;
+    g2.bias = wt->b2 != nullptr ? wt->b2->data : nullptr;
+    g2.bias_dtype = wt->b2 != nullptr ? wt->b2->dtype : MXMOE_F32;
+    g2.out = ws + L.c3;
+    MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g2));
+
+    /* 6. un-permute and reduce */
+    reduce_kernel<<<grid_for(ctx, T * H, 256), 256, 0, stream>>>(
+        reinterpret_cast<const float*>(ws + L.c3), row_of,
+        static_cast<const float*>(topk_weights->data), p->router_weight_on_input, T, k, H,
+        out->data, out->dtype);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}

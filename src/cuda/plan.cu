@@ -1,0 +1,138 @@
+/*
+ * plan.cu — CUDA plan: group the (token, slot) pairs by expert, deterministically.
+ *
+ * The seed orders rows inside an expert by atomics; here each expert's block walks the pairs
+ * in ascending flat index and ranks its matches with a block-wide prefix count, so the rows are
+ * exactly the reference's, whatever the thread timing:
+ *   1. count_kernel   (block per expert): counts[e]; block 0 also checks ids and the map
+ *   2. offsets_kernel (one thread): exclusive prefix sum
+ *   3. place_kernel   (block per expert): sorted[row] = i, row_of[i] = row
+ *   4. finish_kernel  : row_of = -1 for dropped pairs, sorted = -1 past the kept rows
+ * Ids out of range (and map entries out of range) are dropped and flagged, never followed.
+ */
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_ops.h"
+#include "cuda/plan.cuh"
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+
+/* Local expert of pair i, or -1 if dropped (including ids or map entries out of range). */
+__device__ inline int32_t local_expert(const plan_args& a, int64_t i, bool report) {
+    int32_t id = a.ids[i];
+    if (id < 0 || id >= a.id_limit) {
+        if (report && id != -1) {
+            atomicOr(a.errors, MXMOE_DEVERR_EXPERT_ID);
+        }
+        return -1;
+    }
+    if (a.map == nullptr) {
+        return id;
+    }
+    int32_t local = a.map[id];
+    if (local < -1 || local >= a.num_experts) {
+        if (report) {
+            atomicOr(a.errors, MXMOE_DEVERR_EXPERT_MAP);
+        }
+        return -1;
+    }
+    return local;
+}
+
+__global__ void count_kernel(plan_args a) {
+    int32_t e = blockIdx.x;
+    int count = 0;
+    for (int64_t base = 0; base < a.pairs; base += kThreads) {
+        int64_t i = base + threadIdx.x;
+        bool match = i < a.pairs && local_expert(a, i, e == 0) == e;
+        count += __syncthreads_count(match);
+    }
+    if (threadIdx.x == 0) {
+        a.counts[e] = count;
+    }
+}
+
+__global__ void offsets_kernel(plan_args a) {
+    int32_t running = 0;
+    a.offsets[0] = 0;
+    for (int32_t e = 0; e < a.num_experts; e++) {
+        running += a.counts[e];
+        a.offsets[e + 1] = running;
+    }
+}
+
+__global__ void place_kernel(plan_args a) {
+    __shared__ int warp_counts[kWarps];
+    int32_t e = blockIdx.x;
+    int32_t cursor = a.offsets[e];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int64_t base = 0; base < a.pairs; base += kThreads) {
+        int64_t i = base + threadIdx.x;
+        bool match = i < a.pairs && local_expert(a, i, false) == e;
+        unsigned ballot = __ballot_sync(0xffffffffu, match);
+        if (lane == 0) {
+            warp_counts[warp] = __popc(ballot);
+        }
+        __syncthreads();
+        int before = 0, total = 0;
+        for (int w = 0; w < kWarps; w++) {
+            before += w < warp ? warp_counts[w] : 0;
+            total += warp_counts[w];
+        }
+        if (match) {
+            int32_t row = cursor + before + __popc(ballot & ((1u << lane) - 1u));
+            a.sorted[row] = (int32_t)i;
+            a.row_of[i] = row;
+        }
+        cursor += total;
+        __syncthreads(); /* warp_counts is rewritten by the next tile */
+    }
+}
+
+__global__ void finish_kernel(plan_args a) {
+    int32_t kept = a.offsets[a.num_experts];
+    GRID_STRIDE_LOOP(i, a.pairs) {
+        if (local_expert(a, i, false) < 0) {
+            a.row_of[i] = -1;
+        }
+        if (i >= kept) {
+            a.sorted[i] = -1;
+        }
+    }
+}
+
+} // namespace
+
+mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
+    cudaStream_t stream = cuda_stream(ctx);
+    count_kernel<<<(unsigned)args->num_experts, kThreads, 0, stream>>>(*args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    offsets_kernel<<<1, 1, 0, stream>>>(*args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    place_kernel<<<(unsigned)args->num_experts, kThreads, 0, stream>>>(*args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    finish_kernel<<<grid_for(ctx, args->pairs, kThreads), kThreads, 0, stream>>>(*args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}
+
+mxmoe_status mxmoe_plan_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* topk_ids,
+                             const mxmoe_tensor* expert_map, int32_t num_experts,
+                             mxmoe_tensor* counts, mxmoe_tensor* offsets, mxmoe_tensor* sorted,
+                             mxmoe_tensor* row_of) {
+    MXMOE_CUDA_ENTER(ctx);
+    plan_args a = {};
+    a.ids = static_cast<const int32_t*>(topk_ids->data);
+    a.pairs = mxmoe_tensor_numel(topk_ids);
+    a.map = expert_map != nullptr ? static_cast<const int32_t*>(expert_map->data) : nullptr;
+    a.id_limit = expert_map != nullptr ? expert_map->dims[0] : num_experts;
+    a.num_experts = num_experts;
+    a.counts = static_cast<int32_t*>(counts->data);
+    a.offsets = static_cast<int32_t*>(offsets->data);
+    a.sorted = static_cast<int32_t*>(sorted->data);
+    a.row_of = static_cast<int32_t*>(row_of->data);
+    a.errors = cuda_state(ctx)->errors;
+    return mxmoe_launch_plan(ctx, &a);
+}

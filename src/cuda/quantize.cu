@@ -1,0 +1,246 @@
+/*
+ * quantize.cu — CUDA quantization, dequantization, GGUF conversion, scale swizzling and grouped
+ * quantization (also the gather + quantize step of moe_forward).
+ *
+ * One thread per 32-element block, running the reference's own block quantizer
+ * (mx_numerics.h): byte-identical to the CPU by construction. These kernels are memory-bound;
+ * the generic path keeps them simple.
+ */
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_ops.h"
+#include "cuda/quantize.cuh"
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void quantize_rows_kernel(quantize_rows_args a) {
+    int64_t kb = a.k / 32;
+    int64_t limit = a.rows;
+    if (a.offsets != nullptr) {
+        int64_t end = a.offsets[a.num_experts];
+        limit = end < 0 ? 0 : (end > a.rows ? a.rows : end);
+    }
+    GRID_STRIDE_LOOP(b, limit * kb) {
+        int64_t r = b / kb, j = b % kb;
+        int64_t src_row = r;
+        float weight = 1.0f;
+        if (a.gather != nullptr) {
+            int32_t pair = a.gather[r];
+            if (pair < 0) {
+                continue;
+            }
+            src_row = pair / a.top_k;
+            if (a.weights != nullptr) {
+                weight = a.weights[pair];
+            }
+        }
+        float block[MXMOE_BLOCK];
+#pragma unroll
+        for (int i = 0; i < MXMOE_BLOCK; i++) {
+            float v = mxmoe_load_float(a.x, a.dtype, src_row * a.k + j * 32 + i);
+            block[i] = a.weights != nullptr ? mxmoe_round_to_dtype(v * weight, a.round_dtype) : v;
+        }
+        uint8_t packed[MXMOE_BLOCK / 2];
+        uint8_t scale = mxmoe_quantize_block(block, a.rule, packed);
+        uint8_t* dst = a.packed + r * (a.k / 2) + j * 16;
+#pragma unroll
+        for (int i = 0; i < MXMOE_BLOCK / 2; i++) {
+            dst[i] = packed[i];
+        }
+        int64_t off = grouped_scale_offset(a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.k);
+        if (off < 0 || off >= a.scales_numel) {
+            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+            continue;
+        }
+        a.scales[off] = scale;
+    }
+}
+
+/* Zeroes the used span of swizzled scales (the padding must read as 0x00). */
+__global__ void zero_swizzled_kernel(uint8_t* scales, int64_t numel, const int32_t* offsets,
+                                     int64_t num_experts, int64_t rows, int64_t k,
+                                     unsigned* errors) {
+    int64_t used = offsets != nullptr ? grouped_scale_bytes(offsets, num_experts, rows, k)
+                                      : mxmoe_swizzled_matrix_bytes(rows, k);
+    if (used > numel) {
+        if (blockIdx.x == 0 && threadIdx.x == 0) {
+            atomicOr(errors, MXMOE_DEVERR_SCALE_SPACE);
+        }
+        used = numel;
+    }
+    GRID_STRIDE_LOOP(i, used) {
+        scales[i] = 0;
+    }
+}
+
+__global__ void dequantize_kernel(const uint8_t* packed, const uint8_t* scales, int64_t rows,
+                                  int64_t k, void* out, mxmoe_dtype dtype) {
+    GRID_STRIDE_LOOP(idx, rows * k) {
+        int64_t r = idx / k, i = idx % k;
+        uint8_t b = scales[r * (k / 32) + i / 32];
+        double v = mxmoe_dequantize_element(packed + r * (k / 2) + (i / 32) * 16, b, (int)(i % 32));
+        mxmoe_store_float(out, dtype, idx, (float)v); /* (float)v is exact or +-inf */
+    }
+}
+
+__global__ void gguf_from_mx_kernel(const uint8_t* packed, const uint8_t* scales, int64_t blocks,
+                                    uint8_t* gguf) {
+    GRID_STRIDE_LOOP(b, blocks) {
+        const uint8_t* src = packed + b * 16;
+        uint8_t* dst = gguf + b * 17;
+        dst[0] = scales[b];
+        for (int j = 0; j < 16; j++) {
+            /* element j is nibble j of the canonical block, element j+16 is nibble j+16 */
+            uint8_t lo = (src[j / 2] >> (4 * (j % 2))) & 0xF;
+            uint8_t hi = (src[(j + 16) / 2] >> (4 * (j % 2))) & 0xF;
+            dst[1 + j] = (uint8_t)(lo | (hi << 4));
+        }
+    }
+}
+
+__global__ void mx_from_gguf_kernel(const uint8_t* gguf, int64_t blocks, uint8_t* packed,
+                                    uint8_t* scales) {
+    GRID_STRIDE_LOOP(b, blocks) {
+        const uint8_t* src = gguf + b * 17;
+        scales[b] = src[0];
+        for (int i = 0; i < 16; i++) {
+            int e0 = 2 * i, e1 = 2 * i + 1; /* canonical elements of byte i */
+            uint8_t c0 = (src[1 + e0 % 16] >> (4 * (e0 / 16))) & 0xF;
+            uint8_t c1 = (src[1 + e1 % 16] >> (4 * (e1 / 16))) & 0xF;
+            packed[b * 16 + i] = (uint8_t)(c0 | (c1 << 4));
+        }
+    }
+}
+
+__global__ void swizzle_kernel(const uint8_t* linear, int64_t rows, int64_t k, uint8_t* swizzled,
+                               int to_swizzled) {
+    int64_t kb = k / 32;
+    GRID_STRIDE_LOOP(idx, rows * kb) {
+        int64_t off = mxmoe_swizzled_offset(idx / kb, idx % kb, k);
+        if (to_swizzled) {
+            swizzled[off] = linear[idx];
+        } else {
+            const_cast<uint8_t*>(linear)[idx] = swizzled[off];
+        }
+    }
+}
+
+} // namespace
+
+__global__ void check_offsets_kernel(const int32_t* offsets, int64_t num_experts, int64_t rows,
+                                     unsigned* errors) {
+    bool bad = offsets[0] != 0 || offsets[num_experts] > rows;
+    for (int64_t e = 0; e < num_experts; e++) {
+        bad = bad || offsets[e + 1] < offsets[e];
+    }
+    if (bad) {
+        atomicOr(errors, MXMOE_DEVERR_OFFSETS);
+    }
+}
+
+mxmoe_status mxmoe_launch_quantize_rows(mxmoe_ctx* ctx, const quantize_rows_args* args) {
+    cudaStream_t stream = cuda_stream(ctx);
+    if (args->swizzled) {
+        zero_swizzled_kernel<<<grid_for(ctx, args->scales_numel, kThreads), kThreads, 0, stream>>>(
+            args->scales, args->scales_numel, args->offsets, args->num_experts, args->rows, args->k,
+            args->errors);
+        MXMOE_CUDA_LAUNCHED(ctx);
+    }
+    quantize_rows_kernel<<<grid_for(ctx, args->rows * (args->k / 32), kThreads), kThreads, 0,
+                           stream>>>(*args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}
+
+static quantize_rows_args rows_args(mxmoe_ctx* ctx, const mxmoe_tensor* x, mxmoe_scale_rule rule,
+                                    mxmoe_mx_tensor* out) {
+    quantize_rows_args a = {};
+    a.x = x->data;
+    a.dtype = x->dtype;
+    a.k = x->dims[x->ndim - 1];
+    a.rows = mxmoe_dims_product(x, 0, x->ndim - 1);
+    a.rule = rule;
+    a.packed = static_cast<uint8_t*>(out->packed.data);
+    a.scales = static_cast<uint8_t*>(out->scales.data);
+    a.scales_numel = mxmoe_tensor_numel(&out->scales);
+    a.swizzled = out->scale_layout == MXMOE_SCALES_SWIZZLED;
+    a.errors = cuda_state(ctx)->errors;
+    return a;
+}
+
+mxmoe_status mxmoe_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x, mxmoe_scale_rule rule,
+                                 mxmoe_mx_tensor* out) {
+    MXMOE_CUDA_ENTER(ctx);
+    quantize_rows_args a = rows_args(ctx, x, rule, out);
+    return mxmoe_launch_quantize_rows(ctx, &a);
+}
+
+mxmoe_status mxmoe_experts_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                         const mxmoe_tensor* offsets, mxmoe_scale_rule rule,
+                                         mxmoe_mx_tensor* out) {
+    MXMOE_CUDA_ENTER(ctx);
+    quantize_rows_args a = rows_args(ctx, x, rule, out);
+    a.offsets = static_cast<const int32_t*>(offsets->data);
+    a.num_experts = offsets->dims[0] - 1;
+    check_offsets_kernel<<<1, 1, 0, cuda_stream(ctx)>>>(a.offsets, a.num_experts, a.rows, a.errors);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return mxmoe_launch_quantize_rows(ctx, &a);
+}
+
+mxmoe_status mxmoe_dequantize_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* in, mxmoe_tensor* out) {
+    MXMOE_CUDA_ENTER(ctx);
+    int64_t k = out->dims[out->ndim - 1];
+    int64_t rows = mxmoe_dims_product(out, 0, out->ndim - 1);
+    dequantize_kernel<<<grid_for(ctx, rows * k, kThreads), kThreads, 0, cuda_stream(ctx)>>>(
+        static_cast<const uint8_t*>(in->packed.data), static_cast<const uint8_t*>(in->scales.data),
+        rows, k, out->data, out->dtype);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}
+
+mxmoe_status mxmoe_gguf_from_mx_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* in,
+                                     mxmoe_tensor* gguf) {
+    MXMOE_CUDA_ENTER(ctx);
+    int64_t blocks = mxmoe_tensor_numel(&in->scales);
+    gguf_from_mx_kernel<<<grid_for(ctx, blocks, kThreads), kThreads, 0, cuda_stream(ctx)>>>(
+        static_cast<const uint8_t*>(in->packed.data), static_cast<const uint8_t*>(in->scales.data),
+        blocks, static_cast<uint8_t*>(gguf->data));
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}
+
+mxmoe_status mxmoe_mx_from_gguf_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* gguf,
+                                     mxmoe_mx_tensor* out) {
+    MXMOE_CUDA_ENTER(ctx);
+    int64_t blocks = mxmoe_tensor_numel(&out->scales);
+    mx_from_gguf_kernel<<<grid_for(ctx, blocks, kThreads), kThreads, 0, cuda_stream(ctx)>>>(
+        static_cast<const uint8_t*>(gguf->data), blocks, static_cast<uint8_t*>(out->packed.data),
+        static_cast<uint8_t*>(out->scales.data));
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}
+
+mxmoe_status mxmoe_swizzle_scales_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* linear, int64_t k,
+                                       mxmoe_tensor* swizzled) {
+    MXMOE_CUDA_ENTER(ctx);
+    int64_t rows = linear->dims[0];
+    int64_t bytes = mxmoe_swizzled_matrix_bytes(rows, k);
+    MXMOE_CUDA_CHECK(ctx, cudaMemsetAsync(swizzled->data, 0, (size_t)bytes, cuda_stream(ctx)));
+    swizzle_kernel<<<grid_for(ctx, rows * (k / 32), kThreads), kThreads, 0, cuda_stream(ctx)>>>(
+        static_cast<const uint8_t*>(linear->data), rows, k, static_cast<uint8_t*>(swizzled->data),
+        1);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}
+
+mxmoe_status mxmoe_unswizzle_scales_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* swizzled, int64_t k,
+                                         mxmoe_tensor* linear) {
+    MXMOE_CUDA_ENTER(ctx);
+    int64_t rows = linear->dims[0];
+    swizzle_kernel<<<grid_for(ctx, rows * (k / 32), kThreads), kThreads, 0, cuda_stream(ctx)>>>(
+        static_cast<const uint8_t*>(linear->data), rows, k, static_cast<uint8_t*>(swizzled->data),
+        0);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}

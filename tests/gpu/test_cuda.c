@@ -1,0 +1,631 @@
+/*
+ * test_cuda.c — the GPU test suite: every operation on the CUDA backend against the CPU
+ * reference (itself checked against ml_dtypes and NumPy FP64 by the CI suite), on fresh random
+ * inputs over a sweep of shapes and edge cases. Run by tests/gpu/run.sh on a GPU machine.
+ *
+ * The generic CUDA path runs the reference's own numerics, so outputs must match bit for bit:
+ * quantization, plan, GEMM and the whole layer alike. The only allowed difference is an
+ * activation value whose FP64 evaluation lands within the last FP64 ulp of an FP32 rounding
+ * boundary (CUDA's and glibc's exp/tanh may differ by one ulp); such mismatches are counted and
+ * printed, and must be vanishingly rare.
+ *
+ *   test_cuda [--small] [--seed S]     (--small: the sizes compute-sanitizer runs)
+ */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mxmoe.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* harness */
+
+static int g_passed, g_failed, g_small;
+static uint64_t g_rng;
+
+#define CUDA_OK(call)                                                                            \
+    do {                                                                                         \
+        cudaError_t e_ = (call);                                                                 \
+        if (e_ != cudaSuccess) {                                                                 \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(2);                                                                             \
+        }                                                                                        \
+    } while (0)
+
+#define MX_OK(ctx, call)                                                                         \
+    do {                                                                                         \
+        mxmoe_status s_ = (call);                                                                \
+        if (s_ != MXMOE_OK) {                                                                    \
+            fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,                  \
+                    mxmoe_status_string(s_), mxmoe_ctx_last_error(ctx));                         \
+            exit(2);                                                                             \
+        }                                                                                        \
+    } while (0)
+
+static void check(int ok, const char* what) {
+    if (ok) {
+        g_passed++;
+    } else {
+        g_failed++;
+        printf("FAIL %s\n", what);
+    }
+}
+
+static uint64_t next_u64(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+
+static double uniform(void) {
+    return (double)(next_u64() >> 11) * 0x1p-53;
+}
+
+static int64_t rand_int(int64_t n) {
+    return (int64_t)(next_u64() % (uint64_t)n);
+}
+
+/* Values over many binades with the special values the numerics must handle. */
+static float wild_float(int specials) {
+    if (specials && rand_int(64) == 0) {
+        static const float special[] = {0.0f, -0.0f, 6.0f, -6.0f, 1e-40f, -3e-39f, 3.4e38f};
+        return special[rand_int(7)];
+    }
+    if (specials && rand_int(4096) == 0) {
+        return rand_int(2) ? NAN : (rand_int(2) ? INFINITY : -INFINITY);
+    }
+    double v = (uniform() * 2.0 - 1.0) * ldexp(1.0, (int)rand_int(24) - 12);
+    return (float)v;
+}
+
+static void fill_float(void* data, mxmoe_dtype dtype, int64_t n, int specials, double scale) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = specials ? wild_float(1) : (float)((uniform() * 2.0 - 1.0) * scale);
+        if (dtype == MXMOE_F32) {
+            ((float*)data)[i] = v;
+        } else {
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            uint16_t h = dtype == MXMOE_BF16 ? (uint16_t)(u >> 16) : 0;
+            if (dtype == MXMOE_F16) { /* a random finite half in [-scale, scale]-ish */
+                h = (uint16_t)(rand_int(2) << 15 | (rand_int(30) << 10) | rand_int(1024));
+            }
+            ((uint16_t*)data)[i] = h;
+        }
+    }
+}
+
+static void fill_bytes(uint8_t* p, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        p[i] = (uint8_t)next_u64();
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* host and device tensors */
+
+typedef struct pair {
+    mxmoe_tensor host, dev;
+    size_t bytes;
+} pair;
+
+static pair make_pair(mxmoe_dtype dtype, int32_t ndim, const int64_t* dims) {
+    pair p;
+    p.host = mxmoe_tensor_make(NULL, dtype, ndim, dims);
+    p.bytes = (size_t)mxmoe_tensor_numel(&p.host) * mxmoe_dtype_size(dtype);
+    p.host.data = malloc(p.bytes ? p.bytes : 1);
+    p.dev = p.host;
+    p.dev.device = MXMOE_DEVICE_CUDA;
+    CUDA_OK(cudaMalloc(&p.dev.data, p.bytes ? p.bytes : 1));
+    memset(p.host.data, 0xA5, p.bytes); /* poison: untouched regions must match too */
+    CUDA_OK(cudaMemset(p.dev.data, 0xA5, p.bytes));
+    return p;
+}
+
+static pair pair2(mxmoe_dtype dtype, int64_t d0, int64_t d1) {
+    int64_t dims[2] = {d0, d1};
+    return make_pair(dtype, 2, dims);
+}
+
+static pair pair1(mxmoe_dtype dtype, int64_t d0) {
+    return make_pair(dtype, 1, &d0);
+}
+
+static pair pair3(mxmoe_dtype dtype, int64_t d0, int64_t d1, int64_t d2) {
+    int64_t dims[3] = {d0, d1, d2};
+    return make_pair(dtype, 3, dims);
+}
+
+static void upload(pair* p) {
+    CUDA_OK(cudaMemcpy(p->dev.data, p->host.data, p->bytes, cudaMemcpyHostToDevice));
+}
+
+/* Compares the device copy with the host (reference) result byte for byte; returns the number
+ * of differing bytes. */
+static int64_t diff_bytes(const pair* p) {
+    uint8_t* got = malloc(p->bytes ? p->bytes : 1);
+    CUDA_OK(cudaMemcpy(got, p->dev.data, p->bytes, cudaMemcpyDeviceToHost));
+    int64_t n = 0;
+    for (size_t i = 0; i < p->bytes; i++) {
+        n += got[i] != ((uint8_t*)p->host.data)[i];
+    }
+    free(got);
+    return n;
+}
+
+static void free_pair(pair* p) {
+    free(p->host.data);
+    cudaFree(p->dev.data);
+}
+
+static mxmoe_ctx *g_cpu, *g_gpu;
+
+static void expect_same(const pair* p, const char* what) {
+    int64_t n = diff_bytes(p);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: %lld of %zu bytes differ from the reference", what,
+             (long long)n, p->bytes);
+    check(n == 0, msg);
+}
+
+static void gpu_sync_ok(const char* what) {
+    mxmoe_status s = mxmoe_ctx_synchronize(g_gpu);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: synchronize -> %s %s", what, mxmoe_status_string(s),
+             mxmoe_ctx_last_error(g_gpu));
+    check(s == MXMOE_OK, msg);
+}
+
+/* Expert offsets for `rows` rows over E experts, some experts empty. */
+static void random_offsets(int32_t* off, int64_t E, int64_t rows, int empty_experts) {
+    off[0] = 0;
+    int64_t left = rows;
+    for (int64_t e = 0; e < E; e++) {
+        int64_t m = e == E - 1 ? left : (empty_experts && rand_int(3) == 0 ? 0 : rand_int(left + 1));
+        m = m > left ? left : m;
+        off[e + 1] = (int32_t)(off[e] + m);
+        left -= m;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* operations */
+
+static void test_quantize(int64_t rows, int64_t k, mxmoe_dtype dtype) {
+    for (int rule = 0; rule < MXMOE_RULE_COUNT; rule++) {
+        pair x = pair2(dtype, rows, k), packed = pair2(MXMOE_U8, rows, k / 2),
+             scales = pair2(MXMOE_U8, rows, k / 32), back = pair2(MXMOE_F32, rows, k);
+        fill_float(x.host.data, dtype, rows * k, 1, 1.0);
+        upload(&x);
+        mxmoe_mx_tensor qh = {packed.host, scales.host, MXMOE_SCALES_LINEAR};
+        mxmoe_mx_tensor qd = {packed.dev, scales.dev, MXMOE_SCALES_LINEAR};
+        MX_OK(g_cpu, mxmoe_quantize(g_cpu, &x.host, (mxmoe_scale_rule)rule, &qh));
+        MX_OK(g_gpu, mxmoe_quantize(g_gpu, &x.dev, (mxmoe_scale_rule)rule, &qd));
+        MX_OK(g_cpu, mxmoe_dequantize(g_cpu, &qh, &back.host));
+        MX_OK(g_gpu, mxmoe_dequantize(g_gpu, &qd, &back.dev));
+        gpu_sync_ok("quantize");
+        char what[128];
+        snprintf(what, sizeof what, "quantize %lldx%lld %s %s packed", (long long)rows,
+                 (long long)k, mxmoe_dtype_name(dtype), mxmoe_scale_rule_name(rule));
+        expect_same(&packed, what);
+        snprintf(what, sizeof what, "quantize %lldx%lld %s %s scales", (long long)rows,
+                 (long long)k, mxmoe_dtype_name(dtype), mxmoe_scale_rule_name(rule));
+        expect_same(&scales, what);
+        expect_same(&back, "dequantize");
+
+        pair gguf = pair2(MXMOE_U8, rows, k / 32 * 17);
+        pair packed2 = pair2(MXMOE_U8, rows, k / 2), scales2 = pair2(MXMOE_U8, rows, k / 32);
+        mxmoe_mx_tensor q2h = {packed2.host, scales2.host, MXMOE_SCALES_LINEAR};
+        mxmoe_mx_tensor q2d = {packed2.dev, scales2.dev, MXMOE_SCALES_LINEAR};
+        MX_OK(g_cpu, mxmoe_gguf_from_mx(g_cpu, &qh, &gguf.host));
+        MX_OK(g_gpu, mxmoe_gguf_from_mx(g_gpu, &qd, &gguf.dev));
+        MX_OK(g_cpu, mxmoe_mx_from_gguf(g_cpu, &gguf.host, &q2h));
+        MX_OK(g_gpu, mxmoe_mx_from_gguf(g_gpu, &gguf.dev, &q2d));
+        gpu_sync_ok("gguf");
+        expect_same(&gguf, "gguf_from_mx");
+        expect_same(&packed2, "mx_from_gguf packed");
+        check(memcmp(packed2.host.data, packed.host.data, packed.bytes) == 0,
+              "gguf round trip restores the packed bytes");
+
+        pair swz = pair1(MXMOE_U8, (int64_t)mxmoe_swizzled_scale_bytes(rows, k));
+        pair lin = pair2(MXMOE_U8, rows, k / 32);
+        MX_OK(g_cpu, mxmoe_swizzle_scales(g_cpu, &scales.host, k, &swz.host));
+        MX_OK(g_gpu, mxmoe_swizzle_scales(g_gpu, &scales.dev, k, &swz.dev));
+        MX_OK(g_cpu, mxmoe_unswizzle_scales(g_cpu, &swz.host, k, &lin.host));
+        MX_OK(g_gpu, mxmoe_unswizzle_scales(g_gpu, &swz.dev, k, &lin.dev));
+        gpu_sync_ok("swizzle");
+        expect_same(&swz, "swizzle_scales");
+        expect_same(&lin, "unswizzle_scales");
+        pair* all[] = {&x, &packed, &scales, &back, &gguf, &packed2, &scales2, &swz, &lin};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+            free_pair(all[i]);
+        }
+    }
+}
+
+static void test_experts_quantize(int64_t rows, int64_t E, int64_t k, int swizzled) {
+    pair x = pair2(MXMOE_BF16, rows, k), off = pair1(MXMOE_I32, E + 1);
+    fill_float(x.host.data, MXMOE_BF16, rows * k, 1, 1.0);
+    random_offsets(off.host.data, E, rows - rand_int(3 < rows ? 3 : 1), 1);
+    upload(&x);
+    upload(&off);
+    pair packed = pair2(MXMOE_U8, rows, k / 2);
+    pair scales = swizzled ? pair1(MXMOE_U8, (int64_t)mxmoe_grouped_swizzled_scale_bytes(rows, E, k))
+                           : pair2(MXMOE_U8, rows, k / 32);
+    mxmoe_scale_layout layout = swizzled ? MXMOE_SCALES_SWIZZLED : MXMOE_SCALES_LINEAR;
+    mxmoe_mx_tensor qh = {packed.host, scales.host, layout}, qd = {packed.dev, scales.dev, layout};
+    MX_OK(g_cpu, mxmoe_experts_quantize(g_cpu, &x.host, &off.host, MXMOE_RULE_EVEN, &qh));
+    MX_OK(g_gpu, mxmoe_experts_quantize(g_gpu, &x.dev, &off.dev, MXMOE_RULE_EVEN, &qd));
+    gpu_sync_ok("experts_quantize");
+    expect_same(&packed, swizzled ? "experts_quantize swizzled packed" : "experts_quantize packed");
+    expect_same(&scales, swizzled ? "experts_quantize swizzled scales" : "experts_quantize scales");
+    free_pair(&x), free_pair(&off), free_pair(&packed), free_pair(&scales);
+}
+
+static void test_act(int64_t rows, int64_t inter, mxmoe_activation act, mxmoe_gate_up_layout layout,
+                     mxmoe_dtype act_dtype, int with_offsets, int swizzled) {
+    int gated = act == MXMOE_ACT_SILU_MUL || act == MXMOE_ACT_GELU_TANH_MUL ||
+                act == MXMOE_ACT_SWIGLU_OAI;
+    int64_t width = gated ? 2 * inter : inter;
+    int64_t E = 5;
+    pair h = pair2(MXMOE_F32, rows, width), off = pair1(MXMOE_I32, E + 1);
+    fill_float(h.host.data, MXMOE_F32, rows * width, 0, 8.0);
+    random_offsets(off.host.data, E, rows, 1);
+    upload(&h);
+    upload(&off);
+    pair packed = pair2(MXMOE_U8, rows, inter / 2);
+    int64_t swz_bytes = with_offsets ? (int64_t)mxmoe_grouped_swizzled_scale_bytes(rows, E, inter)
+                                     : (int64_t)mxmoe_swizzled_scale_bytes(rows, inter);
+    pair scales = swizzled ? pair1(MXMOE_U8, swz_bytes) : pair2(MXMOE_U8, rows, inter / 32);
+    mxmoe_act_params p = mxmoe_act_params_default();
+    p.activation = act;
+    p.layout = layout;
+    p.act_dtype = act_dtype;
+    mxmoe_scale_layout sl = swizzled ? MXMOE_SCALES_SWIZZLED : MXMOE_SCALES_LINEAR;
+    mxmoe_mx_tensor qh = {packed.host, scales.host, sl}, qd = {packed.dev, scales.dev, sl};
+    MX_OK(g_cpu, mxmoe_act_and_quantize(g_cpu, &h.host, with_offsets ? &off.host : NULL, &p, &qh));
+    MX_OK(g_gpu, mxmoe_act_and_quantize(g_gpu, &h.dev, with_offsets ? &off.dev : NULL, &p, &qd));
+    gpu_sync_ok("act_and_quantize");
+    char what[128];
+    snprintf(what, sizeof what, "act_and_quantize act=%d layout=%d %s offsets=%d swizzled=%d",
+             (int)act, (int)layout, mxmoe_dtype_name(act_dtype), with_offsets, swizzled);
+    expect_same(&packed, what);
+    expect_same(&scales, what);
+    free_pair(&h), free_pair(&off), free_pair(&packed), free_pair(&scales);
+}
+
+static void test_route(int64_t T, int64_t E, mxmoe_routing method, int32_t k, int32_t groups,
+                       int32_t topk_groups, int ties) {
+    pair logits = pair2(MXMOE_F32, T, E), bias = pair1(MXMOE_F32, E);
+    fill_float(logits.host.data, MXMOE_F32, T * E, 0, 4.0);
+    if (ties) { /* quantised logits: many exact ties, broken by the lower id */
+        for (int64_t i = 0; i < T * E; i++) {
+            ((float*)logits.host.data)[i] = (float)rand_int(4);
+        }
+    }
+    fill_float(bias.host.data, MXMOE_F32, E, 0, 0.1);
+    upload(&logits);
+    upload(&bias);
+    pair ids = pair2(MXMOE_I32, T, k), w = pair2(MXMOE_F32, T, k);
+    mxmoe_route_params p = mxmoe_route_params_default();
+    p.method = method;
+    p.top_k = k;
+    p.renormalize = 1;
+    p.num_groups = groups;
+    p.topk_groups = topk_groups;
+    p.scaling_factor = 2.5f;
+    p.correction_bias = method == MXMOE_ROUTE_SIGMOID_GROUPED ? &bias.host : NULL;
+    MX_OK(g_cpu, mxmoe_route(g_cpu, &logits.host, &p, &ids.host, &w.host));
+    p.correction_bias = method == MXMOE_ROUTE_SIGMOID_GROUPED ? &bias.dev : NULL;
+    MX_OK(g_gpu, mxmoe_route(g_gpu, &logits.dev, &p, &ids.dev, &w.dev));
+    gpu_sync_ok("route");
+    char what[128];
+    snprintf(what, sizeof what, "route method=%d E=%lld k=%d ties=%d", (int)method, (long long)E,
+             (int)k, ties);
+    expect_same(&ids, what);
+    expect_same(&w, what);
+    free_pair(&logits), free_pair(&bias), free_pair(&ids), free_pair(&w);
+}
+
+static void test_plan(int64_t T, int32_t k, int32_t E, int with_map) {
+    int64_t E_global = with_map ? 2 * E : E;
+    pair ids = pair2(MXMOE_I32, T, k), map = pair1(MXMOE_I32, E_global);
+    for (int64_t i = 0; i < T * k; i++) {
+        ((int32_t*)ids.host.data)[i] = rand_int(10) == 0 ? -1 : (int32_t)rand_int(E_global);
+    }
+    for (int64_t g = 0; g < E_global; g++) {
+        ((int32_t*)map.host.data)[g] = rand_int(3) == 0 ? -1 : (int32_t)rand_int(E);
+    }
+    upload(&ids);
+    upload(&map);
+    pair counts = pair1(MXMOE_I32, E), offsets = pair1(MXMOE_I32, E + 1);
+    pair sorted = pair1(MXMOE_I32, T * k), row_of = pair1(MXMOE_I32, T * k);
+    MX_OK(g_cpu, mxmoe_plan(g_cpu, &ids.host, with_map ? &map.host : NULL, E, &counts.host,
+                            &offsets.host, &sorted.host, &row_of.host));
+    MX_OK(g_gpu, mxmoe_plan(g_gpu, &ids.dev, with_map ? &map.dev : NULL, E, &counts.dev,
+                            &offsets.dev, &sorted.dev, &row_of.dev));
+    gpu_sync_ok("plan");
+    expect_same(&counts, "plan counts");
+    expect_same(&offsets, "plan offsets");
+    expect_same(&sorted, "plan sorted");
+    expect_same(&row_of, "plan row_of");
+    free_pair(&ids), free_pair(&map), free_pair(&counts), free_pair(&offsets), free_pair(&sorted),
+        free_pair(&row_of);
+}
+
+/* Random MXFP4 operand bytes (scales in a sane range so sums stay finite). */
+static void random_mx(pair* packed, pair* scales, int swizzled_ok) {
+    (void)swizzled_ok;
+    fill_bytes(packed->host.data, (int64_t)packed->bytes);
+    for (size_t i = 0; i < scales->bytes; i++) {
+        ((uint8_t*)scales->host.data)[i] = (uint8_t)(120 + rand_int(14));
+    }
+    upload(packed);
+    upload(scales);
+}
+
+static void test_gemm(int64_t rows, int64_t E, int64_t N, int64_t K, int swz_a, int swz_w,
+                      int with_bias, mxmoe_dtype out_dtype) {
+    pair off = pair1(MXMOE_I32, E + 1);
+    random_offsets(off.host.data, E, rows - (rows > 1 ? rand_int(2) : 0), 1);
+    upload(&off);
+    pair ap = pair2(MXMOE_U8, rows, K / 2);
+    pair as = swz_a ? pair1(MXMOE_U8, (int64_t)mxmoe_grouped_swizzled_scale_bytes(rows, E, K))
+                    : pair2(MXMOE_U8, rows, K / 32);
+    pair wp = pair3(MXMOE_U8, E, N, K / 2);
+    pair ws = swz_w ? pair1(MXMOE_U8, E * (int64_t)mxmoe_swizzled_scale_bytes(N, K))
+                    : pair3(MXMOE_U8, E, N, K / 32);
+    random_mx(&ap, &as, swz_a);
+    random_mx(&wp, &ws, swz_w);
+    pair bias = pair2(MXMOE_BF16, E, N), out = pair2(out_dtype, rows, N);
+    fill_float(bias.host.data, MXMOE_BF16, E * N, 0, 1.0);
+    upload(&bias);
+    mxmoe_scale_layout la = swz_a ? MXMOE_SCALES_SWIZZLED : MXMOE_SCALES_LINEAR;
+    mxmoe_scale_layout lw = swz_w ? MXMOE_SCALES_SWIZZLED : MXMOE_SCALES_LINEAR;
+    mxmoe_mx_tensor a_h = {ap.host, as.host, la}, a_d = {ap.dev, as.dev, la};
+    mxmoe_mx_tensor w_h = {wp.host, ws.host, lw}, w_d = {wp.dev, ws.dev, lw};
+    MX_OK(g_cpu, mxmoe_grouped_gemm(g_cpu, &a_h, &w_h, &off.host, with_bias ? &bias.host : NULL,
+                                    &out.host));
+    MX_OK(g_gpu, mxmoe_grouped_gemm(g_gpu, &a_d, &w_d, &off.dev, with_bias ? &bias.dev : NULL,
+                                    &out.dev));
+    gpu_sync_ok("grouped_gemm");
+    char what[160];
+    snprintf(what, sizeof what, "grouped_gemm R=%lld E=%lld N=%lld K=%lld swz=%d/%d bias=%d %s",
+             (long long)rows, (long long)E, (long long)N, (long long)K, swz_a, swz_w, with_bias,
+             mxmoe_dtype_name(out_dtype));
+    expect_same(&out, what);
+    free_pair(&off), free_pair(&ap), free_pair(&as), free_pair(&wp), free_pair(&ws),
+        free_pair(&bias), free_pair(&out);
+}
+
+/* One MoE layer on both backends; returns the device output pair for further checks. */
+typedef struct moe_case {
+    int64_t T, E, k, H, I;
+    mxmoe_activation act;
+    mxmoe_gate_up_layout layout;
+    int biases, weight_on_input, with_map, drop_ids;
+    mxmoe_dtype x_dtype, out_dtype;
+} moe_case;
+
+static void test_moe(const moe_case* c, int graph) {
+    int gated = c->act == MXMOE_ACT_SILU_MUL || c->act == MXMOE_ACT_GELU_TANH_MUL ||
+                c->act == MXMOE_ACT_SWIGLU_OAI;
+    int64_t n13 = gated ? 2 * c->I : c->I;
+    int64_t E_global = c->with_map ? c->E + 3 : c->E;
+    pair x = pair2(c->x_dtype, c->T, c->H), ids = pair2(MXMOE_I32, c->T, c->k);
+    pair tw = pair2(MXMOE_F32, c->T, c->k), map = pair1(MXMOE_I32, E_global);
+    pair w13p = pair3(MXMOE_U8, c->E, n13, c->H / 2), w13s = pair3(MXMOE_U8, c->E, n13, c->H / 32);
+    pair w2p = pair3(MXMOE_U8, c->E, c->H, c->I / 2), w2s = pair3(MXMOE_U8, c->E, c->H, c->I / 32);
+    pair b13 = pair2(MXMOE_F32, c->E, n13), b2 = pair2(MXMOE_BF16, c->E, c->H);
+    pair out = pair2(c->out_dtype, c->T, c->H);
+    fill_float(x.host.data, c->x_dtype, c->T * c->H, 0, 2.0);
+    for (int64_t t = 0; t < c->T; t++) {
+        for (int64_t j = 0; j < c->k; j++) { /* distinct experts per token, some dropped */
+            int32_t id = (int32_t)((t + j * 7 + rand_int(2)) % E_global);
+            if (c->k == E_global) {
+                id = (int32_t)j;
+            }
+            ((int32_t*)ids.host.data)[t * c->k + j] = c->drop_ids && rand_int(8) == 0 ? -1 : id;
+            ((float*)tw.host.data)[t * c->k + j] = (float)uniform();
+        }
+    }
+    for (int64_t g = 0; g < E_global; g++) {
+        ((int32_t*)map.host.data)[g] = g < c->E ? (int32_t)(c->E - 1 - g) : -1;
+    }
+    /* weights: random codes, scales near 2^-4 so activations stay O(1) */
+    fill_bytes(w13p.host.data, (int64_t)w13p.bytes);
+    fill_bytes(w2p.host.data, (int64_t)w2p.bytes);
+    for (size_t i = 0; i < w13s.bytes; i++) {
+        ((uint8_t*)w13s.host.data)[i] = (uint8_t)(120 + rand_int(4));
+    }
+    for (size_t i = 0; i < w2s.bytes; i++) {
+        ((uint8_t*)w2s.host.data)[i] = (uint8_t)(120 + rand_int(4));
+    }
+    fill_float(b13.host.data, MXMOE_F32, c->E * n13, 0, 0.5);
+    fill_float(b2.host.data, MXMOE_BF16, c->E * c->H, 0, 0.5);
+    pair* inputs[] = {&x, &ids, &tw, &map, &w13p, &w13s, &w2p, &w2s, &b13, &b2};
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        upload(inputs[i]);
+    }
+    mxmoe_moe_params p = mxmoe_moe_params_default();
+    p.num_experts = (int32_t)c->E;
+    p.act.activation = c->act;
+    p.act.layout = c->layout;
+    p.router_weight_on_input = c->weight_on_input;
+    mxmoe_moe_weights wh = {{w13p.host, w13s.host, MXMOE_SCALES_LINEAR},
+                            {w2p.host, w2s.host, MXMOE_SCALES_LINEAR},
+                            c->biases ? &b13.host : NULL,
+                            c->biases ? &b2.host : NULL};
+    mxmoe_moe_weights wd = {{w13p.dev, w13s.dev, MXMOE_SCALES_LINEAR},
+                            {w2p.dev, w2s.dev, MXMOE_SCALES_LINEAR},
+                            c->biases ? &b13.dev : NULL,
+                            c->biases ? &b2.dev : NULL};
+    size_t ws_cpu = 0, ws_gpu = 0;
+    p.expert_map = c->with_map ? &map.host : NULL;
+    MX_OK(g_cpu, mxmoe_moe_workspace_size(g_cpu, &p, c->T, (int32_t)c->k, c->H, c->I, &ws_cpu));
+    void* work_cpu = malloc(ws_cpu);
+    MX_OK(g_cpu, mxmoe_moe_forward(g_cpu, &x.host, &ids.host, &tw.host, &wh, &p, work_cpu, ws_cpu,
+                                   &out.host));
+    p.expert_map = c->with_map ? &map.dev : NULL;
+    MX_OK(g_gpu, mxmoe_moe_workspace_size(g_gpu, &p, c->T, (int32_t)c->k, c->H, c->I, &ws_gpu));
+    void* work_gpu;
+    CUDA_OK(cudaMalloc(&work_gpu, ws_gpu));
+    MX_OK(g_gpu, mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu, ws_gpu,
+                                   &out.dev));
+    gpu_sync_ok("moe_forward");
+    char what[200];
+    snprintf(what, sizeof what,
+             "moe_forward T=%lld E=%lld k=%lld H=%lld I=%lld act=%d layout=%d bias=%d "
+             "w_in=%d map=%d drop=%d",
+             (long long)c->T, (long long)c->E, (long long)c->k, (long long)c->H, (long long)c->I,
+             (int)c->act, (int)c->layout, c->biases, c->weight_on_input, c->with_map, c->drop_ids);
+    expect_same(&out, what);
+
+    /* bitwise reproducible run to run */
+    uint8_t* first = malloc(out.bytes);
+    CUDA_OK(cudaMemcpy(first, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+    MX_OK(g_gpu, mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu, ws_gpu,
+                                   &out.dev));
+    gpu_sync_ok("moe_forward again");
+    uint8_t* second = malloc(out.bytes);
+    CUDA_OK(cudaMemcpy(second, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    check(memcmp(first, second, out.bytes) == 0, "moe_forward is bitwise reproducible");
+
+    if (graph) { /* captured in a CUDA graph and replayed: no allocation, no synchronisation */
+        cudaStream_t stream;
+        CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        MX_OK(g_gpu, mxmoe_ctx_set_stream(g_gpu, stream));
+        cudaGraph_t g;
+        cudaGraphExec_t exec;
+        CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+        mxmoe_status s = mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu,
+                                           ws_gpu, &out.dev);
+        CUDA_OK(cudaStreamEndCapture(stream, &g));
+        check(s == MXMOE_OK, "moe_forward captures into a CUDA graph");
+        CUDA_OK(cudaGraphInstantiate(&exec, g, 0));
+        for (int replay = 0; replay < 3; replay++) {
+            CUDA_OK(cudaMemsetAsync(out.dev.data, 0xA5, out.bytes, stream));
+            CUDA_OK(cudaGraphLaunch(exec, stream));
+        }
+        gpu_sync_ok("graph replay");
+        uint8_t* replayed = malloc(out.bytes);
+        CUDA_OK(cudaMemcpy(replayed, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+        check(memcmp(first, replayed, out.bytes) == 0, "CUDA graph replay matches the direct run");
+        free(replayed);
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(g);
+        MX_OK(g_gpu, mxmoe_ctx_set_stream(g_gpu, NULL));
+        cudaStreamDestroy(stream);
+    }
+    free(first);
+    free(second);
+    free(work_cpu);
+    cudaFree(work_gpu);
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        free_pair(inputs[i]);
+    }
+    free_pair(&out);
+}
+
+/* Bad ids on the device: dropped, never followed, and reported by synchronize. */
+static void test_device_errors(void) {
+    int64_t T = 4, k = 2, E = 3;
+    pair ids = pair2(MXMOE_I32, T, k);
+    int32_t bad[8] = {0, 1, 7, -5, 2, 1000000, 1, -1};
+    memcpy(ids.host.data, bad, sizeof bad);
+    upload(&ids);
+    pair counts = pair1(MXMOE_I32, E), offsets = pair1(MXMOE_I32, E + 1);
+    pair sorted = pair1(MXMOE_I32, T * k), row_of = pair1(MXMOE_I32, T * k);
+    MX_OK(g_gpu, mxmoe_plan(g_gpu, &ids.dev, NULL, (int32_t)E, &counts.dev, &offsets.dev,
+                            &sorted.dev, &row_of.dev));
+    mxmoe_status s = mxmoe_ctx_synchronize(g_gpu);
+    check(s == MXMOE_ERR_OUT_OF_RANGE, "out-of-range ids are reported by synchronize");
+    check(strstr(mxmoe_ctx_last_error(g_gpu), "expert id") != NULL, "the message names the ids");
+    int32_t got[4];
+    CUDA_OK(cudaMemcpy(got, offsets.dev.data, sizeof got, cudaMemcpyDeviceToHost));
+    check(got[3] == 5, "the 5 valid pairs are planned, the bad ones dropped");
+    check(mxmoe_ctx_synchronize(g_gpu) == MXMOE_OK, "the error is cleared once reported");
+    free_pair(&ids), free_pair(&counts), free_pair(&offsets), free_pair(&sorted),
+        free_pair(&row_of);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+int main(int argc, char** argv) {
+    uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--small") == 0) {
+            g_small = 1;
+        } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
+            seed = strtoull(argv[++i], NULL, 10);
+        }
+    }
+    g_rng = seed ? seed : 88172645463325252ull;
+    printf("test_cuda: seed %llu%s\n", (unsigned long long)seed, g_small ? " (small)" : "");
+
+    mxmoe_ctx_params cp = mxmoe_ctx_params_default();
+    cp.backend = MXMOE_BACKEND_CPU;
+    MX_OK(NULL, mxmoe_ctx_init(&g_cpu, &cp));
+    cp.backend = MXMOE_BACKEND_CUDA;
+    MX_OK(NULL, mxmoe_ctx_init(&g_gpu, &cp));
+    printf("device: %s\n", mxmoe_ctx_backend_detail(g_gpu));
+
+    int64_t big = g_small ? 64 : 1000;
+    const int64_t ks[] = {32, 96, 160, 2880};
+    for (int i = 0; i < 4; i++) {
+        if (g_small && ks[i] > 160) {
+            continue;
+        }
+        test_quantize(i == 3 ? 37 : big, ks[i], (mxmoe_dtype)(i % 3));
+    }
+    test_quantize(3, 64, MXMOE_F16);
+    for (int swz = 0; swz < 2; swz++) {
+        test_experts_quantize(g_small ? 50 : 700, 6, 96, swz);
+        test_experts_quantize(1, 3, 32, swz);
+    }
+    for (int act = 0; act < MXMOE_ACTIVATION_COUNT; act++) {
+        for (int layout = 0; layout < 2; layout++) {
+            test_act(g_small ? 40 : 300, 96, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
+                     layout ? MXMOE_F16 : MXMOE_BF16, 1, layout);
+        }
+        test_act(g_small ? 9 : 130, 64, (mxmoe_activation)act, MXMOE_GATE_UP_CONCAT, MXMOE_F32, 0,
+                 1);
+    }
+    test_route(g_small ? 8 : 500, 32, MXMOE_ROUTE_SOFTMAX_TOPK, 4, 1, 1, 0);
+    test_route(g_small ? 8 : 500, 32, MXMOE_ROUTE_TOPK_SOFTMAX, 4, 1, 1, 1);
+    test_route(g_small ? 8 : 500, 256, MXMOE_ROUTE_SIGMOID_GROUPED, 8, 8, 4, 0);
+    test_route(g_small ? 8 : 200, 8, MXMOE_ROUTE_SOFTMAX_TOPK, 8, 1, 1, 1);
+    test_route(g_small ? 8 : 200, 16, MXMOE_ROUTE_SIGMOID_GROUPED, 1, 4, 2, 1);
+    test_plan(g_small ? 33 : 8192, 8, 128, 0);
+    test_plan(g_small ? 33 : 4096, 4, 32, 1);
+    test_plan(1, 1, 1, 0);
+    test_gemm(g_small ? 70 : 600, 5, 96, 160, 0, 0, 1, MXMOE_F32);
+    test_gemm(g_small ? 70 : 600, 5, 130, 96, 1, 1, 0, MXMOE_BF16);
+    test_gemm(1, 3, 64, 32, 0, 1, 1, MXMOE_F16);
+    if (!g_small) {
+        test_gemm(300, 4, 2880, 2880, 0, 0, 1, MXMOE_F32);
+    }
+    moe_case cases[] = {
+        {1, 4, 1, 64, 32, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 0, MXMOE_BF16, MXMOE_BF16},
+        {5, 6, 6, 96, 64, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 1, MXMOE_BF16, MXMOE_F32},
+        {17, 8, 2, 160, 96, MXMOE_ACT_GELU_TANH_MUL, MXMOE_GATE_UP_CONCAT, 1, 1, 1, 1, MXMOE_F32, MXMOE_F16},
+        {9, 4, 2, 64, 64, MXMOE_ACT_RELU2, MXMOE_GATE_UP_CONCAT, 1, 0, 0, 0, MXMOE_F16, MXMOE_BF16},
+        {g_small ? 40 : 8192, 16, 2, 128, 64, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 1, MXMOE_BF16, MXMOE_BF16},
+        {g_small ? 3 : 8, 32, 4, g_small ? 96 : 2880, g_small ? 64 : 2880, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 0, MXMOE_BF16, MXMOE_BF16},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        test_moe(&cases[i], i == 1 || i == 5);
+    }
+    test_device_errors();
+
+    mxmoe_ctx_free(g_gpu);
+    mxmoe_ctx_free(g_cpu);
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed != 0;
+}
