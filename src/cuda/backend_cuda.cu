@@ -62,7 +62,7 @@ mxmoe_status cuda_init(mxmoe_ctx* ctx) {
                           cudaGetErrorString(err));
     }
     ctx->backend_state = state;
-    snprintf(ctx->detail, sizeof ctx->detail, "cuda: %s (sm_%d%d, %d SMs), generic kernels",
+    snprintf(ctx->detail, sizeof ctx->detail, "cuda: %.64s (sm_%d%d, %d SMs), generic kernels",
              prop.name, prop.major, prop.minor, prop.multiProcessorCount);
     return MXMOE_OK;
 }
