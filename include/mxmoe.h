@@ -332,6 +332,18 @@ MXMOE_API mxmoe_status mxmoe_experts_quantize(mxmoe_ctx* ctx, const mxmoe_tensor
                                               const mxmoe_tensor* offsets, mxmoe_scale_rule rule,
                                               mxmoe_mx_tensor* out);
 
+/* Gathers and quantizes the input rows of a plan — the first step of a grouped projection that
+ * takes tokens and top-k ids, like ggml's MUL_MAT_ID: for every row r < offsets[E],
+ *   out[r] = quantize(x[sorted[r] / top_k])
+ *   x: F32/BF16/F16 [T, K]; sorted: I32 [P] and offsets: I32 [E+1] from mxmoe_plan (P = T*top_k);
+ *   out: MXFP4 [P, K], linear scales or grouped swizzled scales (as mxmoe_experts_quantize).
+ * Rows at or beyond offsets[E] are left untouched. Errors: OUT_OF_RANGE for a sorted entry
+ * outside [0, P) or bad offsets (found on the device by the CUDA backend, see synchronize). */
+MXMOE_API mxmoe_status mxmoe_permute_quantize(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                              const mxmoe_tensor* sorted,
+                                              const mxmoe_tensor* offsets, int32_t top_k,
+                                              mxmoe_scale_rule rule, mxmoe_mx_tensor* out);
+
 typedef enum mxmoe_activation {
     MXMOE_ACT_SILU_MUL = 0,      /* silu(gate) * up */
     MXMOE_ACT_GELU_TANH_MUL = 1, /* gelu_tanh(gate) * up */

@@ -242,6 +242,27 @@ mxmoe_status mxmoe_experts_quantize(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     return ctx->ops->experts_quantize(ctx, x, offsets, rule, out);
 }
 
+mxmoe_status mxmoe_permute_quantize(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                    const mxmoe_tensor* sorted, const mxmoe_tensor* offsets,
+                                    int32_t top_k, mxmoe_scale_rule rule, mxmoe_mx_tensor* out) {
+    MXMOE_BEGIN(ctx);
+    int64_t num_experts = 0;
+    MXMOE_FORWARD(mxmoe_check_tensor(ctx, x, "permute_quantize: x", MXMOE_FLOAT_DTYPES, 2));
+    MXMOE_FORWARD(mxmoe_check_k(ctx, x->dims[1], "permute_quantize: K (dim 1 of x)"));
+    MXMOE_RETURN_IF(top_k < 1, ctx, MXMOE_ERR_INVALID_ARGUMENT,
+                    "permute_quantize: top_k = %d must be >= 1", (int)top_k);
+    int64_t pairs;
+    MXMOE_RETURN_IF(!mxmoe_mul_i64(x->dims[0], top_k, &pairs), ctx, MXMOE_ERR_OVERFLOW,
+                    "permute_quantize: tokens x top_k overflows");
+    MXMOE_FORWARD(check_row_count(ctx, pairs, "permute_quantize: tokens x top-k"));
+    MXMOE_FORWARD(mxmoe_check_tensor(ctx, sorted, "permute_quantize: sorted", I32_BIT, 1));
+    MXMOE_FORWARD(mxmoe_check_dims(ctx, sorted, "permute_quantize: sorted", 1, &pairs));
+    MXMOE_FORWARD(check_offsets(ctx, offsets, "permute_quantize: offsets", &num_experts));
+    MXMOE_FORWARD(mxmoe_check_scale_rule(ctx, rule));
+    MXMOE_FORWARD(mxmoe_check_mx(ctx, out, "permute_quantize: out", &pairs, 1, x->dims[1], 1, -1));
+    return ctx->ops->permute_quantize(ctx, x, sorted, offsets, top_k, rule, out);
+}
+
 mxmoe_act_params mxmoe_act_params_default(void) {
     mxmoe_act_params p;
     memset(&p, 0, sizeof p);

@@ -43,6 +43,9 @@ typedef struct mxmoe_backend_ops {
     mxmoe_status (*plan)(mxmoe_ctx* ctx, const mxmoe_tensor* topk_ids,
                          const mxmoe_tensor* expert_map, int32_t num_experts, mxmoe_tensor* counts,
                          mxmoe_tensor* offsets, mxmoe_tensor* sorted, mxmoe_tensor* row_of);
+    mxmoe_status (*permute_quantize)(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                     const mxmoe_tensor* sorted, const mxmoe_tensor* offsets,
+                                     int32_t top_k, mxmoe_scale_rule rule, mxmoe_mx_tensor* out);
     mxmoe_status (*experts_quantize)(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                      const mxmoe_tensor* offsets, mxmoe_scale_rule rule,
                                      mxmoe_mx_tensor* out);

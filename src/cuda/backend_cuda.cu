@@ -90,12 +90,13 @@ mxmoe_status cuda_synchronize(mxmoe_ctx* ctx) {
     MXMOE_CUDA_CHECK(ctx, cudaMemset(state->errors, 0, sizeof(unsigned)));
     return mxmoe_fail(ctx, MXMOE_ERR_OUT_OF_RANGE,
                       "the device found bad data since the last synchronize (skipped, not "
-                      "followed):%s%s%s%s%s",
+                      "followed):%s%s%s%s%s%s",
                       (errors & MXMOE_DEVERR_EXPERT_ID) ? " expert id out of range;" : "",
                       (errors & MXMOE_DEVERR_EXPERT_MAP) ? " expert_map entry out of range;" : "",
                       (errors & MXMOE_DEVERR_OFFSETS) ? " invalid expert offsets;" : "",
                       (errors & MXMOE_DEVERR_SCALE_SPACE) ? " swizzled scales too small;" : "",
-                      (errors & MXMOE_DEVERR_LOGITS) ? " non-finite router logits;" : "");
+                      (errors & MXMOE_DEVERR_LOGITS) ? " non-finite router logits;" : "",
+                      (errors & MXMOE_DEVERR_ROW_INDEX) ? " permutation entry out of range;" : "");
 }
 
 mxmoe_status cuda_alloc(mxmoe_ctx* ctx, size_t bytes, void** ptr) {
@@ -159,6 +160,7 @@ extern "C" const mxmoe_backend_ops mxmoe_cuda_backend = {
     /* .unswizzle_scales = */ mxmoe_unswizzle_scales_cuda,
     /* .route = */ mxmoe_route_cuda,
     /* .plan = */ mxmoe_plan_cuda,
+    /* .permute_quantize = */ mxmoe_permute_quantize_cuda,
     /* .experts_quantize = */ mxmoe_experts_quantize_cuda,
     /* .act_and_quantize = */ mxmoe_act_and_quantize_cuda,
     /* .grouped_gemm = */ mxmoe_grouped_gemm_cuda,

@@ -29,6 +29,7 @@ enum mxmoe_device_error : unsigned {
     MXMOE_DEVERR_OFFSETS = 4u,     /* offsets not 0-based, decreasing or past the rows */
     MXMOE_DEVERR_SCALE_SPACE = 8u, /* a swizzled scale buffer too small for the groups */
     MXMOE_DEVERR_LOGITS = 16u,     /* a router logit was NaN or infinite */
+    MXMOE_DEVERR_ROW_INDEX = 32u,  /* a permutation entry outside [0, pairs) was skipped */
 };
 
 struct mxmoe_cuda_state {

@@ -25,6 +25,10 @@ mxmoe_status mxmoe_unswizzle_scales_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* swi
 mxmoe_status mxmoe_experts_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                          const mxmoe_tensor* offsets, mxmoe_scale_rule rule,
                                          mxmoe_mx_tensor* out);
+mxmoe_status mxmoe_permute_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                         const mxmoe_tensor* sorted, const mxmoe_tensor* offsets,
+                                         int32_t top_k, mxmoe_scale_rule rule,
+                                         mxmoe_mx_tensor* out);
 mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
                                          const mxmoe_tensor* offsets,
                                          const mxmoe_act_params* params, mxmoe_mx_tensor* out);

@@ -110,6 +110,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     qa.offsets = offsets; /* rows past offsets[E] are skipped */
     qa.num_experts = E;
     qa.gather = sorted;
+    qa.gather_limit = pairs;
     qa.top_k = k;
     qa.weights =
         p->router_weight_on_input ? static_cast<const float*>(topk_weights->data) : nullptr;

@@ -27,7 +27,8 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
         float weight = 1.0f;
         if (a.gather != nullptr) {
             int32_t pair = a.gather[r];
-            if (pair < 0) {
+            if (pair < 0 || pair >= a.gather_limit) {
+                atomicOr(a.errors, MXMOE_DEVERR_ROW_INDEX);
                 continue;
             }
             src_row = pair / a.top_k;
@@ -183,6 +184,23 @@ mxmoe_status mxmoe_experts_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     quantize_rows_args a = rows_args(ctx, x, rule, out);
     a.offsets = static_cast<const int32_t*>(offsets->data);
     a.num_experts = offsets->dims[0] - 1;
+    check_offsets_kernel<<<1, 1, 0, cuda_stream(ctx)>>>(a.offsets, a.num_experts, a.rows, a.errors);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return mxmoe_launch_quantize_rows(ctx, &a);
+}
+
+mxmoe_status mxmoe_permute_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                         const mxmoe_tensor* sorted, const mxmoe_tensor* offsets,
+                                         int32_t top_k, mxmoe_scale_rule rule,
+                                         mxmoe_mx_tensor* out) {
+    MXMOE_CUDA_ENTER(ctx);
+    quantize_rows_args a = rows_args(ctx, x, rule, out);
+    a.rows = sorted->dims[0];
+    a.offsets = static_cast<const int32_t*>(offsets->data);
+    a.num_experts = offsets->dims[0] - 1;
+    a.gather = static_cast<const int32_t*>(sorted->data);
+    a.gather_limit = sorted->dims[0];
+    a.top_k = top_k;
     check_offsets_kernel<<<1, 1, 0, cuda_stream(ctx)>>>(a.offsets, a.num_experts, a.rows, a.errors);
     MXMOE_CUDA_LAUNCHED(ctx);
     return mxmoe_launch_quantize_rows(ctx, &a);

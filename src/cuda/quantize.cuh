@@ -22,6 +22,7 @@ struct quantize_rows_args {
     /* optional gather (moe): output row r reads x row gather[r] / top_k (skipped if < 0) and,
      * with weights, multiplies it by weights[gather[r]] rounded to round_dtype */
     const int32_t* gather;
+    int64_t gather_limit; /* gather entries must be in [0, gather_limit) */
     int64_t top_k;
     const float* weights;
     mxmoe_dtype round_dtype;

@@ -87,7 +87,7 @@ mxmoe_status mxmoe_moe_forward_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     mxmoe_mx_tensor a1 = {tensor2(ws + L.a1_packed, MXMOE_U8, pairs, H / 2),
                           tensor2(ws + L.a1_scales, MXMOE_U8, pairs, H / 32), MXMOE_SCALES_LINEAR};
     for (int64_t r = 0; r < rows; r++) {
-        mxmoe_quantize_row_ref(x_rows, MXMOE_F32, r, H, p->act.rule, NULL, 0, &a1);
+        mxmoe_quantize_row_ref(x_rows, MXMOE_F32, r, r, H, p->act.rule, NULL, 0, &a1);
     }
 
     /* 3. GEMM-1, 4. activation + requantization, 5. GEMM-2 */

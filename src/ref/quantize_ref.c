@@ -38,15 +38,15 @@ int64_t mxmoe_activation_scale_offset(const mxmoe_mx_tensor* t, int64_t r, int64
     return -1; /* row beyond offsets[E]: callers never ask */
 }
 
-void mxmoe_quantize_row_ref(const void* x, mxmoe_dtype dtype, int64_t row, int64_t k,
-                            mxmoe_scale_rule rule, const int32_t* offsets, int64_t num_experts,
-                            mxmoe_mx_tensor* out) {
+void mxmoe_quantize_row_ref(const void* x, mxmoe_dtype dtype, int64_t src_row, int64_t row,
+                            int64_t k, mxmoe_scale_rule rule, const int32_t* offsets,
+                            int64_t num_experts, mxmoe_mx_tensor* out) {
     uint8_t* packed = (uint8_t*)out->packed.data + row * (k / 2);
     uint8_t* scales = (uint8_t*)out->scales.data;
     for (int64_t j = 0; j < k / 32; j++) {
         float block[MXMOE_BLOCK];
         for (int i = 0; i < MXMOE_BLOCK; i++) {
-            block[i] = mxmoe_load_float(x, dtype, row * k + j * 32 + i);
+            block[i] = mxmoe_load_float(x, dtype, src_row * k + j * 32 + i);
         }
         uint8_t b = mxmoe_quantize_block(block, rule, packed + j * 16);
         scales[mxmoe_activation_scale_offset(out, row, j, k, offsets, num_experts)] = b;
@@ -76,7 +76,7 @@ mxmoe_status mxmoe_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x, mxmoe_sca
     int64_t k = x->dims[x->ndim - 1];
     int64_t rows = mxmoe_dims_product(x, 0, x->ndim - 1);
     for (int64_t r = 0; r < rows; r++) {
-        mxmoe_quantize_row_ref(x->data, x->dtype, r, k, rule, NULL, 0, out);
+        mxmoe_quantize_row_ref(x->data, x->dtype, r, r, k, rule, NULL, 0, out);
     }
     return MXMOE_OK;
 }
@@ -192,7 +192,36 @@ mxmoe_status mxmoe_experts_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
         memset(out->scales.data, 0, (size_t)used);
     }
     for (int64_t r = 0; r < offsets[num_experts]; r++) {
-        mxmoe_quantize_row_ref(x->data, x->dtype, r, k, rule, offsets, num_experts, out);
+        mxmoe_quantize_row_ref(x->data, x->dtype, r, r, k, rule, offsets, num_experts, out);
+    }
+    return MXMOE_OK;
+}
+
+mxmoe_status mxmoe_permute_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                        const mxmoe_tensor* sorted_t, const mxmoe_tensor* offsets_t,
+                                        int32_t top_k, mxmoe_scale_rule rule,
+                                        mxmoe_mx_tensor* out) {
+    const int32_t* offsets = (const int32_t*)offsets_t->data;
+    const int32_t* sorted = (const int32_t*)sorted_t->data;
+    int64_t num_experts = offsets_t->dims[0] - 1;
+    int64_t pairs = sorted_t->dims[0];
+    int64_t k = x->dims[1];
+    MXMOE_FORWARD(mxmoe_check_offsets_ref(ctx, offsets, num_experts, pairs));
+    for (int64_t r = 0; r < offsets[num_experts]; r++) {
+        MXMOE_RETURN_IF(sorted[r] < 0 || sorted[r] >= pairs, ctx, MXMOE_ERR_OUT_OF_RANGE,
+                        "sorted[%lld] = %d is outside [0, %lld)", (long long)r, (int)sorted[r],
+                        (long long)pairs);
+    }
+    if (out->scale_layout == MXMOE_SCALES_SWIZZLED) {
+        int64_t used = mxmoe_grouped_swizzled_used_bytes(offsets, num_experts, k);
+        MXMOE_RETURN_IF(used > mxmoe_tensor_numel(&out->scales), ctx, MXMOE_ERR_SHAPE,
+                        "swizzled scales hold %lld bytes, these expert groups need %lld",
+                        (long long)mxmoe_tensor_numel(&out->scales), (long long)used);
+        memset(out->scales.data, 0, (size_t)used);
+    }
+    for (int64_t r = 0; r < offsets[num_experts]; r++) {
+        mxmoe_quantize_row_ref(x->data, x->dtype, sorted[r] / top_k, r, k, rule, offsets,
+                               num_experts, out);
     }
     return MXMOE_OK;
 }

@@ -30,6 +30,9 @@ mxmoe_status mxmoe_plan_ref(mxmoe_ctx* ctx, const mxmoe_tensor* topk_ids,
 mxmoe_status mxmoe_experts_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                         const mxmoe_tensor* offsets, mxmoe_scale_rule rule,
                                         mxmoe_mx_tensor* out);
+mxmoe_status mxmoe_permute_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                        const mxmoe_tensor* sorted, const mxmoe_tensor* offsets,
+                                        int32_t top_k, mxmoe_scale_rule rule, mxmoe_mx_tensor* out);
 mxmoe_status mxmoe_act_and_quantize_ref(mxmoe_ctx* ctx, const mxmoe_tensor* h,
                                         const mxmoe_tensor* offsets, const mxmoe_act_params* params,
                                         mxmoe_mx_tensor* out);
@@ -53,12 +56,12 @@ mxmoe_status mxmoe_check_offsets_ref(mxmoe_ctx* ctx, const int32_t* offsets, int
 /* Bytes of grouped-swizzled scales actually used: sum_e round_up(m_e, 128) * cols(k). */
 int64_t mxmoe_grouped_swizzled_used_bytes(const int32_t* offsets, int64_t num_experts, int64_t k);
 
-/* Quantizes row `row` of a F32/BF16/F16 matrix with k columns into the same row of an MX
+/* Quantizes row `src_row` of a F32/BF16/F16 matrix with k columns into row `row` of an MX
  * tensor, placing scales per its layout; for grouped swizzled scales `offsets` (E+1 entries)
  * gives the expert groups (NULL: one matrix). */
-void mxmoe_quantize_row_ref(const void* x, mxmoe_dtype dtype, int64_t row, int64_t k,
-                            mxmoe_scale_rule rule, const int32_t* offsets, int64_t num_experts,
-                            mxmoe_mx_tensor* out);
+void mxmoe_quantize_row_ref(const void* x, mxmoe_dtype dtype, int64_t src_row, int64_t row,
+                            int64_t k, mxmoe_scale_rule rule, const int32_t* offsets,
+                            int64_t num_experts, mxmoe_mx_tensor* out);
 
 /* Byte offset of scale (r, j) of an MX activation tensor with k columns: linear, or grouped
  * swizzled by `offsets` (expert atoms). */

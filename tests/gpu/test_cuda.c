@@ -267,6 +267,36 @@ static void test_experts_quantize(int64_t rows, int64_t E, int64_t k, int swizzl
     free_pair(&x), free_pair(&off), free_pair(&packed), free_pair(&scales);
 }
 
+static void test_permute_quantize(int64_t T, int64_t k, int64_t E, int64_t K, int swizzled) {
+    pair x = pair2(MXMOE_BF16, T, K), ids = pair2(MXMOE_I32, T, k);
+    fill_float(x.host.data, MXMOE_BF16, T * K, 1, 1.0);
+    for (int64_t i = 0; i < T * k; i++) {
+        ((int32_t*)ids.host.data)[i] = rand_int(9) == 0 ? -1 : (int32_t)rand_int(E);
+    }
+    pair counts = pair1(MXMOE_I32, E), off = pair1(MXMOE_I32, E + 1);
+    pair sorted = pair1(MXMOE_I32, T * k), row_of = pair1(MXMOE_I32, T * k);
+    MX_OK(g_cpu, mxmoe_plan(g_cpu, &ids.host, NULL, (int32_t)E, &counts.host, &off.host,
+                            &sorted.host, &row_of.host));
+    upload(&x);
+    upload(&off);
+    upload(&sorted);
+    pair packed = pair2(MXMOE_U8, T * k, K / 2);
+    pair scales = swizzled
+                      ? pair1(MXMOE_U8, (int64_t)mxmoe_grouped_swizzled_scale_bytes(T * k, E, K))
+                      : pair2(MXMOE_U8, T * k, K / 32);
+    mxmoe_scale_layout sl = swizzled ? MXMOE_SCALES_SWIZZLED : MXMOE_SCALES_LINEAR;
+    mxmoe_mx_tensor qh = {packed.host, scales.host, sl}, qd = {packed.dev, scales.dev, sl};
+    MX_OK(g_cpu, mxmoe_permute_quantize(g_cpu, &x.host, &sorted.host, &off.host, (int32_t)k,
+                                        MXMOE_RULE_RCEIL, &qh));
+    MX_OK(g_gpu, mxmoe_permute_quantize(g_gpu, &x.dev, &sorted.dev, &off.dev, (int32_t)k,
+                                        MXMOE_RULE_RCEIL, &qd));
+    gpu_sync_ok("permute_quantize");
+    expect_same(&packed, swizzled ? "permute_quantize swizzled packed" : "permute_quantize packed");
+    expect_same(&scales, swizzled ? "permute_quantize swizzled scales" : "permute_quantize scales");
+    free_pair(&x), free_pair(&ids), free_pair(&counts), free_pair(&off), free_pair(&sorted),
+        free_pair(&row_of), free_pair(&packed), free_pair(&scales);
+}
+
 static void test_act(int64_t rows, int64_t inter, mxmoe_activation act, mxmoe_gate_up_layout layout,
                      mxmoe_dtype act_dtype, int with_offsets, int swizzled) {
     int gated = act == MXMOE_ACT_SILU_MUL || act == MXMOE_ACT_GELU_TANH_MUL ||
@@ -588,6 +618,10 @@ int main(int argc, char** argv) {
     for (int swz = 0; swz < 2; swz++) {
         test_experts_quantize(g_small ? 50 : 700, 6, 96, swz);
         test_experts_quantize(1, 3, 32, swz);
+    }
+    for (int swz = 0; swz < 2; swz++) {
+        test_permute_quantize(g_small ? 20 : 512, 4, 32, 2880, swz);
+        test_permute_quantize(1, 8, 8, 32, swz);
     }
     for (int act = 0; act < MXMOE_ACTIVATION_COUNT; act++) {
         for (int layout = 0; layout < 2; layout++) {
