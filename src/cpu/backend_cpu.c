@@ -77,6 +77,7 @@ const mxmoe_backend_ops mxmoe_cpu_backend = {
     .route = mxmoe_route_ref,
     .plan = mxmoe_plan_ref,
     .experts_quantize = mxmoe_experts_quantize_ref,
+    .permute_quantize = mxmoe_permute_quantize_ref,
     .act_and_quantize = mxmoe_act_and_quantize_ref,
     .grouped_gemm = mxmoe_grouped_gemm_ref,
     .moe_workspace_size = mxmoe_moe_workspace_size_ref,
