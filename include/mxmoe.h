@@ -271,15 +271,17 @@ MXMOE_API mxmoe_status mxmoe_unswizzle_scales(mxmoe_ctx* ctx, const mxmoe_tensor
  * 3. Routing and planning
  */
 typedef enum mxmoe_routing {
-    /* softmax over all E logits (FP32), then top-k; weights optionally renormalised to sum 1
+    /* softmax over all E logits (FP64, weights rounded once to FP32), then top-k; weights
+     * optionally renormalised to sum 1
      * (Mixtral always, Qwen3-MoE with norm_topk_prob). */
     MXMOE_ROUTE_SOFTMAX_TOPK = 0,
     /* top-k of the raw logits, then softmax over the k selected (gpt-oss). */
     MXMOE_ROUTE_TOPK_SOFTMAX = 1,
     /* DeepSeek-V3: s = sigmoid(logit); choose with s + correction_bias: groups of E/num_groups
-     * experts scored by the sum of their top-2 biased scores, keep topk_groups groups, top-k
-     * experts inside them; weights = unbiased s of the chosen, optionally divided by their sum,
-     * times scaling_factor. */
+     * experts scored by the sum of their top-2 biased scores (the one score of a one-expert
+     * group), keep topk_groups groups, top-k experts inside them (top_k must not exceed the
+     * experts of the kept groups); weights = unbiased s of the chosen, optionally divided by
+     * (their sum + 1e-20), times scaling_factor. */
     MXMOE_ROUTE_SIGMOID_GROUPED = 2,
     MXMOE_ROUTING_COUNT
 } mxmoe_routing;
@@ -323,7 +325,8 @@ MXMOE_API mxmoe_status mxmoe_plan(mxmoe_ctx* ctx, const mxmoe_tensor* topk_ids,
  */
 
 /* Quantizes rows grouped by expert: x: F32/BF16/F16 [R, K]; offsets: I32 [E+1] (rows of expert e
- * are offsets[e]..offsets[e+1]-1; offsets[E] <= R; rows beyond offsets[E] are ignored).
+ * are offsets[e]..offsets[e+1]-1; offsets[0] = 0, nondecreasing, offsets[E] <= R; output rows
+ * at or beyond offsets[E] are left untouched).
  * out: MXFP4 [R, K]. Linear scales: as mxmoe_quantize. Swizzled scales: each expert's rows
  * start a fresh 128-row atom (see MXMOE_SCALES_SWIZZLED); scales must hold at least
  * sum_e round_up(m_e, 128) * 4*ceil(K/128) bytes (mxmoe_grouped_swizzled_scale_bytes bounds it),
@@ -387,7 +390,9 @@ MXMOE_API mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor
 
 /* W4A4 grouped GEMM: for each expert e and row r in offsets[e]..offsets[e+1]-1,
  *   out[r, n] = sum_blocks 2^(sa + sb - 254) * sum_{k in block} a[r, k] * w[e, n, k]  (+ bias[e, n])
- * accumulated in FP32 in ascending K, rounded once to out's dtype.
+ * Each block's value is its exact integer dot product times the power of two, rounded once to
+ * FP32 (exact unless it under- or overflows FP32; a 0xFF scale makes it NaN); the blocks are
+ * accumulated in FP32 in ascending K, the bias added in FP32, then one rounding to out's dtype.
  *   a:    MXFP4 [R, K], linear scales or grouped-swizzled scales (see experts_quantize).
  *   w:    MXFP4 [E, N, K], linear scales [E, N, K/32] or swizzled per expert
  *         (U8 [E * mxmoe_swizzled_scale_bytes(N, K)]).
@@ -404,9 +409,10 @@ MXMOE_API mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor*
 
 /* Expert weights (canonical, compressed-tensors style). */
 typedef struct mxmoe_moe_weights {
-    mxmoe_mx_tensor w13;      /* MXFP4 [E, 2I, H]: gate‖up rows (or interleaved, see params) */
+    mxmoe_mx_tensor w13;      /* MXFP4 [E, 2I, H]: gate‖up rows (or interleaved, see params);
+                                 [E, I, H] for the activations without the multiply */
     mxmoe_mx_tensor w2;       /* MXFP4 [E, H, I] */
-    const mxmoe_tensor* b13;  /* optional F32/BF16/F16 [E, 2I] */
+    const mxmoe_tensor* b13;  /* optional F32/BF16/F16 [E, 2I] (or [E, I], as w13) */
     const mxmoe_tensor* b2;   /* optional F32/BF16/F16 [E, H] */
 } mxmoe_moe_weights;
 
