@@ -180,7 +180,14 @@ static inline MXMOE_HD float mxmoe_block_term(int32_t isum, uint32_t sa, uint32_
     if (sa == MXMOE_E8M0_NAN || sb == MXMOE_E8M0_NAN) {
         return NAN;
     }
-    return (float)((double)isum * mxmoe_pow2d((int32_t)sa + (int32_t)sb - 256));
+    int32_t e = (int32_t)sa + (int32_t)sb - 256;
+    if (e >= -149 && e <= 127) {
+        /* (float)isum is exact (|isum| <= 4608) and so is 2^e, so one IEEE multiply is the
+         * exact product rounded once: the common case, in FP32 only. (Callers compile without
+         * FMA contraction, so this product is never fused into a following add.) */
+        return (float)isum * mxmoe_pow2f(e);
+    }
+    return (float)((double)isum * mxmoe_pow2d(e)); /* 2^e outside FP32: round once from FP64 */
 }
 
 #endif /* MXMOE_REF_MX_NUMERICS_H */
