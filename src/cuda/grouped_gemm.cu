@@ -1,16 +1,19 @@
 /*
- * grouped_gemm.cu — the generic (sm_80+) W4A4 grouped GEMM.
+ * grouped_gemm.cu — the generic (sm_80+) W4A4 grouped GEMM, on int8 tensor cores.
  *
- * Exact by construction, and bit-identical to the reference: 2*E2M1 values are int8 integers,
- * so each 32-block dot product is an exact int32 (8 __dp4a of packed int8 quadruples); the
- * block's value isum * 2^(sa+sb-256) is rounded once to FP32 (mxmoe_block_term) and blocks are
- * accumulated in FP32 in ascending K, the order the contract fixes.
+ * Exact by construction, and bit-identical to the reference: 2*E2M1 values are int8 integers
+ * and an MX block is 32 long, exactly the K of one `mma.sync.m16n8k32.s8.s8.s32`; issued with a
+ * zero accumulator it returns each block's exact integer dot product. The block's value
+ * isum * 2^(sa+sb-256) is rounded once to FP32 (mxmoe_block_term) and blocks are accumulated in
+ * FP32 in ascending K, the order the contract fixes.
  *
- * Tiling: a thread block computes a 64 x 64 tile of one expert (rows of that expert x output
- * columns); per K-block it decodes the A and W nibbles into int8 in shared memory, then each of
- * the 256 threads produces a 4 x 4 sub-tile. Tiles map to experts through the offsets in device
- * memory (no host synchronisation): grid.x covers the worst case ceil(R/64) + E tiles and
- * blocks past the last tile exit.
+ * Tiling: a thread block computes a 64 x 128 tile of one expert (rows of that expert x output
+ * columns) with 8 warps of 32 x 32. Per K-block the threads decode the A and W nibbles into
+ * int8 (two byte-permute table lookups per 4 values) into a double-buffered shared-memory
+ * stage while the previous stage feeds the tensor cores. Tiles map to experts through the
+ * offsets in device memory (no host synchronisation): grid.x covers the worst case
+ * ceil(R/64) + E tiles and blocks past the last tile exit.
+ * History: v1 (commit 4aa0d6a) used __dp4a on CUDA cores, 64 x 64 tiles.
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
@@ -19,23 +22,23 @@
 namespace {
 
 constexpr int BLOCK_M = 64;
-constexpr int BLOCK_N = 64;
+constexpr int BLOCK_N = 128;
 constexpr int kThreads = 256;
-constexpr int kWords = 8;             /* int8 quadruples per 32-element block */
-constexpr int kRowWords = kWords + 1; /* +1 word of padding: conflict-free column reads */
+/* A row of one K-block: 32 int8 = 8 words, padded to 12 so the fragment loads of a warp
+ * (8 rows x 4 words) hit 32 distinct banks. */
+constexpr int kRowWords = 12;
 
-/* Doubled E2M1 codes of 4 packed bytes (8 nibbles) as two int8 quadruples. */
-__device__ inline void decode_word(uint32_t packed, uint32_t* lo, uint32_t* hi) {
-    uint32_t q[2] = {0, 0};
-    for (int n = 0; n < 8; n++) {
-        uint32_t v = (uint32_t)(uint8_t)(int8_t)mxmoe_e2m1_doubled((packed >> (4 * n)) & 0xFu);
-        q[n / 4] |= v << (8 * (n % 4));
-    }
-    *lo = q[0];
-    *hi = q[1];
+/* Doubled E2M1 values of the 4 nibbles in the low 16 bits of `c`, as 4 int8 in one word. */
+__device__ __forceinline__ uint32_t decode4(uint32_t c) {
+    const uint32_t sel = c & 0x7777u;                            /* magnitude index per nibble */
+    uint32_t pos = __byte_perm(0x03020100u, 0x0C080604u, sel); /* 0 1 2 3 | 4 6 8 12 */
+    uint32_t neg = __byte_perm(0xFDFEFF00u, 0xF4F8FAFCu, sel); /* their negatives */
+    uint32_t spread = (c & 0x8u) | ((c & 0x80u) << 4) | ((c & 0x800u) << 8) | ((c & 0x8000u) << 12);
+    uint32_t mask = (spread >> 3) * 0xFFu; /* 0xFF in every byte whose nibble is negative */
+    return (pos & ~mask) | (neg & mask);
 }
 
-__device__ inline uint32_t load_word(const uint8_t* p) {
+__device__ __forceinline__ uint32_t load_word(const uint8_t* p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
@@ -65,88 +68,163 @@ __device__ inline bool find_tile(const gemm_args& a, int64_t tile, tile_info* t)
     return false;
 }
 
-/* Decodes 4 packed bytes at `src` (or zeros if !valid) into two int8 quadruples of `dst`. */
-__device__ inline void stage_word(const uint8_t* src, bool valid, uint32_t* dst) {
-    uint32_t lo = 0, hi = 0;
-    if (valid) {
-        decode_word(load_word(src), &lo, &hi);
+/* What one thread fetches from global memory for one K-block: its packed words of A (one row)
+ * and W (two rows), and one scale byte (threads 0..63: A rows, 64..191: W rows). */
+struct fetch {
+    uint32_t a, w0, w1;
+    uint32_t scale;
+};
+
+struct block_ctx {
+    const gemm_args* a;
+    tile_info t;
+    int64_t n_begin, kb, w_matrix_bytes;
+    int tid;
+};
+
+__device__ __forceinline__ fetch fetch_kblock(const block_ctx& c, int64_t kblock) {
+    const gemm_args& a = *c.a;
+    fetch f;
+    const int row = c.tid / 4, part = c.tid % 4; /* 64 rows x 4 words of 4 packed bytes */
+    const int64_t byte = kblock * 16 + part * 4;
+    const int64_t ar = c.t.row_begin + row;
+    f.a = ar < c.t.row_end ? load_word(a.a_packed + ar * (a.k / 2) + byte) : 0;
+    const int64_t n0 = c.n_begin + row, n1 = n0 + 64;
+    f.w0 = n0 < a.n ? load_word(a.w_packed + (c.t.expert * a.n + n0) * (a.k / 2) + byte) : 0;
+    f.w1 = n1 < a.n ? load_word(a.w_packed + (c.t.expert * a.n + n1) * (a.k / 2) + byte) : 0;
+    f.scale = 0;
+    if (c.tid < BLOCK_M) {
+        int64_t r = c.t.row_begin + c.tid;
+        int64_t off = !a.a_swizzled ? r * c.kb + kblock
+                                    : c.t.sf_row_base * mxmoe_swizzled_cols(a.k) +
+                                          mxmoe_swizzled_offset(r - c.t.expert_begin, kblock, a.k);
+        bool inside = r < c.t.row_end && off < a.a_scales_numel;
+        if (r < c.t.row_end && !inside) {
+            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+        }
+        f.scale = inside ? a.a_scales[off] : 0;
+    } else if (c.tid < BLOCK_M + BLOCK_N) {
+        int64_t n = c.n_begin + c.tid - BLOCK_M;
+        int64_t off = !a.w_swizzled ? (c.t.expert * a.n + n) * c.kb + kblock
+                                    : c.t.expert * c.w_matrix_bytes +
+                                          mxmoe_swizzled_offset(n, kblock, a.k);
+        f.scale = n < a.n ? a.w_scales[off] : 0;
     }
-    dst[0] = lo;
-    dst[1] = hi;
+    return f;
 }
 
-__global__ void __launch_bounds__(kThreads) grouped_gemm_kernel(gemm_args a) {
-    __shared__ uint32_t smem_a[BLOCK_M][kRowWords];
-    __shared__ uint32_t smem_w[BLOCK_N][kRowWords];
-    __shared__ uint8_t smem_sa[BLOCK_M];
-    __shared__ uint8_t smem_sw[BLOCK_N];
+struct stage {
+    uint32_t a[BLOCK_M][kRowWords];
+    uint32_t w[BLOCK_N][kRowWords];
+    uint8_t sa[BLOCK_M];
+    uint8_t sw[BLOCK_N];
+};
 
-    tile_info t;
-    if (!find_tile(a, blockIdx.x, &t)) {
+__device__ __forceinline__ void store_stage(stage& s, const fetch& f, int tid) {
+    const int row = tid / 4, part = tid % 4;
+    s.a[row][2 * part] = decode4(f.a);
+    s.a[row][2 * part + 1] = decode4(f.a >> 16);
+    s.w[row][2 * part] = decode4(f.w0);
+    s.w[row][2 * part + 1] = decode4(f.w0 >> 16);
+    s.w[row + 64][2 * part] = decode4(f.w1);
+    s.w[row + 64][2 * part + 1] = decode4(f.w1 >> 16);
+    if (tid < BLOCK_M) {
+        s.sa[tid] = (uint8_t)f.scale;
+    } else if (tid < BLOCK_M + BLOCK_N) {
+        s.sw[tid - BLOCK_M] = (uint8_t)f.scale;
+    }
+}
+
+__device__ __forceinline__ void mma_s8(const uint32_t (&af)[4], const uint32_t (&bf)[2],
+                                       int32_t (&d)[4]) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %10, %10, %10};\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(af[0]), "r"(af[1]), "r"(af[2]), "r"(af[3]), "r"(bf[0]), "r"(bf[1]),
+                   "r"(0));
+}
+
+__global__ void __launch_bounds__(kThreads) grouped_gemm_kernel(gemm_args args) {
+    __shared__ stage stages[2];
+    block_ctx c;
+    c.a = &args;
+    if (!find_tile(args, blockIdx.x, &c.t)) {
         return;
     }
-    const int64_t n_begin = (int64_t)blockIdx.y * BLOCK_N;
-    const int64_t kb = a.k / 32;
-    const int tid = threadIdx.x;
-    const int load_row = tid / 4, load_part = tid % 4; /* 64 rows x 4 words of 4 bytes */
-    const int ty = tid / 16, tx = tid % 16;            /* rows ty+16i, columns tx+16j */
-    const int64_t w_matrix_bytes = mxmoe_swizzled_matrix_bytes(a.n, a.k);
-    const int64_t a_row = t.row_begin + load_row, w_row = n_begin + load_row;
+    c.n_begin = (int64_t)blockIdx.y * BLOCK_N;
+    c.kb = args.k / 32;
+    c.w_matrix_bytes = mxmoe_swizzled_matrix_bytes(args.n, args.k);
+    c.tid = threadIdx.x;
+    const int lane = c.tid % 32, warp = c.tid / 32;
+    const int g = lane / 4, t = lane % 4;                  /* mma fragment coordinates */
+    const int warp_m = (warp / 4) * 32, warp_n = (warp % 4) * 32; /* the warp's 32 x 32 */
 
-    float acc[4][4];
-    for (int i = 0; i < 4; i++) {
-        for (int j = 0; j < 4; j++) {
-            acc[i][j] = 0.0f;
-        }
-    }
-    for (int64_t kblock = 0; kblock < kb; kblock++) {
-        int64_t byte = kblock * 16 + load_part * 4;
-        stage_word(a.a_packed + a_row * (a.k / 2) + byte, a_row < t.row_end,
-                   &smem_a[load_row][2 * load_part]);
-        stage_word(a.w_packed + (t.expert * a.n + w_row) * (a.k / 2) + byte, w_row < a.n,
-                   &smem_w[load_row][2 * load_part]);
-        if (tid < BLOCK_M) {
-            int64_t r = t.row_begin + tid;
-            int64_t off = !a.a_swizzled
-                              ? r * kb + kblock
-                              : t.sf_row_base * mxmoe_swizzled_cols(a.k) +
-                                    mxmoe_swizzled_offset(r - t.expert_begin, kblock, a.k);
-            bool inside = r < t.row_end && off < a.a_scales_numel;
-            if (r < t.row_end && !inside) {
-                atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-            }
-            smem_sa[tid] = inside ? a.a_scales[off] : 0;
-        } else if (tid < BLOCK_M + BLOCK_N) {
-            int64_t n = n_begin + tid - BLOCK_M;
-            int64_t off = !a.w_swizzled
-                              ? (t.expert * a.n + n) * kb + kblock
-                              : t.expert * w_matrix_bytes + mxmoe_swizzled_offset(n, kblock, a.k);
-            smem_sw[tid - BLOCK_M] = n < a.n ? a.w_scales[off] : 0;
-        }
-        __syncthreads();
-        for (int i = 0; i < 4; i++) {
-            const uint32_t* arow = smem_a[ty + 16 * i];
-            for (int j = 0; j < 4; j++) {
-                const uint32_t* wrow = smem_w[tx + 16 * j];
-                int32_t isum = 0;
-                for (int w = 0; w < kWords; w++) {
-                    isum = __dp4a((int)arow[w], (int)wrow[w], isum);
-                }
-                acc[i][j] += mxmoe_block_term(isum, smem_sa[ty + 16 * i], smem_sw[tx + 16 * j]);
+    float acc[2][4][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                acc[mi][ni][q] = 0.0f;
             }
         }
-        __syncthreads();
     }
-    for (int i = 0; i < 4; i++) {
-        int64_t r = t.row_begin + ty + 16 * i;
-        for (int j = 0; j < 4; j++) {
-            int64_t n = n_begin + tx + 16 * j;
-            if (r < t.row_end && n < a.n) {
-                float v = acc[i][j];
-                if (a.bias != nullptr) {
-                    v += mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + n);
+    fetch next = fetch_kblock(c, 0);
+    for (int64_t kblock = 0; kblock < c.kb; kblock++) {
+        stage& s = stages[kblock & 1];
+        store_stage(s, next, c.tid);
+        __syncthreads(); /* also orders the last reads of the other stage before its rewrite */
+        if (kblock + 1 < c.kb) {
+            next = fetch_kblock(c, kblock + 1); /* in flight while the tensor cores work */
+        }
+        uint32_t af[2][4], bf[4][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++) {
+            const int r = warp_m + mi * 16 + g;
+            af[mi][0] = s.a[r][t];
+            af[mi][1] = s.a[r + 8][t];
+            af[mi][2] = s.a[r][t + 4];
+            af[mi][3] = s.a[r + 8][t + 4];
+        }
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++) {
+            const int n = warp_n + ni * 8 + g;
+            bf[ni][0] = s.w[n][t];
+            bf[ni][1] = s.w[n][t + 4];
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++) {
+            const int r = warp_m + mi * 16 + g;
+            const uint32_t sa0 = s.sa[r], sa1 = s.sa[r + 8];
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++) {
+                int32_t d[4];
+                mma_s8(af[mi], bf[ni], d);
+                const int n = warp_n + ni * 8 + 2 * t;
+                const uint32_t sw0 = s.sw[n], sw1 = s.sw[n + 1];
+                acc[mi][ni][0] += mxmoe_block_term(d[0], sa0, sw0);
+                acc[mi][ni][1] += mxmoe_block_term(d[1], sa0, sw1);
+                acc[mi][ni][2] += mxmoe_block_term(d[2], sa1, sw0);
+                acc[mi][ni][3] += mxmoe_block_term(d[3], sa1, sw1);
+            }
+        }
+    }
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int64_t r = c.t.row_begin + warp_m + mi * 16 + g + (q / 2) * 8;
+                const int64_t n = c.n_begin + warp_n + ni * 8 + 2 * t + q % 2;
+                if (r < c.t.row_end && n < args.n) {
+                    float v = acc[mi][ni][q];
+                    if (args.bias != nullptr) {
+                        v += mxmoe_load_float(args.bias, args.bias_dtype, c.t.expert * args.n + n);
+                    }
+                    mxmoe_store_float(args.out, args.out_dtype, r * args.n + n, v);
                 }
-                mxmoe_store_float(a.out, a.out_dtype, r * a.n + n, v);
             }
         }
     }
