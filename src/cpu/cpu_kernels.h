@@ -1,0 +1,125 @@
+/*
+ * cpu_kernels.h — the CPU backend's kernel table (one per SIMD tier) and the data formats its
+ * kernels share.
+ *
+ * Tiers, lowest first: scalar (the src/ref kernels themselves, single-threaded), avx2 (AVX2 +
+ * FMA + F16C), avx512 (F/BW/VL/DQ + VNNI). Each tier's kernels live in their own translation
+ * units (gemm_<isa>.c, quantize_<isa>.c) compiled with that ISA's flags; generic drivers
+ * (gemm_cpu.c, quantize_cpu.c, moe_cpu.c) run them on the thread pool.
+ *
+ * The GEMM works on two prepared forms:
+ *
+ *  - an activation row in "act8" form (prepared once per call, shared by every output tile):
+ *      vals [K] int8   block j at 32j, as 2 * E2M1 values (integers in [-12, 12]), in the
+ *                      order of packed dwords: for d < 4, elements 8d, 8d+2, 8d+4, 8d+6 (the
+ *                      low nibbles of packed bytes 4d..4d+3), then 8d+1, 8d+3, 8d+5, 8d+7.
+ *                      The order inside a block is free because a block's dot product is an
+ *                      exact integer sum; this one lets the weights decode without shuffles.
+ *      info [K/32][4]  int32: -12 * (sum of the block's vals) (undoes the +12 offset of the
+ *                      weights, see below), (sa - 129) << 23 (the FP32 exponent field of
+ *                      2^(sa + sb - 256) once sb << 23 is added), sa, 0.
+ *      range [2]       int32: min and max of sa over the row.
+ *    sa is the block's scale byte, except that a block whose codes are all +-0 gets 127: its dot
+ *    product is 0 whatever the scale, and 127 keeps it out of the rare exact path below.
+ *
+ *  - a weight tile of tile_n consecutive output rows of one expert: packed rows (K/2 bytes
+ *    each, `stride` apart), and its scales transposed to sbT [K/32][tile_n] with the min and
+ *    max of each chunk of 16 blocks.
+ *
+ * Numerics: out[r, n] = sum over blocks j, ascending, in FP32, of the block term
+ * (float)(isum * 2^(sa + sb - 256)) (mxmoe_block_term). When sa + sb lies in [130, 370] and
+ * neither is 0xFF, the term isum * 2^(sa+sb-256) is an exact normal FP32 number (|isum| < 2^13),
+ * so a fused multiply-add acc + isum * f rounds exactly like the reference's acc + term. Chunks
+ * where some (row, column) pair falls outside use mxmoe_block_term itself, lane by lane.
+ */
+#ifndef MXMOE_CPU_CPU_KERNELS_H
+#define MXMOE_CPU_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mxmoe.h"
+
+typedef enum mxmoe_cpu_tier {
+    MXMOE_CPU_TIER_SCALAR = 0,
+    MXMOE_CPU_TIER_AVX2 = 1,
+    MXMOE_CPU_TIER_AVX512 = 2,
+    MXMOE_CPU_TIER_COUNT
+} mxmoe_cpu_tier;
+
+/* Blocks per scale chunk of a weight tile (the unit of the fast/exact path decision). */
+#define MXMOE_CPU_CHUNK_BLOCKS 16
+/* Fast path: sa + sb within [lo, hi] (and no 0xFF) keeps every block term exact and normal. */
+#define MXMOE_CPU_FAST_SUM_LO 130
+#define MXMOE_CPU_FAST_SUM_HI 370
+
+typedef struct mxmoe_cpu_act_row {
+    const int8_t* vals;  /* [K] */
+    const int32_t* info; /* [K/32][4] */
+    int32_t sa_min, sa_max;
+} mxmoe_cpu_act_row;
+
+typedef struct mxmoe_cpu_wtile {
+    const uint8_t* packed;     /* row 0 of the tile; row i at packed + i * stride */
+    int64_t stride;            /* bytes between packed rows */
+    const uint8_t* sbT;        /* [kb][tile_n] scale bytes */
+    const uint8_t* chunk_min;  /* [ceil(kb / 16)] min of sbT over each chunk of 16 blocks */
+    const uint8_t* chunk_max;  /* [ceil(kb / 16)] max */
+    int64_t kb;                /* K / 32 */
+} mxmoe_cpu_wtile;
+
+/* Bytes of one act8 row for reduction length k (64-byte multiple). */
+static inline size_t mxmoe_cpu_act8_row_bytes(int64_t k) {
+    size_t b = (size_t)k + (size_t)(k / 32) * 16 + 16;
+    return (b + 63) & ~(size_t)63;
+}
+
+/* The act8 row view of the row stored at `base` (see mxmoe_cpu_act8_row_bytes). */
+static inline mxmoe_cpu_act_row mxmoe_cpu_act8_view(const void* base, int64_t k) {
+    const uint8_t* p = (const uint8_t*)base;
+    const int32_t* range = (const int32_t*)(p + k + (k / 32) * 16);
+    mxmoe_cpu_act_row row = {(const int8_t*)p, (const int32_t*)(p + k), range[0], range[1]};
+    return row;
+}
+
+typedef struct mxmoe_cpu_kernels {
+    const char* name; /* "avx512-vnni", "avx2" */
+    int tile_n;       /* output columns per GEMM tile */
+    int max_rows;     /* rows per gemm_tile call */
+    /* res[r][c] = the FP32 sum over blocks of tile column c (c < tile_n) for rows[r], r < m. */
+    void (*gemm_tile)(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m, float* res);
+    /* Scales of `rows` (<= tile_n) weight rows, `stride` bytes apart, kb blocks each -> sbT,
+     * chunk_min, chunk_max of a tile (rows beyond `rows` read as 127). */
+    void (*transpose_scales)(const uint8_t* src, int64_t stride, int rows, int64_t kb,
+                             uint8_t* sbT, uint8_t* chunk_min, uint8_t* chunk_max);
+    /* One packed MXFP4 row (k/2 bytes) and its k/32 scale bytes -> act8 row at `dst`. */
+    void (*act8_row)(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst);
+    /* One row of k F32/BF16/F16 values -> k/2 packed bytes + k/32 scale bytes, byte-identical
+     * to mxmoe_quantize_block block by block. */
+    void (*quantize_row)(const void* x, mxmoe_dtype dtype, int64_t k, mxmoe_scale_rule rule,
+                         uint8_t* packed, uint8_t* scales);
+} mxmoe_cpu_kernels;
+
+/* The tiers compiled into this build (NULL where the build lacks them). */
+extern const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx2;
+extern const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx512;
+
+/* Tier functions (defined in the ISA files). */
+void mxmoe_gemm_tile_avx512(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m,
+                            float* res);
+void mxmoe_act8_row_avx512(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst);
+void mxmoe_quantize_row_avx512(const void* x, mxmoe_dtype dtype, int64_t k,
+                               mxmoe_scale_rule rule, uint8_t* packed, uint8_t* scales);
+void mxmoe_gemm_tile_avx2(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m,
+                          float* res);
+void mxmoe_act8_row_avx2(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst);
+void mxmoe_quantize_row_avx2(const void* x, mxmoe_dtype dtype, int64_t k, mxmoe_scale_rule rule,
+                             uint8_t* packed, uint8_t* scales);
+
+/* The best tier this CPU supports. */
+mxmoe_cpu_tier mxmoe_cpu_best_tier(void);
+const char* mxmoe_cpu_tier_name(mxmoe_cpu_tier tier);
+/* The kernel table of a tier (NULL for the scalar tier, which runs src/ref). */
+const mxmoe_cpu_kernels* mxmoe_cpu_tier_kernels(mxmoe_cpu_tier tier);
+
+#endif /* MXMOE_CPU_CPU_KERNELS_H */

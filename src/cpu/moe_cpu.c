@@ -1,0 +1,261 @@
+/*
+ * moe_cpu.c — the MoE layer on the CPU tiers, end to end on the thread pool:
+ *   plan (reference) -> quantize each token once, straight to act8 (or each (token, slot) copy
+ *   when the router weight scales the input) -> GEMM-1 (+b13) -> activation rounded to act_dtype,
+ *   quantized to act8 -> GEMM-2 (+b2) -> weighted sum over slots in ascending j.
+ * Every step reproduces the reference's values bit for bit (moe_ref.c): a token's quantized
+ * bytes are the same for each of its slots, so GEMM-1 rows read the token's act8 row directly.
+ * All memory is the caller's workspace: the shared regions of moe_workspace.h plus, in the
+ * scratch region, the act8 rows, the GEMM driver's tiles and per-thread quantization rows.
+ */
+#include <string.h>
+
+#include "core/moe_workspace.h"
+#include "core/tensor.h"
+#include "cpu/cpu_gemm.h"
+#include "ref/activation.h"
+#include "ref/ref.h"
+
+#define ALIGN64(x) (((x) + (size_t)63) & ~(size_t)63)
+
+/* Scratch sub-regions of the workspace for P pairs and reduction lengths up to k_max. */
+typedef struct cpu_scratch_layout {
+    size_t act8;      /* P act8 rows */
+    size_t gemm;      /* GEMM driver scratch */
+    size_t quant;     /* per thread: k_max floats, k_max/2 packed bytes, k_max/32 scales */
+    size_t quant_stride;
+    size_t total;
+} cpu_scratch_layout;
+
+static cpu_scratch_layout scratch_layout(const mxmoe_cpu_state* st, int64_t experts,
+                                         int64_t pairs, int64_t k_max) {
+    cpu_scratch_layout s;
+    s.act8 = 0;
+    s.gemm = ALIGN64((size_t)pairs * mxmoe_cpu_act8_row_bytes(k_max));
+    s.quant = s.gemm + ALIGN64(mxmoe_cpu_gemm_scratch_bytes(st, experts, k_max));
+    s.quant_stride = ALIGN64((size_t)k_max * 4) + ALIGN64((size_t)k_max / 2) +
+                     ALIGN64((size_t)k_max / 32);
+    s.total = s.quant + (size_t)st->threads * s.quant_stride + 64; /* + 64: align the base */
+    return s;
+}
+
+static int layout_workspace(const mxmoe_cpu_state* st, int64_t experts, int64_t pairs,
+                            int64_t hidden, int64_t n13, int64_t inter, mxmoe_moe_workspace* L,
+                            cpu_scratch_layout* S) {
+    int64_t k_max = hidden > inter ? hidden : inter;
+    int64_t bound;
+    /* keep the scratch arithmetic below in range: P * (1.5 K + 64) + per-thread rows */
+    if (!mxmoe_mul_i64(pairs + 1, k_max + 64, &bound) || bound > INT64_MAX / 4) {
+        return 0;
+    }
+    *S = scratch_layout(st, experts, pairs, k_max);
+    return mxmoe_moe_workspace_layout(experts, pairs, hidden, n13, inter, 0, S->total, L);
+}
+
+mxmoe_status mxmoe_cpu_moe_workspace_size(mxmoe_ctx* ctx, const mxmoe_moe_params* params,
+                                          int64_t tokens, int32_t top_k, int64_t hidden,
+                                          int64_t intermediate, size_t* bytes) {
+    mxmoe_cpu_state* st = mxmoe_cpu_state_of(ctx);
+    if (st->kern == NULL) {
+        return mxmoe_moe_workspace_size_ref(ctx, params, tokens, top_k, hidden, intermediate,
+                                            bytes);
+    }
+    int64_t pairs;
+    mxmoe_moe_workspace L;
+    cpu_scratch_layout S;
+    int64_t n13 =
+        mxmoe_activation_is_gated(params->act.activation) ? 2 * intermediate : intermediate;
+    MXMOE_RETURN_IF(!mxmoe_mul_i64(tokens, top_k, &pairs) ||
+                        !layout_workspace(st, params->num_experts, pairs, hidden, n13,
+                                          intermediate, &L, &S),
+                    ctx, MXMOE_ERR_OVERFLOW,
+                    "moe workspace for %lld tokens x top-%d, hidden %lld, intermediate %lld "
+                    "overflows size_t",
+                    (long long)tokens, (int)top_k, (long long)hidden, (long long)intermediate);
+    *bytes = L.total;
+    return MXMOE_OK;
+}
+
+/* --- quantization straight to act8 ---------------------------------------------------------- */
+
+typedef enum act8_source {
+    FROM_TOKEN,    /* row t = token t of x */
+    FROM_WEIGHTED, /* row r = x[sorted[r] / k] * weight, rounded to act_dtype */
+    FROM_H1        /* row r = activation of h1 row r, rounded to act_dtype */
+} act8_source;
+
+typedef struct to_act8_job {
+    const mxmoe_cpu_kernels* kern;
+    act8_source source;
+    const mxmoe_tensor* x; /* x or h1 */
+    int64_t k, rows;
+    const int32_t* sorted;
+    int32_t top_k;
+    const float* weights;
+    const mxmoe_act_params* act;
+    uint8_t* act8;
+    size_t act8_stride;
+    uint8_t* quant;
+    size_t quant_stride;
+} to_act8_job;
+
+static void to_act8_task(void* arg, int64_t r, int thread) {
+    const to_act8_job* job = (const to_act8_job*)arg;
+    const int64_t k = job->k;
+    uint8_t* s = job->quant + (size_t)thread * job->quant_stride;
+    float* values = (float*)s;
+    uint8_t* packed = s + ALIGN64((size_t)k * 4);
+    uint8_t* scales = packed + ALIGN64((size_t)k / 2);
+    const void* src = values;
+    mxmoe_dtype dtype = MXMOE_F32;
+    if (job->source == FROM_TOKEN) {
+        src = (const uint8_t*)job->x->data + (size_t)r * (size_t)k * mxmoe_dtype_size(job->x->dtype);
+        dtype = job->x->dtype;
+    } else if (job->source == FROM_WEIGHTED) {
+        int64_t i = job->sorted[r], t = i / job->top_k;
+        for (int64_t h = 0; h < k; h++) {
+            float v = mxmoe_load_float(job->x->data, job->x->dtype, t * k + h);
+            values[h] = mxmoe_round_to_dtype(v * job->weights[i], job->act->act_dtype);
+        }
+    } else {
+        for (int64_t h = 0; h < k; h++) {
+            values[h] = mxmoe_activation_rounded(job->x, r, h, k, job->act);
+        }
+    }
+    job->kern->quantize_row(src, dtype, k, job->act->rule, packed, scales);
+    job->kern->act8_row(packed, scales, k, job->act8 + (size_t)r * job->act8_stride);
+}
+
+/* --- un-permute and reduce -------------------------------------------------------------------- */
+
+typedef struct reduce_job {
+    const float* c3;
+    const int32_t* row_of;
+    const float* weights;
+    int64_t H, k;
+    int on_input;
+    mxmoe_tensor* out;
+} reduce_job;
+
+#define REDUCE_COLS 256
+
+static void reduce_task(void* arg, int64_t t, int thread) {
+    (void)thread;
+    const reduce_job* job = (const reduce_job*)arg;
+    const int64_t H = job->H, k = job->k;
+    float acc[REDUCE_COLS];
+    for (int64_t h0 = 0; h0 < H; h0 += REDUCE_COLS) {
+        int64_t n = H - h0 < REDUCE_COLS ? H - h0 : REDUCE_COLS;
+        for (int64_t i = 0; i < n; i++) {
+            acc[i] = 0.0f;
+        }
+        for (int64_t j = 0; j < k; j++) {
+            int32_t r = job->row_of[t * k + j];
+            if (r < 0) {
+                continue;
+            }
+            const float* c = job->c3 + (int64_t)r * H + h0;
+            if (job->on_input) {
+                for (int64_t i = 0; i < n; i++) {
+                    acc[i] += c[i];
+                }
+            } else {
+                float w = job->weights[t * k + j];
+                for (int64_t i = 0; i < n; i++) {
+                    acc[i] += w * c[i];
+                }
+            }
+        }
+        for (int64_t i = 0; i < n; i++) {
+            mxmoe_store_float(job->out->data, job->out->dtype, t * H + h0 + i, acc[i]);
+        }
+    }
+}
+
+static mxmoe_tensor tensor2(void* data, mxmoe_dtype dtype, int64_t d0, int64_t d1) {
+    return mxmoe_tensor_make(data, dtype, 2, (int64_t[]){d0, d1});
+}
+
+mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                   const mxmoe_tensor* topk_ids, const mxmoe_tensor* topk_weights,
+                                   const mxmoe_moe_weights* wt, const mxmoe_moe_params* p,
+                                   void* workspace, size_t workspace_bytes, mxmoe_tensor* out) {
+    mxmoe_cpu_state* st = mxmoe_cpu_state_of(ctx);
+    if (st->kern == NULL) {
+        return mxmoe_moe_forward_ref(ctx, x, topk_ids, topk_weights, wt, p, workspace,
+                                     workspace_bytes, out);
+    }
+    int64_t T = x->dims[0], H = x->dims[1];
+    int64_t k = topk_ids->dims[1];
+    int64_t E = p->num_experts;
+    int64_t n13 = wt->w13.packed.dims[1];
+    int64_t I = wt->w2.packed.dims[2] * 2;
+    int64_t pairs = T * k;
+    mxmoe_moe_workspace L;
+    cpu_scratch_layout S;
+    MXMOE_RETURN_IF(!layout_workspace(st, E, pairs, H, n13, I, &L, &S), ctx, MXMOE_ERR_OVERFLOW,
+                    "moe workspace size overflows");
+    MXMOE_RETURN_IF(workspace == NULL || workspace_bytes < L.total, ctx, MXMOE_ERR_WORKSPACE,
+                    "moe_forward needs %zu bytes of workspace, got %zu", L.total,
+                    workspace == NULL ? (size_t)0 : workspace_bytes);
+    char* ws = (char*)workspace;
+    uint8_t* scratch = (uint8_t*)(((uintptr_t)(ws + L.scratch) + 63) & ~(uintptr_t)63);
+
+    /* 1. plan (validates every id before anything is written to out) */
+    mxmoe_tensor counts = mxmoe_tensor_make(ws + L.counts, MXMOE_I32, 1, (int64_t[]){E});
+    mxmoe_tensor offsets_t = mxmoe_tensor_make(ws + L.offsets, MXMOE_I32, 1, (int64_t[]){E + 1});
+    mxmoe_tensor sorted_t = mxmoe_tensor_make(ws + L.sorted, MXMOE_I32, 1, (int64_t[]){pairs});
+    mxmoe_tensor row_of_t = mxmoe_tensor_make(ws + L.row_of, MXMOE_I32, 1, (int64_t[]){pairs});
+    MXMOE_FORWARD(mxmoe_plan_ref(ctx, topk_ids, p->expert_map, (int32_t)E, &counts, &offsets_t,
+                                 &sorted_t, &row_of_t));
+    const int32_t* offsets = (const int32_t*)offsets_t.data;
+    const int32_t* sorted = (const int32_t*)sorted_t.data;
+    const float* weights = (const float*)topk_weights->data;
+    int64_t rows = offsets[E];
+
+    size_t stride = mxmoe_cpu_act8_row_bytes(H > I ? H : I);
+    to_act8_job q;
+    memset(&q, 0, sizeof q);
+    q.kern = st->kern;
+    q.sorted = sorted;
+    q.top_k = (int32_t)k;
+    q.weights = weights;
+    q.act = &p->act;
+    q.act8 = scratch + S.act8;
+    q.act8_stride = stride;
+    q.quant = scratch + S.quant;
+    q.quant_stride = S.quant_stride;
+
+    /* 2. the input rows, quantized once per token (or per pair when weighted) */
+    q.source = p->router_weight_on_input ? FROM_WEIGHTED : FROM_TOKEN;
+    q.x = x;
+    q.k = H;
+    q.rows = p->router_weight_on_input ? rows : T;
+    mxmoe_pool_run(st->pool, q.rows, to_act8_task, &q);
+
+    /* 3. GEMM-1 */
+    mxmoe_tensor h1 = tensor2(ws + L.h1, MXMOE_F32, pairs, n13);
+    mxmoe_cpu_gemm_args g1 = {&wt->w13, offsets, E, q.act8, stride,
+                              p->router_weight_on_input ? NULL : sorted, (int32_t)k, wt->b13, &h1,
+                              scratch + S.gemm};
+    mxmoe_cpu_gemm_run(st, &g1);
+
+    /* 4. activation, rounded to act_dtype and quantized */
+    q.source = FROM_H1;
+    q.x = &h1;
+    q.k = I;
+    q.rows = rows;
+    mxmoe_pool_run(st->pool, rows, to_act8_task, &q);
+
+    /* 5. GEMM-2 */
+    mxmoe_tensor c3 = tensor2(ws + L.c3, MXMOE_F32, pairs, H);
+    mxmoe_cpu_gemm_args g2 = {&wt->w2, offsets, E, q.act8, stride, NULL, 1, wt->b2, &c3,
+                              scratch + S.gemm};
+    mxmoe_cpu_gemm_run(st, &g2);
+
+    /* 6. un-permute and reduce over the k slots in ascending j */
+    reduce_job red = {(const float*)c3.data, (const int32_t*)row_of_t.data, weights, H, k,
+                      p->router_weight_on_input, out};
+    mxmoe_pool_run(st->pool, T, reduce_task, &red);
+    return MXMOE_OK;
+}

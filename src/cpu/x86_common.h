@@ -1,0 +1,122 @@
+/*
+ * x86_common.h — SSE4.1 helpers every x86 tier's GEMM file includes (so they compile with that
+ * file's flags and run only when that tier was chosen): packed activation row -> act8 row, and
+ * the transposition of a weight tile's scales (see cpu_kernels.h for both formats).
+ */
+#ifndef MXMOE_CPU_X86_COMMON_H
+#define MXMOE_CPU_X86_COMMON_H
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "cpu/cpu_kernels.h"
+
+static inline void mxmoe_act8_row_sse41(const uint8_t* packed, const uint8_t* scales, int64_t k,
+                                        void* dst) {
+    /* 2 * E2M1 value of each 4-bit code, signed. */
+    const __m128i table = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    const __m128i bias = _mm_set1_epi8((char)0x80);
+    const __m128i magnitude_bits = _mm_set1_epi8(0x77);
+    int64_t kb = k / 32;
+    int8_t* vals = (int8_t*)dst;
+    int32_t* info = (int32_t*)((uint8_t*)dst + k);
+    int32_t sa_min = 255, sa_max = 0;
+    for (int64_t j = 0; j < kb; j++) {
+        __m128i p = _mm_loadu_si128((const __m128i*)(packed + 16 * j));
+        __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(p, low4));
+        __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(p, 4), low4));
+        /* packed dword d holds elements 8d..8d+7: store its even ones, then its odd ones */
+        _mm_storeu_si128((__m128i*)(vals + 32 * j), _mm_unpacklo_epi32(lo, hi));
+        _mm_storeu_si128((__m128i*)(vals + 32 * j + 16), _mm_unpackhi_epi32(lo, hi));
+        /* lo + hi lies in [-24, 24]; +128 makes it unsigned for psadbw's byte sums. */
+        __m128i sad = _mm_sad_epu8(_mm_xor_si128(_mm_add_epi8(lo, hi), bias), _mm_setzero_si128());
+        int32_t sum = (int32_t)(_mm_cvtsi128_si32(sad) + _mm_extract_epi16(sad, 4)) - 128 * 16;
+        int32_t sa = scales[j];
+        if (sa != 0xFF && _mm_testz_si128(p, magnitude_bits)) {
+            sa = 127; /* every code is +-0: the dot product is 0 whatever the scale */
+        }
+        info[4 * j + 0] = -12 * sum;
+        info[4 * j + 1] = (int32_t)((uint32_t)(sa - 129) << 23);
+        info[4 * j + 2] = sa;
+        info[4 * j + 3] = 0;
+        sa_min = sa < sa_min ? sa : sa_min;
+        sa_max = sa > sa_max ? sa : sa_max;
+    }
+    int32_t* range = info + 4 * kb;
+    range[0] = sa_min;
+    range[1] = sa_max;
+}
+
+/* 16 rows of 16 bytes -> 16 columns of 16 bytes. */
+static inline void mxmoe_transpose_16x16_bytes(__m128i x[16]) {
+    __m128i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[i] = _mm_unpacklo_epi8(x[2 * i], x[2 * i + 1]);
+        t[i + 8] = _mm_unpackhi_epi8(x[2 * i], x[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        x[i] = _mm_unpacklo_epi16(t[2 * i], t[2 * i + 1]);
+        x[i + 4] = _mm_unpackhi_epi16(t[2 * i], t[2 * i + 1]);
+        x[i + 8] = _mm_unpacklo_epi16(t[8 + 2 * i], t[8 + 2 * i + 1]);
+        x[i + 12] = _mm_unpackhi_epi16(t[8 + 2 * i], t[8 + 2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        for (int g = 0; g < 4; g++) {
+            t[4 * g + i] = _mm_unpacklo_epi32(x[4 * g + 2 * i], x[4 * g + 2 * i + 1]);
+            t[4 * g + i + 2] = _mm_unpackhi_epi32(x[4 * g + 2 * i], x[4 * g + 2 * i + 1]);
+        }
+    }
+    for (int g = 0; g < 8; g++) {
+        x[2 * g] = _mm_unpacklo_epi64(t[2 * g], t[2 * g + 1]);
+        x[2 * g + 1] = _mm_unpackhi_epi64(t[2 * g], t[2 * g + 1]);
+    }
+}
+
+/* Scales of `rows` (<= tile_n <= 16) weight rows, `stride` bytes apart, kb blocks each ->
+ * sbT[j][tile_n] (missing rows get 127) and the min/max of each chunk of 16 blocks. */
+static inline void mxmoe_transpose_scales_sse41(const uint8_t* src, int64_t stride, int rows,
+                                                int64_t kb, int tile_n, uint8_t* sbT,
+                                                uint8_t* chunk_min, uint8_t* chunk_max) {
+    for (int64_t j0 = 0; j0 < kb; j0 += 16) {
+        int64_t nj = kb - j0 < 16 ? kb - j0 : 16;
+        __m128i x[16];
+        for (int i = 0; i < 16; i++) {
+            if (i >= rows) {
+                x[i] = _mm_set1_epi8(127);
+            } else if (nj == 16) {
+                x[i] = _mm_loadu_si128((const __m128i*)(src + i * stride + j0));
+            } else {
+                uint8_t tmp[16];
+                memset(tmp, 127, sizeof tmp);
+                memcpy(tmp, src + i * stride + j0, (size_t)nj);
+                x[i] = _mm_loadu_si128((const __m128i*)tmp);
+            }
+        }
+        mxmoe_transpose_16x16_bytes(x);
+        __m128i lo = x[0], hi = x[0];
+        for (int64_t jj = 0; jj < 16; jj++) {
+            lo = _mm_min_epu8(lo, x[jj]);
+            hi = _mm_max_epu8(hi, x[jj]);
+        }
+        for (int64_t jj = 0; jj < nj; jj++) {
+            if (tile_n == 16) {
+                _mm_storeu_si128((__m128i*)(sbT + (j0 + jj) * 16), x[jj]);
+            } else {
+                _mm_storel_epi64((__m128i*)(sbT + (j0 + jj) * tile_n), x[jj]);
+            }
+        }
+        uint8_t l[16], h[16];
+        _mm_storeu_si128((__m128i*)l, lo);
+        _mm_storeu_si128((__m128i*)h, hi);
+        uint8_t mn = 255, mx = 0;
+        for (int i = 0; i < tile_n; i++) {
+            mn = l[i] < mn ? l[i] : mn;
+            mx = h[i] > mx ? h[i] : mx;
+        }
+        chunk_min[j0 / 16] = mn;
+        chunk_max[j0 / 16] = mx;
+    }
+}
+
+#endif /* MXMOE_CPU_X86_COMMON_H */
