@@ -114,24 +114,15 @@ mxmoe_ctx* cli_ctx_open(const char* cmd, mxmoe_backend backend) {
     if (st != MXMOE_OK) {
         const char* why = "";
         if (backend == MXMOE_BACKEND_CUDA && !mxmoe_backend_available(MXMOE_BACKEND_CUDA)) {
-            why = " (the CUDA backend is not built in or no CUDA device is visible)";
+            why = mxmoe_backend_compiled(MXMOE_BACKEND_CUDA)
+                      ? " (the CUDA backend is compiled in, but no usable CUDA device is visible)"
+                      : " (this build has no CUDA backend)";
         }
         cli_error(cmd, "cannot create a %s context: %s%s", mxmoe_backend_name(backend),
                   mxmoe_status_string(st), why);
         return NULL;
     }
     return ctx;
-}
-
-int cli_ctx_uses_host_memory(const char* cmd, mxmoe_ctx* ctx) {
-    if (mxmoe_ctx_backend(ctx) == MXMOE_BACKEND_CPU) {
-        return 1;
-    }
-    cli_error(cmd,
-              "the %s backend computes on device memory, which this tool cannot allocate yet "
-              "(the public API has no device allocation/copy calls); use --backend cpu",
-              mxmoe_backend_name(mxmoe_ctx_backend(ctx)));
-    return 0;
 }
 
 double cli_seconds(void) {

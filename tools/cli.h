@@ -1,6 +1,6 @@
 /*
  * cli.h — what the subcommands of the `mxmoe` tool share: the command table, argument parsing,
- * error reporting, timing, BF16 conversions and the CPU feature probe.
+ * error reporting, backend memory, timing, BF16 conversions and the CPU feature probe.
  *
  * The tool is a plain client of the public headers (include/mxmoe.h, include/mxmoe_io.h); it
  * never reaches into src/. Conventions: results and progress go to stdout, warnings and errors
@@ -28,6 +28,7 @@ int cmd_info(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_dequantize(int argc, char** argv);
 int cmd_demo(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 /* "mxmoe <cmd>: error: <message>" on stderr; returns CLI_EXIT_FAILURE. */
 int cli_error(const char* cmd, const char* fmt, ...) CLI_PRINTF(2, 3);
@@ -52,11 +53,35 @@ const char* cli_rule_name(mxmoe_scale_rule rule);
 /* Creates a context for `backend`; on failure prints why and returns NULL. */
 mxmoe_ctx* cli_ctx_open(const char* cmd, mxmoe_backend backend);
 
-/* The tool moves tensors between files and the library in host memory. A CUDA context needs
- * device pointers, and the public API has no device allocation or copy yet, so the tool can
- * only drive host backends: returns 1 if `ctx` computes on host memory, else prints why not
- * and returns 0. */
-int cli_ctx_uses_host_memory(const char* cmd, mxmoe_ctx* ctx);
+/* The memory a context computes on: host memory for the CPU backend, device memory for CUDA.
+ * cli_tensor is mxmoe_tensor_make with the device of ctx's backend. */
+mxmoe_device cli_ctx_device(const mxmoe_ctx* ctx);
+mxmoe_tensor cli_tensor(const mxmoe_ctx* ctx, void* data, mxmoe_dtype dtype, int32_t ndim,
+                        const int64_t* dims);
+
+/* A host array and its twin in the backend's memory. On a host backend the twin is the array
+ * itself (no copy, no extra memory), so CPU runs behave exactly as if the tool had passed its
+ * host pointers; on CUDA it is a device allocation and upload/download copy. The environment
+ * variable MXMOE_CLI_STAGE=1 makes the twins distinct on the CPU too (tests of the copy paths). */
+typedef struct cli_buffer {
+    void* host;    /* caller's host memory (may be NULL for a backend-only buffer) */
+    void* backend; /* where the backend reads and writes it */
+    size_t bytes;
+    int owned; /* 1 if `backend` was allocated here (freed by cli_buffer_free) */
+} cli_buffer;
+
+/* Sets b up for `bytes` bytes at `host` (NULL: backend memory only, never copied). Returns 0,
+ * or prints an error naming `what` and returns -1 (b is then empty and safe to free). */
+int cli_buffer_init(const char* cmd, mxmoe_ctx* ctx, cli_buffer* b, void* host, size_t bytes,
+                    const char* what);
+/* Copies the first `bytes` bytes host -> backend / backend -> host (no-ops on a host backend). */
+int cli_buffer_upload(const char* cmd, mxmoe_ctx* ctx, const cli_buffer* b, size_t bytes);
+int cli_buffer_download(const char* cmd, mxmoe_ctx* ctx, const cli_buffer* b, size_t bytes);
+void cli_buffer_free(mxmoe_ctx* ctx, cli_buffer* b); /* an empty buffer is a no-op */
+
+/* The card's name for reports: for CUDA the device name from the backend detail, for the CPU
+ * the CPU model. */
+void cli_card_name(const mxmoe_ctx* ctx, char* out, size_t size);
 
 /* Monotonic wall-clock seconds. */
 double cli_seconds(void);

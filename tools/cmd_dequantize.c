@@ -4,7 +4,8 @@
  * Each pair X_packed (U8 [..., K/2]) + X_scale (U8 [..., K/32]) becomes X (F32 [..., K]) through
  * mxmoe_dequantize, which is exact: every MXFP4 value is an FP32 number (scale 0xFF gives NaN).
  * Everything else is copied. A pair whose shapes disagree is an error, not a copy: it means the
- * file is not what its names say.
+ * file is not what its names say. On a GPU backend each row chunk is copied to the device,
+ * dequantized there and copied back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,13 +15,14 @@
 #include "convert.h"
 
 static const char* const usage =
-    "usage: mxmoe dequantize IN.safetensors OUT.safetensors [--backend cpu|cuda]\n"
+    "usage: mxmoe dequantize IN.safetensors OUT.safetensors [--backend auto|cpu|cuda]\n"
     "\n"
     "Turns each MXFP4 pair X_packed (U8 [..., K/2]) + X_scale (U8 [..., K/32]), as written by\n"
     "'mxmoe quantize', back into an F32 tensor X [..., K]. Other tensors are copied unchanged.\n"
     "\n"
     "options:\n"
-    "  --backend B   backend that dequantizes (default cpu)\n";
+    "  --backend B   backend that dequantizes: auto (default: CUDA if usable, else CPU),\n"
+    "                cpu or cuda\n";
 
 static const char packed_suffix[] = "_packed";
 static const char scale_suffix[] = "_scale";
@@ -92,10 +94,19 @@ static int dequantize_tensor(const char* cmd, mxmoe_ctx* ctx, mxmoe_st_file* in,
     unsigned char* packed = malloc((size_t)(chunk * k / 2));
     unsigned char* scales = malloc((size_t)(chunk * k / MXMOE_BLOCK));
     float* y = malloc((size_t)(chunk * k) * sizeof(float));
+    cli_buffer pb = {0}, sb = {0}, yb = {0};
     int rc = 0;
     if (packed == NULL || scales == NULL || y == NULL) {
         rc =
             cli_error(cmd, "out of memory for a %lld-row chunk of '%s'", (long long)chunk, p->name);
+    }
+    if (rc == 0 &&
+        (cli_buffer_init(cmd, ctx, &pb, packed, (size_t)(chunk * k / 2), "the codes") != 0 ||
+         cli_buffer_init(cmd, ctx, &sb, scales, (size_t)(chunk * k / MXMOE_BLOCK), "the scales") !=
+             0 ||
+         cli_buffer_init(cmd, ctx, &yb, y, (size_t)(chunk * k) * sizeof(float), "the output") !=
+             0)) {
+        rc = CLI_EXIT_FAILURE;
     }
     mxmoe_io_error err;
     for (int64_t r0 = 0; r0 < rows && rc == 0; r0 += chunk) {
@@ -109,14 +120,26 @@ static int dequantize_tensor(const char* cmd, mxmoe_ctx* ctx, mxmoe_st_file* in,
         }
         int64_t y_dims[2] = {n, k}, p_dims[2] = {n, k / 2}, s_dims[2] = {n, k / MXMOE_BLOCK};
         mxmoe_mx_tensor q;
-        q.packed = mxmoe_tensor_make(packed, MXMOE_U8, 2, p_dims);
-        q.scales = mxmoe_tensor_make(scales, MXMOE_U8, 2, s_dims);
+        q.packed = cli_tensor(ctx, pb.backend, MXMOE_U8, 2, p_dims);
+        q.scales = cli_tensor(ctx, sb.backend, MXMOE_U8, 2, s_dims);
         q.scale_layout = MXMOE_SCALES_LINEAR;
-        mxmoe_tensor yt = mxmoe_tensor_make(y, MXMOE_F32, 2, y_dims);
+        mxmoe_tensor yt = cli_tensor(ctx, yb.backend, MXMOE_F32, 2, y_dims);
+        if (cli_buffer_upload(cmd, ctx, &pb, (size_t)(n * k / 2)) != 0 ||
+            cli_buffer_upload(cmd, ctx, &sb, (size_t)(n * k / MXMOE_BLOCK)) != 0) {
+            rc = CLI_EXIT_FAILURE;
+            break;
+        }
         mxmoe_status st = mxmoe_dequantize(ctx, &q, &yt);
+        if (st == MXMOE_OK) {
+            st = mxmoe_ctx_synchronize(ctx);
+        }
         if (st != MXMOE_OK) {
             rc = cli_error(cmd, "dequantizing '%s': %s (%s)", p->name, mxmoe_ctx_last_error(ctx),
                            mxmoe_status_string(st));
+            break;
+        }
+        if (cli_buffer_download(cmd, ctx, &yb, (size_t)(n * k) * sizeof(float)) != 0) {
+            rc = CLI_EXIT_FAILURE;
             break;
         }
         /* safetensors data is little-endian, as is every host this tool targets. */
@@ -125,6 +148,9 @@ static int dequantize_tensor(const char* cmd, mxmoe_ctx* ctx, mxmoe_st_file* in,
             rc = cli_error(cmd, "%s", err.message);
         }
     }
+    cli_buffer_free(ctx, &pb);
+    cli_buffer_free(ctx, &sb);
+    cli_buffer_free(ctx, &yb);
     free(packed);
     free(scales);
     free(y);
@@ -278,7 +304,7 @@ int cmd_dequantize(int argc, char** argv) {
     const char* cmd = "dequantize";
     const char* paths[2] = {NULL, NULL};
     int num_paths = 0;
-    mxmoe_backend backend = MXMOE_BACKEND_CPU;
+    mxmoe_backend backend = MXMOE_BACKEND_AUTO;
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) {
             fputs(usage, stdout);
@@ -303,8 +329,7 @@ int cmd_dequantize(int argc, char** argv) {
     if (ctx == NULL) {
         return CLI_EXIT_FAILURE;
     }
-    int rc = cli_ctx_uses_host_memory(cmd, ctx) ? run_dequantize(cmd, paths[0], paths[1], ctx)
-                                                : CLI_EXIT_FAILURE;
+    int rc = run_dequantize(cmd, paths[0], paths[1], ctx);
     mxmoe_ctx_free(ctx);
     return rc;
 }

@@ -28,6 +28,14 @@ static void print_backend_detail(const char* label, mxmoe_backend backend) {
     mxmoe_ctx_free(ctx);
 }
 
+/* "available", "compiled, no device" or "not built". */
+static const char* backend_state(mxmoe_backend backend) {
+    if (mxmoe_backend_available(backend)) {
+        return "available";
+    }
+    return mxmoe_backend_compiled(backend) ? "compiled, no device" : "not built";
+}
+
 int cmd_info(int argc, char** argv) {
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) {
@@ -42,8 +50,8 @@ int cmd_info(int argc, char** argv) {
            MXMOE_FORMAT_VERSION);
     printf("%-14s", "backends");
     for (int b = MXMOE_BACKEND_CPU; b < MXMOE_BACKEND_COUNT; b++) {
-        printf(" %s=%s", mxmoe_backend_name((mxmoe_backend)b),
-               mxmoe_backend_available((mxmoe_backend)b) ? "available" : "unavailable");
+        printf("%s %s: %s", b == MXMOE_BACKEND_CPU ? "" : ",", mxmoe_backend_name((mxmoe_backend)b),
+               backend_state((mxmoe_backend)b));
     }
     printf("\n");
     print_backend_detail("auto picks", MXMOE_BACKEND_AUTO);
@@ -55,8 +63,14 @@ int cmd_info(int argc, char** argv) {
     printf("%-14s %s\n", "cpu features", flags);
     if (mxmoe_backend_available(MXMOE_BACKEND_CUDA)) {
         print_backend_detail("gpu", MXMOE_BACKEND_CUDA);
+    } else if (mxmoe_backend_compiled(MXMOE_BACKEND_CUDA)) {
+        printf("%-14s none: the CUDA backend is compiled in, but no usable CUDA device is "
+               "visible\n",
+               "gpu");
     } else {
-        printf("%-14s none usable (CUDA backend not built or no device visible)\n", "gpu");
+        printf("%-14s none: this build has no CUDA backend (nvcc was not found at configure "
+               "time, or -DMXMOE_CUDA=OFF)\n",
+               "gpu");
     }
     return CLI_EXIT_OK;
 }

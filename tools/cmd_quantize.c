@@ -5,7 +5,8 @@
  * element 2i in the low nibble of byte i) and X_scale (U8 [..., K/32], E8M0), computed by
  * mxmoe_quantize with the chosen scale rule; everything else is copied byte for byte. The
  * metadata records the MXFP4 format version and the rule, so `mxmoe dequantize` (or a loader)
- * can tell how the file was made.
+ * can tell how the file was made. On a GPU backend each row chunk is copied to the device,
+ * quantized there and copied back (the result is byte-identical on every backend).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 
 static const char* const usage =
     "usage: mxmoe quantize IN.safetensors OUT.safetensors [--rule even|floor|ceil|rceil]\n"
-    "                      [--backend cpu|cuda]\n"
+    "                      [--backend auto|cpu|cuda]\n"
     "\n"
     "Quantizes every floating tensor X (F32, BF16, F16) of shape [..., K] with K a multiple\n"
     "of 32 to MXFP4 along its last dimension: X becomes X_packed (U8 [..., K/2]) and X_scale\n"
@@ -26,7 +27,8 @@ static const char* const usage =
     "options:\n"
     "  --rule R      scale rule (default even): even = compressed-tensors / vLLM, floor = OCP\n"
     "                MX v1.0, ceil = torchao CEIL, rceil = cuBLAS / gpt-oss triton_kernels\n"
-    "  --backend B   backend that quantizes (default cpu)\n";
+    "  --backend B   backend that quantizes: auto (default: CUDA if usable, else CPU), cpu\n"
+    "                or cuda\n";
 
 /* One input tensor and what becomes of it. */
 typedef struct quantize_job {
@@ -67,10 +69,18 @@ static int quantize_tensor(const char* cmd, mxmoe_ctx* ctx, mxmoe_st_file* in, m
     unsigned char* x = malloc((size_t)(chunk * k) * elsize);
     unsigned char* packed = malloc((size_t)(chunk * k / 2));
     unsigned char* scales = malloc((size_t)(chunk * k / MXMOE_BLOCK));
+    cli_buffer xb = {0}, pb = {0}, sb = {0};
     int rc = 0;
     if (x == NULL || packed == NULL || scales == NULL) {
         rc =
             cli_error(cmd, "out of memory for a %lld-row chunk of '%s'", (long long)chunk, t->name);
+    }
+    if (rc == 0 &&
+        (cli_buffer_init(cmd, ctx, &xb, x, (size_t)(chunk * k) * elsize, "the input chunk") != 0 ||
+         cli_buffer_init(cmd, ctx, &pb, packed, (size_t)(chunk * k / 2), "the codes") != 0 ||
+         cli_buffer_init(cmd, ctx, &sb, scales, (size_t)(chunk * k / MXMOE_BLOCK), "the scales") !=
+             0)) {
+        rc = CLI_EXIT_FAILURE;
     }
     mxmoe_io_error err;
     for (int64_t r0 = 0; r0 < rows && rc == 0; r0 += chunk) {
@@ -82,15 +92,27 @@ static int quantize_tensor(const char* cmd, mxmoe_ctx* ctx, mxmoe_st_file* in, m
             break;
         }
         int64_t x_dims[2] = {n, k}, p_dims[2] = {n, k / 2}, s_dims[2] = {n, k / MXMOE_BLOCK};
-        mxmoe_tensor xt = mxmoe_tensor_make(x, dtype, 2, x_dims);
+        mxmoe_tensor xt = cli_tensor(ctx, xb.backend, dtype, 2, x_dims);
         mxmoe_mx_tensor q;
-        q.packed = mxmoe_tensor_make(packed, MXMOE_U8, 2, p_dims);
-        q.scales = mxmoe_tensor_make(scales, MXMOE_U8, 2, s_dims);
+        q.packed = cli_tensor(ctx, pb.backend, MXMOE_U8, 2, p_dims);
+        q.scales = cli_tensor(ctx, sb.backend, MXMOE_U8, 2, s_dims);
         q.scale_layout = MXMOE_SCALES_LINEAR;
+        if (cli_buffer_upload(cmd, ctx, &xb, x_bytes) != 0) {
+            rc = CLI_EXIT_FAILURE;
+            break;
+        }
         mxmoe_status st = mxmoe_quantize(ctx, &xt, rule, &q);
+        if (st == MXMOE_OK) {
+            st = mxmoe_ctx_synchronize(ctx);
+        }
         if (st != MXMOE_OK) {
             rc = cli_error(cmd, "quantizing '%s': %s (%s)", t->name, mxmoe_ctx_last_error(ctx),
                            mxmoe_status_string(st));
+            break;
+        }
+        if (cli_buffer_download(cmd, ctx, &pb, (size_t)(n * k / 2)) != 0 ||
+            cli_buffer_download(cmd, ctx, &sb, (size_t)(n * k / MXMOE_BLOCK)) != 0) {
+            rc = CLI_EXIT_FAILURE;
             break;
         }
         if (mxmoe_st_writer_append(out, job->out_packed, packed, (size_t)(n * k / 2), &err) !=
@@ -100,6 +122,9 @@ static int quantize_tensor(const char* cmd, mxmoe_ctx* ctx, mxmoe_st_file* in, m
             rc = cli_error(cmd, "%s", err.message);
         }
     }
+    cli_buffer_free(ctx, &xb);
+    cli_buffer_free(ctx, &pb);
+    cli_buffer_free(ctx, &sb);
     free(x);
     free(packed);
     free(scales);
@@ -226,7 +251,7 @@ int cmd_quantize(int argc, char** argv) {
     const char* paths[2] = {NULL, NULL};
     int num_paths = 0;
     mxmoe_scale_rule rule = MXMOE_RULE_EVEN;
-    mxmoe_backend backend = MXMOE_BACKEND_CPU;
+    mxmoe_backend backend = MXMOE_BACKEND_AUTO;
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) {
             fputs(usage, stdout);
@@ -256,8 +281,7 @@ int cmd_quantize(int argc, char** argv) {
     if (ctx == NULL) {
         return CLI_EXIT_FAILURE;
     }
-    int rc = cli_ctx_uses_host_memory(cmd, ctx) ? run_quantize(cmd, paths[0], paths[1], rule, ctx)
-                                                : CLI_EXIT_FAILURE;
+    int rc = run_quantize(cmd, paths[0], paths[1], rule, ctx);
     mxmoe_ctx_free(ctx);
     return rc;
 }

@@ -1,6 +1,6 @@
 /*
  * demo.h — the pieces of `mxmoe demo`: a synthetic MoE layer of a real model's shape, its
- * deterministic weights, and the FP64 check of a forward pass.
+ * deterministic weights, the forward pass on any backend, and the checks of its output.
  *
  * Every synthetic value is a pure function of (seed, what, expert, index) — a counter-based
  * generator — so the check can regenerate one expert's BF16 weights when it needs them instead
@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli.h"
 #include "mxmoe.h"
 
 /* What a generated value is for: selects an independent stream. */
@@ -68,5 +69,52 @@ mxmoe_mx_tensor demo_expert_w2(const demo_layer* layer, int64_t e);
 int demo_reference(const char* cmd, mxmoe_ctx* ctx, const demo_layer* layer,
                    const mxmoe_act_params* act, const uint16_t* x, const int32_t* ids,
                    const float* weights, int64_t tokens, double* mirror, double* unquantized);
+
+/* A batch of tokens routed through the layer, in host memory. */
+typedef struct demo_batch {
+    int64_t tokens;
+    uint16_t* x;    /* BF16 [T, H] */
+    float* logits;  /* F32 [T, E] */
+    int32_t* ids;   /* I32 [T, k] */
+    float* weights; /* F32 [T, k] */
+    float* out;     /* F32 [T, H]: the output of the backend under test */
+} demo_batch;
+
+/* The layer parameters of the demo: gpt-oss SwiGLU (alpha 1.702, limit 7), interleaved gate/up,
+ * BF16 intermediate, rule EVEN, router weights on the output. */
+mxmoe_moe_params demo_layer_params(const demo_layer* layer);
+
+/* What one forward pass reads and writes, in the backend's memory (demo_run.c): each host array
+ * with its backend twin (the array itself on the CPU backend), plus the workspace. */
+typedef struct demo_backend_data {
+    cli_buffer w13_packed, w13_scales, w2_packed, w2_scales, b13, b2;
+    cli_buffer x, ids, weights, out, workspace;
+} demo_backend_data;
+
+/* Places the layer and batch where ctx computes (copies on a GPU) with `out` (host, F32 [T, H])
+ * as the output's host side, and sizes the workspace. Returns 0 or -1 (printed). */
+int demo_backend_init(const char* cmd, mxmoe_ctx* ctx, const demo_layer* layer,
+                      const demo_batch* batch, float* out, demo_backend_data* d);
+void demo_backend_free(mxmoe_ctx* ctx, demo_backend_data* d);
+/* One forward pass of the batch on ctx. With `checked`, the output is poisoned with NaN first
+ * (so a kernel that skips an element cannot pass on stale values), the pass is waited for and
+ * its device-side errors collected, and the output is copied back to its host array; without,
+ * the pass is only issued (for timing). Returns 0 or -1 (printed). */
+int demo_forward(const char* cmd, mxmoe_ctx* ctx, const demo_layer* layer, int64_t tokens,
+                 demo_backend_data* d, int checked);
+/* Times the forward pass and prints the median: on the CPU a few wall-clock runs, each checked;
+ * on a GPU warm-up runs, then at least 20 runs timed with mxmoe_timer_start/stop. */
+int demo_time_forward(const char* cmd, mxmoe_ctx* ctx, const demo_layer* layer, int64_t tokens,
+                      demo_backend_data* d);
+
+/* --- checks (demo_check.c) */
+/* Compares the backend output with the FP64 mirror of the first `check` tokens and prints the
+ * result; returns 0 if it passes the criterion described in demo_check.c. */
+int demo_fp64_check(const char* cmd, mxmoe_ctx* cpu, const demo_layer* layer,
+                    const demo_batch* batch, int64_t check);
+/* Prints how out differs from the CPU backend's output ref ([T, H] each): the number of outputs
+ * whose FP32 bits differ (the generic GPU path reproduces the CPU bit for bit) and the error
+ * norms; returns the number of differing outputs. */
+int64_t demo_compare_to_cpu(const float* out, const float* ref, int64_t tokens, int64_t hidden);
 
 #endif /* MXMOE_TOOLS_DEMO_H */

@@ -1,0 +1,309 @@
+/*
+ * bench_ops.c — the two timed operations of `mxmoe bench` and the timing loop.
+ *
+ *   grouped: one grouped projection, the work of ggml's MUL_MAT_ID — BF16 activations [n, K]
+ *            and top-k ids in, BF16 [n*k, N] out (rows grouped by expert), quantization and
+ *            grouping included: mxmoe_plan + mxmoe_permute_quantize + mxmoe_grouped_gemm.
+ *   layer:   mxmoe_moe_forward on the whole layer, BF16 in and out.
+ *
+ * Each run is timed alone between two marks of the stream (mxmoe_timer_start/stop: CUDA events
+ * on a GPU, so launch gaps count but host overhead after the last launch does not), cycling
+ * through the weight copies; the point reports the median. Warm-up runs come first, and a point
+ * stops after `iters` runs or once its runs add up to the time budget, whichever is first.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+enum { MAX_WARMUP = 5 };
+
+/* Everything a run reads and writes, in the backend's memory. */
+typedef struct op_state {
+    mxmoe_ctx* ctx;
+    const bench_point* p;
+    bench_weights* w;
+    cli_buffer x, ids, weights, out;
+    cli_buffer counts, offsets, sorted, row_of, a_packed, a_scales; /* grouped */
+    cli_buffer workspace, b13, b2;                                  /* layer */
+    mxmoe_moe_params params;
+} op_state;
+
+static void state_free(op_state* s) {
+    cli_buffer* all[] = {&s->x,         &s->ids,    &s->weights, &s->out,      &s->counts,
+                         &s->offsets,   &s->sorted, &s->row_of,  &s->a_packed, &s->a_scales,
+                         &s->workspace, &s->b13,    &s->b2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        free(all[i]->host);
+        cli_buffer_free(s->ctx, all[i]);
+    }
+}
+
+/* A host array of n random BF16 values, uniform in [-amp, amp). */
+static uint16_t* random_bf16(int64_t n, float amp, uint64_t seed) {
+    uint16_t* v = malloc((size_t)n * sizeof *v);
+    uint64_t state = seed;
+    for (int64_t i = 0; v != NULL && i < n; i++) {
+        float u = (float)(bench_next(&state) >> 40) / (float)(1 << 24);
+        v[i] = cli_bf16_from_float(amp * (2.0f * u - 1.0f));
+    }
+    return v;
+}
+
+/* A host copy of `bytes` bytes at src (NULL if memory runs out). */
+static void* host_copy(const void* src, size_t bytes) {
+    void* p = malloc(bytes ? bytes : 1);
+    if (p != NULL) {
+        memcpy(p, src, bytes);
+    }
+    return p;
+}
+
+/* A backend-only buffer (no host side). */
+static int buffer(const char* cmd, op_state* s, cli_buffer* b, size_t bytes, const char* what) {
+    return cli_buffer_init(cmd, s->ctx, b, NULL, bytes, what);
+}
+
+/* A buffer with host data (owned by the state from here on) uploaded to the backend; `host`
+ * NULL means its allocation failed. */
+static int host_buffer(const char* cmd, op_state* s, cli_buffer* b, void* host, size_t bytes,
+                       const char* what) {
+    if (host == NULL) {
+        cli_error(cmd, "out of memory for %s", what);
+        return -1;
+    }
+    if (cli_buffer_init(cmd, s->ctx, b, host, bytes, what) != 0) {
+        free(host);
+        return -1;
+    }
+    return cli_buffer_upload(cmd, s->ctx, b, bytes);
+}
+
+static int setup(const char* cmd, op_state* s) {
+    const bench_point* p = s->p;
+    const bench_shape* sh = p->shape;
+    const bench_routing* r = p->routing;
+    int64_t T = p->tokens, k = sh->top_k, P = p->rows, E = sh->experts;
+    uint64_t seed = 0xB5EED ^ (uint64_t)T;
+    size_t ids_bytes = (size_t)(T * k) * sizeof(int32_t);
+    if (host_buffer(cmd, s, &s->ids, host_copy(r->ids, ids_bytes), ids_bytes, "the expert ids") !=
+        0) {
+        return -1;
+    }
+    if (p->op == BENCH_OP_GROUPED) {
+        int64_t N = p->n, K = p->k;
+        size_t i32 = sizeof(int32_t);
+        if (host_buffer(cmd, s, &s->x, random_bf16(T * K, 2.0f, seed), (size_t)(T * K) * 2,
+                        "the activations") != 0 ||
+            host_buffer(cmd, s, &s->counts, calloc((size_t)E, i32), (size_t)E * i32,
+                        "the counts") != 0 ||
+            buffer(cmd, s, &s->offsets, (size_t)(E + 1) * i32, "the offsets") != 0 ||
+            buffer(cmd, s, &s->sorted, (size_t)P * i32, "the permutation") != 0 ||
+            buffer(cmd, s, &s->row_of, (size_t)P * i32, "the inverse permutation") != 0 ||
+            buffer(cmd, s, &s->a_packed, (size_t)(P * K / 2), "the quantized codes") != 0 ||
+            buffer(cmd, s, &s->a_scales, (size_t)(P * K / MXMOE_BLOCK), "the scales") != 0 ||
+            buffer(cmd, s, &s->out, (size_t)(P * N) * 2, "the output") != 0) {
+            return -1;
+        }
+        return 0;
+    }
+    int64_t H = sh->hidden, I = sh->intermediate;
+    mxmoe_moe_params* mp = &s->params;
+    *mp = mxmoe_moe_params_default();
+    mp->num_experts = sh->experts;
+    mp->act = mxmoe_act_params_default();
+    mp->act.activation = sh->gpt_oss ? MXMOE_ACT_SWIGLU_OAI : MXMOE_ACT_SILU_MUL;
+    mp->act.layout = sh->gpt_oss ? MXMOE_GATE_UP_INTERLEAVED : MXMOE_GATE_UP_CONCAT;
+    mp->act.swiglu_alpha = 1.702f;
+    mp->act.swiglu_limit = 7.0f;
+    mp->act.act_dtype = MXMOE_BF16;
+    mp->act.rule = MXMOE_RULE_EVEN;
+    size_t ws_bytes = 0;
+    mxmoe_status st = mxmoe_moe_workspace_size(s->ctx, mp, T, sh->top_k, H, I, &ws_bytes);
+    if (st != MXMOE_OK) {
+        cli_error(cmd, "mxmoe_moe_workspace_size: %s (%s)", mxmoe_ctx_last_error(s->ctx),
+                  mxmoe_status_string(st));
+        return -1;
+    }
+    size_t w_bytes = (size_t)(T * k) * sizeof(float);
+    if (host_buffer(cmd, s, &s->x, random_bf16(T * H, 2.0f, seed), (size_t)(T * H) * 2,
+                    "the activations") != 0 ||
+        host_buffer(cmd, s, &s->weights, host_copy(r->weights, w_bytes), w_bytes,
+                    "the router weights") != 0 ||
+        buffer(cmd, s, &s->out, (size_t)(T * H) * 2, "the output") != 0 ||
+        buffer(cmd, s, &s->workspace, ws_bytes, "the workspace") != 0) {
+        return -1;
+    }
+    if (sh->gpt_oss && (host_buffer(cmd, s, &s->b13, random_bf16(E * 2 * I, 0.1f, seed + 1),
+                                    (size_t)(E * 2 * I) * 2, "b13") != 0 ||
+                        host_buffer(cmd, s, &s->b2, random_bf16(E * H, 0.1f, seed + 2),
+                                    (size_t)(E * H) * 2, "b2") != 0)) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Issues one run on weight copy c (no waiting). */
+static mxmoe_status run_once(op_state* s, int c) {
+    mxmoe_ctx* ctx = s->ctx;
+    const bench_point* p = s->p;
+    int64_t T = p->tokens, k = p->shape->top_k, P = p->rows, E = p->shape->experts;
+    int64_t k_dims[2] = {T, k};
+    mxmoe_tensor ids = cli_tensor(ctx, s->ids.backend, MXMOE_I32, 2, k_dims);
+    if (p->op == BENCH_OP_GROUPED) {
+        int64_t N = p->n, K = p->k;
+        int64_t x_dims[2] = {T, K}, e_dims[1] = {E}, e1_dims[1] = {E + 1}, p_dims[1] = {P};
+        int64_t ap_dims[2] = {P, K / 2}, as_dims[2] = {P, K / MXMOE_BLOCK}, o_dims[2] = {P, N};
+        mxmoe_tensor x = cli_tensor(ctx, s->x.backend, MXMOE_BF16, 2, x_dims);
+        mxmoe_tensor counts = cli_tensor(ctx, s->counts.backend, MXMOE_I32, 1, e_dims);
+        mxmoe_tensor offsets = cli_tensor(ctx, s->offsets.backend, MXMOE_I32, 1, e1_dims);
+        mxmoe_tensor sorted = cli_tensor(ctx, s->sorted.backend, MXMOE_I32, 1, p_dims);
+        mxmoe_tensor row_of = cli_tensor(ctx, s->row_of.backend, MXMOE_I32, 1, p_dims);
+        mxmoe_mx_tensor a;
+        a.packed = cli_tensor(ctx, s->a_packed.backend, MXMOE_U8, 2, ap_dims);
+        a.scales = cli_tensor(ctx, s->a_scales.backend, MXMOE_U8, 2, as_dims);
+        a.scale_layout = MXMOE_SCALES_LINEAR;
+        mxmoe_tensor out = cli_tensor(ctx, s->out.backend, MXMOE_BF16, 2, o_dims);
+        mxmoe_mx_tensor w = bench_weights_view(ctx, s->w, c, 0);
+        mxmoe_status st =
+            mxmoe_plan(ctx, &ids, NULL, (int32_t)E, &counts, &offsets, &sorted, &row_of);
+        if (st == MXMOE_OK) {
+            st =
+                mxmoe_permute_quantize(ctx, &x, &sorted, &offsets, (int32_t)k, MXMOE_RULE_EVEN, &a);
+        }
+        return st == MXMOE_OK ? mxmoe_grouped_gemm(ctx, &a, &w, &offsets, NULL, &out) : st;
+    }
+    const bench_shape* sh = p->shape;
+    int64_t H = sh->hidden, I = sh->intermediate;
+    int64_t x_dims[2] = {T, H}, b13_dims[2] = {E, 2 * I}, b2_dims[2] = {E, H};
+    mxmoe_tensor x = cli_tensor(ctx, s->x.backend, MXMOE_BF16, 2, x_dims);
+    mxmoe_tensor weights = cli_tensor(ctx, s->weights.backend, MXMOE_F32, 2, k_dims);
+    mxmoe_tensor out = cli_tensor(ctx, s->out.backend, MXMOE_BF16, 2, x_dims);
+    mxmoe_tensor b13 = cli_tensor(ctx, s->b13.backend, MXMOE_BF16, 2, b13_dims);
+    mxmoe_tensor b2 = cli_tensor(ctx, s->b2.backend, MXMOE_BF16, 2, b2_dims);
+    mxmoe_moe_weights wts;
+    wts.w13 = bench_weights_view(ctx, s->w, c, 0);
+    wts.w2 = bench_weights_view(ctx, s->w, c, 1);
+    wts.b13 = sh->gpt_oss ? &b13 : NULL;
+    wts.b2 = sh->gpt_oss ? &b2 : NULL;
+    return mxmoe_moe_forward(ctx, &x, &ids, &weights, &wts, &s->params, s->workspace.backend,
+                             s->workspace.bytes, &out);
+}
+
+/* One run between two marks of the stream; returns its microseconds or a negative number. */
+static double timed_run(const char* cmd, op_state* s, int c) {
+    double us = -1;
+    mxmoe_status st = mxmoe_timer_start(s->ctx);
+    if (st == MXMOE_OK) {
+        st = run_once(s, c);
+    }
+    if (st == MXMOE_OK) {
+        st = mxmoe_timer_stop(s->ctx, &us);
+    }
+    if (st != MXMOE_OK) {
+        cli_error(cmd, "%s %s n=%lld: %s (%s)", bench_op_names[s->p->op], s->p->shape->name,
+                  (long long)s->p->tokens, mxmoe_ctx_last_error(s->ctx), mxmoe_status_string(st));
+        return -1;
+    }
+    return us;
+}
+
+static int synchronize(const char* cmd, op_state* s) {
+    mxmoe_status st = mxmoe_ctx_synchronize(s->ctx);
+    if (st != MXMOE_OK) {
+        cli_error(cmd, "%s %s n=%lld: the device reported: %s (%s)", bench_op_names[s->p->op],
+                  s->p->shape->name, (long long)s->p->tokens, mxmoe_ctx_last_error(s->ctx),
+                  mxmoe_status_string(st));
+        return -1;
+    }
+    return 0;
+}
+
+/* The plan's counts must be the routing's: they are what the baselines group by. */
+static int check_counts(const char* cmd, op_state* s) {
+    const bench_routing* r = s->p->routing;
+    if (s->p->op != BENCH_OP_GROUPED) {
+        return 0;
+    }
+    if (cli_buffer_download(cmd, s->ctx, &s->counts, s->counts.bytes) != 0) {
+        return -1;
+    }
+    if (memcmp(s->counts.host, r->counts, (size_t)r->experts * sizeof(int32_t)) != 0) {
+        cli_error(cmd, "mxmoe_plan's per-expert counts differ from the routing's");
+        return -1;
+    }
+    return 0;
+}
+
+static int compare_doubles(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return (x > y) - (x < y);
+}
+
+static int time_point(const char* cmd, const bench_options* o, op_state* s, bench_point* p) {
+    double* times = malloc((size_t)o->iters * sizeof *times);
+    if (times == NULL) {
+        cli_error(cmd, "out of memory");
+        return -1;
+    }
+    int c = 0, rc = 0;
+    double warm = 0;
+    /* Warm-up: at least one run, then up to MAX_WARMUP while under a quarter of the budget. */
+    for (p->warmup = 0;
+         rc == 0 && (p->warmup == 0 || (p->warmup < MAX_WARMUP && warm < 0.25e6 * o->budget_s));) {
+        double us = timed_run(cmd, s, c++ % p->copies);
+        rc = us < 0 ? -1 : 0;
+        warm += us;
+        p->warmup++;
+    }
+    if (rc == 0) {
+        rc = synchronize(cmd, s) != 0 || check_counts(cmd, s) != 0 ? -1 : 0;
+    }
+    double total = 0;
+    for (p->runs = 0; rc == 0 && p->runs < o->iters && (p->runs == 0 || total < 1e6 * o->budget_s);
+         p->runs++) {
+        double us = timed_run(cmd, s, c++ % p->copies);
+        rc = us < 0 ? -1 : 0;
+        times[p->runs] = us;
+        total += us;
+    }
+    if (rc == 0) {
+        rc = synchronize(cmd, s);
+    }
+    if (rc == 0) {
+        qsort(times, (size_t)p->runs, sizeof *times, compare_doubles);
+        p->time_us = times[p->runs / 2];
+        p->min_us = times[0];
+        p->max_us = times[p->runs - 1];
+    }
+    free(times);
+    return rc;
+}
+
+int bench_run_point(const char* cmd, mxmoe_ctx* ctx, const bench_options* o, bench_weights* w,
+                    bench_point* p) {
+    /* Enough copies that the active experts of consecutive runs span rotate_mb, within the
+     * memory cap. */
+    double active = (double)p->routing->active * bench_expert_bytes(w);
+    double full = (double)w->experts * bench_expert_bytes(w);
+    double want = active > 0 ? ceil(o->rotate_mb * 1e6 / active) : 1;
+    double cap = floor(o->rotate_max_mb * 1e6 / full);
+    want = want < cap ? want : cap;
+    int copies = bench_weights_reserve(cmd, ctx, w, want > 1 ? (int)want : 1);
+    if (copies < 1) {
+        return -1;
+    }
+    p->copies = copies;
+    op_state s;
+    memset(&s, 0, sizeof s);
+    s.ctx = ctx;
+    s.p = p;
+    s.w = w;
+    int rc = setup(cmd, &s);
+    if (rc == 0) {
+        rc = time_point(cmd, o, &s, p);
+    }
+    state_free(&s);
+    return rc;
+}
