@@ -42,9 +42,9 @@ static double ggml_anchor(const char* name, int64_t tokens) {
         int64_t tokens;
         double gflops;
     } a[] = {
-        {"gpt-oss-20b", 1, 70.8},     {"gpt-oss-20b", 8, 79.6},     {"gpt-oss-20b", 64, 82.3},
-        {"gpt-oss-20b", 512, 83.0},   {"qwen3-30b-a3b", 1, 81.4},   {"qwen3-30b-a3b", 8, 77.2},
-        {"qwen3-30b-a3b", 64, 72.9},  {"qwen3-30b-a3b", 512, 80.6},
+        {"gpt-oss-20b", 1, 70.8},    {"gpt-oss-20b", 8, 79.6},     {"gpt-oss-20b", 64, 82.3},
+        {"gpt-oss-20b", 512, 83.0},  {"qwen3-30b-a3b", 1, 81.4},   {"qwen3-30b-a3b", 8, 77.2},
+        {"qwen3-30b-a3b", 64, 72.9}, {"qwen3-30b-a3b", 512, 80.6},
     };
     for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
         if (strcmp(a[i].name, name) == 0 && a[i].tokens == tokens) {
@@ -149,8 +149,8 @@ static void grouped_once(grouped_state* g) {
     mxmoe_ctx* ctx = g->ctx;
     CHECK(mxmoe_plan(ctx, &g->ids, NULL, g->s->experts, &g->counts, &g->offsets, &g->sorted,
                      &g->row_of));
-    CHECK(mxmoe_permute_quantize(ctx, &g->x, &g->sorted, &g->offsets, g->s->top_k,
-                                 MXMOE_RULE_EVEN, &g->a));
+    CHECK(mxmoe_permute_quantize(ctx, &g->x, &g->sorted, &g->offsets, g->s->top_k, MXMOE_RULE_EVEN,
+                                 &g->a));
     CHECK(mxmoe_grouped_gemm(ctx, &g->a, &g->w, &g->offsets, NULL, &g->out));
 }
 
@@ -309,7 +309,8 @@ int main(int argc, char** argv) {
                 l.weights = mxmoe_tensor_make(weights, MXMOE_F32, 2, (int64_t[]){T, s->top_k});
                 l.out = mxmoe_tensor_make(out, MXMOE_BF16, 2, (int64_t[]){T, H});
                 l.wt.w13.packed = mxmoe_tensor_make(wp, MXMOE_U8, 3, (int64_t[]){E, 2 * I, H / 2});
-                l.wt.w13.scales = mxmoe_tensor_make(wsc, MXMOE_U8, 3, (int64_t[]){E, 2 * I, H / 32});
+                l.wt.w13.scales =
+                    mxmoe_tensor_make(wsc, MXMOE_U8, 3, (int64_t[]){E, 2 * I, H / 32});
                 l.wt.w2.packed = mxmoe_tensor_make(w2p, MXMOE_U8, 3, (int64_t[]){E, H, I / 2});
                 l.wt.w2.scales = mxmoe_tensor_make(w2s, MXMOE_U8, 3, (int64_t[]){E, H, I / 32});
                 l.params = mxmoe_moe_params_default();

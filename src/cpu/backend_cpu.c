@@ -53,7 +53,7 @@ static mxmoe_status cpu_init(mxmoe_ctx* ctx) {
     st->tier = tier;
     st->kern = mxmoe_cpu_tier_kernels(tier);
     /* The scalar tier is the reference itself: single-threaded. */
-    st->threads = st->kern == NULL ? 1
+    st->threads = st->kern == NULL              ? 1
                   : ctx->params.num_threads > 0 ? ctx->params.num_threads
                                                 : mxmoe_cpu_count();
     st->pool = mxmoe_pool_create(st->threads);

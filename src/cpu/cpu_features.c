@@ -95,13 +95,20 @@ const char* mxmoe_cpu_features_string(uint32_t features, char* buf, size_t size)
         uint32_t bit;
         const char* name;
     } names[] = {
-        {MXMOE_CPU_SSE41, "sse4.1"},         {MXMOE_CPU_AVX2, "avx2"},
-        {MXMOE_CPU_FMA, "fma"},              {MXMOE_CPU_F16C, "f16c"},
-        {MXMOE_CPU_AVXVNNI, "avx-vnni"},     {MXMOE_CPU_AVX512F, "avx512f"},
-        {MXMOE_CPU_AVX512BW, "avx512bw"},    {MXMOE_CPU_AVX512VL, "avx512vl"},
-        {MXMOE_CPU_AVX512DQ, "avx512dq"},    {MXMOE_CPU_AVX512VNNI, "avx512vnni"},
-        {MXMOE_CPU_AVX512VBMI, "avx512vbmi"}, {MXMOE_CPU_AVX512BF16, "avx512bf16"},
-        {MXMOE_CPU_NEON, "neon"},            {MXMOE_CPU_NEON_DOTPROD, "dotprod"},
+        {MXMOE_CPU_SSE41, "sse4.1"},
+        {MXMOE_CPU_AVX2, "avx2"},
+        {MXMOE_CPU_FMA, "fma"},
+        {MXMOE_CPU_F16C, "f16c"},
+        {MXMOE_CPU_AVXVNNI, "avx-vnni"},
+        {MXMOE_CPU_AVX512F, "avx512f"},
+        {MXMOE_CPU_AVX512BW, "avx512bw"},
+        {MXMOE_CPU_AVX512VL, "avx512vl"},
+        {MXMOE_CPU_AVX512DQ, "avx512dq"},
+        {MXMOE_CPU_AVX512VNNI, "avx512vnni"},
+        {MXMOE_CPU_AVX512VBMI, "avx512vbmi"},
+        {MXMOE_CPU_AVX512BF16, "avx512bf16"},
+        {MXMOE_CPU_NEON, "neon"},
+        {MXMOE_CPU_NEON_DOTPROD, "dotprod"},
     };
     size_t used = 0;
     if (size == 0) {

@@ -12,17 +12,14 @@
 #include "cpu/cpu_state.h"
 
 typedef struct mxmoe_cpu_gemm_args {
-    const mxmoe_mx_tensor* w;   /* MXFP4 [E, N, K], linear or per-expert swizzled scales */
-    const int32_t* offsets;     /* [E+1], checked */
+    const mxmoe_mx_tensor* w; /* MXFP4 [E, N, K], linear or per-expert swizzled scales */
+    const int32_t* offsets;   /* [E+1], checked */
     int64_t num_experts;
-    const uint8_t* act8;        /* act8 rows, act8_stride bytes apart */
+    const uint8_t* act8; /* act8 row r (GEMM row r) at act8 + r * act8_stride */
     size_t act8_stride;
-    /* GEMM row r reads act8 row act_index[r] / act_div (NULL: row r). */
-    const int32_t* act_index;
-    int32_t act_div;
-    const mxmoe_tensor* bias;   /* optional [E, N] */
-    mxmoe_tensor* out;          /* [R, N], F32/BF16/F16 */
-    void* scratch;              /* mxmoe_cpu_gemm_scratch_bytes() bytes, 64-byte aligned */
+    const mxmoe_tensor* bias; /* optional [E, N] */
+    mxmoe_tensor* out;        /* [R, N], F32/BF16/F16 */
+    void* scratch;            /* mxmoe_cpu_gemm_scratch_bytes() bytes, 64-byte aligned */
 } mxmoe_cpu_gemm_args;
 
 /* Scratch bytes the driver needs (per-thread tiles, the list of experts with rows). */

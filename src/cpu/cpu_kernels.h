@@ -10,15 +10,16 @@
  * The GEMM works on two prepared forms:
  *
  *  - an activation row in "act8" form (prepared once per call, shared by every output tile):
- *      vals [K] int8   block j at 32j, as 2 * E2M1 values (integers in [-12, 12]), in the
- *                      order of packed dwords: for d < 4, elements 8d, 8d+2, 8d+4, 8d+6 (the
- *                      low nibbles of packed bytes 4d..4d+3), then 8d+1, 8d+3, 8d+5, 8d+7.
- *                      The order inside a block is free because a block's dot product is an
- *                      exact integer sum; this one lets the weights decode without shuffles.
- *      info [K/32][4]  int32: -12 * (sum of the block's vals) (undoes the +12 offset of the
- *                      weights, see below), (sa - 129) << 23 (the FP32 exponent field of
+ *    48 bytes per 32-block j, at 48j:
+ *      vals [32] int8  the block as 2 * E2M1 values (integers in [-12, 12]), in the order of
+ *                      packed dwords: for d < 4, elements 8d, 8d+2, 8d+4, 8d+6 (the low nibbles
+ *                      of packed bytes 4d..4d+3), then 8d+1, 8d+3, 8d+5, 8d+7. The order inside
+ *                      a block is free because a block's dot product is an exact integer sum;
+ *                      this one lets the weights decode without shuffles.
+ *      int32 [4]       -12 * (sum of the block's vals) (undoes the +12 offset of the weights,
+ *                      see below), (sa - 129) << 23 (the FP32 exponent field of
  *                      2^(sa + sb - 256) once sb << 23 is added), sa, 0.
- *      range [2]       int32: min and max of sa over the row.
+ *    then int32 [2]: the min and max of sa over the row.
  *    sa is the block's scale byte, except that a block whose codes are all +-0 gets 127: its dot
  *    product is 0 whatever the scale, and 127 keeps it out of the rare exact path below.
  *
@@ -37,6 +38,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mxmoe.h"
 
@@ -53,45 +55,51 @@ typedef enum mxmoe_cpu_tier {
 #define MXMOE_CPU_FAST_SUM_LO 130
 #define MXMOE_CPU_FAST_SUM_HI 370
 
-typedef struct mxmoe_cpu_act_row {
-    const int8_t* vals;  /* [K] */
-    const int32_t* info; /* [K/32][4] */
-    int32_t sa_min, sa_max;
-} mxmoe_cpu_act_row;
+/* Bytes of one act8 block and the offsets of its fields. */
+#define MXMOE_ACT8_BLOCK   48
+#define MXMOE_ACT8_CORR    32 /* int32: -12 * block sum */
+#define MXMOE_ACT8_SA_BITS 36 /* int32: (sa - 129) << 23 */
+#define MXMOE_ACT8_SA      40 /* int32: sa */
 
 typedef struct mxmoe_cpu_wtile {
-    const uint8_t* packed;     /* row 0 of the tile; row i at packed + i * stride */
-    int64_t stride;            /* bytes between packed rows */
-    const uint8_t* sbT;        /* [kb][tile_n] scale bytes */
-    const uint8_t* chunk_min;  /* [ceil(kb / 16)] min of sbT over each chunk of 16 blocks */
-    const uint8_t* chunk_max;  /* [ceil(kb / 16)] max */
-    int64_t kb;                /* K / 32 */
+    const uint8_t* packed;    /* row 0 of the tile; row i at packed + i * stride */
+    int64_t stride;           /* bytes between packed rows */
+    const uint8_t* sbT;       /* [kb][tile_n] scale bytes */
+    const uint8_t* chunk_min; /* [ceil(kb / 16)] min of sbT over each chunk of 16 blocks */
+    const uint8_t* chunk_max; /* [ceil(kb / 16)] max */
+    int64_t kb;               /* K / 32 */
+    /* The packed bytes of the tile this thread takes next (kb * tile_n * 16 bytes), or NULL:
+     * the kernel prefetches them in address order while it works on this one, because its own
+     * 16 interleaved row streams are more than the hardware prefetcher follows. */
+    const uint8_t* next;
 } mxmoe_cpu_wtile;
 
 /* Bytes of one act8 row for reduction length k (64-byte multiple). */
 static inline size_t mxmoe_cpu_act8_row_bytes(int64_t k) {
-    size_t b = (size_t)k + (size_t)(k / 32) * 16 + 16;
+    size_t b = (size_t)(k / 32) * MXMOE_ACT8_BLOCK + 16;
     return (b + 63) & ~(size_t)63;
 }
 
-/* The act8 row view of the row stored at `base` (see mxmoe_cpu_act8_row_bytes). */
-static inline mxmoe_cpu_act_row mxmoe_cpu_act8_view(const void* base, int64_t k) {
-    const uint8_t* p = (const uint8_t*)base;
-    const int32_t* range = (const int32_t*)(p + k + (k / 32) * 16);
-    mxmoe_cpu_act_row row = {(const int8_t*)p, (const int32_t*)(p + k), range[0], range[1]};
-    return row;
+/* The min and max of sa over the act8 row at `row` (reduction length k). */
+static inline void mxmoe_cpu_act8_range(const void* row, int64_t k, int32_t* sa_min,
+                                        int32_t* sa_max) {
+    const uint8_t* p = (const uint8_t*)row + (k / 32) * MXMOE_ACT8_BLOCK;
+    memcpy(sa_min, p, sizeof *sa_min);
+    memcpy(sa_max, p + 4, sizeof *sa_max);
 }
 
 typedef struct mxmoe_cpu_kernels {
     const char* name; /* "avx512-vnni", "avx2" */
     int tile_n;       /* output columns per GEMM tile */
     int max_rows;     /* rows per gemm_tile call */
-    /* res[r][c] = the FP32 sum over blocks of tile column c (c < tile_n) for rows[r], r < m. */
-    void (*gemm_tile)(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m, float* res);
+    /* res[r][c] = the FP32 sum over blocks of tile column c (c < tile_n) for the act8 row at
+     * act + r * act_stride, r < m <= max_rows; sa_lo / sa_hi bound sa over those rows. */
+    void (*gemm_tile)(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride, int m,
+                      int32_t sa_lo, int32_t sa_hi, float* res);
     /* Scales of `rows` (<= tile_n) weight rows, `stride` bytes apart, kb blocks each -> sbT,
      * chunk_min, chunk_max of a tile (rows beyond `rows` read as 127). */
-    void (*transpose_scales)(const uint8_t* src, int64_t stride, int rows, int64_t kb,
-                             uint8_t* sbT, uint8_t* chunk_min, uint8_t* chunk_max);
+    void (*transpose_scales)(const uint8_t* src, int64_t stride, int rows, int64_t kb, uint8_t* sbT,
+                             uint8_t* chunk_min, uint8_t* chunk_max);
     /* One packed MXFP4 row (k/2 bytes) and its k/32 scale bytes -> act8 row at `dst`. */
     void (*act8_row)(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst);
     /* One row of k F32/BF16/F16 values -> k/2 packed bytes + k/32 scale bytes, byte-identical
@@ -105,13 +113,13 @@ extern const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx2;
 extern const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx512;
 
 /* Tier functions (defined in the ISA files). */
-void mxmoe_gemm_tile_avx512(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m,
-                            float* res);
+void mxmoe_gemm_tile_avx512(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride, int m,
+                            int32_t sa_lo, int32_t sa_hi, float* res);
 void mxmoe_act8_row_avx512(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst);
-void mxmoe_quantize_row_avx512(const void* x, mxmoe_dtype dtype, int64_t k,
-                               mxmoe_scale_rule rule, uint8_t* packed, uint8_t* scales);
-void mxmoe_gemm_tile_avx2(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m,
-                          float* res);
+void mxmoe_quantize_row_avx512(const void* x, mxmoe_dtype dtype, int64_t k, mxmoe_scale_rule rule,
+                               uint8_t* packed, uint8_t* scales);
+void mxmoe_gemm_tile_avx2(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride, int m,
+                          int32_t sa_lo, int32_t sa_hi, float* res);
 void mxmoe_act8_row_avx2(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst);
 void mxmoe_quantize_row_avx2(const void* x, mxmoe_dtype dtype, int64_t k, mxmoe_scale_rule rule,
                              uint8_t* packed, uint8_t* scales);

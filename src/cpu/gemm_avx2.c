@@ -13,13 +13,13 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "cpu/x86_common.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/x86_common.h"
 #include "ref/mx_numerics.h"
 
-#define TILE_N 8
-#define MAX_ROWS 4
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#define TILE_N         8
+#define MAX_ROWS       4
+#define ALWAYS_INLINE  static inline __attribute__((always_inline))
 
 ALWAYS_INLINE void transpose_4x4_dwords(const __m256i x[4], __m256i* y) {
     __m256i t0 = _mm256_unpacklo_epi32(x[0], x[1]);
@@ -32,17 +32,22 @@ ALWAYS_INLINE void transpose_4x4_dwords(const __m256i x[4], __m256i* y) {
     y[3] = _mm256_unpackhi_epi64(t1, t3);
 }
 
-/* Rows 4b + q (q < 4) of the block at g[b] + q * s; W as in gemm_avx512.c, for 8 rows. */
-ALWAYS_INLINE void load_weight_block(const uint8_t* const g[2], int64_t s, __m256i W[8]) {
+ALWAYS_INLINE __m256i load2(const uint8_t* a, const uint8_t* b) {
+    __m256i z = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)a));
+    return _mm256_inserti128_si256(z, _mm_loadu_si128((const __m128i*)b), 1);
+}
+
+/* The block of rows 4b + q (q < 4) sits at g_b + q * s (s3 = 3 * s). */
+ALWAYS_INLINE void load_weight_block(const uint8_t* g0, const uint8_t* g1, int64_t s, int64_t s3,
+                                     __m256i W[8]) {
     const __m256i table = _mm256_broadcastsi128_si256(
         _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     __m256i z[4], P[4];
-    for (int q = 0; q < 4; q++) {
-        const int64_t o = q == 3 ? 3 * s : q * s;
-        z[q] = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)(g[0] + o)));
-        z[q] = _mm256_inserti128_si256(z[q], _mm_loadu_si128((const __m128i*)(g[1] + o)), 1);
-    }
+    z[0] = load2(g0, g1);
+    z[1] = load2(g0 + s, g1 + s);
+    z[2] = load2(g0 + 2 * s, g1 + 2 * s);
+    z[3] = load2(g0 + s3, g1 + s3);
     transpose_4x4_dwords(z, P);
     for (int d = 0; d < 4; d++) {
         W[2 * d] = _mm256_shuffle_epi8(table, _mm256_and_si256(P[d], low4));
@@ -51,66 +56,104 @@ ALWAYS_INLINE void load_weight_block(const uint8_t* const g[2], int64_t s, __m25
     }
 }
 
-ALWAYS_INLINE __m256i bcast_dword(const int8_t* p) {
+ALWAYS_INLINE int32_t load_i32(const uint8_t* p) {
     int32_t v;
     memcpy(&v, p, sizeof v);
-    return _mm256_set1_epi32(v);
+    return v;
 }
 
-ALWAYS_INLINE __m256i block_isum(const __m256i W[8], const int8_t* a, int32_t corr) {
+ALWAYS_INLINE __m256i bcast_dword(const uint8_t* p) {
+    return _mm256_set1_epi32(load_i32(p));
+}
+
+/* The exact integer dot products of one block for one row, all 8 columns. */
+ALWAYS_INLINE __m256i block_isum(const __m256i W[8], const uint8_t* a) {
     __m256i s16 = _mm256_maddubs_epi16(W[0], bcast_dword(a));
     for (int d = 1; d < 8; d++) {
         s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(W[d], bcast_dword(a + 4 * d)));
     }
-    return _mm256_add_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), _mm256_set1_epi32(corr));
+    return _mm256_add_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)),
+                            _mm256_set1_epi32(load_i32(a + MXMOE_ACT8_CORR)));
 }
 
-ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m,
-                             float* res) {
+/* The rare path: block j for m rows through mxmoe_block_term, lane by lane. */
+static __attribute__((noinline)) void exact_block(const __m256i W[8], const uint8_t* const* a,
+                                                  int m, const uint8_t* sb, __m256* acc) {
+    for (int r = 0; r < m; r++) {
+        int32_t is[TILE_N];
+        float v[TILE_N];
+        _mm256_storeu_si256((__m256i*)is, block_isum(W, a[r]));
+        _mm256_storeu_ps(v, acc[r]);
+        uint32_t sa = (uint32_t)load_i32(a[r] + MXMOE_ACT8_SA);
+        for (int n = 0; n < TILE_N; n++) {
+            v[n] += mxmoe_block_term(is[n], sa, sb[n]);
+        }
+        acc[r] = _mm256_loadu_ps(v);
+    }
+}
+
+#define ROW(r) (((r) < 4 ? b0 : b4) + ((r) % 4 == 3 ? as3 : ((r) % 4) * as1))
+
+ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride,
+                             const int m, int32_t sa_lo, int32_t sa_hi, float* res) {
     __m256 acc[MAX_ROWS];
-    int32_t sa_lo = 255, sa_hi = 0;
     for (int r = 0; r < m; r++) {
         acc[r] = _mm256_setzero_ps();
-        sa_lo = rows[r].sa_min < sa_lo ? rows[r].sa_min : sa_lo;
-        sa_hi = rows[r].sa_max > sa_hi ? rows[r].sa_max : sa_hi;
     }
-    const int64_t kb = w->kb;
+    /* row r of block j at (r < 4 ? b0 : b4) + (r % 4) * act_stride: two bases, two strides */
+    const int64_t as1 = (int64_t)act_stride, as3 = 3 * as1;
+    const int64_t s = w->stride, s3 = 3 * s, kb = w->kb;
+    const uint8_t* g0 = w->packed;
+    const uint8_t* g1 = g0 + 4 * s;
+    const uint8_t* sb = w->sbT;
+    const uint8_t* next = w->next;
+    const uint8_t* b0 = act;
+    const uint8_t* b4 = act + 4 * as1;
     for (int64_t j0 = 0; j0 < kb; j0 += MXMOE_CPU_CHUNK_BLOCKS) {
         int64_t c = j0 / MXMOE_CPU_CHUNK_BLOCKS;
-        int64_t j1 = j0 + MXMOE_CPU_CHUNK_BLOCKS < kb ? j0 + MXMOE_CPU_CHUNK_BLOCKS : kb;
+        int64_t nj = kb - j0 < MXMOE_CPU_CHUNK_BLOCKS ? kb - j0 : MXMOE_CPU_CHUNK_BLOCKS;
         int fast = sa_hi < 255 && w->chunk_max[c] < 255 &&
                    sa_lo + w->chunk_min[c] >= MXMOE_CPU_FAST_SUM_LO &&
                    sa_hi + w->chunk_max[c] <= MXMOE_CPU_FAST_SUM_HI;
-        for (int64_t j = j0; j < j1; j++) {
+        for (int64_t jj = 0; jj < nj; jj++) {
             __m256i W[8];
-            const uint8_t* g[2] = {w->packed + 16 * j, w->packed + 4 * w->stride + 16 * j};
-            load_weight_block(g, w->stride, W);
+            if (next != NULL) { /* the next tile, in address order: TILE_N * 16 bytes a block */
+                _mm_prefetch((const char*)(next + 0), _MM_HINT_T0);
+                _mm_prefetch((const char*)(next + 64), _MM_HINT_T0);
+                next += TILE_N * 16;
+            }
+            load_weight_block(g0, g1, s, s3, W);
             if (fast) {
                 int64_t sb8;
-                memcpy(&sb8, w->sbT + TILE_N * j, sizeof sb8);
+                memcpy(&sb8, sb, sizeof sb8);
                 __m256i sb_field =
                     _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(sb8)), 23);
                 for (int r = 0; r < m; r++) {
-                    const int32_t* info = rows[r].info + 4 * j;
-                    __m256i isum = block_isum(W, rows[r].vals + 32 * j, info[0]);
-                    __m256 f = _mm256_castsi256_ps(
-                        _mm256_add_epi32(sb_field, _mm256_set1_epi32(info[1])));
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), f, acc[r]);
+                    __m256i isum = block_isum(W, ROW(r));
+                    __m256i f = _mm256_add_epi32(
+                        sb_field, _mm256_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_SA_BITS)));
+                    acc[r] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_castsi256_ps(f), acc[r]);
                 }
             } else {
+                /* copies: taking the address of acc or a would keep them out of registers */
+                __m256 acc_copy[MAX_ROWS];
+                const uint8_t* a_copy[MAX_ROWS];
                 for (int r = 0; r < m; r++) {
-                    const int32_t* info = rows[r].info + 4 * j;
-                    __m256i isum = block_isum(W, rows[r].vals + 32 * j, info[0]);
-                    int32_t is[TILE_N];
-                    float a[TILE_N];
-                    _mm256_storeu_si256((__m256i*)is, isum);
-                    _mm256_storeu_ps(a, acc[r]);
-                    for (int n = 0; n < TILE_N; n++) {
-                        a[n] += mxmoe_block_term(is[n], (uint32_t)info[2], w->sbT[TILE_N * j + n]);
-                    }
-                    acc[r] = _mm256_loadu_ps(a);
+                    acc_copy[r] = acc[r];
+                    a_copy[r] = ROW(r);
+                }
+                __m256i W_copy[8];
+                for (int d = 0; d < 8; d++) {
+                    W_copy[d] = W[d];
+                }
+                exact_block(W_copy, a_copy, m, sb, acc_copy);
+                for (int r = 0; r < m; r++) {
+                    acc[r] = acc_copy[r];
                 }
             }
+            g0 += 16, g1 += 16, sb += TILE_N;
+            b0 += MXMOE_ACT8_BLOCK, b4 += MXMOE_ACT8_BLOCK;
         }
     }
     for (int r = 0; r < m; r++) {
@@ -118,31 +161,31 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* 
     }
 }
 
-void mxmoe_gemm_tile_avx2(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m,
-                          float* res) {
+void mxmoe_gemm_tile_avx2(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride, int m,
+                          int32_t sa_lo, int32_t sa_hi, float* res) {
     switch (m) {
     case 1:
-        tile_rows(w, rows, 1, res);
+        tile_rows(w, act, act_stride, 1, sa_lo, sa_hi, res);
         break;
     case 2:
-        tile_rows(w, rows, 2, res);
+        tile_rows(w, act, act_stride, 2, sa_lo, sa_hi, res);
         break;
     case 3:
-        tile_rows(w, rows, 3, res);
+        tile_rows(w, act, act_stride, 3, sa_lo, sa_hi, res);
         break;
     default:
-        tile_rows(w, rows, 4, res);
+        tile_rows(w, act, act_stride, 4, sa_lo, sa_hi, res);
         break;
     }
 }
 
-void mxmoe_act8_row_avx2(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst) {
-    mxmoe_act8_row_sse41(packed, scales, k, dst);
+static void transpose_scales(const uint8_t* src, int64_t stride, int rows, int64_t kb, uint8_t* sbT,
+                             uint8_t* chunk_min, uint8_t* chunk_max) {
+    mxmoe_transpose_scales_sse41(src, stride, rows, kb, TILE_N, sbT, chunk_min, chunk_max);
 }
 
-static void transpose_scales(const uint8_t* src, int64_t stride, int rows, int64_t kb,
-                             uint8_t* sbT, uint8_t* chunk_min, uint8_t* chunk_max) {
-    mxmoe_transpose_scales_sse41(src, stride, rows, kb, TILE_N, sbT, chunk_min, chunk_max);
+void mxmoe_act8_row_avx2(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst) {
+    mxmoe_act8_row_sse41(packed, scales, k, dst);
 }
 
 const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx2 = {

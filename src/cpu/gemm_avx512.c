@@ -1,5 +1,5 @@
 /*
- * gemm_avx512.c — the AVX-512 VNNI tier's GEMM tile: 16 output columns x up to 4 rows.
+ * gemm_avx512.c — the AVX-512 VNNI tier's GEMM tile: 16 output columns x up to 8 rows.
  *
  * Per 32-block j of the tile:
  *   1. load the block's 16 packed bytes from each of the 16 weight rows, four rows per zmm
@@ -10,21 +10,23 @@
  *      -12 * block sum): W[2d] = even elements of dword d, W[2d+1] = odd ones;
  *   3. per activation row: 8 vpdpbusd against the row's dwords broadcast (act8 stores them in
  *      the same order) = the exact integer block dot product of all 16 columns, then
- *      acc += isum * 2^(sa+sb-256) in FP32.
+ *      acc += isum * 2^(sa+sb-256) in FP32 (an exact product: one FMA rounds like the
+ *      reference's add, cpu_kernels.h). Chunks of 16 blocks where that is not guaranteed go
+ *      through exact_block(), which applies mxmoe_block_term lane by lane.
  * K is walked in ascending order and never split, so every output is bit-identical to the
- * reference whatever the thread count (cpu_kernels.h gives the exactness argument).
+ * reference whatever the thread count.
  */
 #if defined(MXMOE_CPU_X86)
 #include <immintrin.h>
 #include <string.h>
 
-#include "cpu/x86_common.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/x86_common.h"
 #include "ref/mx_numerics.h"
 
-#define TILE_N 16
-#define MAX_ROWS 4
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#define TILE_N         16
+#define MAX_ROWS       8
+#define ALWAYS_INLINE  static inline __attribute__((always_inline))
 
 ALWAYS_INLINE void transpose_4x4_dwords(const __m512i x[4], __m512i* y) {
     __m512i t0 = _mm512_unpacklo_epi32(x[0], x[1]);
@@ -37,89 +39,148 @@ ALWAYS_INLINE void transpose_4x4_dwords(const __m512i x[4], __m512i* y) {
     y[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-/* The block's 16 packed bytes of rows 4b + q (q < 4) sit at g[b] + q * s. Packed dword d of a
- * row holds elements 8d..8d+7 (even ones in the low nibbles): the dwords are transposed first
- * (so P[d] holds dword d of the 16 rows, in row order), then decoded: W[2d] = the even
- * elements of dword d, W[2d + 1] = the odd ones, as 2*E2M1 + 12. */
-ALWAYS_INLINE void load_weight_block(const uint8_t* const g[4], int64_t s, __m512i W[8]) {
+ALWAYS_INLINE __m512i load4(const uint8_t* a, const uint8_t* b, const uint8_t* c,
+                            const uint8_t* d) {
+    __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)a));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i*)b), 1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i*)c), 2);
+    return _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i*)d), 3);
+}
+
+/* The block of rows 4b + q (q < 4) sits at g_b + q * s (s3 = 3 * s). */
+ALWAYS_INLINE void load_weight_block(const uint8_t* g0, const uint8_t* g1, const uint8_t* g2,
+                                     const uint8_t* g3, int64_t s, int64_t s3, __m512i W[8]) {
     const __m512i table = _mm512_broadcast_i32x4(
         _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     __m512i z[4], P[4];
-    for (int q = 0; q < 4; q++) {
-        const int64_t o = q == 3 ? 3 * s : q * s;
-        z[q] = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)(g[0] + o)));
-        z[q] = _mm512_inserti32x4(z[q], _mm_loadu_si128((const __m128i*)(g[1] + o)), 1);
-        z[q] = _mm512_inserti32x4(z[q], _mm_loadu_si128((const __m128i*)(g[2] + o)), 2);
-        z[q] = _mm512_inserti32x4(z[q], _mm_loadu_si128((const __m128i*)(g[3] + o)), 3);
-    }
+    z[0] = load4(g0, g1, g2, g3);
+    z[1] = load4(g0 + s, g1 + s, g2 + s, g3 + s);
+    z[2] = load4(g0 + 2 * s, g1 + 2 * s, g2 + 2 * s, g3 + 2 * s);
+    z[3] = load4(g0 + s3, g1 + s3, g2 + s3, g3 + s3);
     transpose_4x4_dwords(z, P);
     for (int d = 0; d < 4; d++) {
         W[2 * d] = _mm512_shuffle_epi8(table, _mm512_and_si512(P[d], low4));
-        W[2 * d + 1] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(P[d], 4), low4));
+        W[2 * d + 1] =
+            _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(P[d], 4), low4));
     }
 }
 
-ALWAYS_INLINE __m512i bcast_dword(const int8_t* p) {
+ALWAYS_INLINE __m512i bcast_dword(const uint8_t* p) {
     int32_t v;
     memcpy(&v, p, sizeof v);
     return _mm512_set1_epi32(v);
 }
 
-/* The exact integer dot products of one block for one row, all 16 columns. */
-ALWAYS_INLINE __m512i block_isum(const __m512i W[8], const int8_t* a, int32_t corr) {
-    __m512i acc = _mm512_set1_epi32(corr);
-    for (int d = 0; d < 8; d++) {
-        acc = _mm512_dpbusd_epi32(acc, W[d], bcast_dword(a + 4 * d));
-    }
+/* acc += W (unsigned bytes) . the dword at p broadcast (signed bytes). Written as asm so the
+ * broadcast stays a memory operand ({1to16}) instead of a separate vpbroadcastd. */
+ALWAYS_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i W, const uint8_t* p) {
+#if defined(__GNUC__) && !defined(__clang__)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(W), "m"(*(const int32_t*)p));
     return acc;
+#else
+    return _mm512_dpbusd_epi32(acc, W, bcast_dword(p));
+#endif
 }
 
-ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m,
-                             float* res) {
+ALWAYS_INLINE int32_t load_i32(const uint8_t* p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The rare path: block j for m rows through mxmoe_block_term, lane by lane. */
+static __attribute__((noinline)) void exact_block(const __m512i W[8], const uint8_t* const* a,
+                                                  int m, const uint8_t* sb, __m512* acc) {
+    for (int r = 0; r < m; r++) {
+        __m512i isum = _mm512_set1_epi32(load_i32(a[r] + MXMOE_ACT8_CORR));
+        for (int d = 0; d < 8; d++) {
+            isum = _mm512_dpbusd_epi32(isum, W[d], bcast_dword(a[r] + 4 * d));
+        }
+        int32_t is[TILE_N];
+        float v[TILE_N];
+        _mm512_storeu_si512(is, isum);
+        _mm512_storeu_ps(v, acc[r]);
+        uint32_t sa = (uint32_t)load_i32(a[r] + MXMOE_ACT8_SA);
+        for (int n = 0; n < TILE_N; n++) {
+            v[n] += mxmoe_block_term(is[n], sa, sb[n]);
+        }
+        acc[r] = _mm512_loadu_ps(v);
+    }
+}
+
+#define ROW(r) (((r) < 4 ? b0 : b4) + ((r) % 4 == 3 ? as3 : ((r) % 4) * as1))
+
+ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride,
+                             const int m, int32_t sa_lo, int32_t sa_hi, float* res) {
     __m512 acc[MAX_ROWS];
-    int32_t sa_lo = 255, sa_hi = 0;
     for (int r = 0; r < m; r++) {
         acc[r] = _mm512_setzero_ps();
-        sa_lo = rows[r].sa_min < sa_lo ? rows[r].sa_min : sa_lo;
-        sa_hi = rows[r].sa_max > sa_hi ? rows[r].sa_max : sa_hi;
     }
-    const int64_t kb = w->kb;
+    /* row r of block j at (r < 4 ? b0 : b4) + (r % 4) * act_stride: two bases, two strides */
+    const int64_t as1 = (int64_t)act_stride, as3 = 3 * as1;
+    const int64_t s = w->stride, s3 = 3 * s, kb = w->kb;
+    const uint8_t* g0 = w->packed;
+    const uint8_t* g1 = g0 + 4 * s;
+    const uint8_t* g2 = g0 + 8 * s;
+    const uint8_t* g3 = g0 + 12 * s;
+    const uint8_t* sb = w->sbT;
+    const uint8_t* next = w->next;
+    const uint8_t* b0 = act;
+    const uint8_t* b4 = act + 4 * as1;
     for (int64_t j0 = 0; j0 < kb; j0 += MXMOE_CPU_CHUNK_BLOCKS) {
         int64_t c = j0 / MXMOE_CPU_CHUNK_BLOCKS;
-        int64_t j1 = j0 + MXMOE_CPU_CHUNK_BLOCKS < kb ? j0 + MXMOE_CPU_CHUNK_BLOCKS : kb;
+        int64_t nj = kb - j0 < MXMOE_CPU_CHUNK_BLOCKS ? kb - j0 : MXMOE_CPU_CHUNK_BLOCKS;
         int fast = sa_hi < 255 && w->chunk_max[c] < 255 &&
                    sa_lo + w->chunk_min[c] >= MXMOE_CPU_FAST_SUM_LO &&
                    sa_hi + w->chunk_max[c] <= MXMOE_CPU_FAST_SUM_HI;
-        for (int64_t j = j0; j < j1; j++) {
+        for (int64_t jj = 0; jj < nj; jj++) {
             __m512i W[8];
-            const uint8_t* g[4] = {w->packed + 16 * j, w->packed + 4 * w->stride + 16 * j,
-                                   w->packed + 8 * w->stride + 16 * j,
-                                   w->packed + 12 * w->stride + 16 * j};
-            load_weight_block(g, w->stride, W);
-            __m512i sb = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(w->sbT + 16 * j)));
+            if (next != NULL) { /* the next tile, in address order: TILE_N * 16 bytes a block */
+                _mm_prefetch((const char*)(next + 0), _MM_HINT_T0);
+                _mm_prefetch((const char*)(next + 64), _MM_HINT_T0);
+                _mm_prefetch((const char*)(next + 128), _MM_HINT_T0);
+                _mm_prefetch((const char*)(next + 192), _MM_HINT_T0);
+                next += TILE_N * 16;
+            }
+            load_weight_block(g0, g1, g2, g3, s, s3, W);
             if (fast) {
-                __m512i sb_field = _mm512_slli_epi32(sb, 23);
+                __m512i sb_field = _mm512_slli_epi32(
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)sb)), 23);
+                __m512i isum[MAX_ROWS];
                 for (int r = 0; r < m; r++) {
-                    const int32_t* info = rows[r].info + 4 * j;
-                    __m512i isum = block_isum(W, rows[r].vals + 32 * j, info[0]);
-                    __m512 f = _mm512_castsi512_ps(_mm512_add_epi32(sb_field, _mm512_set1_epi32(info[1])));
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), f, acc[r]);
+                    isum[r] = _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_CORR));
+                }
+                for (int d = 0; d < 8; d++) {
+                    for (int r = 0; r < m; r++) {
+                        isum[r] = dpbusd_bcast(isum[r], W[d], ROW(r) + 4 * d);
+                    }
+                }
+                for (int r = 0; r < m; r++) {
+                    __m512i f = _mm512_add_epi32(
+                        sb_field, _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_SA_BITS)));
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_castsi512_ps(f),
+                                             acc[r]);
                 }
             } else {
+                /* copies: taking the address of acc or a would keep them out of registers */
+                __m512 acc_copy[MAX_ROWS];
+                const uint8_t* a_copy[MAX_ROWS];
                 for (int r = 0; r < m; r++) {
-                    const int32_t* info = rows[r].info + 4 * j;
-                    __m512i isum = block_isum(W, rows[r].vals + 32 * j, info[0]);
-                    int32_t is[TILE_N];
-                    float a[TILE_N];
-                    _mm512_storeu_si512(is, isum);
-                    _mm512_storeu_ps(a, acc[r]);
-                    for (int n = 0; n < TILE_N; n++) {
-                        a[n] += mxmoe_block_term(is[n], (uint32_t)info[2], w->sbT[16 * j + n]);
-                    }
-                    acc[r] = _mm512_loadu_ps(a);
+                    acc_copy[r] = acc[r];
+                    a_copy[r] = ROW(r);
+                }
+                __m512i W_copy[8];
+                for (int d = 0; d < 8; d++) {
+                    W_copy[d] = W[d];
+                }
+                exact_block(W_copy, a_copy, m, sb, acc_copy);
+                for (int r = 0; r < m; r++) {
+                    acc[r] = acc_copy[r];
                 }
             }
+            g0 += 16, g1 += 16, g2 += 16, g3 += 16, sb += TILE_N;
+            b0 += MXMOE_ACT8_BLOCK, b4 += MXMOE_ACT8_BLOCK;
         }
     }
     for (int r = 0; r < m; r++) {
@@ -127,31 +188,43 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* 
     }
 }
 
-void mxmoe_gemm_tile_avx512(const mxmoe_cpu_wtile* w, const mxmoe_cpu_act_row* rows, int m,
-                            float* res) {
+void mxmoe_gemm_tile_avx512(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride, int m,
+                            int32_t sa_lo, int32_t sa_hi, float* res) {
     switch (m) {
     case 1:
-        tile_rows(w, rows, 1, res);
+        tile_rows(w, act, act_stride, 1, sa_lo, sa_hi, res);
         break;
     case 2:
-        tile_rows(w, rows, 2, res);
+        tile_rows(w, act, act_stride, 2, sa_lo, sa_hi, res);
         break;
     case 3:
-        tile_rows(w, rows, 3, res);
+        tile_rows(w, act, act_stride, 3, sa_lo, sa_hi, res);
+        break;
+    case 4:
+        tile_rows(w, act, act_stride, 4, sa_lo, sa_hi, res);
+        break;
+    case 5:
+        tile_rows(w, act, act_stride, 5, sa_lo, sa_hi, res);
+        break;
+    case 6:
+        tile_rows(w, act, act_stride, 6, sa_lo, sa_hi, res);
+        break;
+    case 7:
+        tile_rows(w, act, act_stride, 7, sa_lo, sa_hi, res);
         break;
     default:
-        tile_rows(w, rows, 4, res);
+        tile_rows(w, act, act_stride, 8, sa_lo, sa_hi, res);
         break;
     }
 }
 
-void mxmoe_act8_row_avx512(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst) {
-    mxmoe_act8_row_sse41(packed, scales, k, dst);
+static void transpose_scales(const uint8_t* src, int64_t stride, int rows, int64_t kb, uint8_t* sbT,
+                             uint8_t* chunk_min, uint8_t* chunk_max) {
+    mxmoe_transpose_scales_sse41(src, stride, rows, kb, TILE_N, sbT, chunk_min, chunk_max);
 }
 
-static void transpose_scales(const uint8_t* src, int64_t stride, int rows, int64_t kb,
-                             uint8_t* sbT, uint8_t* chunk_min, uint8_t* chunk_max) {
-    mxmoe_transpose_scales_sse41(src, stride, rows, kb, TILE_N, sbT, chunk_min, chunk_max);
+void mxmoe_act8_row_avx512(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst) {
+    mxmoe_act8_row_sse41(packed, scales, k, dst);
 }
 
 const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx512 = {

@@ -10,6 +10,9 @@
 #include "cpu/cpu_gemm.h"
 #include "ref/ref.h"
 
+/* Columns per task: a few tiles, so that a thread prefetches its own next tile. */
+#define TASK_COLUMNS 128
+
 #define ALIGN64(x) (((x) + (size_t)63) & ~(size_t)63)
 
 /* Per-thread tile scratch: sbT [round_up(kb, 16)][tile_n], chunk min/max, padded rows. */
@@ -28,20 +31,36 @@ typedef struct gemm_job {
     const mxmoe_cpu_gemm_args* a;
     const mxmoe_cpu_kernels* kern;
     int64_t N, K, kb;
-    int64_t tiles; /* column tiles per expert */
+    int64_t tiles;            /* column tiles per expert */
+    int64_t tasks_per_expert; /* tasks of TASK_COLUMNS columns */
     const int32_t* active;
     uint8_t* thread_scratch;
     size_t thread_stride;
 } gemm_job;
 
-static void gemm_task(void* arg, int64_t task, int thread) {
-    const gemm_job* job = (const gemm_job*)arg;
+/* Asks for the scale rows of tile (e, n0), one tile ahead: the scale transposition at the
+ * start of a tile would otherwise wait on a few cold misses. */
+static void prefetch_tile_scales(const gemm_job* job, int64_t e, int64_t n0) {
+    const int64_t N = job->N, kb = job->kb;
+    const int tn = job->kern->tile_n;
+    if (n0 >= N || job->a->w->scale_layout != MXMOE_SCALES_LINEAR) {
+        return;
+    }
+    int rows = (int)(N - n0 < tn ? N - n0 : tn);
+    const uint8_t* sc = (const uint8_t*)job->a->w->scales.data + (e * N + n0) * kb;
+    for (int64_t b = 0; b < rows * kb; b += 64) {
+        __builtin_prefetch(sc + b);
+    }
+}
+
+/* Tile (e, n0) for every row of expert e; `next` = the packed bytes of the thread's next tile
+ * (NULL if none) for the kernel to prefetch. */
+static void gemm_tile_task(const gemm_job* job, int64_t e, int64_t n0, const uint8_t* next,
+                           int thread) {
     const mxmoe_cpu_gemm_args* a = job->a;
     const mxmoe_cpu_kernels* kern = job->kern;
     const int tn = kern->tile_n;
     const int64_t N = job->N, K = job->K, kb = job->kb;
-    const int64_t e = job->active[task / job->tiles];
-    const int64_t n0 = (task % job->tiles) * tn;
     const int rows_valid = (int)(N - n0 < tn ? N - n0 : tn);
 
     uint8_t* s = job->thread_scratch + (size_t)thread * job->thread_stride;
@@ -77,18 +96,26 @@ static void gemm_task(void* arg, int64_t task, int thread) {
             cmax[c] = mx;
         }
     }
-    mxmoe_cpu_wtile wt = {w_packed, K / 2, sbT, cmin, cmax, kb};
+    mxmoe_cpu_wtile wt = {w_packed, K / 2, sbT, cmin, cmax, kb, next};
 
     float res[16 * 16];
-    mxmoe_cpu_act_row rows[16];
-    const int32_t r_end = a->offsets[e + 1];
-    for (int32_t r0 = a->offsets[e]; r0 < r_end; r0 += kern->max_rows) {
-        int m = (int)(r_end - r0 < kern->max_rows ? r_end - r0 : kern->max_rows);
+    const int32_t r_begin = a->offsets[e], r_end = a->offsets[e + 1];
+    /* groups of at most max_rows rows, as even as possible (9 rows: 5 + 4, not 8 + 1) */
+    const int64_t groups = mxmoe_ceil_div(r_end - r_begin, kern->max_rows);
+    for (int64_t gi = 0; gi < groups; gi++) {
+        int32_t r0 = r_begin + (int32_t)((r_end - r_begin) * gi / groups);
+        int32_t r1 = r_begin + (int32_t)((r_end - r_begin) * (gi + 1) / groups);
+        int m = (int)(r1 - r0);
+        const uint8_t* act = a->act8 + (size_t)r0 * a->act8_stride;
+        int32_t sa_lo = 255, sa_hi = 0;
         for (int i = 0; i < m; i++) {
-            int64_t src = a->act_index != NULL ? a->act_index[r0 + i] / a->act_div : r0 + i;
-            rows[i] = mxmoe_cpu_act8_view(a->act8 + (size_t)src * a->act8_stride, K);
+            int32_t lo, hi;
+            mxmoe_cpu_act8_range(act + (size_t)i * a->act8_stride, K, &lo, &hi);
+            sa_lo = lo < sa_lo ? lo : sa_lo;
+            sa_hi = hi > sa_hi ? hi : sa_hi;
         }
-        kern->gemm_tile(&wt, rows, m, res);
+        kern->gemm_tile(&wt, act, a->act8_stride, m, sa_lo, sa_hi, res);
+        wt.next = NULL; /* later row groups: the next tile is on its way already */
         for (int i = 0; i < m; i++) {
             int64_t o = (int64_t)(r0 + i) * N + n0;
             for (int c = 0; c < rows_valid; c++) {
@@ -102,6 +129,26 @@ static void gemm_task(void* arg, int64_t task, int thread) {
     }
 }
 
+/* A task: TASK_COLUMNS consecutive columns of one expert, tile after tile. */
+static void gemm_task(void* arg, int64_t task, int thread) {
+    const gemm_job* job = (const gemm_job*)arg;
+    const int tn = job->kern->tile_n;
+    const int64_t tiles_per_task = TASK_COLUMNS / tn;
+    const int64_t e = job->active[task / job->tasks_per_expert];
+    const int64_t t0 = (task % job->tasks_per_expert) * tiles_per_task;
+    const int64_t t1 = t0 + tiles_per_task < job->tiles ? t0 + tiles_per_task : job->tiles;
+    const uint8_t* packed = (const uint8_t*)job->a->w->packed.data;
+    for (int64_t t = t0; t < t1; t++) {
+        /* the next tile of this task, if it is a whole one (a partial last tile is copied) */
+        const uint8_t* next = NULL;
+        if (t + 1 < t1 && (t + 2) * tn <= job->N) {
+            next = packed + (e * job->N + (t + 1) * tn) * (job->K / 2);
+            prefetch_tile_scales(job, e, (t + 1) * tn);
+        }
+        gemm_tile_task(job, e, t * tn, next, thread);
+    }
+}
+
 void mxmoe_cpu_gemm_run(mxmoe_cpu_state* st, const mxmoe_cpu_gemm_args* a) {
     gemm_job job;
     job.a = a;
@@ -110,6 +157,7 @@ void mxmoe_cpu_gemm_run(mxmoe_cpu_state* st, const mxmoe_cpu_gemm_args* a) {
     job.K = a->w->packed.dims[2] * 2;
     job.kb = job.K / 32;
     job.tiles = mxmoe_ceil_div(job.N, st->kern->tile_n);
+    job.tasks_per_expert = mxmoe_ceil_div(job.tiles, TASK_COLUMNS / st->kern->tile_n);
     int32_t* active = (int32_t*)a->scratch;
     int64_t num_active = 0;
     for (int64_t e = 0; e < a->num_experts; e++) {
@@ -123,7 +171,7 @@ void mxmoe_cpu_gemm_run(mxmoe_cpu_state* st, const mxmoe_cpu_gemm_args* a) {
     if (job.N == 0) {
         return;
     }
-    mxmoe_pool_run(st->pool, num_active * job.tiles, gemm_task, &job);
+    mxmoe_pool_run(st->pool, num_active * job.tasks_per_expert, gemm_task, &job);
 }
 
 /* --- activation rows -> act8 ------------------------------------------------------------------ */
@@ -147,8 +195,8 @@ static void act8_task(void* arg, int64_t task, int thread) {
     const int64_t k = job->k, kb = k / 32;
     const uint8_t* packed = (const uint8_t*)job->a->packed.data;
     const uint8_t* scales = (const uint8_t*)job->a->scales.data;
-    int64_t r1 = (task + 1) * ACT8_ROWS_PER_TASK < job->rows ? (task + 1) * ACT8_ROWS_PER_TASK
-                                                             : job->rows;
+    int64_t r1 =
+        (task + 1) * ACT8_ROWS_PER_TASK < job->rows ? (task + 1) * ACT8_ROWS_PER_TASK : job->rows;
     for (int64_t r = task * ACT8_ROWS_PER_TASK; r < r1; r++) {
         uint8_t* dst = job->dst + (size_t)r * job->stride;
         if (job->a->scale_layout == MXMOE_SCALES_LINEAR) {
@@ -185,8 +233,7 @@ void mxmoe_cpu_act8_rows(mxmoe_cpu_state* st, const mxmoe_mx_tensor* a, int64_t 
                          size_t stride) {
     int64_t* swizzle_base = (int64_t*)scratch;
     uint8_t* gather = (uint8_t*)scratch + ALIGN64((size_t)(num_experts + 1) * sizeof(int64_t));
-    act8_job job = {st->kern, a,      k,   rows,  offsets, num_experts,
-                    swizzle_base,     gather, dst, stride};
+    act8_job job = {st->kern, a, k, rows, offsets, num_experts, swizzle_base, gather, dst, stride};
     if (a->scale_layout == MXMOE_SCALES_SWIZZLED) {
         swizzle_base[0] = 0;
         for (int64_t e = 0; e < num_experts; e++) {
@@ -197,7 +244,8 @@ void mxmoe_cpu_act8_rows(mxmoe_cpu_state* st, const mxmoe_mx_tensor* a, int64_t 
     mxmoe_pool_run(st->pool, mxmoe_ceil_div(rows, ACT8_ROWS_PER_TASK), act8_task, &job);
 }
 
-/* --- the grouped_gemm operation ----------------------------------------------------------------- */
+/* --- the grouped_gemm operation -----------------------------------------------------------------
+ */
 
 mxmoe_status mxmoe_cpu_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
                                     const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets_t,
@@ -225,8 +273,8 @@ mxmoe_status mxmoe_cpu_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
     MXMOE_FORWARD(mxmoe_cpu_scratch(ctx, act8_bytes + prep_bytes + gemm_bytes, &scratch));
     uint8_t* act8 = (uint8_t*)scratch;
     mxmoe_cpu_act8_rows(st, a, k, rows, offsets, num_experts, act8 + act8_bytes, act8, stride);
-    mxmoe_cpu_gemm_args args = {w,    offsets, num_experts, act8, stride, NULL, 1, bias, out,
-                                act8 + act8_bytes + prep_bytes};
+    mxmoe_cpu_gemm_args args = {w,      offsets, num_experts, act8,
+                                stride, bias,    out,         act8 + act8_bytes + prep_bytes};
     mxmoe_cpu_gemm_run(st, &args);
     return MXMOE_OK;
 }

@@ -18,37 +18,40 @@
 
 #define ALIGN64(x) (((x) + (size_t)63) & ~(size_t)63)
 
-/* Scratch sub-regions of the workspace for P pairs and reduction lengths up to k_max. */
+/* Scratch sub-regions of the workspace for T tokens, P pairs and reduction lengths up to k_max. */
 typedef struct cpu_scratch_layout {
-    size_t act8;      /* P act8 rows */
-    size_t gemm;      /* GEMM driver scratch */
-    size_t quant;     /* per thread: k_max floats, k_max/2 packed bytes, k_max/32 scales */
+    size_t act8;       /* P act8 rows (one per kept pair, in plan order) */
+    size_t act8_token; /* T act8 rows (one per token) */
+    size_t gemm;       /* GEMM driver scratch */
+    size_t quant;      /* per thread: k_max floats, k_max/2 packed bytes, k_max/32 scales */
     size_t quant_stride;
     size_t total;
 } cpu_scratch_layout;
 
-static cpu_scratch_layout scratch_layout(const mxmoe_cpu_state* st, int64_t experts,
+static cpu_scratch_layout scratch_layout(const mxmoe_cpu_state* st, int64_t experts, int64_t tokens,
                                          int64_t pairs, int64_t k_max) {
     cpu_scratch_layout s;
+    size_t row = mxmoe_cpu_act8_row_bytes(k_max);
     s.act8 = 0;
-    s.gemm = ALIGN64((size_t)pairs * mxmoe_cpu_act8_row_bytes(k_max));
+    s.act8_token = ALIGN64((size_t)pairs * row);
+    s.gemm = s.act8_token + ALIGN64((size_t)tokens * row);
     s.quant = s.gemm + ALIGN64(mxmoe_cpu_gemm_scratch_bytes(st, experts, k_max));
-    s.quant_stride = ALIGN64((size_t)k_max * 4) + ALIGN64((size_t)k_max / 2) +
-                     ALIGN64((size_t)k_max / 32);
+    s.quant_stride =
+        ALIGN64((size_t)k_max * 4) + ALIGN64((size_t)k_max / 2) + ALIGN64((size_t)k_max / 32);
     s.total = s.quant + (size_t)st->threads * s.quant_stride + 64; /* + 64: align the base */
     return s;
 }
 
-static int layout_workspace(const mxmoe_cpu_state* st, int64_t experts, int64_t pairs,
-                            int64_t hidden, int64_t n13, int64_t inter, mxmoe_moe_workspace* L,
-                            cpu_scratch_layout* S) {
+static int layout_workspace(const mxmoe_cpu_state* st, int64_t experts, int64_t tokens,
+                            int64_t pairs, int64_t hidden, int64_t n13, int64_t inter,
+                            mxmoe_moe_workspace* L, cpu_scratch_layout* S) {
     int64_t k_max = hidden > inter ? hidden : inter;
     int64_t bound;
-    /* keep the scratch arithmetic below in range: P * (1.5 K + 64) + per-thread rows */
-    if (!mxmoe_mul_i64(pairs + 1, k_max + 64, &bound) || bound > INT64_MAX / 4) {
+    /* keep the scratch arithmetic below in range: (P + T) * (1.5 K + 64) + per-thread rows */
+    if (!mxmoe_mul_i64(2 * pairs + 1, 2 * k_max + 64, &bound) || bound > INT64_MAX / 4) {
         return 0;
     }
-    *S = scratch_layout(st, experts, pairs, k_max);
+    *S = scratch_layout(st, experts, tokens, pairs, k_max);
     return mxmoe_moe_workspace_layout(experts, pairs, hidden, n13, inter, 0, S->total, L);
 }
 
@@ -66,7 +69,7 @@ mxmoe_status mxmoe_cpu_moe_workspace_size(mxmoe_ctx* ctx, const mxmoe_moe_params
     int64_t n13 =
         mxmoe_activation_is_gated(params->act.activation) ? 2 * intermediate : intermediate;
     MXMOE_RETURN_IF(!mxmoe_mul_i64(tokens, top_k, &pairs) ||
-                        !layout_workspace(st, params->num_experts, pairs, hidden, n13,
+                        !layout_workspace(st, params->num_experts, tokens, pairs, hidden, n13,
                                           intermediate, &L, &S),
                     ctx, MXMOE_ERR_OVERFLOW,
                     "moe workspace for %lld tokens x top-%d, hidden %lld, intermediate %lld "
@@ -109,7 +112,8 @@ static void to_act8_task(void* arg, int64_t r, int thread) {
     const void* src = values;
     mxmoe_dtype dtype = MXMOE_F32;
     if (job->source == FROM_TOKEN) {
-        src = (const uint8_t*)job->x->data + (size_t)r * (size_t)k * mxmoe_dtype_size(job->x->dtype);
+        src =
+            (const uint8_t*)job->x->data + (size_t)r * (size_t)k * mxmoe_dtype_size(job->x->dtype);
         dtype = job->x->dtype;
     } else if (job->source == FROM_WEIGHTED) {
         int64_t i = job->sorted[r], t = i / job->top_k;
@@ -124,6 +128,23 @@ static void to_act8_task(void* arg, int64_t r, int thread) {
     }
     job->kern->quantize_row(src, dtype, k, job->act->rule, packed, scales);
     job->kern->act8_row(packed, scales, k, job->act8 + (size_t)r * job->act8_stride);
+}
+
+/* --- a token's act8 row to each of its kept pairs --------------------------------------------- */
+
+typedef struct gather_job {
+    const uint8_t* token_rows;
+    uint8_t* pair_rows;
+    size_t stride, bytes;
+    const int32_t* sorted;
+    int64_t top_k;
+} gather_job;
+
+static void gather_task(void* arg, int64_t r, int thread) {
+    (void)thread;
+    const gather_job* job = (const gather_job*)arg;
+    memcpy(job->pair_rows + (size_t)r * job->stride,
+           job->token_rows + (size_t)(job->sorted[r] / job->top_k) * job->stride, job->bytes);
 }
 
 /* --- un-permute and reduce -------------------------------------------------------------------- */
@@ -193,7 +214,7 @@ mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     int64_t pairs = T * k;
     mxmoe_moe_workspace L;
     cpu_scratch_layout S;
-    MXMOE_RETURN_IF(!layout_workspace(st, E, pairs, H, n13, I, &L, &S), ctx, MXMOE_ERR_OVERFLOW,
+    MXMOE_RETURN_IF(!layout_workspace(st, E, T, pairs, H, n13, I, &L, &S), ctx, MXMOE_ERR_OVERFLOW,
                     "moe workspace size overflows");
     MXMOE_RETURN_IF(workspace == NULL || workspace_bytes < L.total, ctx, MXMOE_ERR_WORKSPACE,
                     "moe_forward needs %zu bytes of workspace, got %zu", L.total,
@@ -226,18 +247,27 @@ mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     q.quant = scratch + S.quant;
     q.quant_stride = S.quant_stride;
 
-    /* 2. the input rows, quantized once per token (or per pair when weighted) */
-    q.source = p->router_weight_on_input ? FROM_WEIGHTED : FROM_TOKEN;
+    /* 2. the input rows: quantized once per token and copied to each of its pairs (the same
+     *    bytes the reference gets by quantizing every pair), or per pair when weighted */
     q.x = x;
     q.k = H;
-    q.rows = p->router_weight_on_input ? rows : T;
-    mxmoe_pool_run(st->pool, q.rows, to_act8_task, &q);
+    if (p->router_weight_on_input) {
+        q.source = FROM_WEIGHTED;
+        q.rows = rows;
+        mxmoe_pool_run(st->pool, rows, to_act8_task, &q);
+    } else {
+        q.source = FROM_TOKEN;
+        q.rows = T;
+        q.act8 = scratch + S.act8_token;
+        mxmoe_pool_run(st->pool, T, to_act8_task, &q);
+        gather_job gj = {q.act8, scratch + S.act8, stride, mxmoe_cpu_act8_row_bytes(H), sorted, k};
+        mxmoe_pool_run(st->pool, rows, gather_task, &gj);
+        q.act8 = scratch + S.act8;
+    }
 
     /* 3. GEMM-1 */
     mxmoe_tensor h1 = tensor2(ws + L.h1, MXMOE_F32, pairs, n13);
-    mxmoe_cpu_gemm_args g1 = {&wt->w13, offsets, E, q.act8, stride,
-                              p->router_weight_on_input ? NULL : sorted, (int32_t)k, wt->b13, &h1,
-                              scratch + S.gemm};
+    mxmoe_cpu_gemm_args g1 = {&wt->w13, offsets, E, q.act8, stride, wt->b13, &h1, scratch + S.gemm};
     mxmoe_cpu_gemm_run(st, &g1);
 
     /* 4. activation, rounded to act_dtype and quantized */
@@ -249,13 +279,17 @@ mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
 
     /* 5. GEMM-2 */
     mxmoe_tensor c3 = tensor2(ws + L.c3, MXMOE_F32, pairs, H);
-    mxmoe_cpu_gemm_args g2 = {&wt->w2, offsets, E, q.act8, stride, NULL, 1, wt->b2, &c3,
-                              scratch + S.gemm};
+    mxmoe_cpu_gemm_args g2 = {&wt->w2, offsets, E, q.act8, stride, wt->b2, &c3, scratch + S.gemm};
     mxmoe_cpu_gemm_run(st, &g2);
 
     /* 6. un-permute and reduce over the k slots in ascending j */
-    reduce_job red = {(const float*)c3.data, (const int32_t*)row_of_t.data, weights, H, k,
-                      p->router_weight_on_input, out};
+    reduce_job red = {(const float*)c3.data,
+                      (const int32_t*)row_of_t.data,
+                      weights,
+                      H,
+                      k,
+                      p->router_weight_on_input,
+                      out};
     mxmoe_pool_run(st->pool, T, reduce_task, &red);
     return MXMOE_OK;
 }

@@ -17,7 +17,8 @@
 ALWAYS_INLINE __m256 load8(const void* x, mxmoe_dtype dtype, int64_t i) {
     switch (dtype) {
     case MXMOE_BF16: {
-        __m256i a = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)((const uint16_t*)x + i)));
+        __m256i a =
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)((const uint16_t*)x + i)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(a, 16));
     }
     case MXMOE_F16:
@@ -50,9 +51,9 @@ ALWAYS_INLINE __m256i e2m1_codes(__m256 x, __m256 y) {
 /* 8 codes -> 4 bytes (element 2i low nibble of byte i), in the low dword. */
 ALWAYS_INLINE uint32_t pack_nibbles(__m256i c) {
     __m256i t = _mm256_or_si256(c, _mm256_srli_epi64(c, 28));
-    const __m256i pick = _mm256_setr_epi8(0, 8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                          -1, -1, 0, 8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                          -1, -1, -1, -1);
+    const __m256i pick =
+        _mm256_setr_epi8(0, 8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 8, -1, -1,
+                         -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     t = _mm256_shuffle_epi8(t, pick);
     uint32_t lo = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(t)) & 0xFFFFu;
     uint32_t hi = (uint32_t)_mm_cvtsi128_si32(_mm256_extracti128_si256(t, 1)) & 0xFFFFu;

@@ -17,8 +17,7 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-ALWAYS_INLINE void load_block(const void* x, mxmoe_dtype dtype, int64_t i, __m512* v0,
-                              __m512* v1) {
+ALWAYS_INLINE void load_block(const void* x, mxmoe_dtype dtype, int64_t i, __m512* v0, __m512* v1) {
     switch (dtype) {
     case MXMOE_BF16: {
         const uint16_t* p = (const uint16_t*)x + i;
@@ -61,8 +60,8 @@ ALWAYS_INLINE __m512i e2m1_codes(__m512 x, __m512 y) {
         c, _mm512_cmp_epu32_mask(a, _mm512_set1_epi32(0x40600000), _MM_CMPINT_NLT), c, one);
     c = _mm512_mask_add_epi32(
         c, _mm512_cmp_epu32_mask(a, _mm512_set1_epi32(0x40a00000), _MM_CMPINT_NLE), c, one);
-    __m512i sign = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 28),
-                                    _mm512_set1_epi32(8));
+    __m512i sign =
+        _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 28), _mm512_set1_epi32(8));
     return _mm512_or_si512(c, sign);
 }
 

@@ -11,7 +11,7 @@
 #include "ref/activation.h"
 #include "ref/ref.h"
 
-#define ALIGN64(x) (((x) + (size_t)63) & ~(size_t)63)
+#define ALIGN64(x)    (((x) + (size_t)63) & ~(size_t)63)
 #define ROWS_PER_TASK 4
 
 typedef enum row_source {
@@ -118,8 +118,7 @@ static mxmoe_status run_quant(mxmoe_ctx* ctx, quant_job* job) {
 
 /* Zeroes the used span of grouped swizzled scales (the padding), after checking its size. */
 static mxmoe_status clear_grouped_swizzled(mxmoe_ctx* ctx, mxmoe_mx_tensor* out,
-                                           const int32_t* offsets, int64_t num_experts,
-                                           int64_t k) {
+                                           const int32_t* offsets, int64_t num_experts, int64_t k) {
     int64_t used = mxmoe_grouped_swizzled_used_bytes(offsets, num_experts, k);
     MXMOE_RETURN_IF(used > mxmoe_tensor_numel(&out->scales), ctx, MXMOE_ERR_SHAPE,
                     "swizzled scales hold %lld bytes, these expert groups need %lld",

@@ -1,10 +1,14 @@
 /*
  * thread_pool.c — persistent workers with a spin-then-sleep wait.
  *
- * A region is published by bumping `generation` (under the mutex, so a sleeping worker cannot
- * miss it); workers spin briefly before sleeping, because the backend issues several short
- * regions per call (prepare, GEMM, activation...) and a futex wake-up costs more than the
- * spin. Tasks are claimed with one fetch-add each; the last finisher wakes the caller.
+ * Regions are numbered; region g lives in slot g % NUM_SLOTS. The caller publishes a region by
+ * filling its slot and bumping `generation`, works on its tasks too, and returns as soon as
+ * every task is *done* — it does not wait for workers that were slow to wake (a descheduled
+ * worker on a busy machine would otherwise stall every call). Such a straggler still checks in
+ * and out of each region in order; a slot is reused (NUM_SLOTS regions later) only once every
+ * worker has left it, so a straggler never sees a half-written slot and never runs the wrong
+ * region's task. Workers spin briefly before sleeping: the backend issues several short regions
+ * per call.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "cpu/thread_pool.h"
@@ -22,24 +26,32 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
+/* Regions in flight: how far a straggler may fall behind before the caller waits for it. */
+#define NUM_SLOTS 8
+
 /* Spin iterations (about 10-40 ns each) before a worker or the caller goes to sleep. */
 #define SPIN_LIMIT 20000
+
+typedef struct region {
+    mxmoe_pool_fn fn;
+    void* arg;
+    int64_t num_tasks;
+    atomic_llong next; /* next task to claim */
+    atomic_llong done; /* tasks finished */
+    atomic_int inside; /* workers that have not yet left this region */
+    char pad[64];      /* keep the slots' counters on separate cache lines */
+} region;
 
 struct mxmoe_pool {
     int threads;
     pthread_t* workers;
     pthread_mutex_t mutex;
-    pthread_cond_t wake;    /* workers wait here for a new generation */
-    pthread_cond_t done;    /* the caller waits here for the last task */
-    atomic_uint generation; /* bumped per region; workers compare with the one they last ran */
+    pthread_cond_t wake; /* workers wait here for the next generation */
+    pthread_cond_t done; /* the caller waits here for the last task */
+    atomic_uint generation;
     atomic_int stop;
-    /* the current region */
-    mxmoe_pool_fn fn;
-    void* arg;
-    int64_t num_tasks;
-    atomic_llong next_task;
-    atomic_int busy; /* workers still inside the current region */
-    int caller_waiting;
+    atomic_int caller_sleeping;
+    region slots[NUM_SLOTS];
 };
 
 typedef struct worker_arg {
@@ -47,13 +59,20 @@ typedef struct worker_arg {
     int index;
 } worker_arg;
 
-static void run_tasks(mxmoe_pool* pool, int thread) {
+/* Claims and runs tasks of `r` until none is left; wakes a sleeping caller after the last. */
+static void run_tasks(mxmoe_pool* pool, region* r, int thread) {
     for (;;) {
-        int64_t t = atomic_fetch_add(&pool->next_task, 1);
-        if (t >= pool->num_tasks) {
+        int64_t t = atomic_fetch_add(&r->next, 1);
+        if (t >= r->num_tasks) {
             return;
         }
-        pool->fn(pool->arg, t, thread);
+        r->fn(r->arg, t, thread);
+        if (atomic_fetch_add(&r->done, 1) + 1 == r->num_tasks &&
+            atomic_load(&pool->caller_sleeping)) {
+            pthread_mutex_lock(&pool->mutex);
+            pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->mutex);
+        }
     }
 }
 
@@ -64,14 +83,20 @@ static void* worker_main(void* p) {
     free(wa);
     unsigned seen = 0;
     for (;;) {
-        unsigned gen = atomic_load(&pool->generation);
-        for (int spin = 0; gen == seen && spin < SPIN_LIMIT && !atomic_load(&pool->stop); spin++) {
+        /* regions are entered in order: the next one is seen + 1 */
+        unsigned target = seen + 1;
+        int ready = 0;
+        for (int spin = 0; spin < SPIN_LIMIT; spin++) {
+            if ((int)(atomic_load(&pool->generation) - target) >= 0 || atomic_load(&pool->stop)) {
+                ready = 1;
+                break;
+            }
             CPU_RELAX();
-            gen = atomic_load(&pool->generation);
         }
-        if (gen == seen) {
+        if (!ready) {
             pthread_mutex_lock(&pool->mutex);
-            while ((gen = atomic_load(&pool->generation)) == seen && !atomic_load(&pool->stop)) {
+            while ((int)(atomic_load(&pool->generation) - target) < 0 &&
+                   !atomic_load(&pool->stop)) {
                 pthread_cond_wait(&pool->wake, &pool->mutex);
             }
             pthread_mutex_unlock(&pool->mutex);
@@ -79,15 +104,10 @@ static void* worker_main(void* p) {
         if (atomic_load(&pool->stop)) {
             return NULL;
         }
-        seen = gen;
-        run_tasks(pool, index);
-        if (atomic_fetch_sub(&pool->busy, 1) == 1) {
-            pthread_mutex_lock(&pool->mutex);
-            if (pool->caller_waiting) {
-                pthread_cond_signal(&pool->done);
-            }
-            pthread_mutex_unlock(&pool->mutex);
-        }
+        region* r = &pool->slots[target % NUM_SLOTS];
+        run_tasks(pool, r, index);
+        atomic_fetch_sub(&r->inside, 1);
+        seen = target;
     }
 }
 
@@ -114,8 +134,12 @@ mxmoe_pool* mxmoe_pool_create(int threads) {
     pthread_cond_init(&pool->done, NULL);
     atomic_init(&pool->generation, 0);
     atomic_init(&pool->stop, 0);
-    atomic_init(&pool->next_task, 0);
-    atomic_init(&pool->busy, 0);
+    atomic_init(&pool->caller_sleeping, 0);
+    for (int i = 0; i < NUM_SLOTS; i++) {
+        atomic_init(&pool->slots[i].next, 0);
+        atomic_init(&pool->slots[i].done, 0);
+        atomic_init(&pool->slots[i].inside, 0);
+    }
     if (pool->threads > 1) {
         pool->workers = calloc((size_t)pool->threads - 1, sizeof *pool->workers);
         if (pool->workers == NULL) {
@@ -172,29 +196,39 @@ void mxmoe_pool_run(mxmoe_pool* pool, int64_t num_tasks, mxmoe_pool_fn fn, void*
         }
         return;
     }
+    unsigned g = atomic_load(&pool->generation) + 1;
+    region* r = &pool->slots[g % NUM_SLOTS];
+    /* the slot was last used NUM_SLOTS regions ago: wait for its stragglers to leave */
+    for (int spin = 0; atomic_load(&r->inside) != 0; spin++) {
+        if (spin < SPIN_LIMIT) {
+            CPU_RELAX();
+        } else {
+            sched_yield();
+        }
+    }
+    r->fn = fn;
+    r->arg = arg;
+    r->num_tasks = num_tasks;
+    atomic_store(&r->next, 0);
+    atomic_store(&r->done, 0);
+    atomic_store(&r->inside, pool->threads - 1);
     pthread_mutex_lock(&pool->mutex);
-    pool->fn = fn;
-    pool->arg = arg;
-    pool->num_tasks = num_tasks;
-    atomic_store(&pool->next_task, 0);
-    atomic_store(&pool->busy, pool->threads - 1);
-    pool->caller_waiting = 0;
-    atomic_fetch_add(&pool->generation, 1);
+    atomic_store(&pool->generation, g);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
 
-    run_tasks(pool, 0);
+    run_tasks(pool, r, 0);
 
-    for (int spin = 0; atomic_load(&pool->busy) != 0 && spin < SPIN_LIMIT; spin++) {
+    for (int spin = 0; atomic_load(&r->done) != num_tasks && spin < SPIN_LIMIT; spin++) {
         CPU_RELAX();
     }
-    if (atomic_load(&pool->busy) != 0) {
+    if (atomic_load(&r->done) != num_tasks) {
         pthread_mutex_lock(&pool->mutex);
-        pool->caller_waiting = 1;
-        while (atomic_load(&pool->busy) != 0) {
+        atomic_store(&pool->caller_sleeping, 1);
+        while (atomic_load(&r->done) != num_tasks) {
             pthread_cond_wait(&pool->done, &pool->mutex);
         }
-        pool->caller_waiting = 0;
+        atomic_store(&pool->caller_sleeping, 0);
         pthread_mutex_unlock(&pool->mutex);
     }
 }

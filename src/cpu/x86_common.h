@@ -19,16 +19,16 @@ static inline void mxmoe_act8_row_sse41(const uint8_t* packed, const uint8_t* sc
     const __m128i bias = _mm_set1_epi8((char)0x80);
     const __m128i magnitude_bits = _mm_set1_epi8(0x77);
     int64_t kb = k / 32;
-    int8_t* vals = (int8_t*)dst;
-    int32_t* info = (int32_t*)((uint8_t*)dst + k);
+    uint8_t* out = (uint8_t*)dst;
     int32_t sa_min = 255, sa_max = 0;
     for (int64_t j = 0; j < kb; j++) {
         __m128i p = _mm_loadu_si128((const __m128i*)(packed + 16 * j));
         __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(p, low4));
         __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(p, 4), low4));
+        uint8_t* b = out + MXMOE_ACT8_BLOCK * j;
         /* packed dword d holds elements 8d..8d+7: store its even ones, then its odd ones */
-        _mm_storeu_si128((__m128i*)(vals + 32 * j), _mm_unpacklo_epi32(lo, hi));
-        _mm_storeu_si128((__m128i*)(vals + 32 * j + 16), _mm_unpackhi_epi32(lo, hi));
+        _mm_storeu_si128((__m128i*)b, _mm_unpacklo_epi32(lo, hi));
+        _mm_storeu_si128((__m128i*)(b + 16), _mm_unpackhi_epi32(lo, hi));
         /* lo + hi lies in [-24, 24]; +128 makes it unsigned for psadbw's byte sums. */
         __m128i sad = _mm_sad_epu8(_mm_xor_si128(_mm_add_epi8(lo, hi), bias), _mm_setzero_si128());
         int32_t sum = (int32_t)(_mm_cvtsi128_si32(sad) + _mm_extract_epi16(sad, 4)) - 128 * 16;
@@ -36,16 +36,13 @@ static inline void mxmoe_act8_row_sse41(const uint8_t* packed, const uint8_t* sc
         if (sa != 0xFF && _mm_testz_si128(p, magnitude_bits)) {
             sa = 127; /* every code is +-0: the dot product is 0 whatever the scale */
         }
-        info[4 * j + 0] = -12 * sum;
-        info[4 * j + 1] = (int32_t)((uint32_t)(sa - 129) << 23);
-        info[4 * j + 2] = sa;
-        info[4 * j + 3] = 0;
+        int32_t info[4] = {-12 * sum, (int32_t)((uint32_t)(sa - 129) << 23), sa, 0};
+        memcpy(b + MXMOE_ACT8_CORR, info, sizeof info);
         sa_min = sa < sa_min ? sa : sa_min;
         sa_max = sa > sa_max ? sa : sa_max;
     }
-    int32_t* range = info + 4 * kb;
-    range[0] = sa_min;
-    range[1] = sa_max;
+    int32_t range[2] = {sa_min, sa_max};
+    memcpy(out + MXMOE_ACT8_BLOCK * kb, range, sizeof range);
 }
 
 /* 16 rows of 16 bytes -> 16 columns of 16 bytes. */
@@ -80,42 +77,52 @@ static inline void mxmoe_transpose_scales_sse41(const uint8_t* src, int64_t stri
                                                 uint8_t* chunk_min, uint8_t* chunk_max) {
     for (int64_t j0 = 0; j0 < kb; j0 += 16) {
         int64_t nj = kb - j0 < 16 ? kb - j0 : 16;
+        /* A short last chunk re-reads the 16 blocks ending at kb when there are that many:
+         * its min/max then covers a few blocks more, which only makes it more conservative. */
+        int64_t at = nj == 16 || kb < 16 ? j0 : kb - 16;
         __m128i x[16];
         for (int i = 0; i < 16; i++) {
             if (i >= rows) {
                 x[i] = _mm_set1_epi8(127);
-            } else if (nj == 16) {
-                x[i] = _mm_loadu_si128((const __m128i*)(src + i * stride + j0));
+            } else if (kb >= 16) {
+                x[i] = _mm_loadu_si128((const __m128i*)(src + i * stride + at));
             } else {
                 uint8_t tmp[16];
                 memset(tmp, 127, sizeof tmp);
-                memcpy(tmp, src + i * stride + j0, (size_t)nj);
+                memcpy(tmp, src + i * stride, (size_t)kb);
                 x[i] = _mm_loadu_si128((const __m128i*)tmp);
             }
         }
         mxmoe_transpose_16x16_bytes(x);
         __m128i lo = x[0], hi = x[0];
-        for (int64_t jj = 0; jj < 16; jj++) {
+        for (int jj = 1; jj < 16; jj++) {
             lo = _mm_min_epu8(lo, x[jj]);
             hi = _mm_max_epu8(hi, x[jj]);
         }
-        for (int64_t jj = 0; jj < nj; jj++) {
+        for (int64_t jj = 0; jj < 16; jj++) {
+            if (at + jj < j0 || at + jj >= kb) {
+                continue;
+            }
             if (tile_n == 16) {
-                _mm_storeu_si128((__m128i*)(sbT + (j0 + jj) * 16), x[jj]);
+                _mm_storeu_si128((__m128i*)(sbT + (at + jj) * 16), x[jj]);
             } else {
-                _mm_storel_epi64((__m128i*)(sbT + (j0 + jj) * tile_n), x[jj]);
+                _mm_storel_epi64((__m128i*)(sbT + (at + jj) * tile_n), x[jj]);
             }
         }
-        uint8_t l[16], h[16];
-        _mm_storeu_si128((__m128i*)l, lo);
-        _mm_storeu_si128((__m128i*)h, hi);
-        uint8_t mn = 255, mx = 0;
-        for (int i = 0; i < tile_n; i++) {
-            mn = l[i] < mn ? l[i] : mn;
-            mx = h[i] > mx ? h[i] : mx;
+        if (tile_n == 8) { /* bytes 8..15 are the filler rows: range over the tile's own */
+            lo = _mm_unpacklo_epi64(lo, lo);
+            hi = _mm_unpacklo_epi64(hi, hi);
         }
-        chunk_min[j0 / 16] = mn;
-        chunk_max[j0 / 16] = mx;
+        lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 8));
+        lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 4));
+        lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 2));
+        lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 1));
+        hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 8));
+        hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 4));
+        hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 2));
+        hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 1));
+        chunk_min[j0 / 16] = (uint8_t)_mm_cvtsi128_si32(lo);
+        chunk_max[j0 / 16] = (uint8_t)_mm_cvtsi128_si32(hi);
     }
 }
 

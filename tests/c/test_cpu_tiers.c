@@ -30,7 +30,7 @@
 #include "cpu/cpu_kernels.h"
 #include "mxmoe.h"
 
-#define POISON 0xA5
+#define POISON       0xA5
 #define MAX_VARIANTS 8
 
 /* --- generator ------------------------------------------------------------------------------ */
@@ -148,7 +148,8 @@ static void fill_values(void* dst, mxmoe_dtype dtype, int64_t n, int specials, i
 
 static const char* dtype_names[] = {"f32", "bf16", "f16"};
 
-/* --- contexts ---------------------------------------------------------------------------------- */
+/* --- contexts ----------------------------------------------------------------------------------
+ */
 
 typedef struct variant {
     const char* isa;
@@ -206,7 +207,8 @@ static void check_contexts(void) {
     unsetenv("MXMOE_CPU_ISA");
 }
 
-/* --- comparing runs ------------------------------------------------------------------------------ */
+/* --- comparing runs ------------------------------------------------------------------------------
+ */
 
 /* An output buffer: `got` is poisoned before each run, then compared with the reference copy. */
 typedef struct outbuf {
@@ -259,8 +261,10 @@ static void compare(outbuf* o, int n, const char* isa, int threads) {
             memcpy(&got, (const uint8_t*)o[i].data + at * esize, esize);
             memcpy(&want, (const uint8_t*)o[i].want + at * esize, esize);
         }
-        CHECK_MSG(at == count, "%s, %d threads: %s differs from scalar at element %zu of %zu "
-                  "(0x%x, want 0x%x)", isa, threads, o[i].name, at, count, got, want);
+        CHECK_MSG(at == count,
+                  "%s, %d threads: %s differs from scalar at element %zu of %zu "
+                  "(0x%x, want 0x%x)",
+                  isa, threads, o[i].name, at, count, got, want);
     }
 }
 
@@ -301,7 +305,8 @@ static mxmoe_tensor t3(void* d, mxmoe_dtype dt, int64_t a, int64_t b, int64_t c)
     return mxmoe_tensor_make(d, dt, 3, (int64_t[]){a, b, c});
 }
 
-/* --- quantize ---------------------------------------------------------------------------------- */
+/* --- quantize ----------------------------------------------------------------------------------
+ */
 
 typedef struct quant_case {
     mxmoe_tensor x;
@@ -327,7 +332,8 @@ static void test_quantize(void) {
                 fill_values(x, (mxmoe_dtype)dt, rows * k, 1, lo, hi);
                 uint8_t* packed = xmalloc((size_t)(rows * k / 2));
                 uint8_t* scales = xmalloc((size_t)(rows * k / 32));
-                quant_case q = {t2(x, (mxmoe_dtype)dt, rows, k), (mxmoe_scale_rule)rule,
+                quant_case q = {t2(x, (mxmoe_dtype)dt, rows, k),
+                                (mxmoe_scale_rule)rule,
                                 {t2(packed, MXMOE_U8, rows, k / 2),
                                  t2(scales, MXMOE_U8, rows, k / 32), MXMOE_SCALES_LINEAR}};
                 outbuf o[2] = {{packed, (size_t)(rows * k / 2), NULL, "packed", MXMOE_U8},
@@ -339,7 +345,8 @@ static void test_quantize(void) {
     }
 }
 
-/* --- experts_quantize and permute_quantize -------------------------------------------------------- */
+/* --- experts_quantize and permute_quantize
+ * -------------------------------------------------------- */
 
 typedef struct grouped_quant_case {
     mxmoe_tensor x, offsets, sorted;
@@ -415,27 +422,27 @@ static void test_grouped_quantize(void) {
                          off_t = t1(offsets, MXMOE_I32, E + 1),
                          sorted_t = t1(sorted, MXMOE_I32, rows),
                          row_of = t1(sorted + rows, MXMOE_I32, rows);
-            CHECK_STATUS(mxmoe_plan(ref_ctx, &ids_t, NULL, (int32_t)E, &counts, &off_t,
-                                    &sorted_t, &row_of),
-                         MXMOE_OK);
+            CHECK_STATUS(
+                mxmoe_plan(ref_ctx, &ids_t, NULL, (int32_t)E, &counts, &off_t, &sorted_t, &row_of),
+                MXMOE_OK);
             free(ids);
         } else {
             random_offsets(offsets, E, rows);
         }
-        size_t sbytes = swizzled ? mxmoe_grouped_swizzled_scale_bytes(rows, E, k)
-                                 : (size_t)(rows * k / 32);
+        size_t sbytes =
+            swizzled ? mxmoe_grouped_swizzled_scale_bytes(rows, E, k) : (size_t)(rows * k / 32);
         uint8_t* packed = xmalloc((size_t)(rows * k / 2));
         uint8_t* scales = xmalloc(sbytes);
-        grouped_quant_case q = {t2(x, dt, xrows, k),
-                                t1(offsets, MXMOE_I32, E + 1),
-                                t1(sorted, MXMOE_I32, rows),
-                                (int32_t)top_k,
-                                permuted,
-                                rule,
-                                {t2(packed, MXMOE_U8, rows, k / 2),
-                                 swizzled ? t1(scales, MXMOE_U8, (int64_t)sbytes)
-                                          : t2(scales, MXMOE_U8, rows, k / 32),
-                                 swizzled ? MXMOE_SCALES_SWIZZLED : MXMOE_SCALES_LINEAR}};
+        grouped_quant_case q = {
+            t2(x, dt, xrows, k),
+            t1(offsets, MXMOE_I32, E + 1),
+            t1(sorted, MXMOE_I32, rows),
+            (int32_t)top_k,
+            permuted,
+            rule,
+            {t2(packed, MXMOE_U8, rows, k / 2),
+             swizzled ? t1(scales, MXMOE_U8, (int64_t)sbytes) : t2(scales, MXMOE_U8, rows, k / 32),
+             swizzled ? MXMOE_SCALES_SWIZZLED : MXMOE_SCALES_LINEAR}};
         outbuf o[2] = {{packed, (size_t)(rows * k / 2), NULL, "packed", MXMOE_U8},
                        {scales, sbytes, NULL, "scales", MXMOE_U8}};
         run_all(run_grouped_quant, &q, o, 2);
@@ -443,7 +450,8 @@ static void test_grouped_quantize(void) {
     }
 }
 
-/* --- act_and_quantize -------------------------------------------------------------------------- */
+/* --- act_and_quantize --------------------------------------------------------------------------
+ */
 
 typedef struct act_case {
     mxmoe_tensor h, offsets;
@@ -481,7 +489,7 @@ static void test_act_quantize(void) {
             fill_values(h, hdt, rows * hcols, iter == 5, -6, 4);
             int32_t* offsets = xmalloc((size_t)(E + 1) * 4);
             random_offsets(offsets, E, rows);
-            size_t sbytes = !swizzled ? (size_t)(rows * I / 32)
+            size_t sbytes = !swizzled     ? (size_t)(rows * I / 32)
                             : use_offsets ? mxmoe_grouped_swizzled_scale_bytes(rows, E, I)
                                           : mxmoe_swizzled_scale_bytes(rows, I);
             uint8_t* packed = xmalloc((size_t)(rows * I / 2));
@@ -511,8 +519,7 @@ typedef struct gemm_case {
 
 static mxmoe_status run_gemm(mxmoe_ctx* c, void* arg) {
     gemm_case* g = (gemm_case*)arg;
-    return mxmoe_grouped_gemm(c, &g->a, &g->w, &g->offsets, g->has_bias ? &g->bias : NULL,
-                              &g->out);
+    return mxmoe_grouped_gemm(c, &g->a, &g->w, &g->offsets, g->has_bias ? &g->bias : NULL, &g->out);
 }
 
 /* Scale bytes: 0 = typical (118..136, the fast path), 1 = anything incl. 0x00 and 0xFF,
@@ -578,8 +585,8 @@ static void test_grouped_gemm(void) {
         uint8_t* ws_lin = xmalloc((size_t)(E * N * k / 32));
         random_mx_rows(wp, ws_lin, E * N, k, mode);
 
-        size_t as_bytes = a_sw ? mxmoe_grouped_swizzled_scale_bytes(rows, E, k)
-                               : (size_t)(rows * k / 32);
+        size_t as_bytes =
+            a_sw ? mxmoe_grouped_swizzled_scale_bytes(rows, E, k) : (size_t)(rows * k / 32);
         uint8_t* as = xmalloc(as_bytes);
         if (a_sw) {
             memset(as, 0, as_bytes);
@@ -628,7 +635,8 @@ static void test_grouped_gemm(void) {
     }
 }
 
-/* --- moe_forward ------------------------------------------------------------------------------- */
+/* --- moe_forward -------------------------------------------------------------------------------
+ */
 
 typedef struct moe_case {
     mxmoe_tensor x, ids, weights, out, b13, b2, map;
@@ -640,8 +648,8 @@ typedef struct moe_case {
 static mxmoe_status run_moe(mxmoe_ctx* c, void* arg) {
     moe_case* m = (moe_case*)arg;
     size_t bytes = 0;
-    mxmoe_status st = mxmoe_moe_workspace_size(c, &m->p, m->T, (int32_t)m->top_k, m->H, m->I,
-                                               &bytes);
+    mxmoe_status st =
+        mxmoe_moe_workspace_size(c, &m->p, m->T, (int32_t)m->top_k, m->H, m->I, &bytes);
     if (st != MXMOE_OK) {
         return st;
     }
@@ -676,9 +684,9 @@ static void test_moe(void) {
         mxmoe_dtype xdt = (mxmoe_dtype)rnd_int(0, 2), out_dt = (mxmoe_dtype)rnd_int(0, 2);
         check_set_context("moe_forward T %lld top-%lld E %lld H %lld I %lld act %d on_input %d "
                           "map %d x %s out %s",
-                          (long long)T, (long long)top_k, (long long)E, (long long)H,
-                          (long long)I, (int)m.p.act.activation, m.p.router_weight_on_input,
-                          use_map, dtype_names[xdt], dtype_names[out_dt]);
+                          (long long)T, (long long)top_k, (long long)E, (long long)H, (long long)I,
+                          (int)m.p.act.activation, m.p.router_weight_on_input, use_map,
+                          dtype_names[xdt], dtype_names[out_dt]);
         void* x = xmalloc((size_t)(T * H) * 4);
         fill_values(x, xdt, T * H, iter % 6 == 5, -3, 2);
         int32_t* ids = xmalloc((size_t)(T * top_k) * 4);
