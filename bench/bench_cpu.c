@@ -6,11 +6,14 @@
  * time (the layer: both projections).
  *
  *   bench_cpu [--isa scalar|avx2|avx512] [--threads N] [--shape NAME[,NAME]] [--tokens N[,N]]
- *             [--op grouped|layer] [--min-time SECONDS]
+ *             [--op grouped|layer] [--min-time SECONDS] [--cold]
  *
- * Shapes (E, top-k, N, K) match the ggml CPU anchors in the reference notes: gpt-oss-20b down
- * (32, 4, 2880, 2880) and Qwen3-30B-A3B (128, 8, 768, 2048). Weights are random MXFP4 with
- * scales near 2^-4..2^0, ids uniform without repeats per token (fixed seed).
+ * Grouped shapes (E, top-k, N, K) match the ggml CPU anchors in the reference notes:
+ * gpt-oss-20b down (32, 4, 2880, 2880) and Qwen3-30B-A3B (128, 8, 768, 2048); the layer uses
+ * the models' hidden and intermediate sizes. Weights are random MXFP4 with scales near
+ * 2^-4..2^0, ids uniform without repeats per token (fixed seed). Every call sees the same ids,
+ * as in ggml's test-backend-ops: at 1 token the 4-8 experts' weights may stay in L3. --cold
+ * rotates through 16 sets of ids instead, so that small batches read their weights from DRAM.
  */
 #define _POSIX_C_SOURCE 200112L
 #include <math.h>
@@ -25,14 +28,17 @@
 typedef struct shape {
     const char* name;
     int32_t experts, top_k;
-    int64_t n, k; /* grouped: output columns, reduction; layer: hidden, intermediate */
+    int64_t n, k;          /* grouped projection: output columns, reduction */
+    int64_t hidden, inter; /* layer */
 } shape;
 
+/* The grouped (N, K) are those of the ggml anchors: gpt-oss-20b's down projection, and for
+ * Qwen3-30B-A3B N = 768, K = 2048 as ggml's test-backend-ops measured it. */
 static const shape shapes[] = {
-    {"gpt-oss-20b", 32, 4, 2880, 2880},
-    {"qwen3-30b-a3b", 128, 8, 768, 2048},
-    {"gpt-oss-120b", 128, 4, 2880, 2880},
-    {"deepseek-v3", 256, 8, 7168, 2048},
+    {"gpt-oss-20b", 32, 4, 2880, 2880, 2880, 2880},
+    {"qwen3-30b-a3b", 128, 8, 768, 2048, 2048, 768},
+    {"gpt-oss-120b", 128, 4, 2880, 2880, 2880, 2880},
+    {"deepseek-v3", 256, 8, 7168, 2048, 7168, 2048},
 };
 
 /* ggml's CPU MUL_MAT_ID anchors (GFLOP/s, same 2-core machine, reference/anchors_cpu.md). */
@@ -53,6 +59,9 @@ static double ggml_anchor(const char* name, int64_t tokens) {
     }
     return 0.0;
 }
+
+/* Sets of ids a --cold run rotates through (1 otherwise). */
+static int ID_SETS = 1;
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rng(void) {
@@ -142,11 +151,14 @@ typedef struct grouped_state {
     const shape* s;
     int64_t tokens;
     mxmoe_tensor x, ids, counts, offsets, sorted, row_of, out;
+    int32_t* id_sets; /* ID_SETS sets of [T, k] ids, used in turn */
+    int64_t calls;
     mxmoe_mx_tensor a, w;
 } grouped_state;
 
 static void grouped_once(grouped_state* g) {
     mxmoe_ctx* ctx = g->ctx;
+    g->ids.data = g->id_sets + (g->calls++ % ID_SETS) * g->tokens * g->s->top_k;
     CHECK(mxmoe_plan(ctx, &g->ids, NULL, g->s->experts, &g->counts, &g->offsets, &g->sorted,
                      &g->row_of));
     CHECK(mxmoe_permute_quantize(ctx, &g->x, &g->sorted, &g->offsets, g->s->top_k, MXMOE_RULE_EVEN,
@@ -157,6 +169,8 @@ static void grouped_once(grouped_state* g) {
 typedef struct layer_state {
     mxmoe_ctx* ctx;
     mxmoe_tensor x, ids, weights, out;
+    int32_t* id_sets;
+    int64_t calls, pairs;
     mxmoe_moe_weights wt;
     mxmoe_moe_params params;
     void* ws;
@@ -165,6 +179,7 @@ typedef struct layer_state {
 
 static void layer_once(layer_state* l) {
     mxmoe_ctx* ctx = l->ctx;
+    l->ids.data = l->id_sets + (l->calls++ % ID_SETS) * l->pairs;
     CHECK(mxmoe_moe_forward(ctx, &l->x, &l->ids, &l->weights, &l->wt, &l->params, l->ws,
                             l->ws_bytes, &l->out));
 }
@@ -221,12 +236,14 @@ int main(int argc, char** argv) {
             num_tokens = parse_list(argv[++i], tokens, 16);
         } else if (strcmp(argv[i], "--op") == 0 && i + 1 < argc) {
             op = argv[++i];
+        } else if (strcmp(argv[i], "--cold") == 0) {
+            ID_SETS = 16;
         } else if (strcmp(argv[i], "--min-time") == 0 && i + 1 < argc) {
             min_time = atof(argv[++i]);
         } else {
             fprintf(stderr,
                     "usage: bench_cpu [--isa scalar|avx2|avx512] [--threads N] [--shape a,b] "
-                    "[--tokens 1,8,64,512] [--op grouped|layer] [--min-time S]\n");
+                    "[--tokens 1,8,64,512] [--op grouped|layer] [--min-time S] [--cold]\n");
             return 2;
         }
     }
@@ -237,7 +254,7 @@ int main(int argc, char** argv) {
     mxmoe_ctx* ctx = NULL;
     CHECK(mxmoe_ctx_init(&ctx, &cp));
     printf("# %s\n", mxmoe_ctx_backend_detail(ctx));
-    printf("# op %s: %s\n", op,
+    printf("# op %s%s: %s\n", op, ID_SETS > 1 ? " (cold: 16 id sets in turn)" : "",
            layer ? "moe_forward (both projections)"
                  : "plan + permute_quantize (BF16 -> MXFP4) + grouped_gemm (F32 out)");
     printf("%-14s %6s %12s %10s %10s %9s %6s\n", "shape", "tokens", "median_us", "min_us",
@@ -248,28 +265,30 @@ int main(int argc, char** argv) {
         if (strstr(shape_list, s->name) == NULL) {
             continue;
         }
-        /* weights: grouped [E, N, K]; layer w13 [E, 2I, H] and w2 [E, H, I] with H = n, I = k */
-        int64_t E = s->experts;
-        int64_t wn = layer ? 2 * s->k : s->n, wk = layer ? s->n : s->k;
+        /* weights: grouped [E, N, K]; layer w13 [E, 2I, H] and w2 [E, H, I] */
+        int64_t E = s->experts, H = s->hidden, I = s->inter;
+        int64_t wn = layer ? 2 * I : s->n, wk = layer ? H : s->k;
         uint8_t* wp = xmalloc((size_t)(E * wn * wk / 2));
         uint8_t* wsc = xmalloc((size_t)(E * wn * wk / 32));
         random_mx(wp, wsc, E * wn, wk);
         uint8_t *w2p = NULL, *w2s = NULL;
         if (layer) {
-            w2p = xmalloc((size_t)(E * s->n * s->k / 2));
-            w2s = xmalloc((size_t)(E * s->n * s->k / 32));
-            random_mx(w2p, w2s, E * s->n, s->k);
+            w2p = xmalloc((size_t)(E * H * I / 2));
+            w2s = xmalloc((size_t)(E * H * I / 32));
+            random_mx(w2p, w2s, E * H, I);
         }
         for (int64_t ti = 0; ti < num_tokens; ti++) {
             int64_t T = tokens[ti], P = T * s->top_k;
-            int64_t xk = layer ? s->n : s->k;
+            int64_t xk = layer ? H : s->k;
             uint16_t* x = xmalloc((size_t)(T * xk) * 2);
             for (int64_t i = 0; i < T * xk; i++) {
                 x[i] = bf16(rng_normal());
             }
-            int32_t* ids = xmalloc((size_t)P * 4);
+            int32_t* ids = xmalloc((size_t)P * 4 * (size_t)ID_SETS);
             float* weights = xmalloc((size_t)P * 4);
-            random_ids(ids, weights, T, s->top_k, s->experts);
+            for (int set = 0; set < ID_SETS; set++) {
+                random_ids(ids + (size_t)set * (size_t)P, weights, T, s->top_k, s->experts);
+            }
             run_result r;
             double flops;
             if (!layer) {
@@ -284,6 +303,7 @@ int main(int argc, char** argv) {
                 float* out = xmalloc((size_t)(P * s->n) * 4);
                 g.x = mxmoe_tensor_make(x, MXMOE_BF16, 2, (int64_t[]){T, s->k});
                 g.ids = mxmoe_tensor_make(ids, MXMOE_I32, 2, (int64_t[]){T, s->top_k});
+                g.id_sets = ids;
                 g.counts = mxmoe_tensor_make(plan, MXMOE_I32, 1, (int64_t[]){E});
                 g.offsets = mxmoe_tensor_make(plan + E, MXMOE_I32, 1, (int64_t[]){E + 1});
                 g.sorted = mxmoe_tensor_make(plan + 2 * E + 1, MXMOE_I32, 1, (int64_t[]){P});
@@ -302,10 +322,11 @@ int main(int argc, char** argv) {
                 layer_state l;
                 memset(&l, 0, sizeof l);
                 l.ctx = ctx;
-                int64_t H = s->n, I = s->k;
                 uint16_t* out = xmalloc((size_t)(T * H) * 2);
                 l.x = mxmoe_tensor_make(x, MXMOE_BF16, 2, (int64_t[]){T, H});
                 l.ids = mxmoe_tensor_make(ids, MXMOE_I32, 2, (int64_t[]){T, s->top_k});
+                l.id_sets = ids;
+                l.pairs = P;
                 l.weights = mxmoe_tensor_make(weights, MXMOE_F32, 2, (int64_t[]){T, s->top_k});
                 l.out = mxmoe_tensor_make(out, MXMOE_BF16, 2, (int64_t[]){T, H});
                 l.wt.w13.packed = mxmoe_tensor_make(wp, MXMOE_U8, 3, (int64_t[]){E, 2 * I, H / 2});

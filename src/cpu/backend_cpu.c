@@ -64,11 +64,12 @@ static mxmoe_status cpu_init(mxmoe_ctx* ctx) {
     }
     ctx->backend_state = st;
     if (st->kern == NULL) {
-        snprintf(ctx->detail, sizeof ctx->detail, "cpu scalar tier (reference kernels), 1 thread%s",
+        snprintf(ctx->detail, sizeof ctx->detail,
+                 "cpu: scalar tier (reference kernels), 1 thread%s",
                  capped ? "; MXMOE_CPU_ISA above this CPU" : "");
     } else {
         snprintf(ctx->detail, sizeof ctx->detail,
-                 "cpu %s tier (gemm+quantize %s, other ops scalar), %d thread%s%s",
+                 "cpu: %s tier (gemm+quantize %s, other ops scalar), %d thread%s%s",
                  mxmoe_cpu_tier_name(tier), st->kern->name, st->threads,
                  st->threads == 1 ? "" : "s", capped ? "; MXMOE_CPU_ISA above this CPU" : "");
     }

@@ -10,8 +10,9 @@
 #include "cpu/cpu_gemm.h"
 #include "ref/ref.h"
 
-/* Columns per task: a few tiles, so that a thread prefetches its own next tile. */
-#define TASK_COLUMNS 128
+/* Tasks per thread to aim for: enough to balance uneven experts, few enough that most tiles
+ * follow another tile of the same task (and so find their weights prefetched). */
+#define TASKS_PER_THREAD 16
 
 #define ALIGN64(x) (((x) + (size_t)63) & ~(size_t)63)
 
@@ -32,7 +33,8 @@ typedef struct gemm_job {
     const mxmoe_cpu_kernels* kern;
     int64_t N, K, kb;
     int64_t tiles;            /* column tiles per expert */
-    int64_t tasks_per_expert; /* tasks of TASK_COLUMNS columns */
+    int64_t tiles_per_task;
+    int64_t tasks_per_expert;
     const int32_t* active;
     uint8_t* thread_scratch;
     size_t thread_stride;
@@ -129,11 +131,11 @@ static void gemm_tile_task(const gemm_job* job, int64_t e, int64_t n0, const uin
     }
 }
 
-/* A task: TASK_COLUMNS consecutive columns of one expert, tile after tile. */
+/* A task: tiles_per_task consecutive column tiles of one expert, one after the other. */
 static void gemm_task(void* arg, int64_t task, int thread) {
     const gemm_job* job = (const gemm_job*)arg;
     const int tn = job->kern->tile_n;
-    const int64_t tiles_per_task = TASK_COLUMNS / tn;
+    const int64_t tiles_per_task = job->tiles_per_task;
     const int64_t e = job->active[task / job->tasks_per_expert];
     const int64_t t0 = (task % job->tasks_per_expert) * tiles_per_task;
     const int64_t t1 = t0 + tiles_per_task < job->tiles ? t0 + tiles_per_task : job->tiles;
@@ -157,7 +159,7 @@ void mxmoe_cpu_gemm_run(mxmoe_cpu_state* st, const mxmoe_cpu_gemm_args* a) {
     job.K = a->w->packed.dims[2] * 2;
     job.kb = job.K / 32;
     job.tiles = mxmoe_ceil_div(job.N, st->kern->tile_n);
-    job.tasks_per_expert = mxmoe_ceil_div(job.tiles, TASK_COLUMNS / st->kern->tile_n);
+
     int32_t* active = (int32_t*)a->scratch;
     int64_t num_active = 0;
     for (int64_t e = 0; e < a->num_experts; e++) {
@@ -171,6 +173,13 @@ void mxmoe_cpu_gemm_run(mxmoe_cpu_state* st, const mxmoe_cpu_gemm_args* a) {
     if (job.N == 0) {
         return;
     }
+    if (num_active == 0) {
+        return;
+    }
+    int64_t want = mxmoe_ceil_div((int64_t)TASKS_PER_THREAD * st->threads, num_active);
+    job.tasks_per_expert = want < job.tiles ? want : job.tiles;
+    job.tiles_per_task = mxmoe_ceil_div(job.tiles, job.tasks_per_expert);
+    job.tasks_per_expert = mxmoe_ceil_div(job.tiles, job.tiles_per_task);
     mxmoe_pool_run(st->pool, num_active * job.tasks_per_expert, gemm_task, &job);
 }
 

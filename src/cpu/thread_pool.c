@@ -29,8 +29,8 @@
 /* Regions in flight: how far a straggler may fall behind before the caller waits for it. */
 #define NUM_SLOTS 8
 
-/* Spin iterations (about 10-40 ns each) before a worker or the caller goes to sleep. */
-#define SPIN_LIMIT 20000
+/* Spin iterations (a pause is 10-40 ns: about 0.1 ms) before a worker or the caller sleeps. */
+#define SPIN_LIMIT 4000
 
 typedef struct region {
     mxmoe_pool_fn fn;

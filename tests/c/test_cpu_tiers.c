@@ -182,7 +182,7 @@ static void check_contexts(void) {
     for (int v = 0; v < num_variants; v++) {
         char want[64];
         const char* detail = mxmoe_ctx_backend_detail(variants[v].ctx);
-        snprintf(want, sizeof want, "cpu %s tier", variants[v].isa);
+        snprintf(want, sizeof want, "cpu: %s tier", variants[v].isa);
         CHECK_MSG(strstr(detail, want) != NULL, "detail '%s' lacks '%s'", detail, want);
         snprintf(want, sizeof want, "%d thread", variants[v].threads);
         CHECK_MSG(strstr(detail, want) != NULL, "detail '%s' lacks '%s'", detail, want);
@@ -199,7 +199,7 @@ static void check_contexts(void) {
     if (c != NULL) {
         const char* best = mxmoe_cpu_tier_name(mxmoe_cpu_best_tier());
         char want[64];
-        snprintf(want, sizeof want, "cpu %s tier", best);
+        snprintf(want, sizeof want, "cpu: %s tier", best);
         CHECK_MSG(strstr(mxmoe_ctx_backend_detail(c), want) != NULL, "detail '%s' lacks '%s'",
                   mxmoe_ctx_backend_detail(c), want);
         mxmoe_ctx_free(c);
