@@ -108,9 +108,14 @@ typedef struct mxmoe_st_kv {
  */
 typedef struct mxmoe_st_file mxmoe_st_file;
 
-/* Opens and validates a safetensors file. The header is read and checked completely; tensor
- * data stays in the file and is read by mxmoe_st_read. Errors: IO (cannot open or read; not a
- * regular file), FORMAT (malformed content), NO_MEMORY. `*out` is NULL on failure. */
+/* Opens and validates a safetensors file. The file is mapped read-only (mmap) and its header
+ * parsed in place; tensor bytes are then reachable zero-copy through mxmoe_st_data, and pages
+ * are read by the kernel only when touched. Where the file cannot be mapped, or the environment
+ * variable MXMOE_NO_MMAP is set (to anything but "" or "0"), the handle reads with pread instead:
+ * the header at open, tensors on demand by mxmoe_st_read (mxmoe_st_data then returns NULL).
+ * A mapped file must not be truncated while open (reading a vanished page raises SIGBUS, as with
+ * any mapping). Errors: IO (cannot open or read; not a regular file), FORMAT (malformed
+ * content), NO_MEMORY. `*out` is NULL on failure. */
 MXMOE_API mxmoe_status mxmoe_st_open(const char* path, mxmoe_st_file** out, mxmoe_io_error* err);
 
 /* The same validation over a file image in memory (`size` bytes at `data`), e.g. for fuzzing or
@@ -142,8 +147,10 @@ MXMOE_API const char* mxmoe_st_metadata_get(const mxmoe_st_file* file, const cha
 MXMOE_API mxmoe_status mxmoe_st_read(mxmoe_st_file* file, size_t index, uint64_t offset, void* dst,
                                      size_t bytes, mxmoe_io_error* err);
 
-/* Direct pointer to tensor `index`'s bytes when the file image is in memory (open_memory), else
- * NULL (data must then be read with mxmoe_st_read). Never aligned by more than the file is. */
+/* Direct pointer to tensor `index`'s bytes, valid until mxmoe_st_close: into the mapping of a
+ * file, or into the image of mxmoe_st_open_memory. NULL when the file is read with pread (see
+ * mxmoe_st_open) or index is out of range. Aligned only as well as the data sits in the file
+ * (files from the reference writer align each tensor to its element size). */
 MXMOE_API const void* mxmoe_st_data(const mxmoe_st_file* file, size_t index);
 
 /* ---------------------------------------------------------------------------------------------

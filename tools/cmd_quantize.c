@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "convert.h"
+#include "model_cli.h"
 
 static const char* const usage =
     "usage: mxmoe quantize IN.safetensors OUT.safetensors [--rule even|floor|ceil|rceil]\n"
@@ -23,6 +24,12 @@ static const char* const usage =
     "of 32 to MXFP4 along its last dimension: X becomes X_packed (U8 [..., K/2]) and X_scale\n"
     "(U8 [..., K/32]). Other tensors are copied unchanged (each is reported on stderr).\n"
     "__metadata__ is kept, plus mxmoe.format_version and mxmoe.scale_rule.\n"
+    "\n"
+    "mxmoe quantize MODEL_DIR OUT_DIR: given a Hugging Face model folder (config.json +\n"
+    "*.safetensors), quantizes its MoE expert Linears (...experts.<e>.{gate_proj,up_proj,\n"
+    "down_proj,w1,w2,w3}.weight) into OUT_DIR as a compressed-tensors mxfp4-pack-quantized\n"
+    "model: weight_packed + weight_scale per expert, other tensors and files copied,\n"
+    "shards + index written, config.json given its quantization_config (progress bar).\n"
     "\n"
     "options:\n"
     "  --rule R      scale rule (default even): even = compressed-tensors / vLLM, floor = OCP\n"
@@ -276,6 +283,9 @@ int cmd_quantize(int argc, char** argv) {
     }
     if (num_paths != 2) {
         return cli_usage_error(cmd, "expected IN.safetensors and OUT.safetensors");
+    }
+    if (cli_is_folder(paths[0])) {
+        return cli_quantize_model(cmd, paths[0], paths[1], rule, backend);
     }
     mxmoe_ctx* ctx = cli_ctx_open(cmd, backend);
     if (ctx == NULL) {

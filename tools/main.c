@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model_cli.h"
 
 typedef struct command {
     const char* name;
@@ -17,6 +18,7 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "BF16/F16/F32 safetensors -> MXFP4 (X_packed + X_scale)"},
     {"dequantize", cmd_dequantize, "MXFP4 safetensors (X_packed + X_scale) -> F32"},
     {"demo", cmd_demo, "a gpt-oss-20b-shaped MoE layer: quantize, run, verify, time"},
+    {"run", cmd_run, "one MoE layer of a checkpoint (model folder or GGUF) on any backend"},
     {"bench", cmd_bench, "time a grouped projection or a MoE layer (JSON for bench/ scripts)"},
 };
 

@@ -7,6 +7,9 @@
  */
 #include "io/json.h"
 
+#include <float.h>
+#include <locale.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +66,8 @@ int json_fail(json_cursor* c, const char* fmt, ...) {
         return -1; /* keep the first error: later ones are consequences */
     }
     c->failed = 1;
-    int used = snprintf(c->error, sizeof c->error, "header offset %zu: ", c->pos);
+    int used = snprintf(c->error, sizeof c->error, "%s%soffset %zu: ", c->label,
+                        c->label[0] != '\0' ? " " : "", c->pos);
     if (used < 0 || (size_t)used >= sizeof c->error) {
         return -1;
     }
@@ -75,6 +79,11 @@ int json_fail(json_cursor* c, const char* fmt, ...) {
 }
 
 void json_init(json_cursor* c, const char* text, size_t len) {
+    json_init_labeled(c, text, len, "header");
+}
+
+void json_init_labeled(json_cursor* c, const char* text, size_t len, const char* label) {
+    c->label = label != NULL ? label : "";
     c->text = text;
     c->len = len;
     c->pos = 0;
@@ -407,4 +416,167 @@ int json_parse_int64(json_cursor* c, int64_t* out) {
     }
     *out = v;
     return 0;
+}
+
+static int is_digit(char ch) {
+    return ch >= '0' && ch <= '9';
+}
+
+/* Exact powers of ten: every 10^k with k <= 22 is a double. */
+static const double exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The value of a validated number text. Short decimals (at most 15 significant digits and a
+ * decimal exponent within +-22) take the exact path: the digits and 10^k are both exact
+ * doubles, so one multiplication or division rounds correctly (Clinger's fast path). Anything
+ * else goes through strtod with the text rewritten for the current locale's decimal point, so
+ * a program that called setlocale() still reads "2.5" as 2.5. */
+static double number_value(const char* text, size_t len) {
+    uint64_t digits = 0;
+    int significant = 0, exp10 = 0, negative = 0, fast = 1;
+    size_t i = 0;
+    if (text[i] == '-') {
+        negative = 1;
+        i++;
+    }
+    int in_fraction = 0;
+    for (; i < len && (is_digit(text[i]) || text[i] == '.'); i++) {
+        if (text[i] == '.') {
+            in_fraction = 1;
+            continue;
+        }
+        if (digits == 0 && text[i] == '0') {
+            exp10 -= in_fraction; /* leading zeros only move the decimal point */
+            continue;
+        }
+        if (significant >= 15) {
+            fast = 0;
+            break;
+        }
+        digits = digits * 10 + (uint64_t)(text[i] - '0');
+        significant++;
+        exp10 -= in_fraction;
+    }
+    if (fast && i < len && (text[i] == 'e' || text[i] == 'E')) {
+        i++;
+        int exp_negative = text[i] == '-';
+        if (text[i] == '-' || text[i] == '+') {
+            i++;
+        }
+        long e = 0;
+        for (; i < len && is_digit(text[i]); i++) {
+            if (e < 100000) {
+                e = e * 10 + (text[i] - '0');
+            }
+        }
+        exp10 += (int)(exp_negative ? -e : e);
+    }
+    if (fast && digits == 0) {
+        return negative ? -0.0 : 0.0;
+    }
+    if (fast && exp10 >= -22 && exp10 <= 22) {
+        double v = (double)digits;
+        v = exp10 < 0 ? v / exact_pow10[-exp10] : v * exact_pow10[exp10];
+        return negative ? -v : v;
+    }
+    char buf[512];
+    if (len >= sizeof buf) {
+        return NAN; /* reported by the caller as too long */
+    }
+    const char* point = localeconv()->decimal_point;
+    size_t n = 0;
+    for (size_t k = 0; k < len && n + 8 < sizeof buf; k++) {
+        if (text[k] == '.' && point != NULL && point[0] != '\0') {
+            for (const char* p = point; *p != '\0' && n + 8 < sizeof buf; p++) {
+                buf[n++] = *p;
+            }
+        } else {
+            buf[n++] = text[k];
+        }
+    }
+    buf[n] = '\0';
+    return strtod(buf, NULL);
+}
+
+int json_parse_number(json_cursor* c, size_t* start, size_t* len, double* value) {
+    if (c->failed) {
+        return -1;
+    }
+    int ch = peek(c);
+    size_t s = c->pos, p = c->pos;
+    if (ch == '-') {
+        p++;
+    }
+    if (p >= c->len || !is_digit(c->text[p])) {
+        char buf[16];
+        return json_fail(c, "expected a number, found %s", describe_next(c, buf));
+    }
+    if (c->text[p] == '0') {
+        p++;
+        if (p < c->len && is_digit(c->text[p])) {
+            c->pos = p;
+            return json_fail(c, "leading zero in a number");
+        }
+    } else {
+        while (p < c->len && is_digit(c->text[p])) {
+            p++;
+        }
+    }
+    if (p < c->len && c->text[p] == '.') {
+        p++;
+        if (p >= c->len || !is_digit(c->text[p])) {
+            c->pos = p;
+            return json_fail(c, "a digit must follow the decimal point");
+        }
+        while (p < c->len && is_digit(c->text[p])) {
+            p++;
+        }
+    }
+    if (p < c->len && (c->text[p] == 'e' || c->text[p] == 'E')) {
+        p++;
+        if (p < c->len && (c->text[p] == '+' || c->text[p] == '-')) {
+            p++;
+        }
+        if (p >= c->len || !is_digit(c->text[p])) {
+            c->pos = p;
+            return json_fail(c, "a digit must follow the exponent mark");
+        }
+        while (p < c->len && is_digit(c->text[p])) {
+            p++;
+        }
+    }
+    if (p - s > 400) {
+        return json_fail(c, "number of %zu characters is too long", p - s);
+    }
+    double v = number_value(c->text + s, p - s);
+    if (!isfinite(v)) {
+        return json_fail(c, "number out of the double range");
+    }
+    c->pos = p;
+    *start = s;
+    *len = p - s;
+    *value = v;
+    return 0;
+}
+
+int json_parse_literal(json_cursor* c, int* out) {
+    if (c->failed) {
+        return -1;
+    }
+    peek(c);
+    static const struct {
+        const char* text;
+        int value;
+    } literals[3] = {{"true", 1}, {"false", 0}, {"null", -1}};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(literals[i].text);
+        if (c->len - c->pos >= n && memcmp(c->text + c->pos, literals[i].text, n) == 0) {
+            c->pos += n;
+            *out = literals[i].value;
+            return 0;
+        }
+    }
+    char buf[16];
+    return json_fail(c, "expected a value, found %s", describe_next(c, buf));
 }

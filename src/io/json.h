@@ -20,10 +20,13 @@ typedef struct json_cursor {
     size_t len;
     size_t pos;
     int failed;
-    char error[192]; /* "offset 17: expected ':' after an object key" */
+    const char* label; /* what the text is, for messages: "header" by default */
+    char error[192];   /* "header offset 17: expected ':' after an object key" */
 } json_cursor;
 
 void json_init(json_cursor* c, const char* text, size_t len);
+/* The same, with messages reading "<label> offset N: ..." (label "" gives "offset N: ..."). */
+void json_init_labeled(json_cursor* c, const char* text, size_t len, const char* label);
 
 /* Records an error at the current position (printf-style) and returns -1. */
 int json_fail(json_cursor* c, const char* fmt, ...)
@@ -54,6 +57,12 @@ int json_array_next(json_cursor* c, int* first);
 int json_parse_string(json_cursor* c, char** out, size_t* len);
 /* An integer value in int64 range. */
 int json_parse_int64(json_cursor* c, int64_t* out);
+/* Any JSON number (RFC 8259 grammar: -?int frac? exp?): *start and *len locate its text, *value
+ * is its value as a double (correctly rounded for the usual short decimals, independent of the
+ * C locale; magnitudes past DBL_MAX are an error). */
+int json_parse_number(json_cursor* c, size_t* start, size_t* len, double* value);
+/* One of the literals true, false, null: *out is 1, 0 or -1. */
+int json_parse_literal(json_cursor* c, int* out);
 
 /* 1 if `s` (n bytes) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF), else 0. */
 int json_utf8_valid(const char* s, size_t n);

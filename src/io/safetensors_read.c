@@ -9,11 +9,13 @@
  * trusted, so reads are plain offset arithmetic.
  *
  * The header parser works on a byte image (`parse_header`), the same for files and for memory,
- * which is what a fuzzer drives (mxmoe_st_open_memory). Tensor data of a file stays on disk and
- * is read on demand; the `image` pointer is where a future mmap plugs in (mxmoe_st_data).
+ * which is what a fuzzer drives (mxmoe_st_open_memory). A file is mapped read-only (mmap), so
+ * its header is parsed in place and tensor data is handed out zero-copy (mxmoe_st_data); pages
+ * are read by the kernel only when touched. Where mapping fails (or MXMOE_NO_MMAP is set) the
+ * handle falls back to pread: only the header is read at open, tensors on demand.
  */
 #if !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L /* open, pread, fstat */
+#define _POSIX_C_SOURCE 200809L /* open, pread, fstat, mmap */
 #endif
 #if !defined(_FILE_OFFSET_BITS)
 #define _FILE_OFFSET_BITS 64 /* files over 2 GB on 32-bit hosts */
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -33,10 +36,12 @@
 
 struct mxmoe_st_file {
     char* display;              /* the path or display name, for messages */
-    int fd;                     /* file-backed handles; -1 for an image in memory */
-    const unsigned char* image; /* the whole file image when in memory (borrowed), else NULL */
-    uint64_t data_start;        /* 8 + header length: where the data buffer begins */
-    uint64_t data_size;         /* bytes of the data buffer */
+    int fd;                     /* the open file (mapped or read with pread); -1 in memory */
+    const unsigned char* image; /* the whole file image: borrowed memory or the mapping */
+    void* mapping;              /* the mmap of a file (owned), or NULL */
+    size_t mapping_size;
+    uint64_t data_start; /* 8 + header length: where the data buffer begins */
+    uint64_t data_size;  /* bytes of the data buffer */
 
     mxmoe_st_tensor_info* tensors; /* header order; names owned (malloc'd) */
     size_t count;
@@ -59,6 +64,9 @@ void mxmoe_st_close(mxmoe_st_file* f) {
     }
     if (f->fd >= 0) {
         close(f->fd);
+    }
+    if (f->mapping != NULL) {
+        munmap(f->mapping, f->mapping_size);
     }
     for (size_t i = 0; i < f->count; i++) {
         free((char*)f->tensors[i].name);
@@ -559,6 +567,13 @@ static mxmoe_status read_at(mxmoe_st_file* f, uint64_t offset, void* dst, size_t
     return MXMOE_OK;
 }
 
+/* Mapping is the default; MXMOE_NO_MMAP set to anything but "" or "0" turns it off (for file
+ * systems where mapped reads misbehave, and to test the pread path). */
+static int mmap_allowed(void) {
+    const char* v = getenv("MXMOE_NO_MMAP");
+    return v == NULL || v[0] == '\0' || strcmp(v, "0") == 0;
+}
+
 static mxmoe_status open_file(mxmoe_st_file* f, const char* path, mxmoe_io_error* err) {
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (f->fd < 0) {
@@ -576,6 +591,17 @@ static mxmoe_status open_file(mxmoe_st_file* f, const char* path, mxmoe_io_error
         return io_fail(err, MXMOE_ERR_FORMAT, f->display,
                        "file is %llu bytes, shorter than the 8-byte header length (truncated?)",
                        (unsigned long long)size);
+    }
+    if (size <= (uint64_t)SIZE_MAX && mmap_allowed()) {
+        void* map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, f->fd, 0);
+        if (map != MAP_FAILED) {
+            f->mapping = map;
+            f->mapping_size = (size_t)size;
+            f->image = map;
+            /* The descriptor stays open: mxmoe_st_read checks the file still holds the bytes
+             * before copying, so a file truncated under a mapping gives IO, not SIGBUS. */
+            return open_image(f, f->image, size, err);
+        }
     }
     unsigned char prefix[8];
     MXMOE_IO_FORWARD(read_at(f, 0, prefix, 8, "the header length", err));
@@ -692,6 +718,14 @@ mxmoe_status mxmoe_st_read(mxmoe_st_file* f, size_t index, uint64_t offset, void
                        (unsigned long long)t->nbytes);
     }
     uint64_t at = f->data_start + t->offset + offset;
+    if (f->mapping != NULL && bytes > 0) {
+        struct stat info;
+        if (fstat(f->fd, &info) != 0 || (uint64_t)info.st_size < at + bytes) {
+            return io_fail(err, MXMOE_ERR_IO, f->display,
+                           "cannot read tensor '%s': the file shrank since it was opened",
+                           io_quote_head(q, t->name));
+        }
+    }
     if (f->image != NULL) {
         if (bytes > 0) {
             memcpy(dst, f->image + at, bytes);

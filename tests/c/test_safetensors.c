@@ -19,6 +19,8 @@
 #include "mxmoe_io.h"
 
 static int passed, failed;
+/* Files are mapped unless MXMOE_NO_MMAP is set: main runs the file tests both ways. */
+static int use_mmap = 1;
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -239,7 +241,13 @@ static void test_round_trip(void) {
         CHECK(st == MXMOE_ERR_INVALID_ARGUMENT && strstr(err.message, "outside") != NULL,
               "read past the tensor: %s", err.message);
         free(back);
-        CHECK(mxmoe_st_data(f, index) == NULL, "file handles give no direct pointer");
+        const void* direct = mxmoe_st_data(f, index);
+        if (use_mmap) {
+            CHECK(direct != NULL && memcmp(direct, data[i], (size_t)t->nbytes) == 0,
+                  "mapped file: direct pointer to %s", names[i]);
+        } else {
+            CHECK(direct == NULL, "pread file handles give no direct pointer");
+        }
     }
     CHECK(mxmoe_st_find(f, "missing") == MXMOE_ST_NOT_FOUND, "find missing");
     CHECK(mxmoe_st_info(f, N) == NULL, "info out of range");
@@ -784,9 +792,19 @@ static void test_mutations(void) {
 }
 
 int main(void) {
-    test_round_trip();
+    for (int pass = 0; pass < 2; pass++) {
+        use_mmap = pass == 0;
+        if (use_mmap) {
+            unsetenv("MXMOE_NO_MMAP");
+        } else {
+            setenv("MXMOE_NO_MMAP", "1", 1);
+        }
+        test_round_trip();
+        test_streaming_writer();
+        test_open_errors();
+    }
+    unsetenv("MXMOE_NO_MMAP");
     test_empty_file();
-    test_streaming_writer();
     test_writer_errors();
     test_valid_variants();
     test_truncated();
@@ -796,7 +814,6 @@ int main(void) {
     test_dtypes();
     test_sizes_and_offsets();
     test_duplicates();
-    test_open_errors();
     test_dtype_helpers();
     test_mutations();
     printf("%d passed, %d failed\n", passed, failed);
