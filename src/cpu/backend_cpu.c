@@ -4,7 +4,8 @@
  * BLIS style: every slot starts as the scalar reference kernel (src/ref); the drivers of the
  * operations that have SIMD kernels (quantization, grouped GEMM, the MoE layer) run the
  * context's tier on its thread pool, and fall back to the reference on the scalar tier.
- * The tier is the best the CPU has (dispatch.c), lowered by MXMOE_CPU_ISA=scalar|avx2|avx512.
+ * The tier is the best the CPU has (dispatch.c), lowered by
+ * MXMOE_CPU_ISA=scalar|avx2|avx512bw|avx512.
  */
 #define _POSIX_C_SOURCE 200112L /* posix_memalign, clock_gettime */
 #include <stdio.h>
@@ -28,6 +29,9 @@ static int parse_tier(const char* s) {
     if (strcmp(s, "avx2") == 0) {
         return MXMOE_CPU_TIER_AVX2;
     }
+    if (strcmp(s, "avx512bw") == 0) {
+        return MXMOE_CPU_TIER_AVX512BW;
+    }
     if (strcmp(s, "avx512") == 0) {
         return MXMOE_CPU_TIER_AVX512;
     }
@@ -41,7 +45,7 @@ static mxmoe_status cpu_init(mxmoe_ctx* ctx) {
     if (env != NULL && env[0] != '\0') {
         int want = parse_tier(env);
         MXMOE_RETURN_IF(want < 0, ctx, MXMOE_ERR_INVALID_ARGUMENT,
-                        "MXMOE_CPU_ISA='%s' is not one of scalar, avx2, avx512", env);
+                        "MXMOE_CPU_ISA='%s' is not one of scalar, avx2, avx512bw, avx512", env);
         if (want <= (int)best) {
             tier = (mxmoe_cpu_tier)want;
         } else {

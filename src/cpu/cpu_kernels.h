@@ -3,9 +3,10 @@
  * kernels share.
  *
  * Tiers, lowest first: scalar (the src/ref kernels themselves, single-threaded), avx2 (AVX2 +
- * FMA + F16C), avx512 (F/BW/VL/DQ + VNNI). Each tier's kernels live in their own translation
- * units (gemm_<isa>.c, quantize_<isa>.c) compiled with that ISA's flags; generic drivers
- * (gemm_cpu.c, quantize_cpu.c, moe_cpu.c) run them on the thread pool.
+ * FMA + F16C), avx512bw (AVX-512 F/BW/VL/DQ), avx512 (the same + VNNI). Each tier's kernels
+ * live in their own translation units (gemm_<isa>.c, quantize_<isa>.c) compiled with that
+ * ISA's flags; generic drivers (gemm_cpu.c, quantize_cpu.c, moe_cpu.c) run them on the thread
+ * pool.
  *
  * The GEMM works on two prepared forms:
  *
@@ -44,8 +45,9 @@
 
 typedef enum mxmoe_cpu_tier {
     MXMOE_CPU_TIER_SCALAR = 0,
-    MXMOE_CPU_TIER_AVX2 = 1,
-    MXMOE_CPU_TIER_AVX512 = 2,
+    MXMOE_CPU_TIER_AVX2 = 1,     /* AVX2 + FMA + F16C */
+    MXMOE_CPU_TIER_AVX512BW = 2, /* AVX-512 F/BW/VL/DQ without VNNI (Skylake-SP/X) */
+    MXMOE_CPU_TIER_AVX512 = 3,   /* AVX-512 F/BW/VL/DQ + VNNI */
     MXMOE_CPU_TIER_COUNT
 } mxmoe_cpu_tier;
 
@@ -110,12 +112,14 @@ typedef struct mxmoe_cpu_kernels {
 
 /* The tiers compiled into this build (NULL where the build lacks them). */
 extern const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx2;
+extern const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx512bw;
 extern const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx512;
 
 /* Tier functions (defined in the ISA files). */
 void mxmoe_gemm_tile_avx512(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride, int m,
                             int32_t sa_lo, int32_t sa_hi, float* res);
-void mxmoe_act8_row_avx512(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst);
+void mxmoe_gemm_tile_avx512bw(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride,
+                              int m, int32_t sa_lo, int32_t sa_hi, float* res);
 void mxmoe_quantize_row_avx512(const void* x, mxmoe_dtype dtype, int64_t k, mxmoe_scale_rule rule,
                                uint8_t* packed, uint8_t* scales);
 void mxmoe_gemm_tile_avx2(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride, int m,

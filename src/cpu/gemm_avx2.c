@@ -17,9 +17,9 @@
 #include "cpu/x86_common.h"
 #include "ref/mx_numerics.h"
 
-#define TILE_N         8
-#define MAX_ROWS       4
-#define ALWAYS_INLINE  static inline __attribute__((always_inline))
+#define TILE_N        8
+#define MAX_ROWS      4
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 ALWAYS_INLINE void transpose_4x4_dwords(const __m256i x[4], __m256i* y) {
     __m256i t0 = _mm256_unpacklo_epi32(x[0], x[1]);

@@ -32,7 +32,7 @@ typedef struct gemm_job {
     const mxmoe_cpu_gemm_args* a;
     const mxmoe_cpu_kernels* kern;
     int64_t N, K, kb;
-    int64_t tiles;            /* column tiles per expert */
+    int64_t tiles; /* column tiles per expert */
     int64_t tiles_per_task;
     int64_t tasks_per_expert;
     const int32_t* active;
@@ -52,6 +52,37 @@ static void prefetch_tile_scales(const gemm_job* job, int64_t e, int64_t n0) {
     const uint8_t* sc = (const uint8_t*)job->a->w->scales.data + (e * N + n0) * kb;
     for (int64_t b = 0; b < rows * kb; b += 64) {
         __builtin_prefetch(sc + b);
+    }
+}
+
+/* out[r0 + i, n0 + c] = res[i][c] (+ bias[e, n0 + c]), one rounding to out's dtype. */
+static void store_rows(const mxmoe_cpu_gemm_args* a, const float* res, int tn, int m, int64_t r0,
+                       int64_t e, int64_t n0, int cols) {
+    const int64_t N = a->w->packed.dims[1];
+    float b[16];
+    if (a->bias != NULL) {
+        for (int c = 0; c < cols; c++) {
+            b[c] = mxmoe_load_float(a->bias->data, a->bias->dtype, e * N + n0 + c);
+        }
+    }
+    for (int i = 0; i < m; i++) {
+        const float* v = res + i * tn;
+        int64_t o = (r0 + i) * N + n0;
+        if (a->out->dtype == MXMOE_F32) { /* the common case, in loops the compiler vectorizes */
+            float* dst = (float*)a->out->data + o;
+            if (a->bias != NULL) {
+                for (int c = 0; c < cols; c++) {
+                    dst[c] = v[c] + b[c];
+                }
+            } else {
+                memcpy(dst, v, (size_t)cols * sizeof(float));
+            }
+            continue;
+        }
+        for (int c = 0; c < cols; c++) {
+            mxmoe_store_float(a->out->data, a->out->dtype, o + c,
+                              a->bias != NULL ? v[c] + b[c] : v[c]);
+        }
     }
 }
 
@@ -118,16 +149,7 @@ static void gemm_tile_task(const gemm_job* job, int64_t e, int64_t n0, const uin
         }
         kern->gemm_tile(&wt, act, a->act8_stride, m, sa_lo, sa_hi, res);
         wt.next = NULL; /* later row groups: the next tile is on its way already */
-        for (int i = 0; i < m; i++) {
-            int64_t o = (int64_t)(r0 + i) * N + n0;
-            for (int c = 0; c < rows_valid; c++) {
-                float v = res[i * tn + c];
-                if (a->bias != NULL) {
-                    v += mxmoe_load_float(a->bias->data, a->bias->dtype, e * N + n0 + c);
-                }
-                mxmoe_store_float(a->out->data, a->out->dtype, o + c, v);
-            }
-        }
+        store_rows(a, res, tn, m, r0, e, n0, rows_valid);
     }
 }
 

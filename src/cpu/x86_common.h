@@ -46,7 +46,7 @@ static inline void mxmoe_act8_row_sse41(const uint8_t* packed, const uint8_t* sc
 }
 
 /* 16 rows of 16 bytes -> 16 columns of 16 bytes. */
-static inline void mxmoe_transpose_16x16_bytes(__m128i x[16]) {
+static inline __attribute__((always_inline)) void mxmoe_transpose_16x16_bytes(__m128i x[16]) {
     __m128i t[16];
     for (int i = 0; i < 8; i++) {
         t[i] = _mm_unpacklo_epi8(x[2 * i], x[2 * i + 1]);
@@ -70,59 +70,69 @@ static inline void mxmoe_transpose_16x16_bytes(__m128i x[16]) {
     }
 }
 
-/* Scales of `rows` (<= tile_n <= 16) weight rows, `stride` bytes apart, kb blocks each ->
- * sbT[j][tile_n] (missing rows get 127) and the min/max of each chunk of 16 blocks. */
-static inline void mxmoe_transpose_scales_sse41(const uint8_t* src, int64_t stride, int rows,
-                                                int64_t kb, int tile_n, uint8_t* sbT,
-                                                uint8_t* chunk_min, uint8_t* chunk_max) {
+/* Horizontal min and max of the first `n` (8 or 16) bytes. */
+static inline void mxmoe_minmax_epu8(__m128i lo, __m128i hi, int n, uint8_t* mn, uint8_t* mx) {
+    if (n == 8) {
+        lo = _mm_unpacklo_epi64(lo, lo);
+        hi = _mm_unpacklo_epi64(hi, hi);
+    }
+    lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 8));
+    lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 4));
+    lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 2));
+    lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 1));
+    hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 8));
+    hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 4));
+    hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 2));
+    hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 1));
+    *mn = (uint8_t)_mm_cvtsi128_si32(lo);
+    *mx = (uint8_t)_mm_cvtsi128_si32(hi);
+}
+
+/* Scales of `rows` (<= tile_n, tile_n = 8 or 16) weight rows, `stride` bytes apart, kb blocks
+ * each -> sbT[j][tile_n] (missing rows read as 127) and the min/max of each chunk of 16 blocks.
+ * Whole tiles with kb >= 16 take the SIMD path: 16 x 16 byte transposes, the last chunk
+ * re-reading the 16 blocks that end at kb (its min/max then covers a few blocks of the chunk
+ * before, which only makes it more conservative). Anything else is a plain loop. */
+static inline __attribute__((always_inline)) void
+mxmoe_transpose_scales_sse41(const uint8_t* src, int64_t stride, int rows, int64_t kb,
+                             const int tile_n, uint8_t* sbT, uint8_t* chunk_min,
+                             uint8_t* chunk_max) {
+    if (rows < tile_n || kb < 16) {
+        for (int64_t j0 = 0; j0 < kb; j0 += 16) {
+            uint8_t mn = 255, mx = 0;
+            for (int64_t j = j0; j < kb && j < j0 + 16; j++) {
+                for (int i = 0; i < tile_n; i++) {
+                    uint8_t b = i < rows ? src[i * stride + j] : 127;
+                    sbT[j * tile_n + i] = b;
+                    mn = b < mn ? b : mn;
+                    mx = b > mx ? b : mx;
+                }
+            }
+            chunk_min[j0 / 16] = mn;
+            chunk_max[j0 / 16] = mx;
+        }
+        return;
+    }
     for (int64_t j0 = 0; j0 < kb; j0 += 16) {
-        int64_t nj = kb - j0 < 16 ? kb - j0 : 16;
-        /* A short last chunk re-reads the 16 blocks ending at kb when there are that many:
-         * its min/max then covers a few blocks more, which only makes it more conservative. */
-        int64_t at = nj == 16 || kb < 16 ? j0 : kb - 16;
+        const int64_t at = j0 + 16 <= kb ? j0 : kb - 16;
+        const uint8_t* p = src + at;
         __m128i x[16];
         for (int i = 0; i < 16; i++) {
-            if (i >= rows) {
-                x[i] = _mm_set1_epi8(127);
-            } else if (kb >= 16) {
-                x[i] = _mm_loadu_si128((const __m128i*)(src + i * stride + at));
-            } else {
-                uint8_t tmp[16];
-                memset(tmp, 127, sizeof tmp);
-                memcpy(tmp, src + i * stride, (size_t)kb);
-                x[i] = _mm_loadu_si128((const __m128i*)tmp);
-            }
+            x[i] =
+                i < tile_n ? _mm_loadu_si128((const __m128i*)(p + i * stride)) : _mm_set1_epi8(127);
         }
         mxmoe_transpose_16x16_bytes(x);
         __m128i lo = x[0], hi = x[0];
-        for (int jj = 1; jj < 16; jj++) {
+        for (int jj = 0; jj < 16; jj++) {
             lo = _mm_min_epu8(lo, x[jj]);
             hi = _mm_max_epu8(hi, x[jj]);
-        }
-        for (int64_t jj = 0; jj < 16; jj++) {
-            if (at + jj < j0 || at + jj >= kb) {
-                continue;
-            }
             if (tile_n == 16) {
                 _mm_storeu_si128((__m128i*)(sbT + (at + jj) * 16), x[jj]);
             } else {
                 _mm_storel_epi64((__m128i*)(sbT + (at + jj) * tile_n), x[jj]);
             }
         }
-        if (tile_n == 8) { /* bytes 8..15 are the filler rows: range over the tile's own */
-            lo = _mm_unpacklo_epi64(lo, lo);
-            hi = _mm_unpacklo_epi64(hi, hi);
-        }
-        lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 8));
-        lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 4));
-        lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 2));
-        lo = _mm_min_epu8(lo, _mm_srli_si128(lo, 1));
-        hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 8));
-        hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 4));
-        hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 2));
-        hi = _mm_max_epu8(hi, _mm_srli_si128(hi, 1));
-        chunk_min[j0 / 16] = (uint8_t)_mm_cvtsi128_si32(lo);
-        chunk_max[j0 / 16] = (uint8_t)_mm_cvtsi128_si32(hi);
+        mxmoe_minmax_epu8(lo, hi, tile_n, &chunk_min[j0 / 16], &chunk_max[j0 / 16]);
     }
 }
 

@@ -31,7 +31,7 @@
 #include "mxmoe.h"
 
 #define POISON       0xA5
-#define MAX_VARIANTS 8
+#define MAX_VARIANTS 12
 
 /* --- generator ------------------------------------------------------------------------------ */
 
