@@ -264,7 +264,8 @@ static const char* act_name(const mxmoe_act_params* a) {
 }
 
 static void print_layer(const mxmoe_layer_info* in, const char* backend, double load_s) {
-    printf("layer %d of %d: %s %s, %d experts, top-%d, hidden %lld, expert width %lld\n",
+    printf("layer %d of %d: %s (%s checkpoint), %d experts, top-%d, hidden %lld, expert width "
+           "%lld\n",
            (int)in->layer, (int)in->num_layers, in->model_type, mxmoe_model_format_name(in->format),
            (int)in->num_experts, (int)in->top_k, (long long)in->hidden,
            (long long)in->intermediate);
@@ -405,8 +406,8 @@ static int run(const char* cmd, const run_options* o) {
     size_t ws_bytes = 0;
     int rc = (x == NULL || out == NULL || ids == NULL || weights == NULL) ? CLI_EXIT_FAILURE : 0;
     if (rc == 0 && x != NULL && o->input == NULL) {
-        printf("input: %lld random tokens, %s, seed %lld\n", (long long)tokens,
-               mxmoe_dtype_name(dtype), (long long)o->seed);
+        printf("input: %lld random token%s, %s, seed %lld\n", (long long)tokens,
+               tokens == 1 ? "" : "s", mxmoe_dtype_name(dtype), (long long)o->seed);
     } else if (rc == 0) {
         printf("input: %lld tokens, %s, from %s\n", (long long)tokens, mxmoe_dtype_name(dtype),
                o->input);

@@ -501,6 +501,9 @@ static void test_header_length(void) {
 
 static void test_bad_json(void) {
     EXPECT_FORMAT("not an object", "[]", 0, "expected '{'");
+    EXPECT_FORMAT("UTF-8 byte order mark", "\xef\xbb\xbf{}", 0, "expected '{'");
+    EXPECT_FORMAT("only whitespace", "    ", 0, "expected '{'");
+    EXPECT_FORMAT("a tensor that is a string", "{\"t\":\"F32\"}", 0, "expected '{'");
     EXPECT_FORMAT("unterminated object",
                   "{\"t\":{\"dtype\":\"F32\",\"shape\":[2],"
                   "\"data_offsets\":[0,8]}",

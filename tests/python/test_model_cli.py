@@ -66,7 +66,7 @@ def test_quantize_folder_then_run(ctx, mlib, rng, tmp_path):
     save_file({"x": x}, str(tmp_path / "x.safetensors"))
     r = mxmoe("run", out, "--layer", "1", "--input", tmp_path / "x.safetensors", "--output",
               tmp_path / "y.safetensors")
-    assert "layer 1 of 2: qwen3_moe compressed-tensors, 4 experts, top-2" in r.stdout, r.stdout
+    assert "layer 1 of 2: qwen3_moe (compressed-tensors checkpoint), 4 experts, top-2" in r.stdout, r.stdout
     assert "input: 10 tokens" in r.stdout and "wrote" in r.stdout
     y = load_file(str(tmp_path / "y.safetensors"))
     with mc.Layer(ctx, out, layer=1) as layer:
@@ -110,7 +110,7 @@ def test_gguf_run(rng, tmp_path):
                         activation="SWIGLU_OAI")
     path = mb.write_gguf(m, tmp_path / "m.gguf", arch="gpt-oss")
     r = mxmoe("run", path, "--layer", "0", "--tokens", "8", "--dtype", "f32")
-    assert "gpt-oss gguf, 4 experts, top-2" in r.stdout, r.stdout
+    assert "gpt-oss (gguf checkpoint), 4 experts, top-2" in r.stdout, r.stdout
     assert "router bias" in r.stdout and "expert biases" in r.stdout
 
 
