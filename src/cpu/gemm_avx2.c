@@ -76,19 +76,26 @@ ALWAYS_INLINE __m256i block_isum(const __m256i W[8], const uint8_t* a) {
                             _mm256_set1_epi32(load_i32(a + MXMOE_ACT8_CORR)));
 }
 
-/* The rare path: block j for m rows through mxmoe_block_term, lane by lane. */
-static __attribute__((noinline)) void exact_block(const __m256i W[8], const uint8_t* const* a,
-                                                  int m, const uint8_t* sb, __m256* acc) {
-    for (int r = 0; r < m; r++) {
-        int32_t is[TILE_N];
-        float v[TILE_N];
-        _mm256_storeu_si256((__m256i*)is, block_isum(W, a[r]));
-        _mm256_storeu_ps(v, acc[r]);
-        uint32_t sa = (uint32_t)load_i32(a[r] + MXMOE_ACT8_SA);
-        for (int n = 0; n < TILE_N; n++) {
-            v[n] += mxmoe_block_term(is[n], sa, sb[n]);
+/* The rare path: blocks [0, nj) from g0 / a (rows a + r * as1) through mxmoe_block_term,
+ * lane by lane; acc in memory. Not inlined, so the fast loop keeps its registers. */
+static __attribute__((noinline)) void exact_chunk(const uint8_t* g0, int64_t s, const uint8_t* sb,
+                                                  const uint8_t* a, int64_t as1, int m, int64_t nj,
+                                                  __m256* acc) {
+    for (int64_t jj = 0; jj < nj; jj++) {
+        __m256i W[8];
+        load_weight_block(g0 + 16 * jj, g0 + 4 * s + 16 * jj, s, 3 * s, W);
+        for (int r = 0; r < m; r++) {
+            const uint8_t* ab = a + r * as1 + MXMOE_ACT8_BLOCK * jj;
+            int32_t is[TILE_N];
+            float v[TILE_N];
+            _mm256_storeu_si256((__m256i*)is, block_isum(W, ab));
+            _mm256_storeu_ps(v, acc[r]);
+            uint32_t sa = (uint32_t)load_i32(ab + MXMOE_ACT8_SA);
+            for (int n = 0; n < TILE_N; n++) {
+                v[n] += mxmoe_block_term(is[n], sa, sb[TILE_N * jj + n]);
+            }
+            acc[r] = _mm256_loadu_ps(v);
         }
-        acc[r] = _mm256_loadu_ps(v);
     }
 }
 
@@ -115,6 +122,22 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
         int fast = sa_hi < 255 && w->chunk_max[c] < 255 &&
                    sa_lo + w->chunk_min[c] >= MXMOE_CPU_FAST_SUM_LO &&
                    sa_hi + w->chunk_max[c] <= MXMOE_CPU_FAST_SUM_HI;
+        if (!fast) {
+            __m256 acc_mem[MAX_ROWS]; /* a copy: taking acc's address would keep it in memory */
+            for (int r = 0; r < m; r++) {
+                acc_mem[r] = acc[r];
+            }
+            exact_chunk(g0, s, sb, b0, as1, m, nj, acc_mem);
+            for (int r = 0; r < m; r++) {
+                acc[r] = acc_mem[r];
+            }
+            g0 += 16 * nj, g1 += 16 * nj, sb += TILE_N * nj;
+            b0 += MXMOE_ACT8_BLOCK * nj, b4 += MXMOE_ACT8_BLOCK * nj;
+            if (next != NULL) {
+                next += TILE_N * 16 * nj;
+            }
+            continue;
+        }
         for (int64_t jj = 0; jj < nj; jj++) {
             __m256i W[8];
             if (next != NULL) { /* the next tile, in address order: TILE_N * 16 bytes a block */
@@ -123,34 +146,14 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
                 next += TILE_N * 16;
             }
             load_weight_block(g0, g1, s, s3, W);
-            if (fast) {
-                int64_t sb8;
-                memcpy(&sb8, sb, sizeof sb8);
-                __m256i sb_field =
-                    _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(sb8)), 23);
-                for (int r = 0; r < m; r++) {
-                    __m256i isum = block_isum(W, ROW(r));
-                    __m256i f = _mm256_add_epi32(
-                        sb_field, _mm256_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_SA_BITS)));
-                    acc[r] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_castsi256_ps(f), acc[r]);
-                }
-            } else {
-                /* copies: taking the address of acc or a would keep them out of registers */
-                __m256 acc_copy[MAX_ROWS];
-                const uint8_t* a_copy[MAX_ROWS];
-                for (int r = 0; r < m; r++) {
-                    acc_copy[r] = acc[r];
-                    a_copy[r] = ROW(r);
-                }
-                __m256i W_copy[8];
-                for (int d = 0; d < 8; d++) {
-                    W_copy[d] = W[d];
-                }
-                exact_block(W_copy, a_copy, m, sb, acc_copy);
-                for (int r = 0; r < m; r++) {
-                    acc[r] = acc_copy[r];
-                }
+            int64_t sb8;
+            memcpy(&sb8, sb, sizeof sb8);
+            __m256i sb_field = _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(sb8)), 23);
+            for (int r = 0; r < m; r++) {
+                __m256i isum = block_isum(W, ROW(r));
+                __m256i f = _mm256_add_epi32(
+                    sb_field, _mm256_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_SA_BITS)));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_castsi256_ps(f), acc[r]);
             }
             g0 += 16, g1 += 16, sb += TILE_N;
             b0 += MXMOE_ACT8_BLOCK, b4 += MXMOE_ACT8_BLOCK;

@@ -117,19 +117,27 @@ ALWAYS_INLINE __m512i block_isum(const __m512i W[8], const uint8_t* a) {
 #endif
 }
 
-/* The rare path: block j for m rows through mxmoe_block_term, lane by lane. */
-static __attribute__((noinline)) void exact_block(const __m512i W[8], const uint8_t* const* a,
-                                                  int m, const uint8_t* sb, __m512* acc) {
-    for (int r = 0; r < m; r++) {
-        int32_t is[TILE_N];
-        float v[TILE_N];
-        _mm512_storeu_si512(is, block_isum(W, a[r]));
-        _mm512_storeu_ps(v, acc[r]);
-        uint32_t sa = (uint32_t)load_i32(a[r] + MXMOE_ACT8_SA);
-        for (int n = 0; n < TILE_N; n++) {
-            v[n] += mxmoe_block_term(is[n], sa, sb[n]);
+/* The rare path: blocks [0, nj) from g0 / a (rows a + r * as1) through mxmoe_block_term,
+ * lane by lane; acc in memory. Not inlined, so the fast loop keeps its registers. */
+static __attribute__((noinline)) void exact_chunk(const uint8_t* g0, int64_t s, const uint8_t* sb,
+                                                  const uint8_t* a, int64_t as1, int m, int64_t nj,
+                                                  __m512* acc) {
+    for (int64_t jj = 0; jj < nj; jj++) {
+        __m512i W[8];
+        load_weight_block(g0 + 16 * jj, g0 + 4 * s + 16 * jj, g0 + 8 * s + 16 * jj,
+                          g0 + 12 * s + 16 * jj, s, 3 * s, W);
+        for (int r = 0; r < m; r++) {
+            const uint8_t* ab = a + r * as1 + MXMOE_ACT8_BLOCK * jj;
+            int32_t is[TILE_N];
+            float v[TILE_N];
+            _mm512_storeu_si512(is, block_isum(W, ab));
+            _mm512_storeu_ps(v, acc[r]);
+            uint32_t sa = (uint32_t)load_i32(ab + MXMOE_ACT8_SA);
+            for (int n = 0; n < TILE_N; n++) {
+                v[n] += mxmoe_block_term(is[n], sa, sb[TILE_N * jj + n]);
+            }
+            acc[r] = _mm512_loadu_ps(v);
         }
-        acc[r] = _mm512_loadu_ps(v);
     }
 }
 
@@ -158,6 +166,22 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
         int fast = sa_hi < 255 && w->chunk_max[c] < 255 &&
                    sa_lo + w->chunk_min[c] >= MXMOE_CPU_FAST_SUM_LO &&
                    sa_hi + w->chunk_max[c] <= MXMOE_CPU_FAST_SUM_HI;
+        if (!fast) {
+            __m512 acc_mem[MAX_ROWS]; /* a copy: taking acc's address would keep it in memory */
+            for (int r = 0; r < m; r++) {
+                acc_mem[r] = acc[r];
+            }
+            exact_chunk(g0, s, sb, b0, as1, m, nj, acc_mem);
+            for (int r = 0; r < m; r++) {
+                acc[r] = acc_mem[r];
+            }
+            g0 += 16 * nj, g1 += 16 * nj, g2 += 16 * nj, g3 += 16 * nj, sb += TILE_N * nj;
+            b0 += MXMOE_ACT8_BLOCK * nj, b4 += MXMOE_ACT8_BLOCK * nj;
+            if (next != NULL) {
+                next += TILE_N * 16 * nj;
+            }
+            continue;
+        }
         for (int64_t jj = 0; jj < nj; jj++) {
             __m512i W[8];
             if (next != NULL) { /* the next tile, in address order: TILE_N * 16 bytes a block */
@@ -168,58 +192,39 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
                 next += TILE_N * 16;
             }
             load_weight_block(g0, g1, g2, g3, s, s3, W);
-            if (fast) {
-                __m512i sb_field = _mm512_slli_epi32(
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)sb)), 23);
-                /* block_isum for each row, the rows interleaved (independent chains) */
-                __m512i isum[MAX_ROWS];
+            __m512i sb_field =
+                _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)sb)), 23);
+            /* block_isum for each row, the rows interleaved (independent chains) */
+            __m512i isum[MAX_ROWS];
 #if defined(__AVX512VNNI__)
+            for (int r = 0; r < m; r++) {
+                isum[r] = _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_CORR));
+            }
+            for (int d = 0; d < 8; d++) {
                 for (int r = 0; r < m; r++) {
-                    isum[r] = _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_CORR));
+                    isum[r] = dpbusd_bcast(isum[r], W[d], ROW(r) + 4 * d);
                 }
-                for (int d = 0; d < 8; d++) {
-                    for (int r = 0; r < m; r++) {
-                        isum[r] = dpbusd_bcast(isum[r], W[d], ROW(r) + 4 * d);
-                    }
-                }
+            }
 #else
+            for (int r = 0; r < m; r++) {
+                isum[r] = _mm512_maddubs_epi16(W[0], bcast_dword(ROW(r)));
+            }
+            for (int d = 1; d < 8; d++) {
                 for (int r = 0; r < m; r++) {
-                    isum[r] = _mm512_maddubs_epi16(W[0], bcast_dword(ROW(r)));
+                    isum[r] = _mm512_add_epi16(
+                        isum[r], _mm512_maddubs_epi16(W[d], bcast_dword(ROW(r) + 4 * d)));
                 }
-                for (int d = 1; d < 8; d++) {
-                    for (int r = 0; r < m; r++) {
-                        isum[r] = _mm512_add_epi16(
-                            isum[r], _mm512_maddubs_epi16(W[d], bcast_dword(ROW(r) + 4 * d)));
-                    }
-                }
-                for (int r = 0; r < m; r++) {
-                    isum[r] =
-                        _mm512_add_epi32(_mm512_madd_epi16(isum[r], _mm512_set1_epi16(1)),
-                                         _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_CORR)));
-                }
+            }
+            for (int r = 0; r < m; r++) {
+                isum[r] = _mm512_add_epi32(_mm512_madd_epi16(isum[r], _mm512_set1_epi16(1)),
+                                           _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_CORR)));
+            }
 #endif
-                for (int r = 0; r < m; r++) {
-                    __m512i f = _mm512_add_epi32(
-                        sb_field, _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_SA_BITS)));
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_castsi512_ps(f),
-                                             acc[r]);
-                }
-            } else {
-                /* copies: taking the address of acc or a would keep them out of registers */
-                __m512 acc_copy[MAX_ROWS];
-                const uint8_t* a_copy[MAX_ROWS];
-                for (int r = 0; r < m; r++) {
-                    acc_copy[r] = acc[r];
-                    a_copy[r] = ROW(r);
-                }
-                __m512i W_copy[8];
-                for (int d = 0; d < 8; d++) {
-                    W_copy[d] = W[d];
-                }
-                exact_block(W_copy, a_copy, m, sb, acc_copy);
-                for (int r = 0; r < m; r++) {
-                    acc[r] = acc_copy[r];
-                }
+            for (int r = 0; r < m; r++) {
+                __m512i f = _mm512_add_epi32(
+                    sb_field, _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_SA_BITS)));
+                acc[r] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_castsi512_ps(f), acc[r]);
             }
             g0 += 16, g1 += 16, g2 += 16, g3 += 16, sb += TILE_N;
             b0 += MXMOE_ACT8_BLOCK, b4 += MXMOE_ACT8_BLOCK;
