@@ -104,6 +104,11 @@ typedef struct mxmoe_cpu_kernels {
                              uint8_t* chunk_min, uint8_t* chunk_max);
     /* One packed MXFP4 row (k/2 bytes) and its k/32 scale bytes -> act8 row at `dst`. */
     void (*act8_row)(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst);
+    /* out[i] = mxmoe_activation_rounded(h, r, i, cols, p) for i < cols (cols % 32 == 0),
+     * bit for bit: the sigmoid family in SIMD with Ziv's test against FP32 rounding and the
+     * reference for the few lanes that fail it (act_<isa>.c), the rest through the reference. */
+    void (*act_row)(const mxmoe_tensor* h, int64_t r, int64_t cols, const mxmoe_act_params* p,
+                    float* out);
     /* One row of k F32/BF16/F16 values -> k/2 packed bytes + k/32 scale bytes, byte-identical
      * to mxmoe_quantize_block block by block. */
     void (*quantize_row)(const void* x, mxmoe_dtype dtype, int64_t k, mxmoe_scale_rule rule,
@@ -122,6 +127,10 @@ void mxmoe_gemm_tile_avx512bw(const mxmoe_cpu_wtile* w, const uint8_t* act, size
                               int m, int32_t sa_lo, int32_t sa_hi, float* res);
 void mxmoe_quantize_row_avx512(const void* x, mxmoe_dtype dtype, int64_t k, mxmoe_scale_rule rule,
                                uint8_t* packed, uint8_t* scales);
+void mxmoe_act_row_avx512(const mxmoe_tensor* h, int64_t r, int64_t cols, const mxmoe_act_params* p,
+                          float* out);
+void mxmoe_act_row_avx2(const mxmoe_tensor* h, int64_t r, int64_t cols, const mxmoe_act_params* p,
+                        float* out);
 void mxmoe_gemm_tile_avx2(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride, int m,
                           int32_t sa_lo, int32_t sa_hi, float* res);
 void mxmoe_act8_row_avx2(const uint8_t* packed, const uint8_t* scales, int64_t k, void* dst);

@@ -197,6 +197,7 @@ const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx2 = {
     .max_rows = MAX_ROWS,
     .gemm_tile = mxmoe_gemm_tile_avx2,
     .transpose_scales = transpose_scales,
+    .act_row = mxmoe_act_row_avx2,
     .act8_row = mxmoe_act8_row_avx2,
     .quantize_row = mxmoe_quantize_row_avx2,
 };

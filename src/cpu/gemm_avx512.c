@@ -16,6 +16,7 @@ const mxmoe_cpu_kernels mxmoe_cpu_kernels_avx512 = {
     .max_rows = MAX_ROWS,
     .gemm_tile = mxmoe_gemm_tile_avx512,
     .transpose_scales = transpose_scales,
+    .act_row = mxmoe_act_row_avx512,
     .act8_row = act8_row,
     .quantize_row = mxmoe_quantize_row_avx512,
 };

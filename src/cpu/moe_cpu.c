@@ -122,9 +122,7 @@ static void to_act8_task(void* arg, int64_t r, int thread) {
             values[h] = mxmoe_round_to_dtype(v * job->weights[i], job->act->act_dtype);
         }
     } else {
-        for (int64_t h = 0; h < k; h++) {
-            values[h] = mxmoe_activation_rounded(job->x, r, h, k, job->act);
-        }
+        job->kern->act_row(job->x, r, k, job->act, values);
     }
     job->kern->quantize_row(src, dtype, k, job->act->rule, packed, scales);
     job->kern->act8_row(packed, scales, k, job->act8 + (size_t)r * job->act8_stride);

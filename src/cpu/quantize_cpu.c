@@ -68,9 +68,7 @@ static void quant_task(void* arg, int64_t task, int thread) {
         const void* src;
         mxmoe_dtype dtype = job->x->dtype;
         if (job->source == SOURCE_ACTIVATION) {
-            for (int64_t i = 0; i < k; i++) {
-                values[i] = mxmoe_activation_rounded(job->x, r, i, k, job->act);
-            }
+            job->kern->act_row(job->x, r, k, job->act, values);
             src = values;
             dtype = MXMOE_F32;
         } else {

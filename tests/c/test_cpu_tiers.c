@@ -5,7 +5,8 @@
  *   quantize (F32/BF16/F16 in, every scale rule, NaN/Inf/subnormal/threshold values, K = 32, 96,
  *     160, 2880), experts_quantize and permute_quantize (empty experts, linear and grouped
  *     swizzled scales, ids -1), act_and_quantize (every activation, both gate/up layouts, every
- *     act dtype, with and without offsets, swizzled);
+ *     act dtype, with and without offsets, swizzled), and each tier's activation row value by
+ *     value against the reference's (NaN, infinities, the polynomial exp's range limits);
  *   grouped_gemm: K = 32, 96, 160, 544, 2880 (not multiples of 128), N not a multiple of the
  *     tile (1, 5, 17, 33), experts with zero rows, one row, row groups of every size, swizzled
  *     activation and weight scales, extreme and NaN scales (the exact path), all-zero blocks,
@@ -29,6 +30,7 @@
 #include "check.h"
 #include "cpu/cpu_kernels.h"
 #include "mxmoe.h"
+#include "ref/activation.h"
 
 #define POISON       0xA5
 #define MAX_VARIANTS 12
@@ -509,6 +511,64 @@ static void test_act_quantize(void) {
     }
 }
 
+/* The tiers' activation rows directly against mxmoe_activation_rounded, value by value: the
+ * quantized bytes above would hide most FP32 differences. Values span the polynomial exp's
+ * range limits (|arg| near 700), zeros, subnormals, huge values, NaN and infinities; there are
+ * enough of them (1M per tier) that Ziv's fallback lanes (about 1 in 2^16) are exercised. */
+static void test_act_rows(void) {
+    const int64_t cols = 1024, rows = 64;
+    float* h = xmalloc((size_t)(rows * 2 * cols) * 4);
+    float* got = xmalloc((size_t)cols * 4);
+    for (int tier = MXMOE_CPU_TIER_SCALAR + 1; tier <= (int)mxmoe_cpu_best_tier(); tier++) {
+        const mxmoe_cpu_kernels* kern = mxmoe_cpu_tier_kernels((mxmoe_cpu_tier)tier);
+        for (int iter = 0; iter < 8; iter++) {
+            mxmoe_act_params p = mxmoe_act_params_default();
+            static const mxmoe_activation acts[] = {MXMOE_ACT_SILU_MUL, MXMOE_ACT_SWIGLU_OAI,
+                                                    MXMOE_ACT_SILU, MXMOE_ACT_GELU_TANH_MUL};
+            p.activation = acts[iter % 4];
+            p.layout = (mxmoe_gate_up_layout)((iter / 4) % 2);
+            p.act_dtype = (mxmoe_dtype)rnd_int(0, 2);
+            mxmoe_dtype hdt = (mxmoe_dtype)rnd_int(0, 2);
+            for (int64_t i = 0; i < rows * 2 * cols; i++) {
+                int64_t pick = rnd_int(0, 999);
+                float v = rnd_unit() * ldexpf(1.0f, (int)rnd_int(-12, 5));
+                if (pick < 10) { /* exp arguments around the polynomial's +-700 limit */
+                    v = (rnd() & 1 ? 1.0f : -1.0f) * (float)rnd_int(380, 420) / p.swiglu_alpha;
+                } else if (pick < 20) {
+                    v = (rnd() & 1 ? 1.0f : -1.0f) * (float)rnd_int(690, 710);
+                } else if (pick < 23) {
+                    v = edge_value((int)rnd_int(-20, 20));
+                }
+                if (hdt == MXMOE_BF16) {
+                    ((uint16_t*)h)[i] = to_bf16(v);
+                } else if (hdt == MXMOE_F16) {
+                    ((uint16_t*)h)[i] = to_f16(v);
+                } else {
+                    h[i] = v;
+                }
+            }
+            int gated = p.activation != MXMOE_ACT_SILU;
+            mxmoe_tensor ht = t2(h, hdt, rows, gated ? 2 * cols : cols);
+            int64_t bad = 0, first = -1;
+            for (int64_t r = 0; r < rows; r++) {
+                kern->act_row(&ht, r, cols, &p, got);
+                for (int64_t i = 0; i < cols; i++) {
+                    float want = mxmoe_activation_rounded(&ht, r, i, cols, &p);
+                    if (!same_element(&got[i], &want, MXMOE_F32, 0)) {
+                        first = first < 0 ? r * cols + i : first;
+                        bad++;
+                    }
+                }
+            }
+            check_set_context("act_row %s activation %d layout %d act_dtype %d h %s", kern->name,
+                              (int)p.activation, (int)p.layout, (int)p.act_dtype, dtype_names[hdt]);
+            CHECK_MSG(bad == 0, "%lld of %lld values differ from the reference (first: %lld)",
+                      (long long)bad, (long long)(rows * cols), (long long)first);
+        }
+    }
+    free(h), free(got);
+}
+
 /* --- grouped_gemm ---------------------------------------------------------------------------- */
 
 typedef struct gemm_case {
@@ -762,6 +822,7 @@ int main(void) {
     test_quantize();
     test_grouped_quantize();
     test_act_quantize();
+    test_act_rows();
     test_grouped_gemm();
     test_moe();
 
