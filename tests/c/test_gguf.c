@@ -227,7 +227,7 @@ static void test_valid(void) {
         }
     }
     CHECK_EQ_INT(accepted, 0);
-    truncate(path, 100);
+    CHECK(truncate(path, 100) == 0);
     CHECK_STATUS(gguf_open(path, &f, &err), MXMOE_ERR_FORMAT);
     CHECK(strstr(err.message, path) != NULL);
     remove(path);
