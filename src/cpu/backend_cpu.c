@@ -73,7 +73,7 @@ static mxmoe_status cpu_init(mxmoe_ctx* ctx) {
                  capped ? "; MXMOE_CPU_ISA above this CPU" : "");
     } else {
         snprintf(ctx->detail, sizeof ctx->detail,
-                 "cpu: %s tier (gemm+quantize %s, other ops scalar), %d thread%s%s",
+                 "cpu: %s tier (%s gemm, quantize, activation; other ops scalar), %d thread%s%s",
                  mxmoe_cpu_tier_name(tier), st->kern->name, st->threads,
                  st->threads == 1 ? "" : "s", capped ? "; MXMOE_CPU_ISA above this CPU" : "");
     }

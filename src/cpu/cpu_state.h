@@ -25,6 +25,11 @@ static inline mxmoe_cpu_state* mxmoe_cpu_state_of(mxmoe_ctx* ctx) {
     return (mxmoe_cpu_state*)ctx->backend_state;
 }
 
+/* Scratch sizes are products of caller-given dimensions: their magnitude is checked in FP64
+ * first (exact enough, and it cannot overflow), so that the size_t arithmetic that follows
+ * stays far from wrapping. */
+#define MXMOE_CPU_MAX_BYTES 0x1p60
+
 /* Makes the context's scratch hold at least `bytes` (contents not kept). */
 mxmoe_status mxmoe_cpu_scratch(mxmoe_ctx* ctx, size_t bytes, void** out);
 

@@ -296,6 +296,12 @@ mxmoe_status mxmoe_cpu_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
                         (long long)mxmoe_tensor_numel(&a->scales), (long long)used);
     }
     int64_t rows = offsets[num_experts];
+    double estimate = (double)rows * (1.5 * (double)k + 128.0) +
+                      (double)st->threads * (16.0 * (double)k + 4096.0) +
+                      16.0 * (double)num_experts;
+    MXMOE_RETURN_IF(estimate > MXMOE_CPU_MAX_BYTES, ctx, MXMOE_ERR_OVERFLOW,
+                    "grouped_gemm: CPU scratch for %lld rows of K = %lld overflows",
+                    (long long)rows, (long long)k);
     size_t stride = mxmoe_cpu_act8_row_bytes(k);
     size_t act8_bytes = ALIGN64((size_t)rows * stride);
     size_t prep_bytes = ALIGN64(mxmoe_cpu_act8_scratch_bytes(st, num_experts, k));

@@ -46,9 +46,11 @@ static int layout_workspace(const mxmoe_cpu_state* st, int64_t experts, int64_t 
                             int64_t pairs, int64_t hidden, int64_t n13, int64_t inter,
                             mxmoe_moe_workspace* L, cpu_scratch_layout* S) {
     int64_t k_max = hidden > inter ? hidden : inter;
-    int64_t bound;
-    /* keep the scratch arithmetic below in range: (P + T) * (1.5 K + 64) + per-thread rows */
-    if (!mxmoe_mul_i64(2 * pairs + 1, 2 * k_max + 64, &bound) || bound > INT64_MAX / 4) {
+    /* the scratch below, roughly: (P + T) act8 rows of 1.5 K + 64 bytes, per-thread tiles of
+     * 8.5 K and rows of 4.6 K, 4 bytes per expert (cpu_state.h: checked in FP64 first) */
+    double estimate = ((double)pairs + (double)tokens) * (1.5 * (double)k_max + 128.0) +
+                      (double)st->threads * (16.0 * (double)k_max + 4096.0) + 8.0 * (double)experts;
+    if (estimate > MXMOE_CPU_MAX_BYTES) {
         return 0;
     }
     *S = scratch_layout(st, experts, tokens, pairs, k_max);

@@ -94,6 +94,10 @@ static void quant_task(void* arg, int64_t task, int thread) {
 /* Runs a quantization job over its rows; `job` has everything but the scratch set. */
 static mxmoe_status run_quant(mxmoe_ctx* ctx, quant_job* job) {
     mxmoe_cpu_state* st = mxmoe_cpu_state_of(ctx);
+    double estimate =
+        (double)st->threads * (4.5 * (double)job->k + 256.0) + 8.0 * (double)job->num_experts;
+    MXMOE_RETURN_IF(estimate > MXMOE_CPU_MAX_BYTES, ctx, MXMOE_ERR_OVERFLOW,
+                    "CPU scratch for rows of K = %lld overflows", (long long)job->k);
     size_t atoms = job->offsets != NULL ? ALIGN64((size_t)job->num_experts * sizeof(int64_t)) : 0;
     job->scratch_stride = ALIGN64((size_t)job->k * sizeof(float)) + ALIGN64((size_t)(job->k / 32));
     void* scratch = NULL;
