@@ -141,4 +141,28 @@ void bench_report_begin(bench_report* r, FILE* out, mxmoe_ctx* ctx, const bench_
 void bench_report_point(bench_report* r, const bench_point* p);
 void bench_report_end(bench_report* r);
 
+/* --- roofline plot (SVG) --- */
+
+enum { BENCH_ROOFLINE_MAX = 1024 };
+
+typedef struct bench_roof_point {
+    int op;
+    const char* shape;
+    int64_t tokens;
+    double intensity;    /* FLOPs per byte of MXFP4 weights */
+    double tflops;       /* achieved */
+    double floor_tflops; /* at the floor */
+} bench_roof_point;
+
+typedef struct bench_roofline {
+    bench_roof_point points[BENCH_ROOFLINE_MAX];
+    int count;
+} bench_roofline;
+
+/* Collects a timed point (failed points are left out). */
+void bench_roofline_add(bench_roofline* roof, const bench_point* p);
+/* Writes the plot: points at their intensity against min(copy x intensity, FP8 peak). */
+void bench_roofline_write_svg(const bench_roofline* roof, const bench_ceilings* c,
+                              const char* title, FILE* f);
+
 #endif /* MXMOE_TOOLS_BENCH_H */

@@ -15,7 +15,8 @@
 
 static const char* const usage =
     "usage: mxmoe bench [--backend auto|cpu|cuda] [--op grouped|layer|all]\n"
-    "                   [--shape NAME[,NAME...]|all] [--tokens N[,N...]] [--json PATH|-]\n"
+    "                   [--shape NAME[,NAME...]|all] [--tokens N[,N...]] [--json PATH|-] [--svg "
+    "PATH]\n"
     "                   [--iters N] [--budget-ms MS] [--rotate-mb MB] [--rotate-max-mb MB]\n"
     "                   [--copy-mb MB] [--seed S]\n"
     "\n"
@@ -38,6 +39,8 @@ static const char* const usage =
     "  --op OP            grouped (default), layer, or a list / all\n"
     "  --shape S          gpt-oss-20b (default), a list, or all\n"
     "  --tokens N,...     token counts (default 1,8,64,512,4096,8192)\n"
+    "  --svg PATH         write a roofline plot (SVG): each point's FLOP/s at its FLOPs per\n"
+    "                     weight byte, under the copy-bandwidth roof\n"
     "  --json PATH        write the JSON report there ('-' = stdout; the log then goes to\n"
     "                     stderr); the commit is read from $MXMOE_COMMIT\n"
     "  --iters N          most timed runs per point (default 50 on a GPU, 5 on the CPU)\n"
@@ -57,6 +60,7 @@ typedef struct bench_args {
     int64_t tokens[64];
     int num_tokens;
     const char* json;
+    const char* svg;
     int64_t iters, budget_ms, rotate_mb, rotate_max_mb, copy_mb, seed;
 } bench_args;
 
@@ -159,6 +163,8 @@ static int parse_args(const char* cmd, int argc, char** argv, bench_args* a) {
             rc = parse_list(cmd, opt, v, 64, parse_tokens, a->tokens, &a->num_tokens);
         } else if (strcmp(opt, "--json") == 0) {
             a->json = v;
+        } else if (strcmp(opt, "--svg") == 0) {
+            a->svg = v;
         } else {
             struct {
                 const char* name;
@@ -253,7 +259,8 @@ static void log_point(FILE* log, const bench_point* p) {
 
 /* Runs every token count of (op, shape); returns the number of failed points. */
 static int run_shape(const char* cmd, mxmoe_ctx* ctx, const bench_args* a, const bench_options* o,
-                     const bench_ceilings* c, int op, const bench_shape* s, bench_report* report) {
+                     const bench_ceilings* c, int op, const bench_shape* s, bench_report* report,
+                     bench_roofline* roof) {
     bench_weights w;
     bench_weights_init(&w, s, op);
     int failed = 0;
@@ -284,6 +291,7 @@ static int run_shape(const char* cmd, mxmoe_ctx* ctx, const bench_args* a, const
         if (report->out != NULL) {
             bench_report_point(report, &p);
         }
+        bench_roofline_add(roof, &p);
         bench_routing_free(&r);
     }
     bench_weights_free(ctx, &w);
@@ -323,19 +331,35 @@ int cmd_bench(int argc, char** argv) {
         measure_copy(cmd, ctx, (size_t)a.copy_mb << 20, o.log, &c);
     }
     bench_report report = {NULL, 0};
+    static bench_roofline roof_points; /* 40 KB: kept off the stack */
+    bench_roofline* roof = &roof_points;
+    roof->count = 0;
     if (json != NULL) {
         bench_report_begin(&report, json, ctx, &o, &c);
     }
     int failed = 0;
     for (int i = 0; i < a.num_ops; i++) {
         for (int j = 0; j < a.num_shapes; j++) {
-            failed += run_shape(cmd, ctx, &a, &o, &c, a.ops[i], a.shapes[j], &report);
+            failed += run_shape(cmd, ctx, &a, &o, &c, a.ops[i], a.shapes[j], &report, roof);
         }
     }
     if (json != NULL) {
         bench_report_end(&report);
         if (json != stdout && fclose(json) != 0) {
             failed += cli_error(cmd, "writing '%s' failed", a.json);
+        }
+    }
+    if (a.svg != NULL) {
+        FILE* svg = fopen(a.svg, "w");
+        if (svg == NULL) {
+            failed += cli_error(cmd, "cannot write '%s'", a.svg);
+        } else {
+            bench_roofline_write_svg(roof, &c, mxmoe_ctx_backend_detail(ctx), svg);
+            if (fclose(svg) != 0) {
+                failed += cli_error(cmd, "writing '%s' failed", a.svg);
+            } else {
+                fprintf(o.log, "roofline plot: %s\n", a.svg);
+            }
         }
     }
     mxmoe_ctx_free(ctx);
