@@ -41,6 +41,7 @@ ALWAYS_INLINE __m256d exp_pd(__m256d x, __m256d* ok) {
     __m256d r = _mm256_fnmadd_pd(n, ln2_hi, x);
     r = _mm256_fnmadd_pd(n, ln2_lo, r);
     __m256d p = _mm256_set1_pd(inv_fact[12]);
+    MXMOE_UNROLL_ALL
     for (int k = 11; k >= 0; k--) {
         p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(inv_fact[k]));
     }
@@ -143,6 +144,7 @@ void mxmoe_act_row_avx2(const mxmoe_tensor* h, int64_t r, int64_t cols, const mx
         int lanes = _mm_movemask_ps(same) & _mm256_movemask_pd(ok);
         _mm_storeu_ps(out + i, round_to_dtype(f, p->act_dtype));
         if (lanes != 0xF) {
+            MXMOE_UNROLL_ALL
             for (int l = 0; l < 4; l++) {
                 if (!((lanes >> l) & 1)) {
                     out[i + l] = mxmoe_activation_rounded(h, r, i + l, cols, p);

@@ -46,6 +46,7 @@ ALWAYS_INLINE __m512d exp_pd(__m512d x, __mmask8* ok) {
     __m512d r = _mm512_fnmadd_pd(n, ln2_hi, x);
     r = _mm512_fnmadd_pd(n, ln2_lo, r);
     __m512d p = _mm512_set1_pd(inv_fact[12]);
+    MXMOE_UNROLL_ALL
     for (int k = 11; k >= 0; k--) {
         p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(inv_fact[k]));
     }
@@ -161,6 +162,7 @@ void mxmoe_act_row_avx512(const mxmoe_tensor* h, int64_t r, int64_t cols, const 
                                  _mm256_set1_ps(3.0e38f), _CMP_LT_OQ);
         _mm256_storeu_ps(out + i, round_to_dtype(f, p->act_dtype));
         if (ok != 0xFF) {
+            MXMOE_UNROLL_ALL
             for (int l = 0; l < 8; l++) {
                 if (!((ok >> l) & 1)) {
                     out[i + l] = mxmoe_activation_rounded(h, r, i + l, cols, p);

@@ -49,6 +49,7 @@ ALWAYS_INLINE void load_weight_block(const uint8_t* g0, const uint8_t* g1, int64
     z[2] = load2(g0 + 2 * s, g1 + 2 * s);
     z[3] = load2(g0 + s3, g1 + s3);
     transpose_4x4_dwords(z, P);
+    MXMOE_UNROLL_ALL
     for (int d = 0; d < 4; d++) {
         W[2 * d] = _mm256_shuffle_epi8(table, _mm256_and_si256(P[d], low4));
         W[2 * d + 1] =
@@ -69,6 +70,7 @@ ALWAYS_INLINE __m256i bcast_dword(const uint8_t* p) {
 /* The exact integer dot products of one block for one row, all 8 columns. */
 ALWAYS_INLINE __m256i block_isum(const __m256i W[8], const uint8_t* a) {
     __m256i s16 = _mm256_maddubs_epi16(W[0], bcast_dword(a));
+    MXMOE_UNROLL_ALL
     for (int d = 1; d < 8; d++) {
         s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(W[d], bcast_dword(a + 4 * d)));
     }
@@ -104,6 +106,7 @@ static __attribute__((noinline)) void exact_chunk(const uint8_t* g0, int64_t s, 
 ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride,
                              const int m, int32_t sa_lo, int32_t sa_hi, float* res) {
     __m256 acc[MAX_ROWS];
+    MXMOE_UNROLL_ALL
     for (int r = 0; r < m; r++) {
         acc[r] = _mm256_setzero_ps();
     }
@@ -124,10 +127,12 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
                    sa_hi + w->chunk_max[c] <= MXMOE_CPU_FAST_SUM_HI;
         if (!fast) {
             __m256 acc_mem[MAX_ROWS]; /* a copy: taking acc's address would keep it in memory */
+            MXMOE_UNROLL_ALL
             for (int r = 0; r < m; r++) {
                 acc_mem[r] = acc[r];
             }
             exact_chunk(g0, s, sb, b0, as1, m, nj, acc_mem);
+            MXMOE_UNROLL_ALL
             for (int r = 0; r < m; r++) {
                 acc[r] = acc_mem[r];
             }
@@ -149,6 +154,7 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
             int64_t sb8;
             memcpy(&sb8, sb, sizeof sb8);
             __m256i sb_field = _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(sb8)), 23);
+            MXMOE_UNROLL_ALL
             for (int r = 0; r < m; r++) {
                 __m256i isum = block_isum(W, ROW(r));
                 __m256i f = _mm256_add_epi32(
@@ -159,6 +165,7 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
             b0 += MXMOE_ACT8_BLOCK, b4 += MXMOE_ACT8_BLOCK;
         }
     }
+    MXMOE_UNROLL_ALL
     for (int r = 0; r < m; r++) {
         _mm256_storeu_ps(res + TILE_N * r, acc[r]);
     }

@@ -67,6 +67,7 @@ ALWAYS_INLINE void load_weight_block(const uint8_t* g0, const uint8_t* g1, const
     z[2] = load4(g0 + 2 * s, g1 + 2 * s, g2 + 2 * s, g3 + 2 * s);
     z[3] = load4(g0 + s3, g1 + s3, g2 + s3, g3 + s3);
     transpose_4x4_dwords(z, P);
+    MXMOE_UNROLL_ALL
     for (int d = 0; d < 4; d++) {
         W[2 * d] = _mm512_shuffle_epi8(table, _mm512_and_si512(P[d], low4));
         W[2 * d + 1] =
@@ -104,12 +105,14 @@ ALWAYS_INLINE __m512i block_isum(const __m512i W[8], const uint8_t* a) {
     __m512i corr = _mm512_set1_epi32(load_i32(a + MXMOE_ACT8_CORR));
 #if defined(__AVX512VNNI__)
     __m512i isum = corr;
+    MXMOE_UNROLL_ALL
     for (int d = 0; d < 8; d++) {
         isum = dpbusd_bcast(isum, W[d], a + 4 * d);
     }
     return isum;
 #else
     __m512i s16 = _mm512_maddubs_epi16(W[0], bcast_dword(a));
+    MXMOE_UNROLL_ALL
     for (int d = 1; d < 8; d++) {
         s16 = _mm512_add_epi16(s16, _mm512_maddubs_epi16(W[d], bcast_dword(a + 4 * d)));
     }
@@ -146,6 +149,7 @@ static __attribute__((noinline)) void exact_chunk(const uint8_t* g0, int64_t s, 
 ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_t act_stride,
                              const int m, int32_t sa_lo, int32_t sa_hi, float* res) {
     __m512 acc[MAX_ROWS];
+    MXMOE_UNROLL_ALL
     for (int r = 0; r < m; r++) {
         acc[r] = _mm512_setzero_ps();
     }
@@ -168,10 +172,12 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
                    sa_hi + w->chunk_max[c] <= MXMOE_CPU_FAST_SUM_HI;
         if (!fast) {
             __m512 acc_mem[MAX_ROWS]; /* a copy: taking acc's address would keep it in memory */
+            MXMOE_UNROLL_ALL
             for (int r = 0; r < m; r++) {
                 acc_mem[r] = acc[r];
             }
             exact_chunk(g0, s, sb, b0, as1, m, nj, acc_mem);
+            MXMOE_UNROLL_ALL
             for (int r = 0; r < m; r++) {
                 acc[r] = acc_mem[r];
             }
@@ -197,29 +203,37 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
             /* block_isum for each row, the rows interleaved (independent chains) */
             __m512i isum[MAX_ROWS];
 #if defined(__AVX512VNNI__)
+            MXMOE_UNROLL_ALL
             for (int r = 0; r < m; r++) {
                 isum[r] = _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_CORR));
             }
+            MXMOE_UNROLL_ALL
             for (int d = 0; d < 8; d++) {
+                MXMOE_UNROLL_ALL
                 for (int r = 0; r < m; r++) {
                     isum[r] = dpbusd_bcast(isum[r], W[d], ROW(r) + 4 * d);
                 }
             }
 #else
+            MXMOE_UNROLL_ALL
             for (int r = 0; r < m; r++) {
                 isum[r] = _mm512_maddubs_epi16(W[0], bcast_dword(ROW(r)));
             }
+            MXMOE_UNROLL_ALL
             for (int d = 1; d < 8; d++) {
+                MXMOE_UNROLL_ALL
                 for (int r = 0; r < m; r++) {
                     isum[r] = _mm512_add_epi16(
                         isum[r], _mm512_maddubs_epi16(W[d], bcast_dword(ROW(r) + 4 * d)));
                 }
             }
+            MXMOE_UNROLL_ALL
             for (int r = 0; r < m; r++) {
                 isum[r] = _mm512_add_epi32(_mm512_madd_epi16(isum[r], _mm512_set1_epi16(1)),
                                            _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_CORR)));
             }
 #endif
+            MXMOE_UNROLL_ALL
             for (int r = 0; r < m; r++) {
                 __m512i f = _mm512_add_epi32(
                     sb_field, _mm512_set1_epi32(load_i32(ROW(r) + MXMOE_ACT8_SA_BITS)));
@@ -230,6 +244,7 @@ ALWAYS_INLINE void tile_rows(const mxmoe_cpu_wtile* w, const uint8_t* act, size_
             b0 += MXMOE_ACT8_BLOCK, b4 += MXMOE_ACT8_BLOCK;
         }
     }
+    MXMOE_UNROLL_ALL
     for (int r = 0; r < m; r++) {
         _mm512_storeu_ps(res + TILE_N * r, acc[r]);
     }

@@ -66,6 +66,7 @@ void mxmoe_quantize_row_avx2(const void* x, mxmoe_dtype dtype, int64_t k, mxmoe_
     for (int64_t j = 0; j < k / 32; j++) {
         __m256 v[4];
         __m256i m = _mm256_setzero_si256();
+        MXMOE_UNROLL_ALL
         for (int q = 0; q < 4; q++) {
             v[q] = load8(x, dtype, 32 * j + 8 * q);
             m = _mm256_max_epu32(m, _mm256_and_si256(_mm256_castps_si256(v[q]), abs_mask));
@@ -81,6 +82,7 @@ void mxmoe_quantize_row_avx2(const void* x, mxmoe_dtype dtype, int64_t k, mxmoe_
         }
         __m256 s = _mm256_set1_ps(mxmoe_pow2f(127 - (int32_t)b));
         uint32_t words[4];
+        MXMOE_UNROLL_ALL
         for (int q = 0; q < 4; q++) {
             words[q] = pack_nibbles(e2m1_codes(v[q], _mm256_mul_ps(v[q], s)));
         }

@@ -48,6 +48,7 @@ static inline void mxmoe_act8_row_sse41(const uint8_t* packed, const uint8_t* sc
 /* 16 rows of 16 bytes -> 16 columns of 16 bytes. */
 static inline __attribute__((always_inline)) void mxmoe_transpose_16x16_bytes(__m128i x[16]) {
     __m128i t[16];
+    MXMOE_UNROLL_ALL
     for (int i = 0; i < 8; i++) {
         t[i] = _mm_unpacklo_epi8(x[2 * i], x[2 * i + 1]);
         t[i + 8] = _mm_unpackhi_epi8(x[2 * i], x[2 * i + 1]);
@@ -58,7 +59,9 @@ static inline __attribute__((always_inline)) void mxmoe_transpose_16x16_bytes(__
         x[i + 8] = _mm_unpacklo_epi16(t[8 + 2 * i], t[8 + 2 * i + 1]);
         x[i + 12] = _mm_unpackhi_epi16(t[8 + 2 * i], t[8 + 2 * i + 1]);
     }
+    MXMOE_UNROLL_ALL
     for (int i = 0; i < 2; i++) {
+        MXMOE_UNROLL_ALL
         for (int g = 0; g < 4; g++) {
             t[4 * g + i] = _mm_unpacklo_epi32(x[4 * g + 2 * i], x[4 * g + 2 * i + 1]);
             t[4 * g + i + 2] = _mm_unpackhi_epi32(x[4 * g + 2 * i], x[4 * g + 2 * i + 1]);
@@ -115,14 +118,21 @@ mxmoe_transpose_scales_sse41(const uint8_t* src, int64_t stride, int rows, int64
     }
     for (int64_t j0 = 0; j0 < kb; j0 += 16) {
         const int64_t at = j0 + 16 <= kb ? j0 : kb - 16;
-        const uint8_t* p = src + at;
+        /* rows 4g + q at p[g] + q * stride: four bases and two strides address them all */
+        const int64_t s3 = 3 * stride;
+        const uint8_t* p[4] = {src + at, src + at + 4 * stride,
+                               tile_n == 16 ? src + at + 8 * stride : src,
+                               tile_n == 16 ? src + at + 12 * stride : src};
         __m128i x[16];
+        MXMOE_UNROLL_ALL
         for (int i = 0; i < 16; i++) {
+            const int64_t o = i % 4 == 3 ? s3 : (i % 4) * stride;
             x[i] =
-                i < tile_n ? _mm_loadu_si128((const __m128i*)(p + i * stride)) : _mm_set1_epi8(127);
+                i < tile_n ? _mm_loadu_si128((const __m128i*)(p[i / 4] + o)) : _mm_set1_epi8(127);
         }
         mxmoe_transpose_16x16_bytes(x);
         __m128i lo = x[0], hi = x[0];
+        MXMOE_UNROLL_ALL
         for (int jj = 0; jj < 16; jj++) {
             lo = _mm_min_epu8(lo, x[jj]);
             hi = _mm_max_epu8(hi, x[jj]);
