@@ -1,10 +1,11 @@
 /*
  * cpu_gemm.h — the CPU grouped GEMM driver, shared by grouped_gemm and moe_forward.
  *
- * The work is split into tasks of (expert, tile of tile_n output columns); each task decodes
- * its weight tile block by block once per group of up to max_rows activation rows and sums K
- * in ascending order, so a task's outputs do not depend on which thread runs it. Splitting
- * over columns and experts (not tokens) keeps every core busy at 1 token.
+ * The work is split into tasks of (expert, run of consecutive column tiles of tile_n columns),
+ * about 16 per thread; a tile decodes its weights block by block once per group of up to
+ * max_rows activation rows and sums K in ascending order, so a task's outputs do not depend on
+ * which thread runs it. Splitting over columns and experts (not tokens) keeps every core busy
+ * at 1 token; each tile prefetches the next tile of its task in address order.
  */
 #ifndef MXMOE_CPU_CPU_GEMM_H
 #define MXMOE_CPU_CPU_GEMM_H

@@ -4,9 +4,10 @@
  *
  * Tiers, lowest first: scalar (the src/ref kernels themselves, single-threaded), avx2 (AVX2 +
  * FMA + F16C), avx512bw (AVX-512 F/BW/VL/DQ), avx512 (the same + VNNI). Each tier's kernels
- * live in their own translation units (gemm_<isa>.c, quantize_<isa>.c) compiled with that
- * ISA's flags; generic drivers (gemm_cpu.c, quantize_cpu.c, moe_cpu.c) run them on the thread
- * pool.
+ * live in their own translation units (gemm_<isa>.c, quantize_<isa>.c, act_<isa>.c) compiled
+ * with that ISA's flags only; generic drivers (gemm_cpu.c, quantize_cpu.c, moe_cpu.c) run them
+ * on the thread pool. Operations without SIMD kernels (route, plan, dequantize, GGUF, swizzle)
+ * run src/ref on every tier.
  *
  * The GEMM works on two prepared forms:
  *
