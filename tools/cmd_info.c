@@ -23,8 +23,7 @@ static void print_backend_detail(const char* label, mxmoe_backend backend) {
         printf("%-14s unavailable (%s)\n", label, mxmoe_status_string(st));
         return;
     }
-    printf("%-14s %s: %s\n", label, mxmoe_backend_name(mxmoe_ctx_backend(ctx)),
-           mxmoe_ctx_backend_detail(ctx));
+    printf("%-14s %s\n", label, mxmoe_ctx_backend_detail(ctx)); /* it names the backend */
     mxmoe_ctx_free(ctx);
 }
 
