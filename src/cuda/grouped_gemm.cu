@@ -233,6 +233,9 @@ __global__ void __launch_bounds__(kThreads) grouped_gemm_kernel(gemm_args args) 
 } // namespace
 
 mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
+    if (mxmoe_grouped_gemm_sm90_supported(ctx, args)) {
+        return mxmoe_launch_grouped_gemm_sm90(ctx, args);
+    }
     int64_t m_tiles = (args->rows + BLOCK_M - 1) / BLOCK_M + args->num_experts;
     int64_t n_tiles = (args->n + BLOCK_N - 1) / BLOCK_N;
     if (m_tiles > INT32_MAX || n_tiles > 65535) {
@@ -262,6 +265,7 @@ mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
     g.w_packed = static_cast<const uint8_t*>(w->packed.data);
     g.w_scales = static_cast<const uint8_t*>(w->scales.data);
     g.w_swizzled = w->scale_layout == MXMOE_SCALES_SWIZZLED;
+    g.w_scales_numel = mxmoe_tensor_numel(&w->scales);
     g.offsets = static_cast<const int32_t*>(offsets->data);
     g.num_experts = offsets->dims[0] - 1;
     g.rows = a->packed.dims[0];

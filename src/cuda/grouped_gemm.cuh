@@ -14,6 +14,7 @@ struct gemm_args {
     const uint8_t* w_packed; /* [E, n, k/2] */
     const uint8_t* w_scales; /* linear [E, n, k/32] or swizzled per expert */
     int w_swizzled;
+    int64_t w_scales_numel;
     const int32_t* offsets; /* [E+1] */
     int64_t num_experts;
     int64_t rows, n, k;
@@ -24,6 +25,12 @@ struct gemm_args {
     unsigned* errors;
 };
 
+/* Issues the grouped GEMM on the fastest kernel that supports the arguments. */
 mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args);
+
+/* The Hopper kernel (grouped_gemm_sm90.cu): whether it runs here and takes these arguments
+ * (linear activation scales, 16-byte aligned buffers, at most 1024 experts), and its launch. */
+bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args);
+mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args);
 
 #endif /* MXMOE_CUDA_GROUPED_GEMM_CUH */

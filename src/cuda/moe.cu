@@ -126,6 +126,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     g1.w_packed = static_cast<const uint8_t*>(wt->w13.packed.data);
     g1.w_scales = static_cast<const uint8_t*>(wt->w13.scales.data);
     g1.w_swizzled = wt->w13.scale_layout == MXMOE_SCALES_SWIZZLED;
+    g1.w_scales_numel = mxmoe_tensor_numel(&wt->w13.scales);
     g1.offsets = offsets;
     g1.num_experts = E;
     g1.rows = pairs;
@@ -160,6 +161,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     g2.w_packed = static_cast<const uint8_t*>(wt->w2.packed.data);
     g2.w_scales = static_cast<const uint8_t*>(wt->w2.scales.data);
     g2.w_swizzled = wt->w2.scale_layout == MXMOE_SCALES_SWIZZLED;
+    g2.w_scales_numel = mxmoe_tensor_numel(&wt->w2.scales);
     g2.n = H;
     g2.k = I;
     g2.bias = wt->b2 != nullptr ? wt->b2->data : nullptr;

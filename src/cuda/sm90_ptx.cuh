@@ -1,0 +1,116 @@
+/*
+ * sm90_ptx.cuh — the Hopper primitives the sm_90a GEMM uses, one thin inline-PTX wrapper each:
+ * mbarriers (stage hand-off between the producer and the consumer warpgroups), cp.async with
+ * zero fill (bounds handled by the copy itself), the async-proxy fence, wgmma fences/groups,
+ * shared-memory matrix descriptors and setmaxnreg. Compiled to nothing outside sm_90a, where the
+ * kernel that uses them is never launched.
+ */
+#ifndef MXMOE_CUDA_SM90_PTX_CUH
+#define MXMOE_CUDA_SM90_PTX_CUH
+
+#include <stdint.h>
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MXMOE_SM90_ASM(...) asm volatile(__VA_ARGS__)
+#else
+#define MXMOE_SM90_ASM(...) ((void)0)
+#endif
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+    MXMOE_SM90_ASM("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
+    (void)bar, (void)count;
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+    MXMOE_SM90_ASM("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar))
+                   : "memory");
+    (void)bar;
+}
+
+/* Spins until the barrier's phase with parity `parity` has completed. */
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+    uint32_t done = 1;
+    do {
+        MXMOE_SM90_ASM("{\n.reg .pred p;\n"
+                       "mbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2;\n"
+                       "selp.u32 %0, 1, 0, p;\n}\n"
+                       : "=r"(done)
+                       : "r"(smem_u32(bar)), "r"(parity)
+                       : "memory");
+    } while (!done);
+    (void)bar, (void)parity;
+}
+
+/* 16-byte global -> shared copy; bytes past `src_bytes` (0 or 16) are zero-filled. */
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, uint32_t src_bytes) {
+    MXMOE_SM90_ASM("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_u32(dst)), "l"(src),
+                   "r"(src_bytes)
+                   : "memory");
+    (void)dst, (void)src, (void)src_bytes;
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+    MXMOE_SM90_ASM("cp.async.commit_group;" ::: "memory");
+}
+
+/* Waits until at most `Pending` of this thread's committed groups are still in flight. */
+template <int Pending>
+__device__ __forceinline__ void cp_async_wait() {
+    MXMOE_SM90_ASM("cp.async.wait_group %0;" ::"n"(Pending) : "memory");
+}
+
+/* Orders this thread's generic-proxy shared-memory stores before later async-proxy (wgmma)
+ * reads of them. */
+__device__ __forceinline__ void fence_proxy_async() {
+    MXMOE_SM90_ASM("fence.proxy.async.shared::cta;" ::: "memory");
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+    MXMOE_SM90_ASM("wgmma.fence.sync.aligned;" ::: "memory");
+}
+
+__device__ __forceinline__ void wgmma_commit() {
+    MXMOE_SM90_ASM("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+    MXMOE_SM90_ASM("wgmma.wait_group.sync.aligned %0;" ::"n"(Pending) : "memory");
+}
+
+/* Keeps the compiler from moving accumulator reads or writes across a wgmma boundary. */
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&d)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        asm volatile("" : "+f"(d[i])::"memory");
+    }
+}
+
+template <int Regs>
+__device__ __forceinline__ void setmaxnreg_inc() {
+    MXMOE_SM90_ASM("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(Regs));
+}
+
+template <int Regs>
+__device__ __forceinline__ void setmaxnreg_dec() {
+    MXMOE_SM90_ASM("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(Regs));
+}
+
+/* Descriptor of a K-major operand tile in shared memory with the 128-byte swizzle: rows of
+ * 128 bytes, 8-row groups 1024 bytes apart (stride byte offset), tile base 1024-aligned.
+ * Advancing K by 32 one-byte elements adds 32 bytes (2 in the >>4 address field). */
+__device__ __forceinline__ uint64_t smem_desc_sw128(uint32_t smem_addr) {
+    uint64_t desc = 0;
+    desc |= (uint64_t)((smem_addr & 0x3FFFF) >> 4);  /* start address */
+    desc |= (uint64_t)1 << 16;                        /* leading byte offset (unused) */
+    desc |= (uint64_t)(1024 >> 4) << 32;              /* stride byte offset */
+    desc |= (uint64_t)1 << 62;                        /* swizzle mode: 128B */
+    return desc;
+}
+
+#endif /* MXMOE_CUDA_SM90_PTX_CUH */
