@@ -93,7 +93,7 @@ mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
     if (offsets != nullptr) {
         a.offsets = static_cast<const int32_t*>(offsets->data);
         a.num_experts = offsets->dims[0] - 1;
-        check_offsets_kernel<<<1, 1, 0, stream>>>(a.offsets, a.num_experts, a.rows, a.errors);
+        check_offsets_kernel<<<1, 256, 0, stream>>>(a.offsets, a.num_experts, a.rows, a.errors);
         MXMOE_CUDA_LAUNCHED(ctx);
     }
     if (a.swizzled) {

@@ -121,7 +121,7 @@ static __device__ inline int64_t grouped_scale_bytes(const int32_t* offsets, int
     return sf_rows * mxmoe_swizzled_cols(k);
 }
 
-/* Flags offsets that are not 0-based, nondecreasing and within `rows` (one thread). */
+/* Flags offsets that are not 0-based, nondecreasing and within `rows` (one block). */
 __global__ void check_offsets_kernel(const int32_t* offsets, int64_t num_experts, int64_t rows,
                                      unsigned* errors);
 

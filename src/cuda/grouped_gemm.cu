@@ -275,7 +275,7 @@ mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
     g.bias_dtype = bias != nullptr ? bias->dtype : MXMOE_F32;
     g.out = out->data;
     g.out_dtype = out->dtype;
-    check_offsets_kernel<<<1, 1, 0, cuda_stream(ctx)>>>(g.offsets, g.num_experts, g.rows,
+    check_offsets_kernel<<<1, 256, 0, cuda_stream(ctx)>>>(g.offsets, g.num_experts, g.rows,
                                                         cuda_state(ctx)->errors);
     MXMOE_CUDA_LAUNCHED(ctx);
     return mxmoe_launch_grouped_gemm(ctx, &g);

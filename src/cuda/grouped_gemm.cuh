@@ -23,6 +23,12 @@ struct gemm_args {
     void* out; /* [rows, n] */
     mxmoe_dtype out_dtype;
     unsigned* errors;
+    /* Hopper path: device scratch for the converted activations (NULL or too small: allocated
+     * stream-ordered per call; see mxmoe_grouped_gemm_sm90_scratch), and their views. */
+    uint8_t* scratch;
+    size_t scratch_bytes;
+    uint8_t* a_e4m3;
+    float* a_factors;
 };
 
 /* Issues the grouped GEMM on the fastest kernel that supports the arguments. */
@@ -32,5 +38,6 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args);
  * (linear activation scales, 16-byte aligned buffers, at most 1024 experts), and its launch. */
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args);
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args);
+size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k);
 
 #endif /* MXMOE_CUDA_GROUPED_GEMM_CUH */

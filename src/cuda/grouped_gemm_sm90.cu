@@ -19,15 +19,18 @@
  * byte permutes per 4 values. The K order inside a chunk is permuted (thread q of a quad holds
  * block q, word t at k-step t) — any permutation is fine as long as both operands use it, and
  * this one needs no data exchange between threads. The tokens are the B operand (swapped
- * operands: the expert's weights fill the 64-row side even for one token); the producer
- * warpgroup converts their nibbles into E4M3 in the same permuted order, in the 128-byte
- * swizzled layout wgmma reads.
+ * operands: the expert's weights fill the 64-row side even for one token); a prepass converts
+ * them once into E4M3 rows in the same permuted order (plus one FP32 factor per row and chunk),
+ * so the GEMM's producer only copies them into the 128-byte swizzled layout wgmma reads.
  *
- * Work split. A CTA = one producer warpgroup (cp.async of packed weights, packed activations and
- * the scale bytes; activation conversion) + two consumer warpgroups (64 weight rows each),
- * hand-off through an S-stage ring of mbarriers. Tiles (expert, 128 output columns, BN tokens)
+ * Work split. A CTA = one producer warpgroup (cp.async of packed weights, E4M3 activations, the
+ * scale bytes and factors; completion signalled to the stage's mbarrier by the copies
+ * themselves) + two consumer warpgroups (64 weight rows each), hand-off through an S-stage
+ * ring of mbarriers. Tiles (expert, 128 output columns, BN tokens)
  * are enumerated per expert from the device offsets (no host synchronisation) and distributed
  * persistently over one CTA per SM; consecutive tiles share weights so they meet in L2.
+ * History (dev/cuda/, bench/NOTES.md): v3 converted the activations in the producer for every
+ * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass.
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
@@ -39,10 +42,14 @@
 
 namespace {
 
+constexpr int kChunk = 128;     /* K per stage and per promotion: 4 MX blocks */
 constexpr int kTileN = 128;     /* output columns (weight rows) per CTA: 2 consumer WGs x 64 */
 constexpr int kThreads = 384;   /* producer WG + 2 consumer WGs */
 constexpr int kShifts = 20;     /* E4M3 tables for shifts -13..6 (row 0: all round to 0) */
 constexpr int kMaxExperts = 1024;
+
+/* Bytes of one converted activation row: K rounded up to whole 128-K chunks. */
+__host__ __device__ constexpr int64_t chunk_cols(int64_t k) { return (k + 127) / 128 * 128; }
 
 __host__ __device__ constexpr int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -51,12 +58,10 @@ template <int BN>
 struct stage_layout {
     static constexpr int b_tile = 0;                      /* BN x 128 E4M3, swizzled */
     static constexpr int w_raw = b_tile + BN * 128;       /* 128 rows x 64 packed bytes */
-    static constexpr int a_raw = w_raw + kTileN * 64;     /* BN rows x 64 packed bytes */
-    static constexpr int w_scale = a_raw + BN * 64;       /* 128 rows x two 16-byte windows */
-    static constexpr int a_scale = w_scale + kTileN * 32; /* BN rows x two windows */
-    static constexpr int a_factor = a_scale + BN * 32;    /* BN floats: 2^(smax_a - 133) */
+    static constexpr int w_scale = w_raw + kTileN * 64;   /* 128 rows x two 16-byte windows */
+    static constexpr int a_factor = w_scale + kTileN * 32; /* BN floats: 2^(smax_a - 133) */
     static constexpr int bytes = round_up(a_factor + BN * 4, 1024);
-    static constexpr int stages = BN >= 128 ? 4 : (BN >= 64 ? 6 : 8);
+    static constexpr int stages = BN >= 128 ? 5 : (BN >= 64 ? 7 : 8);
 };
 
 /* Header of the dynamic shared memory, before the stages. */
@@ -77,8 +82,12 @@ constexpr int smem_bytes() {
 /* Device code below is compiled for the host pass and sm_90a only (sm_80 gets an empty kernel). */
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-constexpr int kChunk = 128; /* K per stage and per promotion: 4 MX blocks */
 constexpr int kProducerRegs = 56, kConsumerRegs = 224; /* 128*56 + 256*224 <= 64K */
+
+/* E2M1 magnitude m: 0, 0.5 (subnormal), else (1 + (m & 1) / 2) * 2^((m >> 1) - 1). */
+__device__ __forceinline__ float e2m1_magnitude(int m) {
+    return m < 2 ? 0.5f * (float)m : ldexpf(1.0f + 0.5f * (float)(m & 1), (m >> 1) - 1);
+}
 
 /* E4M3 encoding (round to nearest even, subnormals included) of m * 2^d for an E2M1 magnitude. */
 __device__ uint8_t e4m3_of(float m, int d) {
@@ -166,6 +175,11 @@ __device__ __forceinline__ int64_t w_scale_offset(const gemm_args& a, int64_t ex
                         : (expert * a.n + n) * (a.k / 32) + block;
 }
 
+/* Scale-offset step from one 128-K chunk to the next: 4 linear bytes, or one 512-byte atom. */
+__device__ __forceinline__ int64_t w_scale_chunk_stride(const gemm_args& a) {
+    return a.w_swizzled ? 512 : 4;
+}
+
 /* Copies the 16-byte window(s) holding scale bytes [offset, offset + 4) of a buffer of
  * `numel` bytes (the tail past numel is zero-filled, never read). */
 __device__ __forceinline__ void copy_scale_window(uint8_t* dst, const uint8_t* base, int64_t offset,
@@ -183,14 +197,19 @@ template <int BN>
 struct producer {
     using L = stage_layout<BN>;
     const gemm_args& a;
-    const smem_header& h;
     uint8_t* stages;
-    int p; /* 0..127 */
+    int p;             /* 0..127 */
+    int64_t w_scale_0; /* scale offset of weight row p, chunk 0, in the current tile */
 
-    /* Starts the copies of chunk c of tile t into stage s. */
-    __device__ void issue(const tile& t, int c, int s) {
+    __device__ void start_tile(const tile& t) {
+        w_scale_0 = t.n0 + p < a.n ? w_scale_offset(a, t.expert, t.n0 + p, 0) : -1;
+    }
+
+    /* Starts the copies of chunk c of tile t into stage s; the stage's full barrier counts
+     * this thread's arrival once they have all landed. */
+    __device__ void issue(const tile& t, int c, int s, uint64_t* full) {
         uint8_t* st = stages + s * L::bytes;
-        const int64_t kb = a.k / 32, half_k = a.k / 2;
+        const int64_t kb = a.k / 32, half_k = a.k / 2, kc = chunk_cols(a.k);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int u = p + 128 * i, row = u >> 2, part = u & 3;
@@ -200,76 +219,88 @@ struct producer {
                                     : a.w_packed;
             cp_async16(st + L::w_raw + row * 64 + part * 16, src, ok ? 16 : 0);
         }
-        if (t.n0 + p < a.n) {
+        if (w_scale_0 >= 0) {
             copy_scale_window(st + L::w_scale + p * 32, a.w_scales,
-                              w_scale_offset(a, t.expert, t.n0 + p, 4 * (int64_t)c),
-                              a.w_scales_numel);
+                              w_scale_0 + (int64_t)c * w_scale_chunk_stride(a), a.w_scales_numel);
+        }
+#pragma unroll
+        for (int i = 0; i < BN * 8 / 128 + (BN * 8 < 128); i++) {
+            const int u = p + 128 * i, row = u >> 3, unit = u & 7;
+            const int64_t r = t.row_begin + row;
+            if (u < BN * 8) {
+                const bool ok = r < a.rows;
+                cp_async16(st + L::b_tile + row * 128 + ((unit ^ (row & 7)) << 4),
+                           ok ? a.a_e4m3 + r * kc + (int64_t)c * kChunk + unit * 16 : a.a_e4m3,
+                           ok ? 16 : 0);
+            }
         }
         if (p < BN) {
             const int64_t r = t.row_begin + p;
-            if (r < a.rows) {
-#pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    const int64_t block = 4 * (int64_t)c + q;
-                    const bool ok = block < kb;
-                    cp_async16(st + L::a_raw + p * 64 + q * 16,
-                               ok ? a.a_packed + r * half_k + block * 16 : a.a_packed, ok ? 16 : 0);
-                }
-                copy_scale_window(st + L::a_scale + p * 32, a.a_scales, r * kb + 4 * (int64_t)c,
-                                  a.a_scales_numel);
-            }
+            const bool ok = r < a.rows;
+            cp_async4(st + L::a_factor + p * 4, ok ? a.a_factors + (int64_t)c * a.rows + r : a.a_factors,
+                      ok ? 4 : 0);
         }
-    }
-
-    /* Converts this thread's token row of chunk c (copies landed) into the swizzled E4M3 B tile
-     * and its reference factor. */
-    __device__ void convert(const tile& t, int c, int s) {
-        if (p >= BN) {
-            return;
-        }
-        uint8_t* st = stages + s * L::bytes;
-        const int64_t r = t.row_begin + p, kb = a.k / 32;
-        float* factor = reinterpret_cast<float*>(st + L::a_factor);
-        uint4* out = reinterpret_cast<uint4*>(st + L::b_tile + p * 128);
-        if (r >= a.rows) {
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                out[j] = make_uint4(0, 0, 0, 0);
-            }
-            factor[p] = 0.0f;
-            return;
-        }
-        const int valid = (int)min((int64_t)4, kb - 4 * (int64_t)c);
-        const uint32_t sc = chunk_scales(st + L::a_scale + p * 32, r * kb + 4 * (int64_t)c, valid);
-        const int smax = max_byte(sc);
-        const uint4* raw = reinterpret_cast<const uint4*>(st + L::a_raw + p * 64);
-        uint2 tab[4];
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            tab[q] = shift_table(h, (int)((sc >> (8 * q)) & 0xFF), smax);
-        }
-        /* 16-byte unit 2k+half of the row holds word k, half `half` of blocks 0..3 (the K order
-         * the A fragments use); the 128-byte swizzle XORs the unit with row & 7. */
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            uint32_t w[4];
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const uint32_t* words = reinterpret_cast<const uint32_t*>(raw + q);
-                w[q] = words[k];
-            }
-            out[(2 * k) ^ (p & 7)] =
-                make_uint4(e4m3x4<false>(w[0], tab[0]), e4m3x4<false>(w[1], tab[1]),
-                           e4m3x4<false>(w[2], tab[2]), e4m3x4<false>(w[3], tab[3]));
-            out[(2 * k + 1) ^ (p & 7)] =
-                make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
-                           e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
-        }
-        factor[p] = chunk_factor(smax);
+        cp_async_arrive(full);
     }
 };
 
 #endif /* host or sm_90a */
+
+/* The prepass: MXFP4 activations -> E4M3 rows [rows, chunk_cols(K)] in the GEMM's permuted K
+ * order (16-byte unit 2k+half of a chunk = word k, half `half` of blocks 0..3) and the factors
+ * [K/128 chunks, rows]. One thread per (row, chunk). */
+__global__ void act_e4m3_kernel(gemm_args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
+    __shared__ uint2 table[kShifts];
+    if (threadIdx.x < kShifts * 8) {
+        const int i = threadIdx.x / 8, m = threadIdx.x % 8;
+        reinterpret_cast<uint8_t*>(table)[i * 8 + m] = e4m3_of(e2m1_magnitude(m), i - 13);
+    }
+    __syncthreads();
+    const int64_t kb = a.k / 32, nc = (a.k + kChunk - 1) / kChunk, kc = chunk_cols(a.k);
+    GRID_STRIDE_LOOP(idx, a.rows * nc) {
+        const int64_t r = idx / nc, c = idx % nc;
+        uint32_t sc = 0;
+        uint4 raw[4];
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int64_t block = 4 * c + q;
+            raw[q] = make_uint4(0, 0, 0, 0);
+            if (block < kb) {
+                const int64_t off = grouped_scale_offset(a.a_swizzled, a.offsets, a.num_experts,
+                                                         a.rows, r, block, a.k);
+                if (off < 0 || off >= a.a_scales_numel) {
+                    atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+                } else {
+                    sc |= (uint32_t)a.a_scales[off] << (8 * q);
+                    raw[q] = *reinterpret_cast<const uint4*>(a.a_packed + r * (a.k / 2) + block * 16);
+                }
+            }
+        }
+        const int smax = max_byte(sc);
+        uint2 tab[4];
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            int i = (int)((sc >> (8 * q)) & 0xFF) - smax + 6 + 13;
+            tab[q] = table[i < 0 ? 0 : i];
+        }
+        uint4* out = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const uint32_t w0 = (&raw[0].x)[k], w1 = (&raw[1].x)[k], w2 = (&raw[2].x)[k],
+                           w3 = (&raw[3].x)[k];
+            out[2 * k] = make_uint4(e4m3x4<false>(w0, tab[0]), e4m3x4<false>(w1, tab[1]),
+                                    e4m3x4<false>(w2, tab[2]), e4m3x4<false>(w3, tab[3]));
+            out[2 * k + 1] = make_uint4(e4m3x4<true>(w0, tab[0]), e4m3x4<true>(w1, tab[1]),
+                                        e4m3x4<true>(w2, tab[2]), e4m3x4<true>(w3, tab[3]));
+        }
+        a.a_factors[c * a.rows + r] = chunk_factor(smax);
+    }
+#else
+    (void)a;
+#endif
+}
+
 
 template <int BN>
 __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_args a) {
@@ -314,9 +345,7 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
         }
     } else if (tid >= 64 && tid < 64 + kShifts * 8) {
         const int i = (tid - 64) / 8, m = (tid - 64) % 8;
-        /* E2M1 magnitude m: 0, 0.5 (subnormal), else (1 + (m & 1) / 2) * 2^((m >> 1) - 1) */
-        const float mag = m < 2 ? 0.5f * (float)m : ldexpf(1.0f + 0.5f * (float)(m & 1), (m >> 1) - 1);
-        reinterpret_cast<uint8_t*>(h.table)[i * 8 + m] = e4m3_of(mag, i - 13);
+        reinterpret_cast<uint8_t*>(h.table)[i * 8 + m] = e4m3_of(e2m1_magnitude(m), i - 13);
     }
     __syncthreads();
 
@@ -330,39 +359,20 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
 
     if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
         setmaxnreg_dec<kProducerRegs>();
-        producer<BN> pr{a, h, stages, tid};
-        tile t_issue = {}, t_conv = {};
-        int g = 0;
-        for (; g < S - 1; g++) {
-            if (g < G) {
-                if (g % nc == 0) {
-                    t_issue = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (g / nc) * gridDim.x);
-                }
-                pr.issue(t_issue, g % nc, g % S);
+        producer<BN> pr{a, stages, tid, -1};
+        tile t = {};
+        for (int g = 0; g < G; g++) {
+            const int c = g % nc, s = g % S;
+            if (g >= S) {
+                mbar_wait(&h.empty[s], ((g / S) + 1) & 1); /* chunk g - S released */
             }
-            cp_async_commit();
+            if (c == 0) {
+                t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (g / nc) * gridDim.x);
+                pr.start_tile(t);
+            }
+            pr.issue(t, c, s, &h.full[s]);
         }
-        for (int gc = 0; gc < G; gc++) {
-            cp_async_wait<S - 2>();
-            if (gc % nc == 0) {
-                t_conv = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (gc / nc) * gridDim.x);
-            }
-            pr.convert(t_conv, gc % nc, gc % S);
-            fence_proxy_async();
-            mbar_arrive(&h.full[gc % S]);
-            const int gi = gc + S - 1;
-            if (gi < G) {
-                if (gi >= S) {
-                    mbar_wait(&h.empty[gi % S], ((gi / S) + 1) & 1);
-                }
-                if (gi % nc == 0) {
-                    t_issue = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (gi / nc) * gridDim.x);
-                }
-                pr.issue(t_issue, gi % nc, gi % S);
-            }
-            cp_async_commit();
-        }
-        cp_async_wait<0>();
+        cp_async_wait_all();
         return;
     }
 
@@ -372,11 +382,15 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
     const int r0 = 64 * wg + 16 * (warp % 4) + lane / 4, r1 = r0 + 8; /* rows in the tile */
     constexpr int NA = BN / 2;
     float acc[NA], fin[NA];
+    const int64_t w_stride = w_scale_chunk_stride(a);
+    int64_t w_off0 = 0, w_off1 = 0; /* scale offsets of rows r0, r1 at chunk 0 of the tile */
     tile t = {};
     for (int g = 0; g < G; g++) {
         const int c = g % nc, s = g % S;
         if (c == 0) {
             t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (g / nc) * gridDim.x);
+            w_off0 = t.n0 + r0 < a.n ? w_scale_offset(a, t.expert, t.n0 + r0, 0) : 0;
+            w_off1 = t.n0 + r1 < a.n ? w_scale_offset(a, t.expert, t.n0 + r1, 0) : 0;
 #pragma unroll
             for (int i = 0; i < NA; i++) {
                 fin[i] = 0.0f;
@@ -384,13 +398,12 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
         }
         uint8_t* st = stages + s * L::bytes;
         mbar_wait(&h.full[s], (g / S) & 1);
+        fence_proxy_async(); /* the copies (generic proxy) before wgmma's reads (async proxy) */
 
         /* Weight rows r0, r1, block q of the chunk -> A fragments of the 4 k-steps. */
         const int valid = (int)min((int64_t)4, kb - 4 * (int64_t)c);
-        const uint32_t sc0 = chunk_scales(st + L::w_scale + r0 * 32,
-                                          w_scale_offset(a, t.expert, t.n0 + r0, 4 * c), valid);
-        const uint32_t sc1 = chunk_scales(st + L::w_scale + r1 * 32,
-                                          w_scale_offset(a, t.expert, t.n0 + r1, 4 * c), valid);
+        const uint32_t sc0 = chunk_scales(st + L::w_scale + r0 * 32, w_off0 + c * w_stride, valid);
+        const uint32_t sc1 = chunk_scales(st + L::w_scale + r1 * 32, w_off1 + c * w_stride, valid);
         const int smax0 = max_byte(sc0), smax1 = max_byte(sc1);
         const uint2 tab0 = shift_table(h, (int)((sc0 >> (8 * q)) & 0xFF), smax0);
         const uint2 tab1 = shift_table(h, (int)((sc1 >> (8 * q)) & 0xFF), smax1);
@@ -506,21 +519,40 @@ bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
             (uintptr_t)args->w_scales) % 16 == 0;
 }
 
-mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args) {
-    if (args->rows == 0) {
+size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k) {
+    const int64_t nc = (k + kChunk - 1) / kChunk;
+    return (size_t)(rows * chunk_cols(k)) + 256 + (size_t)(nc * rows) * sizeof(float);
+}
+
+mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in) {
+    if (in->rows == 0) {
         return MXMOE_OK;
     }
+    gemm_args args = *in;
+    /* The converted activations: in the caller's workspace, else stream-ordered scratch. */
+    const size_t need = mxmoe_grouped_gemm_sm90_scratch(args.rows, args.k);
+    void* owned = nullptr;
+    uint8_t* scratch = args.scratch;
+    if (scratch == nullptr || args.scratch_bytes < need) {
+        MXMOE_CUDA_CHECK(ctx, cudaMallocAsync(&owned, need, cuda_stream(ctx)));
+        scratch = static_cast<uint8_t*>(owned);
+    }
+    args.a_e4m3 = scratch;
+    args.a_factors = reinterpret_cast<float*>(
+        scratch + ((size_t)(args.rows * chunk_cols(args.k)) + 255) / 256 * 256);
+    const int64_t nc = (args.k + kChunk - 1) / kChunk;
+    act_e4m3_kernel<<<grid_for(ctx, args.rows * nc, 256), 256, 0, cuda_stream(ctx)>>>(args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+
     /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device). */
-    const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
-    const int64_t mean = (args->rows + active - 1) / active;
-    if (mean <= 16) {
-        return launch<16>(ctx, args);
+    const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
+    const int64_t mean = (args.rows + active - 1) / active;
+    mxmoe_status st = mean <= 16   ? launch<16>(ctx, &args)
+                      : mean <= 32 ? launch<32>(ctx, &args)
+                      : mean <= 64 ? launch<64>(ctx, &args)
+                                   : launch<128>(ctx, &args);
+    if (owned != nullptr) {
+        MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(owned, cuda_stream(ctx)));
     }
-    if (mean <= 32) {
-        return launch<32>(ctx, args);
-    }
-    if (mean <= 64) {
-        return launch<64>(ctx, args);
-    }
-    return launch<128>(ctx, args);
+    return st;
 }

@@ -41,8 +41,12 @@ bool layout(const mxmoe_moe_params* p, int64_t tokens, int64_t top_k, int64_t hi
             mxmoe_moe_workspace* L) {
     int64_t n13 = mxmoe_activation_is_gated(p->act.activation) ? 2 * inter : inter;
     int64_t pairs;
-    return mxmoe_mul_i64(tokens, top_k, &pairs) &&
-           mxmoe_moe_workspace_layout(p->num_experts, pairs, hidden, n13, inter, 0, 0, L);
+    /* scratch: the Hopper GEMM's converted activations (the larger of the two GEMMs) */
+    return mxmoe_mul_i64(tokens, top_k, &pairs) && pairs <= INT32_MAX &&
+           mxmoe_moe_workspace_layout(p->num_experts, pairs, hidden, n13, inter, 0,
+                                      mxmoe_grouped_gemm_sm90_scratch(
+                                          pairs, hidden > inter ? hidden : inter),
+                                      L);
 }
 
 } // namespace
@@ -137,6 +141,8 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     g1.out = ws + L.h1;
     g1.out_dtype = MXMOE_F32;
     g1.errors = errors;
+    g1.scratch = reinterpret_cast<uint8_t*>(ws + L.scratch);
+    g1.scratch_bytes = mxmoe_grouped_gemm_sm90_scratch(pairs, H > I ? H : I);
     MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g1));
 
     /* 4. activation, rounded to act_dtype, requantized */

@@ -131,8 +131,8 @@ __global__ void swizzle_kernel(const uint8_t* linear, int64_t rows, int64_t k, u
 
 __global__ void check_offsets_kernel(const int32_t* offsets, int64_t num_experts, int64_t rows,
                                      unsigned* errors) {
-    bool bad = offsets[0] != 0 || offsets[num_experts] > rows;
-    for (int64_t e = 0; e < num_experts; e++) {
+    bool bad = threadIdx.x == 0 && (offsets[0] != 0 || offsets[num_experts] > rows);
+    for (int64_t e = threadIdx.x; e < num_experts; e += blockDim.x) {
         bad = bad || offsets[e + 1] < offsets[e];
     }
     if (bad) {
@@ -184,7 +184,7 @@ mxmoe_status mxmoe_experts_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     quantize_rows_args a = rows_args(ctx, x, rule, out);
     a.offsets = static_cast<const int32_t*>(offsets->data);
     a.num_experts = offsets->dims[0] - 1;
-    check_offsets_kernel<<<1, 1, 0, cuda_stream(ctx)>>>(a.offsets, a.num_experts, a.rows, a.errors);
+    check_offsets_kernel<<<1, 256, 0, cuda_stream(ctx)>>>(a.offsets, a.num_experts, a.rows, a.errors);
     MXMOE_CUDA_LAUNCHED(ctx);
     return mxmoe_launch_quantize_rows(ctx, &a);
 }
@@ -201,7 +201,7 @@ mxmoe_status mxmoe_permute_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     a.gather = static_cast<const int32_t*>(sorted->data);
     a.gather_limit = sorted->dims[0];
     a.top_k = top_k;
-    check_offsets_kernel<<<1, 1, 0, cuda_stream(ctx)>>>(a.offsets, a.num_experts, a.rows, a.errors);
+    check_offsets_kernel<<<1, 256, 0, cuda_stream(ctx)>>>(a.offsets, a.num_experts, a.rows, a.errors);
     MXMOE_CUDA_LAUNCHED(ctx);
     return mxmoe_launch_quantize_rows(ctx, &a);
 }

@@ -53,6 +53,26 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, uint32_t 
     (void)dst, (void)src, (void)src_bytes;
 }
 
+/* 4-byte global -> shared copy (src_bytes 0 or 4, the rest zero-filled). */
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, uint32_t src_bytes) {
+    MXMOE_SM90_ASM("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_u32(dst)), "l"(src),
+                   "r"(src_bytes)
+                   : "memory");
+    (void)dst, (void)src, (void)src_bytes;
+}
+
+/* Arrives on `bar` once all of this thread's earlier cp.async copies have landed (counts as one
+ * of the barrier's expected arrivals). */
+__device__ __forceinline__ void cp_async_arrive(uint64_t* bar) {
+    MXMOE_SM90_ASM("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(bar))
+                   : "memory");
+    (void)bar;
+}
+
+__device__ __forceinline__ void cp_async_wait_all() {
+    MXMOE_SM90_ASM("cp.async.wait_all;" ::: "memory");
+}
+
 __device__ __forceinline__ void cp_async_commit() {
     MXMOE_SM90_ASM("cp.async.commit_group;" ::: "memory");
 }

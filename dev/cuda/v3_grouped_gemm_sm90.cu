@@ -1,0 +1,526 @@
+/*
+ * grouped_gemm_sm90.cu — the Hopper (sm_90a) W4A4 grouped GEMM on FP8 tensor cores.
+ *
+ * Numerics. 2·E2M1 values need 4 significant bits, so every E2M1 value times a power of two in
+ * [2^-8, 2^6] is an exact E4M3 number. Per output row and 128-K chunk (4 MX blocks) we take the
+ * chunk's largest block scale smax and encode each block's elements as e2m1 · 2^(s - smax + 6)
+ * in E4M3 (a 16-entry byte table per shift, E4M3 subnormals included): blocks down to 14
+ * binades below the chunk's largest are exact; blocks further down are rounded to nearest in
+ * E4M3 (at worst flushed to zero, never worse than dropping them). Both operands are encoded so;
+ * one wgmma chain of 4 x k32 sums the chunk on the tensor cores, and the chunk's partial sum is
+ * promoted into FP32 accumulators with the factor 2^(smax_w - 133) · 2^(smax_a - 133). Hopper's
+ * FP8 MMA keeps about 13 mantissa bits while it accumulates (products are exact), so the chunk
+ * sum carries a relative error of order 2^-13 of the chunk's sum of |products| — the documented
+ * bound (include/mxmoe.h, tested in tests/gpu) — and the promotion every 128 K keeps it from
+ * growing with K (DeepGEMM's scheme).
+ *
+ * Operands. The weights are the wgmma A operand, straight from registers: a consumer thread
+ * reads its rows' packed nibbles from shared memory and turns them into the A fragment with two
+ * byte permutes per 4 values. The K order inside a chunk is permuted (thread q of a quad holds
+ * block q, word t at k-step t) — any permutation is fine as long as both operands use it, and
+ * this one needs no data exchange between threads. The tokens are the B operand (swapped
+ * operands: the expert's weights fill the 64-row side even for one token); the producer
+ * warpgroup converts their nibbles into E4M3 in the same permuted order, in the 128-byte
+ * swizzled layout wgmma reads.
+ *
+ * Work split. A CTA = one producer warpgroup (cp.async of packed weights, packed activations and
+ * the scale bytes; activation conversion) + two consumer warpgroups (64 weight rows each),
+ * hand-off through an S-stage ring of mbarriers. Tiles (expert, 128 output columns, BN tokens)
+ * are enumerated per expert from the device offsets (no host synchronisation) and distributed
+ * persistently over one CTA per SM; consecutive tiles share weights so they meet in L2.
+ */
+#include "cuda/cuda_common.cuh"
+#include "cuda/grouped_gemm.cuh"
+#include "cuda/sm90_ptx.cuh"
+#include "cuda/sm90_wgmma.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+namespace {
+
+constexpr int kTileN = 128;     /* output columns (weight rows) per CTA: 2 consumer WGs x 64 */
+constexpr int kThreads = 384;   /* producer WG + 2 consumer WGs */
+constexpr int kShifts = 20;     /* E4M3 tables for shifts -13..6 (row 0: all round to 0) */
+constexpr int kMaxExperts = 1024;
+
+__host__ __device__ constexpr int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+/* Shared-memory layout of one pipeline stage for BN tokens per tile. */
+template <int BN>
+struct stage_layout {
+    static constexpr int b_tile = 0;                      /* BN x 128 E4M3, swizzled */
+    static constexpr int w_raw = b_tile + BN * 128;       /* 128 rows x 64 packed bytes */
+    static constexpr int a_raw = w_raw + kTileN * 64;     /* BN rows x 64 packed bytes */
+    static constexpr int w_scale = a_raw + BN * 64;       /* 128 rows x two 16-byte windows */
+    static constexpr int a_scale = w_scale + kTileN * 32; /* BN rows x two windows */
+    static constexpr int a_factor = a_scale + BN * 32;    /* BN floats: 2^(smax_a - 133) */
+    static constexpr int bytes = round_up(a_factor + BN * 4, 1024);
+    static constexpr int stages = BN >= 128 ? 4 : (BN >= 64 ? 6 : 8);
+};
+
+/* Header of the dynamic shared memory, before the stages. */
+struct smem_header {
+    uint64_t full[10], empty[10];
+    uint2 table[kShifts]; /* E4M3 bytes of the 8 E2M1 magnitudes times 2^(i - 13) */
+    int tile_prefix[kMaxExperts + 1];
+};
+
+constexpr int kHeaderBytes = round_up((int)sizeof(smem_header), 1024);
+
+template <int BN>
+constexpr int smem_bytes() {
+    return 1024 /* alignment slack */ + kHeaderBytes +
+           stage_layout<BN>::stages * stage_layout<BN>::bytes;
+}
+
+/* Device code below is compiled for the host pass and sm_90a only (sm_80 gets an empty kernel). */
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+constexpr int kChunk = 128; /* K per stage and per promotion: 4 MX blocks */
+constexpr int kProducerRegs = 56, kConsumerRegs = 224; /* 128*56 + 256*224 <= 64K */
+
+/* E4M3 encoding (round to nearest even, subnormals included) of m * 2^d for an E2M1 magnitude. */
+__device__ uint8_t e4m3_of(float m, int d) {
+    float v = ldexpf(m, d);
+    if (v == 0.0f) {
+        return 0;
+    }
+    if (v < 0.015625f) {                       /* below 2^-6: subnormal, units of 2^-9 */
+        return (uint8_t)rintf(v * 512.0f); /* a carry to 8 is 2^-6's normal encoding */
+    }
+    int e = ilogbf(v);
+    int mant = (int)((ldexpf(v, -e) - 1.0f) * 8.0f); /* exact: at most 2 significant bits */
+    return (uint8_t)(((e + 7) << 3) | mant);
+}
+
+/* E4M3 bytes of 4 E2M1 nibbles: those in bits 0..15 of x (High = false) or 16..31 (true). */
+template <bool High>
+__device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint2 table) {
+    const uint32_t sel = (High ? x >> 16 : x) & 0x7777u;
+    const uint32_t mag = __byte_perm(table.x, table.y, sel);
+    /* Sign of nibble j (bit 4j+3) to bit 7 of byte j: bytes of x << 4 and x interleaved. */
+    const uint32_t sign = __byte_perm(x << 4, x, High ? 0x7362u : 0x5140u);
+    return mag | (sign & 0x80808080u);
+}
+
+/* The 4 scale bytes of one row's chunk, from its 16-byte-aligned window(s) in shared memory;
+ * blocks past K are masked to scale byte 0 (their elements are zero-filled). */
+__device__ __forceinline__ uint32_t chunk_scales(const uint8_t* window, int64_t offset,
+                                                 int valid_blocks) {
+    const uint32_t* w = reinterpret_cast<const uint32_t*>(window);
+    const int o = (int)(offset & 15);
+    uint32_t lo = w[o >> 2], hi = (o >> 2) < 7 ? w[(o >> 2) + 1] : 0u;
+    uint32_t s = __funnelshift_r(lo, hi, 8 * (o & 3));
+    return valid_blocks >= 4 ? s : s & ((1u << (8 * valid_blocks)) - 1u);
+}
+
+__device__ __forceinline__ int max_byte(uint32_t s) {
+    uint32_t m = __vmaxu4(s, s >> 16);
+    m = __vmaxu4(m, m >> 8);
+    return (int)(m & 0xFFu);
+}
+
+/* 2^(smax - 133): the chunk's reference factor (NaN for the NaN scale 0xFF). */
+__device__ __forceinline__ float chunk_factor(int smax) {
+    return smax == 255 ? __int_as_float(0x7FC00000) : ldexpf(1.0f, smax - 133);
+}
+
+__device__ __forceinline__ uint2 shift_table(const smem_header& h, int s, int smax) {
+    int i = s - smax + 6 + 13;
+    return h.table[i < 0 ? 0 : i];
+}
+
+/* One tile: expert, its output columns [n0, n0 + 128) and token rows [row_begin, row_end). */
+struct tile {
+    int64_t expert, n0, row_begin, row_end;
+};
+
+template <int BN>
+__device__ tile decode_tile(const gemm_args& a, const smem_header& h, int n_tiles, int t) {
+    int lo = 0, hi = (int)a.num_experts; /* prefix[lo] <= t < prefix[hi] */
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (h.tile_prefix[mid] <= t) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    tile r;
+    int64_t b, end;
+    expert_rows(a.offsets, lo, a.rows, &b, &end);
+    const int local = t - h.tile_prefix[lo];
+    const int token_tiles = (int)((end - b + BN - 1) / BN);
+    r.expert = lo;
+    r.n0 = (int64_t)(local / token_tiles) * kTileN;
+    r.row_begin = b + (int64_t)(local % token_tiles) * BN;
+    r.row_end = min(end, r.row_begin + BN);
+    return r;
+}
+
+__device__ __forceinline__ int64_t w_scale_offset(const gemm_args& a, int64_t expert, int64_t n,
+                                                  int64_t block) {
+    return a.w_swizzled ? expert * mxmoe_swizzled_matrix_bytes(a.n, a.k) +
+                              mxmoe_swizzled_offset(n, block, a.k)
+                        : (expert * a.n + n) * (a.k / 32) + block;
+}
+
+/* Copies the 16-byte window(s) holding scale bytes [offset, offset + 4) of a buffer of
+ * `numel` bytes (the tail past numel is zero-filled, never read). */
+__device__ __forceinline__ void copy_scale_window(uint8_t* dst, const uint8_t* base, int64_t offset,
+                                                  int64_t numel) {
+    const int64_t aligned = offset & ~(int64_t)15;
+    int64_t left = numel - aligned;
+    cp_async16(dst, base + aligned, (uint32_t)(left >= 16 ? 16 : (left > 0 ? left : 0)));
+    if ((offset & 15) > 12) {
+        left -= 16;
+        cp_async16(dst + 16, base + aligned + 16, (uint32_t)(left >= 16 ? 16 : (left > 0 ? left : 0)));
+    }
+}
+
+template <int BN>
+struct producer {
+    using L = stage_layout<BN>;
+    const gemm_args& a;
+    const smem_header& h;
+    uint8_t* stages;
+    int p; /* 0..127 */
+
+    /* Starts the copies of chunk c of tile t into stage s. */
+    __device__ void issue(const tile& t, int c, int s) {
+        uint8_t* st = stages + s * L::bytes;
+        const int64_t kb = a.k / 32, half_k = a.k / 2;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int u = p + 128 * i, row = u >> 2, part = u & 3;
+            const int64_t n = t.n0 + row, block = 4 * (int64_t)c + part;
+            const bool ok = n < a.n && block < kb;
+            const uint8_t* src = ok ? a.w_packed + (t.expert * a.n + n) * half_k + block * 16
+                                    : a.w_packed;
+            cp_async16(st + L::w_raw + row * 64 + part * 16, src, ok ? 16 : 0);
+        }
+        if (t.n0 + p < a.n) {
+            copy_scale_window(st + L::w_scale + p * 32, a.w_scales,
+                              w_scale_offset(a, t.expert, t.n0 + p, 4 * (int64_t)c),
+                              a.w_scales_numel);
+        }
+        if (p < BN) {
+            const int64_t r = t.row_begin + p;
+            if (r < a.rows) {
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const int64_t block = 4 * (int64_t)c + q;
+                    const bool ok = block < kb;
+                    cp_async16(st + L::a_raw + p * 64 + q * 16,
+                               ok ? a.a_packed + r * half_k + block * 16 : a.a_packed, ok ? 16 : 0);
+                }
+                copy_scale_window(st + L::a_scale + p * 32, a.a_scales, r * kb + 4 * (int64_t)c,
+                                  a.a_scales_numel);
+            }
+        }
+    }
+
+    /* Converts this thread's token row of chunk c (copies landed) into the swizzled E4M3 B tile
+     * and its reference factor. */
+    __device__ void convert(const tile& t, int c, int s) {
+        if (p >= BN) {
+            return;
+        }
+        uint8_t* st = stages + s * L::bytes;
+        const int64_t r = t.row_begin + p, kb = a.k / 32;
+        float* factor = reinterpret_cast<float*>(st + L::a_factor);
+        uint4* out = reinterpret_cast<uint4*>(st + L::b_tile + p * 128);
+        if (r >= a.rows) {
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                out[j] = make_uint4(0, 0, 0, 0);
+            }
+            factor[p] = 0.0f;
+            return;
+        }
+        const int valid = (int)min((int64_t)4, kb - 4 * (int64_t)c);
+        const uint32_t sc = chunk_scales(st + L::a_scale + p * 32, r * kb + 4 * (int64_t)c, valid);
+        const int smax = max_byte(sc);
+        const uint4* raw = reinterpret_cast<const uint4*>(st + L::a_raw + p * 64);
+        uint2 tab[4];
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            tab[q] = shift_table(h, (int)((sc >> (8 * q)) & 0xFF), smax);
+        }
+        /* 16-byte unit 2k+half of the row holds word k, half `half` of blocks 0..3 (the K order
+         * the A fragments use); the 128-byte swizzle XORs the unit with row & 7. */
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint32_t w[4];
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const uint32_t* words = reinterpret_cast<const uint32_t*>(raw + q);
+                w[q] = words[k];
+            }
+            out[(2 * k) ^ (p & 7)] =
+                make_uint4(e4m3x4<false>(w[0], tab[0]), e4m3x4<false>(w[1], tab[1]),
+                           e4m3x4<false>(w[2], tab[2]), e4m3x4<false>(w[3], tab[3]));
+            out[(2 * k + 1) ^ (p & 7)] =
+                make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
+                           e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
+        }
+        factor[p] = chunk_factor(smax);
+    }
+};
+
+#endif /* host or sm_90a */
+
+template <int BN>
+__global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere; sm90_available() never launches it */
+    using L = stage_layout<BN>;
+    constexpr int S = L::stages;
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t* base = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
+    smem_header& h = *reinterpret_cast<smem_header*>(base);
+    uint8_t* stages = base + kHeaderBytes;
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int E = (int)a.num_experts;
+    const int n_tiles = (int)((a.n + kTileN - 1) / kTileN);
+    if (warp == 0) { /* tiles per expert, prefix-summed */
+        int running = 0;
+        for (int base_e = 0; base_e < E; base_e += 32) {
+            const int e = base_e + lane;
+            int count = 0;
+            if (e < E) {
+                int64_t b, end;
+                expert_rows(a.offsets, e, a.rows, &b, &end);
+                count = (int)((end - b + BN - 1) / BN) * n_tiles;
+            }
+#pragma unroll
+            for (int d = 1; d < 32; d *= 2) {
+                int v = __shfl_up_sync(0xFFFFFFFFu, count, d);
+                count += lane >= d ? v : 0;
+            }
+            if (e < E) {
+                h.tile_prefix[e + 1] = running + count;
+            }
+            running += __shfl_sync(0xFFFFFFFFu, count, 31);
+        }
+        if (lane == 0) {
+            h.tile_prefix[0] = 0;
+        }
+    } else if (warp == 1) {
+        if (lane < S) {
+            mbar_init(&h.full[lane], 128);
+            mbar_init(&h.empty[lane], 8);
+        }
+    } else if (tid >= 64 && tid < 64 + kShifts * 8) {
+        const int i = (tid - 64) / 8, m = (tid - 64) % 8;
+        /* E2M1 magnitude m: 0, 0.5 (subnormal), else (1 + (m & 1) / 2) * 2^((m >> 1) - 1) */
+        const float mag = m < 2 ? 0.5f * (float)m : ldexpf(1.0f + 0.5f * (float)(m & 1), (m >> 1) - 1);
+        reinterpret_cast<uint8_t*>(h.table)[i * 8 + m] = e4m3_of(mag, i - 13);
+    }
+    __syncthreads();
+
+    const int total = h.tile_prefix[E];
+    const int my_tiles = total > (int)blockIdx.x
+                             ? (total - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x
+                             : 0;
+    const int nc = (int)((a.k + kChunk - 1) / kChunk);
+    const int G = my_tiles * nc; /* chunks this CTA processes */
+    const int64_t kb = a.k / 32;
+
+    if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
+        setmaxnreg_dec<kProducerRegs>();
+        producer<BN> pr{a, h, stages, tid};
+        tile t_issue = {}, t_conv = {};
+        int g = 0;
+        for (; g < S - 1; g++) {
+            if (g < G) {
+                if (g % nc == 0) {
+                    t_issue = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (g / nc) * gridDim.x);
+                }
+                pr.issue(t_issue, g % nc, g % S);
+            }
+            cp_async_commit();
+        }
+        for (int gc = 0; gc < G; gc++) {
+            cp_async_wait<S - 2>();
+            if (gc % nc == 0) {
+                t_conv = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (gc / nc) * gridDim.x);
+            }
+            pr.convert(t_conv, gc % nc, gc % S);
+            fence_proxy_async();
+            mbar_arrive(&h.full[gc % S]);
+            const int gi = gc + S - 1;
+            if (gi < G) {
+                if (gi >= S) {
+                    mbar_wait(&h.empty[gi % S], ((gi / S) + 1) & 1);
+                }
+                if (gi % nc == 0) {
+                    t_issue = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (gi / nc) * gridDim.x);
+                }
+                pr.issue(t_issue, gi % nc, gi % S);
+            }
+            cp_async_commit();
+        }
+        cp_async_wait<0>();
+        return;
+    }
+
+    /* ---------------- consumer warpgroups ---------------- */
+    setmaxnreg_inc<kConsumerRegs>();
+    const int wg = warp / 4 - 1, q = lane & 3;
+    const int r0 = 64 * wg + 16 * (warp % 4) + lane / 4, r1 = r0 + 8; /* rows in the tile */
+    constexpr int NA = BN / 2;
+    float acc[NA], fin[NA];
+    tile t = {};
+    for (int g = 0; g < G; g++) {
+        const int c = g % nc, s = g % S;
+        if (c == 0) {
+            t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (g / nc) * gridDim.x);
+#pragma unroll
+            for (int i = 0; i < NA; i++) {
+                fin[i] = 0.0f;
+            }
+        }
+        uint8_t* st = stages + s * L::bytes;
+        mbar_wait(&h.full[s], (g / S) & 1);
+
+        /* Weight rows r0, r1, block q of the chunk -> A fragments of the 4 k-steps. */
+        const int valid = (int)min((int64_t)4, kb - 4 * (int64_t)c);
+        const uint32_t sc0 = chunk_scales(st + L::w_scale + r0 * 32,
+                                          w_scale_offset(a, t.expert, t.n0 + r0, 4 * c), valid);
+        const uint32_t sc1 = chunk_scales(st + L::w_scale + r1 * 32,
+                                          w_scale_offset(a, t.expert, t.n0 + r1, 4 * c), valid);
+        const int smax0 = max_byte(sc0), smax1 = max_byte(sc1);
+        const uint2 tab0 = shift_table(h, (int)((sc0 >> (8 * q)) & 0xFF), smax0);
+        const uint2 tab1 = shift_table(h, (int)((sc1 >> (8 * q)) & 0xFF), smax1);
+        const uint4 x0 = *reinterpret_cast<const uint4*>(st + L::w_raw + r0 * 64 + q * 16);
+        const uint4 x1 = *reinterpret_cast<const uint4*>(st + L::w_raw + r1 * 64 + q * 16);
+        const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
+        uint32_t frag[4][4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            frag[k][0] = e4m3x4<false>(w0[k], tab0);
+            frag[k][1] = e4m3x4<false>(w1[k], tab1);
+            frag[k][2] = e4m3x4<true>(w0[k], tab0);
+            frag[k][3] = e4m3x4<true>(w1[k], tab1);
+        }
+        const uint64_t desc = smem_desc_sw128(smem_u32(st + L::b_tile));
+        wgmma_fence();
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            wgmma_e4m3<BN>::mma(acc, frag[k], desc + 2 * k, k > 0);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(acc);
+
+        float2 fa[BN / 8];
+        const float* factor = reinterpret_cast<const float*>(st + L::a_factor);
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            fa[j] = *reinterpret_cast<const float2*>(factor + 8 * j + 2 * q);
+        }
+        __syncwarp();
+        if (lane == 0) {
+            mbar_arrive(&h.empty[s]);
+        }
+        /* Promotion: the chunk's sum times both reference factors, into FP32. */
+        const float f0 = chunk_factor(smax0), f1 = chunk_factor(smax1);
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], f0), fa[j].x, fin[4 * j + 0]);
+            fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], f0), fa[j].y, fin[4 * j + 1]);
+            fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], f1), fa[j].x, fin[4 * j + 2]);
+            fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], f1), fa[j].y, fin[4 * j + 3]);
+        }
+
+        if (c == nc - 1) { /* epilogue: out[token][column] (+ bias) */
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int64_t r = t.row_begin + 8 * j + 2 * q + (i & 1);
+                    const int64_t n = t.n0 + (i < 2 ? r0 : r1);
+                    if (r < t.row_end && n < a.n) {
+                        float v = fin[4 * j + i];
+                        if (a.bias != nullptr) {
+                            v = __fadd_rn(v, mxmoe_load_float(a.bias, a.bias_dtype,
+                                                              t.expert * a.n + n));
+                        }
+                        mxmoe_store_float(a.out, a.out_dtype, r * a.n + n, v);
+                    }
+                }
+            }
+        }
+    }
+#else
+    (void)a;
+#endif
+}
+
+template <int BN>
+mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
+    auto kernel = grouped_gemm_sm90_kernel<BN>;
+    constexpr int bytes = smem_bytes<BN>();
+    MXMOE_CUDA_CHECK(ctx, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               bytes));
+    const int64_t n_tiles = (args->n + kTileN - 1) / kTileN;
+    const int64_t bound = ((args->rows + BN - 1) / BN + args->num_experts) * n_tiles;
+    const int64_t sms = cuda_state(ctx)->sm_count;
+    const unsigned grid = (unsigned)(bound < sms ? bound : sms);
+    kernel<<<grid, kThreads, bytes, cuda_stream(ctx)>>>(*args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}
+
+/* Whether this process can use the sm_90a kernel: a compute capability 9.0 device and a
+ * binary built for it (the sm_80 build of the kernel is empty). MXMOE_CUDA_GEMM=generic turns
+ * it off (tests compare both paths). */
+bool sm90_available(mxmoe_ctx* ctx) {
+    const char* force = getenv("MXMOE_CUDA_GEMM");
+    if (force != nullptr && strcmp(force, "generic") == 0) {
+        return false;
+    }
+    int major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                               cuda_state(ctx)->device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor,
+                               cuda_state(ctx)->device) != cudaSuccess) {
+        return false;
+    }
+    cudaFuncAttributes attr;
+    if (major != 9 || minor != 0 ||
+        cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) != cudaSuccess) {
+        return false;
+    }
+    return attr.binaryVersion == 90;
+}
+
+} // namespace
+
+bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
+    return sm90_available(ctx) && !args->a_swizzled && args->num_experts <= kMaxExperts &&
+           args->k % 32 == 0 && args->rows <= INT32_MAX / 2 &&
+           ((uintptr_t)args->a_packed | (uintptr_t)args->w_packed | (uintptr_t)args->a_scales |
+            (uintptr_t)args->w_scales) % 16 == 0;
+}
+
+mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args) {
+    if (args->rows == 0) {
+        return MXMOE_OK;
+    }
+    /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device). */
+    const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
+    const int64_t mean = (args->rows + active - 1) / active;
+    if (mean <= 16) {
+        return launch<16>(ctx, args);
+    }
+    if (mean <= 32) {
+        return launch<32>(ctx, args);
+    }
+    if (mean <= 64) {
+        return launch<64>(ctx, args);
+    }
+    return launch<128>(ctx, args);
+}
