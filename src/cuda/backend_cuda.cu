@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "cuda/cuda_common.cuh"
+#include "cuda/grouped_gemm.cuh"
 #include "cuda/cuda_ops.h"
 
 namespace {
@@ -53,7 +54,21 @@ mxmoe_status cuda_init(mxmoe_ctx* ctx) {
     if (err == cudaSuccess) {
         err = cudaEventCreate(&state->timer_stop);
     }
+    if (err == cudaSuccess) { /* stream-ordered scratch that stays mapped between calls */
+        cudaMemPoolProps props = {};
+        props.allocType = cudaMemAllocationTypePinned;
+        props.location.type = cudaMemLocationTypeDevice;
+        props.location.id = state->device;
+        err = cudaMemPoolCreate(&state->pool, &props);
+        uint64_t keep = UINT64_MAX;
+        if (err == cudaSuccess) {
+            err = cudaMemPoolSetAttribute(state->pool, cudaMemPoolAttrReleaseThreshold, &keep);
+        }
+    }
     if (err != cudaSuccess) {
+        if (state->pool != nullptr) {
+            cudaMemPoolDestroy(state->pool);
+        }
         cudaFree(state->errors);
         cudaEventDestroy(state->timer_start);
         cudaEventDestroy(state->timer_stop);
@@ -62,8 +77,9 @@ mxmoe_status cuda_init(mxmoe_ctx* ctx) {
                           cudaGetErrorString(err));
     }
     ctx->backend_state = state;
-    snprintf(ctx->detail, sizeof ctx->detail, "cuda: %.64s (sm_%d%d, %d SMs), generic kernels",
-             prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+    snprintf(ctx->detail, sizeof ctx->detail, "cuda: %.64s (sm_%d%d, %d SMs), %s", prop.name,
+             prop.major, prop.minor, prop.multiProcessorCount,
+             mxmoe_grouped_gemm_sm90_ready(ctx) ? "sm_90a FP8 grouped GEMM" : "generic kernels");
     return MXMOE_OK;
 }
 
@@ -73,6 +89,7 @@ void cuda_release(mxmoe_ctx* ctx) {
         cudaFree(state->errors);
         cudaEventDestroy(state->timer_start);
         cudaEventDestroy(state->timer_stop);
+        cudaMemPoolDestroy(state->pool);
         free(state);
         ctx->backend_state = nullptr;
     }

@@ -37,6 +37,7 @@ struct mxmoe_cuda_state {
     int sm_count;
     unsigned* errors; /* device word, see mxmoe_device_error */
     cudaEvent_t timer_start, timer_stop;
+    cudaMemPool_t pool; /* scratch of calls without a workspace (the Hopper GEMM's operands) */
 };
 
 static inline mxmoe_cuda_state* cuda_state(mxmoe_ctx* ctx) {

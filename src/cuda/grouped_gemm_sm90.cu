@@ -244,6 +244,125 @@ struct producer {
     }
 };
 
+/* What a consumer keeps about a chunk between issuing its MMAs and promoting them. */
+struct chunk_state {
+    tile t;
+    int g, c;
+    float f0, f1; /* reference factors of rows r0, r1 */
+};
+
+/* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk. */
+template <int BN>
+struct consumer {
+    using L = stage_layout<BN>;
+    static constexpr int S = L::stages, NA = BN / 2;
+    const gemm_args& a;
+    const smem_header& h;
+    uint8_t* stages;
+    int n_tiles, nc, lane, q, r0, r1;
+    int64_t w_stride, w_off0, w_off1; /* scale offsets of rows r0, r1 at chunk 0 of the tile */
+    tile t;
+    float fin[NA]; /* the tile's FP32 accumulators */
+
+    __device__ consumer(const gemm_args& a_, const smem_header& h_, uint8_t* stages_, int n_tiles_,
+                        int nc_, int warp, int lane_)
+        : a(a_), h(h_), stages(stages_), n_tiles(n_tiles_), nc(nc_), lane(lane_), q(lane_ & 3) {
+        r0 = 64 * (warp / 4 - 1) + 16 * (warp % 4) + lane / 4;
+        r1 = r0 + 8;
+        w_stride = w_scale_chunk_stride(a);
+        w_off0 = w_off1 = 0;
+        t = tile{};
+#pragma unroll
+        for (int i = 0; i < NA; i++) {
+            fin[i] = 0.0f;
+        }
+    }
+
+    /* Waits for chunk g, turns its weights into A fragments and issues its 4 MMAs into acc. */
+    __device__ __forceinline__ void issue(int g, float (&acc)[NA], uint32_t (&frag)[4][4],
+                                          chunk_state& cs) {
+        const int c = g % nc, s = g % S;
+        if (c == 0) {
+            t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (g / nc) * gridDim.x);
+            w_off0 = t.n0 + r0 < a.n ? w_scale_offset(a, t.expert, t.n0 + r0, 0) : 0;
+            w_off1 = t.n0 + r1 < a.n ? w_scale_offset(a, t.expert, t.n0 + r1, 0) : 0;
+        }
+        cs.t = t;
+        cs.g = g;
+        cs.c = c;
+        uint8_t* st = stages + s * L::bytes;
+        mbar_wait(const_cast<uint64_t*>(&h.full[s]), (g / S) & 1);
+        fence_proxy_async(); /* the copies (generic proxy) before wgmma's reads (async proxy) */
+        const int valid = (int)min((int64_t)4, a.k / 32 - 4 * (int64_t)c);
+        const uint32_t sc0 = chunk_scales(st + L::w_scale + r0 * 32, w_off0 + c * w_stride, valid);
+        const uint32_t sc1 = chunk_scales(st + L::w_scale + r1 * 32, w_off1 + c * w_stride, valid);
+        const int smax0 = max_byte(sc0), smax1 = max_byte(sc1);
+        cs.f0 = chunk_factor(smax0);
+        cs.f1 = chunk_factor(smax1);
+        const uint2 tab0 = shift_table(h, (int)((sc0 >> (8 * q)) & 0xFF), smax0);
+        const uint2 tab1 = shift_table(h, (int)((sc1 >> (8 * q)) & 0xFF), smax1);
+        const uint4 x0 = *reinterpret_cast<const uint4*>(st + L::w_raw + r0 * 64 + q * 16);
+        const uint4 x1 = *reinterpret_cast<const uint4*>(st + L::w_raw + r1 * 64 + q * 16);
+        const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            frag[k][0] = e4m3x4<false>(w0[k], tab0);
+            frag[k][1] = e4m3x4<false>(w1[k], tab1);
+            frag[k][2] = e4m3x4<true>(w0[k], tab0);
+            frag[k][3] = e4m3x4<true>(w1[k], tab1);
+        }
+        const uint64_t desc = smem_desc_sw128(smem_u32(st + L::b_tile));
+        wgmma_fence();
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            wgmma_e4m3<BN>::mma(acc, frag[k], desc + 2 * k, k > 0);
+        }
+        wgmma_commit();
+    }
+
+    /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators, release the stage,
+     * and store the tile after its last chunk. */
+    __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
+        const int s = cs.g % S;
+        const float* factor = reinterpret_cast<const float*>(stages + s * L::bytes + L::a_factor);
+        float2 fa[BN / 8];
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            fa[j] = *reinterpret_cast<const float2*>(factor + 8 * j + 2 * q);
+        }
+        __syncwarp();
+        if (lane == 0) {
+            mbar_arrive(const_cast<uint64_t*>(&h.empty[s]));
+        }
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa[j].x, fin[4 * j + 0]);
+            fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa[j].y, fin[4 * j + 1]);
+            fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa[j].x, fin[4 * j + 2]);
+            fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa[j].y, fin[4 * j + 3]);
+        }
+        if (cs.c == nc - 1) { /* epilogue: out[token][column] (+ bias), then a fresh tile */
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int64_t r = cs.t.row_begin + 8 * j + 2 * q + (i & 1);
+                    const int64_t n = cs.t.n0 + (i < 2 ? r0 : r1);
+                    if (r < cs.t.row_end && n < a.n) {
+                        float v = fin[4 * j + i];
+                        if (a.bias != nullptr) {
+                            v = __fadd_rn(v, mxmoe_load_float(a.bias, a.bias_dtype,
+                                                              cs.t.expert * a.n + n));
+                        }
+                        mxmoe_store_float(a.out, a.out_dtype, r * a.n + n, v);
+                    }
+                    fin[4 * j + i] = 0.0f;
+                }
+            }
+        }
+    }
+};
+
 #endif /* host or sm_90a */
 
 /* The prepass: MXFP4 activations -> E4M3 rows [rows, chunk_cols(K)] in the GEMM's permuted K
@@ -355,7 +474,6 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
                              : 0;
     const int nc = (int)((a.k + kChunk - 1) / kChunk);
     const int G = my_tiles * nc; /* chunks this CTA processes */
-    const int64_t kb = a.k / 32;
 
     if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
         setmaxnreg_dec<kProducerRegs>();
@@ -378,93 +496,40 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
 
     /* ---------------- consumer warpgroups ---------------- */
     setmaxnreg_inc<kConsumerRegs>();
-    const int wg = warp / 4 - 1, q = lane & 3;
-    const int r0 = 64 * wg + 16 * (warp % 4) + lane / 4, r1 = r0 + 8; /* rows in the tile */
+    consumer<BN> cs(a, h, stages, n_tiles, nc, warp, lane);
     constexpr int NA = BN / 2;
-    float acc[NA], fin[NA];
-    const int64_t w_stride = w_scale_chunk_stride(a);
-    int64_t w_off0 = 0, w_off1 = 0; /* scale offsets of rows r0, r1 at chunk 0 of the tile */
-    tile t = {};
-    for (int g = 0; g < G; g++) {
-        const int c = g % nc, s = g % S;
-        if (c == 0) {
-            t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (g / nc) * gridDim.x);
-            w_off0 = t.n0 + r0 < a.n ? w_scale_offset(a, t.expert, t.n0 + r0, 0) : 0;
-            w_off1 = t.n0 + r1 < a.n ? w_scale_offset(a, t.expert, t.n0 + r1, 0) : 0;
-#pragma unroll
-            for (int i = 0; i < NA; i++) {
-                fin[i] = 0.0f;
+    float acc0[NA], acc1[NA];
+    uint32_t frag0[4][4], frag1[4][4];
+    chunk_state st0, st1;
+    if (BN <= 64) {
+        /* Two chunks in flight: chunk g+1's MMAs run while chunk g is promoted. */
+        for (int g = 0; g < G; g += 2) {
+            cs.issue(g, acc0, frag0, st0);
+            if (g > 0) {
+                wgmma_wait<1>();
+                fence_regs(acc1);
+                cs.finish(st1, acc1);
             }
-        }
-        uint8_t* st = stages + s * L::bytes;
-        mbar_wait(&h.full[s], (g / S) & 1);
-        fence_proxy_async(); /* the copies (generic proxy) before wgmma's reads (async proxy) */
-
-        /* Weight rows r0, r1, block q of the chunk -> A fragments of the 4 k-steps. */
-        const int valid = (int)min((int64_t)4, kb - 4 * (int64_t)c);
-        const uint32_t sc0 = chunk_scales(st + L::w_scale + r0 * 32, w_off0 + c * w_stride, valid);
-        const uint32_t sc1 = chunk_scales(st + L::w_scale + r1 * 32, w_off1 + c * w_stride, valid);
-        const int smax0 = max_byte(sc0), smax1 = max_byte(sc1);
-        const uint2 tab0 = shift_table(h, (int)((sc0 >> (8 * q)) & 0xFF), smax0);
-        const uint2 tab1 = shift_table(h, (int)((sc1 >> (8 * q)) & 0xFF), smax1);
-        const uint4 x0 = *reinterpret_cast<const uint4*>(st + L::w_raw + r0 * 64 + q * 16);
-        const uint4 x1 = *reinterpret_cast<const uint4*>(st + L::w_raw + r1 * 64 + q * 16);
-        const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
-        uint32_t frag[4][4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            frag[k][0] = e4m3x4<false>(w0[k], tab0);
-            frag[k][1] = e4m3x4<false>(w1[k], tab1);
-            frag[k][2] = e4m3x4<true>(w0[k], tab0);
-            frag[k][3] = e4m3x4<true>(w1[k], tab1);
-        }
-        const uint64_t desc = smem_desc_sw128(smem_u32(st + L::b_tile));
-        wgmma_fence();
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            wgmma_e4m3<BN>::mma(acc, frag[k], desc + 2 * k, k > 0);
-        }
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_regs(acc);
-
-        float2 fa[BN / 8];
-        const float* factor = reinterpret_cast<const float*>(st + L::a_factor);
-#pragma unroll
-        for (int j = 0; j < BN / 8; j++) {
-            fa[j] = *reinterpret_cast<const float2*>(factor + 8 * j + 2 * q);
-        }
-        __syncwarp();
-        if (lane == 0) {
-            mbar_arrive(&h.empty[s]);
-        }
-        /* Promotion: the chunk's sum times both reference factors, into FP32. */
-        const float f0 = chunk_factor(smax0), f1 = chunk_factor(smax1);
-#pragma unroll
-        for (int j = 0; j < BN / 8; j++) {
-            fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], f0), fa[j].x, fin[4 * j + 0]);
-            fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], f0), fa[j].y, fin[4 * j + 1]);
-            fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], f1), fa[j].x, fin[4 * j + 2]);
-            fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], f1), fa[j].y, fin[4 * j + 3]);
-        }
-
-        if (c == nc - 1) { /* epilogue: out[token][column] (+ bias) */
-#pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const int64_t r = t.row_begin + 8 * j + 2 * q + (i & 1);
-                    const int64_t n = t.n0 + (i < 2 ? r0 : r1);
-                    if (r < t.row_end && n < a.n) {
-                        float v = fin[4 * j + i];
-                        if (a.bias != nullptr) {
-                            v = __fadd_rn(v, mxmoe_load_float(a.bias, a.bias_dtype,
-                                                              t.expert * a.n + n));
-                        }
-                        mxmoe_store_float(a.out, a.out_dtype, r * a.n + n, v);
-                    }
-                }
+            if (g + 1 < G) {
+                cs.issue(g + 1, acc1, frag1, st1);
+                wgmma_wait<1>();
+            } else {
+                wgmma_wait<0>();
             }
+            fence_regs(acc0);
+            cs.finish(st0, acc0);
+        }
+        if (G > 0 && G % 2 == 0) {
+            wgmma_wait<0>();
+            fence_regs(acc1);
+            cs.finish(st1, acc1);
+        }
+    } else { /* 128 tokens: no registers for a second accumulator set */
+        for (int g = 0; g < G; g++) {
+            cs.issue(g, acc0, frag0, st0);
+            wgmma_wait<0>();
+            fence_regs(acc0);
+            cs.finish(st0, acc0);
         }
     }
 #else
@@ -512,6 +577,10 @@ bool sm90_available(mxmoe_ctx* ctx) {
 
 } // namespace
 
+bool mxmoe_grouped_gemm_sm90_ready(mxmoe_ctx* ctx) {
+    return sm90_available(ctx);
+}
+
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
     return sm90_available(ctx) && !args->a_swizzled && args->num_experts <= kMaxExperts &&
            args->k % 32 == 0 && args->rows <= INT32_MAX / 2 &&
@@ -534,7 +603,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     void* owned = nullptr;
     uint8_t* scratch = args.scratch;
     if (scratch == nullptr || args.scratch_bytes < need) {
-        MXMOE_CUDA_CHECK(ctx, cudaMallocAsync(&owned, need, cuda_stream(ctx)));
+        MXMOE_CUDA_CHECK(ctx, cudaMallocFromPoolAsync(&owned, need, cuda_state(ctx)->pool,
+                                                      cuda_stream(ctx)));
         scratch = static_cast<uint8_t*>(owned);
     }
     args.a_e4m3 = scratch;
