@@ -30,7 +30,7 @@ static const char* const usage =
     "  --tokens N        tokens in the batch (default 64)\n"
     "  --backend B       auto (default: CUDA if usable, else CPU), cpu or cuda\n"
     "  --seed S          seed of the synthetic weights, tokens and logits (default 1)\n"
-    "  --check-tokens C  tokens checked in FP64 (default min(16, N))\n";
+    "  --check-tokens C  tokens checked in FP64 (default min(4, N))\n";
 
 /* Synthesises tokens and logits and routes them (on the CPU context). */
 static int prepare_batch(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L, demo_batch* b) {
@@ -125,7 +125,7 @@ static int parse_args(int argc, char** argv, int64_t* tokens, int64_t* check, ui
         }
     }
     if (*check < 0) {
-        *check = *tokens < 16 ? *tokens : 16;
+        *check = *tokens < 4 ? *tokens : 4;
     }
     if (*check > *tokens) {
         return cli_usage_error(cmd, "--check-tokens %lld exceeds --tokens %lld", (long long)*check,
