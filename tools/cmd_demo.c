@@ -237,12 +237,13 @@ int cmd_demo(int argc, char** argv) {
     }
     printf("      backend: %s\n", mxmoe_ctx_backend_detail(ctx));
     printf("[1/5] synthesising BF16 expert weights and quantizing them to MXFP4 (rule even), "
-           "one expert at a time\n");
+           "one expert per thread at a time (%d threads)\n",
+           demo_worker_count(L.experts));
     fflush(stdout);
     demo_batch b = {0};
     b.tokens = tokens;
     double t0 = cli_seconds();
-    int rc = demo_layer_build(cmd, cpu, &L) == 0 ? 0 : CLI_EXIT_FAILURE;
+    int rc = demo_layer_build(cmd, &L) == 0 ? 0 : CLI_EXIT_FAILURE;
     if (rc == 0) {
         double bytes = (double)L.experts * 3.0 * (double)(L.hidden * L.intermediate) * 17.0 / 32.0;
         printf("      %.0f MB of MXFP4 weights (%.0f MB as BF16) in %.1f s\n", bytes / 1e6,

@@ -50,9 +50,10 @@ typedef struct demo_layer {
     uint16_t* b2;        /* BF16 [E, H] */
 } demo_layer;
 
-/* Allocates the layer, synthesises each expert's BF16 weights and quantizes them (rule EVEN) on
- * `ctx` (a host backend), one expert at a time. Prints progress. Returns 0 or -1 (printed). */
-int demo_layer_build(const char* cmd, mxmoe_ctx* ctx, demo_layer* layer);
+/* Allocates the layer, synthesises each expert's BF16 weights and quantizes them (rule EVEN),
+ * one expert per worker at a time (demo_run_workers). Prints progress. Returns 0 or -1
+ * (printed). */
+int demo_layer_build(const char* cmd, demo_layer* layer);
 void demo_layer_free(demo_layer* layer);
 
 /* The MXFP4 views of expert e's weights (w13: [2I, H], w2: [H, I]). */
@@ -106,6 +107,17 @@ int demo_forward(const char* cmd, mxmoe_ctx* ctx, const demo_layer* layer, int64
  * on a GPU warm-up runs, then at least 20 runs timed with mxmoe_timer_start/stop. */
 int demo_time_forward(const char* cmd, mxmoe_ctx* ctx, const demo_layer* layer, int64_t tokens,
                       demo_backend_data* d);
+
+/* --- workers (demo_workers.c) */
+/* One worker's share of a parallel job: worker `index` of `workers`, on its own single-threaded
+ * CPU context. Returns 0 or -1 (printed). */
+typedef int (*demo_worker_fn)(mxmoe_ctx* ctx, int index, int workers, void* arg);
+/* How many workers share `jobs` independent jobs: one per core, at most `jobs` and 16. */
+int demo_worker_count(int64_t jobs);
+/* Runs fn(ctx_i, i, workers, arg_i) on one thread each for i < workers, where arg_i is the i-th
+ * of `workers` structs of arg_size bytes at `args`; waits for all. Returns 0 if every worker
+ * returned 0, else -1 (printed). */
+int demo_run_workers(const char* cmd, int workers, demo_worker_fn fn, void* args, size_t arg_size);
 
 /* --- checks (demo_check.c) */
 /* Compares the backend output with the FP64 mirror of the first `check` tokens and prints the

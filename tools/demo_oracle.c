@@ -9,10 +9,9 @@
  * runs the same layer on the BF16 weights: its distance to the output is the W4A4 error.
  *
  * Work is grouped by expert so each expert's weights are dequantized and regenerated once, and
- * the experts are shared out over one thread per core (each with its own CPU context).
+ * the experts are shared out over one worker per core (demo_workers.c).
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,9 +169,9 @@ static int run_expert(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
     return 0;
 }
 
-/* One worker of the check: its own CPU context, scratch and accumulators; it takes the experts
+/* One worker's share of the check: scratch and accumulators of its own; it takes the experts
  * e with e % workers == index, so the split (and the result) is fixed for a machine. */
-typedef struct check_worker {
+typedef struct check_share {
     const char* cmd;
     const demo_layer* L;
     const mxmoe_act_params* act;
@@ -180,14 +179,12 @@ typedef struct check_worker {
     const float* weights;
     const float *x_mirror, *x_orig;
     int64_t tokens;
-    int index, workers;
     double *mirror, *unquantized; /* [tokens, H] */
     int64_t pairs_done;
-    int rc;
-} check_worker;
+} check_share;
 
-static void* check_worker_run(void* arg) {
-    check_worker* w = arg;
+static int check_experts(mxmoe_ctx* ctx, int index, int workers, void* arg) {
+    check_share* w = arg;
     const demo_layer* L = w->L;
     int64_t H = L->hidden, I = L->intermediate, k = L->top_k, max_pairs = w->tokens * k;
     size_t w_elems = (size_t)(2 * I * H > H * I ? 2 * I * H : H * I);
@@ -202,19 +199,13 @@ static void* check_worker_run(void* arg) {
     s.a_bf16 = malloc((size_t)(max_pairs * I) * sizeof(uint16_t));
     s.a_mirror = malloc((size_t)(max_pairs * I) * sizeof(float));
     s.a_orig = malloc((size_t)(max_pairs * I) * sizeof(double));
-    mxmoe_ctx* ctx = NULL;
-    mxmoe_ctx_params cp = mxmoe_ctx_params_default();
-    cp.backend = MXMOE_BACKEND_CPU;
-    cp.num_threads = 1;
-    w->rc = 0;
+    int rc = 0;
     if (wq == NULL || wo == NULL || tmp == NULL || s.token == NULL || s.weight == NULL ||
         s.h_mirror == NULL || s.h_orig == NULL || s.a_bf16 == NULL || s.a_mirror == NULL ||
         s.a_orig == NULL) {
-        w->rc = cli_error(w->cmd, "out of memory for the FP64 check");
-    } else if (mxmoe_ctx_init(&ctx, &cp) != MXMOE_OK) {
-        w->rc = cli_error(w->cmd, "cannot create a CPU context for the FP64 check");
+        rc = cli_error(w->cmd, "out of memory for the FP64 check");
     }
-    for (int64_t e = w->index; e < L->experts && w->rc == 0; e += w->workers) {
+    for (int64_t e = index; e < L->experts && rc == 0; e += workers) {
         int64_t P = 0;
         for (int64_t t = 0; t < w->tokens; t++) {
             for (int64_t j = 0; j < k; j++) {
@@ -226,12 +217,11 @@ static void* check_worker_run(void* arg) {
             }
         }
         if (P > 0) {
-            w->rc = run_expert(w->cmd, ctx, L, w->act, e, P, w->x_mirror, w->x_orig, &s, wq, wo,
-                               tmp, w->mirror, w->unquantized);
+            rc = run_expert(w->cmd, ctx, L, w->act, e, P, w->x_mirror, w->x_orig, &s, wq, wo, tmp,
+                            w->mirror, w->unquantized);
             w->pairs_done += P;
         }
     }
-    mxmoe_ctx_free(ctx);
     free(wq);
     free(wo);
     free(tmp);
@@ -242,23 +232,20 @@ static void* check_worker_run(void* arg) {
     free(s.a_bf16);
     free(s.a_mirror);
     free(s.a_orig);
-    return NULL;
+    return rc;
 }
 
 int demo_reference(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
                    const mxmoe_act_params* act, const uint16_t* x, const int32_t* ids,
                    const float* weights, int64_t tokens, double* mirror, double* unquantized) {
     int64_t H = L->hidden;
-    int workers = cli_cpu_count();
-    workers = workers > L->experts ? (int)L->experts : workers;
-    workers = workers > 16 ? 16 : workers;
+    int workers = demo_worker_count(L->experts);
     float* x_mirror = malloc((size_t)(tokens * H) * sizeof(float));
     float* x_orig = malloc((size_t)(tokens * H) * sizeof(float));
-    check_worker* w = calloc((size_t)workers, sizeof *w);
-    pthread_t* threads = calloc((size_t)workers, sizeof *threads);
+    check_share* w = calloc((size_t)workers, sizeof *w);
     double* sums = calloc((size_t)(2 * workers * tokens * H), sizeof(double));
-    if (x_mirror == NULL || x_orig == NULL || w == NULL || threads == NULL || sums == NULL) {
-        free(x_mirror), free(x_orig), free(w), free(threads), free(sums);
+    if (x_mirror == NULL || x_orig == NULL || w == NULL || sums == NULL) {
+        free(x_mirror), free(x_orig), free(w), free(sums);
         return cli_error(cmd, "out of memory for the FP64 check");
     }
     /* The forward quantizes x with the activation's rule: mirror that, exactly. */
@@ -267,25 +254,27 @@ int demo_reference(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
         x_orig[i] = cli_float_from_bf16(x[i]);
     }
     double t0 = cli_seconds();
-    int started = 0;
-    for (int i = 0; i < workers && rc == 0; i++, started++) {
-        check_worker c = {cmd, L, act, ids, weights, x_mirror, x_orig, tokens, i, workers,
-                          sums + (size_t)(2 * i) * tokens * H,
-                          sums + (size_t)(2 * i + 1) * tokens * H, 0, 0};
-        w[i] = c;
-        if (pthread_create(&threads[i], NULL, check_worker_run, &w[i]) != 0) {
-            rc = cli_error(cmd, "cannot start a thread for the FP64 check");
-        }
+    for (int i = 0; i < workers; i++) {
+        check_share one = {.cmd = cmd,
+                           .L = L,
+                           .act = act,
+                           .ids = ids,
+                           .weights = weights,
+                           .x_mirror = x_mirror,
+                           .x_orig = x_orig,
+                           .tokens = tokens,
+                           .mirror = sums + (size_t)(2 * i) * tokens * H,
+                           .unquantized = sums + (size_t)(2 * i + 1) * tokens * H};
+        w[i] = one;
+    }
+    if (rc == 0) {
+        rc = demo_run_workers(cmd, workers, check_experts, w, sizeof *w);
     }
     int64_t done = 0;
-    for (int i = 0; i < started; i++) {
-        pthread_join(threads[i], NULL);
-        rc = rc != 0 ? rc : (w[i].rc != 0 ? -1 : 0);
-        done += w[i].pairs_done;
-    }
     memset(mirror, 0, (size_t)(tokens * H) * sizeof(double));
     memset(unquantized, 0, (size_t)(tokens * H) * sizeof(double));
-    for (int i = 0; i < started && rc == 0; i++) { /* fixed order: deterministic */
+    for (int i = 0; i < workers && rc == 0; i++) { /* fixed order: deterministic */
+        done += w[i].pairs_done;
         for (int64_t j = 0; j < tokens * H; j++) {
             mirror[j] += w[i].mirror[j];
             unquantized[j] += w[i].unquantized[j];
@@ -293,8 +282,8 @@ int demo_reference(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
     }
     if (rc == 0) {
         printf("      %lld (token, expert) pairs checked on %d threads (%.1f s)\n", (long long)done,
-               started, cli_seconds() - t0);
+               workers, cli_seconds() - t0);
     }
-    free(x_mirror), free(x_orig), free(w), free(threads), free(sums);
+    free(x_mirror), free(x_orig), free(w), free(sums);
     return rc == 0 ? 0 : -1;
 }

@@ -1,10 +1,13 @@
 /*
  * demo_weights.c — deterministic synthetic values and the MXFP4 expert weights of `mxmoe demo`.
  *
- * Weights are generated and quantized one expert at a time: only one expert's BF16 matrix
- * (33 MB for gpt-oss-20b's w13) exists at once, next to the 4.25-bit result for all experts.
+ * Weights are generated and quantized one expert at a time per worker (one per core): only one
+ * expert's BF16 matrix per worker (33 MB for gpt-oss-20b's w13) exists at once, next to the
+ * 4.25-bit result for all experts. Every value is a function of its position, so the layer is
+ * the same whichever worker made which expert.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +98,56 @@ static int quantize_matrix(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
     return 0;
 }
 
-int demo_layer_build(const char* cmd, mxmoe_ctx* ctx, demo_layer* L) {
+/* Progress shared by the build's workers. */
+typedef struct build_progress {
+    pthread_mutex_t lock;
+    int64_t done;
+    double t0;
+} build_progress;
+
+typedef struct build_share {
+    const char* cmd;
+    demo_layer* L;
+    build_progress* progress;
+} build_share;
+
+/* Experts e with e % workers == index: generated, quantized, and their biases written. */
+static int build_experts(mxmoe_ctx* ctx, int index, int workers, void* arg) {
+    build_share* b = arg;
+    demo_layer* L = b->L;
+    int64_t E = L->experts, H = L->hidden, I = L->intermediate;
+    size_t tmp_elems = (size_t)(2 * I * H > H * I ? 2 * I * H : H * I);
+    uint16_t* tmp = malloc(tmp_elems * sizeof(uint16_t));
+    if (tmp == NULL) {
+        return cli_error(b->cmd, "out of memory for an expert's BF16 weights (%.0f MB)",
+                         (double)tmp_elems * 2.0 / 1e6);
+    }
+    int rc = 0;
+    for (int64_t e = index; e < E && rc == 0; e += workers) {
+        mxmoe_mx_tensor w13 = demo_expert_w13(L, e), w2 = demo_expert_w2(L, e);
+        rc = quantize_matrix(b->cmd, ctx, L, DEMO_W13, e, 2 * I, H, tmp, &w13);
+        if (rc == 0) {
+            rc = quantize_matrix(b->cmd, ctx, L, DEMO_W2, e, H, I, tmp, &w2);
+        }
+        demo_generate_bf16(L->seed, DEMO_B13, e, DEMO_BIAS_SCALE, 0, 2 * I, L->b13 + e * 2 * I);
+        demo_generate_bf16(L->seed, DEMO_B2, e, DEMO_BIAS_SCALE, 0, H, L->b2 + e * H);
+        if (rc == 0) {
+            build_progress* p = b->progress;
+            pthread_mutex_lock(&p->lock); /* under the lock, so the counts print in order */
+            int64_t done = ++p->done;
+            if (done % 8 == 0 || done == E) {
+                printf("      %lld/%lld experts quantized (%.1f s)\n", (long long)done,
+                       (long long)E, cli_seconds() - p->t0);
+                fflush(stdout);
+            }
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+    free(tmp);
+    return rc;
+}
+
+int demo_layer_build(const char* cmd, demo_layer* L) {
     int64_t E = L->experts, H = L->hidden, I = L->intermediate;
     size_t w13_elems = (size_t)(E * 2 * I * H), w2_elems = (size_t)(E * H * I);
     L->w13_packed = malloc(w13_elems / 2);
@@ -104,33 +156,27 @@ int demo_layer_build(const char* cmd, mxmoe_ctx* ctx, demo_layer* L) {
     L->w2_scales = malloc(w2_elems / MXMOE_BLOCK);
     L->b13 = malloc((size_t)(E * 2 * I) * sizeof(uint16_t));
     L->b2 = malloc((size_t)(E * H) * sizeof(uint16_t));
-    size_t tmp_elems = (size_t)(2 * I * H > H * I ? 2 * I * H : H * I);
-    uint16_t* tmp = malloc(tmp_elems * sizeof(uint16_t));
+    int workers = demo_worker_count(E);
+    build_share* shares = calloc((size_t)workers, sizeof *shares);
     if (L->w13_packed == NULL || L->w13_scales == NULL || L->w2_packed == NULL ||
-        L->w2_scales == NULL || L->b13 == NULL || L->b2 == NULL || tmp == NULL) {
-        free(tmp);
+        L->w2_scales == NULL || L->b13 == NULL || L->b2 == NULL || shares == NULL) {
+        free(shares);
         demo_layer_free(L);
         cli_error(cmd, "out of memory for the layer (%.0f MB)",
                   (double)(w13_elems + w2_elems) * 17.0 / 32.0 / 1e6);
         return -1;
     }
-    double t0 = cli_seconds();
-    int rc = 0;
-    for (int64_t e = 0; e < E && rc == 0; e++) {
-        mxmoe_mx_tensor w13 = demo_expert_w13(L, e), w2 = demo_expert_w2(L, e);
-        rc = quantize_matrix(cmd, ctx, L, DEMO_W13, e, 2 * I, H, tmp, &w13);
-        if (rc == 0) {
-            rc = quantize_matrix(cmd, ctx, L, DEMO_W2, e, H, I, tmp, &w2);
-        }
-        demo_generate_bf16(L->seed, DEMO_B13, e, DEMO_BIAS_SCALE, 0, 2 * I, L->b13 + e * 2 * I);
-        demo_generate_bf16(L->seed, DEMO_B2, e, DEMO_BIAS_SCALE, 0, H, L->b2 + e * H);
-        if (rc == 0 && ((e + 1) % 8 == 0 || e + 1 == E)) {
-            printf("      expert %lld/%lld quantized (%.1f s)\n", (long long)(e + 1), (long long)E,
-                   cli_seconds() - t0);
-            fflush(stdout);
-        }
+    build_progress progress;
+    pthread_mutex_init(&progress.lock, NULL);
+    progress.done = 0;
+    progress.t0 = cli_seconds();
+    for (int i = 0; i < workers; i++) {
+        build_share one = {cmd, L, &progress};
+        shares[i] = one;
     }
-    free(tmp);
+    int rc = demo_run_workers(cmd, workers, build_experts, shares, sizeof *shares);
+    pthread_mutex_destroy(&progress.lock);
+    free(shares);
     if (rc != 0) {
         demo_layer_free(L);
     }
