@@ -2,8 +2,8 @@
  * quantize.cu — CUDA quantization, dequantization, GGUF conversion, scale swizzling and grouped
  * quantization (also the gather + quantize step of moe_forward).
  *
- * One thread per 32-element block, running the reference's own block quantizer
- * (mx_numerics.h): byte-identical to the CPU by construction. These kernels are memory-bound;
+ * The reference's own block quantizer (mx_numerics.h), one thread per 32-element block or
+ * (quantize_rows_kernel) one warp per block: byte-identical to the CPU by construction. These kernels are memory-bound;
  * the generic path keeps them simple.
  */
 #include "cuda/cuda_common.cuh"
@@ -14,21 +14,30 @@ namespace {
 
 constexpr int kThreads = 256;
 
+/* One warp per 32-element block, one lane per element: the block's absolute maximum by a warp
+ * reduction, then each lane encodes its element with the reference's own functions
+ * (mx_numerics.h), so the bytes are those of mxmoe_quantize_block. (v1 ran a whole block per
+ * thread: 19 us for 4 rows, 421 us for 32768 rows of 2880 on an H100.) */
 __global__ void quantize_rows_kernel(quantize_rows_args a) {
-    int64_t kb = a.k / 32;
+    const int64_t kb = a.k / 32;
     int64_t limit = a.rows;
     if (a.offsets != nullptr) {
         int64_t end = a.offsets[a.num_experts];
         limit = end < 0 ? 0 : (end > a.rows ? a.rows : end);
     }
-    GRID_STRIDE_LOOP(b, limit * kb) {
-        int64_t r = b / kb, j = b % kb;
+    const int lane = threadIdx.x & 31;
+    const int64_t first = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int64_t stride = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    for (int64_t b = first; b < limit * kb; b += stride) { /* uniform across the warp */
+        const int64_t r = b / kb, j = b % kb;
         int64_t src_row = r;
         float weight = 1.0f;
         if (a.gather != nullptr) {
-            int32_t pair = a.gather[r];
+            const int32_t pair = a.gather[r];
             if (pair < 0 || pair >= a.gather_limit) {
-                atomicOr(a.errors, MXMOE_DEVERR_ROW_INDEX);
+                if (lane == 0) {
+                    atomicOr(a.errors, MXMOE_DEVERR_ROW_INDEX);
+                }
                 continue;
             }
             src_row = pair / a.top_k;
@@ -36,25 +45,27 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
                 weight = a.weights[pair];
             }
         }
-        float block[MXMOE_BLOCK];
-#pragma unroll
-        for (int i = 0; i < MXMOE_BLOCK; i++) {
-            float v = mxmoe_load_float(a.x, a.dtype, src_row * a.k + j * 32 + i);
-            block[i] = a.weights != nullptr ? mxmoe_round_to_dtype(v * weight, a.round_dtype) : v;
+        float v = mxmoe_load_float(a.x, a.dtype, src_row * a.k + j * 32 + lane);
+        if (a.weights != nullptr) {
+            v = mxmoe_round_to_dtype(v * weight, a.round_dtype);
         }
-        uint8_t packed[MXMOE_BLOCK / 2];
-        uint8_t scale = mxmoe_quantize_block(block, a.rule, packed);
-        uint8_t* dst = a.packed + r * (a.k / 2) + j * 16;
-#pragma unroll
-        for (int i = 0; i < MXMOE_BLOCK / 2; i++) {
-            dst[i] = packed[i];
+        /* NaN/Inf bit patterns are the largest, as in mxmoe_quantize_block */
+        const uint32_t amax = __reduce_max_sync(0xFFFFFFFFu, mxmoe_f32_bits(v) & 0x7fffffffu);
+        const uint8_t scale = mxmoe_scale_byte(amax, a.rule);
+        const uint32_t code = scale != MXMOE_E8M0_NAN ? mxmoe_e2m1_code(v, scale) : 0u;
+        const uint32_t high = __shfl_down_sync(0xFFFFFFFFu, code, 1);
+        if ((lane & 1) == 0) {
+            a.packed[r * (a.k / 2) + j * 16 + lane / 2] = (uint8_t)(code | (high << 4));
         }
-        int64_t off = grouped_scale_offset(a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.k);
-        if (off < 0 || off >= a.scales_numel) {
-            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-            continue;
+        if (lane == 0) {
+            const int64_t off =
+                grouped_scale_offset(a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.k);
+            if (off < 0 || off >= a.scales_numel) {
+                atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+            } else {
+                a.scales[off] = scale;
+            }
         }
-        a.scales[off] = scale;
     }
 }
 
@@ -148,7 +159,7 @@ mxmoe_status mxmoe_launch_quantize_rows(mxmoe_ctx* ctx, const quantize_rows_args
             args->errors);
         MXMOE_CUDA_LAUNCHED(ctx);
     }
-    quantize_rows_kernel<<<grid_for(ctx, args->rows * (args->k / 32), kThreads), kThreads, 0,
+    quantize_rows_kernel<<<grid_for(ctx, args->rows * args->k, kThreads), kThreads, 0,
                            stream>>>(*args);
     MXMOE_CUDA_LAUNCHED(ctx);
     return MXMOE_OK;
