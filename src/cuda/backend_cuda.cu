@@ -77,6 +77,7 @@ mxmoe_status cuda_init(mxmoe_ctx* ctx) {
                           cudaGetErrorString(err));
     }
     ctx->backend_state = state;
+    state->sm90_ready = mxmoe_grouped_gemm_sm90_init(ctx);
     snprintf(ctx->detail, sizeof ctx->detail, "cuda: %.64s (sm_%d%d, %d SMs), %s", prop.name,
              prop.major, prop.minor, prop.multiProcessorCount,
              mxmoe_grouped_gemm_sm90_ready(ctx) ? "sm_90a FP8 grouped GEMM" : "generic kernels");

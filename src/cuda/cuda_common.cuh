@@ -38,6 +38,7 @@ struct mxmoe_cuda_state {
     unsigned* errors; /* device word, see mxmoe_device_error */
     cudaEvent_t timer_start, timer_stop;
     cudaMemPool_t pool; /* scratch of calls without a workspace (the Hopper GEMM's operands) */
+    bool sm90_ready;    /* the Hopper GEMM can run here (mxmoe_grouped_gemm_sm90_init) */
 };
 
 static inline mxmoe_cuda_state* cuda_state(mxmoe_ctx* ctx) {

@@ -423,7 +423,7 @@ __global__ void act_e4m3_kernel(gemm_args a) {
 
 template <int BN>
 __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_args a) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere; sm90_available() never launches it */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, and never launched there */
     using L = stage_layout<BN>;
     constexpr int S = L::stages;
     extern __shared__ uint8_t smem_raw[];
@@ -540,9 +540,7 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
 template <int BN>
 mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     auto kernel = grouped_gemm_sm90_kernel<BN>;
-    constexpr int bytes = smem_bytes<BN>();
-    MXMOE_CUDA_CHECK(ctx, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               bytes));
+    constexpr int bytes = smem_bytes<BN>(); /* allowed once, in mxmoe_grouped_gemm_sm90_init */
     const int64_t n_tiles = (args->n + kTileN - 1) / kTileN;
     const int64_t bound = ((args->rows + BN - 1) / BN + args->num_experts) * n_tiles;
     const int64_t sms = cuda_state(ctx)->sm_count;
@@ -552,37 +550,41 @@ mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     return MXMOE_OK;
 }
 
-/* Whether this process can use the sm_90a kernel: a compute capability 9.0 device and a
- * binary built for it (the sm_80 build of the kernel is empty). MXMOE_CUDA_GEMM=generic turns
- * it off (tests compare both paths). */
-bool sm90_available(mxmoe_ctx* ctx) {
+template <int BN>
+cudaError_t allow_smem() {
+    return cudaFuncSetAttribute(grouped_gemm_sm90_kernel<BN>,
+                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<BN>());
+}
+
+bool generic_forced() { /* MXMOE_CUDA_GEMM=generic: tests compare both paths */
     const char* force = getenv("MXMOE_CUDA_GEMM");
-    if (force != nullptr && strcmp(force, "generic") == 0) {
-        return false;
-    }
-    int major = 0, minor = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
-                               cuda_state(ctx)->device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor,
-                               cuda_state(ctx)->device) != cudaSuccess) {
-        return false;
-    }
-    cudaFuncAttributes attr;
-    if (major != 9 || minor != 0 ||
-        cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) != cudaSuccess) {
-        return false;
-    }
-    return attr.binaryVersion == 90;
+    return force != nullptr && strcmp(force, "generic") == 0;
 }
 
 } // namespace
 
+bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
+    int major = 0, minor = 0;
+    const int dev = cuda_state(ctx)->device;
+    cudaFuncAttributes attr;
+    /* a compute capability 9.0 device and a binary built for it (the sm_80 build is empty) */
+    bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+              cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+              major == 9 && minor == 0 &&
+              cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
+              attr.binaryVersion == 90;
+    ok = ok && allow_smem<16>() == cudaSuccess && allow_smem<32>() == cudaSuccess &&
+         allow_smem<64>() == cudaSuccess && allow_smem<128>() == cudaSuccess;
+    cudaGetLastError(); /* a failed query above only means: not here */
+    return ok;
+}
+
 bool mxmoe_grouped_gemm_sm90_ready(mxmoe_ctx* ctx) {
-    return sm90_available(ctx);
+    return cuda_state(ctx)->sm90_ready && !generic_forced();
 }
 
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
-    return sm90_available(ctx) && !args->a_swizzled && args->num_experts <= kMaxExperts &&
+    return mxmoe_grouped_gemm_sm90_ready(ctx) && !args->a_swizzled && args->num_experts <= kMaxExperts &&
            args->k % 32 == 0 && args->rows <= INT32_MAX / 2 &&
            ((uintptr_t)args->a_packed | (uintptr_t)args->w_packed | (uintptr_t)args->a_scales |
             (uintptr_t)args->w_scales) % 16 == 0;

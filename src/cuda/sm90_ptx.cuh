@@ -1,9 +1,9 @@
 /*
  * sm90_ptx.cuh — the Hopper primitives the sm_90a GEMM uses, one thin inline-PTX wrapper each:
  * mbarriers (stage hand-off between the producer and the consumer warpgroups), cp.async with
- * zero fill (bounds handled by the copy itself), the async-proxy fence, wgmma fences/groups,
- * shared-memory matrix descriptors and setmaxnreg. Compiled to nothing outside sm_90a, where the
- * kernel that uses them is never launched.
+ * zero fill (bounds handled by the copy itself) and barrier arrival on completion, the
+ * async-proxy fence, wgmma fences/groups, shared-memory matrix descriptors and setmaxnreg.
+ * Compiled to nothing outside sm_90a, where the kernel that uses them is never launched.
  */
 #ifndef MXMOE_CUDA_SM90_PTX_CUH
 #define MXMOE_CUDA_SM90_PTX_CUH
@@ -71,16 +71,6 @@ __device__ __forceinline__ void cp_async_arrive(uint64_t* bar) {
 
 __device__ __forceinline__ void cp_async_wait_all() {
     MXMOE_SM90_ASM("cp.async.wait_all;" ::: "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-    MXMOE_SM90_ASM("cp.async.commit_group;" ::: "memory");
-}
-
-/* Waits until at most `Pending` of this thread's committed groups are still in flight. */
-template <int Pending>
-__device__ __forceinline__ void cp_async_wait() {
-    MXMOE_SM90_ASM("cp.async.wait_group %0;" ::"n"(Pending) : "memory");
 }
 
 /* Orders this thread's generic-proxy shared-memory stores before later async-proxy (wgmma)
