@@ -78,9 +78,11 @@ mxmoe_status cuda_init(mxmoe_ctx* ctx) {
     }
     ctx->backend_state = state;
     state->sm90_ready = mxmoe_grouped_gemm_sm90_init(ctx);
+    state->skinny_ready = mxmoe_grouped_gemm_skinny_init(ctx);
     snprintf(ctx->detail, sizeof ctx->detail, "cuda: %.64s (sm_%d%d, %d SMs), %s", prop.name,
              prop.major, prop.minor, prop.multiProcessorCount,
-             mxmoe_grouped_gemm_sm90_ready(ctx) ? "sm_90a FP8 grouped GEMM" : "generic kernels");
+             state->sm90_ready ? "int8 few-token + sm_90a FP8 grouped GEMMs"
+                               : "int8 grouped GEMMs");
     return MXMOE_OK;
 }
 

@@ -39,6 +39,7 @@ struct mxmoe_cuda_state {
     cudaEvent_t timer_start, timer_stop;
     cudaMemPool_t pool; /* scratch of calls without a workspace (the Hopper GEMM's operands) */
     bool sm90_ready;    /* the Hopper GEMM can run here (mxmoe_grouped_gemm_sm90_init) */
+    bool skinny_ready;  /* the few-tokens GEMM's shared memory is granted (..._skinny_init) */
 };
 
 static inline mxmoe_cuda_state* cuda_state(mxmoe_ctx* ctx) {

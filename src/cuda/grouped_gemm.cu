@@ -18,6 +18,10 @@
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/grouped_gemm.cuh"
+#include "cuda/int8_mma.cuh"
+
+#include <stdlib.h>
+#include <string.h>
 
 namespace {
 
@@ -27,16 +31,6 @@ constexpr int kThreads = 256;
 /* A row of one K-block: 32 int8 = 8 words, padded to 12 so the fragment loads of a warp
  * (8 rows x 4 words) hit 32 distinct banks. */
 constexpr int kRowWords = 12;
-
-/* Doubled E2M1 values of the 4 nibbles in the low 16 bits of `c`, as 4 int8 in one word. */
-__device__ __forceinline__ uint32_t decode4(uint32_t c) {
-    const uint32_t sel = c & 0x7777u;                            /* magnitude index per nibble */
-    uint32_t pos = __byte_perm(0x03020100u, 0x0C080604u, sel); /* 0 1 2 3 | 4 6 8 12 */
-    uint32_t neg = __byte_perm(0xFDFEFF00u, 0xF4F8FAFCu, sel); /* their negatives */
-    uint32_t spread = (c & 0x8u) | ((c & 0x80u) << 4) | ((c & 0x800u) << 8) | ((c & 0x8000u) << 12);
-    uint32_t mask = (spread >> 3) * 0xFFu; /* 0xFF in every byte whose nibble is negative */
-    return (pos & ~mask) | (neg & mask);
-}
 
 __device__ __forceinline__ uint32_t load_word(const uint8_t* p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
@@ -122,26 +116,17 @@ struct stage {
 
 __device__ __forceinline__ void store_stage(stage& s, const fetch& f, int tid) {
     const int row = tid / 4, part = tid % 4;
-    s.a[row][2 * part] = decode4(f.a);
-    s.a[row][2 * part + 1] = decode4(f.a >> 16);
-    s.w[row][2 * part] = decode4(f.w0);
-    s.w[row][2 * part + 1] = decode4(f.w0 >> 16);
-    s.w[row + 64][2 * part] = decode4(f.w1);
-    s.w[row + 64][2 * part + 1] = decode4(f.w1 >> 16);
+    s.a[row][2 * part] = e2m1x4_to_int8x4(f.a);
+    s.a[row][2 * part + 1] = e2m1x4_to_int8x4(f.a >> 16);
+    s.w[row][2 * part] = e2m1x4_to_int8x4(f.w0);
+    s.w[row][2 * part + 1] = e2m1x4_to_int8x4(f.w0 >> 16);
+    s.w[row + 64][2 * part] = e2m1x4_to_int8x4(f.w1);
+    s.w[row + 64][2 * part + 1] = e2m1x4_to_int8x4(f.w1 >> 16);
     if (tid < BLOCK_M) {
         s.sa[tid] = (uint8_t)f.scale;
     } else if (tid < BLOCK_M + BLOCK_N) {
         s.sw[tid - BLOCK_M] = (uint8_t)f.scale;
     }
-}
-
-__device__ __forceinline__ void mma_s8(const uint32_t (&af)[4], const uint32_t (&bf)[2],
-                                       int32_t (&d)[4]) {
-    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %10, %10, %10};\n"
-                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-                 : "r"(af[0]), "r"(af[1]), "r"(af[2]), "r"(af[3]), "r"(bf[0]), "r"(bf[1]),
-                   "r"(0));
 }
 
 __global__ void __launch_bounds__(kThreads) grouped_gemm_kernel(gemm_args args) {
@@ -200,7 +185,7 @@ __global__ void __launch_bounds__(kThreads) grouped_gemm_kernel(gemm_args args) 
 #pragma unroll
             for (int ni = 0; ni < 4; ni++) {
                 int32_t d[4];
-                mma_s8(af[mi], bf[ni], d);
+                mma_s8_16x8x32(af[mi], bf[ni], 0, d);
                 const int n = warp_n + ni * 8 + 2 * t;
                 const uint32_t sw0 = s.sw[n], sw1 = s.sw[n + 1];
                 acc[mi][ni][0] += mxmoe_block_term(d[0], sa0, sw0);
@@ -232,8 +217,26 @@ __global__ void __launch_bounds__(kThreads) grouped_gemm_kernel(gemm_args args) 
 
 } // namespace
 
+/* MXMOE_CUDA_GEMM=generic|skinny|sm90 forces a kernel where it takes the arguments (tests run
+ * every kernel; benchmarks compare them); otherwise: */
+static bool gemm_forced(const char* name) {
+    const char* force = getenv("MXMOE_CUDA_GEMM");
+    return force != nullptr && strcmp(force, name) == 0;
+}
+
+/* Few tokens per active expert: the weights are streamed once per group of 32 tokens. */
+constexpr int64_t kSkinnyMaxMeanRows = 64;
+
 mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
-    if (mxmoe_grouped_gemm_sm90_supported(ctx, args)) {
+    const bool generic = gemm_forced("generic");
+    const bool skinny = !generic && mxmoe_grouped_gemm_skinny_supported(ctx, args);
+    const bool sm90 = !generic && mxmoe_grouped_gemm_sm90_supported(ctx, args);
+    const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
+    const bool few = args->rows <= kSkinnyMaxMeanRows * (active > 0 ? active : 1);
+    if (skinny && (gemm_forced("skinny") || (few && !(sm90 && gemm_forced("sm90"))))) {
+        return mxmoe_launch_grouped_gemm_skinny(ctx, args);
+    }
+    if (sm90) {
         return mxmoe_launch_grouped_gemm_sm90(ctx, args);
     }
     int64_t m_tiles = (args->rows + BLOCK_M - 1) / BLOCK_M + args->num_experts;

@@ -37,9 +37,6 @@
 #include "cuda/sm90_ptx.cuh"
 #include "cuda/sm90_wgmma.cuh"
 
-#include <stdlib.h>
-#include <string.h>
-
 namespace {
 
 constexpr int kChunk = 128;     /* K per stage and per promotion: 4 MX blocks */
@@ -556,11 +553,6 @@ cudaError_t allow_smem() {
                                 cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<BN>());
 }
 
-bool generic_forced() { /* MXMOE_CUDA_GEMM=generic: tests compare both paths */
-    const char* force = getenv("MXMOE_CUDA_GEMM");
-    return force != nullptr && strcmp(force, "generic") == 0;
-}
-
 } // namespace
 
 bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
@@ -579,12 +571,8 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
     return ok;
 }
 
-bool mxmoe_grouped_gemm_sm90_ready(mxmoe_ctx* ctx) {
-    return cuda_state(ctx)->sm90_ready && !generic_forced();
-}
-
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
-    return mxmoe_grouped_gemm_sm90_ready(ctx) && !args->a_swizzled && args->num_experts <= kMaxExperts &&
+    return cuda_state(ctx)->sm90_ready && !args->a_swizzled && args->num_experts <= kMaxExperts &&
            args->k % 32 == 0 && args->rows <= INT32_MAX / 2 &&
            ((uintptr_t)args->a_packed | (uintptr_t)args->w_packed | (uintptr_t)args->a_scales |
             (uintptr_t)args->w_scales) % 16 == 0;

@@ -1,0 +1,381 @@
+/*
+ * grouped_gemm_skinny.cu — the W4A4 grouped GEMM for few tokens per expert (decode and small
+ * batches), exact and bit-identical to the reference, on the int8 tensor cores of sm_80+.
+ *
+ * With few tokens per expert the GEMM is a stream over the active experts' weights, so the
+ * design is about reading them once at full bandwidth and spending few instructions per byte:
+ *   - Operands swapped: 16 weight rows are the M side of `mma.m16n8k32.s8`, 8 tokens the N side,
+ *     and the MMA's K of 32 is exactly one MX block. A CTA takes 64 rows of one active expert
+ *     (4 warps x 16) and passes over them once per group of up to 32 of the expert's tokens.
+ *   - Each warp streams its 16 rows through its own cp.async ring (kStages stages of 4 blocks,
+ *     64 bytes a row), so warps never wait for each other inside a K slab; the group's tokens
+ *     are decoded to int8 once per slab into shared memory (a few K blocks for 32 tokens, the
+ *     whole K for one).
+ *   - Issued on an int32 accumulator of 0x4B400000, the MMA returns a block's integer dot product
+ *     already inside the bits of the FP32 1.5 * 2^23 + isum, so one FADD gives (float)isum (no
+ *     quarter-rate I2F) and one FFMA adds isum * 2^(sa+sw-256). That equals the reference's
+ *     rounded product plus rounded sum whenever the product is exact and far from overflow:
+ *     107 <= sa + sw <= 370 with no 0xFF and sw > 0, checked once per CTA and slab from the
+ *     scale ranges. Otherwise (never with real checkpoints) the slab takes mxmoe_block_term.
+ * Tiles map to active experts through the offsets on the device (no host synchronisation): the
+ * grid covers min(E, rows) experts and CTAs past the last active one exit at once.
+ */
+#include <stdint.h>
+
+#include "cuda/cuda_common.cuh"
+#include "cuda/grouped_gemm.cuh"
+#include "cuda/int8_mma.cuh"
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kWarpRows = 16;                 /* M of one MMA */
+constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
+constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
+constexpr int kTokenTiles = kGroupTokens / 8;
+constexpr int kStageBlocks = 4;                   /* K blocks per ring stage */
+constexpr int kStages = 6;                        /* ring depth per warp */
+constexpr int kStageRow = kStageBlocks * 16 + 16; /* padded: rows g = 0..7 on distinct banks */
+constexpr int kWarpStage = kWarpRows * kStageRow;
+constexpr int kRingBytes = kWarps * kStages * kWarpStage;
+constexpr int kActBytes = 24576;            /* decoded activation slab (int8) */
+constexpr int kActEntries = kActBytes / 32; /* its (token, block) pairs at most */
+constexpr int kMaxBlocks = 768;             /* K <= 24576: the tile's weight scales fit */
+constexpr int kMaxExperts = 1024;           /* the offsets fit the activation slab at start */
+constexpr int32_t kBias = 0x4B400000;       /* FP32 bits of 1.5 * 2^23 */
+constexpr float kBiasF = 12582912.0f;
+
+constexpr size_t smem_bytes(int64_t kb) {
+    return (size_t)kRingBytes + kActBytes + kActEntries * 5 + (size_t)(kTileRows * kb + 15) / 16 * 16;
+}
+
+/* Shared memory of a CTA. The activation slab first holds the offsets (tile lookup). */
+struct smem_view {
+    uint8_t* ring;      /* [kWarps][kStages][kWarpRows][kStageRow] packed weights */
+    uint8_t* act;       /* [tokens][act_stride] doubled int8 activations of the slab */
+    float* act_scale;   /* [tokens][slab] 2^(sa-129) */
+    uint8_t* act_sbyte; /* [tokens][slab] sa */
+    uint8_t* w_scale;   /* [kTileRows][kb] */
+};
+
+__device__ inline smem_view carve(uint8_t* base) {
+    smem_view v;
+    v.ring = base;
+    v.act = base + kRingBytes;
+    v.act_scale = reinterpret_cast<float*>(v.act + kActBytes);
+    v.act_sbyte = reinterpret_cast<uint8_t*>(v.act_scale + kActEntries);
+    v.w_scale = v.act_sbyte + kActEntries;
+    return v;
+}
+
+/* The expert of the `target`-th active expert (-1 if fewer are active), from offsets already in
+ * shared memory; every thread returns the same value. */
+__device__ int64_t find_active_expert(const int32_t* off, int64_t num_experts, int64_t rows,
+                                      int64_t target) {
+    __shared__ int warp_count[kWarps];
+    __shared__ int64_t found;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    if (threadIdx.x == 0) {
+        found = -1;
+    }
+    int64_t seen = 0;
+    for (int64_t base = 0; base < num_experts && seen <= target; base += kThreads) {
+        const int64_t e = base + threadIdx.x;
+        int64_t b = 0, n = 0;
+        if (e < num_experts) {
+            expert_rows(off, e, rows, &b, &n);
+        }
+        const unsigned ballot = __ballot_sync(0xffffffffu, n > b);
+        if (lane == 0) {
+            warp_count[warp] = __popc(ballot);
+        }
+        __syncthreads();
+        int64_t before = seen;
+        for (int w = 0; w < kWarps; w++) {
+            before += w < warp ? warp_count[w] : 0;
+            seen += warp_count[w];
+        }
+        if (n > b && before + __popc(ballot & ((1u << lane) - 1u)) == target) {
+            found = e;
+        }
+        __syncthreads(); /* warp_count is rewritten next round; `found` is settled */
+    }
+    return found;
+}
+
+__device__ inline uint8_t weight_scale_byte(const gemm_args& a, int64_t e, int64_t n, int64_t j) {
+    const int64_t kb = a.k / 32;
+    const int64_t off = !a.w_swizzled ? (e * a.n + n) * kb + j
+                                      : e * mxmoe_swizzled_matrix_bytes(a.n, a.k) +
+                                            mxmoe_swizzled_offset(n, j, a.k);
+    return a.w_scales[off];
+}
+
+/* Decodes tokens [0, count) of the group starting at row `row0`, blocks [j0, j0 + slab_n), into
+ * the slab; returns this thread's smallest and largest scale byte (0xFF counted as 1000, so a
+ * NaN scale fails the fast path's range check). */
+__device__ int2 stage_activations(const gemm_args& a, const smem_view& s, int64_t row0, int count,
+                                  int64_t j0, int slab_n, int act_stride) {
+    const int64_t kb = a.k / 32;
+    int lo = 1000, hi = 0;
+    for (int idx = threadIdx.x; idx < count * slab_n; idx += kThreads) {
+        const int i = idx / slab_n, jl = idx % slab_n;
+        const int64_t row = row0 + i, j = j0 + jl;
+        const uint4 p = __ldg(reinterpret_cast<const uint4*>(a.a_packed + row * (a.k / 2) + j * 16));
+        uint4 lo4, hi4;
+        lo4.x = e2m1x4_to_int8x4(p.x), lo4.y = e2m1x4_to_int8x4(p.x >> 16);
+        lo4.z = e2m1x4_to_int8x4(p.y), lo4.w = e2m1x4_to_int8x4(p.y >> 16);
+        hi4.x = e2m1x4_to_int8x4(p.z), hi4.y = e2m1x4_to_int8x4(p.z >> 16);
+        hi4.z = e2m1x4_to_int8x4(p.w), hi4.w = e2m1x4_to_int8x4(p.w >> 16);
+        uint4* dst = reinterpret_cast<uint4*>(s.act + i * act_stride + jl * 32);
+        dst[0] = lo4;
+        dst[1] = hi4;
+        const int64_t off = row * kb + j;
+        uint32_t sa = 0;
+        if (off < a.a_scales_numel) {
+            sa = a.a_scales[off];
+        } else {
+            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+        }
+        s.act_sbyte[i * slab_n + jl] = (uint8_t)sa;
+        s.act_scale[i * slab_n + jl] = sa == MXMOE_E8M0_NAN ? 0.0f : mxmoe_pow2f((int32_t)sa - 129);
+        lo = min(lo, (int)sa);
+        hi = max(hi, sa == MXMOE_E8M0_NAN ? 1000 : (int)sa);
+    }
+    return make_int2(lo, hi);
+}
+
+/* One warp's view of the work: its rows' ring, scales and fragment coordinates. */
+struct warp_ctx {
+    const uint8_t* ring;    /* this warp's kStages stages */
+    const uint8_t* w_scale; /* row g of this warp's 16 in the tile's scale table */
+    int kb, g, t;
+};
+
+/* Accumulates ring stage `stage` (K blocks 4 stage ..) into acc. Fast: the biased-FFMA form;
+ * otherwise mxmoe_block_term per element (see the file comment). */
+template <bool kFast>
+__device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s, int stage,
+                                          int64_t slab0, int slab_n, int act_stride, int count,
+                                          int tiles, float (&acc)[kTokenTiles][4]) {
+    const uint8_t* slot = w.ring + (stage % kStages) * kWarpStage;
+    const int j0 = stage * kStageBlocks;
+#pragma unroll
+    for (int bi = 0; bi < kStageBlocks; bi++) {
+        const int j = j0 + bi;
+        if (j >= w.kb) {
+            break;
+        }
+        const uint32_t w0 = *reinterpret_cast<const uint32_t*>(slot + w.g * kStageRow + bi * 16 + 4 * w.t);
+        const uint32_t w1 =
+            *reinterpret_cast<const uint32_t*>(slot + (w.g + 8) * kStageRow + bi * 16 + 4 * w.t);
+        const uint32_t a[4] = {e2m1x4_to_int8x4(w0), e2m1x4_to_int8x4(w1), e2m1x4_to_int8x4(w0 >> 16),
+                               e2m1x4_to_int8x4(w1 >> 16)};
+        const uint32_t sw0 = w.w_scale[j], sw1 = w.w_scale[8 * w.kb + j];
+        const float ws0 = __uint_as_float(sw0 << 23), ws1 = __uint_as_float(sw1 << 23);
+        const int jl = j - (int)slab0;
+#pragma unroll
+        for (int ti = 0; ti < kTokenTiles; ti++) {
+            if (ti < tiles) {
+                /* tokens past the group's count read its last token; their results are dropped */
+                const int tb = min(ti * 8 + w.g, count - 1);
+                const uint2 bv = *reinterpret_cast<const uint2*>(s.act + tb * act_stride + jl * 32 + 8 * w.t);
+                const uint32_t b[2] = {bv.x, bv.y};
+                int32_t d[4];
+                mma_s8_16x8x32(a, b, kBias, d);
+                const int c0 = min(ti * 8 + 2 * w.t, count - 1) * slab_n + jl;
+                const int c1 = min(ti * 8 + 2 * w.t + 1, count - 1) * slab_n + jl;
+                if (kFast) {
+                    const float as0 = s.act_scale[c0], as1 = s.act_scale[c1];
+                    acc[ti][0] = fmaf(__int_as_float(d[0]) - kBiasF, ws0 * as0, acc[ti][0]);
+                    acc[ti][1] = fmaf(__int_as_float(d[1]) - kBiasF, ws0 * as1, acc[ti][1]);
+                    acc[ti][2] = fmaf(__int_as_float(d[2]) - kBiasF, ws1 * as0, acc[ti][2]);
+                    acc[ti][3] = fmaf(__int_as_float(d[3]) - kBiasF, ws1 * as1, acc[ti][3]);
+                } else {
+                    const uint32_t sa0 = s.act_sbyte[c0], sa1 = s.act_sbyte[c1];
+                    acc[ti][0] += mxmoe_block_term(d[0] - kBias, sa0, sw0);
+                    acc[ti][1] += mxmoe_block_term(d[1] - kBias, sa1, sw0);
+                    acc[ti][2] += mxmoe_block_term(d[2] - kBias, sa0, sw1);
+                    acc[ti][3] += mxmoe_block_term(d[3] - kBias, sa1, sw1);
+                }
+            }
+        }
+    }
+}
+
+__global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_args args) {
+    extern __shared__ __align__(16) uint8_t smem_raw[];
+    const smem_view s = carve(smem_raw);
+    __shared__ int tile_scale_lo[kWarps], tile_scale_hi[kWarps], slab_lo[kWarps], slab_hi[kWarps];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int kb = (int)(args.k / 32);
+    const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
+
+    int32_t* off = reinterpret_cast<int32_t*>(s.act);
+    for (int64_t e = threadIdx.x; e <= args.num_experts; e += kThreads) {
+        off[e] = args.offsets[e];
+    }
+    __syncthreads();
+    const int64_t expert = find_active_expert(off, args.num_experts, args.rows, blockIdx.x / row_tiles);
+    if (expert < 0) {
+        return;
+    }
+    int64_t begin, end;
+    expert_rows(off, expert, args.rows, &begin, &end);
+    const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
+
+    /* This lane's two 16-byte copies of each ring stage: row c / 4 of the warp, block c % 4. */
+    const uint8_t* src[2];
+    uint8_t* dst[2];
+    bool row_ok[2];
+    int blk[2];
+#pragma unroll
+    for (int c = 0; c < 2; c++) {
+        const int idx = lane + 32 * c, r = idx / kStageBlocks;
+        const int64_t n = n0 + warp * kWarpRows + r;
+        row_ok[c] = n < args.n;
+        blk[c] = idx % kStageBlocks;
+        src[c] = args.w_packed + ((expert * args.n + (row_ok[c] ? n : 0)) * (args.k / 2) + blk[c] * 16);
+        dst[c] = s.ring + warp * kStages * kWarpStage + r * kStageRow + blk[c] * 16;
+    }
+    auto issue = [&](int stage) {
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            const bool ok = row_ok[c] && stage * kStageBlocks + blk[c] < kb;
+            cp_async16_zfill(dst[c] + (stage % kStages) * kWarpStage,
+                             ok ? src[c] + (int64_t)stage * kStageBlocks * 16 : args.w_packed, ok ? 16 : 0);
+        }
+    };
+    const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
+
+    /* The tile's weight scales, and their range (rows past n take a neutral 127). */
+    int lo = 255, hi = 0;
+    for (int idx = threadIdx.x; idx < kTileRows * kb; idx += kThreads) {
+        const int r = idx / kb, j = idx % kb;
+        const int64_t n = n0 + r;
+        const uint8_t v = n < args.n ? weight_scale_byte(args, expert, n, j) : 127;
+        s.w_scale[idx] = v;
+        lo = min(lo, (int)v);
+        hi = max(hi, (int)v);
+    }
+    lo = __reduce_min_sync(0xffffffffu, lo);
+    hi = __reduce_max_sync(0xffffffffu, hi);
+    if (lane == 0) {
+        tile_scale_lo[warp] = lo, tile_scale_hi[warp] = hi;
+    }
+    __syncthreads();
+    int sw_lo = 255, sw_hi = 0;
+    for (int w = 0; w < kWarps; w++) {
+        sw_lo = min(sw_lo, tile_scale_lo[w]);
+        sw_hi = max(sw_hi, tile_scale_hi[w]);
+    }
+
+    const int g = lane / 4, t = lane % 4;
+    warp_ctx wc;
+    wc.ring = s.ring + warp * kStages * kWarpStage;
+    wc.w_scale = s.w_scale + (warp * kWarpRows + g) * kb;
+    wc.kb = kb, wc.g = g, wc.t = t;
+
+    for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
+        const int count = (int)min((int64_t)kGroupTokens, end - row0);
+        const int tiles = (count + 7) / 8;
+        /* slab: as many blocks as the activation budget holds, a multiple of the stage */
+        int slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
+        slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
+        slab = min(slab, kb);
+        float acc[kTokenTiles][4];
+#pragma unroll
+        for (int ti = 0; ti < kTokenTiles; ti++) {
+            acc[ti][0] = acc[ti][1] = acc[ti][2] = acc[ti][3] = 0.0f;
+        }
+        for (int stage = 0; stage < kStages - 1; stage++) {
+            if (stage < n_stages) {
+                issue(stage);
+            }
+            cp_async_commit();
+        }
+        for (int64_t slab0 = 0; slab0 < kb; slab0 += slab) {
+            const int slab_n = (int)min((int64_t)slab, kb - slab0);
+            const int act_stride = (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
+            __syncthreads(); /* the previous slab (or the offsets) is no longer read */
+            const int2 r = stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
+            lo = __reduce_min_sync(0xffffffffu, r.x);
+            hi = __reduce_max_sync(0xffffffffu, r.y);
+            if (lane == 0) {
+                slab_lo[warp] = lo, slab_hi[warp] = hi;
+            }
+            __syncthreads();
+            int sa_lo = 1000, sa_hi = 0;
+            for (int w = 0; w < kWarps; w++) {
+                sa_lo = min(sa_lo, slab_lo[w]);
+                sa_hi = max(sa_hi, slab_hi[w]);
+            }
+            const bool fast = sw_lo >= 1 && sw_hi <= 254 && sw_lo + sa_lo >= 107 && sw_hi + sa_hi <= 370;
+            const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
+            for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
+                cp_async_wait<kStages - 2>();
+                __syncwarp(); /* every lane's copies of this stage are visible to the warp */
+                if (stage + kStages - 1 < n_stages) {
+                    issue(stage + kStages - 1); /* into the slot read by the previous stage */
+                }
+                cp_async_commit();
+                if (fast) {
+                    mma_stage<true>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                } else {
+                    mma_stage<false>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                }
+                __syncwarp(); /* the slot is read before a later stage overwrites it */
+            }
+        }
+#pragma unroll
+        for (int ti = 0; ti < kTokenTiles; ti++) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int64_t n = n0 + warp * kWarpRows + g + (q / 2) * 8;
+                const int tok = ti * 8 + 2 * t + q % 2;
+                if (ti < tiles && n < args.n && tok < count) {
+                    float v = acc[ti][q];
+                    if (args.bias != nullptr) {
+                        v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
+                    }
+                    mxmoe_store_float(args.out, args.out_dtype, (row0 + tok) * args.n + n, v);
+                }
+            }
+        }
+    }
+}
+
+} // namespace
+
+bool mxmoe_grouped_gemm_skinny_init(mxmoe_ctx* ctx) {
+    (void)ctx;
+    bool ok = cudaFuncSetAttribute(grouped_gemm_skinny_kernel,
+                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem_bytes(kMaxBlocks)) == cudaSuccess;
+    cudaGetLastError(); /* a failure only means: not here */
+    return ok;
+}
+
+bool mxmoe_grouped_gemm_skinny_supported(mxmoe_ctx* ctx, const gemm_args* args) {
+    return cuda_state(ctx)->skinny_ready && !args->a_swizzled &&
+           args->num_experts <= kMaxExperts && args->k / 32 <= kMaxBlocks &&
+           args->rows <= INT32_MAX / 2 &&
+           ((uintptr_t)args->a_packed | (uintptr_t)args->w_packed) % 16 == 0;
+}
+
+mxmoe_status mxmoe_launch_grouped_gemm_skinny(mxmoe_ctx* ctx, const gemm_args* args) {
+    if (args->rows == 0) {
+        return MXMOE_OK;
+    }
+    const int64_t row_tiles = (args->n + kTileRows - 1) / kTileRows;
+    const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
+    if (row_tiles * active > INT32_MAX) {
+        return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED, "grouped_gemm: %lld tiles exceed the CUDA grid",
+                          (long long)(row_tiles * active));
+    }
+    grouped_gemm_skinny_kernel<<<(unsigned)(row_tiles * active), kThreads, smem_bytes(args->k / 32),
+                                 cuda_stream(ctx)>>>(*args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}
