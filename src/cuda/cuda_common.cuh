@@ -124,7 +124,19 @@ static __device__ inline int64_t grouped_scale_bytes(const int32_t* offsets, int
     return sf_rows * mxmoe_swizzled_cols(k);
 }
 
-/* Flags offsets that are not 0-based, nondecreasing and within `rows` (one block). */
+/* Flags offsets that are not 0-based, nondecreasing and within `rows`: run by one whole block,
+ * inside the kernel that first reads them or (check_offsets_kernel) on its own. */
+static __device__ inline void check_offsets_block(const int32_t* offsets, int64_t num_experts,
+                                                  int64_t rows, unsigned* errors) {
+    bool bad = threadIdx.x == 0 && (offsets[0] != 0 || offsets[num_experts] > rows);
+    for (int64_t e = threadIdx.x; e < num_experts; e += blockDim.x) {
+        bad = bad || offsets[e + 1] < offsets[e];
+    }
+    if (bad) {
+        atomicOr(errors, MXMOE_DEVERR_OFFSETS);
+    }
+}
+
 __global__ void check_offsets_kernel(const int32_t* offsets, int64_t num_experts, int64_t rows,
                                      unsigned* errors);
 

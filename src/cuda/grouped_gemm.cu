@@ -234,7 +234,12 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
     const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
     const bool few = args->rows <= kSkinnyMaxMeanRows * (active > 0 ? active : 1);
     if (skinny && (gemm_forced("skinny") || (few && !(sm90 && gemm_forced("sm90"))))) {
-        return mxmoe_launch_grouped_gemm_skinny(ctx, args);
+        return mxmoe_launch_grouped_gemm_skinny(ctx, args); /* checks the offsets itself */
+    }
+    if (args->check_offsets) {
+        check_offsets_kernel<<<1, 256, 0, cuda_stream(ctx)>>>(args->offsets, args->num_experts,
+                                                            args->rows, args->errors);
+        MXMOE_CUDA_LAUNCHED(ctx);
     }
     if (sm90) {
         return mxmoe_launch_grouped_gemm_sm90(ctx, args);
@@ -278,8 +283,6 @@ mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
     g.bias_dtype = bias != nullptr ? bias->dtype : MXMOE_F32;
     g.out = out->data;
     g.out_dtype = out->dtype;
-    check_offsets_kernel<<<1, 256, 0, cuda_stream(ctx)>>>(g.offsets, g.num_experts, g.rows,
-                                                        cuda_state(ctx)->errors);
-    MXMOE_CUDA_LAUNCHED(ctx);
+    g.check_offsets = 1;
     return mxmoe_launch_grouped_gemm(ctx, &g);
 }

@@ -23,6 +23,7 @@ struct gemm_args {
     void* out; /* [rows, n] */
     mxmoe_dtype out_dtype;
     unsigned* errors;
+    int check_offsets; /* the caller's offsets: validate them (MXMOE_DEVERR_OFFSETS) */
     /* Hopper path: device scratch for the converted activations (NULL or too small: allocated
      * stream-ordered per call; see mxmoe_grouped_gemm_sm90_scratch), and their views. */
     uint8_t* scratch;

@@ -47,7 +47,7 @@ constexpr int32_t kBias = 0x4B400000;       /* FP32 bits of 1.5 * 2^23 */
 constexpr float kBiasF = 12582912.0f;
 
 constexpr size_t smem_bytes(int64_t kb) {
-    return (size_t)kRingBytes + kActBytes + kActEntries * 5 + (size_t)(kTileRows * kb + 15) / 16 * 16;
+    return (size_t)kRingBytes + kActBytes + kActEntries * 5 + (size_t)(kTileRows * kb + 31) / 16 * 16;
 }
 
 /* Shared memory of a CTA. The activation slab first holds the offsets (tile lookup). */
@@ -56,7 +56,7 @@ struct smem_view {
     uint8_t* act;       /* [tokens][act_stride] doubled int8 activations of the slab */
     float* act_scale;   /* [tokens][slab] 2^(sa-129) */
     uint8_t* act_sbyte; /* [tokens][slab] sa */
-    uint8_t* w_scale;   /* [kTileRows][kb] */
+    uint8_t* w_scale;   /* [kTileRows][kb], + 16 bytes of alignment slack */
 };
 
 __device__ inline smem_view carve(uint8_t* base) {
@@ -217,6 +217,9 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
         off[e] = args.offsets[e];
     }
     __syncthreads();
+    if (args.check_offsets && blockIdx.x == 0) {
+        check_offsets_block(off, args.num_experts, args.rows, args.errors);
+    }
     const int64_t expert = find_active_expert(off, args.num_experts, args.rows, blockIdx.x / row_tiles);
     if (expert < 0) {
         return;
@@ -249,15 +252,46 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     };
     const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
 
-    /* The tile's weight scales, and their range (rows past n take a neutral 127). */
+    auto prologue = [&]() {
+        for (int stage = 0; stage < kStages - 1; stage++) {
+            if (stage < n_stages) {
+                issue(stage);
+            }
+            cp_async_commit();
+        }
+    };
+
+    /* The tile's weight scales. Linear ones are one contiguous span (rows n0.. of the expert),
+     * copied 16 bytes at a time with every copy in flight (shifted so the copies are aligned on
+     * both sides); swizzled ones byte by byte. The first group's weight stream starts meanwhile. */
+    const int valid_rows = (int)min((int64_t)kTileRows, args.n - n0);
+    uint8_t* w_scale = s.w_scale;
+    if (!args.w_swizzled) {
+        const uint8_t* span = args.w_scales + (expert * args.n + n0) * kb;
+        const int len = valid_rows * kb, shift = (int)((uintptr_t)span & 15);
+        w_scale += shift;
+        for (int i = threadIdx.x * 16 - shift; i < len; i += kThreads * 16) {
+            if (i >= 0 && i + 16 <= len) {
+                cp_async16_zfill(w_scale + i, span + i, 16);
+            } else {
+                for (int b = max(i, 0); b < min(i + 16, len); b++) {
+                    w_scale[b] = span[b];
+                }
+            }
+        }
+    } else {
+        for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
+            w_scale[idx] = weight_scale_byte(args, expert, n0 + idx / kb, idx % kb);
+        }
+    }
+    cp_async_commit();
+    prologue();
+    cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
+    __syncthreads();
     int lo = 255, hi = 0;
-    for (int idx = threadIdx.x; idx < kTileRows * kb; idx += kThreads) {
-        const int r = idx / kb, j = idx % kb;
-        const int64_t n = n0 + r;
-        const uint8_t v = n < args.n ? weight_scale_byte(args, expert, n, j) : 127;
-        s.w_scale[idx] = v;
-        lo = min(lo, (int)v);
-        hi = max(hi, (int)v);
+    for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
+        lo = min(lo, (int)w_scale[idx]);
+        hi = max(hi, (int)w_scale[idx]);
     }
     lo = __reduce_min_sync(0xffffffffu, lo);
     hi = __reduce_max_sync(0xffffffffu, hi);
@@ -274,10 +308,13 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     const int g = lane / 4, t = lane % 4;
     warp_ctx wc;
     wc.ring = s.ring + warp * kStages * kWarpStage;
-    wc.w_scale = s.w_scale + (warp * kWarpRows + g) * kb;
+    wc.w_scale = w_scale + (warp * kWarpRows + g) * kb; /* rows past n read stale bytes: dropped */
     wc.kb = kb, wc.g = g, wc.t = t;
 
     for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
+        if (row0 != begin) {
+            prologue(); /* the first group's was issued with the scales */
+        }
         const int count = (int)min((int64_t)kGroupTokens, end - row0);
         const int tiles = (count + 7) / 8;
         /* slab: as many blocks as the activation budget holds, a multiple of the stage */
@@ -288,12 +325,6 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
             acc[ti][0] = acc[ti][1] = acc[ti][2] = acc[ti][3] = 0.0f;
-        }
-        for (int stage = 0; stage < kStages - 1; stage++) {
-            if (stage < n_stages) {
-                issue(stage);
-            }
-            cp_async_commit();
         }
         for (int64_t slab0 = 0; slab0 < kb; slab0 += slab) {
             const int slab_n = (int)min((int64_t)slab, kb - slab0);

@@ -8,6 +8,9 @@
  *   2. offsets_kernel (one thread): exclusive prefix sum
  *   3. place_kernel   (block per expert): sorted[row] = i, row_of[i] = row
  *   4. finish_kernel  : row_of = -1 for dropped pairs, sorted = -1 past the kept rows
+ * Few pairs (decode, small batches) take one launch instead: plan_small_kernel, one block that
+ * counts in shared memory, scans, and places each tile of pairs warp by warp (ranks inside a
+ * warp from __match_any_sync, a running cursor per expert across warps), the same rows.
  * Ids out of range (and map entries out of range) are dropped and flagged, never followed.
  */
 #include "cuda/cuda_common.cuh"
@@ -103,10 +106,87 @@ __global__ void finish_kernel(plan_args a) {
     }
 }
 
+constexpr int kSmallThreads = 1024;
+constexpr int64_t kSmallMaxPairs = 4096;
+constexpr int32_t kSmallMaxExperts = 1024;
+
+__global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) {
+    __shared__ int32_t cursor[kSmallMaxExperts]; /* counts, then each expert's next row */
+    __shared__ int32_t warp_sums[kSmallThreads / 32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int e = threadIdx.x; e < a.num_experts; e += kSmallThreads) {
+        cursor[e] = 0;
+    }
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < a.pairs; i += kSmallThreads) {
+        const int32_t e = local_expert(a, i, true);
+        if (e >= 0) {
+            atomicAdd(&cursor[e], 1);
+        }
+    }
+    __syncthreads();
+    /* exclusive scan of the counts: one expert per thread, warp scans, then the warp totals */
+    const int32_t count = threadIdx.x < a.num_experts ? cursor[threadIdx.x] : 0;
+    int32_t incl = count;
+    for (int d = 1; d < 32; d *= 2) {
+        const int32_t v = __shfl_up_sync(0xffffffffu, incl, d);
+        incl += lane >= d ? v : 0;
+    }
+    if (lane == 31) {
+        warp_sums[warp] = incl;
+    }
+    __syncthreads();
+    int32_t before = 0, kept = 0;
+    for (int w = 0; w < kSmallThreads / 32; w++) {
+        before += w < warp ? warp_sums[w] : 0;
+        kept += warp_sums[w];
+    }
+    if (threadIdx.x < a.num_experts) {
+        const int32_t begin = before + incl - count;
+        a.counts[threadIdx.x] = count;
+        a.offsets[threadIdx.x] = begin;
+        cursor[threadIdx.x] = begin;
+    }
+    if (threadIdx.x == 0) {
+        a.offsets[a.num_experts] = kept;
+    }
+    __syncthreads();
+    for (int64_t base = 0; base < a.pairs; base += kSmallThreads) {
+        const int64_t i = base + threadIdx.x;
+        const int32_t e = i < a.pairs ? local_expert(a, i, false) : -1;
+        const unsigned same = __match_any_sync(0xffffffffu, e);
+        const int rank = __popc(same & ((1u << lane) - 1u));
+        const int warps = (int)((min((int64_t)kSmallThreads, a.pairs - base) + 31) / 32);
+        for (int w = 0; w < warps; w++) { /* warps in pair order share the cursors */
+            if (warp == w && e >= 0) {
+                const int32_t row = cursor[e] + rank;
+                a.sorted[row] = (int32_t)i;
+                a.row_of[i] = row;
+                __syncwarp(same);
+                if (rank == 0) {
+                    cursor[e] += __popc(same);
+                }
+            }
+            __syncthreads();
+        }
+        if (i < a.pairs && e < 0) {
+            a.row_of[i] = -1;
+        }
+    }
+    for (int64_t i = kept + threadIdx.x; i < a.pairs; i += kSmallThreads) {
+        a.sorted[i] = -1;
+    }
+}
+
 } // namespace
 
 mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
     cudaStream_t stream = cuda_stream(ctx);
+    if (args->pairs <= kSmallMaxPairs && args->num_experts <= kSmallMaxExperts) {
+        plan_small_kernel<<<1, kSmallThreads, 0, stream>>>(*args);
+        MXMOE_CUDA_LAUNCHED(ctx);
+        return MXMOE_OK;
+    }
     count_kernel<<<(unsigned)args->num_experts, kThreads, 0, stream>>>(*args);
     MXMOE_CUDA_LAUNCHED(ctx);
     offsets_kernel<<<1, 1, 0, stream>>>(*args);

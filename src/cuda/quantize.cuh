@@ -19,6 +19,7 @@ struct quantize_rows_args {
     int swizzled;
     const int32_t* offsets; /* optional [E+1]: rows limited to offsets[E], swizzle per expert */
     int64_t num_experts;
+    int check_offsets; /* caller's offsets: block 0 validates them (check_offsets_block) */
     /* optional gather (moe): output row r reads x row gather[r] / top_k (skipped if < 0) and,
      * with weights, multiplies it by weights[gather[r]] rounded to round_dtype */
     const int32_t* gather;

@@ -862,6 +862,8 @@ int main(int argc, char** argv) {
     test_plan(g_small ? 33 : 8192, 8, 128, 0);
     test_plan(g_small ? 33 : 4096, 4, 32, 1);
     test_plan(1, 1, 1, 0);
+    test_plan(g_small ? 20 : 500, 8, 128, 1); /* one-block plan (<= 4096 pairs) */
+    test_plan(g_small ? 20 : 512, 8, 1000, 0);
     moe_case cases[] = {
         {1, 4, 1, 64, 32, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 0, MXMOE_BF16, MXMOE_BF16},
         {5, 6, 6, 96, 64, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 1, MXMOE_BF16, MXMOE_F32},
