@@ -7,8 +7,9 @@
  *   - Operands swapped: 16 weight rows are the M side of `mma.m16n8k32.s8`, 8 tokens the N side,
  *     and the MMA's K of 32 is exactly one MX block. A CTA takes 64 rows of one active expert
  *     (4 warps x 16) and passes over them once per group of up to 32 of the expert's tokens.
- *   - Each warp streams its 16 rows through its own cp.async ring (kStages stages of 4 blocks,
- *     64 bytes a row), so warps never wait for each other inside a K slab; the group's tokens
+ *   - Each warp streams its 16 rows through its own cp.async ring (kStages stages of 16 blocks:
+ *     256 contiguous bytes a row, long enough runs for DRAM), so warps never wait for each other
+ *     inside a K slab; the group's tokens
  *     are decoded to int8 once per slab into shared memory (a few K blocks for 32 tokens, the
  *     whole K for one).
  *   - Issued on an int32 accumulator of 0x4B400000, the MMA returns a block's integer dot product
@@ -34,9 +35,11 @@ constexpr int kWarpRows = 16;                 /* M of one MMA */
 constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
 constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
 constexpr int kTokenTiles = kGroupTokens / 8;
-constexpr int kStageBlocks = 4;                   /* K blocks per ring stage */
-constexpr int kStages = 6;                        /* ring depth per warp */
+constexpr int kStageBlocks = 16;                  /* K blocks per ring stage: 256 bytes a row */
+constexpr int kStages = 3;                        /* ring depth per warp */
 constexpr int kStageRow = kStageBlocks * 16 + 16; /* padded: rows g = 0..7 on distinct banks */
+constexpr int kLanesPerRow = kStageBlocks;        /* one 16-byte copy each */
+constexpr int kCopies = kWarpRows * kStageBlocks / 32;
 constexpr int kWarpStage = kWarpRows * kStageRow;
 constexpr int kRingBytes = kWarps * kStages * kWarpStage;
 constexpr int kActBytes = 24576;            /* decoded activation slab (int8) */
@@ -163,7 +166,7 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
     const int j0 = stage * kStageBlocks;
 #pragma unroll
     for (int bi = 0; bi < kStageBlocks; bi++) {
-        const int j = j0 + bi;
+        const int j = j0 + bi; /* one K block: 16 rows x 32 of the warp */
         if (j >= w.kb) {
             break;
         }
@@ -228,26 +231,23 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     expert_rows(off, expert, args.rows, &begin, &end);
     const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
 
-    /* This lane's two 16-byte copies of each ring stage: row c / 4 of the warp, block c % 4. */
-    const uint8_t* src[2];
-    uint8_t* dst[2];
-    bool row_ok[2];
-    int blk[2];
-#pragma unroll
-    for (int c = 0; c < 2; c++) {
-        const int idx = lane + 32 * c, r = idx / kStageBlocks;
-        const int64_t n = n0 + warp * kWarpRows + r;
-        row_ok[c] = n < args.n;
-        blk[c] = idx % kStageBlocks;
-        src[c] = args.w_packed + ((expert * args.n + (row_ok[c] ? n : 0)) * (args.k / 2) + blk[c] * 16);
-        dst[c] = s.ring + warp * kStages * kWarpStage + r * kStageRow + blk[c] * 16;
-    }
+    /* This lane's copies of each ring stage: 16 lanes cover one row's 256 bytes, so a warp
+     * instruction copies two rows' contiguous runs; copy c is row lane / 16 + 2c. */
+    const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
+    const int64_t first_row = n0 + warp * kWarpRows + copy_row;
+    const uint8_t* src = args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
+    uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
     auto issue = [&](int stage) {
+        const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
+        uint8_t* slot = dst + (stage % kStages) * kWarpStage;
 #pragma unroll
-        for (int c = 0; c < 2; c++) {
-            const bool ok = row_ok[c] && stage * kStageBlocks + blk[c] < kb;
-            cp_async16_zfill(dst[c] + (stage % kStages) * kWarpStage,
-                             ok ? src[c] + (int64_t)stage * kStageBlocks * 16 : args.w_packed, ok ? 16 : 0);
+        for (int c = 0; c < kCopies; c++) {
+            const int rows_down = c * (32 / kLanesPerRow);
+            const bool ok = blk_ok && first_row + rows_down < args.n;
+            cp_async16_zfill(slot + rows_down * kStageRow,
+                             ok ? src + (int64_t)rows_down * (args.k / 2) + stage * kStageBlocks * 16
+                                : args.w_packed,
+                             ok ? 16 : 0);
         }
     };
     const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
