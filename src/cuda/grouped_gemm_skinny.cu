@@ -7,9 +7,9 @@
  *   - Operands swapped: 16 weight rows are the M side of `mma.m16n8k32.s8`, 8 tokens the N side,
  *     and the MMA's K of 32 is exactly one MX block. A CTA takes 64 rows of one active expert
  *     (4 warps x 16) and passes over them once per group of up to 32 of the expert's tokens.
- *   - Each warp streams its 16 rows through its own cp.async ring (kStages stages of 16 blocks:
- *     256 contiguous bytes a row, long enough runs for DRAM), so warps never wait for each other
- *     inside a K slab; the group's tokens
+ *   - Each warp streams its 16 rows through its own cp.async ring (kStages stages of 4 blocks,
+ *     64 bytes a row: measured faster than 256-byte runs with fewer stages), so warps never wait
+ *     for each other inside a K slab; the group's tokens
  *     are decoded to int8 once per slab into shared memory (a few K blocks for 32 tokens, the
  *     whole K for one).
  *   - Issued on an int32 accumulator of 0x4B400000, the MMA returns a block's integer dot product
@@ -35,8 +35,8 @@ constexpr int kWarpRows = 16;                 /* M of one MMA */
 constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
 constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
 constexpr int kTokenTiles = kGroupTokens / 8;
-constexpr int kStageBlocks = 16;                  /* K blocks per ring stage: 256 bytes a row */
-constexpr int kStages = 3;                        /* ring depth per warp */
+constexpr int kStageBlocks = 4;                   /* K blocks per ring stage: 64 bytes a row */
+constexpr int kStages = 8;                        /* ring depth per warp */
 constexpr int kStageRow = kStageBlocks * 16 + 16; /* padded: rows g = 0..7 on distinct banks */
 constexpr int kLanesPerRow = kStageBlocks;        /* one 16-byte copy each */
 constexpr int kCopies = kWarpRows * kStageBlocks / 32;
@@ -158,7 +158,7 @@ struct warp_ctx {
 
 /* Accumulates ring stage `stage` (K blocks 4 stage ..) into acc. Fast: the biased-FFMA form;
  * otherwise mxmoe_block_term per element (see the file comment). */
-template <bool kFast>
+template <bool kFast, int kTiles>
 __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s, int stage,
                                           int64_t slab0, int slab_n, int act_stride, int count,
                                           int tiles, float (&acc)[kTokenTiles][4]) {
@@ -180,7 +180,7 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
         const int jl = j - (int)slab0;
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
-            if (ti < tiles) {
+            if (ti < kTiles && (kTiles < kTokenTiles || ti < tiles)) {
                 /* tokens past the group's count read its last token; their results are dropped */
                 const int tb = min(ti * 8 + w.g, count - 1);
                 const uint2 bv = *reinterpret_cast<const uint2*>(s.act + tb * act_stride + jl * 32 + 8 * w.t);
@@ -231,8 +231,8 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     expert_rows(off, expert, args.rows, &begin, &end);
     const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
 
-    /* This lane's copies of each ring stage: 16 lanes cover one row's 256 bytes, so a warp
-     * instruction copies two rows' contiguous runs; copy c is row lane / 16 + 2c. */
+    /* This lane's copies of each ring stage: kLanesPerRow lanes cover one row's run, a warp
+     * instruction 32 / kLanesPerRow rows; copy c is row lane / kLanesPerRow + c 32 / kLanesPerRow. */
     const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
     const int64_t first_row = n0 + warp * kWarpRows + copy_row;
     const uint8_t* src = args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
@@ -351,10 +351,17 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
                     issue(stage + kStages - 1); /* into the slot read by the previous stage */
                 }
                 cp_async_commit();
-                if (fast) {
-                    mma_stage<true>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                /* the common token counts get their own unrolling: fewer instructions a block */
+                if (fast && tiles == 1) {
+                    mma_stage<true, 1>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                } else if (fast && tiles == 2) {
+                    mma_stage<true, 2>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                } else if (fast) {
+                    mma_stage<true, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                 tiles, acc);
                 } else {
-                    mma_stage<false>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                    mma_stage<false, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                  tiles, acc);
                 }
                 __syncwarp(); /* the slot is read before a later stage overwrites it */
             }
