@@ -118,10 +118,13 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
         cursor[e] = 0;
     }
     __syncthreads();
-    for (int64_t i = threadIdx.x; i < a.pairs; i += kSmallThreads) {
-        const int32_t e = local_expert(a, i, true);
-        if (e >= 0) {
-            atomicAdd(&cursor[e], 1);
+    int32_t mine[kSmallMaxPairs / kSmallThreads]; /* this thread's pairs' experts, read once */
+#pragma unroll
+    for (int p = 0; p < kSmallMaxPairs / kSmallThreads; p++) {
+        const int64_t i = threadIdx.x + (int64_t)p * kSmallThreads;
+        mine[p] = i < a.pairs ? local_expert(a, i, true) : -1;
+        if (mine[p] >= 0) {
+            atomicAdd(&cursor[mine[p]], 1);
         }
     }
     __syncthreads();
@@ -151,9 +154,13 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
         a.offsets[a.num_experts] = kept;
     }
     __syncthreads();
-    for (int64_t base = 0; base < a.pairs; base += kSmallThreads) {
-        const int64_t i = base + threadIdx.x;
-        const int32_t e = i < a.pairs ? local_expert(a, i, false) : -1;
+#pragma unroll
+    for (int p = 0; p < kSmallMaxPairs / kSmallThreads; p++) {
+        const int64_t base = (int64_t)p * kSmallThreads, i = base + threadIdx.x;
+        if (base >= a.pairs) {
+            break;
+        }
+        const int32_t e = mine[p];
         const unsigned same = __match_any_sync(0xffffffffu, e);
         const int rank = __popc(same & ((1u << lane) - 1u));
         const int warps = (int)((min((int64_t)kSmallThreads, a.pairs - base) + 31) / 32);
