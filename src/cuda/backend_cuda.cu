@@ -81,8 +81,7 @@ mxmoe_status cuda_init(mxmoe_ctx* ctx) {
     state->skinny_ready = mxmoe_grouped_gemm_skinny_init(ctx);
     snprintf(ctx->detail, sizeof ctx->detail, "cuda: %.64s (sm_%d%d, %d SMs), %s", prop.name,
              prop.major, prop.minor, prop.multiProcessorCount,
-             state->sm90_ready ? "int8 few-token + sm_90a FP8 grouped GEMMs"
-                               : "int8 grouped GEMMs");
+             state->sm90_ready ? "int8 + sm_90a FP8 GEMMs" : "int8 GEMMs");
     return MXMOE_OK;
 }
 
