@@ -43,6 +43,9 @@ __global__ void zero_scales_kernel(act_args a) {
 }
 
 __global__ void act_quantize_kernel(act_args a) {
+    if (a.offsets != nullptr && blockIdx.x == 0) { /* the caller's offsets, checked in place */
+        check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
+    }
     int64_t kb = a.inter / 32;
     int64_t limit = a.rows;
     if (a.offsets != nullptr) {
@@ -93,8 +96,6 @@ mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
     if (offsets != nullptr) {
         a.offsets = static_cast<const int32_t*>(offsets->data);
         a.num_experts = offsets->dims[0] - 1;
-        check_offsets_kernel<<<1, 256, 0, stream>>>(a.offsets, a.num_experts, a.rows, a.errors);
-        MXMOE_CUDA_LAUNCHED(ctx);
     }
     if (a.swizzled) {
         zero_scales_kernel<<<grid_for(ctx, a.scales_numel, 256), 256, 0, stream>>>(a);
