@@ -36,13 +36,19 @@ constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
 constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
 constexpr int kTokenTiles = kGroupTokens / 8;
 constexpr int kStageBlocks = 4;                   /* K blocks per ring stage: 64 bytes a row */
-constexpr int kStages = 8;                        /* ring depth per warp */
+#ifndef MXMOE_SKINNY_STAGES /* lab override (dev/cuda/compare_kernels.sh) */
+#define MXMOE_SKINNY_STAGES 8
+#endif
+#ifndef MXMOE_SKINNY_ACT_BYTES
+#define MXMOE_SKINNY_ACT_BYTES 24576
+#endif
+constexpr int kStages = MXMOE_SKINNY_STAGES;      /* ring depth per warp */
 constexpr int kStageRow = kStageBlocks * 16 + 16; /* padded: rows g = 0..7 on distinct banks */
 constexpr int kLanesPerRow = kStageBlocks;        /* one 16-byte copy each */
 constexpr int kCopies = kWarpRows * kStageBlocks / 32;
 constexpr int kWarpStage = kWarpRows * kStageRow;
 constexpr int kRingBytes = kWarps * kStages * kWarpStage;
-constexpr int kActBytes = 24576;            /* decoded activation slab (int8) */
+constexpr int kActBytes = MXMOE_SKINNY_ACT_BYTES; /* decoded activation slab (int8) */
 constexpr int kActEntries = kActBytes / 32; /* its (token, block) pairs at most */
 constexpr int kMaxBlocks = 768;             /* K <= 24576: the tile's weight scales fit */
 constexpr int kMaxExperts = 1024;           /* the offsets fit the activation slab at start */
