@@ -36,11 +36,12 @@ constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
 constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
 constexpr int kTokenTiles = kGroupTokens / 8;
 constexpr int kStageBlocks = 4;                   /* K blocks per ring stage: 64 bytes a row */
-#ifndef MXMOE_SKINNY_STAGES /* lab override (dev/cuda/compare_kernels.sh) */
-#define MXMOE_SKINNY_STAGES 8
+#ifndef MXMOE_SKINNY_STAGES /* lab override (dev/cuda/skinny_variants.sh); 5 and 8 KB measured best: */
+/* 4 CTAs per SM on an H200, deepseek-v3 n = 64 1021 -> 788 us against 8 stages and 24 KB */
+#define MXMOE_SKINNY_STAGES 5
 #endif
 #ifndef MXMOE_SKINNY_ACT_BYTES
-#define MXMOE_SKINNY_ACT_BYTES 24576
+#define MXMOE_SKINNY_ACT_BYTES 8192
 #endif
 constexpr int kStages = MXMOE_SKINNY_STAGES;      /* ring depth per warp */
 constexpr int kStageRow = kStageBlocks * 16 + 16; /* padded: rows g = 0..7 on distinct banks */
