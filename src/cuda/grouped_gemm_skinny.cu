@@ -22,7 +22,6 @@
  * grid covers min(E, rows) experts and CTAs past the last active one exit at once.
  */
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
@@ -53,53 +52,30 @@ constexpr int kRingBytes = kWarps * kStages * kWarpStage;
 constexpr int kActBytes = MXMOE_SKINNY_ACT_BYTES; /* decoded activation slab (int8) */
 constexpr int kActEntries = kActBytes / 32; /* its (token, block) pairs at most */
 constexpr int kMaxBlocks = 768;             /* K <= 24576: the tile's weight scales fit */
-constexpr int kSplit = 4;                   /* split-K mode: the 4 warps take K quarters */
-constexpr int kSplitTokens = 2;             /* ... of 16 rows, for groups of <= 2 tokens */
-constexpr int kSplitMaxBlocks = 256;        /* ... and K <= 8192 (the whole K is staged) */
 constexpr int kMaxExperts = 1024;           /* the offsets fit the activation slab at start */
 constexpr int32_t kBias = 0x4B400000;       /* FP32 bits of 1.5 * 2^23 */
 constexpr float kBiasF = 12582912.0f;
 
-__host__ __device__ constexpr int64_t round16(int64_t bytes) {
-    return (bytes + 15) / 16 * 16;
+constexpr size_t smem_bytes(int64_t kb) {
+    return (size_t)kRingBytes + kActBytes + kActEntries * 5 + (size_t)(kTileRows * kb + 31) / 16 * 16;
 }
 
-/* Shared memory of a CTA (split: 1 or kSplit; kb = K / 32), in carve()'s order. */
-__host__ __device__ constexpr int64_t act_bytes(int split, int64_t kb) {
-    return split == 1 ? kActBytes : kSplitTokens * ((kb + 3) / 4 * 128 + 32);
-}
-__host__ __device__ constexpr int64_t act_entries(int split, int64_t kb) {
-    return split == 1 ? kActEntries : kSplitTokens * kb;
-}
-__host__ __device__ constexpr int64_t tile_rows(int split) {
-    return split == 1 ? kTileRows : kWarpRows;
-}
-constexpr size_t smem_bytes(int split, int64_t kb, int64_t num_experts) {
-    return (size_t)(kRingBytes + act_bytes(split, kb) + round16(act_entries(split, kb) * 5) +
-                    round16(tile_rows(split) * kb + 16) + (split == 1 ? 0 : kb * 128) +
-                    round16((num_experts + 1) * 4));
-}
-
+/* Shared memory of a CTA. The activation slab first holds the offsets (tile lookup). */
 struct smem_view {
     uint8_t* ring;      /* [kWarps][kStages][kWarpRows][kStageRow] packed weights */
     uint8_t* act;       /* [tokens][act_stride] doubled int8 activations of the slab */
     float* act_scale;   /* [tokens][slab] 2^(sa-129) */
     uint8_t* act_sbyte; /* [tokens][slab] sa */
-    uint8_t* w_scale;   /* [rows][kb], + 16 bytes of alignment slack */
-    float* terms;       /* split: [kb][8 rows g][4] block terms of K quarters 2..4 */
-    int32_t* offsets;   /* [E + 1] */
+    uint8_t* w_scale;   /* [kTileRows][kb], + 16 bytes of alignment slack */
 };
 
-__device__ inline smem_view carve(uint8_t* base, int split, int64_t kb) {
+__device__ inline smem_view carve(uint8_t* base) {
     smem_view v;
     v.ring = base;
-    v.act = v.ring + kRingBytes;
-    v.act_scale = reinterpret_cast<float*>(v.act + act_bytes(split, kb));
-    v.act_sbyte = reinterpret_cast<uint8_t*>(v.act_scale + act_entries(split, kb));
-    v.w_scale = v.act + act_bytes(split, kb) + round16(act_entries(split, kb) * 5);
-    v.terms = reinterpret_cast<float*>(v.w_scale + round16(tile_rows(split) * kb + 16));
-    v.offsets = reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(v.terms) +
-                                           (split == 1 ? 0 : kb * 128));
+    v.act = base + kRingBytes;
+    v.act_scale = reinterpret_cast<float*>(v.act + kActBytes);
+    v.act_sbyte = reinterpret_cast<uint8_t*>(v.act_scale + kActEntries);
+    v.w_scale = v.act_sbyte + kActEntries;
     return v;
 }
 
@@ -184,15 +160,12 @@ __device__ int2 stage_activations(const gemm_args& a, const smem_view& s, int64_
 struct warp_ctx {
     const uint8_t* ring;    /* this warp's kStages stages */
     const uint8_t* w_scale; /* row g of this warp's 16 in the tile's scale table */
-    float* terms;           /* split mode: where warps 1.. leave their block terms */
     int kb, g, t;
 };
 
 /* Accumulates ring stage `stage` (K blocks 4 stage ..) into acc. Fast: the biased-FFMA form;
- * otherwise mxmoe_block_term per element (see the file comment). kTerms (split mode, one token
- * tile): stores each block's terms of tokens 0 and 1 (lanes t = 0) instead, for warp 0 to add
- * in K order: the fast form's product is the exact, so the same, term. */
-template <bool kFast, int kTiles, bool kTerms = false>
+ * otherwise mxmoe_block_term per element (see the file comment). */
+template <bool kFast, int kTiles>
 __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s, int stage,
                                           int64_t slab0, int slab_n, int act_stride, int count,
                                           int tiles, float (&acc)[kTokenTiles][4]) {
@@ -223,25 +196,7 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
                 mma_s8_16x8x32(a, b, kBias, d);
                 const int c0 = min(ti * 8 + 2 * w.t, count - 1) * slab_n + jl;
                 const int c1 = min(ti * 8 + 2 * w.t + 1, count - 1) * slab_n + jl;
-                if (kTerms) {
-                    float4 v;
-                    if (kFast) {
-                        const float as0 = s.act_scale[c0], as1 = s.act_scale[c1];
-                        v.x = (__int_as_float(d[0]) - kBiasF) * (ws0 * as0);
-                        v.y = (__int_as_float(d[1]) - kBiasF) * (ws0 * as1);
-                        v.z = (__int_as_float(d[2]) - kBiasF) * (ws1 * as0);
-                        v.w = (__int_as_float(d[3]) - kBiasF) * (ws1 * as1);
-                    } else {
-                        const uint32_t sa0 = s.act_sbyte[c0], sa1 = s.act_sbyte[c1];
-                        v.x = mxmoe_block_term(d[0] - kBias, sa0, sw0);
-                        v.y = mxmoe_block_term(d[1] - kBias, sa1, sw0);
-                        v.z = mxmoe_block_term(d[2] - kBias, sa0, sw1);
-                        v.w = mxmoe_block_term(d[3] - kBias, sa1, sw1);
-                    }
-                    if (w.t == 0) {
-                        reinterpret_cast<float4*>(w.terms)[j * 8 + w.g] = v;
-                    }
-                } else if (kFast) {
+                if (kFast) {
                     const float as0 = s.act_scale[c0], as1 = s.act_scale[c1];
                     acc[ti][0] = fmaf(__int_as_float(d[0]) - kBiasF, ws0 * as0, acc[ti][0]);
                     acc[ti][1] = fmaf(__int_as_float(d[1]) - kBiasF, ws0 * as1, acc[ti][1]);
@@ -259,22 +214,15 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
     }
 }
 
-/* kSplit == 1: a CTA takes 64 rows (4 warps x 16) over the whole K, groups of up to 32 tokens.
- * kSplit == 4 (groups of <= 2 tokens, where rows / 16 warps cannot fill the GPU): a CTA takes 16
- * rows and each warp a quarter of K; warps 1..3 leave their block terms in shared memory and
- * warp 0 adds them to its accumulators in K order, so the sums are the reference's to the bit. */
-template <int kSplitWays>
 __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_args args) {
-    constexpr int kRows = (int)tile_rows(kSplitWays);
-    constexpr int kTokens = kSplitWays == 1 ? kGroupTokens : kSplitTokens;
     extern __shared__ __align__(16) uint8_t smem_raw[];
-    const int kb = (int)(args.k / 32);
-    const smem_view s = carve(smem_raw, kSplitWays, kb);
+    const smem_view s = carve(smem_raw);
     __shared__ int tile_scale_lo[kWarps], tile_scale_hi[kWarps], slab_lo[kWarps], slab_hi[kWarps];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const int64_t row_tiles = (args.n + kRows - 1) / kRows;
+    const int kb = (int)(args.k / 32);
+    const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
 
-    int32_t* off = s.offsets;
+    int32_t* off = reinterpret_cast<int32_t*>(s.act);
     for (int64_t e = threadIdx.x; e <= args.num_experts; e += kThreads) {
         off[e] = args.offsets[e];
     }
@@ -288,13 +236,12 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     }
     int64_t begin, end;
     expert_rows(off, expert, args.rows, &begin, &end);
-    const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kRows;
-    const int warp_row = kSplitWays == 1 ? warp * kWarpRows : 0;
+    const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
 
     /* This lane's copies of each ring stage: kLanesPerRow lanes cover one row's run, a warp
      * instruction 32 / kLanesPerRow rows; copy c is row lane / kLanesPerRow + c 32 / kLanesPerRow. */
     const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
-    const int64_t first_row = n0 + warp_row + copy_row;
+    const int64_t first_row = n0 + warp * kWarpRows + copy_row;
     const uint8_t* src = args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
     uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
     auto issue = [&](int stage) {
@@ -310,15 +257,12 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
                              ok ? 16 : 0);
         }
     };
-    /* this warp's ring stages: all of K, or its quarter */
     const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
-    const int per_warp = (n_stages + kSplitWays - 1) / kSplitWays;
-    const int stage_begin = min(n_stages, warp * per_warp * (kSplitWays > 1));
-    const int stage_stop = kSplitWays == 1 ? n_stages : min(n_stages, stage_begin + per_warp);
+
     auto prologue = [&]() {
-        for (int i = 0; i < kStages - 1; i++) {
-            if (stage_begin + i < stage_stop) {
-                issue(stage_begin + i);
+        for (int stage = 0; stage < kStages - 1; stage++) {
+            if (stage < n_stages) {
+                issue(stage);
             }
             cp_async_commit();
         }
@@ -327,7 +271,7 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     /* The tile's weight scales. Linear ones are one contiguous span (rows n0.. of the expert),
      * copied 16 bytes at a time with every copy in flight (shifted so the copies are aligned on
      * both sides); swizzled ones byte by byte. The first group's weight stream starts meanwhile. */
-    const int valid_rows = (int)min((int64_t)kRows, args.n - n0);
+    const int valid_rows = (int)min((int64_t)kTileRows, args.n - n0);
     uint8_t* w_scale = s.w_scale;
     if (!args.w_swizzled) {
         const uint8_t* span = args.w_scales + (expert * args.n + n0) * kb;
@@ -371,25 +315,19 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     const int g = lane / 4, t = lane % 4;
     warp_ctx wc;
     wc.ring = s.ring + warp * kStages * kWarpStage;
-    wc.w_scale = w_scale + (warp_row + g) * kb; /* rows past n read stale bytes: dropped */
-    wc.terms = s.terms;
+    wc.w_scale = w_scale + (warp * kWarpRows + g) * kb; /* rows past n read stale bytes: dropped */
     wc.kb = kb, wc.g = g, wc.t = t;
-    const bool keeps_terms = kSplitWays > 1 && warp > 0;
 
-    for (int64_t row0 = begin; row0 < end; row0 += kTokens) {
+    for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
         if (row0 != begin) {
             prologue(); /* the first group's was issued with the scales */
         }
-        const int count = (int)min((int64_t)kTokens, end - row0);
+        const int count = (int)min((int64_t)kGroupTokens, end - row0);
         const int tiles = (count + 7) / 8;
-        /* slab: as many blocks as the activation budget holds, a multiple of the stage (split
-         * mode: all of K, every warp reads its own quarter) */
-        int slab = kb;
-        if (kSplitWays == 1) {
-            slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
-            slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
-            slab = min(slab, kb);
-        }
+        /* slab: as many blocks as the activation budget holds, a multiple of the stage */
+        int slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
+        slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
+        slab = min(slab, kb);
         float acc[kTokenTiles][4];
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
@@ -398,7 +336,7 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
         for (int64_t slab0 = 0; slab0 < kb; slab0 += slab) {
             const int slab_n = (int)min((int64_t)slab, kb - slab0);
             const int act_stride = (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
-            __syncthreads(); /* the previous slab (and the terms) are no longer read */
+            __syncthreads(); /* the previous slab (or the offsets) is no longer read */
             const int2 r = stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
             lo = __reduce_min_sync(0xffffffffu, r.x);
             hi = __reduce_max_sync(0xffffffffu, r.y);
@@ -412,54 +350,34 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
                 sa_hi = max(sa_hi, slab_hi[w]);
             }
             const bool fast = sw_lo >= 1 && sw_hi <= 254 && sw_lo + sa_lo >= 107 && sw_hi + sa_hi <= 370;
-            const int first = max((int)(slab0 / kStageBlocks), stage_begin);
-            const int last = min((int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks), stage_stop);
-            for (int stage = first; stage < last; stage++) {
+            const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
+            for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
                 cp_async_wait<kStages - 2>();
                 __syncwarp(); /* every lane's copies of this stage are visible to the warp */
-                if (stage + kStages - 1 < stage_stop) {
+                if (stage + kStages - 1 < n_stages) {
                     issue(stage + kStages - 1); /* into the slot read by the previous stage */
                 }
                 cp_async_commit();
                 /* the common token counts get their own unrolling: fewer instructions a block */
-                if (keeps_terms && fast) {
-                    mma_stage<true, 1, true>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
-                } else if (keeps_terms) {
-                    mma_stage<false, 1, true>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
-                } else if (fast && tiles == 1) {
+                if (fast && tiles == 1) {
                     mma_stage<true, 1>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
-                } else if (kSplitWays == 1 && fast && tiles == 2) {
+                } else if (fast && tiles == 2) {
                     mma_stage<true, 2>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
-                } else if (kSplitWays == 1 && fast) {
+                } else if (fast) {
                     mma_stage<true, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
                                                  tiles, acc);
                 } else {
-                    mma_stage<false, kSplitWays == 1 ? kTokenTiles : 1>(
-                        wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                    mma_stage<false, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                  tiles, acc);
                 }
                 __syncwarp(); /* the slot is read before a later stage overwrites it */
-            }
-        }
-        if (kSplitWays > 1) {
-            __syncthreads(); /* every quarter's terms are in */
-            if (warp > 0) {
-                continue;
-            }
-            if (t == 0) { /* K order: warp 0's own quarter is in acc, then the other quarters */
-                for (int j = min(kb, per_warp * kStageBlocks); j < kb; j++) {
-                    const float4 v = reinterpret_cast<const float4*>(s.terms)[j * 8 + g];
-                    acc[0][0] += v.x;
-                    acc[0][1] += v.y;
-                    acc[0][2] += v.z;
-                    acc[0][3] += v.w;
-                }
             }
         }
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
 #pragma unroll
             for (int q = 0; q < 4; q++) {
-                const int64_t n = n0 + warp_row + g + (q / 2) * 8;
+                const int64_t n = n0 + warp * kWarpRows + g + (q / 2) * 8;
                 const int tok = ti * 8 + 2 * t + q % 2;
                 if (ti < tiles && n < args.n && tok < count) {
                     float v = acc[ti][q];
@@ -477,12 +395,9 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
 
 bool mxmoe_grouped_gemm_skinny_init(mxmoe_ctx* ctx) {
     (void)ctx;
-    bool ok = cudaFuncSetAttribute(grouped_gemm_skinny_kernel<1>,
+    bool ok = cudaFuncSetAttribute(grouped_gemm_skinny_kernel,
                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem_bytes(1, kMaxBlocks, kMaxExperts)) == cudaSuccess &&
-              cudaFuncSetAttribute(grouped_gemm_skinny_kernel<kSplit>,
-                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem_bytes(kSplit, kSplitMaxBlocks, kMaxExperts)) == cudaSuccess;
+                                   (int)smem_bytes(kMaxBlocks)) == cudaSuccess;
     cudaGetLastError(); /* a failure only means: not here */
     return ok;
 }
@@ -498,27 +413,14 @@ mxmoe_status mxmoe_launch_grouped_gemm_skinny(mxmoe_ctx* ctx, const gemm_args* a
     if (args->rows == 0) {
         return MXMOE_OK;
     }
-    const int64_t kb = args->k / 32;
+    const int64_t row_tiles = (args->n + kTileRows - 1) / kTileRows;
     const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
-    /* split K where experts average <= 2 rows: 16-row CTAs, 4x the warps (MXMOE_SKINNY_SPLIT=0|1
-     * forces it off or on, for tests) */
-    const char* force = getenv("MXMOE_SKINNY_SPLIT");
-    bool split = kb <= kSplitMaxBlocks && args->rows <= kSplitTokens * active;
-    if (force != nullptr && (force[0] == '0' || force[0] == '1')) {
-        split = kb <= kSplitMaxBlocks && force[0] == '1';
-    }
-    const int64_t rows_per_cta = tile_rows(split ? kSplit : 1);
-    const int64_t ctas = (args->n + rows_per_cta - 1) / rows_per_cta * active;
-    if (ctas > INT32_MAX) {
+    if (row_tiles * active > INT32_MAX) {
         return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED, "grouped_gemm: %lld tiles exceed the CUDA grid",
-                          (long long)ctas);
+                          (long long)(row_tiles * active));
     }
-    const size_t smem = smem_bytes(split ? kSplit : 1, kb, args->num_experts);
-    if (split) {
-        grouped_gemm_skinny_kernel<kSplit><<<(unsigned)ctas, kThreads, smem, cuda_stream(ctx)>>>(*args);
-    } else {
-        grouped_gemm_skinny_kernel<1><<<(unsigned)ctas, kThreads, smem, cuda_stream(ctx)>>>(*args);
-    }
+    grouped_gemm_skinny_kernel<<<(unsigned)(row_tiles * active), kThreads, smem_bytes(args->k / 32),
+                                 cuda_stream(ctx)>>>(*args);
     MXMOE_CUDA_LAUNCHED(ctx);
     return MXMOE_OK;
 }
