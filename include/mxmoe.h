@@ -399,9 +399,11 @@ MXMOE_API mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor
  *   offsets: I32 [E+1], nondecreasing, offsets[0] = 0, offsets[E] <= R.
  *   bias: optional F32/BF16/F16 [E, N] (NULL = none).
  *   out:  F32/BF16/F16 [R, N]; rows at or beyond offsets[E] are left untouched.
- * That is the contract of the CPU and generic CUDA paths (exact up to the FP32 accumulation).
- * On a compute capability 9.0 GPU (sm_90a build) the Hopper path runs instead (FP8 tensor
- * cores; MXMOE_CUDA_GEMM=generic turns it off): per row and 128-K chunk each operand's blocks
+ * That is the contract of the CPU and CUDA int8 kernels, which reproduce it to the bit (the
+ * CUDA backend picks its few-tokens kernel when experts average <= 12 rows, else its generic
+ * one). On a compute capability 9.0 GPU (sm_90a build) experts with more rows run on the
+ * Hopper path instead (FP8 tensor cores; MXMOE_CUDA_GEMM=generic|skinny|sm90 forces a kernel
+ * where it takes the arguments): per row and 128-K chunk each operand's blocks
  * are re-encoded in E4M3 relative to the chunk's largest block scale, exact for blocks within
  * 14 binades of it; blocks further below are rounded to nearest in E4M3 (at worst to zero, so
  * never worse than dropping them). Its bound, per output, tested on the GPU:
