@@ -9,8 +9,8 @@
 #include <stdlib.h>
 
 #include "cuda/cuda_common.cuh"
-#include "cuda/grouped_gemm.cuh"
 #include "cuda/cuda_ops.h"
+#include "cuda/grouped_gemm.cuh"
 
 namespace {
 

@@ -99,9 +99,9 @@ __device__ __forceinline__ fetch fetch_kblock(const block_ctx& c, int64_t kblock
         f.scale = inside ? a.a_scales[off] : 0;
     } else if (c.tid < BLOCK_M + BLOCK_N) {
         int64_t n = c.n_begin + c.tid - BLOCK_M;
-        int64_t off = !a.w_swizzled ? (c.t.expert * a.n + n) * c.kb + kblock
-                                    : c.t.expert * c.w_matrix_bytes +
-                                          mxmoe_swizzled_offset(n, kblock, a.k);
+        int64_t off = !a.w_swizzled
+                          ? (c.t.expert * a.n + n) * c.kb + kblock
+                          : c.t.expert * c.w_matrix_bytes + mxmoe_swizzled_offset(n, kblock, a.k);
         f.scale = n < a.n ? a.w_scales[off] : 0;
     }
     return f;
@@ -141,7 +141,7 @@ __global__ void __launch_bounds__(kThreads) grouped_gemm_kernel(gemm_args args) 
     c.w_matrix_bytes = mxmoe_swizzled_matrix_bytes(args.n, args.k);
     c.tid = threadIdx.x;
     const int lane = c.tid % 32, warp = c.tid / 32;
-    const int g = lane / 4, t = lane % 4;                  /* mma fragment coordinates */
+    const int g = lane / 4, t = lane % 4;                         /* mma fragment coordinates */
     const int warp_m = (warp / 4) * 32, warp_n = (warp % 4) * 32; /* the warp's 32 x 32 */
 
     float acc[2][4][4];
@@ -238,7 +238,7 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
     }
     if (args->check_offsets) {
         check_offsets_kernel<<<1, 256, 0, cuda_stream(ctx)>>>(args->offsets, args->num_experts,
-                                                            args->rows, args->errors);
+                                                              args->rows, args->errors);
         MXMOE_CUDA_LAUNCHED(ctx);
     }
     if (sm90) {

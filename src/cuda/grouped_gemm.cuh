@@ -37,7 +37,7 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args);
 
 /* The Hopper kernel (grouped_gemm_sm90.cu): whether it runs here and takes these arguments
  * (linear activation scales, 16-byte aligned buffers, at most 1024 experts), and its launch. */
-bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx);  /* once per context: device and binary */
+bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx); /* once per context: device and binary */
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args);
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args);
 size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k);

@@ -35,8 +35,9 @@ constexpr int kWarpRows = 16;                 /* M of one MMA */
 constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
 constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
 constexpr int kTokenTiles = kGroupTokens / 8;
-constexpr int kStageBlocks = 4;                   /* K blocks per ring stage: 64 bytes a row */
-#ifndef MXMOE_SKINNY_STAGES /* lab override (dev/cuda/skinny_variants.sh); 5 and 8 KB measured best: */
+constexpr int kStageBlocks = 4; /* K blocks per ring stage: 64 bytes a row */
+#ifndef MXMOE_SKINNY_STAGES     /* lab override (dev/cuda/skinny_variants.sh); 5 and 8 KB measured \
+                                   best: */
 /* 4 CTAs per SM on an H200, deepseek-v3 n = 64 1021 -> 788 us against 8 stages and 24 KB */
 #define MXMOE_SKINNY_STAGES 5
 #endif
@@ -50,14 +51,15 @@ constexpr int kCopies = kWarpRows * kStageBlocks / 32;
 constexpr int kWarpStage = kWarpRows * kStageRow;
 constexpr int kRingBytes = kWarps * kStages * kWarpStage;
 constexpr int kActBytes = MXMOE_SKINNY_ACT_BYTES; /* decoded activation slab (int8) */
-constexpr int kActEntries = kActBytes / 32; /* its (token, block) pairs at most */
-constexpr int kMaxBlocks = 768;             /* K <= 24576: the tile's weight scales fit */
-constexpr int kMaxExperts = 1024;           /* the offsets fit the activation slab at start */
-constexpr int32_t kBias = 0x4B400000;       /* FP32 bits of 1.5 * 2^23 */
+constexpr int kActEntries = kActBytes / 32;       /* its (token, block) pairs at most */
+constexpr int kMaxBlocks = 768;                   /* K <= 24576: the tile's weight scales fit */
+constexpr int kMaxExperts = 1024;                 /* the offsets fit the activation slab at start */
+constexpr int32_t kBias = 0x4B400000;             /* FP32 bits of 1.5 * 2^23 */
 constexpr float kBiasF = 12582912.0f;
 
 constexpr size_t smem_bytes(int64_t kb) {
-    return (size_t)kRingBytes + kActBytes + kActEntries * 5 + (size_t)(kTileRows * kb + 31) / 16 * 16;
+    return (size_t)kRingBytes + kActBytes + kActEntries * 5 +
+           (size_t)(kTileRows * kb + 31) / 16 * 16;
 }
 
 /* Shared memory of a CTA. The activation slab first holds the offsets (tile lookup). */
@@ -132,7 +134,8 @@ __device__ int2 stage_activations(const gemm_args& a, const smem_view& s, int64_
     for (int idx = threadIdx.x; idx < count * slab_n; idx += kThreads) {
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t row = row0 + i, j = j0 + jl;
-        const uint4 p = __ldg(reinterpret_cast<const uint4*>(a.a_packed + row * (a.k / 2) + j * 16));
+        const uint4 p =
+            __ldg(reinterpret_cast<const uint4*>(a.a_packed + row * (a.k / 2) + j * 16));
         uint4 lo4, hi4;
         lo4.x = e2m1x4_to_int8x4(p.x), lo4.y = e2m1x4_to_int8x4(p.x >> 16);
         lo4.z = e2m1x4_to_int8x4(p.y), lo4.w = e2m1x4_to_int8x4(p.y >> 16);
@@ -177,11 +180,12 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
         if (j >= w.kb) {
             break;
         }
-        const uint32_t w0 = *reinterpret_cast<const uint32_t*>(slot + w.g * kStageRow + bi * 16 + 4 * w.t);
+        const uint32_t w0 =
+            *reinterpret_cast<const uint32_t*>(slot + w.g * kStageRow + bi * 16 + 4 * w.t);
         const uint32_t w1 =
             *reinterpret_cast<const uint32_t*>(slot + (w.g + 8) * kStageRow + bi * 16 + 4 * w.t);
-        const uint32_t a[4] = {e2m1x4_to_int8x4(w0), e2m1x4_to_int8x4(w1), e2m1x4_to_int8x4(w0 >> 16),
-                               e2m1x4_to_int8x4(w1 >> 16)};
+        const uint32_t a[4] = {e2m1x4_to_int8x4(w0), e2m1x4_to_int8x4(w1),
+                               e2m1x4_to_int8x4(w0 >> 16), e2m1x4_to_int8x4(w1 >> 16)};
         const uint32_t sw0 = w.w_scale[j], sw1 = w.w_scale[8 * w.kb + j];
         const float ws0 = __uint_as_float(sw0 << 23), ws1 = __uint_as_float(sw1 << 23);
         const int jl = j - (int)slab0;
@@ -190,7 +194,8 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
             if (ti < kTiles && (kTiles < kTokenTiles || ti < tiles)) {
                 /* tokens past the group's count read its last token; their results are dropped */
                 const int tb = min(ti * 8 + w.g, count - 1);
-                const uint2 bv = *reinterpret_cast<const uint2*>(s.act + tb * act_stride + jl * 32 + 8 * w.t);
+                const uint2 bv =
+                    *reinterpret_cast<const uint2*>(s.act + tb * act_stride + jl * 32 + 8 * w.t);
                 const uint32_t b[2] = {bv.x, bv.y};
                 int32_t d[4];
                 mma_s8_16x8x32(a, b, kBias, d);
@@ -230,7 +235,8 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     if (args.check_offsets && blockIdx.x == 0) {
         check_offsets_block(off, args.num_experts, args.rows, args.errors);
     }
-    const int64_t expert = find_active_expert(off, args.num_experts, args.rows, blockIdx.x / row_tiles);
+    const int64_t expert =
+        find_active_expert(off, args.num_experts, args.rows, blockIdx.x / row_tiles);
     if (expert < 0) {
         return;
     }
@@ -239,10 +245,12 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
 
     /* This lane's copies of each ring stage: kLanesPerRow lanes cover one row's run, a warp
-     * instruction 32 / kLanesPerRow rows; copy c is row lane / kLanesPerRow + c 32 / kLanesPerRow. */
+     * instruction 32 / kLanesPerRow rows; copy c is row lane / kLanesPerRow + c 32 / kLanesPerRow.
+     */
     const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
     const int64_t first_row = n0 + warp * kWarpRows + copy_row;
-    const uint8_t* src = args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
+    const uint8_t* src =
+        args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
     uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
     auto issue = [&](int stage) {
         const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
@@ -252,7 +260,8 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
             const int rows_down = c * (32 / kLanesPerRow);
             const bool ok = blk_ok && first_row + rows_down < args.n;
             cp_async16_zfill(slot + rows_down * kStageRow,
-                             ok ? src + (int64_t)rows_down * (args.k / 2) + stage * kStageBlocks * 16
+                             ok ? src + (int64_t)rows_down * (args.k / 2) +
+                                      stage * kStageBlocks * 16
                                 : args.w_packed,
                              ok ? 16 : 0);
         }
@@ -335,7 +344,8 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
         }
         for (int64_t slab0 = 0; slab0 < kb; slab0 += slab) {
             const int slab_n = (int)min((int64_t)slab, kb - slab0);
-            const int act_stride = (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
+            const int act_stride =
+                (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
             __syncthreads(); /* the previous slab (or the offsets) is no longer read */
             const int2 r = stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
             lo = __reduce_min_sync(0xffffffffu, r.x);
@@ -349,7 +359,8 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
                 sa_lo = min(sa_lo, slab_lo[w]);
                 sa_hi = max(sa_hi, slab_hi[w]);
             }
-            const bool fast = sw_lo >= 1 && sw_hi <= 254 && sw_lo + sa_lo >= 107 && sw_hi + sa_hi <= 370;
+            const bool fast =
+                sw_lo >= 1 && sw_hi <= 254 && sw_lo + sa_lo >= 107 && sw_hi + sa_hi <= 370;
             const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
             for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
                 cp_async_wait<kStages - 2>();
@@ -403,9 +414,8 @@ bool mxmoe_grouped_gemm_skinny_init(mxmoe_ctx* ctx) {
 }
 
 bool mxmoe_grouped_gemm_skinny_supported(mxmoe_ctx* ctx, const gemm_args* args) {
-    return cuda_state(ctx)->skinny_ready && !args->a_swizzled &&
-           args->num_experts <= kMaxExperts && args->k / 32 <= kMaxBlocks &&
-           args->rows <= INT32_MAX / 2 &&
+    return cuda_state(ctx)->skinny_ready && !args->a_swizzled && args->num_experts <= kMaxExperts &&
+           args->k / 32 <= kMaxBlocks && args->rows <= INT32_MAX / 2 &&
            ((uintptr_t)args->a_packed | (uintptr_t)args->w_packed) % 16 == 0;
 }
 
@@ -416,7 +426,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_skinny(mxmoe_ctx* ctx, const gemm_args* a
     const int64_t row_tiles = (args->n + kTileRows - 1) / kTileRows;
     const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
     if (row_tiles * active > INT32_MAX) {
-        return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED, "grouped_gemm: %lld tiles exceed the CUDA grid",
+        return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED,
+                          "grouped_gemm: %lld tiles exceed the CUDA grid",
                           (long long)(row_tiles * active));
     }
     grouped_gemm_skinny_kernel<<<(unsigned)(row_tiles * active), kThreads, smem_bytes(args->k / 32),

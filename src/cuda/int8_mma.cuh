@@ -49,8 +49,7 @@ __device__ __forceinline__ void cp_async_commit() {
 }
 
 /* Waits until at most `Pending` of this thread's committed copy groups are still in flight. */
-template <int Pending>
-__device__ __forceinline__ void cp_async_wait() {
+template <int Pending> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
 }
 

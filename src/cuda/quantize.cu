@@ -3,8 +3,8 @@
  * quantization (also the gather + quantize step of moe_forward).
  *
  * The reference's own block quantizer (mx_numerics.h), one thread per 32-element block or
- * (quantize_rows_kernel) one warp per block: byte-identical to the CPU by construction. These kernels are memory-bound;
- * the generic path keeps them simple.
+ * (quantize_rows_kernel) one warp per block: byte-identical to the CPU by construction. These
+ * kernels are memory-bound; the generic path keeps them simple.
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"

@@ -11,9 +11,10 @@
  * (MXMOE_CUDA_GEMM=generic, then =skinny).
  *
  * On a compute capability 9.0 GPU the grouped GEMM runs on the Hopper FP8 path when experts get
- * many tokens (forced here with MXMOE_CUDA_GEMM=sm90); it is not exact, so it is checked element by element against an FP64 product of the dequantized
- * operands with the bound documented in include/mxmoe.h (scale-spread cases included), and the
- * layer on it against the CPU layer by normalised error.
+ * many tokens (forced here with MXMOE_CUDA_GEMM=sm90); it is not exact, so it is checked element by
+ * element against an FP64 product of the dequantized operands with the bound documented in
+ * include/mxmoe.h (scale-spread cases included), and the layer on it against the CPU layer by
+ * normalised error.
  *
  *   test_cuda [--small] [--seed S]     (--small: the sizes compute-sanitizer runs)
  */
@@ -35,23 +36,23 @@ static int g_passed, g_failed, g_small;
 static const char* g_gemm_kernel = "default"; /* MXMOE_CUDA_GEMM of the tests running */
 static uint64_t g_rng;
 
-#define CUDA_OK(call)                                                                            \
-    do {                                                                                         \
-        cudaError_t e_ = (call);                                                                 \
-        if (e_ != cudaSuccess) {                                                                 \
+#define CUDA_OK(call)                                                                              \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
             fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(2);                                                                             \
-        }                                                                                        \
+            exit(2);                                                                               \
+        }                                                                                          \
     } while (0)
 
-#define MX_OK(ctx, call)                                                                         \
-    do {                                                                                         \
-        mxmoe_status s_ = (call);                                                                \
-        if (s_ != MXMOE_OK) {                                                                    \
-            fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,                  \
-                    mxmoe_status_string(s_), mxmoe_ctx_last_error(ctx));                         \
-            exit(2);                                                                             \
-        }                                                                                        \
+#define MX_OK(ctx, call)                                                                           \
+    do {                                                                                           \
+        mxmoe_status s_ = (call);                                                                  \
+        if (s_ != MXMOE_OK) {                                                                      \
+            fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,                    \
+                    mxmoe_status_string(s_), mxmoe_ctx_last_error(ctx));                           \
+            exit(2);                                                                               \
+        }                                                                                          \
     } while (0)
 
 static void check(int ok, const char* what) {
@@ -176,8 +177,8 @@ static mxmoe_ctx *g_cpu, *g_gpu;
 static void expect_same(const pair* p, const char* what) {
     int64_t n = diff_bytes(p);
     char msg[256];
-    snprintf(msg, sizeof msg, "%s: %lld of %zu bytes differ from the reference", what,
-             (long long)n, p->bytes);
+    snprintf(msg, sizeof msg, "%s: %lld of %zu bytes differ from the reference", what, (long long)n,
+             p->bytes);
     check(n == 0, msg);
 }
 
@@ -194,7 +195,8 @@ static void random_offsets(int32_t* off, int64_t E, int64_t rows, int empty_expe
     off[0] = 0;
     int64_t left = rows;
     for (int64_t e = 0; e < E; e++) {
-        int64_t m = e == E - 1 ? left : (empty_experts && rand_int(3) == 0 ? 0 : rand_int(left + 1));
+        int64_t m =
+            e == E - 1 ? left : (empty_experts && rand_int(3) == 0 ? 0 : rand_int(left + 1));
         m = m > left ? left : m;
         off[e + 1] = (int32_t)(off[e] + m);
         left -= m;
@@ -263,8 +265,9 @@ static void test_experts_quantize(int64_t rows, int64_t E, int64_t k, int swizzl
     upload(&x);
     upload(&off);
     pair packed = pair2(MXMOE_U8, rows, k / 2);
-    pair scales = swizzled ? pair1(MXMOE_U8, (int64_t)mxmoe_grouped_swizzled_scale_bytes(rows, E, k))
-                           : pair2(MXMOE_U8, rows, k / 32);
+    pair scales = swizzled
+                      ? pair1(MXMOE_U8, (int64_t)mxmoe_grouped_swizzled_scale_bytes(rows, E, k))
+                      : pair2(MXMOE_U8, rows, k / 32);
     mxmoe_scale_layout layout = swizzled ? MXMOE_SCALES_SWIZZLED : MXMOE_SCALES_LINEAR;
     mxmoe_mx_tensor qh = {packed.host, scales.host, layout}, qd = {packed.dev, scales.dev, layout};
     MX_OK(g_cpu, mxmoe_experts_quantize(g_cpu, &x.host, &off.host, MXMOE_RULE_EVEN, &qh));
@@ -307,8 +310,8 @@ static void test_permute_quantize(int64_t T, int64_t k, int64_t E, int64_t K, in
 
 static void test_act(int64_t rows, int64_t inter, mxmoe_activation act, mxmoe_gate_up_layout layout,
                      mxmoe_dtype act_dtype, int with_offsets, int swizzled) {
-    int gated = act == MXMOE_ACT_SILU_MUL || act == MXMOE_ACT_GELU_TANH_MUL ||
-                act == MXMOE_ACT_SWIGLU_OAI;
+    int gated =
+        act == MXMOE_ACT_SILU_MUL || act == MXMOE_ACT_GELU_TANH_MUL || act == MXMOE_ACT_SWIGLU_OAI;
     int64_t width = gated ? 2 * inter : inter;
     int64_t E = 5;
     pair h = pair2(MXMOE_F32, rows, width), off = pair1(MXMOE_I32, E + 1);
@@ -447,8 +450,8 @@ static void test_gemm(int64_t rows, int64_t E, int64_t N, int64_t K, int swz_a, 
     mxmoe_mx_tensor w_h = {wp.host, ws.host, lw}, w_d = {wp.dev, ws.dev, lw};
     MX_OK(g_cpu, mxmoe_grouped_gemm(g_cpu, &a_h, &w_h, &off.host, with_bias ? &bias.host : NULL,
                                     &out.host));
-    MX_OK(g_gpu, mxmoe_grouped_gemm(g_gpu, &a_d, &w_d, &off.dev, with_bias ? &bias.dev : NULL,
-                                    &out.dev));
+    MX_OK(g_gpu,
+          mxmoe_grouped_gemm(g_gpu, &a_d, &w_d, &off.dev, with_bias ? &bias.dev : NULL, &out.dev));
     gpu_sync_ok("grouped_gemm");
     char what[160];
     snprintf(what, sizeof what,
@@ -496,8 +499,8 @@ static double normalised_error(const pair* p) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-static int g_sm90;           /* the device is compute capability 9.0 */
-static double g_sm90_worst;  /* largest |error| / (2^-13 sum|a w|) seen, reported at the end */
+static int g_sm90;          /* the device is compute capability 9.0 */
+static double g_sm90_worst; /* largest |error| / (2^-13 sum|a w|) seen, reported at the end */
 
 /* Forces the grouped GEMM kernel (NULL: the library's choice). */
 static void force_gemm(const char* kernel) {
@@ -545,9 +548,10 @@ static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int sw
     fill_scales(ws.host.data, (int64_t)ws.bytes, spread);
     for (int64_t e = 0; e < E && swz_w; e++) {
         int64_t lin_dims[2] = {N, kb}, swz_dims[1] = {(int64_t)mxmoe_swizzled_scale_bytes(N, K)};
-        mxmoe_tensor lin = mxmoe_tensor_make((uint8_t*)ws.host.data + e * N * kb, MXMOE_U8, 2, lin_dims);
-        mxmoe_tensor swz = mxmoe_tensor_make((uint8_t*)wsw.host.data + e * swz_dims[0], MXMOE_U8, 1,
-                                             swz_dims);
+        mxmoe_tensor lin =
+            mxmoe_tensor_make((uint8_t*)ws.host.data + e * N * kb, MXMOE_U8, 2, lin_dims);
+        mxmoe_tensor swz =
+            mxmoe_tensor_make((uint8_t*)wsw.host.data + e * swz_dims[0], MXMOE_U8, 1, swz_dims);
         MX_OK(g_cpu, mxmoe_swizzle_scales(g_cpu, &lin, K, &swz));
     }
     pair* inputs[] = {&off, &ap, &as, &wp, &ws, &wsw};
@@ -560,8 +564,8 @@ static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int sw
     mxmoe_mx_tensor a_d = {ap.dev, as.dev, MXMOE_SCALES_LINEAR};
     mxmoe_mx_tensor w_d = {wp.dev, swz_w ? wsw.dev : ws.dev,
                            swz_w ? MXMOE_SCALES_SWIZZLED : MXMOE_SCALES_LINEAR};
-    MX_OK(g_gpu, mxmoe_grouped_gemm(g_gpu, &a_d, &w_d, &off.dev, with_bias ? &bias.dev : NULL,
-                                    &out.dev));
+    MX_OK(g_gpu,
+          mxmoe_grouped_gemm(g_gpu, &a_d, &w_d, &off.dev, with_bias ? &bias.dev : NULL, &out.dev));
     gpu_sync_ok("grouped_gemm [sm90]");
 
     /* FP64 reference on the dequantized operands (dequantization is exact) */
@@ -576,7 +580,8 @@ static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int sw
     MX_OK(g_cpu, mxmoe_dequantize(g_cpu, &w_h, &w_f));
     void* got = malloc(out.bytes);
     CUDA_OK(cudaMemcpy(got, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
-    const double u_out = out_dtype == MXMOE_F32 ? 0x1p-24 : (out_dtype == MXMOE_BF16 ? 0x1p-8 : 0x1p-11);
+    const double u_out =
+        out_dtype == MXMOE_F32 ? 0x1p-24 : (out_dtype == MXMOE_BF16 ? 0x1p-8 : 0x1p-11);
     const int32_t* o = off.host.data;
     int64_t bad = 0, untouched_bad = 0;
     double worst_bound_ratio = 0;
@@ -600,7 +605,8 @@ static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int sw
                     sum_abs += blk;
                     rounded += (ra && rw ? 3.0 : (ra || rw ? 1.0 : 0.0)) * blk;
                 }
-                double ref = exact + (with_bias ? value_at(bias.host.data, MXMOE_BF16, e * N + n) : 0);
+                double ref =
+                    exact + (with_bias ? value_at(bias.host.data, MXMOE_BF16, e * N + n) : 0);
                 double bound = 0x1p-10 * sum_abs + (double)nc * 0x1p-24 * sum_abs + rounded +
                                0x1p-24 * fabs(ref) + 0x1p-140;
                 bound += u_out * (fabs(ref) + bound);
@@ -611,7 +617,8 @@ static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int sw
                 }
                 if (!(err <= bound)) {
                     if (bad++ < 3) {
-                        printf("    [sm90] e=%lld r=%lld n=%lld got %.9g ref %.9g err %.3g bound %.3g\n",
+                        printf("    [sm90] e=%lld r=%lld n=%lld got %.9g ref %.9g err %.3g bound "
+                               "%.3g\n",
                                (long long)e, (long long)r, (long long)n, g, ref, err, bound);
                     }
                 }
@@ -716,8 +723,8 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     MX_OK(g_gpu, mxmoe_moe_workspace_size(g_gpu, &p, c->T, (int32_t)c->k, c->H, c->I, &ws_gpu));
     void* work_gpu;
     CUDA_OK(cudaMalloc(&work_gpu, ws_gpu));
-    MX_OK(g_gpu, mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu, ws_gpu,
-                                   &out.dev));
+    MX_OK(g_gpu,
+          mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu, ws_gpu, &out.dev));
     gpu_sync_ok("moe_forward");
     char what[200];
     snprintf(what, sizeof what,
@@ -730,7 +737,8 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     } else { /* Hopper GEMMs: close to the exact layer, far inside the W4A4 error (~0.26) */
         double err = normalised_error(&out);
         char msg[300];
-        snprintf(msg, sizeof msg, "%s [sm90]: normalised error vs CPU %.3e (limit 1e-2)", what, err);
+        snprintf(msg, sizeof msg, "%s [sm90]: normalised error vs CPU %.3e (limit 1e-2)", what,
+                 err);
         printf("  %s\n", msg);
         check(err <= 1e-2, msg);
     }
@@ -739,8 +747,8 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     uint8_t* first = malloc(out.bytes);
     CUDA_OK(cudaMemcpy(first, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
     CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
-    MX_OK(g_gpu, mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu, ws_gpu,
-                                   &out.dev));
+    MX_OK(g_gpu,
+          mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu, ws_gpu, &out.dev));
     gpu_sync_ok("moe_forward again");
     uint8_t* second = malloc(out.bytes);
     CUDA_OK(cudaMemcpy(second, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
@@ -865,12 +873,17 @@ int main(int argc, char** argv) {
     test_plan(g_small ? 20 : 500, 8, 128, 1); /* one-block plan (<= 4096 pairs) */
     test_plan(g_small ? 20 : 512, 8, 1000, 0);
     moe_case cases[] = {
-        {1, 4, 1, 64, 32, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 0, MXMOE_BF16, MXMOE_BF16},
-        {5, 6, 6, 96, 64, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 1, MXMOE_BF16, MXMOE_F32},
-        {17, 8, 2, 160, 96, MXMOE_ACT_GELU_TANH_MUL, MXMOE_GATE_UP_CONCAT, 1, 1, 1, 1, MXMOE_F32, MXMOE_F16},
+        {1, 4, 1, 64, 32, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 0, MXMOE_BF16,
+         MXMOE_BF16},
+        {5, 6, 6, 96, 64, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 1, MXMOE_BF16,
+         MXMOE_F32},
+        {17, 8, 2, 160, 96, MXMOE_ACT_GELU_TANH_MUL, MXMOE_GATE_UP_CONCAT, 1, 1, 1, 1, MXMOE_F32,
+         MXMOE_F16},
         {9, 4, 2, 64, 64, MXMOE_ACT_RELU2, MXMOE_GATE_UP_CONCAT, 1, 0, 0, 0, MXMOE_F16, MXMOE_BF16},
-        {g_small ? 40 : 8192, 16, 2, 128, 64, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 1, MXMOE_BF16, MXMOE_BF16},
-        {g_small ? 3 : 8, 32, 4, g_small ? 96 : 2880, g_small ? 64 : 2880, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 0, MXMOE_BF16, MXMOE_BF16},
+        {g_small ? 40 : 8192, 16, 2, 128, 64, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 1,
+         MXMOE_BF16, MXMOE_BF16},
+        {g_small ? 3 : 8, 32, 4, g_small ? 96 : 2880, g_small ? 64 : 2880, MXMOE_ACT_SWIGLU_OAI,
+         MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 0, MXMOE_BF16, MXMOE_BF16},
     };
     /* Both exact GEMM kernels, bit for bit: generic tiles, and the few-tokens kernel (forced at
      * every size: groups of 32 tokens, partial row tiles, K tails, the slow scale path). */
@@ -903,7 +916,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 256, 0, 1, MXMOE_F32, 0);  /* many experts */
         if (!g_small) {
             test_gemm_sm90(300, 4, 2880, 2880, 0, 1, MXMOE_F32, 0);
-            test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0);  /* 128-token tiles */
+            test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0); /* 128-token tiles */
             test_gemm_sm90(1200, 32, 130, 2880, 1, 1, MXMOE_BF16, 6);
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
