@@ -36,9 +36,10 @@ constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
 constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
 constexpr int kTokenTiles = kGroupTokens / 8;
 constexpr int kStageBlocks = 4; /* K blocks per ring stage: 64 bytes a row */
-#ifndef MXMOE_SKINNY_STAGES     /* lab override (dev/cuda/skinny_variants.sh); 5 and 8 KB measured \
-                                   best: */
-/* 4 CTAs per SM on an H200, deepseek-v3 n = 64 1021 -> 788 us against 8 stages and 24 KB */
+/* Ring depth and activation slab: lab builds override them (dev/cuda/skinny_variants.sh). 5
+ * stages and 8 KB measured best: 4 CTAs per SM on an H200, deepseek-v3 n = 64 1021 -> 788 us
+ * against 8 stages and 24 KB. */
+#ifndef MXMOE_SKINNY_STAGES
 #define MXMOE_SKINNY_STAGES 5
 #endif
 #ifndef MXMOE_SKINNY_ACT_BYTES
