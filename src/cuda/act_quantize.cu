@@ -45,6 +45,8 @@ __global__ void zero_scales_kernel(act_args a) {
 }
 
 __global__ void act_quantize_kernel(act_args a) {
+    pdl_wait();
+    pdl_release();
     if (a.offsets != nullptr && blockIdx.x == 0) { /* the caller's offsets, checked in place */
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
@@ -105,7 +107,7 @@ mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
         zero_scales_kernel<<<grid_for(ctx, a.scales_numel, 256), 256, 0, stream>>>(a);
         MXMOE_CUDA_LAUNCHED(ctx);
     }
-    act_quantize_kernel<<<grid_for(ctx, a.rows * a.inter, kThreads), kThreads, 0, stream>>>(a);
-    MXMOE_CUDA_LAUNCHED(ctx);
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_quantize_kernel,
+                                     grid_for(ctx, a.rows * a.inter, kThreads), kThreads, 0, a));
     return MXMOE_OK;
 }

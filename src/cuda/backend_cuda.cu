@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
@@ -79,6 +80,8 @@ mxmoe_status cuda_init(mxmoe_ctx* ctx) {
     ctx->backend_state = state;
     state->sm90_ready = mxmoe_grouped_gemm_sm90_init(ctx);
     state->skinny_ready = mxmoe_grouped_gemm_skinny_init(ctx);
+    const char* pdl = getenv("MXMOE_CUDA_PDL");
+    state->pdl = prop.major >= 9 && !(pdl != nullptr && strcmp(pdl, "0") == 0);
     snprintf(ctx->detail, sizeof ctx->detail, "cuda: %.64s (sm_%d%d, %d SMs), %s", prop.name,
              prop.major, prop.minor, prop.multiProcessorCount,
              state->sm90_ready ? "int8 + sm_90a FP8 GEMMs" : "int8 GEMMs");

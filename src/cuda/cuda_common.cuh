@@ -40,6 +40,7 @@ struct mxmoe_cuda_state {
     cudaMemPool_t pool; /* scratch of calls without a workspace (the Hopper GEMM's operands) */
     bool sm90_ready;    /* the Hopper GEMM can run here (mxmoe_grouped_gemm_sm90_init) */
     bool skinny_ready;  /* the few-tokens GEMM's shared memory is granted (..._skinny_init) */
+    bool pdl;           /* programmatic dependent launch (sm_90+; MXMOE_CUDA_PDL=0: off) */
 };
 
 static inline mxmoe_cuda_state* cuda_state(mxmoe_ctx* ctx) {
@@ -73,6 +74,39 @@ static inline unsigned grid_for(const mxmoe_ctx* ctx, int64_t n, int threads) {
         blocks = cap;
     }
     return blocks < 1 ? 1u : (unsigned)blocks;
+}
+
+/* Programmatic dependent launch (sm_90+): a kernel issued by launch_pdl may start while the
+ * previous kernel of the stream is still running, which hides the launch latency of the short
+ * kernels of a small batch. Such a kernel calls pdl_wait() first (it returns once the previous
+ * kernel has finished and its writes are visible), then pdl_release() to let the next kernel
+ * start early in turn. Both are no-ops for an ordinary launch and before sm_90. */
+static __device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void pdl_release() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+template <typename... Params, typename... Args>
+static inline cudaError_t launch_pdl(mxmoe_ctx* ctx, void (*kernel)(Params...), dim3 grid,
+                                     dim3 block, size_t smem, Args... args) {
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = cuda_stream(ctx);
+    config.attrs = &attr;
+    config.numAttrs = cuda_state(ctx)->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
 #define GRID_STRIDE_LOOP(i, n)                                                                     \

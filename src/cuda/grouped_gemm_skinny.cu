@@ -223,6 +223,8 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
 __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_args args) {
     extern __shared__ __align__(16) uint8_t smem_raw[];
     const smem_view s = carve(smem_raw);
+    pdl_wait();
+    pdl_release();
     __shared__ int tile_scale_lo[kWarps], tile_scale_hi[kWarps], slab_lo[kWarps], slab_hi[kWarps];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int kb = (int)(args.k / 32);
@@ -431,8 +433,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_skinny(mxmoe_ctx* ctx, const gemm_args* a
                           "grouped_gemm: %lld tiles exceed the CUDA grid",
                           (long long)(row_tiles * active));
     }
-    grouped_gemm_skinny_kernel<<<(unsigned)(row_tiles * active), kThreads, smem_bytes(args->k / 32),
-                                 cuda_stream(ctx)>>>(*args);
-    MXMOE_CUDA_LAUNCHED(ctx);
+    MXMOE_CUDA_CHECK(ctx,
+                     launch_pdl(ctx, grouped_gemm_skinny_kernel, (unsigned)(row_tiles * active),
+                                kThreads, smem_bytes(args->k / 32), *args));
     return MXMOE_OK;
 }

@@ -22,6 +22,8 @@ namespace {
 __global__ void reduce_kernel(const float* c3, const int32_t* row_of, const float* weights,
                               int weight_on_input, int64_t tokens, int64_t top_k, int64_t hidden,
                               void* out, mxmoe_dtype out_dtype) {
+    pdl_wait();
+    pdl_release();
     GRID_STRIDE_LOOP(idx, tokens * hidden) {
         int64_t t = idx / hidden, h = idx % hidden;
         float acc = 0.0f;
@@ -43,10 +45,9 @@ bool layout(const mxmoe_moe_params* p, int64_t tokens, int64_t top_k, int64_t hi
     int64_t pairs;
     /* scratch: the Hopper GEMM's converted activations (the larger of the two GEMMs) */
     return mxmoe_mul_i64(tokens, top_k, &pairs) && pairs <= INT32_MAX &&
-           mxmoe_moe_workspace_layout(p->num_experts, pairs, hidden, n13, inter, 0,
-                                      mxmoe_grouped_gemm_sm90_scratch(
-                                          pairs, hidden > inter ? hidden : inter),
-                                      L);
+           mxmoe_moe_workspace_layout(
+               p->num_experts, pairs, hidden, n13, inter, 0,
+               mxmoe_grouped_gemm_sm90_scratch(pairs, hidden > inter ? hidden : inter), L);
 }
 
 } // namespace
@@ -82,7 +83,6 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     }
     char* ws = static_cast<char*>(workspace);
     unsigned* errors = cuda_state(ctx)->errors;
-    cudaStream_t stream = cuda_stream(ctx);
     auto* offsets = reinterpret_cast<int32_t*>(ws + L.offsets);
     auto* sorted = reinterpret_cast<int32_t*>(ws + L.sorted);
     auto* row_of = reinterpret_cast<int32_t*>(ws + L.row_of);
@@ -176,10 +176,10 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g2));
 
     /* 6. un-permute and reduce */
-    reduce_kernel<<<grid_for(ctx, T * H, 256), 256, 0, stream>>>(
-        reinterpret_cast<const float*>(ws + L.c3), row_of,
-        static_cast<const float*>(topk_weights->data), p->router_weight_on_input, T, k, H,
-        out->data, out->dtype);
-    MXMOE_CUDA_LAUNCHED(ctx);
+    MXMOE_CUDA_CHECK(ctx,
+                     launch_pdl(ctx, reduce_kernel, grid_for(ctx, T * H, 256), 256, 0,
+                                reinterpret_cast<const float*>(ws + L.c3), (const int32_t*)row_of,
+                                static_cast<const float*>(topk_weights->data),
+                                (int)p->router_weight_on_input, T, k, H, out->data, out->dtype));
     return MXMOE_OK;
 }

@@ -111,6 +111,8 @@ constexpr int64_t kSmallMaxPairs = 4096;
 constexpr int32_t kSmallMaxExperts = 1024;
 
 __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) {
+    pdl_wait();
+    pdl_release();
     __shared__ int32_t cursor[kSmallMaxExperts]; /* counts, then each expert's next row */
     __shared__ int32_t warp_sums[kSmallThreads / 32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -190,8 +192,7 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
 mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
     cudaStream_t stream = cuda_stream(ctx);
     if (args->pairs <= kSmallMaxPairs && args->num_experts <= kSmallMaxExperts) {
-        plan_small_kernel<<<1, kSmallThreads, 0, stream>>>(*args);
-        MXMOE_CUDA_LAUNCHED(ctx);
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, plan_small_kernel, 1, kSmallThreads, 0, *args));
         return MXMOE_OK;
     }
     count_kernel<<<(unsigned)args->num_experts, kThreads, 0, stream>>>(*args);

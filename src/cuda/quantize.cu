@@ -16,6 +16,8 @@ constexpr int kThreads = 256;
 
 /* One thread per block: few instructions per block, for many blocks. */
 __global__ void quantize_rows_kernel(quantize_rows_args a) {
+    pdl_wait();
+    pdl_release();
     if (a.check_offsets && blockIdx.x == 0) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
@@ -68,6 +70,8 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
  * per thread-block kernel -> 4.8 us on an H200), but 32 lanes repeat the per-block index work,
  * so many blocks go to the thread-per-block kernel (32768 rows: 1.05 ms here vs 0.42 ms). */
 __global__ void quantize_rows_warp_kernel(quantize_rows_args a) {
+    pdl_wait();
+    pdl_release();
     if (a.check_offsets && blockIdx.x == 0) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
@@ -207,12 +211,12 @@ mxmoe_status mxmoe_launch_quantize_rows(mxmoe_ctx* ctx, const quantize_rows_args
     }
     const int64_t blocks = args->rows * (args->k / 32);
     if (blocks < (int64_t)cuda_state(ctx)->sm_count * 512) {
-        quantize_rows_warp_kernel<<<grid_for(ctx, blocks * 32, kThreads), kThreads, 0, stream>>>(
-            *args);
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, quantize_rows_warp_kernel,
+                                         grid_for(ctx, blocks * 32, kThreads), kThreads, 0, *args));
     } else {
-        quantize_rows_kernel<<<grid_for(ctx, blocks, kThreads), kThreads, 0, stream>>>(*args);
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, quantize_rows_kernel, grid_for(ctx, blocks, kThreads),
+                                         kThreads, 0, *args));
     }
-    MXMOE_CUDA_LAUNCHED(ctx);
     return MXMOE_OK;
 }
 
