@@ -9,9 +9,10 @@
  *     (4 warps x 16) and passes over them once per group of up to 32 of the expert's tokens.
  *   - Each warp streams its 16 rows through its own cp.async ring (kStages stages of 4 blocks,
  *     64 bytes a row: measured faster than 256-byte runs with fewer stages), so warps never wait
- *     for each other inside a K slab; the group's tokens
- *     are decoded to int8 once per slab into shared memory (a few K blocks for 32 tokens, the
- *     whole K for one).
+ *     for each other inside a K slab; the group's tokens are decoded to int8 once per slab into
+ *     shared memory (a few K blocks for 32 tokens, most of K for one).
+ *   - Launched with programmatic dependent launch (cuda_common.cuh), like the rest of the
+ *     small-batch chain.
  *   - Issued on an int32 accumulator of 0x4B400000, the MMA returns a block's integer dot product
  *     already inside the bits of the FP32 1.5 * 2^23 + isum, so one FADD gives (float)isum (no
  *     quarter-rate I2F) and one FFMA adds isum * 2^(sa+sw-256). That equals the reference's
@@ -19,7 +20,9 @@
  *     107 <= sa + sw <= 370 with no 0xFF and sw > 0, checked once per CTA and slab from the
  *     scale ranges. Otherwise (never with real checkpoints) the slab takes mxmoe_block_term.
  * Tiles map to active experts through the offsets on the device (no host synchronisation): the
- * grid covers min(E, rows) experts and CTAs past the last active one exit at once.
+ * grid covers min(E, rows) experts and CTAs past the last active one exit at once. The CTAs
+ * are latency-bound at n = 1 (rows / 16 warps for the whole GPU; splitting K over warps, with the
+ * terms handed over in K order to stay exact, measured slower: bench/NOTES.md, v6).
  */
 #include <stdint.h>
 
