@@ -25,7 +25,6 @@
  * terms handed over in K order to stay exact, measured slower: bench/NOTES.md, v6).
  */
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
@@ -39,8 +38,6 @@ constexpr int kWarpRows = 16;                 /* M of one MMA */
 constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
 constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
 constexpr int kTokenTiles = kGroupTokens / 8;
-constexpr int kPairRows = 8;    /* pair mode: rows of a warp (two K blocks per MMA) */
-constexpr int kPairTokens = 4;  /* ... and tokens per pass over the weights */
 constexpr int kStageBlocks = 4; /* K blocks per ring stage: 64 bytes a row */
 /* Ring depth and activation slab: lab builds override them (dev/cuda/skinny_variants.sh). 5
  * stages and 8 KB measured best: 4 CTAs per SM on an H200, deepseek-v3 n = 64 1021 -> 788 us
@@ -54,6 +51,7 @@ constexpr int kStageBlocks = 4; /* K blocks per ring stage: 64 bytes a row */
 constexpr int kStages = MXMOE_SKINNY_STAGES;      /* ring depth per warp */
 constexpr int kStageRow = kStageBlocks * 16 + 16; /* padded: rows g = 0..7 on distinct banks */
 constexpr int kLanesPerRow = kStageBlocks;        /* one 16-byte copy each */
+constexpr int kCopies = kWarpRows * kStageBlocks / 32;
 constexpr int kWarpStage = kWarpRows * kStageRow;
 constexpr int kRingBytes = kWarps * kStages * kWarpStage;
 constexpr int kActBytes = MXMOE_SKINNY_ACT_BYTES; /* decoded activation slab (int8) */
@@ -225,65 +223,7 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
     }
 }
 
-/* Pair mode (groups of <= kPairTokens tokens, warps of kPairRows rows): one MMA takes two K
- * blocks of row g, A rows g (block j) and g + 8 (block j + 1), against one token, B columns 0
- * (block j) and 1 (block j + 1). Lane (g, t = 0) gets both useful products (d[0], d[3]) and adds
- * them in K order, so a warp needs only 8 rows: twice the warps for the same weight bytes. */
-template <bool kFast>
-__device__ __forceinline__ void mma_stage_pair(const warp_ctx& w, const smem_view& s, int stage,
-                                               int64_t slab0, int slab_n, int act_stride, int count,
-                                               float (&acc)[kPairTokens]) {
-    const uint8_t* slot = w.ring + (stage % kStages) * kWarpStage;
-    const int j0 = stage * kStageBlocks;
-#pragma unroll
-    for (int bp = 0; bp < kStageBlocks; bp += 2) {
-        const int j = j0 + bp;
-        if (j >= w.kb) {
-            break;
-        }
-        const bool second = j + 1 < w.kb; /* a K tail block has no partner: no term to add */
-        const uint8_t* row = slot + w.g * kStageRow + bp * 16 + 4 * w.t;
-        const uint32_t w0 = *reinterpret_cast<const uint32_t*>(row);
-        const uint32_t w1 = *reinterpret_cast<const uint32_t*>(row + 16);
-        const uint32_t a[4] = {e2m1x4_to_int8x4(w0), e2m1x4_to_int8x4(w1),
-                               e2m1x4_to_int8x4(w0 >> 16), e2m1x4_to_int8x4(w1 >> 16)};
-        const uint32_t sw0 = w.w_scale[j], sw1 = second ? w.w_scale[j + 1] : 127u;
-        const float ws0 = __uint_as_float(sw0 << 23), ws1 = __uint_as_float(sw1 << 23);
-        const int jl = j - (int)slab0, col = min(w.g, 1) * (second ? 1 : 0);
-#pragma unroll
-        for (int tok = 0; tok < kPairTokens; tok++) {
-            if (tok < count) {
-                const uint2 bv = *reinterpret_cast<const uint2*>(s.act + tok * act_stride +
-                                                                 (jl + col) * 32 + 8 * w.t);
-                const uint32_t b[2] = {bv.x, bv.y};
-                int32_t d[4];
-                mma_s8_16x8x32(a, b, kBias, d);
-                const int c0 = tok * slab_n + jl, c1 = c0 + (second ? 1 : 0);
-                if (kFast) {
-                    acc[tok] = fmaf(__int_as_float(d[0]) - kBiasF, ws0 * s.act_scale[c0], acc[tok]);
-                    if (second) {
-                        acc[tok] =
-                            fmaf(__int_as_float(d[3]) - kBiasF, ws1 * s.act_scale[c1], acc[tok]);
-                    }
-                } else {
-                    acc[tok] += mxmoe_block_term(d[0] - kBias, s.act_sbyte[c0], sw0);
-                    if (second) {
-                        acc[tok] += mxmoe_block_term(d[3] - kBias, s.act_sbyte[c1], sw1);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* kPair: groups of <= kPairTokens tokens on warps of kPairRows rows (mma_stage_pair); otherwise
- * groups of <= kGroupTokens tokens on warps of kWarpRows rows. */
-template <bool kPair>
 __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_args args) {
-    constexpr int kRowsW = kPair ? kPairRows : kWarpRows;
-    constexpr int kRowsCta = kWarps * kRowsW;
-    constexpr int kTokensG = kPair ? kPairTokens : kGroupTokens;
-    constexpr int kCopiesW = kRowsW * kStageBlocks / 32;
     extern __shared__ __align__(16) uint8_t smem_raw[];
     const smem_view s = carve(smem_raw);
     pdl_wait();
@@ -291,7 +231,7 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     __shared__ int tile_scale_lo[kWarps], tile_scale_hi[kWarps], slab_lo[kWarps], slab_hi[kWarps];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int kb = (int)(args.k / 32);
-    const int64_t row_tiles = (args.n + kRowsCta - 1) / kRowsCta;
+    const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
 
     int32_t* off = reinterpret_cast<int32_t*>(s.act);
     for (int64_t e = threadIdx.x; e <= args.num_experts; e += kThreads) {
@@ -308,13 +248,13 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     }
     int64_t begin, end;
     expert_rows(off, expert, args.rows, &begin, &end);
-    const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kRowsCta;
+    const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
 
     /* This lane's copies of each ring stage: kLanesPerRow lanes cover one row's run, a warp
      * instruction 32 / kLanesPerRow rows; copy c is row lane / kLanesPerRow + c 32 / kLanesPerRow.
      */
     const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
-    const int64_t first_row = n0 + warp * kRowsW + copy_row;
+    const int64_t first_row = n0 + warp * kWarpRows + copy_row;
     const uint8_t* src =
         args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
     uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
@@ -322,7 +262,7 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
         const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
         uint8_t* slot = dst + (stage % kStages) * kWarpStage;
 #pragma unroll
-        for (int c = 0; c < kCopiesW; c++) {
+        for (int c = 0; c < kCopies; c++) {
             const int rows_down = c * (32 / kLanesPerRow);
             const bool ok = blk_ok && first_row + rows_down < args.n;
             cp_async16_zfill(slot + rows_down * kStageRow,
@@ -346,7 +286,7 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     /* The tile's weight scales. Linear ones are one contiguous span (rows n0.. of the expert),
      * copied 16 bytes at a time with every copy in flight (shifted so the copies are aligned on
      * both sides); swizzled ones byte by byte. The first group's weight stream starts meanwhile. */
-    const int valid_rows = (int)min((int64_t)kRowsCta, args.n - n0);
+    const int valid_rows = (int)min((int64_t)kTileRows, args.n - n0);
     uint8_t* w_scale = s.w_scale;
     if (!args.w_swizzled) {
         const uint8_t* span = args.w_scales + (expert * args.n + n0) * kb;
@@ -390,27 +330,23 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     const int g = lane / 4, t = lane % 4;
     warp_ctx wc;
     wc.ring = s.ring + warp * kStages * kWarpStage;
-    wc.w_scale = w_scale + (warp * kRowsW + g) * kb; /* rows past n read stale bytes: dropped */
+    wc.w_scale = w_scale + (warp * kWarpRows + g) * kb; /* rows past n read stale bytes: dropped */
     wc.kb = kb, wc.g = g, wc.t = t;
 
-    for (int64_t row0 = begin; row0 < end; row0 += kTokensG) {
+    for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
         if (row0 != begin) {
             prologue(); /* the first group's was issued with the scales */
         }
-        const int count = (int)min((int64_t)kTokensG, end - row0);
+        const int count = (int)min((int64_t)kGroupTokens, end - row0);
         const int tiles = (count + 7) / 8;
         /* slab: as many blocks as the activation budget holds, a multiple of the stage */
         int slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
         slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
         slab = min(slab, kb);
-        float acc[kTokenTiles][4], pacc[kPairTokens];
+        float acc[kTokenTiles][4];
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
             acc[ti][0] = acc[ti][1] = acc[ti][2] = acc[ti][3] = 0.0f;
-        }
-#pragma unroll
-        for (int tok = 0; tok < kPairTokens; tok++) {
-            pacc[tok] = 0.0f;
         }
         for (int64_t slab0 = 0; slab0 < kb; slab0 += slab) {
             const int slab_n = (int)min((int64_t)slab, kb - slab0);
@@ -440,11 +376,7 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
                 }
                 cp_async_commit();
                 /* the common token counts get their own unrolling: fewer instructions a block */
-                if (kPair && fast) {
-                    mma_stage_pair<true>(wc, s, stage, slab0, slab_n, act_stride, count, pacc);
-                } else if (kPair) {
-                    mma_stage_pair<false>(wc, s, stage, slab0, slab_n, act_stride, count, pacc);
-                } else if (fast && tiles == 1) {
+                if (fast && tiles == 1) {
                     mma_stage<true, 1>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
                 } else if (fast && tiles == 2) {
                     mma_stage<true, 2>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
@@ -458,32 +390,18 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
                 __syncwarp(); /* the slot is read before a later stage overwrites it */
             }
         }
-        if (kPair) {
-            const int64_t n = n0 + warp * kRowsW + g;
 #pragma unroll
-            for (int tok = 0; tok < kPairTokens; tok++) {
-                if (t == 0 && tok < count && n < args.n) {
-                    float v = pacc[tok];
+        for (int ti = 0; ti < kTokenTiles; ti++) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int64_t n = n0 + warp * kWarpRows + g + (q / 2) * 8;
+                const int tok = ti * 8 + 2 * t + q % 2;
+                if (ti < tiles && n < args.n && tok < count) {
+                    float v = acc[ti][q];
                     if (args.bias != nullptr) {
                         v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
                     }
                     mxmoe_store_float(args.out, args.out_dtype, (row0 + tok) * args.n + n, v);
-                }
-            }
-        } else {
-#pragma unroll
-            for (int ti = 0; ti < kTokenTiles; ti++) {
-#pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    const int64_t n = n0 + warp * kRowsW + g + (q / 2) * 8;
-                    const int tok = ti * 8 + 2 * t + q % 2;
-                    if (ti < tiles && n < args.n && tok < count) {
-                        float v = acc[ti][q];
-                        if (args.bias != nullptr) {
-                            v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
-                        }
-                        mxmoe_store_float(args.out, args.out_dtype, (row0 + tok) * args.n + n, v);
-                    }
                 }
             }
         }
@@ -494,12 +412,9 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
 
 bool mxmoe_grouped_gemm_skinny_init(mxmoe_ctx* ctx) {
     (void)ctx;
-    const int smem = (int)smem_bytes(kMaxBlocks);
-    bool ok =
-        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<false>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess &&
-        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<true>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess;
+    bool ok = cudaFuncSetAttribute(grouped_gemm_skinny_kernel,
+                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem_bytes(kMaxBlocks)) == cudaSuccess;
     cudaGetLastError(); /* a failure only means: not here */
     return ok;
 }
@@ -514,27 +429,15 @@ mxmoe_status mxmoe_launch_grouped_gemm_skinny(mxmoe_ctx* ctx, const gemm_args* a
     if (args->rows == 0) {
         return MXMOE_OK;
     }
-    /* Pair mode where experts average <= 1 row (decode): twice the warps. MXMOE_SKINNY_PAIR=0|1
-     * forces it (tests run both). */
+    const int64_t row_tiles = (args->n + kTileRows - 1) / kTileRows;
     const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
-    bool pair = args->rows <= args->num_experts;
-    const char* force = getenv("MXMOE_SKINNY_PAIR");
-    if (force != nullptr && (force[0] == '0' || force[0] == '1')) {
-        pair = force[0] == '1';
-    }
-    const int64_t rows_per_cta = kWarps * (pair ? kPairRows : kWarpRows);
-    const int64_t ctas = (args->n + rows_per_cta - 1) / rows_per_cta * active;
-    if (ctas > INT32_MAX) {
+    if (row_tiles * active > INT32_MAX) {
         return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED,
-                          "grouped_gemm: %lld tiles exceed the CUDA grid", (long long)ctas);
+                          "grouped_gemm: %lld tiles exceed the CUDA grid",
+                          (long long)(row_tiles * active));
     }
-    const size_t smem = smem_bytes(args->k / 32);
-    if (pair) {
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<true>, (unsigned)ctas,
-                                         kThreads, smem, *args));
-    } else {
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<false>, (unsigned)ctas,
-                                         kThreads, smem, *args));
-    }
+    MXMOE_CUDA_CHECK(ctx,
+                     launch_pdl(ctx, grouped_gemm_skinny_kernel, (unsigned)(row_tiles * active),
+                                kThreads, smem_bytes(args->k / 32), *args));
     return MXMOE_OK;
 }

@@ -8,7 +8,7 @@
  * activation value whose FP64 evaluation lands within the last FP64 ulp of an FP32 rounding
  * boundary (CUDA's and glibc's exp/tanh may differ by one ulp); such mismatches are counted and
  * printed, and must be vanishingly rare. The GEMM and layer tests run once per exact GEMM kernel
- * (MXMOE_CUDA_GEMM=generic, then =skinny in both its modes).
+ * (MXMOE_CUDA_GEMM=generic, then =skinny).
  *
  * On a compute capability 9.0 GPU the grouped GEMM runs on the Hopper FP8 path when experts get
  * many tokens (forced here with MXMOE_CUDA_GEMM=sm90); it is not exact, so it is checked element by
@@ -502,17 +502,12 @@ static double normalised_error(const pair* p) {
 static int g_sm90;          /* the device is compute capability 9.0 */
 static double g_sm90_worst; /* largest |error| / (2^-13 sum|a w|) seen, reported at the end */
 
-/* Forces the grouped GEMM kernel (NULL: the library's choice); "skinny" is the few-tokens kernel
- * in its normal mode, "skinny-pair" in its pair mode (two K blocks per MMA), both at any size. */
+/* Forces the grouped GEMM kernel (NULL: the library's choice). */
 static void force_gemm(const char* kernel) {
-    unsetenv("MXMOE_SKINNY_PAIR");
-    if (kernel == NULL) {
-        unsetenv("MXMOE_CUDA_GEMM");
-    } else if (strncmp(kernel, "skinny", 6) == 0) {
-        setenv("MXMOE_CUDA_GEMM", "skinny", 1);
-        setenv("MXMOE_SKINNY_PAIR", strcmp(kernel, "skinny-pair") == 0 ? "1" : "0", 1);
-    } else {
+    if (kernel != NULL) {
         setenv("MXMOE_CUDA_GEMM", kernel, 1);
+    } else {
+        unsetenv("MXMOE_CUDA_GEMM");
     }
     g_gemm_kernel = kernel != NULL ? kernel : "default";
 }
@@ -890,11 +885,10 @@ int main(int argc, char** argv) {
         {g_small ? 3 : 8, 32, 4, g_small ? 96 : 2880, g_small ? 64 : 2880, MXMOE_ACT_SWIGLU_OAI,
          MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 0, MXMOE_BF16, MXMOE_BF16},
     };
-    /* The exact GEMM kernels, bit for bit: generic tiles, and the few-tokens kernel forced at
-     * every size in both its modes (groups of 32 tokens, or of 4 with two K blocks per MMA):
-     * partial row tiles, odd and short K tails, the slow scale path. */
-    const char* exact_kernels[] = {"generic", "skinny", "skinny-pair"};
-    for (int kernel = 0; kernel < 3; kernel++) {
+    /* Both exact GEMM kernels, bit for bit: generic tiles, and the few-tokens kernel (forced at
+     * every size: groups of 32 tokens, partial row tiles, K tails, the slow scale path). */
+    const char* exact_kernels[] = {"generic", "skinny"};
+    for (int kernel = 0; kernel < 2; kernel++) {
         force_gemm(exact_kernels[kernel]);
         printf("exact GEMM kernel: %s\n", g_gemm_kernel);
         test_gemm(g_small ? 70 : 600, 5, 96, 160, 0, 0, 1, MXMOE_F32, 0);
