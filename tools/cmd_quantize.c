@@ -234,13 +234,7 @@ static int run_quantize(const char* cmd, const char* in_path, const char* out_pa
         bytes_in += t->nbytes;
         fflush(stdout);
     }
-    if (out != NULL) {
-        if (rc == 0 && mxmoe_st_writer_close(out, &err) != MXMOE_OK) {
-            rc = cli_error(cmd, "%s", err.message);
-        } else if (rc != 0) {
-            mxmoe_st_writer_abort(out);
-        }
-    }
+    rc = convert_close_output(cmd, out, rc);
     if (rc == 0) {
         printf("done: %zu quantized, %zu copied; tensor data %.1f MB -> %.1f MB in %.2f s\n",
                num_quantized, count - num_quantized, (double)bytes_in / 1e6,
@@ -256,33 +250,11 @@ static int run_quantize(const char* cmd, const char* in_path, const char* out_pa
 int cmd_quantize(int argc, char** argv) {
     const char* cmd = "quantize";
     const char* paths[2] = {NULL, NULL};
-    int num_paths = 0;
     mxmoe_scale_rule rule = MXMOE_RULE_EVEN;
     mxmoe_backend backend = MXMOE_BACKEND_AUTO;
-    for (int i = 1; i < argc; i++) {
-        if (cli_is_help(argv[i])) {
-            fputs(usage, stdout);
-            return CLI_EXIT_OK;
-        } else if (strcmp(argv[i], "--rule") == 0) {
-            const char* v = cli_option_value(cmd, argc, argv, &i);
-            if (v == NULL || cli_parse_rule(cmd, v, &rule) != 0) {
-                return CLI_EXIT_USAGE;
-            }
-        } else if (strcmp(argv[i], "--backend") == 0) {
-            const char* v = cli_option_value(cmd, argc, argv, &i);
-            if (v == NULL || cli_parse_backend(cmd, v, &backend) != 0) {
-                return CLI_EXIT_USAGE;
-            }
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return cli_usage_error(cmd, "unknown option '%s'", argv[i]);
-        } else if (num_paths < 2) {
-            paths[num_paths++] = argv[i];
-        } else {
-            return cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
-        }
-    }
-    if (num_paths != 2) {
-        return cli_usage_error(cmd, "expected IN.safetensors and OUT.safetensors");
+    int parsed = convert_parse_args(cmd, usage, argc, argv, paths, &rule, &backend);
+    if (parsed >= 0) {
+        return parsed;
     }
     if (cli_is_folder(paths[0])) {
         return cli_quantize_model(cmd, paths[0], paths[1], rule, backend);

@@ -180,3 +180,48 @@ int64_t convert_chunk_rows(int64_t rows_total, uint64_t row_bytes) {
     }
     return (int64_t)rows;
 }
+
+int convert_parse_args(const char* cmd, const char* usage, int argc, char** argv,
+                       const char* paths[2], mxmoe_scale_rule* rule, mxmoe_backend* backend) {
+    int num_paths = 0;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            fputs(usage, stdout);
+            return CLI_EXIT_OK;
+        } else if (rule != NULL && strcmp(argv[i], "--rule") == 0) {
+            const char* v = cli_option_value(cmd, argc, argv, &i);
+            if (v == NULL || cli_parse_rule(cmd, v, rule) != 0) {
+                return CLI_EXIT_USAGE;
+            }
+        } else if (strcmp(argv[i], "--backend") == 0) {
+            const char* v = cli_option_value(cmd, argc, argv, &i);
+            if (v == NULL || cli_parse_backend(cmd, v, backend) != 0) {
+                return CLI_EXIT_USAGE;
+            }
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return cli_usage_error(cmd, "unknown option '%s'", argv[i]);
+        } else if (num_paths < 2) {
+            paths[num_paths++] = argv[i];
+        } else {
+            return cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (num_paths != 2) {
+        return cli_usage_error(cmd, "expected IN.safetensors and OUT.safetensors");
+    }
+    return -1;
+}
+
+int convert_close_output(const char* cmd, mxmoe_st_writer* out, int rc) {
+    mxmoe_io_error err;
+    if (out == NULL) {
+        return rc;
+    }
+    if (rc == 0 && mxmoe_st_writer_close(out, &err) != MXMOE_OK) {
+        return cli_error(cmd, "%s", err.message);
+    }
+    if (rc != 0) {
+        mxmoe_st_writer_abort(out);
+    }
+    return rc;
+}

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mxmoe.h"
 #include "mxmoe_io.h"
 
 #define CONVERT_CHUNK_BYTES ((size_t)64 << 20)
@@ -51,6 +52,15 @@ int convert_copy_tensor(const char* cmd, mxmoe_st_file* in, size_t in_index, mxm
 /* "BF16 [5760, 2880]" for progress lines. */
 void convert_describe(char* buf, size_t size, mxmoe_st_dtype dtype, int32_t ndim,
                       const int64_t* shape);
+
+/* The command line of both commands: IN OUT [--backend NAME] and, where `rule` is not NULL,
+ * [--rule NAME]. Returns -1 once parsed (paths, rule and backend filled), otherwise the exit
+ * code to return at once (help printed, or a usage error). */
+int convert_parse_args(const char* cmd, const char* usage, int argc, char** argv,
+                       const char* paths[2], mxmoe_scale_rule* rule, mxmoe_backend* backend);
+
+/* Closes the output after a successful run (rc == 0), else removes it; returns the new rc. */
+int convert_close_output(const char* cmd, mxmoe_st_writer* out, int rc);
 
 /* How many of `rows_total` rows of `row_bytes` bytes make one chunk (at least 1). */
 int64_t convert_chunk_rows(int64_t rows_total, uint64_t row_bytes);
