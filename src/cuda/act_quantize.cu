@@ -6,6 +6,7 @@
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
+#include "cuda/quantize.cuh"
 
 extern "C" {
 #include "ref/activation.h"
@@ -50,35 +51,16 @@ __global__ void act_quantize_kernel(act_args a) {
     if (a.offsets != nullptr && blockIdx.x == 0) { /* the caller's offsets, checked in place */
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
-    int64_t kb = a.inter / 32;
-    int64_t limit = a.rows;
-    if (a.offsets != nullptr) {
-        int64_t end = a.offsets[a.num_experts];
-        limit = end < 0 ? 0 : (end > a.rows ? a.rows : end);
-    }
+    const int64_t kb = a.inter / 32;
+    const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
     const int lane = threadIdx.x & 31;
     const int64_t first = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int64_t stride = ((int64_t)gridDim.x * blockDim.x) >> 5;
     for (int64_t b = first; b < limit * kb; b += stride) { /* uniform across the warp */
         const int64_t r = b / kb, j = b % kb;
         const float v = mxmoe_activation_rounded(&a.h, r, j * 32 + lane, a.inter, &a.params);
-        /* NaN/Inf bit patterns are the largest, as in mxmoe_quantize_block */
-        const uint32_t amax = __reduce_max_sync(0xFFFFFFFFu, mxmoe_f32_bits(v) & 0x7fffffffu);
-        const uint8_t scale = mxmoe_scale_byte(amax, a.params.rule);
-        const uint32_t code = scale != MXMOE_E8M0_NAN ? mxmoe_e2m1_code(v, scale) : 0u;
-        const uint32_t high = __shfl_down_sync(0xFFFFFFFFu, code, 1);
-        if ((lane & 1) == 0) {
-            a.packed[r * (a.inter / 2) + j * 16 + lane / 2] = (uint8_t)(code | (high << 4));
-        }
-        if (lane == 0) {
-            const int64_t off =
-                grouped_scale_offset(a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.inter);
-            if (off < 0 || off >= a.scales_numel) {
-                atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-            } else {
-                a.scales[off] = scale;
-            }
-        }
+        quantize_block_warp(v, a.params.rule, a.packed, a.scales, a.scales_numel, a.swizzled,
+                            a.offsets, a.num_experts, a.rows, r, j, a.inter, a.errors);
     }
 }
 

@@ -120,6 +120,22 @@ __device__ int64_t find_active_expert(const int32_t* off, int64_t num_experts, i
     return found;
 }
 
+/* The CTA-wide smallest and largest of every thread's (lo, hi); ends with a barrier. */
+__device__ inline int2 cta_range(int lo, int hi) {
+    __shared__ int warp_lo[kWarps], warp_hi[kWarps];
+    lo = __reduce_min_sync(0xffffffffu, lo);
+    hi = __reduce_max_sync(0xffffffffu, hi);
+    if (threadIdx.x % 32 == 0) {
+        warp_lo[threadIdx.x / 32] = lo, warp_hi[threadIdx.x / 32] = hi;
+    }
+    __syncthreads();
+    for (int w = 0; w < kWarps; w++) {
+        lo = min(lo, warp_lo[w]);
+        hi = max(hi, warp_hi[w]);
+    }
+    return make_int2(lo, hi);
+}
+
 __device__ inline uint8_t weight_scale_byte(const gemm_args& a, int64_t e, int64_t n, int64_t j) {
     const int64_t kb = a.k / 32;
     const int64_t off = !a.w_swizzled ? (e * a.n + n) * kb + j
@@ -228,7 +244,6 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     const smem_view s = carve(smem_raw);
     pdl_wait();
     pdl_release();
-    __shared__ int tile_scale_lo[kWarps], tile_scale_hi[kWarps], slab_lo[kWarps], slab_hi[kWarps];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int kb = (int)(args.k / 32);
     const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
@@ -315,17 +330,7 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
         lo = min(lo, (int)w_scale[idx]);
         hi = max(hi, (int)w_scale[idx]);
     }
-    lo = __reduce_min_sync(0xffffffffu, lo);
-    hi = __reduce_max_sync(0xffffffffu, hi);
-    if (lane == 0) {
-        tile_scale_lo[warp] = lo, tile_scale_hi[warp] = hi;
-    }
-    __syncthreads();
-    int sw_lo = 255, sw_hi = 0;
-    for (int w = 0; w < kWarps; w++) {
-        sw_lo = min(sw_lo, tile_scale_lo[w]);
-        sw_hi = max(sw_hi, tile_scale_hi[w]);
-    }
+    const int2 sw = cta_range(lo, hi);
 
     const int g = lane / 4, t = lane % 4;
     warp_ctx wc;
@@ -354,19 +359,8 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
                 (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
             __syncthreads(); /* the previous slab (or the offsets) is no longer read */
             const int2 r = stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
-            lo = __reduce_min_sync(0xffffffffu, r.x);
-            hi = __reduce_max_sync(0xffffffffu, r.y);
-            if (lane == 0) {
-                slab_lo[warp] = lo, slab_hi[warp] = hi;
-            }
-            __syncthreads();
-            int sa_lo = 1000, sa_hi = 0;
-            for (int w = 0; w < kWarps; w++) {
-                sa_lo = min(sa_lo, slab_lo[w]);
-                sa_hi = max(sa_hi, slab_hi[w]);
-            }
-            const bool fast =
-                sw_lo >= 1 && sw_hi <= 254 && sw_lo + sa_lo >= 107 && sw_hi + sa_hi <= 370;
+            const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
+            const bool fast = sw.x >= 1 && sw.y <= 254 && sw.x + sa.x >= 107 && sw.y + sa.y <= 370;
             const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
             for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
                 cp_async_wait<kStages - 2>();

@@ -22,11 +22,7 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
     int64_t kb = a.k / 32;
-    int64_t limit = a.rows;
-    if (a.offsets != nullptr) {
-        int64_t end = a.offsets[a.num_experts];
-        limit = end < 0 ? 0 : (end > a.rows ? a.rows : end);
-    }
+    const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
     GRID_STRIDE_LOOP(b, limit * kb) {
         int64_t r = b / kb, j = b % kb;
         int64_t src_row = r;
@@ -76,11 +72,7 @@ __global__ void quantize_rows_warp_kernel(quantize_rows_args a) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
     const int64_t kb = a.k / 32;
-    int64_t limit = a.rows;
-    if (a.offsets != nullptr) {
-        int64_t end = a.offsets[a.num_experts];
-        limit = end < 0 ? 0 : (end > a.rows ? a.rows : end);
-    }
+    const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
     const int lane = threadIdx.x & 31;
     const int64_t first = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int64_t stride = ((int64_t)gridDim.x * blockDim.x) >> 5;
@@ -105,23 +97,8 @@ __global__ void quantize_rows_warp_kernel(quantize_rows_args a) {
         if (a.weights != nullptr) {
             v = mxmoe_round_to_dtype(v * weight, a.round_dtype);
         }
-        /* NaN/Inf bit patterns are the largest, as in mxmoe_quantize_block */
-        const uint32_t amax = __reduce_max_sync(0xFFFFFFFFu, mxmoe_f32_bits(v) & 0x7fffffffu);
-        const uint8_t scale = mxmoe_scale_byte(amax, a.rule);
-        const uint32_t code = scale != MXMOE_E8M0_NAN ? mxmoe_e2m1_code(v, scale) : 0u;
-        const uint32_t high = __shfl_down_sync(0xFFFFFFFFu, code, 1);
-        if ((lane & 1) == 0) {
-            a.packed[r * (a.k / 2) + j * 16 + lane / 2] = (uint8_t)(code | (high << 4));
-        }
-        if (lane == 0) {
-            const int64_t off =
-                grouped_scale_offset(a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.k);
-            if (off < 0 || off >= a.scales_numel) {
-                atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-            } else {
-                a.scales[off] = scale;
-            }
-        }
+        quantize_block_warp(v, a.rule, a.packed, a.scales, a.scales_numel, a.swizzled, a.offsets,
+                            a.num_experts, a.rows, r, j, a.k, a.errors);
     }
 }
 

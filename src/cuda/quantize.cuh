@@ -30,6 +30,44 @@ struct quantize_rows_args {
     unsigned* errors;
 };
 
+/* Rows a grouped kernel writes: all of them, or those before offsets[E] (clamped). */
+static __device__ inline int64_t grouped_row_limit(const int32_t* offsets, int64_t num_experts,
+                                                   int64_t rows) {
+    if (offsets == nullptr) {
+        return rows;
+    }
+    const int64_t end = offsets[num_experts];
+    return end < 0 ? 0 : (end > rows ? rows : end);
+}
+
+/* Quantizes block j of row r (K = k) held one element per lane of a warp: the block's absolute
+ * maximum by a warp reduction, then each lane encodes its element with the reference's own
+ * functions, so the bytes are those of mxmoe_quantize_block. Lane 0 writes the scale where the
+ * (linear or grouped swizzled) layout puts it, flagging a scale buffer too small. */
+static __device__ inline void quantize_block_warp(float v, mxmoe_scale_rule rule, uint8_t* packed,
+                                                  uint8_t* scales, int64_t scales_numel,
+                                                  int swizzled, const int32_t* offsets,
+                                                  int64_t num_experts, int64_t rows, int64_t r,
+                                                  int64_t j, int64_t k, unsigned* errors) {
+    const int lane = threadIdx.x & 31;
+    /* NaN/Inf bit patterns are the largest, as in mxmoe_quantize_block */
+    const uint32_t amax = __reduce_max_sync(0xFFFFFFFFu, mxmoe_f32_bits(v) & 0x7fffffffu);
+    const uint8_t scale = mxmoe_scale_byte(amax, rule);
+    const uint32_t code = scale != MXMOE_E8M0_NAN ? mxmoe_e2m1_code(v, scale) : 0u;
+    const uint32_t high = __shfl_down_sync(0xFFFFFFFFu, code, 1);
+    if ((lane & 1) == 0) {
+        packed[r * (k / 2) + j * 16 + lane / 2] = (uint8_t)(code | (high << 4));
+    }
+    if (lane == 0) {
+        const int64_t off = grouped_scale_offset(swizzled, offsets, num_experts, rows, r, j, k);
+        if (off < 0 || off >= scales_numel) {
+            atomicOr(errors, MXMOE_DEVERR_SCALE_SPACE);
+        } else {
+            scales[off] = scale;
+        }
+    }
+}
+
 mxmoe_status mxmoe_launch_quantize_rows(mxmoe_ctx* ctx, const quantize_rows_args* args);
 
 #endif /* MXMOE_CUDA_QUANTIZE_CUH */
