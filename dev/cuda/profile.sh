@@ -19,9 +19,9 @@ kernel=${KERNEL:-sm90_kernel}
 n=${DETAIL:-1}
 echo "=== $kernel, $op $shape n=$n"
 ncu -k regex:"$kernel" --launch-skip 2 --launch-count 1 --metrics \
-  gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\\.ratio \
+  gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_bytes.sum.per_second,lts__t_sectors.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\\.ratio \
   build-gpu/mxmoe bench --backend cuda --op "$op" --shape "$shape" --tokens "$n" --iters 4 --budget-ms 50 \
   > "$OUT/stall-$n.txt" 2>&1
-grep -E "duration|dram__|warps_active|issue_active|inst_executed|stalled" "$OUT/stall-$n.txt" |
+grep -E "duration|dram__|lts__|warps_active|issue_active|inst_executed|stalled" "$OUT/stall-$n.txt" |
   awk '!/stalled/ || $NF+0 > 0.1' |
   sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//; s/ +/ /g'

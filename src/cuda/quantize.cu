@@ -23,6 +23,9 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
     }
     int64_t kb = a.k / 32;
     const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
+    /* rows of k (a multiple of 32) elements keep 16-byte alignment from an aligned base */
+    const bool bf16_vectors = a.dtype == MXMOE_BF16 && (uintptr_t)a.x % 16 == 0;
+    const bool packed_vectors = (uintptr_t)a.packed % 16 == 0;
     GRID_STRIDE_LOOP(b, limit * kb) {
         int64_t r = b / kb, j = b % kb;
         int64_t src_row = r;
@@ -39,17 +42,44 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
             }
         }
         float block[MXMOE_BLOCK];
+        const int64_t first = src_row * a.k + j * 32;
+        if (bf16_vectors) { /* four 16-byte loads instead of 32 two-byte ones */
+            const uint4* src =
+                reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(a.x) + first);
 #pragma unroll
-        for (int i = 0; i < MXMOE_BLOCK; i++) {
-            float v = mxmoe_load_float(a.x, a.dtype, src_row * a.k + j * 32 + i);
-            block[i] = a.weights != nullptr ? mxmoe_round_to_dtype(v * weight, a.round_dtype) : v;
+            for (int u = 0; u < 4; u++) {
+                const uint4 w = __ldg(src + u);
+                const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    block[8 * u + 2 * i] = __uint_as_float(words[i] << 16);
+                    block[8 * u + 2 * i + 1] = __uint_as_float(words[i] & 0xFFFF0000u);
+                }
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < MXMOE_BLOCK; i++) {
+                block[i] = mxmoe_load_float(a.x, a.dtype, first + i);
+            }
+        }
+        if (a.weights != nullptr) {
+#pragma unroll
+            for (int i = 0; i < MXMOE_BLOCK; i++) {
+                block[i] = mxmoe_round_to_dtype(block[i] * weight, a.round_dtype);
+            }
         }
         uint8_t packed[MXMOE_BLOCK / 2];
         uint8_t scale = mxmoe_quantize_block(block, a.rule, packed);
         uint8_t* dst = a.packed + r * (a.k / 2) + j * 16;
+        if (packed_vectors) {
+            uint4 w;
+            memcpy(&w, packed, 16);
+            *reinterpret_cast<uint4*>(dst) = w;
+        } else {
 #pragma unroll
-        for (int i = 0; i < MXMOE_BLOCK / 2; i++) {
-            dst[i] = packed[i];
+            for (int i = 0; i < MXMOE_BLOCK / 2; i++) {
+                dst[i] = packed[i];
+            }
         }
         int64_t off = grouped_scale_offset(a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.k);
         if (off < 0 || off >= a.scales_numel) {

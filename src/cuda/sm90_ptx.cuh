@@ -87,27 +87,29 @@ __device__ __forceinline__ void wgmma_commit() {
     MXMOE_SM90_ASM("wgmma.commit_group.sync.aligned;" ::: "memory");
 }
 
-template <int Pending>
-__device__ __forceinline__ void wgmma_wait() {
+template <int Pending> __device__ __forceinline__ void wgmma_wait() {
     MXMOE_SM90_ASM("wgmma.wait_group.sync.aligned %0;" ::"n"(Pending) : "memory");
 }
 
 /* Keeps the compiler from moving accumulator reads or writes across a wgmma boundary. */
-template <int N>
-__device__ __forceinline__ void fence_regs(float (&d)[N]) {
+template <int N> __device__ __forceinline__ void fence_regs(float (&d)[N]) {
 #pragma unroll
     for (int i = 0; i < N; i++) {
         asm volatile("" : "+f"(d[i])::"memory");
     }
 }
 
-template <int Regs>
-__device__ __forceinline__ void setmaxnreg_inc() {
+/* Barrier `id` (1..15; 0 is __syncthreads) over the `threads` threads that name it. */
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+    MXMOE_SM90_ASM("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+    (void)id, (void)threads;
+}
+
+template <int Regs> __device__ __forceinline__ void setmaxnreg_inc() {
     MXMOE_SM90_ASM("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(Regs));
 }
 
-template <int Regs>
-__device__ __forceinline__ void setmaxnreg_dec() {
+template <int Regs> __device__ __forceinline__ void setmaxnreg_dec() {
     MXMOE_SM90_ASM("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(Regs));
 }
 
@@ -116,10 +118,10 @@ __device__ __forceinline__ void setmaxnreg_dec() {
  * Advancing K by 32 one-byte elements adds 32 bytes (2 in the >>4 address field). */
 __device__ __forceinline__ uint64_t smem_desc_sw128(uint32_t smem_addr) {
     uint64_t desc = 0;
-    desc |= (uint64_t)((smem_addr & 0x3FFFF) >> 4);  /* start address */
-    desc |= (uint64_t)1 << 16;                        /* leading byte offset (unused) */
-    desc |= (uint64_t)(1024 >> 4) << 32;              /* stride byte offset */
-    desc |= (uint64_t)1 << 62;                        /* swizzle mode: 128B */
+    desc |= (uint64_t)((smem_addr & 0x3FFFF) >> 4); /* start address */
+    desc |= (uint64_t)1 << 16;                      /* leading byte offset (unused) */
+    desc |= (uint64_t)(1024 >> 4) << 32;            /* stride byte offset */
+    desc |= (uint64_t)1 << 62;                      /* swizzle mode: 128B */
     return desc;
 }
 

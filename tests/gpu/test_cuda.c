@@ -846,6 +846,10 @@ int main(int argc, char** argv) {
         test_quantize(i == 3 ? 37 : big, ks[i], (mxmoe_dtype)(i % 3));
     }
     test_quantize(3, 64, MXMOE_F16);
+    if (!g_small) { /* enough blocks for the thread-per-block kernel (and its BF16 vector loads) */
+        test_quantize(2400, 2880, MXMOE_BF16);
+        test_quantize(2400, 2880, MXMOE_F16);
+    }
     for (int swz = 0; swz < 2; swz++) {
         test_experts_quantize(g_small ? 50 : 700, 6, 96, swz);
         test_experts_quantize(1, 3, 32, swz);
@@ -916,7 +920,8 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 256, 0, 1, MXMOE_F32, 0);  /* many experts */
         if (!g_small) {
             test_gemm_sm90(300, 4, 2880, 2880, 0, 1, MXMOE_F32, 0);
-            test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0); /* 128-token tiles */
+            test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0);  /* 128-token tiles */
+            test_gemm_sm90(2500, 2, 384, 256, 1, 1, MXMOE_BF16, 0); /* 16-byte BF16 stores */
             test_gemm_sm90(1200, 32, 130, 2880, 1, 1, MXMOE_BF16, 6);
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -1,0 +1,21 @@
+# Lab: where the sm_90a GEMM's time goes. Builds variants of the kernel (name:CUDA flags) and
+# times each against the default build (build-gpu) in the same call. Flags the kernel knows:
+# -DMXMOE_SM90_LAB=bits knocks parts out (results wrong, timing only: 1 no promotion, 2 no
+# weight conversion, 4 no epilogue, 8 no MMA); -DMXMOE_SM90_STAGES=s sets the ring depth.
+#   LABS="nomma:-DMXMOE_SM90_LAB=15 st3:-DMXMOE_SM90_STAGES=3" TOKENS=512,8192 bash dev/cuda/sm90_knockouts.sh
+set -u
+labs=${LABS:-nomma:-DMXMOE_SM90_LAB=15}
+for v in $labs; do
+  name=${v%%:*}; flags=${v#*:}; dir=build-lab-$name
+  ( cmake -S . -B $dir -G Ninja -DMXMOE_WERROR=OFF -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real \
+      -DCMAKE_CUDA_FLAGS="${flags//,/ }" > $OUT/cfg-$name.log 2>&1 &&
+    cmake --build $dir -j4 --target mxmoe_cli > $OUT/build-$name.log 2>&1 || tail -5 $OUT/build-$name.log ) &
+done
+wait
+for v in default: $labs; do
+  name=${v%%:*}; dir=build-lab-$name; [ $name = default ] && dir=build-gpu
+  for shape in ${SHAPES:-gpt-oss-20b deepseek-v3}; do
+    MXMOE_CUDA_GEMM=sm90 $dir/mxmoe bench --backend cuda --op grouped --shape $shape --tokens ${TOKENS:-512,8192} --budget-ms 200 |
+      grep -E "^grouped" | sed -E "s/^/$name /; s/\| +[0-9]+\/[0-9]+ experts.*TFLOP/| TFLOP/"
+  done
+done
