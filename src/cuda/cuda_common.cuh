@@ -37,10 +37,11 @@ struct mxmoe_cuda_state {
     int sm_count;
     unsigned* errors; /* device word, see mxmoe_device_error */
     cudaEvent_t timer_start, timer_stop;
-    cudaMemPool_t pool; /* scratch of calls without a workspace (the Hopper GEMM's operands) */
-    bool sm90_ready;    /* the Hopper GEMM can run here (mxmoe_grouped_gemm_sm90_init) */
-    bool skinny_ready;  /* the few-tokens GEMM's shared memory is granted (..._skinny_init) */
-    bool pdl;           /* programmatic dependent launch (sm_90+; MXMOE_CUDA_PDL=0: off) */
+    cudaMemPool_t pool;      /* scratch of calls without a workspace (the Hopper GEMM's operands) */
+    bool sm90_ready;         /* the Hopper GEMM can run here (mxmoe_grouped_gemm_sm90_init) */
+    bool skinny_ready;       /* the few-tokens GEMM's shared memory is granted (..._skinny_init) */
+    bool pdl;                /* programmatic dependent launch (sm_90+; MXMOE_CUDA_PDL=0: off) */
+    void* encode_tensor_map; /* the driver's cuTensorMapEncodeTiled (Hopper GEMM's TMA copies) */
 };
 
 static inline mxmoe_cuda_state* cuda_state(mxmoe_ctx* ctx) {

@@ -32,13 +32,17 @@
  * History (dev/cuda/, bench/NOTES.md): v3 converted the activations in the producer for every
  * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass.
  */
+#include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
+#include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
+
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/sm90_ptx.cuh"
 #include "cuda/sm90_wgmma.cuh"
 
-#ifndef MXMOE_SM90_LAB /* lab knock-outs (bits), timing only: 1 no promotion, 2 no conversion, 4   \
-                          no epilogue, 8 no MMA */
+/* Lab knock-outs (dev/cuda/sm90_knockouts.sh; results wrong, timing only), bits: 1 no promotion,
+ * 2 no weight conversion, 4 no epilogue, 8 no MMA. */
+#ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
 
@@ -212,6 +216,8 @@ __device__ __forceinline__ void copy_scale_window(uint8_t* dst, const uint8_t* b
 template <int BN> struct producer {
     using L = stage_layout<BN>;
     const gemm_args& a;
+    const CUtensorMap* tmap_w; /* packed weights [E*N rows, K/2 bytes] */
+    const CUtensorMap* tmap_a; /* E4M3 activations [rows, chunk_cols(K) bytes] */
     uint8_t* stages;
     int p;             /* 0..127 */
     int64_t w_scale_0; /* scale offset of weight row p, chunk 0, in the current tile */
@@ -220,34 +226,21 @@ template <int BN> struct producer {
         w_scale_0 = t.n0 + p < a.n ? w_scale_offset(a, t.expert, t.n0 + p, 0) : -1;
     }
 
-    /* Starts the copies of chunk c of tile t into stage s; the stage's full barrier counts
-     * this thread's arrival once they have all landed. */
+    /* Starts the copies of chunk c of tile t into stage s. Thread 0 issues the two TMA boxes
+     * (128 weight rows x 64 packed bytes; BN activation rows x 128 E4M3 bytes, swizzled as wgmma
+     * reads them) and adds their bytes to the stage's full barrier; every thread then copies its
+     * row's scale bytes and factor with cp.async and arrives once those have landed. Rows past the
+     * tile (the next expert's, or zeros past the tensor) only feed outputs the epilogue skips. */
     __device__ void issue(const tile& t, int c, int s, uint64_t* full) {
         uint8_t* st = stages + s * L::bytes;
-        const int64_t kb = a.k / 32, half_k = a.k / 2, kc = chunk_cols(a.k);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int u = p + 128 * i, row = u >> 2, part = u & 3;
-            const int64_t n = t.n0 + row, block = 4 * (int64_t)c + part;
-            const bool ok = n < a.n && block < kb;
-            const uint8_t* src =
-                ok ? a.w_packed + (t.expert * a.n + n) * half_k + block * 16 : a.w_packed;
-            cp_async16(st + L::w_raw + row * 64 + part * 16, src, ok ? 16 : 0);
+        if (p == 0) {
+            mbar_arrive_expect_tx(full, kTileN * 64 + BN * kChunk);
+            tma_load_2d(st + L::w_raw, tmap_w, c * 64, (int)(t.expert * a.n + t.n0), full);
+            tma_load_2d(st + L::b_tile, tmap_a, c * kChunk, (int)t.row_begin, full);
         }
         if (w_scale_0 >= 0) {
             copy_scale_window(st + L::w_scale + p * 32, a.w_scales,
                               w_scale_0 + (int64_t)c * w_scale_chunk_stride(a), a.w_scales_numel);
-        }
-#pragma unroll
-        for (int i = 0; i < BN * 8 / 128 + (BN * 8 < 128); i++) {
-            const int u = p + 128 * i, row = u >> 3, unit = u & 7;
-            const int64_t r = t.row_begin + row;
-            if (u < BN * 8) {
-                const bool ok = r < a.rows;
-                cp_async16(st + L::b_tile + row * 128 + ((unit ^ (row & 7)) << 4),
-                           ok ? a.a_e4m3 + r * kc + (int64_t)c * kChunk + unit * 16 : a.a_e4m3,
-                           ok ? 16 : 0);
-            }
         }
         if (p < BN) {
             const int64_t r = t.row_begin + p;
@@ -262,7 +255,7 @@ template <int BN> struct producer {
 /* What a consumer keeps about a chunk between issuing its MMAs and promoting them. */
 struct chunk_state {
     tile t;
-    int g, c;
+    int s, c;
     float f0, f1; /* reference factors of rows r0, r1 */
 };
 
@@ -277,7 +270,8 @@ template <int BN> struct consumer {
     int n_tiles, nc, warp, lane, q, r0, r1;
     int64_t w_stride, w_off0, w_off1; /* scale offsets of rows r0, r1 at chunk 0 of the tile */
     tile t;
-    float fin[NA]; /* the tile's FP32 accumulators */
+    int next_c = 0, next_s = 0, next_phase = 0, next_tile = 0; /* the next chunk's place */
+    float fin[NA];                                             /* the tile's FP32 accumulators */
 
     __device__ consumer(const gemm_args& a_, const smem_header& h_, uint8_t* stages_, int n_tiles_,
                         int nc_, int warp_, int lane_)
@@ -295,19 +289,25 @@ template <int BN> struct consumer {
     }
 
     /* Waits for chunk g, turns its weights into A fragments and issues its 4 MMAs into acc. */
-    __device__ __forceinline__ void issue(int g, float (&acc)[NA], uint32_t (&frag)[4][4],
+    __device__ __forceinline__ void issue(float (&acc)[NA], uint32_t (&frag)[4][4],
                                           chunk_state& cs) {
-        const int c = g % nc, s = g % S;
+        const int c = next_c, s = next_s;
         if (c == 0) {
-            t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (g / nc) * gridDim.x);
+            t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + next_tile * gridDim.x);
             w_off0 = t.n0 + r0 < a.n ? w_scale_offset(a, t.expert, t.n0 + r0, 0) : 0;
             w_off1 = t.n0 + r1 < a.n ? w_scale_offset(a, t.expert, t.n0 + r1, 0) : 0;
         }
         cs.t = t;
-        cs.g = g;
+        cs.s = s;
         cs.c = c;
         uint8_t* st = stages + s * L::bytes;
-        mbar_wait(const_cast<uint64_t*>(&h.full[s]), (g / S) & 1);
+        mbar_wait(const_cast<uint64_t*>(&h.full[s]), next_phase);
+        if (++next_c == nc) {
+            next_c = 0, next_tile++;
+        }
+        if (++next_s == S) {
+            next_s = 0, next_phase ^= 1;
+        }
         fence_proxy_async(); /* the copies (generic proxy) before wgmma's reads (async proxy) */
         const int valid = (int)min((int64_t)4, a.k / 32 - 4 * (int64_t)c);
         const uint32_t sc0 = chunk_scales(st + L::w_scale + r0 * 32, w_off0 + c * w_stride, valid);
@@ -351,7 +351,7 @@ template <int BN> struct consumer {
     /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators, release the stage,
      * and store the tile after its last chunk. */
     __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
-        const int s = cs.g % S;
+        const int s = cs.s;
         const float* factor = reinterpret_cast<const float*>(stages + s * L::bytes + L::a_factor);
         float2 fa[BN / 8];
 #pragma unroll
@@ -501,7 +501,9 @@ __global__ void act_e4m3_kernel(gemm_args a) {
 
 
 template <int BN>
-__global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_args a) {
+__global__ void __launch_bounds__(kThreads, 1)
+    grouped_gemm_sm90_kernel(gemm_args a, const __grid_constant__ CUtensorMap tmap_a,
+                             const __grid_constant__ CUtensorMap tmap_w) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, and never launched there */
     using L = stage_layout<BN>;
     constexpr int S = L::stages;
@@ -538,7 +540,7 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
         }
     } else if (warp == 1) {
         if (lane < S) {
-            mbar_init(&h.full[lane], 128);
+            mbar_init(&h.full[lane], 128 + 1); /* 128 cp.async arrivals + the TMA's expect_tx */
             mbar_init(&h.empty[lane], 8);
         }
     } else if (tid >= 64 && tid < 64 + kShifts * 8) {
@@ -556,18 +558,24 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
 
     if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
         setmaxnreg_dec<kProducerRegs>();
-        producer<BN> pr{a, stages, tid, -1};
+        producer<BN> pr{a, &tmap_w, &tmap_a, stages, tid, -1};
         tile t = {};
+        int c = 0, s = 0, phase = 0, tile_i = 0; /* chunk g's place, kept without divisions */
         for (int g = 0; g < G; g++) {
-            const int c = g % nc, s = g % S;
             if (g >= S) {
-                mbar_wait(&h.empty[s], ((g / S) + 1) & 1); /* chunk g - S released */
+                mbar_wait(&h.empty[s], phase ^ 1); /* chunk g - S released */
             }
             if (c == 0) {
-                t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (g / nc) * gridDim.x);
+                t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + tile_i * gridDim.x);
                 pr.start_tile(t);
             }
             pr.issue(t, c, s, &h.full[s]);
+            if (++c == nc) {
+                c = 0, tile_i++;
+            }
+            if (++s == S) {
+                s = 0, phase ^= 1;
+            }
         }
         cp_async_wait_all();
         return;
@@ -583,14 +591,14 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
     if (BN <= 64) {
         /* Two chunks in flight: chunk g+1's MMAs run while chunk g is promoted. */
         for (int g = 0; g < G; g += 2) {
-            cs.issue(g, acc0, frag0, st0);
+            cs.issue(acc0, frag0, st0);
             if (g > 0) {
                 wgmma_wait<1>();
                 fence_regs(acc1);
                 cs.finish(st1, acc1);
             }
             if (g + 1 < G) {
-                cs.issue(g + 1, acc1, frag1, st1);
+                cs.issue(acc1, frag1, st1);
                 wgmma_wait<1>();
             } else {
                 wgmma_wait<0>();
@@ -605,15 +613,29 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_sm90_kernel(gemm_arg
         }
     } else { /* 128 tokens: no registers for a second accumulator set */
         for (int g = 0; g < G; g++) {
-            cs.issue(g, acc0, frag0, st0);
+            cs.issue(acc0, frag0, st0);
             wgmma_wait<0>();
             fence_regs(acc0);
             cs.finish(st0, acc0);
         }
     }
 #else
-    (void)a;
+    (void)a, (void)tmap_a, (void)tmap_w;
 #endif
+}
+
+/* A 2-D byte tensor map: `outer` rows of `inner` bytes, boxes of box_outer x box_inner bytes. */
+bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, uint64_t inner, uint64_t outer,
+                uint32_t box_inner, uint32_t box_outer, bool swizzle_128) {
+    auto encode =
+        reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(cuda_state(ctx)->encode_tensor_map);
+    const cuuint64_t dims[2] = {inner, outer}, strides[1] = {inner};
+    const cuuint32_t box[2] = {box_inner, box_outer}, element_strides[2] = {1, 1};
+    return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(base), dims, strides,
+                  box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                  swizzle_128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
@@ -623,7 +645,14 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     const int64_t bound = ((args->rows + BN - 1) / BN + args->num_experts) * n_tiles;
     const int64_t sms = cuda_state(ctx)->sm_count;
     const unsigned grid = (unsigned)(bound < sms ? bound : sms);
-    kernel<<<grid, kThreads, bytes, cuda_stream(ctx)>>>(*args);
+    CUtensorMap tmap_a, tmap_w;
+    MXMOE_RETURN_IF(!encode_map(ctx, &tmap_a, args->a_e4m3, (uint64_t)chunk_cols(args->k),
+                                (uint64_t)args->rows, kChunk, BN, true) ||
+                        !encode_map(ctx, &tmap_w, args->w_packed, (uint64_t)(args->k / 2),
+                                    (uint64_t)(args->num_experts * args->n), 64, kTileN, false),
+                    ctx, MXMOE_ERR_BACKEND,
+                    "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
+    kernel<<<grid, kThreads, bytes, cuda_stream(ctx)>>>(*args, tmap_a, tmap_w);
     MXMOE_CUDA_LAUNCHED(ctx);
     return MXMOE_OK;
 }
@@ -648,6 +677,14 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         attr.binaryVersion == 90;
     ok = ok && allow_smem<16>() == cudaSuccess && allow_smem<32>() == cudaSuccess &&
          allow_smem<64>() == cudaSuccess && allow_smem<128>() == cudaSuccess;
+    /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
+    void* encode = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    ok = ok &&
+         cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &encode, 12000,
+                                          cudaEnableDefault, &found) == cudaSuccess &&
+         found == cudaDriverEntryPointSuccess && encode != nullptr;
+    cuda_state(ctx)->encode_tensor_map = ok ? encode : nullptr;
     cudaGetLastError(); /* a failed query above only means: not here */
     return ok;
 }
@@ -655,6 +692,7 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
     return cuda_state(ctx)->sm90_ready && !args->a_swizzled && args->num_experts <= kMaxExperts &&
            args->k % 32 == 0 && args->rows <= INT32_MAX / 2 &&
+           args->num_experts * args->n <= INT32_MAX && /* TMA box coordinates are int32 */
            ((uintptr_t)args->a_packed | (uintptr_t)args->w_packed | (uintptr_t)args->a_scales |
             (uintptr_t)args->w_scales) %
                    16 ==

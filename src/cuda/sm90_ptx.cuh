@@ -69,6 +69,26 @@ __device__ __forceinline__ void cp_async_arrive(uint64_t* bar) {
     (void)bar;
 }
 
+/* Arrives on `bar` and adds `bytes` to the transaction count its phase waits for (TMA copies
+ * that complete_tx on it). */
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+    MXMOE_SM90_ASM("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)),
+                   "r"(bytes)
+                   : "memory");
+    (void)bar, (void)bytes;
+}
+
+/* TMA: the box at (x, y) of the 2-D tensor map into shared memory (zero-filled outside the
+ * tensor), its bytes counted on `bar` when they land. `map` is a __grid_constant__ parameter. */
+__device__ __forceinline__ void tma_load_2d(void* dst, const void* map, int x, int y,
+                                            uint64_t* bar) {
+    MXMOE_SM90_ASM("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                   " [%0], [%1, {%2, %3}], [%4];" ::"r"(smem_u32(dst)),
+                   "l"(map), "r"(x), "r"(y), "r"(smem_u32(bar))
+                   : "memory");
+    (void)dst, (void)map, (void)x, (void)y, (void)bar;
+}
+
 __device__ __forceinline__ void cp_async_wait_all() {
     MXMOE_SM90_ASM("cp.async.wait_all;" ::: "memory");
 }
