@@ -143,15 +143,18 @@ __device__ __forceinline__ uint32_t chunk_scales(const uint8_t* window, int64_t 
     return valid_blocks >= 4 ? s : s & ((1u << (8 * valid_blocks)) - 1u);
 }
 
+/* The largest of the four bytes (integer max: __vmaxu4 is emulated on sm_90, ~10 instructions). */
 __device__ __forceinline__ int max_byte(uint32_t s) {
-    uint32_t m = __vmaxu4(s, s >> 16);
-    m = __vmaxu4(m, m >> 8);
-    return (int)(m & 0xFFu);
+    const int lo = max((int)(s & 0xFFu), (int)((s >> 8) & 0xFFu));
+    const int hi = max((int)((s >> 16) & 0xFFu), (int)(s >> 24));
+    return max(lo, hi);
 }
 
-/* 2^(smax - 133): the chunk's reference factor (NaN for the NaN scale 0xFF). */
+/* 2^(smax - 133): the chunk's reference factor (NaN for the NaN scale 0xFF), from its bits:
+ * normal for smax >= 7, else the subnormal 2^(smax + 16 - 149). */
 __device__ __forceinline__ float chunk_factor(int smax) {
-    return smax == 255 ? __int_as_float(0x7FC00000) : ldexpf(1.0f, smax - 133);
+    return smax == 255 ? __int_as_float(0x7FC00000)
+                       : __int_as_float(smax >= 7 ? (smax - 6) << 23 : 1 << (smax + 16));
 }
 
 __device__ __forceinline__ uint2 shift_table(const smem_header& h, int s, int smax) {
