@@ -1,0 +1,28 @@
+# Lab: where a kernel's instructions and stalls go, per SASS instruction (Nsight Compute source
+# page): the hottest instructions by executed count and by stall samples.
+#   OP=grouped SHAPE=gpt-oss-20b N=8192 KERNEL=sm90_kernel bash dev/cuda/hot_sass.sh
+set -u
+ncu --set full --import-source no -k regex:"${KERNEL:-sm90_kernel}" --launch-skip 2 --launch-count 1 \
+  -o $OUT/hot build-gpu/mxmoe bench --backend cuda --op ${OP:-grouped} --shape ${SHAPE:-gpt-oss-20b} \
+  --tokens ${N:-8192} --iters 4 --budget-ms 50 > $OUT/hot-run.txt 2>&1 || tail -5 $OUT/hot-run.txt
+ncu --import $OUT/hot.ncu-rep --page source --csv --print-source sass > $OUT/hot-sass.csv 2> $OUT/hot-err.txt ||
+  { tail -5 $OUT/hot-err.txt; }
+python3 - "$OUT/hot-sass.csv" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+head = next(i for i, r in enumerate(rows) if any("Source" in c for c in r))
+cols, body = rows[head], rows[head + 1:]
+print("columns:", cols[:40])
+def num(r, name):
+    i = next((j for j, c in enumerate(cols) if c.startswith(name)), None)
+    try: return float(r[i].replace(",", "")) if i is not None else 0.0
+    except ValueError: return 0.0
+src = next(j for j, c in enumerate(cols) if "Source" in c)
+addr = next((j for j, c in enumerate(cols) if "Address" in c), 0)
+tot = sum(num(r, "Instructions Executed") for r in body)
+print("instructions executed (warp):", tot)
+for key in ("Instructions Executed", "Warp Stall Sampling (All"):
+    print("=== top by", key)
+    for r in sorted(body, key=lambda r: -num(r, key))[:45]:
+        print("%10.0f  %s  %s" % (num(r, key), r[addr], r[src][:110]))
+PY
