@@ -23,14 +23,17 @@
  * them once into E4M3 rows in the same permuted order (plus one FP32 factor per row and chunk),
  * so the GEMM's producer only copies them into the 128-byte swizzled layout wgmma reads.
  *
- * Work split. A CTA = one producer warpgroup (cp.async of packed weights, E4M3 activations, the
- * scale bytes and factors; completion signalled to the stage's mbarrier by the copies
- * themselves) + two consumer warpgroups (64 weight rows each), hand-off through an S-stage
- * ring of mbarriers. Tiles (expert, 128 output columns, BN tokens)
- * are enumerated per expert from the device offsets (no host synchronisation) and distributed
- * persistently over one CTA per SM; consecutive tiles share weights so they meet in L2.
+ * Work split. A CTA = one producer warpgroup (TMA boxes of packed weights and E4M3 activations,
+ * the latter swizzled by the TMA itself; cp.async for the scale bytes and factors; all counted
+ * on the stage's mbarrier) + two consumer warpgroups (64 weight rows each), hand-off through an
+ * S-stage ring of mbarriers; results leave through a shared-memory slab as 16-byte row runs.
+ * Tiles (expert, 128 output columns, BN tokens) are enumerated per expert from the device
+ * offsets (no host synchronisation) and distributed persistently over one CTA per SM;
+ * consecutive tiles share weights so they meet in L2.
  * History (dev/cuda/, bench/NOTES.md): v3 converted the activations in the producer for every
- * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass.
+ * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass;
+ * v7 = TMA and the staged epilogue. What bounds it now: the consumers' instructions per stage
+ * (promotion + weight conversion), not the copies (NOTES, v7).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
