@@ -54,9 +54,7 @@ __global__ void act_quantize_kernel(act_args a) {
     const int64_t kb = a.inter / 32;
     const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
     const int lane = threadIdx.x & 31;
-    const int64_t first = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    const int64_t stride = ((int64_t)gridDim.x * blockDim.x) >> 5;
-    for (int64_t b = first; b < limit * kb; b += stride) { /* uniform across the warp */
+    WARP_GRID_STRIDE_LOOP(b, limit * kb) {
         const int64_t r = b / kb, j = b % kb;
         const float v = mxmoe_activation_rounded(&a.h, r, j * 32 + lane, a.inter, &a.params);
         quantize_block_warp(v, a.params.rule, a.packed, a.scales, a.scales_numel, a.swizzled,

@@ -114,6 +114,11 @@ static inline cudaError_t launch_pdl(mxmoe_ctx* ctx, void (*kernel)(Params...), 
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                      \
          i += (int64_t)gridDim.x * blockDim.x)
 
+/* The same with one warp per item: i is uniform across the warp. */
+#define WARP_GRID_STRIDE_LOOP(i, n)                                                                \
+    for (int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; i < (n);               \
+         i += ((int64_t)gridDim.x * blockDim.x) >> 5)
+
 /* Rows of expert e by possibly-invalid offsets, clamped to [0, rows]; flags bad offsets. */
 static __device__ inline void expert_rows(const int32_t* offsets, int64_t e, int64_t rows,
                                           int64_t* begin, int64_t* end) {

@@ -52,8 +52,8 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
                 const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
-                    block[8 * u + 2 * i] = __uint_as_float(words[i] << 16);
-                    block[8 * u + 2 * i + 1] = __uint_as_float(words[i] & 0xFFFF0000u);
+                    block[8 * u + 2 * i] = mxmoe_bf16_to_f32((uint16_t)words[i]);
+                    block[8 * u + 2 * i + 1] = mxmoe_bf16_to_f32((uint16_t)(words[i] >> 16));
                 }
             }
         } else {
@@ -104,9 +104,7 @@ __global__ void quantize_rows_warp_kernel(quantize_rows_args a) {
     const int64_t kb = a.k / 32;
     const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
     const int lane = threadIdx.x & 31;
-    const int64_t first = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    const int64_t stride = ((int64_t)gridDim.x * blockDim.x) >> 5;
-    for (int64_t b = first; b < limit * kb; b += stride) { /* uniform across the warp */
+    WARP_GRID_STRIDE_LOOP(b, limit * kb) {
         const int64_t r = b / kb, j = b % kb;
         int64_t src_row = r;
         float weight = 1.0f;
