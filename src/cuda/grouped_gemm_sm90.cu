@@ -48,6 +48,10 @@
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
+/* The two consumer warpgroups issue their MMAs in turn (BN = 128; 0 in the lab: freely). */
+#ifndef MXMOE_SM90_PINGPONG
+#define MXMOE_SM90_PINGPONG 1
+#endif
 
 namespace {
 
@@ -295,8 +299,8 @@ template <int BN> struct consumer {
     }
 
     /* Waits for chunk g, turns its weights into A fragments and issues its 4 MMAs into acc. */
-    __device__ __forceinline__ void issue(float (&acc)[NA], uint32_t (&frag)[4][4],
-                                          chunk_state& cs) {
+    __device__ __forceinline__ void issue(float (&acc)[NA], uint32_t (&frag)[4][4], chunk_state& cs,
+                                          int g = -1, int G = 0) {
         const int c = next_c, s = next_s;
         if (c == 0) {
             t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + next_tile * gridDim.x);
@@ -341,6 +345,10 @@ template <int BN> struct consumer {
             frag[k][3] = e4m3x4<true>(w1[k], tab1);
         }
         const uint64_t desc = smem_desc_sw128(smem_u32(st + L::b_tile));
+        const int wg = warp / 4 - 1;
+        if (MXMOE_SM90_PINGPONG && g >= 0 && (wg == 1 || g > 0)) {
+            named_barrier_sync(3 + wg, 256); /* the other warpgroup has issued its chunk */
+        }
         wgmma_fence();
 #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -352,6 +360,9 @@ template <int BN> struct consumer {
             wgmma_e4m3<BN>::mma(acc, frag[k], desc + 2 * k, k > 0);
         }
         wgmma_commit();
+        if (MXMOE_SM90_PINGPONG && g >= 0 && (wg == 0 || g + 1 < G)) {
+            named_barrier_arrive(4 - wg, 256);
+        }
     }
 
     /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators, release the stage,
@@ -383,49 +394,89 @@ template <int BN> struct consumer {
         }
     }
 
-    /* The tile's results, out[token][column] (+ bias), through shared memory: each thread puts
-     * its values, already in the output dtype, into its warpgroup's [BN tokens][64 columns] slab,
-     * then the warpgroup writes whole 16-byte runs of each token row. (Stored straight from the
-     * fragment, every warp store touched four token rows 2 bytes at a time and the epilogue took
-     * ~40 % of the kernel at n = 8192.) */
+    /* The tile's results, out[token][column] (+ bias), through shared memory: the warpgroup
+     * puts its [BN tokens][64 columns] block, in the output dtype, into its slab (16-bit types:
+     * packed pairs stored transposed by stmatrix, 8 per thread at BN = 128), then writes whole
+     * 16-byte runs of each token row. (Stored straight from the fragment, every warp store
+     * touched four token rows 2 bytes at a time; element by element with the dtype and bias
+     * decided per element, the epilogue was 65 KB of code and a quarter of the consumers' time.)
+     */
     __device__ void store_tile(const tile& t) {
-        const int wg = warp / 4 - 1, thread = threadIdx.x - 128 * (wg + 1);
-        const int es = a.out_dtype == MXMOE_F32 ? 4 : 2, pitch = 64 * es + 16;
-        uint8_t* slab = epilogue + wg * BN * (64 * 4 + 16);
-        const int c0 = r0 - 64 * wg, c1 = c0 + 8; /* the thread's two columns in the slab */
-        float b0 = 0.0f, b1 = 0.0f;
+        const int wg = warp / 4 - 1;
         if (a.bias != nullptr) {
-            b0 = t.n0 + r0 < a.n
-                     ? mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + t.n0 + r0)
-                     : 0.0f;
-            b1 = t.n0 + r1 < a.n
-                     ? mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + t.n0 + r1)
-                     : 0.0f;
+            const float b0 =
+                t.n0 + r0 < a.n ? mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + t.n0 + r0)
+                                : 0.0f;
+            const float b1 =
+                t.n0 + r1 < a.n ? mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + t.n0 + r1)
+                                : 0.0f;
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+                fin[4 * j + 0] = __fadd_rn(fin[4 * j + 0], b0);
+                fin[4 * j + 1] = __fadd_rn(fin[4 * j + 1], b0);
+                fin[4 * j + 2] = __fadd_rn(fin[4 * j + 2], b1);
+                fin[4 * j + 3] = __fadd_rn(fin[4 * j + 3], b1);
+            }
         }
+        uint8_t* slab = epilogue + wg * BN * (64 * 4 + 16);
         named_barrier_sync(1 + wg, 128); /* the slab's previous tile has been read */
+        if (a.out_dtype == MXMOE_F32) {
+            slab_f32(slab);
+            named_barrier_sync(1 + wg, 128);
+            copy_out<4>(t, slab);
+        } else {
+            if (a.out_dtype == MXMOE_BF16) {
+                slab_16<true>(slab);
+            } else {
+                slab_16<false>(slab);
+            }
+            named_barrier_sync(1 + wg, 128);
+            copy_out<2>(t, slab);
+        }
+    }
+
+    /* 16-bit results: matrix (j, h) = token columns 8j.. and weight rows r0 (h = 0) or r1,
+     * transposed into slab[token][column]; four per stmatrix. */
+    template <bool Bf16> __device__ __forceinline__ void slab_16(uint8_t* slab) {
+        constexpr int pitch = 64 * 2 + 16;
+        const int i = lane / 8, k = lane % 8;
+        const uint32_t base =
+            smem_u32(slab) + (8 * (i / 2) + k) * pitch + (16 * (warp % 4) + 8 * (i % 2)) * 2;
+#pragma unroll
+        for (int j = 0; j < BN / 8; j += 2) {
+            stmatrix_x4_trans(base + 8 * j * pitch, pack_half2<Bf16>(fin[4 * j], fin[4 * j + 1]),
+                              pack_half2<Bf16>(fin[4 * j + 2], fin[4 * j + 3]),
+                              pack_half2<Bf16>(fin[4 * j + 4], fin[4 * j + 5]),
+                              pack_half2<Bf16>(fin[4 * j + 6], fin[4 * j + 7]));
+        }
+#pragma unroll
+        for (int j = 0; j < BN / 2; j++) {
+            fin[j] = 0.0f;
+        }
+    }
+
+    __device__ __forceinline__ void slab_f32(uint8_t* slab) {
+        constexpr int pitch = 64 * 4 + 16;
+        const int c0 = 16 * (warp % 4) + lane / 4; /* the thread's columns c0, c0 + 8 */
 #pragma unroll
         for (int j = 0; j < BN / 8; j++) {
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int row = 8 * j + 2 * q + (i & 1), col = i < 2 ? c0 : c1;
-                float v = fin[4 * j + i];
-                fin[4 * j + i] = 0.0f;
-                if (a.bias != nullptr) {
-                    v = __fadd_rn(v, i < 2 ? b0 : b1);
-                }
-                uint8_t* dst = slab + row * pitch + col * es;
-                if (es == 4) {
-                    *reinterpret_cast<float*>(dst) = v;
-                } else {
-                    *reinterpret_cast<uint16_t*>(dst) =
-                        a.out_dtype == MXMOE_BF16 ? mxmoe_f32_to_bf16(v) : mxmoe_f32_to_f16(v);
-                }
+            for (int e = 0; e < 4; e++) {
+                const int row = 8 * j + 2 * q + (e & 1), col = c0 + (e < 2 ? 0 : 8);
+                *reinterpret_cast<float*>(slab + row * pitch + col * 4) = fin[4 * j + e];
+                fin[4 * j + e] = 0.0f;
             }
         }
-        named_barrier_sync(1 + wg, 128);
-        const int per_unit = 16 / es, units = 4 * es; /* elements per 16 bytes, units per row */
+    }
+
+    /* The slab's token rows of the tile, 16 bytes at a time (element by element at a ragged
+     * right edge or an unaligned output). */
+    template <int ES> __device__ __forceinline__ void copy_out(const tile& t, const uint8_t* slab) {
+        constexpr int pitch = 64 * ES + 16, units = 4 * ES, per_unit = 16 / ES;
+        const int wg = warp / 4 - 1, thread = threadIdx.x - 128 * (wg + 1);
         const int64_t col0 = t.n0 + 64 * wg;
-        const bool vector_ok = ((uintptr_t)a.out % 16 == 0) && (a.n * es) % 16 == 0;
+        const bool vector_ok = ((uintptr_t)a.out % 16 == 0) && (a.n * ES) % 16 == 0;
+#pragma unroll 2
         for (int u = thread; u < BN * units; u += 128) {
             const int row = u / units, unit = u % units;
             const int64_t r = t.row_begin + row, n = col0 + unit * per_unit;
@@ -433,14 +484,12 @@ template <int BN> struct consumer {
                 continue;
             }
             const uint8_t* src = slab + row * pitch + unit * 16;
-            uint8_t* dst = static_cast<uint8_t*>(a.out) + (r * a.n + n) * es;
+            uint8_t* dst = static_cast<uint8_t*>(a.out) + (r * a.n + n) * ES;
             if (vector_ok && n + per_unit <= a.n) {
                 *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
             } else {
-                for (int e = 0; e < per_unit && n + e < a.n; e++) {
-                    for (int b = 0; b < es; b++) {
-                        dst[e * es + b] = src[e * es + b];
-                    }
+                for (int e = 0; e < per_unit * ES && n + e / ES < a.n; e++) {
+                    dst[e] = src[e];
                 }
             }
         }
@@ -619,7 +668,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
     } else { /* 128 tokens: no registers for a second accumulator set */
         for (int g = 0; g < G; g++) {
-            cs.issue(acc0, frag0, st0);
+            cs.issue(acc0, frag0, st0, g, G);
             wgmma_wait<0>();
             fence_regs(acc0);
             cs.finish(st0, acc0);

@@ -125,6 +125,37 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
     (void)id, (void)threads;
 }
 
+/* Arrives at named barrier `id` without waiting (the other side waits with named_barrier_sync). */
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+    MXMOE_SM90_ASM("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
+    (void)id, (void)threads;
+}
+
+/* Two FP32 values rounded to nearest even into one register of two 16-bit floats (lo in bits
+ * 0..15): BF16 (Bf16 = true) or F16. */
+template <bool Bf16> __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+    uint32_t d = 0;
+    if (Bf16) {
+        MXMOE_SM90_ASM("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+    } else {
+        MXMOE_SM90_ASM("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+    }
+    (void)lo, (void)hi;
+    return d;
+}
+
+/* Stores four 8x8 16-bit matrices, each held in the MMA fragment layout (thread t: row t / 4,
+ * columns 2 (t % 4) and +1), transposed: row k of matrix i goes to the address thread 8i + k
+ * gives (16-byte aligned). */
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t r0, uint32_t r1,
+                                                  uint32_t r2, uint32_t r3) {
+    MXMOE_SM90_ASM(
+        "stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(addr),
+        "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+        : "memory");
+    (void)addr, (void)r0, (void)r1, (void)r2, (void)r3;
+}
+
 template <int Regs> __device__ __forceinline__ void setmaxnreg_inc() {
     MXMOE_SM90_ASM("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(Regs));
 }
