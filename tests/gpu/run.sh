@@ -28,11 +28,13 @@ grep -E "spill stores|stack frame: [1-9]" "$logs/build.log" | grep -vE " 0 bytes
     record "ptxas spills/local memory" "none"
 record "compiler warnings (device gcc)" "$(grep -c "warning" "$logs/build.log")"
 
-"$build/tests/test_cuda" 2>&1 | tee "$logs/test_cuda.log"
+# A hang (a kernel that never finishes) must not eat the whole session: time limits, and
+# line-buffered output so that the log shows where it stopped.
+timeout "${TEST_TIMEOUT_S:-300}" stdbuf -oL "$build/tests/test_cuda" 2>&1 | tee "$logs/test_cuda.log"
 record "test_cuda (full sweep)" "$(tail -1 "$logs/test_cuda.log")"
 
 for tool in memcheck racecheck; do
-    compute-sanitizer --tool "$tool" --error-exitcode 3 "$build/tests/test_cuda" --small \
+    timeout "${TEST_TIMEOUT_S:-300}" compute-sanitizer --tool "$tool" --error-exitcode 3 "$build/tests/test_cuda" --small \
         >"$logs/sanitizer_$tool.log" 2>&1
     rc=$?
     record "compute-sanitizer $tool" "rc=$rc, $(grep -E 'ERROR SUMMARY|passed' "$logs/sanitizer_$tool.log" | tail -2 | tr '\n' ' ')"
