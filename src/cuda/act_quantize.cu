@@ -1,7 +1,7 @@
 /*
  * act_quantize.cu — CUDA fused activation + quantization: one warp per 32-element output block,
  * one lane per element, evaluating the reference's activation (ref/activation.h, FP64) and the
- * block quantizer's own scale and element encoders (the bytes of mxmoe_quantize_block). A thread
+ * block quantizer's scale and element encoders (the bytes of mxmoe_quantize_block). A thread
  * per block took ~100 us at any size on an H200: 32 FP64 activations in a row per thread.
  */
 #include "cuda/cuda_common.cuh"
@@ -55,7 +55,8 @@ __global__ void act_quantize_kernel(act_args a) {
     const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
     const int lane = threadIdx.x & 31;
     WARP_GRID_STRIDE_LOOP(b, limit * kb) {
-        const int64_t r = b / kb, j = b % kb;
+        int64_t r, j;
+        split_index(b, kb, &r, &j);
         const float v = mxmoe_activation_rounded(&a.h, r, j * 32 + lane, a.inter, &a.params);
         quantize_block_warp(v, a.params.rule, a.packed, a.scales, a.scales_numel, a.swizzled,
                             a.offsets, a.num_experts, a.rows, r, j, a.inter, a.errors);

@@ -119,6 +119,19 @@ static inline cudaError_t launch_pdl(mxmoe_ctx* ctx, void (*kernel)(Params...), 
     for (int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; i < (n);               \
          i += ((int64_t)gridDim.x * blockDim.x) >> 5)
 
+/* n / d and n % d of a flat index (n >= 0, d > 0): 32-bit division where both fit (a 64-bit
+ * one is a ~70-instruction software routine, per element of the quantizers' loops). */
+static __device__ inline void split_index(int64_t n, int64_t d, int64_t* q, int64_t* r) {
+    if ((uint64_t)n <= 0xFFFFFFFFu && (uint64_t)d <= 0xFFFFFFFFu) {
+        const uint32_t q32 = (uint32_t)n / (uint32_t)d;
+        *q = q32;
+        *r = (uint32_t)n - q32 * (uint32_t)d;
+    } else {
+        *q = n / d;
+        *r = n % d;
+    }
+}
+
 /* Rows of expert e by possibly-invalid offsets, clamped to [0, rows]; flags bad offsets. */
 static __device__ inline void expert_rows(const int32_t* offsets, int64_t e, int64_t rows,
                                           int64_t* begin, int64_t* end) {

@@ -498,61 +498,56 @@ template <int BN> struct consumer {
 #endif /* host or sm_90a */
 
 /* The prepass: MXFP4 activations -> E4M3 rows [rows, chunk_cols(K)] in the GEMM's permuted K
- * order (16-byte unit 2k+half of a chunk = word k, half `half` of blocks 0..3) and the factors
- * [K/128 chunks, rows]. One thread per (row, chunk). */
+ * order (16-byte unit u = 2k + half of a chunk = word k, half `half` of blocks 0..3) and the
+ * factors [K/128 chunks, rows]. A block per row at a time, a thread per 16-byte output unit (8
+ * per chunk): a warp's stores cover 512 contiguous bytes. (One thread per chunk wrote
+ * 128-byte runs with 16-byte stores 128 bytes apart and ran at a third of the copy rate.) */
 __global__ void act_e4m3_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
-    if (threadIdx.x < kShifts * 8) {
-        const int i = threadIdx.x / 8, m = threadIdx.x % 8;
-        reinterpret_cast<uint8_t*>(table)[i * 8 + m] = e4m3_of(e2m1_magnitude(m), i - 13);
+    for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) { /* blocks may be 32 threads */
+        reinterpret_cast<uint8_t*>(table)[t] = e4m3_of(e2m1_magnitude(t % 8), t / 8 - 13);
     }
     __syncthreads();
-    const int64_t kb = a.k / 32, nc = (a.k + kChunk - 1) / kChunk, kc = chunk_cols(a.k);
-    GRID_STRIDE_LOOP(idx, a.rows * nc) {
-        const int64_t r = idx / nc, c = idx % nc;
-        uint32_t sc = 0;
-        uint4 raw[4];
+    const int kb = (int)(a.k / 32), nc = (kb + 3) / 4, kc = nc * kChunk;
+    for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+        const uint8_t* packed = a.a_packed + r * (a.k / 2);
+        for (int t = threadIdx.x; t < 8 * nc; t += blockDim.x) {
+            const int c = t / 8, u = t % 8, k = u / 2, half = u % 2;
+            uint32_t sc = 0, w[4];
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const int64_t block = 4 * c + q;
-            raw[q] = make_uint4(0, 0, 0, 0);
-            if (block < kb) {
-                const int64_t off = grouped_scale_offset(a.a_swizzled, a.offsets, a.num_experts,
-                                                         a.rows, r, block, a.k);
-                if (off < 0 || off >= a.a_scales_numel) {
-                    atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-                } else {
-                    sc |= (uint32_t)a.a_scales[off] << (8 * q);
-                    raw[q] =
-                        *reinterpret_cast<const uint4*>(a.a_packed + r * (a.k / 2) + block * 16);
+            for (int q = 0; q < 4; q++) {
+                const int block = 4 * c + q;
+                const int64_t off = r * kb + block;
+                w[q] = 0;
+                if (block >= kb) {
+                    continue;
                 }
+                if (off >= a.a_scales_numel) {
+                    atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+                    continue;
+                }
+                sc |= (uint32_t)__ldg(a.a_scales + off) << (8 * q);
+                w[q] = __ldg(reinterpret_cast<const uint32_t*>(packed + block * 16) + k);
+            }
+            const int smax = max_byte(sc);
+            uint4 out;
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int i = (int)((sc >> (8 * q)) & 0xFF) - smax + 6 + 13;
+                const uint2 tab = table[i < 0 ? 0 : i];
+                (&out.x)[q] = half ? e4m3x4<true>(w[q], tab) : e4m3x4<false>(w[q], tab);
+            }
+            *reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk + u * 16) = out;
+            if (u == 0) {
+                a.a_factors[c * a.rows + r] = chunk_factor(smax);
             }
         }
-        const int smax = max_byte(sc);
-        uint2 tab[4];
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            int i = (int)((sc >> (8 * q)) & 0xFF) - smax + 6 + 13;
-            tab[q] = table[i < 0 ? 0 : i];
-        }
-        uint4* out = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk);
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            const uint32_t w0 = (&raw[0].x)[k], w1 = (&raw[1].x)[k], w2 = (&raw[2].x)[k],
-                           w3 = (&raw[3].x)[k];
-            out[2 * k] = make_uint4(e4m3x4<false>(w0, tab[0]), e4m3x4<false>(w1, tab[1]),
-                                    e4m3x4<false>(w2, tab[2]), e4m3x4<false>(w3, tab[3]));
-            out[2 * k + 1] = make_uint4(e4m3x4<true>(w0, tab[0]), e4m3x4<true>(w1, tab[1]),
-                                        e4m3x4<true>(w2, tab[2]), e4m3x4<true>(w3, tab[3]));
-        }
-        a.a_factors[c * a.rows + r] = chunk_factor(smax);
     }
 #else
     (void)a;
 #endif
 }
-
 
 template <int BN>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -753,8 +748,10 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     args.a_e4m3 = scratch;
     args.a_factors = reinterpret_cast<float*>(
         scratch + ((size_t)(args.rows * chunk_cols(args.k)) + 255) / 256 * 256);
-    const int64_t nc = (args.k + kChunk - 1) / kChunk;
-    act_e4m3_kernel<<<grid_for(ctx, args.rows * nc, 256), 256, 0, cuda_stream(ctx)>>>(args);
+    const int64_t units = (args.k + kChunk - 1) / kChunk * 8; /* 16-byte outputs per row */
+    const int threads = (int)(units < 512 ? (units + 31) / 32 * 32 : 512);
+    act_e4m3_kernel<<<grid_for(ctx, args.rows * threads, threads), threads, 0, cuda_stream(ctx)>>>(
+        args);
     MXMOE_CUDA_LAUNCHED(ctx);
 
     /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device). */

@@ -2,9 +2,10 @@
  * quantize.cu — CUDA quantization, dequantization, GGUF conversion, scale swizzling and grouped
  * quantization (also the gather + quantize step of moe_forward).
  *
- * The reference's own block quantizer (mx_numerics.h), one thread per 32-element block or
- * (quantize_rows_kernel) one warp per block: byte-identical to the CPU by construction. These
- * kernels are memory-bound; the generic path keeps them simple.
+ * The reference's block quantizer (mx_numerics.h) with its E2M1 element encoder computed by
+ * rounding arithmetic (core/e2m1_round.h, proven equal on every input), one thread per 32-element
+ * block (quantize_rows_kernel) or one warp per block: byte-identical to the CPU. The encoder's
+ * compare chain made the thread-per-block kernel instruction-bound (1400 instructions a block).
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
@@ -27,7 +28,8 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
     const bool bf16_vectors = a.dtype == MXMOE_BF16 && (uintptr_t)a.x % 16 == 0;
     const bool packed_vectors = (uintptr_t)a.packed % 16 == 0;
     GRID_STRIDE_LOOP(b, limit * kb) {
-        int64_t r = b / kb, j = b % kb;
+        int64_t r, j;
+        split_index(b, kb, &r, &j);
         int64_t src_row = r;
         float weight = 1.0f;
         if (a.gather != nullptr) {
@@ -69,7 +71,7 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
             }
         }
         uint8_t packed[MXMOE_BLOCK / 2];
-        uint8_t scale = mxmoe_quantize_block(block, a.rule, packed);
+        uint8_t scale = mxmoe_quantize_block_rne(block, a.rule, packed);
         uint8_t* dst = a.packed + r * (a.k / 2) + j * 16;
         if (packed_vectors) {
             uint4 w;
@@ -105,7 +107,8 @@ __global__ void quantize_rows_warp_kernel(quantize_rows_args a) {
     const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
     const int lane = threadIdx.x & 31;
     WARP_GRID_STRIDE_LOOP(b, limit * kb) {
-        const int64_t r = b / kb, j = b % kb;
+        int64_t r, j;
+        split_index(b, kb, &r, &j);
         int64_t src_row = r;
         float weight = 1.0f;
         if (a.gather != nullptr) {

@@ -5,6 +5,7 @@
 #ifndef MXMOE_CUDA_QUANTIZE_CUH
 #define MXMOE_CUDA_QUANTIZE_CUH
 
+#include "core/e2m1_round.h"
 #include "cuda/cuda_common.cuh"
 
 struct quantize_rows_args {
@@ -41,8 +42,9 @@ static __device__ inline int64_t grouped_row_limit(const int32_t* offsets, int64
 }
 
 /* Quantizes block j of row r (K = k) held one element per lane of a warp: the block's absolute
- * maximum by a warp reduction, then each lane encodes its element with the reference's own
- * functions, so the bytes are those of mxmoe_quantize_block. Lane 0 writes the scale where the
+ * maximum by a warp reduction, then each lane encodes its element with the reference's scale
+ * rule and the arithmetic E2M1 encoder (core/e2m1_round.h, equal to the reference's on every
+ * input), so the bytes are those of mxmoe_quantize_block. Lane 0 writes the scale where the
  * (linear or grouped swizzled) layout puts it, flagging a scale buffer too small. */
 static __device__ inline void quantize_block_warp(float v, mxmoe_scale_rule rule, uint8_t* packed,
                                                   uint8_t* scales, int64_t scales_numel,
@@ -53,7 +55,7 @@ static __device__ inline void quantize_block_warp(float v, mxmoe_scale_rule rule
     /* NaN/Inf bit patterns are the largest, as in mxmoe_quantize_block */
     const uint32_t amax = __reduce_max_sync(0xFFFFFFFFu, mxmoe_f32_bits(v) & 0x7fffffffu);
     const uint8_t scale = mxmoe_scale_byte(amax, rule);
-    const uint32_t code = scale != MXMOE_E8M0_NAN ? mxmoe_e2m1_code(v, scale) : 0u;
+    const uint32_t code = scale != MXMOE_E8M0_NAN ? mxmoe_e2m1_code_rne(v, scale) : 0u;
     const uint32_t high = __shfl_down_sync(0xFFFFFFFFu, code, 1);
     if ((lane & 1) == 0) {
         packed[r * (k / 2) + j * 16 + lane / 2] = (uint8_t)(code | (high << 4));
