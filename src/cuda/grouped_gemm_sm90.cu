@@ -30,10 +30,14 @@
  * Tiles (expert, 128 output columns, BN tokens) are enumerated per expert from the device
  * offsets (no host synchronisation) and distributed persistently over one CTA per SM;
  * consecutive tiles share weights so they meet in L2.
+ * The two consumer warpgroups issue their MMAs in turn (named barriers), so that one promotes
+ * and converts while the other's MMAs run.
  * History (dev/cuda/, bench/NOTES.md): v3 converted the activations in the producer for every
  * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass;
- * v7 = TMA and the staged epilogue. What bounds it now: the consumers' instructions per stage
- * (promotion + weight conversion), not the copies (NOTES, v7).
+ * v7 = TMA and the staged epilogue; v8 = stmatrix epilogue and ping-pong (the weights converted
+ * by the producer into shared memory was tried and measured slower with one ring). What bounds
+ * it now: each warpgroup's non-MMA work per chunk (355 instructions a warp) runs latency-bound
+ * at ~0.4 IPC, far longer than the other warpgroup's MMAs (NOTES, v8).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -109,7 +113,14 @@ static_assert(smem_bytes<16>() <= 227 * 1024 && smem_bytes<32>() <= 227 * 1024 &
 /* Device code below is compiled for the host pass and sm_90a only (sm_80 gets an empty kernel). */
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-constexpr int kProducerRegs = 56, kConsumerRegs = 224; /* 128*56 + 256*224 <= 64K */
+/* Registers per thread after setmaxnreg. The CTA is launched with 168 per thread (64K / 384,
+ * rounded down to 8); setmaxnreg.inc waits until the registers it asks for have been released
+ * by setmaxnreg.dec, so asking for more than the producer gives back hangs the kernel (seen in
+ * the v8 experiment with 96 / 208). ptxas fits each side's code into its count. */
+constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;
+constexpr int kProducerRegs = 56, kConsumerRegs = 224;
+static_assert(128 * (kLaunchRegs - kProducerRegs) >= 256 * (kConsumerRegs - kLaunchRegs),
+              "the consumers ask for more registers than the producer releases");
 
 /* E2M1 magnitude m: 0, 0.5 (subnormal), else (1 + (m & 1) / 2) * 2^((m >> 1) - 1). */
 __device__ __forceinline__ float e2m1_magnitude(int m) {
