@@ -120,7 +120,12 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
         p->router_weight_on_input ? static_cast<const float*>(topk_weights->data) : nullptr;
     qa.round_dtype = p->act.act_dtype;
     qa.errors = errors;
-    MXMOE_FORWARD(mxmoe_launch_quantize_rows(ctx, &qa));
+    if (mxmoe_quantize_once_applies(&qa)) { /* the Hopper scratch is free until GEMM-1 */
+        MXMOE_FORWARD(
+            mxmoe_launch_quantize_once(ctx, &qa, T, reinterpret_cast<uint8_t*>(ws + L.scratch)));
+    } else {
+        MXMOE_FORWARD(mxmoe_launch_quantize_rows(ctx, &qa));
+    }
 
     /* 3. GEMM-1 (+b13) into FP32 */
     gemm_args g1 = {};

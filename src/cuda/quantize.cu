@@ -202,6 +202,45 @@ __global__ void swizzle_kernel(const uint8_t* linear, int64_t rows, int64_t k, u
     }
 }
 
+/* Row r of `out` (r < offsets[E]) = row sorted[r] / top_k of the per-token quantized `in`:
+ * a warp per row, 16-byte copies of the packed bytes, then the scale bytes (linear layouts). */
+__global__ void gather_rows_kernel(quantize_rows_args a, const uint8_t* in_packed,
+                                   const uint8_t* in_scales) {
+    pdl_wait();
+    pdl_release();
+    if (a.check_offsets && blockIdx.x == 0) {
+        check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
+    }
+    const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
+    const int64_t row_bytes = a.k / 2, kb = a.k / 32;
+    const int lane = threadIdx.x & 31;
+    const bool vectors = ((uintptr_t)a.packed | (uintptr_t)in_packed) % 16 == 0;
+    WARP_GRID_STRIDE_LOOP(r, limit) {
+        const int32_t pair = a.gather[r];
+        if (pair < 0 || pair >= a.gather_limit) {
+            if (lane == 0) {
+                atomicOr(a.errors, MXMOE_DEVERR_ROW_INDEX);
+            }
+            continue;
+        }
+        const int64_t src = pair / a.top_k;
+        const uint8_t* from = in_packed + src * row_bytes;
+        uint8_t* to = a.packed + r * row_bytes;
+        if (vectors) {
+            for (int64_t u = lane; u < row_bytes / 16; u += 32) {
+                reinterpret_cast<uint4*>(to)[u] = __ldg(reinterpret_cast<const uint4*>(from) + u);
+            }
+        } else {
+            for (int64_t b = lane; b < row_bytes; b += 32) {
+                to[b] = from[b];
+            }
+        }
+        for (int64_t j = lane; j < kb; j += 32) {
+            a.scales[r * kb + j] = in_scales[src * kb + j];
+        }
+    }
+}
+
 } // namespace
 
 __global__ void check_offsets_kernel(const int32_t* offsets, int64_t num_experts, int64_t rows,
@@ -262,12 +301,46 @@ mxmoe_status mxmoe_experts_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     return mxmoe_launch_quantize_rows(ctx, &a);
 }
 
+/* Many (token, slot) pairs: each token quantized once into scratch, then its rows copied to the
+ * pairs' rows (the gathered BF16 rows, read top_k times, were 70 % of permute_quantize at
+ * deepseek-v3 n = 8192); few pairs: one kernel quantizing the gathered rows directly. A router
+ * weight folded into the rows (moe_forward) makes every pair's row different: direct too. */
+constexpr int64_t kQuantizeOncePairs = 4096;
+
+bool mxmoe_quantize_once_applies(const quantize_rows_args* a) {
+    return a->gather != nullptr && a->weights == nullptr && a->top_k > 1 && !a->swizzled &&
+           a->rows >= kQuantizeOncePairs;
+}
+
+size_t mxmoe_quantize_once_scratch(int64_t tokens, int64_t k) {
+    return (size_t)(tokens * (k / 2) + 255) / 256 * 256 + (size_t)(tokens * (k / 32));
+}
+
+mxmoe_status mxmoe_launch_quantize_once(mxmoe_ctx* ctx, const quantize_rows_args* a, int64_t tokens,
+                                        uint8_t* scratch) {
+    quantize_rows_args t = *a; /* the tokens' rows, once each, into the scratch */
+    t.rows = tokens;
+    t.packed = scratch;
+    t.scales = scratch + (size_t)(tokens * (a->k / 2) + 255) / 256 * 256;
+    t.scales_numel = tokens * (a->k / 32);
+    t.offsets = nullptr;
+    t.num_experts = 0;
+    t.check_offsets = 0;
+    t.gather = nullptr;
+    MXMOE_FORWARD(mxmoe_launch_quantize_rows(ctx, &t));
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, gather_rows_kernel, grid_for(ctx, a->rows * 32, kThreads),
+                                     kThreads, 0, *a, (const uint8_t*)t.packed,
+                                     (const uint8_t*)t.scales));
+    return MXMOE_OK;
+}
+
 mxmoe_status mxmoe_permute_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                          const mxmoe_tensor* sorted, const mxmoe_tensor* offsets,
                                          int32_t top_k, mxmoe_scale_rule rule,
                                          mxmoe_mx_tensor* out) {
     MXMOE_CUDA_ENTER(ctx);
     quantize_rows_args a = rows_args(ctx, x, rule, out);
+    const int64_t tokens = a.rows;
     a.rows = sorted->dims[0];
     a.offsets = static_cast<const int32_t*>(offsets->data);
     a.num_experts = offsets->dims[0] - 1;
@@ -275,7 +348,17 @@ mxmoe_status mxmoe_permute_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     a.gather_limit = sorted->dims[0];
     a.top_k = top_k;
     a.check_offsets = 1;
-    return mxmoe_launch_quantize_rows(ctx, &a);
+    if (!mxmoe_quantize_once_applies(&a)) {
+        return mxmoe_launch_quantize_rows(ctx, &a);
+    }
+    void* scratch = nullptr;
+    MXMOE_CUDA_CHECK(ctx,
+                     cudaMallocFromPoolAsync(&scratch, mxmoe_quantize_once_scratch(tokens, a.k),
+                                             cuda_state(ctx)->pool, cuda_stream(ctx)));
+    const mxmoe_status st =
+        mxmoe_launch_quantize_once(ctx, &a, tokens, static_cast<uint8_t*>(scratch));
+    MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, cuda_stream(ctx)));
+    return st;
 }
 
 mxmoe_status mxmoe_dequantize_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* in, mxmoe_tensor* out) {

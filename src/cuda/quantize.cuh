@@ -72,4 +72,12 @@ static __device__ inline void quantize_block_warp(float v, mxmoe_scale_rule rule
 
 mxmoe_status mxmoe_launch_quantize_rows(mxmoe_ctx* ctx, const quantize_rows_args* args);
 
+/* The same rows for a gather (args->gather, no weights, linear scales) with many pairs: each of
+ * the `tokens` source rows quantized once into `scratch` (mxmoe_quantize_once_scratch bytes),
+ * then copied to its pairs' rows. Whether it applies: mxmoe_quantize_once_applies. */
+bool mxmoe_quantize_once_applies(const quantize_rows_args* args);
+size_t mxmoe_quantize_once_scratch(int64_t tokens, int64_t k);
+mxmoe_status mxmoe_launch_quantize_once(mxmoe_ctx* ctx, const quantize_rows_args* args,
+                                        int64_t tokens, uint8_t* scratch);
+
 #endif /* MXMOE_CUDA_QUANTIZE_CUH */

@@ -857,6 +857,9 @@ int main(int argc, char** argv) {
     for (int swz = 0; swz < 2; swz++) {
         test_permute_quantize(g_small ? 20 : 512, 4, 32, 2880, swz);
         test_permute_quantize(1, 8, 8, 32, swz);
+        /* > 4096 pairs: tokens quantized once, rows copied to their pairs (linear scales) */
+        test_permute_quantize(g_small ? 700 : 3000, 8, 64, 512, swz);
+        test_permute_quantize(g_small ? 600 : 2100, 4, 32, 2880, swz);
     }
     for (int act = 0; act < MXMOE_ACTIVATION_COUNT; act++) {
         for (int layout = 0; layout < 2; layout++) {
