@@ -510,9 +510,10 @@ template <int BN> struct consumer {
 
 /* The prepass: MXFP4 activations -> E4M3 rows [rows, chunk_cols(K)] in the GEMM's permuted K
  * order (16-byte unit u = 2k + half of a chunk = word k, half `half` of blocks 0..3) and the
- * factors [K/128 chunks, rows]. A block per row at a time, a thread per 16-byte output unit (8
- * per chunk): a warp's stores cover 512 contiguous bytes. (One thread per chunk wrote
- * 128-byte runs with 16-byte stores 128 bytes apart and ran at a third of the copy rate.) */
+ * factors [K/128 chunks, rows]. A block per row at a time, a thread per word k of a chunk's four
+ * blocks (its two 16-byte output units; a warp's stores cover 1 KB contiguously), the chunk's
+ * scales as one word where rows keep them 4-aligned. (One thread per chunk wrote 128-byte runs
+ * with 16-byte stores 128 bytes apart and ran at a third of the copy rate.) */
 __global__ void act_e4m3_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
@@ -521,36 +522,49 @@ __global__ void act_e4m3_kernel(gemm_args a) {
     }
     __syncthreads();
     const int kb = (int)(a.k / 32), nc = (kb + 3) / 4, kc = nc * kChunk;
+    const bool scale_words = kb % 4 == 0 && (uintptr_t)a.a_scales % 4 == 0;
     for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
         const uint8_t* packed = a.a_packed + r * (a.k / 2);
-        for (int t = threadIdx.x; t < 8 * nc; t += blockDim.x) {
-            const int c = t / 8, u = t % 8, k = u / 2, half = u % 2;
+        for (int t = threadIdx.x; t < 4 * nc; t += blockDim.x) {
+            const int c = t / 4, k = t % 4; /* word k of the chunk's 4 blocks: units 2k, 2k+1 */
+            const int64_t off = r * kb + 4 * c;
             uint32_t sc = 0, w[4];
+            if (scale_words) { /* kb % 4 == 0: whole chunks, 4-aligned */
+                if (off + 4 > a.a_scales_numel) {
+                    atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+                } else {
+                    sc = __ldg(reinterpret_cast<const uint32_t*>(a.a_scales + off));
+                }
+            }
 #pragma unroll
             for (int q = 0; q < 4; q++) {
                 const int block = 4 * c + q;
-                const int64_t off = r * kb + block;
                 w[q] = 0;
                 if (block >= kb) {
                     continue;
                 }
-                if (off >= a.a_scales_numel) {
-                    atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-                    continue;
+                if (!scale_words) {
+                    if (off + q >= a.a_scales_numel) {
+                        atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+                        continue;
+                    }
+                    sc |= (uint32_t)__ldg(a.a_scales + off + q) << (8 * q);
                 }
-                sc |= (uint32_t)__ldg(a.a_scales + off) << (8 * q);
                 w[q] = __ldg(reinterpret_cast<const uint32_t*>(packed + block * 16) + k);
             }
             const int smax = max_byte(sc);
-            uint4 out;
+            uint2 tab[4];
 #pragma unroll
             for (int q = 0; q < 4; q++) {
                 const int i = (int)((sc >> (8 * q)) & 0xFF) - smax + 6 + 13;
-                const uint2 tab = table[i < 0 ? 0 : i];
-                (&out.x)[q] = half ? e4m3x4<true>(w[q], tab) : e4m3x4<false>(w[q], tab);
+                tab[q] = table[i < 0 ? 0 : i];
             }
-            *reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk + u * 16) = out;
-            if (u == 0) {
+            uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk) + 2 * k;
+            dst[0] = make_uint4(e4m3x4<false>(w[0], tab[0]), e4m3x4<false>(w[1], tab[1]),
+                                e4m3x4<false>(w[2], tab[2]), e4m3x4<false>(w[3], tab[3]));
+            dst[1] = make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
+                                e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
+            if (k == 0) {
                 a.a_factors[c * a.rows + r] = chunk_factor(smax);
             }
         }
@@ -759,8 +773,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     args.a_e4m3 = scratch;
     args.a_factors = reinterpret_cast<float*>(
         scratch + ((size_t)(args.rows * chunk_cols(args.k)) + 255) / 256 * 256);
-    const int64_t units = (args.k + kChunk - 1) / kChunk * 8; /* 16-byte outputs per row */
-    const int threads = (int)(units < 512 ? (units + 31) / 32 * 32 : 512);
+    const int64_t items = (args.k + kChunk - 1) / kChunk * 4; /* 32-byte outputs per row */
+    const int threads = (int)(items < 512 ? (items + 31) / 32 * 32 : 512);
     act_e4m3_kernel<<<grid_for(ctx, args.rows * threads, threads), threads, 0, cuda_stream(ctx)>>>(
         args);
     MXMOE_CUDA_LAUNCHED(ctx);
