@@ -309,7 +309,8 @@ template <int BN> struct consumer {
         }
     }
 
-    /* Waits for chunk g, turns its weights into A fragments and issues its 4 MMAs into acc. */
+    /* Waits for chunk g, turns its weights into A fragments and issues its 4 MMAs into acc, in
+     * turn with the other warpgroup (ping-pong: WG 0 first; G chunks in all). */
     __device__ __forceinline__ void issue(float (&acc)[NA], uint32_t (&frag)[4][4], chunk_state& cs,
                                           int g, int G) {
         const int c = next_c, s = next_s;

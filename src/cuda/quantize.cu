@@ -312,8 +312,13 @@ bool mxmoe_quantize_once_applies(const quantize_rows_args* a) {
            a->rows >= kQuantizeOncePairs;
 }
 
+/* The scratch: the tokens' packed rows, then (256-aligned) their linear scales. */
+static size_t once_scales_at(int64_t tokens, int64_t k) {
+    return (size_t)(tokens * (k / 2) + 255) / 256 * 256;
+}
+
 size_t mxmoe_quantize_once_scratch(int64_t tokens, int64_t k) {
-    return (size_t)(tokens * (k / 2) + 255) / 256 * 256 + (size_t)(tokens * (k / 32));
+    return once_scales_at(tokens, k) + (size_t)(tokens * (k / 32));
 }
 
 mxmoe_status mxmoe_launch_quantize_once(mxmoe_ctx* ctx, const quantize_rows_args* a, int64_t tokens,
@@ -321,7 +326,7 @@ mxmoe_status mxmoe_launch_quantize_once(mxmoe_ctx* ctx, const quantize_rows_args
     quantize_rows_args t = *a; /* the tokens' rows, once each, into the scratch */
     t.rows = tokens;
     t.packed = scratch;
-    t.scales = scratch + (size_t)(tokens * (a->k / 2) + 255) / 256 * 256;
+    t.scales = scratch + once_scales_at(tokens, a->k);
     t.scales_numel = tokens * (a->k / 32);
     t.offsets = nullptr;
     t.num_experts = 0;
