@@ -34,8 +34,9 @@
  * and converts while the other's MMAs run.
  * History (dev/cuda/, bench/NOTES.md): v3 converted the activations in the producer for every
  * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass;
- * v7 = TMA and the staged epilogue; v8 = stmatrix epilogue and ping-pong (the weights converted
- * by the producer into shared memory was tried and measured slower with one ring). What bounds
+ * v7 = TMA and the staged epilogue; v8 = stmatrix epilogue, ping-pong, and at BN = 128 the
+ * scale decode in the producer (converting the weights there too was measured slower, with one
+ * ring and with three: four producer warps cannot convert what eight consumers do). What bounds
  * it now: each warpgroup's non-MMA work per chunk (355 instructions a warp) runs latency-bound
  * at ~0.4 IPC, far longer than the other warpgroup's MMAs (NOTES, v8).
  */
