@@ -45,6 +45,28 @@ __device__ inline int32_t local_expert(const plan_args& a, int64_t i, bool repor
     return local;
 }
 
+/* Exclusive prefix sum of v over the block's threads (Warps warps) and the block's total, through
+ * the shared `warp_sums`; one barrier inside, so callers sync before writing warp_sums again. */
+template <int Warps> __device__ inline int block_exclusive_scan(int v, int* warp_sums, int* total) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    int incl = v;
+    for (int d = 1; d < 32; d *= 2) {
+        const int u = __shfl_up_sync(0xffffffffu, incl, d);
+        incl += lane >= d ? u : 0;
+    }
+    if (lane == 31) {
+        warp_sums[warp] = incl;
+    }
+    __syncthreads();
+    int before = incl - v;
+    *total = 0;
+    for (int w = 0; w < Warps; w++) {
+        before += w < warp ? warp_sums[w] : 0;
+        *total += warp_sums[w];
+    }
+    return before;
+}
+
 /* Bit j of the result: pair first + j (j < kPer) belongs to expert e. */
 constexpr int kPer = 16; /* pairs per thread per pass: 4096 pairs a pass, few block barriers */
 
@@ -99,25 +121,11 @@ __global__ void place_kernel(plan_args a) {
     __shared__ int warp_sums[kWarps];
     const int32_t e = blockIdx.x;
     int32_t cursor = a.offsets[e];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     for (int64_t base = 0; base < a.pairs; base += kThreads * kPer) {
         const int64_t first = base + threadIdx.x * kPer;
         uint32_t mask = match_mask(a, first, e, false);
-        const int n = __popc(mask);
-        int incl = n;
-        for (int d = 1; d < 32; d *= 2) {
-            const int v = __shfl_up_sync(0xffffffffu, incl, d);
-            incl += lane >= d ? v : 0;
-        }
-        if (lane == 31) {
-            warp_sums[warp] = incl;
-        }
-        __syncthreads();
-        int before = incl - n, total = 0;
-        for (int w = 0; w < kWarps; w++) {
-            before += w < warp ? warp_sums[w] : 0;
-            total += warp_sums[w];
-        }
+        int total;
+        const int before = block_exclusive_scan<kWarps>(__popc(mask), warp_sums, &total);
         for (int32_t row = cursor + before; mask != 0; mask &= mask - 1, row++) {
             const int64_t i = first + __ffs(mask) - 1;
             a.sorted[row] = (int32_t)i;
@@ -164,24 +172,11 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
         }
     }
     __syncthreads();
-    /* exclusive scan of the counts: one expert per thread, warp scans, then the warp totals */
+    /* exclusive scan of the counts: one expert per thread */
     const int32_t count = threadIdx.x < a.num_experts ? cursor[threadIdx.x] : 0;
-    int32_t incl = count;
-    for (int d = 1; d < 32; d *= 2) {
-        const int32_t v = __shfl_up_sync(0xffffffffu, incl, d);
-        incl += lane >= d ? v : 0;
-    }
-    if (lane == 31) {
-        warp_sums[warp] = incl;
-    }
-    __syncthreads();
-    int32_t before = 0, kept = 0;
-    for (int w = 0; w < kSmallThreads / 32; w++) {
-        before += w < warp ? warp_sums[w] : 0;
-        kept += warp_sums[w];
-    }
+    int32_t kept;
+    const int32_t begin = block_exclusive_scan<kSmallThreads / 32>(count, warp_sums, &kept);
     if (threadIdx.x < a.num_experts) {
-        const int32_t begin = before + incl - count;
         a.counts[threadIdx.x] = count;
         a.offsets[threadIdx.x] = begin;
         cursor[threadIdx.x] = begin;

@@ -15,6 +15,30 @@ namespace {
 
 constexpr int kThreads = 256;
 
+/* Output row r's source row: gather[r] / top_k under a gather (r itself without one), and its
+ * router weight (1 without weights). False, flagged when `report`, for a gather entry outside
+ * [0, gather_limit): the row is skipped. */
+__device__ inline bool gather_source(const quantize_rows_args& a, int64_t r, bool report,
+                                     int64_t* src_row, float* weight) {
+    *src_row = r;
+    *weight = 1.0f;
+    if (a.gather == nullptr) {
+        return true;
+    }
+    const int32_t pair = a.gather[r];
+    if (pair < 0 || pair >= a.gather_limit) {
+        if (report) {
+            atomicOr(a.errors, MXMOE_DEVERR_ROW_INDEX);
+        }
+        return false;
+    }
+    *src_row = pair / a.top_k;
+    if (a.weights != nullptr) {
+        *weight = a.weights[pair];
+    }
+    return true;
+}
+
 /* One thread per block: few instructions per block, for many blocks. */
 __global__ void quantize_rows_kernel(quantize_rows_args a) {
     pdl_wait();
@@ -30,18 +54,10 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
     GRID_STRIDE_LOOP(b, limit * kb) {
         int64_t r, j;
         split_index(b, kb, &r, &j);
-        int64_t src_row = r;
-        float weight = 1.0f;
-        if (a.gather != nullptr) {
-            int32_t pair = a.gather[r];
-            if (pair < 0 || pair >= a.gather_limit) {
-                atomicOr(a.errors, MXMOE_DEVERR_ROW_INDEX);
-                continue;
-            }
-            src_row = pair / a.top_k;
-            if (a.weights != nullptr) {
-                weight = a.weights[pair];
-            }
+        int64_t src_row;
+        float weight;
+        if (!gather_source(a, r, true, &src_row, &weight)) {
+            continue;
         }
         float block[MXMOE_BLOCK];
         const int64_t first = src_row * a.k + j * 32;
@@ -109,20 +125,10 @@ __global__ void quantize_rows_warp_kernel(quantize_rows_args a) {
     WARP_GRID_STRIDE_LOOP(b, limit * kb) {
         int64_t r, j;
         split_index(b, kb, &r, &j);
-        int64_t src_row = r;
-        float weight = 1.0f;
-        if (a.gather != nullptr) {
-            const int32_t pair = a.gather[r];
-            if (pair < 0 || pair >= a.gather_limit) {
-                if (lane == 0) {
-                    atomicOr(a.errors, MXMOE_DEVERR_ROW_INDEX);
-                }
-                continue;
-            }
-            src_row = pair / a.top_k;
-            if (a.weights != nullptr) {
-                weight = a.weights[pair];
-            }
+        int64_t src_row;
+        float weight;
+        if (!gather_source(a, r, lane == 0, &src_row, &weight)) {
+            continue;
         }
         float v = mxmoe_load_float(a.x, a.dtype, src_row * a.k + j * 32 + lane);
         if (a.weights != nullptr) {
@@ -216,14 +222,11 @@ __global__ void gather_rows_kernel(quantize_rows_args a, const uint8_t* in_packe
     const int lane = threadIdx.x & 31;
     const bool vectors = ((uintptr_t)a.packed | (uintptr_t)in_packed) % 16 == 0;
     WARP_GRID_STRIDE_LOOP(r, limit) {
-        const int32_t pair = a.gather[r];
-        if (pair < 0 || pair >= a.gather_limit) {
-            if (lane == 0) {
-                atomicOr(a.errors, MXMOE_DEVERR_ROW_INDEX);
-            }
+        int64_t src;
+        float unused_weight;
+        if (!gather_source(a, r, lane == 0, &src, &unused_weight)) {
             continue;
         }
-        const int64_t src = pair / a.top_k;
         const uint8_t* from = in_packed + src * row_bytes;
         uint8_t* to = a.packed + r * row_bytes;
         if (vectors) {
