@@ -1,9 +1,9 @@
 # Lab: where a kernel's instructions and stalls go, per SASS instruction (Nsight Compute source
 # page): the hottest instructions by executed count and by stall samples.
-#   OP=grouped SHAPE=gpt-oss-20b N=8192 KERNEL=sm90_kernel bash dev/cuda/hot_sass.sh
+#   OP=grouped SHAPE=gpt-oss-20b N=8192 KERNEL=sm90_kernel [BUILD=build-lab-x] bash dev/cuda/hot_sass.sh
 set -u
-ncu --set full --import-source no -k regex:"${KERNEL:-sm90_kernel}" --launch-skip 2 --launch-count 1 \
-  -o $OUT/hot build-gpu/mxmoe bench --backend cuda --op ${OP:-grouped} --shape ${SHAPE:-gpt-oss-20b} \
+ncu -f --set full --import-source no -k regex:"${KERNEL:-sm90_kernel}" --launch-skip 2 --launch-count 1 \
+  -o $OUT/hot ${BUILD:-build-gpu}/mxmoe bench --backend cuda --op ${OP:-grouped} --shape ${SHAPE:-gpt-oss-20b} \
   --tokens ${N:-8192} --iters 4 --budget-ms 50 > $OUT/hot-run.txt 2>&1 || tail -5 $OUT/hot-run.txt
 ncu --import $OUT/hot.ncu-rep --page source --csv --print-source sass > $OUT/hot-sass.csv 2> $OUT/hot-err.txt ||
   { tail -5 $OUT/hot-err.txt; }

@@ -37,8 +37,11 @@
  * v7 = TMA and the staged epilogue; v8 = stmatrix epilogue, ping-pong, and at BN = 128 the
  * scale decode in the producer (converting the weights there too was measured slower, with one
  * ring and with three: four producer warps cannot convert what eight consumers do). What bounds
- * it now: each warpgroup's non-MMA work per chunk (355 instructions a warp) runs latency-bound
- * at ~0.4 IPC, far longer than the other warpgroup's MMAs (NOTES, v8).
+ * it now (NOTES, v9, knock-outs): two ceilings of about the same height. The copies alone (no
+ * MMA, conversion, promotion or epilogue) take ~80 % of the kernel's time, the work alone (no
+ * copies) ~95 %, so removing either part gains little. Measured and ruled out: L2 bandwidth,
+ * ring depth (3-5 stages), how far ahead the producer loads its scales, converting the next
+ * chunk during the MMAs, and promoting one half of the tile while the other half's MMAs run.
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -49,7 +52,9 @@
 #include "cuda/sm90_wgmma.cuh"
 
 /* Lab knock-outs (dev/cuda/sm90_knockouts.sh; results wrong, timing only), bits: 1 no promotion,
- * 2 no weight conversion, 4 no epilogue, 8 no MMA. */
+ * 2 no weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy, 32 no activation copy,
+ * 64 no activation-factor copy. Bit 4 also drops the MMAs: with nothing reading the
+ * accumulators ptxas removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
@@ -308,11 +313,16 @@ template <int BN> struct producer {
                               w_scale_0 + (int64_t)c * w_scale_chunk_stride(a), a.w_scales_numel);
         }
         if (p == 0) {
-            mbar_arrive_expect_tx(full, kTileN * 64 + BN * kChunk);
-            tma_load_2d(st + L::w_raw, tmap_w, c * 64, (int)(t.expert * a.n + t.n0), full);
-            tma_load_2d(st + L::b_tile, tmap_a, c * kChunk, (int)t.row_begin, full);
+            mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : kTileN * 64) +
+                                            ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk));
+            if (!(MXMOE_SM90_LAB & 16)) {
+                tma_load_2d(st + L::w_raw, tmap_w, c * 64, (int)(t.expert * a.n + t.n0), full);
+            }
+            if (!(MXMOE_SM90_LAB & 32)) {
+                tma_load_2d(st + L::b_tile, tmap_a, c * kChunk, (int)t.row_begin, full);
+            }
         }
-        if (p < BN) {
+        if (p < BN && !(MXMOE_SM90_LAB & 64)) {
             const int64_t r = t.row_begin + p;
             const bool ok = r < a.rows;
             cp_async4(st + L::a_factor + p * 4,
