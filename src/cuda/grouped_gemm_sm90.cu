@@ -37,13 +37,14 @@
  * v7 = TMA and the staged epilogue; v8 = stmatrix epilogue, ping-pong, and at BN = 128 the
  * scale decode in the producer (converting the weights there too was measured slower, with one
  * ring and with three: four producer warps cannot convert what eight consumers do). What bounds
- * it now: each warpgroup's non-MMA work per chunk (355 instructions a warp) runs latency-bound
- * at ~0.4 IPC, far longer than the other warpgroup's MMAs (NOTES, v8).
+ * it now (NOTES, v9, knock-outs): two ceilings of about the same height. The copies alone (no
+ * MMA, conversion, promotion or epilogue) take ~80 % of the kernel's time, the work alone (no
+ * copies) ~95 %, so removing either part gains little. Measured and ruled out: L2 bandwidth,
+ * ring depth (3-5 stages), how far ahead the producer loads its scales, converting the next
+ * chunk during the MMAs, and promoting one half of the tile while the other half's MMAs run.
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
-
-#include <type_traits>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
@@ -52,13 +53,14 @@
 
 /* Lab knock-outs (dev/cuda/sm90_knockouts.sh; results wrong, timing only), bits: 1 no promotion,
  * 2 no weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy, 32 no activation copy,
- * 64 no activation-factor copy, 128 only the TMA thread arrives on the full barrier. */
+ * 64 no activation-factor copy. Bit 4 also drops the MMAs: with nothing reading the
+ * accumulators ptxas removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
-/* Chunks ahead that the producer loads its rows' scales (lab: other depths). */
-#ifndef MXMOE_SM90_AHEAD
-#define MXMOE_SM90_AHEAD 2
+/* The two consumer warpgroups issue their MMAs in turn (0 in the lab: freely). */
+#ifndef MXMOE_SM90_PINGPONG
+#define MXMOE_SM90_PINGPONG 1
 #endif
 
 namespace {
@@ -191,11 +193,9 @@ __device__ __forceinline__ uint2 shift_table(const smem_header& h, int s, int sm
     return h.table[i < 0 ? 0 : i];
 }
 
-/* One tile: expert, its output columns [n0, n0 + 128) and token rows [row_begin, row_end).
- * 32-bit: the kernel runs only for rows <= INT32_MAX / 2 and E x N <= INT32_MAX (its guard),
- * and two live tiles per consumer thread cost registers. */
+/* One tile: expert, its output columns [n0, n0 + 128) and token rows [row_begin, row_end). */
 struct tile {
-    int expert, n0, row_begin, row_end;
+    int64_t expert, n0, row_begin, row_end;
 };
 
 template <int BN>
@@ -215,9 +215,9 @@ __device__ tile decode_tile(const gemm_args& a, const smem_header& h, int n_tile
     const int local = t - h.tile_prefix[lo];
     const int token_tiles = (int)((end - b + BN - 1) / BN);
     r.expert = lo;
-    r.n0 = local / token_tiles * kTileN;
-    r.row_begin = (int)b + local % token_tiles * BN;
-    r.row_end = (int)min(end, (int64_t)r.row_begin + BN);
+    r.n0 = (int64_t)(local / token_tiles) * kTileN;
+    r.row_begin = b + (int64_t)(local % token_tiles) * BN;
+    r.row_end = min(end, r.row_begin + BN);
     return r;
 }
 
@@ -328,9 +328,6 @@ template <int BN> struct producer {
             cp_async4(st + L::a_factor + p * 4,
                       ok ? a.a_factors + (int64_t)c * a.rows + r : a.a_factors, ok ? 4 : 0);
         }
-        if ((MXMOE_SM90_LAB & 128)) {
-            return;
-        }
         cp_async_arrive(full);
         if (L::producer_scales) {
             mbar_arrive(full); /* the factor and indices above */
@@ -340,6 +337,7 @@ template <int BN> struct producer {
 
 /* What a consumer keeps about a chunk between issuing its MMAs and promoting them. */
 struct chunk_state {
+    tile t;
     int s, c;
     float f0, f1; /* reference factors of rows r0, r1 */
 };
@@ -347,15 +345,14 @@ struct chunk_state {
 /* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk. */
 template <int BN> struct consumer {
     using L = stage_layout<BN>;
-    static constexpr int S = L::stages, NA = BN / 2, NH = BN / 4; /* per thread: tile, half */
+    static constexpr int S = L::stages, NA = BN / 2;
     const gemm_args& a;
     const smem_header& h;
     uint8_t* stages;
     uint8_t* epilogue; /* two warpgroup slabs of BN x (64 x 4 + 16) bytes */
     int n_tiles, nc, warp, lane, q, r0, r1;
     int64_t w_stride, w_off0, w_off1; /* scale offsets of rows r0, r1 at chunk 0 of the tile */
-    tile t;      /* the tile of the last chunk prepared */
-    tile t_done; /* the tile before it, while its last chunk may still be promoted */
+    tile t;
     int next_c = 0, next_s = 0, next_phase = 0, next_tile = 0; /* the next chunk's place */
     float fin[NA];                                             /* the tile's FP32 accumulators */
 
@@ -367,25 +364,26 @@ template <int BN> struct consumer {
         r1 = r0 + 8;
         w_stride = w_scale_chunk_stride(a);
         w_off0 = w_off1 = 0;
-        t = t_done = tile{};
+        t = tile{};
 #pragma unroll
         for (int i = 0; i < NA; i++) {
             fin[i] = 0.0f;
         }
     }
 
-    /* Waits for the next chunk and turns its weights into A fragments (while the warpgroup's
-     * MMAs of the previous chunk still run: frag is the other of two register sets). */
-    __device__ __forceinline__ void prepare(uint32_t (&frag)[4][4], chunk_state& cs) {
+    /* Waits for chunk g, turns its weights into A fragments and issues its 4 MMAs into acc, in
+     * turn with the other warpgroup (ping-pong: WG 0 first; G chunks in all). */
+    __device__ __forceinline__ void issue(float (&acc)[NA], uint32_t (&frag)[4][4], chunk_state& cs,
+                                          int g, int G) {
         const int c = next_c, s = next_s;
         if (c == 0) {
-            t_done = t;
             t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + next_tile * gridDim.x);
             if (!L::producer_scales) {
                 w_off0 = t.n0 + r0 < a.n ? w_scale_offset(a, t.expert, t.n0 + r0, 0) : 0;
                 w_off1 = t.n0 + r1 < a.n ? w_scale_offset(a, t.expert, t.n0 + r1, 0) : 0;
             }
         }
+        cs.t = t;
         cs.s = s;
         cs.c = c;
         uint8_t* st = stages + s * L::bytes;
@@ -433,14 +431,11 @@ template <int BN> struct consumer {
             frag[k][2] = e4m3x4<true>(w0[k], tab0);
             frag[k][3] = e4m3x4<true>(w1[k], tab1);
         }
-    }
-
-    /* Issues chunk cs's 4 MMAs for token half H (tokens H·BN/2 ..) into acc, as one group. */
-    template <int H>
-    __device__ __forceinline__ void mma_half(float (&acc)[NH], const uint32_t (&frag)[4][4],
-                                             const chunk_state& cs) {
-        const uint64_t desc =
-            smem_desc_sw128(smem_u32(stages + cs.s * L::bytes + L::b_tile + H * (BN / 2) * 128));
+        const uint64_t desc = smem_desc_sw128(smem_u32(st + L::b_tile));
+        const int wg = warp / 4 - 1;
+        if (MXMOE_SM90_PINGPONG && (wg == 1 || g > 0)) {
+            named_barrier_sync(3 + wg, 256); /* the other warpgroup has issued its chunk */
+        }
         wgmma_fence();
 #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -449,40 +444,40 @@ template <int BN> struct consumer {
                     acc[0] += 1.0f;
                 continue;
             }
-            wgmma_e4m3<BN / 2>::mma(acc, frag[k], desc + 2 * k, k > 0);
+            wgmma_e4m3<BN>::mma(acc, frag[k], desc + 2 * k, k > 0);
         }
         wgmma_commit();
+        if (MXMOE_SM90_PINGPONG && (wg == 0 || g + 1 < G)) {
+            named_barrier_arrive(4 - wg, 256);
+        }
     }
 
-    /* Token half H of chunk cs is complete in acc: promote it into the tile's accumulators;
-     * after the second half, release the stage and store the tile after its last chunk (a
-     * chunk after it has been prepared, or not: `later`). */
-    template <int H>
-    __device__ __forceinline__ void promote_half(const chunk_state& cs, const float (&acc)[NH],
-                                                 bool later) {
-        constexpr int J = BN / 16; /* 8-token column blocks per half */
-        const float* factor = reinterpret_cast<const float*>(stages + cs.s * L::bytes +
-                                                             L::a_factor) + H * (BN / 2);
-        if (H == 1) {
-            __syncwarp();
-            if (lane == 0) {
-                mbar_arrive(const_cast<uint64_t*>(&h.empty[cs.s]));
-            }
-        }
-        float* f = fin + H * NH;
+    /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators, release the stage,
+     * and store the tile after its last chunk. */
+    __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
+        const int s = cs.s;
+        const float* factor = reinterpret_cast<const float*>(stages + s * L::bytes + L::a_factor);
+        float2 fa[BN / 8];
 #pragma unroll
-        for (int j = 0; j < J && !(MXMOE_SM90_LAB & 1); j++) {
-            const float2 fa = *reinterpret_cast<const float2*>(factor + 8 * j + 2 * q);
-            f[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa.x, f[4 * j + 0]);
-            f[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa.y, f[4 * j + 1]);
-            f[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa.x, f[4 * j + 2]);
-            f[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa.y, f[4 * j + 3]);
+        for (int j = 0; j < BN / 8; j++) {
+            fa[j] = *reinterpret_cast<const float2*>(factor + 8 * j + 2 * q);
+        }
+        __syncwarp();
+        if (lane == 0) {
+            mbar_arrive(const_cast<uint64_t*>(&h.empty[s]));
+        }
+#pragma unroll
+        for (int j = 0; j < BN / 8 && !(MXMOE_SM90_LAB & 1); j++) {
+            fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa[j].x, fin[4 * j + 0]);
+            fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa[j].y, fin[4 * j + 1]);
+            fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa[j].x, fin[4 * j + 2]);
+            fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa[j].y, fin[4 * j + 3]);
         }
         if ((MXMOE_SM90_LAB & 1) && cs.c == nc - 1) {
-            f[0] += acc[0] * factor[2 * q];
+            fin[0] += acc[0] * fa[0].x;
         }
-        if (H == 1 && !(MXMOE_SM90_LAB & 4) && cs.c == nc - 1) {
-            store_tile(later ? t_done : t);
+        if (!(MXMOE_SM90_LAB & 4) && cs.c == nc - 1) {
+            store_tile(cs.t);
         }
     }
 
@@ -697,7 +692,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     } else if (warp == 1) {
         if (lane < S) {
             /* the TMA's expect_tx + 128 cp.async arrivals (+ 128 producer arrivals) */
-            mbar_init(&h.full[lane], (MXMOE_SM90_LAB & 128) ? 1 : 1 + 128 + (L::producer_scales ? 128 : 0));
+            mbar_init(&h.full[lane], 1 + 128 + (L::producer_scales ? 128 : 0));
             mbar_init(&h.empty[lane], 8);
         }
     } else if (tid >= 64 && tid < 64 + kShifts * 8) {
@@ -718,16 +713,15 @@ __global__ void __launch_bounds__(kThreads, 1)
         producer<BN> pr{a, &tmap_w, &tmap_a, stages, tid, -1};
         tile t = {};
         int c = 0, s = 0, phase = 0, tile_i = 0; /* chunk g's place, kept without divisions */
-        /* sc[i]: row tid's scales of chunk c + i, loaded MXMOE_SM90_AHEAD chunks ahead inside a tile
-         * (the producer's own loop is short: fewer chunks ahead left the loads' latency in its
-         * path, and with it in every consumer's) */
-        uint32_t sc[MXMOE_SM90_AHEAD];
+        /* row tid's scales of the chunk to issue and the next, loaded two chunks ahead inside a
+         * tile (one chunk ahead left the loads' latency in the producer's path at BN <= 64) */
+        uint32_t sc = 0, sc_next = 0;
         auto enter_tile = [&]() {
             t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + tile_i * gridDim.x);
             pr.start_tile(t);
-#pragma unroll
-            for (int i = 0; i < MXMOE_SM90_AHEAD; i++) {
-                sc[i] = L::producer_scales && i < nc ? load_chunk_scales(a, pr.w_scale_0, i) : 0u;
+            if (L::producer_scales) {
+                sc = load_chunk_scales(a, pr.w_scale_0, 0);
+                sc_next = nc > 1 ? load_chunk_scales(a, pr.w_scale_0, 1) : 0u;
             }
         };
         if (G > 0) {
@@ -737,20 +731,17 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (g >= S) {
                 mbar_wait(&h.empty[s], phase ^ 1); /* chunk g - S released */
             }
-            pr.issue(t, c, s, &h.full[s], sc[0]);
+            pr.issue(t, c, s, &h.full[s], sc);
             if (++c == nc) {
                 c = 0;
                 if (++tile_i < my_tiles) {
                     enter_tile();
                 }
             } else {
-#pragma unroll
-                for (int i = 0; i + 1 < MXMOE_SM90_AHEAD; i++) {
-                    sc[i] = sc[i + 1];
-                }
-                const int ahead = c + MXMOE_SM90_AHEAD - 1;
-                sc[MXMOE_SM90_AHEAD - 1] =
-                    L::producer_scales && ahead < nc ? load_chunk_scales(a, pr.w_scale_0, ahead) : 0u;
+                sc = sc_next;
+                sc_next = L::producer_scales && c + 1 < nc
+                              ? load_chunk_scales(a, pr.w_scale_0, c + 1)
+                              : 0u;
             }
             if (++s == S) {
                 s = 0, phase ^= 1;
@@ -763,57 +754,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     /* ---------------- consumer warpgroups ---------------- */
     setmaxnreg_inc<kConsumerRegs>();
     consumer<BN> cs(a, h, stages, n_tiles, nc, warp, lane);
-    constexpr int NH = BN / 4;
-    float acc0[NH], acc1[NH]; /* token halves 0 and 1 of the chunk in flight */
-    uint32_t frag0[4][4], frag1[4][4];
-    chunk_state st0, st1;
-    /* Each warpgroup keeps the tensor cores fed by itself: a chunk's MMAs are two groups, one
-     * per half of the token tile, and while one half runs the warpgroup promotes the other and
-     * issues the next chunk's first half behind it; the next chunk's weights are converted (into
-     * the other fragment set) while the current chunk's MMAs run. Waiting for a whole chunk
-     * before promoting it left the tensor cores idle for every promotion: with two warpgroups
-     * taking turns the kernel ran at ~60 % of the FP8 rate even with the conversion and
-     * promotion knocked out (NOTES, v9). */
-    /* Chunk g's two groups are in flight; with `More`, chunk g + 1 follows from `next`. The
-     * loop below has no branch while groups are in flight (ptxas serialises every wgmma when
-     * control flow merges accumulator values of a group still running, C7514). */
-    auto step = [&](auto more, chunk_state& sc, uint32_t(&next)[4][4], chunk_state& sn) {
-        constexpr bool More = decltype(more)::value;
-        if (More) {
-            cs.prepare(next, sn);
-        }
-        wgmma_wait<1>(); /* half 0 of chunk g */
-        fence_regs(acc0);
-        cs.template promote_half<0>(sc, acc0, More);
-        if (More) {
-            cs.template mma_half<0>(acc0, next, sn);
-            wgmma_wait<1>(); /* half 1 of chunk g */
-        } else {
-            wgmma_wait<0>();
-        }
-        fence_regs(acc1);
-        cs.template promote_half<1>(sc, acc1, More);
-        if (More) {
-            cs.template mma_half<1>(acc1, next, sn);
-        }
-    };
-    using more = std::true_type;
-    using last = std::false_type;
-    if (G > 0) {
-        cs.prepare(frag0, st0);
-        cs.template mma_half<0>(acc0, frag0, st0);
-        cs.template mma_half<1>(acc1, frag0, st0);
-        int g = 0;
-        for (; g + 2 < G; g += 2) {
-            step(more{}, st0, frag1, st1);
-            step(more{}, st1, frag0, st0);
-        }
-        if (g + 2 == G) {
-            step(more{}, st0, frag1, st1);
-            step(last{}, st1, frag0, st0);
-        } else {
-            step(last{}, st0, frag1, st1);
-        }
+    constexpr int NA = BN / 2;
+    float acc[NA];
+    uint32_t frag[4][4];
+    chunk_state st;
+    /* One chunk at a time per warpgroup, the two warpgroups' MMAs in turn: while one waits for
+     * its MMAs, the other promotes and converts. (Two chunks in flight per warpgroup made ptxas
+     * serialise every wgmma of the kernel, warning C7514, and measured 5-10 % slower.) */
+    for (int g = 0; g < G; g++) {
+        cs.issue(acc, frag, st, g, G);
+        wgmma_wait<0>();
+        fence_regs(acc);
+        cs.finish(st, acc);
     }
 #else
     (void)a, (void)tmap_a, (void)tmap_w;
