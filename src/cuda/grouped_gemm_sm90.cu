@@ -53,8 +53,9 @@
 
 /* Lab knock-outs (dev/cuda/sm90_knockouts.sh; results wrong, timing only), bits: 1 no promotion,
  * 2 no weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy, 32 no activation copy,
- * 64 no activation-factor copy. Bit 4 also drops the MMAs: with nothing reading the
- * accumulators ptxas removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). */
+ * 64 no activation-factor copy, 128 no result stores (the slab is still written). Bit 4 also
+ * drops the MMAs: with nothing reading the accumulators ptxas removes them, so "MMA only" is
+ * bits 1 | 2 (the epilogue stays). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
@@ -559,6 +560,9 @@ template <int BN> struct consumer {
     /* The slab's token rows of the tile, 16 bytes at a time (element by element at a ragged
      * right edge or an unaligned output). */
     template <int ES> __device__ __forceinline__ void copy_out(const tile& t, const uint8_t* slab) {
+        if ((MXMOE_SM90_LAB & 128)) {
+            return;
+        }
         constexpr int pitch = 64 * ES + 16, units = 4 * ES, per_unit = 16 / ES;
         const int wg = warp / 4 - 1, thread = threadIdx.x - 128 * (wg + 1);
         const int64_t col0 = t.n0 + 64 * wg;
