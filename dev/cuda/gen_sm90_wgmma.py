@@ -36,6 +36,20 @@ struct wgmma_e4m3<{n}> {{
         (void)d, (void)a, (void)b_desc, (void)accumulate;
 #endif
     }}
+    /* Lab (knock-out bit 256): both operands from shared memory. */
+    static __device__ __forceinline__ void mma_ss(float (&d)[{na}], uint64_t a_desc,
+                                                  uint64_t b_desc, int accumulate) {{
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+        asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{p2}, 0;\\n"
+                     "wgmma.mma_async.sync.aligned.m64n{n}k32.f32.e4m3.e4m3 "
+                     "{{{regs}}}, "
+                     "%{da}, %{db}, p, 1, 1;\\n}}\\n"
+                     : {cons}
+                     : "l"(a_desc), "l"(b_desc), "r"(accumulate));
+#else
+        (void)d, (void)a_desc, (void)b_desc, (void)accumulate;
+#endif
+    }}
 }};
 '''
 
@@ -45,7 +59,7 @@ def main():
     for n in (16, 32, 64, 128):
         na = n // 2
         parts.append(BODY.format(
-            n=n, na=na, p=na + 5, a0=na, a1=na + 1, a2=na + 2, a3=na + 3, desc=na + 4,
+            n=n, na=na, p=na + 5, p2=na + 2, da=na, db=na + 1, a0=na, a1=na + 1, a2=na + 2, a3=na + 3, desc=na + 4,
             regs=", ".join(f"%{i}" for i in range(na)),
             cons=", ".join(f'"+f"(d[{i}])' for i in range(na))))
     parts.append("\n#endif /* MXMOE_CUDA_SM90_WGMMA_CUH */\n")

@@ -53,9 +53,10 @@
 
 /* Lab knock-outs (dev/cuda/sm90_knockouts.sh; results wrong, timing only), bits: 1 no promotion,
  * 2 no weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy, 32 no activation copy,
- * 64 no activation-factor copy, 128 no result stores (the slab is still written). Bit 4 also
- * drops the MMAs: with nothing reading the accumulators ptxas removes them, so "MMA only" is
- * bits 1 | 2 (the epilogue stays). */
+ * 64 no activation-factor copy, 128 no result stores (the slab is still written), 256 the MMAs
+ * with both operands from shared memory (A: rows of the activation tile). Bit 4 also drops the
+ * MMAs: with nothing reading the accumulators ptxas removes them, so "MMA only" is bits 1 | 2
+ * (the epilogue stays). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
@@ -443,6 +444,11 @@ template <int BN> struct consumer {
             if ((MXMOE_SM90_LAB & 8)) {
                 if (frag[k][0] == 12345u)
                     acc[0] += 1.0f;
+                continue;
+            }
+            if ((MXMOE_SM90_LAB & 256)) { /* both operands from shared memory (A: B's rows) */
+                const uint64_t a_desc = smem_desc_sw128(smem_u32(st + L::b_tile + wg * 64 * 128));
+                wgmma_e4m3<BN>::mma_ss(acc, a_desc + 2 * k, desc + 2 * k, k > 0);
                 continue;
             }
             wgmma_e4m3<BN>::mma(acc, frag[k], desc + 2 * k, k > 0);
