@@ -93,8 +93,7 @@ template <int BN> struct stage_layout {
     static constexpr int w_scale = w_raw + kTileN * 64; /* 128 rows x two 16-byte windows */
     static constexpr int w_factor = w_scale + (producer_scales ? 0 : kTileN * 32);
     static constexpr int w_tabs = w_factor + (producer_scales ? kTileN * 4 : 0);
-    static constexpr int w_ref = w_tabs + (producer_scales ? kTileN * 4 : 0);
-    static constexpr int a_factor = w_ref + (producer_scales ? kTileN * 4 : 0);
+    static constexpr int a_factor = w_tabs + (producer_scales ? kTileN * 4 : 0);
     static constexpr int bytes = round_up(a_factor + BN * 4, 1024);
 #ifdef MXMOE_SM90_STAGES /* lab: ring depth override */
     static constexpr int stages = MXMOE_SM90_STAGES;
@@ -191,22 +190,6 @@ __device__ __forceinline__ float chunk_factor(int smax) {
 }
 
 
-/* 2^d for d <= 0, from its bits (subnormal below 2^-126, zero below 2^-149). */
-__device__ __forceinline__ float pow2_nonpositive(int d) {
-    return d >= -126 ? __int_as_float((d + 127) << 23)
-                     : (d >= -149 ? __int_as_float(1 << (d + 149)) : 0.0f);
-}
-
-/* A weight row keeps one reference scale for all of K (its largest block scale) when that lies
- * within 2^40 of 1: then the tile's accumulators are kept in units of the row's factor
- * 2^(ref - 133), applied once in the epilogue, and a chunk whose blocks are all exact under
- * the row's reference is promoted with one FFMA an element instead of two (the promotion was
- * a third of the MMA pipeline's time: dev/cuda/wgmma_rate.cu). Rows with extreme scales keep
- * absolute chunk factors, so no intermediate can overflow where it did not before. */
-__device__ __forceinline__ bool row_reference_ok(int ref) {
-    return ref >= 127 - 40 && ref <= 127 + 40;
-}
-
 __device__ __forceinline__ uint2 shift_table(const smem_header& h, int s, int smax) {
     int i = s - smax + 6 + 13;
     return h.table[i < 0 ? 0 : i];
@@ -302,22 +285,9 @@ template <int BN> struct producer {
     uint8_t* stages;
     int p;             /* 0..127 */
     int64_t w_scale_0; /* scale offset of weight row p, chunk 0, in the current tile */
-    int ref;           /* BN = 128: row p's largest block scale over K (-1: absolute factors) */
 
-    /* Scale offset of weight row p, chunk 0, in tile t (-1: past N). */
-    __device__ int64_t row_scales(const tile& t) const {
-        return t.n0 + p < a.n ? w_scale_offset(a, t.expert, t.n0 + p, 0) : -1;
-    }
-
-    /* The largest block scale of the row whose scales start at `row0`, read all at once (the
-     * first tile only: later tiles' are gathered a chunk at a time during the tile before). */
-    __device__ int row_max(int64_t row0, int nc) const {
-        int m = 0;
-#pragma unroll 8 /* the loads in flight together */
-        for (int c = 0; c < nc; c++) {
-            m = max(m, max_byte(load_chunk_scales(a, row0, c)));
-        }
-        return m;
+    __device__ void start_tile(const tile& t) {
+        w_scale_0 = t.n0 + p < a.n ? w_scale_offset(a, t.expert, t.n0 + p, 0) : -1;
     }
 
     /* Starts the copies of chunk c of tile t into stage s. Thread 0 issues the two TMA boxes
@@ -332,26 +302,14 @@ template <int BN> struct producer {
         uint8_t* st = stages + s * L::bytes;
         if (L::producer_scales) {
             const int smax = max_byte(sc);
-            /* the row's reference serves the chunk when it keeps every block exact: all within
-             * 14 binades of it (blocks past K are zeros, exact anywhere) */
-            const int valid = (int)min((int64_t)4, a.k / 32 - 4 * (int64_t)c);
-            int lo = 255;
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                lo = q < valid ? min(lo, (int)((sc >> (8 * q)) & 0xFF)) : lo;
-            }
-            const bool on_ref = ref >= 0 && lo >= ref - 14;
-            const int base = on_ref ? ref : smax;
             uint32_t tabs = 0;
 #pragma unroll
             for (int q = 0; q < 4; q++) {
-                const int i = (int)((sc >> (8 * q)) & 0xFF) - base + 6 + 13;
+                const int i = (int)((sc >> (8 * q)) & 0xFF) - smax + 6 + 13;
                 tabs |= (uint32_t)(i < 0 ? 0 : i) << (8 * q);
             }
-            reinterpret_cast<float*>(st + L::w_factor)[p] =
-                ref < 0 ? chunk_factor(smax) : (on_ref ? 1.0f : pow2_nonpositive(smax - ref));
+            reinterpret_cast<float*>(st + L::w_factor)[p] = chunk_factor(smax);
             reinterpret_cast<uint32_t*>(st + L::w_tabs)[p] = tabs;
-            reinterpret_cast<float*>(st + L::w_ref)[p] = ref < 0 ? 1.0f : chunk_factor(ref);
         } else if (w_scale_0 >= 0) {
             copy_scale_window(st + L::w_scale + p * 32, a.w_scales,
                               w_scale_0 + (int64_t)c * w_scale_chunk_stride(a), a.w_scales_numel);
@@ -398,8 +356,7 @@ template <int BN> struct consumer {
     int64_t w_stride, w_off0, w_off1; /* scale offsets of rows r0, r1 at chunk 0 of the tile */
     tile t;
     int next_c = 0, next_s = 0, next_phase = 0, next_tile = 0; /* the next chunk's place */
-    float fin[NA];            /* the tile's FP32 accumulators (BN = 128: in units of ref0/1) */
-    float ref0 = 1, ref1 = 1; /* BN = 128: rows r0, r1's factors, read at the tile's last chunk */
+    float fin[NA];                                             /* the tile's FP32 accumulators */
 
     __device__ consumer(const gemm_args& a_, const smem_header& h_, uint8_t* stages_, int n_tiles_,
                         int nc_, int warp_, int lane_)
@@ -445,11 +402,6 @@ template <int BN> struct consumer {
             const uint32_t* wt = reinterpret_cast<const uint32_t*>(st + L::w_tabs);
             cs.f0 = wf[r0];
             cs.f1 = wf[r1];
-            if (c == nc - 1) {
-                const float* wr = reinterpret_cast<const float*>(st + L::w_ref);
-                ref0 = wr[r0];
-                ref1 = wr[r1];
-            }
             tab0 = h.table[(wt[r0] >> (8 * q)) & 0xFF];
             tab1 = h.table[(wt[r1] >> (8 * q)) & 0xFF];
         } else {
@@ -521,28 +473,12 @@ template <int BN> struct consumer {
         if (lane == 0) {
             mbar_arrive(const_cast<uint64_t*>(&h.empty[s]));
         }
-        /* the warp's rows all on their reference (BN = 128, nearly always): one FFMA an element */
-        if (L::producer_scales && !(MXMOE_SM90_LAB & 1) &&
-            __all_sync(0xFFFFFFFFu, cs.f0 == 1.0f && cs.f1 == 1.0f)) {
 #pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-                fin[4 * j + 0] = __fmaf_rn(acc[4 * j + 0], fa[j].x, fin[4 * j + 0]);
-                fin[4 * j + 1] = __fmaf_rn(acc[4 * j + 1], fa[j].y, fin[4 * j + 1]);
-                fin[4 * j + 2] = __fmaf_rn(acc[4 * j + 2], fa[j].x, fin[4 * j + 2]);
-                fin[4 * j + 3] = __fmaf_rn(acc[4 * j + 3], fa[j].y, fin[4 * j + 3]);
-            }
-        } else {
-#pragma unroll
-            for (int j = 0; j < BN / 8 && !(MXMOE_SM90_LAB & 1); j++) {
-                fin[4 * j + 0] =
-                    __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa[j].x, fin[4 * j + 0]);
-                fin[4 * j + 1] =
-                    __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa[j].y, fin[4 * j + 1]);
-                fin[4 * j + 2] =
-                    __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa[j].x, fin[4 * j + 2]);
-                fin[4 * j + 3] =
-                    __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa[j].y, fin[4 * j + 3]);
-            }
+        for (int j = 0; j < BN / 8 && !(MXMOE_SM90_LAB & 1); j++) {
+            fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa[j].x, fin[4 * j + 0]);
+            fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa[j].y, fin[4 * j + 1]);
+            fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa[j].x, fin[4 * j + 2]);
+            fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa[j].y, fin[4 * j + 3]);
         }
         if ((MXMOE_SM90_LAB & 1) && cs.c == nc - 1) {
             fin[0] += acc[0] * fa[0].x;
@@ -561,15 +497,6 @@ template <int BN> struct consumer {
      */
     __device__ void store_tile(const tile& t) {
         const int wg = warp / 4 - 1;
-        if (L::producer_scales) { /* the rows' factors (powers of two: exact) */
-#pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-                fin[4 * j + 0] = __fmul_rn(fin[4 * j + 0], ref0);
-                fin[4 * j + 1] = __fmul_rn(fin[4 * j + 1], ref0);
-                fin[4 * j + 2] = __fmul_rn(fin[4 * j + 2], ref1);
-                fin[4 * j + 3] = __fmul_rn(fin[4 * j + 3], ref1);
-            }
-        }
         if (a.bias != nullptr) {
             const float b0 =
                 t.n0 + r0 < a.n ? mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + t.n0 + r0)
@@ -793,39 +720,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
         setmaxnreg_dec<kProducerRegs>();
-        producer<BN> pr{a, &tmap_w, &tmap_a, stages, tid, -1, -1};
-        tile t = {}, t_next = {};
+        producer<BN> pr{a, &tmap_w, &tmap_a, stages, tid, -1};
+        tile t = {};
         int c = 0, s = 0, phase = 0, tile_i = 0; /* chunk g's place, kept without divisions */
         /* row tid's scales of the chunk to issue and the next, loaded two chunks ahead inside a
          * tile (one chunk ahead left the loads' latency in the producer's path at BN <= 64) */
         uint32_t sc = 0, sc_next = 0;
-        /* BN = 128: the next tile, decoded a tile ahead, and its row's largest block scale,
-         * gathered one chunk per chunk of this tile, each load used an iteration later (read at
-         * the tile's start, the row's whole scale vector stalled the ring: NOTES, v9) */
-        int64_t next_row0 = -1;
-        int next_max = 0, next_j = 0;
-        uint32_t pend = 0, pend2 = 0;
         auto enter_tile = [&]() {
-            if (tile_i == 0) {
-                t = decode_tile<BN>(a, h, n_tiles, (int)blockIdx.x);
-            } else {
-                t = t_next;
-            }
-            pr.w_scale_0 = pr.row_scales(t);
+            t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + tile_i * gridDim.x);
+            pr.start_tile(t);
             if (L::producer_scales) {
-                const int m = tile_i == 0 ? pr.row_max(pr.w_scale_0, nc)
-                                          : max(next_max, max(max_byte(pend), max_byte(pend2)));
-                pr.ref = row_reference_ok(m) ? m : -1;
                 sc = load_chunk_scales(a, pr.w_scale_0, 0);
                 sc_next = nc > 1 ? load_chunk_scales(a, pr.w_scale_0, 1) : 0u;
-                next_max = 0, next_j = 0, pend = pend2 = 0;
-                next_row0 = -1;
-                if (tile_i + 1 < my_tiles) {
-                    t_next = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (tile_i + 1) * gridDim.x);
-                    next_row0 = pr.row_scales(t_next);
-                }
-            } else if (tile_i + 1 < my_tiles) {
-                t_next = decode_tile<BN>(a, h, n_tiles, blockIdx.x + (tile_i + 1) * gridDim.x);
             }
         };
         if (G > 0) {
@@ -836,17 +742,6 @@ __global__ void __launch_bounds__(kThreads, 1)
                 mbar_wait(&h.empty[s], phase ^ 1); /* chunk g - S released */
             }
             pr.issue(t, c, s, &h.full[s], sc);
-            if (L::producer_scales && next_row0 >= 0) {
-                if (c == 0) { /* the next tile's first two chunks in flight */
-                    pend = load_chunk_scales(a, next_row0, 0);
-                    pend2 = nc > 1 ? load_chunk_scales(a, next_row0, 1) : 0u;
-                    next_j = 2;
-                } else { /* chunk c - 1 in, chunk c moves up, chunk c + 1 starts */
-                    next_max = max(next_max, max_byte(pend));
-                    pend = pend2;
-                    pend2 = next_j < nc ? load_chunk_scales(a, next_row0, next_j++) : 0u;
-                }
-            }
             if (++c == nc) {
                 c = 0;
                 if (++tile_i < my_tiles) {
