@@ -39,9 +39,11 @@
  * ring and with three: four producer warps cannot convert what eight consumers do). What bounds
  * it now (NOTES, v9, knock-outs): two ceilings of about the same height. The copies alone (no
  * MMA, conversion, promotion or epilogue) take ~80 % of the kernel's time, the work alone (no
- * copies) ~95 %, so removing either part gains little. Measured and ruled out: L2 bandwidth,
- * ring depth (3-5 stages), how far ahead the producer loads its scales, converting the next
- * chunk during the MMAs, and promoting one half of the tile while the other half's MMAs run.
+ * copies) ~95 %, so removing either part gains little; and every instruction added to the
+ * producer's per-chunk path slows the whole kernel (three experiments), so that path is the
+ * copies' ceiling, not the bytes. Measured and ruled out: L2 bandwidth, ring depth (3-5
+ * stages), how far ahead the producer loads its scales, converting the next chunk during the
+ * MMAs, and promoting one half of the tile while the other half's MMAs run.
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
