@@ -10,6 +10,8 @@ HEADER = '''/*
  *
  * acc: N/2 floats per thread (m64nN F32 fragment); a: the A fragment (4 x 4 E4M3 bytes);
  * b_desc: shared-memory matrix descriptor of B; accumulate = 0 starts from zero (scale-d).
+ * mma_ss takes A from shared memory too: only a lab knock-out uses it
+ * (dev/cuda/sm90_knockouts.sh).
  */
 #ifndef MXMOE_CUDA_SM90_WGMMA_CUH
 #define MXMOE_CUDA_SM90_WGMMA_CUH
@@ -59,7 +61,8 @@ def main():
     for n in (16, 32, 64, 128):
         na = n // 2
         parts.append(BODY.format(
-            n=n, na=na, p=na + 5, p2=na + 2, da=na, db=na + 1, a0=na, a1=na + 1, a2=na + 2, a3=na + 3, desc=na + 4,
+            n=n, na=na, p=na + 5, a0=na, a1=na + 1, a2=na + 2, a3=na + 3, desc=na + 4,
+            p2=na + 2, da=na, db=na + 1,
             regs=", ".join(f"%{i}" for i in range(na)),
             cons=", ".join(f'"+f"(d[{i}])' for i in range(na))))
     parts.append("\n#endif /* MXMOE_CUDA_SM90_WGMMA_CUH */\n")

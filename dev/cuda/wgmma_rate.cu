@@ -8,7 +8,7 @@
  *           older while the newer runs
  *   mode 3: no waits inside the loop, one accumulator chain (the tensor cores' own ceiling)
  *   mode 4: as 0 with one FFMA an element (one of the two factors constant over the row)
- *   mode 6: as 0 with the kernel's ping-pong (the two warpgroups issue their chunks in turn)
+ *   mode 5: as 0 with the kernel's ping-pong (the two warpgroups issue their chunks in turn)
  * at N = 128 and 64 tokens (mode 2 at 64 only: at 128 the two accumulator sets and the tile's
  * accumulators exceed the registers). Build and run on the device (garbage values, timing only):
  *   nvcc -O3 -std=c++17 -arch=sm_90a -Isrc dev/cuda/wgmma_rate.cu -o /tmp/wgmma_rate && /tmp/wgmma_rate
@@ -74,7 +74,7 @@ template <int Mode, int N> __global__ void __launch_bounds__(256, 1) rate_kernel
                 fin[0] += acc0[0];
             }
         }
-    } else if (Mode == 6) { /* mode 0 with the kernel's ping-pong: the warpgroups issue in turn */
+    } else if (Mode == 5) { /* mode 0 with the kernel's ping-pong: the warpgroups issue in turn */
         const int wg = threadIdx.x / 128;
         for (int it = 0; it < kIters; it++) {
             if (wg == 1 || it > 0) {
@@ -150,7 +150,7 @@ int main() {
     run<1, 128>("one chunk in flight, wait for all", sms, sink);
     run<0, 128>("one chunk in flight, wait, promote", sms, sink);
     run<4, 128>("one chunk in flight, wait, promote by 1 FFMA", sms, sink);
-    run<6, 128>("one chunk in flight, promote, ping-pong", sms, sink);
+    run<5, 128>("one chunk in flight, promote, ping-pong", sms, sink);
     run<3, 64>("no waits (one accumulator chain)", sms, sink);
     run<1, 64>("one chunk in flight, wait for all", sms, sink);
     run<0, 64>("one chunk in flight, wait, promote", sms, sink);

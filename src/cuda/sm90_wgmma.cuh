@@ -6,6 +6,8 @@
  *
  * acc: N/2 floats per thread (m64nN F32 fragment); a: the A fragment (4 x 4 E4M3 bytes);
  * b_desc: shared-memory matrix descriptor of B; accumulate = 0 starts from zero (scale-d).
+ * mma_ss takes A from shared memory too: only a lab knock-out uses it
+ * (dev/cuda/sm90_knockouts.sh).
  */
 #ifndef MXMOE_CUDA_SM90_WGMMA_CUH
 #define MXMOE_CUDA_SM90_WGMMA_CUH
