@@ -1,5 +1,6 @@
 # Lab: A/B of the working tree against the files under dev/cuda/ab_old/ (same paths as in the
-# tree, e.g. dev/cuda/ab_old/src/cuda/grouped_gemm_sm90.cu), in one call on one card. build-gpu
+# tree, e.g. dev/cuda/ab_old/src/cuda/grouped_gemm_sm90.cu; dev/cuda/ab_prepare.sh REF fills it
+# from a git ref), in one call on one card. build-gpu
 # must hold the working tree's build (dev/cuda/smoke.sh); the old variant builds in /tmp/ab.
 # Runs the grouped op with the kernel in GEMM (default sm90) at TOKENS on each of SHAPES, old and
 # new in turn, ROUNDS times.
