@@ -1,19 +1,23 @@
-# Lab: fills dev/cuda/ab_old/ (what dev/cuda/ab.sh builds as "old") with REF's version of every
-# file under src/ and include/ that differs from the working tree, so a branch can be timed
-# against REF in one device call. Run here, before the device call; delete ab_old afterwards
-# (it is not ignored, so that the device copy carries it). A file the working tree added is
-# left in the old build too (ab.sh copies ab_old over the tree and cannot delete).
-#   bash dev/cuda/ab_prepare.sh main
+# Lab: REF's version of every file under src/, include/ and tests/ that differs from the
+# working tree, as an overlay: into dev/cuda/ab_old/ (what dev/cuda/ab.sh builds as "old"), or
+# with NAME into dev/cuda/variants/NAME/ (one of dev/cuda/ab_variants.sh's variants). Run here,
+# before the device call; delete the overlays afterwards (they are not ignored, so that the
+# device copy carries them). A file the working tree has and REF lacks stays in the variant
+# (an overlay cannot delete).
+#   bash dev/cuda/ab_prepare.sh main                 # the working tree (a branch) against main
+#   bash dev/cuda/ab_prepare.sh v10-weight-words v10 # working tree = main: v10 as a variant
 set -eu
-ref=${1:?usage: ab_prepare.sh REF}
+ref=${1:?usage: ab_prepare.sh REF [NAME]}
 cd "$(dirname "$0")/../.."
-rm -rf dev/cuda/ab_old
-git diff --name-only "$ref" -- src include | while read -r f; do
+dest=dev/cuda/ab_old
+[ $# -ge 2 ] && dest=dev/cuda/variants/$2
+rm -rf "$dest"
+git diff --name-only "$ref" -- src include tests | while read -r f; do
   if git cat-file -e "$ref:$f" 2>/dev/null; then
-    mkdir -p "dev/cuda/ab_old/$(dirname "$f")"
-    git show "$ref:$f" > "dev/cuda/ab_old/$f"
-    echo "old: $f ($ref)"
+    mkdir -p "$dest/$(dirname "$f")"
+    git show "$ref:$f" > "$dest/$f"
+    echo "$dest: $f ($ref)"
   else
-    echo "new only: $f (stays in the old build)"
+    echo "$dest: $f is not in $ref (stays as in the tree)"
   fi
 done
