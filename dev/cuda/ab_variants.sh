@@ -8,15 +8,19 @@
 set -u
 names="tree $(ls dev/cuda/variants 2>/dev/null | tr '\n' ' ')"
 targets="mxmoe_cli"; [ "${TESTS:-0}" = 1 ] && targets="mxmoe_cli test_cuda"
-for v in $names; do
+for v in $names; do # builds in parallel: one variant's build alone leaves most cores idle
   dir=/tmp/abv/$v
   rm -rf "$dir" && mkdir -p "$dir"
   tar --exclude='./build*' --exclude='./dev/cuda/variants' -cf - . | tar -C "$dir" -xf -
   [ "$v" != tree ] && cp -r "dev/cuda/variants/$v/." "$dir/"
   ( cd "$dir" && cmake -S . -B build -G Ninja -DMXMOE_WERROR=OFF -DCMAKE_BUILD_TYPE=Release \
       -DMXMOE_TESTS=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real > "$OUT/cfg-$v.log" 2>&1 &&
-    cmake --build build -j16 --target $targets > "$OUT/build-$v.log" 2>&1 ) ||
-    { echo "$v: build failed"; tail -20 "$OUT/build-$v.log"; }
+    cmake --build build -j8 --target $targets > "$OUT/build-$v.log" 2>&1 ) ||
+    { echo "$v: build failed"; tail -20 "$OUT/build-$v.log"; } &
+done
+wait
+for v in $names; do
+  dir=/tmp/abv/$v
   grep -E "spill stores [1-9]|C7514" "$OUT/build-$v.log" | head -3 | sed "s/^/$v: /"
   if [ "${TESTS:-0}" = 1 ] && [ -x "$dir/build/tests/test_cuda" ]; then
     timeout 150 "$dir/build/tests/test_cuda" --small > "$OUT/test-$v.log" 2>&1
