@@ -5,11 +5,14 @@
 # src/, include/ and tests/ that differs from the working tree), then delete dev/cuda/variants/.
 #   TESTS=1 SHAPES="gpt-oss-20b deepseek-v3" TOKENS=512,8192 bash dev/cuda/ab_variants.sh
 # TESTS=1 also builds and runs test_cuda --small per variant (its sm_90a cases included).
+# Copies and builds live in build-abv/ (ignored, so the device keeps them between calls while
+# the machine stays warm): BUILD=0 reuses them, e.g. tests in one call and timings in the next.
 set -u
 names="tree $(ls dev/cuda/variants 2>/dev/null | tr '\n' ' ')"
 targets="mxmoe_cli"; [ "${TESTS:-0}" = 1 ] && targets="mxmoe_cli test_cuda"
 for v in $names; do # builds in parallel: one variant's build alone leaves most cores idle
-  dir=/tmp/abv/$v
+  [ "${BUILD:-1}" = 1 ] || break
+  dir=build-abv/$v
   rm -rf "$dir" && mkdir -p "$dir"
   tar --exclude='./build*' --exclude='./dev/cuda/variants' -cf - . | tar -C "$dir" -xf -
   [ "$v" != tree ] && cp -r "dev/cuda/variants/$v/." "$dir/"
@@ -20,7 +23,8 @@ for v in $names; do # builds in parallel: one variant's build alone leaves most 
 done
 wait
 for v in $names; do
-  dir=/tmp/abv/$v
+  dir=build-abv/$v
+  [ -f "$OUT/build-$v.log" ] &&
   grep -E "spill stores [1-9]|C7514" "$OUT/build-$v.log" | head -3 | sed "s/^/$v: /"
   if [ "${TESTS:-0}" = 1 ] && [ -x "$dir/build/tests/test_cuda" ]; then
     timeout 150 "$dir/build/tests/test_cuda" --small > "$OUT/test-$v.log" 2>&1
@@ -31,8 +35,8 @@ done
 for round in $(seq "${ROUNDS:-1}"); do
   for shape in ${SHAPES:-gpt-oss-20b deepseek-v3}; do
     for v in $names; do
-      [ -x "/tmp/abv/$v/build/mxmoe" ] || continue
-      MXMOE_CUDA_GEMM=${GEMM:-sm90} timeout 120 "/tmp/abv/$v/build/mxmoe" bench --backend cuda \
+      [ -x "build-abv/$v/build/mxmoe" ] || continue
+      MXMOE_CUDA_GEMM=${GEMM:-sm90} timeout 120 "build-abv/$v/build/mxmoe" bench --backend cuda \
         --op "${OP:-grouped}" --shape "$shape" --tokens "${TOKENS:-512,8192}" \
         --budget-ms "${BUDGET_MS:-200}" | grep -E "^(grouped|layer) " |
         sed -E "s/^/$v /; s/\| +[0-9]+\/[0-9]+ experts.*//"
