@@ -33,7 +33,7 @@ for v in $names; do
   fi
 done
 for round in $(seq "${ROUNDS:-1}"); do
-  for shape in ${SHAPES:-gpt-oss-20b deepseek-v3}; do
+  for shape in ${SHAPES-gpt-oss-20b deepseek-v3}; do # SHAPES= : no timings
     for v in $names; do
       [ -x "build-abv/$v/build/mxmoe" ] || continue
       MXMOE_CUDA_GEMM=${GEMM:-sm90} timeout 120 "build-abv/$v/build/mxmoe" bench --backend cuda \
