@@ -24,12 +24,14 @@ struct gemm_args {
     mxmoe_dtype out_dtype;
     unsigned* errors;
     int check_offsets; /* the caller's offsets: validate them (MXMOE_DEVERR_OFFSETS) */
-    /* Hopper path: device scratch for the converted activations (NULL or too small: allocated
-     * stream-ordered per call; see mxmoe_grouped_gemm_sm90_scratch), and their views. */
+    /* Hopper path: device scratch for the converted activations and the weight-scale words
+     * (NULL or too small: allocated stream-ordered per call; see
+     * mxmoe_grouped_gemm_sm90_scratch), and their views. */
     uint8_t* scratch;
     size_t scratch_bytes;
     uint8_t* a_e4m3;
     float* a_factors;
+    uint32_t* w_words;
 };
 
 /* Issues the grouped GEMM on the fastest kernel that supports the arguments. */
@@ -40,7 +42,7 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args);
 bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx); /* once per context: device and binary */
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args);
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args);
-size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k);
+size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts, int64_t n);
 
 /* The few-tokens-per-expert kernel (grouped_gemm_skinny.cu), exact, sm_80+: linear activation
  * scales, 16-byte aligned packed operands, at most 1024 experts, K <= 24576. */

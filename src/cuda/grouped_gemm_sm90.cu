@@ -23,10 +23,16 @@
  * them once into E4M3 rows in the same permuted order (plus one FP32 factor per row and chunk),
  * so the GEMM's producer only copies them into the 128-byte swizzled layout wgmma reads.
  *
- * Work split. A CTA = one producer warpgroup (TMA boxes of packed weights and E4M3 activations,
- * the latter swizzled by the TMA itself; cp.async for the scale bytes and factors; all counted
- * on the stage's mbarrier) + two consumer warpgroups (64 weight rows each), hand-off through an
- * S-stage ring of mbarriers; results leave through a shared-memory slab as 16-byte row runs.
+ * Scales. Two passes before the GEMM take all scale work off its copy path: the activation
+ * prepass above writes one FP32 factor per row and chunk, and the weight-scale pass one word per
+ * weight row and chunk (the chunk's largest scale and each block's shift-table index) for the
+ * experts this call uses (one word per 64 packed weight bytes). Weights are static, so that
+ * pass could move to weight preparation, once per model load.
+ *
+ * Work split. A CTA = one producer thread (per chunk, four TMA boxes: packed weights, their
+ * words, E4M3 activations swizzled by the TMA itself, their factors; all counted on the stage's
+ * mbarrier) + two consumer warpgroups (64 weight rows each), hand-off through an S-stage ring
+ * of mbarriers; results leave through a shared-memory slab as 16-byte row runs.
  * Tiles (expert, 128 output columns, BN tokens) are enumerated per expert from the device
  * offsets (no host synchronisation) and distributed persistently over one CTA per SM;
  * consecutive tiles share weights so they meet in L2.
@@ -36,14 +42,11 @@
  * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass;
  * v7 = TMA and the staged epilogue; v8 = stmatrix epilogue, ping-pong, and at BN = 128 the
  * scale decode in the producer (converting the weights there too was measured slower, with one
- * ring and with three: four producer warps cannot convert what eight consumers do). What bounds
- * it now (NOTES, v9, knock-outs): two ceilings of about the same height. The copies alone (no
- * MMA, conversion, promotion or epilogue) take ~80 % of the kernel's time, the work alone (no
- * copies) ~95 %, so removing either part gains little; and every instruction added to the
- * producer's per-chunk path slows the whole kernel (three experiments), so that path is the
- * copies' ceiling, not the bytes. Measured and ruled out: L2 bandwidth, ring depth (3-5
- * stages), how far ahead the producer loads its scales, converting the next chunk during the
- * MMAs, and promoting one half of the tile while the other half's MMAs run.
+ * ring and with three: four producer warps cannot convert what eight consumers do). v9 found
+ * the producer's per-chunk path (its scale loads and decode, 128 cp.async, 257 arrivals a
+ * chunk) to be the copies' ceiling: every instruction added there slowed the whole kernel, and
+ * the copies alone took ~80 % of its time although L2 bandwidth, ring depth and load distance
+ * were ruled out. v10 = the weight-scale pass and the one-thread producer (NOTES, v10).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -54,11 +57,11 @@
 #include "cuda/sm90_wgmma.cuh"
 
 /* Lab knock-outs (dev/cuda/sm90_knockouts.sh; results wrong, timing only), bits: 1 no promotion,
- * 2 no weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy, 32 no activation copy,
- * 64 no activation-factor copy, 128 no result stores (the slab is still written), 256 the MMAs
- * with both operands from shared memory (A: rows of the activation tile). Bit 4 also drops the
- * MMAs: with nothing reading the accumulators ptxas removes them, so "MMA only" is bits 1 | 2
- * (the epilogue stays). */
+ * 2 no weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy (packed bytes and scale
+ * words), 32 no activation copy, 64 no activation-factor copy, 128 no result stores (the slab
+ * is still written), 256 the MMAs with both operands from shared memory (A: rows of the
+ * activation tile). Bit 4 also drops the MMAs: with nothing reading the accumulators ptxas
+ * removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
@@ -74,6 +77,7 @@ constexpr int kTileN = 128;   /* output columns (weight rows) per CTA: 2 consume
 constexpr int kThreads = 384; /* producer WG + 2 consumer WGs */
 constexpr int kShifts = 20;   /* E4M3 tables for shifts -13..6 (row 0: all round to 0) */
 constexpr int kMaxExperts = 1024;
+static_assert(kShifts <= 32, "a scale word holds each table index in 5 bits");
 
 /* Bytes of one converted activation row: K rounded up to whole 128-K chunks. */
 __host__ __device__ constexpr int64_t chunk_cols(int64_t k) {
@@ -84,18 +88,18 @@ __host__ __device__ constexpr int round_up(int x, int m) {
     return (x + m - 1) / m * m;
 }
 
-/* Shared-memory layout of one pipeline stage for BN tokens per tile. */
+/* Bytes of one chunk's row of scale words or activation factors (4 bytes an entry): whole 16
+ * bytes, as a TMA tensor's row pitch must be. */
+__host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
+    return (entries + 3) / 4 * 16;
+}
+
+/* Shared-memory layout of one pipeline stage for BN tokens per tile: four TMA boxes. */
 template <int BN> struct stage_layout {
-    static constexpr int b_tile = 0;                /* BN x 128 E4M3, swizzled */
-    static constexpr int w_raw = b_tile + BN * 128; /* 128 rows x 64 packed bytes */
-    /* BN = 128: the producer prepares each row's chunk factor and shift-table indices (the
-     * consumers are the bottleneck there); smaller tiles: the consumers read the scale windows
-     * (there the producer is, and the preparation measured 5-20 % slower). */
-    static constexpr bool producer_scales = BN >= 128;
-    static constexpr int w_scale = w_raw + kTileN * 64; /* 128 rows x two 16-byte windows */
-    static constexpr int w_factor = w_scale + (producer_scales ? 0 : kTileN * 32);
-    static constexpr int w_tabs = w_factor + (producer_scales ? kTileN * 4 : 0);
-    static constexpr int a_factor = w_tabs + (producer_scales ? kTileN * 4 : 0);
+    static constexpr int b_tile = 0;                      /* BN x 128 E4M3, swizzled */
+    static constexpr int w_raw = b_tile + BN * 128;       /* 128 rows x 64 packed bytes */
+    static constexpr int w_words = w_raw + kTileN * 64;   /* 128 rows' scale words */
+    static constexpr int a_factor = w_words + kTileN * 4; /* BN FP32 factors */
     static constexpr int bytes = round_up(a_factor + BN * 4, 1024);
 #ifdef MXMOE_SM90_STAGES /* lab: ring depth override */
     static constexpr int stages = MXMOE_SM90_STAGES;
@@ -107,7 +111,9 @@ template <int BN> struct stage_layout {
 /* Header of the dynamic shared memory, before the stages. */
 struct smem_header {
     uint64_t full[10], empty[10];
-    uint2 table[kShifts]; /* E4M3 bytes of the 8 E2M1 magnitudes times 2^(i - 13) */
+    /* E4M3 bytes of the 8 E2M1 magnitudes times 2^(i - 13); entries kShifts..31 zero, so that
+     * any 5-bit index stays inside (rows past the tile may hold words nobody wrote) */
+    uint2 table[32];
     int tile_prefix[kMaxExperts + 1];
 };
 
@@ -125,6 +131,14 @@ template <int BN> constexpr int smem_bytes() {
 static_assert(smem_bytes<16>() <= 227 * 1024 && smem_bytes<32>() <= 227 * 1024 &&
                   smem_bytes<64>() <= 227 * 1024 && smem_bytes<128>() <= 227 * 1024,
               "the sm_90 GEMM's shared memory exceeds a CTA's 227 KB");
+
+/* The tensor maps of the four operands a stage holds. */
+struct operand_maps {
+    CUtensorMap a;       /* E4M3 activations [rows, chunk_cols(K) bytes], 128-byte swizzled */
+    CUtensorMap w;       /* packed weights [E*N rows, K/2 bytes] */
+    CUtensorMap words;   /* weight-scale words [chunks, E*N] */
+    CUtensorMap factors; /* activation factors [chunks, rows] */
+};
 
 /* Device code below is compiled for the host pass and sm_90a only (sm_80 gets an empty kernel). */
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -166,17 +180,6 @@ template <bool High> __device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint
     return mag | (sign & 0x80808080u);
 }
 
-/* The 4 scale bytes of one row's chunk, from its 16-byte-aligned window(s) in shared memory;
- * blocks past K are masked to scale byte 0 (their elements are zero-filled). */
-__device__ __forceinline__ uint32_t chunk_scales(const uint8_t* window, int64_t offset,
-                                                 int valid_blocks) {
-    const uint32_t* w = reinterpret_cast<const uint32_t*>(window);
-    const int o = (int)(offset & 15);
-    uint32_t lo = w[o >> 2], hi = (o >> 2) < 7 ? w[(o >> 2) + 1] : 0u;
-    uint32_t s = __funnelshift_r(lo, hi, 8 * (o & 3));
-    return valid_blocks >= 4 ? s : s & ((1u << (8 * valid_blocks)) - 1u);
-}
-
 /* The largest of the four bytes (integer max: __vmaxu4 is emulated on sm_90, ~10 instructions). */
 __device__ __forceinline__ int max_byte(uint32_t s) {
     const int lo = max((int)(s & 0xFFu), (int)((s >> 8) & 0xFFu));
@@ -191,10 +194,22 @@ __device__ __forceinline__ float chunk_factor(int smax) {
                        : __int_as_float(smax >= 7 ? (smax - 6) << 23 : 1 << (smax + 16));
 }
 
+/* A weight row's chunk as the consumers need it, one word (the weight-scale pass writes it):
+ * bits 24..31 the chunk's largest scale smax, bits 5q..5q+4 the shift table of block q
+ * (s_q - smax + 6 + 13, 0 where the block lies more than 19 binades down: all zeros). */
+__device__ __forceinline__ uint32_t chunk_word(uint32_t sc) {
+    const int smax = max_byte(sc);
+    uint32_t word = (uint32_t)smax << 24;
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int i = (int)((sc >> (8 * q)) & 0xFF) - smax + 6 + 13;
+        word |= (uint32_t)(i < 0 ? 0 : i) << (5 * q);
+    }
+    return word;
+}
 
-__device__ __forceinline__ uint2 shift_table(const smem_header& h, int s, int smax) {
-    int i = s - smax + 6 + 13;
-    return h.table[i < 0 ? 0 : i];
+__device__ __forceinline__ uint2 word_table(const smem_header& h, uint32_t word, int q) {
+    return h.table[(word >> (5 * q)) & 31];
 }
 
 /* One tile: expert, its output columns [n0, n0 + 128) and token rows [row_begin, row_end). */
@@ -237,20 +252,6 @@ __device__ __forceinline__ int64_t w_scale_chunk_stride(const gemm_args& a) {
     return a.w_swizzled ? 512 : 4;
 }
 
-/* Copies the 16-byte window(s) holding scale bytes [offset, offset + 4) of a buffer of
- * `numel` bytes (the tail past numel is zero-filled, never read). */
-__device__ __forceinline__ void copy_scale_window(uint8_t* dst, const uint8_t* base, int64_t offset,
-                                                  int64_t numel) {
-    const int64_t aligned = offset & ~(int64_t)15;
-    int64_t left = numel - aligned;
-    cp_async16(dst, base + aligned, (uint32_t)(left >= 16 ? 16 : (left > 0 ? left : 0)));
-    if ((offset & 15) > 12) {
-        left -= 16;
-        cp_async16(dst + 16, base + aligned + 16,
-                   (uint32_t)(left >= 16 ? 16 : (left > 0 ? left : 0)));
-    }
-}
-
 /* 4 bytes at the 4-aligned offset `off` of a buffer of `numel` bytes (bytes past it read 0). */
 __device__ __forceinline__ uint32_t load_u32(const uint8_t* base, int64_t off, int64_t numel) {
     if (off + 4 <= numel) {
@@ -279,65 +280,30 @@ __device__ __forceinline__ uint32_t load_chunk_scales(const gemm_args& a, int64_
     return valid >= 4 ? s : s & ((1u << (8 * valid)) - 1u);
 }
 
-template <int BN> struct producer {
+/* Starts the copies of chunk c of tile t into stage `st` (one thread): 128 weight rows x 64
+ * packed bytes, BN activation rows x 128 E4M3 bytes (swizzled by the TMA as wgmma reads them),
+ * the 128 rows' scale words and the BN rows' factors, all counted on the stage's full barrier.
+ * Rows past the tile (the next expert's, or zeros past the tensor) only feed outputs the
+ * epilogue skips. */
+template <int BN>
+__device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& t, int64_t n, int c,
+                                             uint8_t* st, uint64_t* full) {
     using L = stage_layout<BN>;
-    const gemm_args& a;
-    const CUtensorMap* tmap_w; /* packed weights [E*N rows, K/2 bytes] */
-    const CUtensorMap* tmap_a; /* E4M3 activations [rows, chunk_cols(K) bytes] */
-    uint8_t* stages;
-    int p;             /* 0..127 */
-    int64_t w_scale_0; /* scale offset of weight row p, chunk 0, in the current tile */
-
-    __device__ void start_tile(const tile& t) {
-        w_scale_0 = t.n0 + p < a.n ? w_scale_offset(a, t.expert, t.n0 + p, 0) : -1;
+    const int w_row = (int)(t.expert * n + t.n0), a_row = (int)t.row_begin;
+    mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : kTileN * 64 + kTileN * 4) +
+                                    ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
+                                    ((MXMOE_SM90_LAB & 64) ? 0 : BN * 4));
+    if (!(MXMOE_SM90_LAB & 16)) {
+        tma_load_2d(st + L::w_raw, &m.w, c * 64, w_row, full);
+        tma_load_2d(st + L::w_words, &m.words, w_row, c, full);
     }
-
-    /* Starts the copies of chunk c of tile t into stage s. Thread 0 issues the two TMA boxes
-     * (128 weight rows x 64 packed bytes; BN activation rows x 128 E4M3 bytes, swizzled as wgmma
-     * reads them) and adds their bytes to the stage's full barrier; every thread then copies one
-     * activation factor with cp.async, and either its row's 16-byte scale window (the consumers
-     * decode it) or, at BN = 128, from its row's chunk scales `sc` (loaded two chunks ahead)
-     * the row's reference factor and the four shift-table indices the consumers need. Rows past
-     * the tile (the next expert's, or zeros past the tensor) only feed outputs the epilogue
-     * skips. */
-    __device__ void issue(const tile& t, int c, int s, uint64_t* full, uint32_t sc) {
-        uint8_t* st = stages + s * L::bytes;
-        if (L::producer_scales) {
-            const int smax = max_byte(sc);
-            uint32_t tabs = 0;
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int i = (int)((sc >> (8 * q)) & 0xFF) - smax + 6 + 13;
-                tabs |= (uint32_t)(i < 0 ? 0 : i) << (8 * q);
-            }
-            reinterpret_cast<float*>(st + L::w_factor)[p] = chunk_factor(smax);
-            reinterpret_cast<uint32_t*>(st + L::w_tabs)[p] = tabs;
-        } else if (w_scale_0 >= 0) {
-            copy_scale_window(st + L::w_scale + p * 32, a.w_scales,
-                              w_scale_0 + (int64_t)c * w_scale_chunk_stride(a), a.w_scales_numel);
-        }
-        if (p == 0) {
-            mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : kTileN * 64) +
-                                            ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk));
-            if (!(MXMOE_SM90_LAB & 16)) {
-                tma_load_2d(st + L::w_raw, tmap_w, c * 64, (int)(t.expert * a.n + t.n0), full);
-            }
-            if (!(MXMOE_SM90_LAB & 32)) {
-                tma_load_2d(st + L::b_tile, tmap_a, c * kChunk, (int)t.row_begin, full);
-            }
-        }
-        if (p < BN && !(MXMOE_SM90_LAB & 64)) {
-            const int64_t r = t.row_begin + p;
-            const bool ok = r < a.rows;
-            cp_async4(st + L::a_factor + p * 4,
-                      ok ? a.a_factors + (int64_t)c * a.rows + r : a.a_factors, ok ? 4 : 0);
-        }
-        cp_async_arrive(full);
-        if (L::producer_scales) {
-            mbar_arrive(full); /* the factor and indices above */
-        }
+    if (!(MXMOE_SM90_LAB & 32)) {
+        tma_load_2d(st + L::b_tile, &m.a, c * kChunk, a_row, full);
     }
-};
+    if (!(MXMOE_SM90_LAB & 64)) {
+        tma_load_2d(st + L::a_factor, &m.factors, a_row, c, full);
+    }
+}
 
 /* What a consumer keeps about a chunk between issuing its MMAs and promoting them. */
 struct chunk_state {
@@ -355,7 +321,6 @@ template <int BN> struct consumer {
     uint8_t* stages;
     uint8_t* epilogue; /* two warpgroup slabs of BN x (64 x 4 + 16) bytes */
     int n_tiles, nc, warp, lane, q, r0, r1;
-    int64_t w_stride, w_off0, w_off1; /* scale offsets of rows r0, r1 at chunk 0 of the tile */
     tile t;
     int next_c = 0, next_s = 0, next_phase = 0, next_tile = 0; /* the next chunk's place */
     float fin[NA];                                             /* the tile's FP32 accumulators */
@@ -366,8 +331,6 @@ template <int BN> struct consumer {
           n_tiles(n_tiles_), nc(nc_), warp(warp_), lane(lane_), q(lane_ & 3) {
         r0 = 64 * (warp / 4 - 1) + 16 * (warp % 4) + lane / 4;
         r1 = r0 + 8;
-        w_stride = w_scale_chunk_stride(a);
-        w_off0 = w_off1 = 0;
         t = tile{};
 #pragma unroll
         for (int i = 0; i < NA; i++) {
@@ -382,10 +345,6 @@ template <int BN> struct consumer {
         const int c = next_c, s = next_s;
         if (c == 0) {
             t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + next_tile * gridDim.x);
-            if (!L::producer_scales) {
-                w_off0 = t.n0 + r0 < a.n ? w_scale_offset(a, t.expert, t.n0 + r0, 0) : 0;
-                w_off1 = t.n0 + r1 < a.n ? w_scale_offset(a, t.expert, t.n0 + r1, 0) : 0;
-            }
         }
         cs.t = t;
         cs.s = s;
@@ -398,26 +357,11 @@ template <int BN> struct consumer {
         if (++next_s == S) {
             next_s = 0, next_phase ^= 1;
         }
-        uint2 tab0, tab1;
-        if (L::producer_scales) {
-            const float* wf = reinterpret_cast<const float*>(st + L::w_factor);
-            const uint32_t* wt = reinterpret_cast<const uint32_t*>(st + L::w_tabs);
-            cs.f0 = wf[r0];
-            cs.f1 = wf[r1];
-            tab0 = h.table[(wt[r0] >> (8 * q)) & 0xFF];
-            tab1 = h.table[(wt[r1] >> (8 * q)) & 0xFF];
-        } else {
-            const int valid = (int)min((int64_t)4, a.k / 32 - 4 * (int64_t)c);
-            const uint32_t sc0 =
-                chunk_scales(st + L::w_scale + r0 * 32, w_off0 + c * w_stride, valid);
-            const uint32_t sc1 =
-                chunk_scales(st + L::w_scale + r1 * 32, w_off1 + c * w_stride, valid);
-            const int smax0 = max_byte(sc0), smax1 = max_byte(sc1);
-            cs.f0 = chunk_factor(smax0);
-            cs.f1 = chunk_factor(smax1);
-            tab0 = shift_table(h, (int)((sc0 >> (8 * q)) & 0xFF), smax0);
-            tab1 = shift_table(h, (int)((sc1 >> (8 * q)) & 0xFF), smax1);
-        }
+        const uint32_t* words = reinterpret_cast<const uint32_t*>(st + L::w_words);
+        const uint32_t word0 = words[r0], word1 = words[r1];
+        cs.f0 = chunk_factor((int)(word0 >> 24));
+        cs.f1 = chunk_factor((int)(word1 >> 24));
+        const uint2 tab0 = word_table(h, word0, q), tab1 = word_table(h, word1, q);
         const uint4 x0 = *reinterpret_cast<const uint4*>(st + L::w_raw + r0 * 64 + q * 16);
         const uint4 x1 = *reinterpret_cast<const uint4*>(st + L::w_raw + r1 * 64 + q * 16);
         const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
@@ -599,10 +543,11 @@ template <int BN> struct consumer {
 
 /* The prepass: MXFP4 activations -> E4M3 rows [rows, chunk_cols(K)] in the GEMM's permuted K
  * order (16-byte unit u = 2k + half of a chunk = word k, half `half` of blocks 0..3) and the
- * factors [K/128 chunks, rows]. A block per row at a time, a thread per word k of a chunk's four
- * blocks (its two 16-byte output units; a warp's stores cover 1 KB contiguously), the chunk's
- * scales as one word where rows keep them 4-aligned. (One thread per chunk wrote 128-byte runs
- * with 16-byte stores 128 bytes apart and ran at a third of the copy rate.) */
+ * factors [K/128 chunks, rows] (rows word_pitch(rows) bytes apart). A block per row at a time,
+ * a thread per word k of a chunk's four blocks (its two 16-byte output units; a warp's stores
+ * cover 1 KB contiguously), the chunk's scales as one word where rows keep them 4-aligned. (One
+ * thread per chunk wrote 128-byte runs with 16-byte stores 128 bytes apart and ran at a third of
+ * the copy rate.) */
 __global__ void act_e4m3_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
@@ -654,8 +599,36 @@ __global__ void act_e4m3_kernel(gemm_args a) {
             dst[1] = make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
                                 e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
             if (k == 0) {
-                a.a_factors[c * a.rows + r] = chunk_factor(smax);
+                a.a_factors[c * (word_pitch(a.rows) / 4) + r] = chunk_factor(smax);
             }
+        }
+    }
+#else
+    (void)a;
+#endif
+}
+
+/* The weight-scale pass: w_words[c][e * N + n] = chunk_word of row n of expert e, chunk c (rows
+ * word_pitch(E * N) bytes apart), for the experts that have rows in this call (the others'
+ * words only reach outputs the GEMM skips). A thread per weight row, chunk by chunk: each
+ * chunk's stores are coalesced, each row's scale bytes are read in order. The GEMM's consumers
+ * decode a word with a shift and a table load; in v9 the GEMM's producer decoded the scales per
+ * chunk, on the path that set the kernel's pace. */
+__global__ void weight_words_kernel(gemm_args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    const int64_t en = a.num_experts * a.n, pitch = word_pitch(en) / 4;
+    const int nc = (int)((a.k + kChunk - 1) / kChunk);
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < en;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t e = i / a.n;
+        int64_t b, end;
+        expert_rows(a.offsets, e, a.rows, &b, &end);
+        if (b == end) {
+            continue;
+        }
+        const int64_t row0 = w_scale_offset(a, e, i - e * a.n, 0);
+        for (int c = 0; c < nc; c++) {
+            a.w_words[c * pitch + i] = chunk_word(load_chunk_scales(a, row0, c));
         }
     }
 #else
@@ -665,8 +638,7 @@ __global__ void act_e4m3_kernel(gemm_args a) {
 
 template <int BN>
 __global__ void __launch_bounds__(kThreads, 1)
-    grouped_gemm_sm90_kernel(gemm_args a, const __grid_constant__ CUtensorMap tmap_a,
-                             const __grid_constant__ CUtensorMap tmap_w) {
+    grouped_gemm_sm90_kernel(gemm_args a, const __grid_constant__ operand_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, and never launched there */
     using L = stage_layout<BN>;
     constexpr int S = L::stages;
@@ -703,13 +675,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
     } else if (warp == 1) {
         if (lane < S) {
-            /* the TMA's expect_tx + 128 cp.async arrivals (+ 128 producer arrivals) */
-            mbar_init(&h.full[lane], 1 + 128 + (L::producer_scales ? 128 : 0));
+            mbar_init(&h.full[lane], 1); /* the producer's expect_tx; the TMA's bytes */
             mbar_init(&h.empty[lane], 8);
         }
-    } else if (tid >= 64 && tid < 64 + kShifts * 8) {
+    } else if (tid >= 64 && tid < 64 + 32 * 8) {
         const int i = (tid - 64) / 8, m = (tid - 64) % 8;
-        reinterpret_cast<uint8_t*>(h.table)[i * 8 + m] = e4m3_of(e2m1_magnitude(m), i - 13);
+        reinterpret_cast<uint8_t*>(h.table)[i * 8 + m] =
+            i < kShifts ? e4m3_of(e2m1_magnitude(m), i - 13) : 0;
     }
     __syncthreads();
 
@@ -722,44 +694,29 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
         setmaxnreg_dec<kProducerRegs>();
-        producer<BN> pr{a, &tmap_w, &tmap_a, stages, tid, -1};
+        if (tid != 0) {
+            return;
+        }
+        /* One thread: the stage's four boxes are all there is to a chunk, so the ring is fed as
+         * fast as the TMA and the empty barriers allow. (Four warps decoding each row's scales
+         * and copying factors per chunk, before the weight-scale pass, set the kernel's pace.) */
         tile t = {};
         int c = 0, s = 0, phase = 0, tile_i = 0; /* chunk g's place, kept without divisions */
-        /* row tid's scales of the chunk to issue and the next, loaded two chunks ahead inside a
-         * tile (one chunk ahead left the loads' latency in the producer's path at BN <= 64) */
-        uint32_t sc = 0, sc_next = 0;
-        auto enter_tile = [&]() {
-            t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + tile_i * gridDim.x);
-            pr.start_tile(t);
-            if (L::producer_scales) {
-                sc = load_chunk_scales(a, pr.w_scale_0, 0);
-                sc_next = nc > 1 ? load_chunk_scales(a, pr.w_scale_0, 1) : 0u;
-            }
-        };
-        if (G > 0) {
-            enter_tile();
-        }
         for (int g = 0; g < G; g++) {
+            if (c == 0) {
+                t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + tile_i * gridDim.x);
+            }
             if (g >= S) {
                 mbar_wait(&h.empty[s], phase ^ 1); /* chunk g - S released */
             }
-            pr.issue(t, c, s, &h.full[s], sc);
+            issue_copies<BN>(maps, t, a.n, c, stages + s * L::bytes, &h.full[s]);
             if (++c == nc) {
-                c = 0;
-                if (++tile_i < my_tiles) {
-                    enter_tile();
-                }
-            } else {
-                sc = sc_next;
-                sc_next = L::producer_scales && c + 1 < nc
-                              ? load_chunk_scales(a, pr.w_scale_0, c + 1)
-                              : 0u;
+                c = 0, tile_i++;
             }
             if (++s == S) {
                 s = 0, phase ^= 1;
             }
         }
-        cp_async_wait_all();
         return;
     }
 
@@ -780,19 +737,22 @@ __global__ void __launch_bounds__(kThreads, 1)
         cs.finish(st, acc);
     }
 #else
-    (void)a, (void)tmap_a, (void)tmap_w;
+    (void)a, (void)maps;
 #endif
 }
 
-/* A 2-D byte tensor map: `outer` rows of `inner` bytes, boxes of box_outer x box_inner bytes. */
-bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, uint64_t inner, uint64_t outer,
-                uint32_t box_inner, uint32_t box_outer, bool swizzle_128) {
+/* A 2-D tensor map of bytes (`words` false) or of 4-byte words: `outer` rows of `inner` entries,
+ * `pitch` bytes apart; boxes of box_outer x box_inner entries. */
+bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, bool words, uint64_t inner,
+                uint64_t outer, uint64_t pitch, uint32_t box_inner, uint32_t box_outer,
+                bool swizzle_128) {
     auto encode =
         reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(cuda_state(ctx)->encode_tensor_map);
-    const cuuint64_t dims[2] = {inner, outer}, strides[1] = {inner};
+    const cuuint64_t dims[2] = {inner, outer}, strides[1] = {pitch};
     const cuuint32_t box[2] = {box_inner, box_outer}, element_strides[2] = {1, 1};
-    return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(base), dims, strides,
-                  box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+    return encode(map, words ? CU_TENSOR_MAP_DATA_TYPE_UINT32 : CU_TENSOR_MAP_DATA_TYPE_UINT8, 2,
+                  const_cast<void*>(base), dims, strides, box, element_strides,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE,
                   swizzle_128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
@@ -805,14 +765,19 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     const int64_t bound = ((args->rows + BN - 1) / BN + args->num_experts) * n_tiles;
     const int64_t sms = cuda_state(ctx)->sm_count;
     const unsigned grid = (unsigned)(bound < sms ? bound : sms);
-    CUtensorMap tmap_a, tmap_w;
-    MXMOE_RETURN_IF(!encode_map(ctx, &tmap_a, args->a_e4m3, (uint64_t)chunk_cols(args->k),
-                                (uint64_t)args->rows, kChunk, BN, true) ||
-                        !encode_map(ctx, &tmap_w, args->w_packed, (uint64_t)(args->k / 2),
-                                    (uint64_t)(args->num_experts * args->n), 64, kTileN, false),
+    const uint64_t rows = (uint64_t)args->rows, en = (uint64_t)(args->num_experts * args->n);
+    const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
+    operand_maps m;
+    MXMOE_RETURN_IF(!encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, true) ||
+                        !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
+                                    (uint64_t)(args->k / 2), 64, kTileN, false) ||
+                        !encode_map(ctx, &m.words, args->w_words, true, en, nc, word_pitch(en),
+                                    kTileN, 1, false) ||
+                        !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc,
+                                    word_pitch(rows), BN, 1, false),
                     ctx, MXMOE_ERR_BACKEND,
                     "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
-    kernel<<<grid, kThreads, bytes, cuda_stream(ctx)>>>(*args, tmap_a, tmap_w);
+    kernel<<<grid, kThreads, bytes, cuda_stream(ctx)>>>(*args, m);
     MXMOE_CUDA_LAUNCHED(ctx);
     return MXMOE_OK;
 }
@@ -859,9 +824,31 @@ bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
                0;
 }
 
-size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k) {
-    const int64_t nc = (k + kChunk - 1) / kChunk;
-    return (size_t)(rows * chunk_cols(k)) + 256 + (size_t)(nc * rows) * sizeof(float);
+/* Scratch: E4M3 activations, their factors, the weight-scale words; each 256-byte aligned.
+ * total = SIZE_MAX where a size overflows (the workspace layout then reports it). */
+namespace {
+struct scratch_layout {
+    size_t factors, words, total;
+};
+scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
+    const int64_t nc = (k + kChunk - 1) / kChunk, limit = INT64_MAX / 4;
+    int64_t act = 0, fac = 0, en = 0, words = 0;
+    scratch_layout l = {0, 0, SIZE_MAX};
+    if (k < 0 || k > limit || rows > limit || !mxmoe_mul_i64(rows, chunk_cols(k), &act) ||
+        !mxmoe_mul_i64(nc, word_pitch(rows), &fac) || !mxmoe_mul_i64(experts, n, &en) ||
+        en > limit || !mxmoe_mul_i64(nc, word_pitch(en), &words) || act > limit || fac > limit ||
+        words > limit) {
+        return l;
+    }
+    l.factors = (size_t)(act + 255) / 256 * 256;
+    l.words = l.factors + (size_t)(fac + 255) / 256 * 256;
+    l.total = l.words + (size_t)words;
+    return l;
+}
+} // namespace
+
+size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts, int64_t n) {
+    return scratch_of(rows, k, experts, n).total;
 }
 
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in) {
@@ -870,7 +857,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     }
     gemm_args args = *in;
     /* The converted activations: in the caller's workspace, else stream-ordered scratch. */
-    const size_t need = mxmoe_grouped_gemm_sm90_scratch(args.rows, args.k);
+    const scratch_layout lay = scratch_of(args.rows, args.k, args.num_experts, args.n);
+    const size_t need = lay.total;
     void* owned = nullptr;
     uint8_t* scratch = args.scratch;
     if (scratch == nullptr || args.scratch_bytes < need) {
@@ -879,12 +867,15 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
         scratch = static_cast<uint8_t*>(owned);
     }
     args.a_e4m3 = scratch;
-    args.a_factors = reinterpret_cast<float*>(
-        scratch + ((size_t)(args.rows * chunk_cols(args.k)) + 255) / 256 * 256);
+    args.a_factors = reinterpret_cast<float*>(scratch + lay.factors);
+    args.w_words = reinterpret_cast<uint32_t*>(scratch + lay.words);
     const int64_t items = (args.k + kChunk - 1) / kChunk * 4; /* 32-byte outputs per row */
     const int threads = (int)(items < 512 ? (items + 31) / 32 * 32 : 512);
     act_e4m3_kernel<<<grid_for(ctx, args.rows * threads, threads), threads, 0, cuda_stream(ctx)>>>(
         args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    const int64_t weight_rows = args.num_experts * args.n;
+    weight_words_kernel<<<grid_for(ctx, weight_rows, 256), 256, 0, cuda_stream(ctx)>>>(args);
     MXMOE_CUDA_LAUNCHED(ctx);
 
     /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device). */

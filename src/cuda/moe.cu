@@ -39,15 +39,20 @@ __global__ void reduce_kernel(const float* c3, const int32_t* row_of, const floa
     }
 }
 
+/* The Hopper GEMMs' scratch: the larger of GEMM-1's (K = hidden, N = n13) and GEMM-2's. */
+size_t gemm_scratch(int64_t experts, int64_t pairs, int64_t hidden, int64_t n13, int64_t inter) {
+    const size_t g1 = mxmoe_grouped_gemm_sm90_scratch(pairs, hidden, experts, n13);
+    const size_t g2 = mxmoe_grouped_gemm_sm90_scratch(pairs, inter, experts, hidden);
+    return g1 > g2 ? g1 : g2;
+}
+
 bool layout(const mxmoe_moe_params* p, int64_t tokens, int64_t top_k, int64_t hidden, int64_t inter,
             mxmoe_moe_workspace* L) {
     int64_t n13 = mxmoe_activation_is_gated(p->act.activation) ? 2 * inter : inter;
     int64_t pairs;
-    /* scratch: the Hopper GEMM's converted activations (the larger of the two GEMMs) */
     return mxmoe_mul_i64(tokens, top_k, &pairs) && pairs <= INT32_MAX &&
-           mxmoe_moe_workspace_layout(
-               p->num_experts, pairs, hidden, n13, inter, 0,
-               mxmoe_grouped_gemm_sm90_scratch(pairs, hidden > inter ? hidden : inter), L);
+           mxmoe_moe_workspace_layout(p->num_experts, pairs, hidden, n13, inter, 0,
+                                      gemm_scratch(p->num_experts, pairs, hidden, n13, inter), L);
 }
 
 } // namespace
@@ -147,7 +152,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     g1.out_dtype = MXMOE_F32;
     g1.errors = errors;
     g1.scratch = reinterpret_cast<uint8_t*>(ws + L.scratch);
-    g1.scratch_bytes = mxmoe_grouped_gemm_sm90_scratch(pairs, H > I ? H : I);
+    g1.scratch_bytes = gemm_scratch(E, pairs, H, n13, I);
     MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g1));
 
     /* 4. activation, rounded to act_dtype, requantized */
