@@ -101,6 +101,9 @@ template <int BN> struct stage_layout {
     static constexpr int w_words = w_raw + kTileN * 64;   /* 128 rows' scale words */
     static constexpr int a_factor = w_words + kTileN * 4; /* BN FP32 factors */
     static constexpr int bytes = round_up(a_factor + BN * 4, 1024);
+    /* TMA writes shared memory at 128-byte aligned addresses only (the swizzled tile: 1024) */
+    static_assert(w_raw % 128 == 0 && w_words % 128 == 0 && a_factor % 128 == 0,
+                  "a stage's TMA boxes must start 128-byte aligned");
 #ifdef MXMOE_SM90_STAGES /* lab: ring depth override */
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
