@@ -100,7 +100,8 @@ template <int BN> struct stage_layout {
     static constexpr int w_raw = b_tile + BN * 128;       /* 128 rows x 64 packed bytes */
     static constexpr int w_words = w_raw + kTileN * 64;   /* 128 rows' scale words */
     static constexpr int a_factor = w_words + kTileN * 4; /* BN FP32 factors */
-    static constexpr int bytes = round_up(a_factor + BN * 4, 1024);
+    static constexpr int tile_at = a_factor + BN * 4;     /* the tile, at its first chunk */
+    static constexpr int bytes = round_up(tile_at + 32, 1024);
     /* TMA writes shared memory at 128-byte aligned addresses only (the swizzled tile: 1024) */
     static_assert(w_raw % 128 == 0 && w_words % 128 == 0 && a_factor % 128 == 0,
                   "a stage's TMA boxes must start 128-byte aligned");
@@ -323,15 +324,15 @@ template <int BN> struct consumer {
     const smem_header& h;
     uint8_t* stages;
     uint8_t* epilogue; /* two warpgroup slabs of BN x (64 x 4 + 16) bytes */
-    int n_tiles, nc, warp, lane, q, r0, r1;
+    int nc, warp, lane, q, r0, r1;
     tile t;
-    int next_c = 0, next_s = 0, next_phase = 0, next_tile = 0; /* the next chunk's place */
-    float fin[NA];                                             /* the tile's FP32 accumulators */
+    int next_c = 0, next_s = 0, next_phase = 0; /* the next chunk's place */
+    float fin[NA];                              /* the tile's FP32 accumulators */
 
-    __device__ consumer(const gemm_args& a_, const smem_header& h_, uint8_t* stages_, int n_tiles_,
-                        int nc_, int warp_, int lane_)
-        : a(a_), h(h_), stages(stages_), epilogue(stages_ + L::stages * L::bytes),
-          n_tiles(n_tiles_), nc(nc_), warp(warp_), lane(lane_), q(lane_ & 3) {
+    __device__ consumer(const gemm_args& a_, const smem_header& h_, uint8_t* stages_, int nc_,
+                        int warp_, int lane_)
+        : a(a_), h(h_), stages(stages_), epilogue(stages_ + L::stages * L::bytes), nc(nc_),
+          warp(warp_), lane(lane_), q(lane_ & 3) {
         r0 = 64 * (warp / 4 - 1) + 16 * (warp % 4) + lane / 4;
         r1 = r0 + 8;
         t = tile{};
@@ -346,16 +347,16 @@ template <int BN> struct consumer {
     __device__ __forceinline__ void issue(float (&acc)[NA], uint32_t (&frag)[4][4], chunk_state& cs,
                                           int g, int G) {
         const int c = next_c, s = next_s;
-        if (c == 0) {
-            t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + next_tile * gridDim.x);
+        uint8_t* st = stages + s * L::bytes;
+        mbar_wait(const_cast<uint64_t*>(&h.full[s]), next_phase);
+        if (c == 0) { /* decoded by the producer, which runs stages ahead */
+            t = *reinterpret_cast<const tile*>(st + L::tile_at);
         }
         cs.t = t;
         cs.s = s;
         cs.c = c;
-        uint8_t* st = stages + s * L::bytes;
-        mbar_wait(const_cast<uint64_t*>(&h.full[s]), next_phase);
         if (++next_c == nc) {
-            next_c = 0, next_tile++;
+            next_c = 0;
         }
         if (++next_s == S) {
             next_s = 0, next_phase ^= 1;
@@ -706,11 +707,14 @@ __global__ void __launch_bounds__(kThreads, 1)
         tile t = {};
         int c = 0, s = 0, phase = 0, tile_i = 0; /* chunk g's place, kept without divisions */
         for (int g = 0; g < G; g++) {
-            if (c == 0) {
+            if (c == 0) { /* for the consumers too: their copy arrives with the stage */
                 t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + tile_i * gridDim.x);
             }
             if (g >= S) {
                 mbar_wait(&h.empty[s], phase ^ 1); /* chunk g - S released */
+            }
+            if (c == 0) { /* published to the consumers by the arrival in issue_copies */
+                *reinterpret_cast<tile*>(stages + s * L::bytes + L::tile_at) = t;
             }
             issue_copies<BN>(maps, t, a.n, c, stages + s * L::bytes, &h.full[s]);
             if (++c == nc) {
@@ -725,7 +729,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     /* ---------------- consumer warpgroups ---------------- */
     setmaxnreg_inc<kConsumerRegs>();
-    consumer<BN> cs(a, h, stages, n_tiles, nc, warp, lane);
+    consumer<BN> cs(a, h, stages, nc, warp, lane);
     constexpr int NA = BN / 2;
     float acc[NA];
     uint32_t frag[4][4];
