@@ -94,13 +94,22 @@ __host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
     return (entries + 3) / 4 * 16;
 }
 
+/* A TMA box must start 16-byte aligned in its innermost dimension (anywhere else the copy is an
+ * illegal instruction on sm_90), so 4-byte entries are addressed in groups of 4: each expert's
+ * scale words start at a multiple of 4 (N rounded up), and a tile's factor box starts at its
+ * first row rounded down to a multiple of 4, 4 entries wider than the tile. */
+__host__ __device__ constexpr int64_t words_per_expert(int64_t n) {
+    return (n + 3) / 4 * 4;
+}
+
 /* Shared-memory layout of one pipeline stage for BN tokens per tile: four TMA boxes. */
 template <int BN> struct stage_layout {
-    static constexpr int b_tile = 0;                      /* BN x 128 E4M3, swizzled */
-    static constexpr int w_raw = b_tile + BN * 128;       /* 128 rows x 64 packed bytes */
-    static constexpr int w_words = w_raw + kTileN * 64;   /* 128 rows' scale words */
-    static constexpr int a_factor = w_words + kTileN * 4; /* BN FP32 factors */
-    static constexpr int tile_at = a_factor + BN * 4;     /* the tile, at its first chunk */
+    static constexpr int b_tile = 0;                          /* BN x 128 E4M3, swizzled */
+    static constexpr int w_raw = b_tile + BN * 128;           /* 128 rows x 64 packed bytes */
+    static constexpr int w_words = w_raw + kTileN * 64;       /* 128 rows' scale words */
+    static constexpr int a_factor = w_words + kTileN * 4;     /* BN + 4 FP32 factors */
+    static constexpr int factor_box = BN + 4;                 /* from the tile's row & ~3 */
+    static constexpr int tile_at = a_factor + factor_box * 4; /* the tile, at its first chunk */
     static constexpr int bytes = round_up(tile_at + 32, 1024);
     /* TMA writes shared memory at 128-byte aligned addresses only (the swizzled tile: 1024) */
     static_assert(w_raw % 128 == 0 && w_words % 128 == 0 && a_factor % 128 == 0,
@@ -294,18 +303,19 @@ __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& 
                                              uint8_t* st, uint64_t* full) {
     using L = stage_layout<BN>;
     const int w_row = (int)(t.expert * n + t.n0), a_row = (int)t.row_begin;
+    const int word_row = (int)(t.expert * words_per_expert(n) + t.n0);
     mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : kTileN * 64 + kTileN * 4) +
                                     ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
-                                    ((MXMOE_SM90_LAB & 64) ? 0 : BN * 4));
+                                    ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4));
     if (!(MXMOE_SM90_LAB & 16)) {
         tma_load_2d(st + L::w_raw, &m.w, c * 64, w_row, full);
-        tma_load_2d(st + L::w_words, &m.words, w_row, c, full);
+        tma_load_2d(st + L::w_words, &m.words, word_row, c, full);
     }
     if (!(MXMOE_SM90_LAB & 32)) {
         tma_load_2d(st + L::b_tile, &m.a, c * kChunk, a_row, full);
     }
     if (!(MXMOE_SM90_LAB & 64)) {
-        tma_load_2d(st + L::a_factor, &m.factors, a_row, c, full);
+        tma_load_2d(st + L::a_factor, &m.factors, a_row & ~3, c, full);
     }
 }
 
@@ -413,11 +423,20 @@ template <int BN> struct consumer {
      * and store the tile after its last chunk. */
     __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
         const int s = cs.s;
-        const float* factor = reinterpret_cast<const float*>(stages + s * L::bytes + L::a_factor);
+        const int skew = (int)(cs.t.row_begin & 3); /* the factor box starts skew rows early */
+        const float* factor =
+            reinterpret_cast<const float*>(stages + s * L::bytes + L::a_factor) + skew;
         float2 fa[BN / 8];
+        if (skew & 1) { /* uniform per tile: pairs 4 bytes off their 8-byte alignment */
 #pragma unroll
-        for (int j = 0; j < BN / 8; j++) {
-            fa[j] = *reinterpret_cast<const float2*>(factor + 8 * j + 2 * q);
+            for (int j = 0; j < BN / 8; j++) {
+                fa[j] = make_float2(factor[8 * j + 2 * q], factor[8 * j + 2 * q + 1]);
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+                fa[j] = *reinterpret_cast<const float2*>(factor + 8 * j + 2 * q);
+            }
         }
         __syncwarp();
         if (lane == 0) {
@@ -612,15 +631,15 @@ __global__ void act_e4m3_kernel(gemm_args a) {
 #endif
 }
 
-/* The weight-scale pass: w_words[c][e * N + n] = chunk_word of row n of expert e, chunk c (rows
- * word_pitch(E * N) bytes apart), for the experts that have rows in this call (the others'
- * words only reach outputs the GEMM skips). A thread per weight row, chunk by chunk: each
- * chunk's stores are coalesced, each row's scale bytes are read in order. The GEMM's consumers
+/* The weight-scale pass: w_words[c][e * N4 + n] = chunk_word of row n of expert e, chunk c
+ * (N4 = words_per_expert(N); rows E * N4 words apart), for the experts that have rows in this call
+ * (the others' words only reach outputs the GEMM skips). A thread per weight row, chunk by chunk:
+ * each chunk's stores are coalesced, each row's scale bytes are read in order. The GEMM's consumers
  * decode a word with a shift and a table load; in v9 the GEMM's producer decoded the scales per
  * chunk, on the path that set the kernel's pace. */
 __global__ void weight_words_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    const int64_t en = a.num_experts * a.n, pitch = word_pitch(en) / 4;
+    const int64_t en = a.num_experts * a.n, n4 = words_per_expert(a.n), pitch = a.num_experts * n4;
     const int nc = (int)((a.k + kChunk - 1) / kChunk);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < en;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -630,9 +649,9 @@ __global__ void weight_words_kernel(gemm_args a) {
         if (b == end) {
             continue;
         }
-        const int64_t row0 = w_scale_offset(a, e, i - e * a.n, 0);
+        const int64_t n = i - e * a.n, row0 = w_scale_offset(a, e, n, 0);
         for (int c = 0; c < nc; c++) {
-            a.w_words[c * pitch + i] = chunk_word(load_chunk_scales(a, row0, c));
+            a.w_words[c * pitch + e * n4 + n] = chunk_word(load_chunk_scales(a, row0, c));
         }
     }
 #else
@@ -773,17 +792,17 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     const int64_t sms = cuda_state(ctx)->sm_count;
     const unsigned grid = (unsigned)(bound < sms ? bound : sms);
     const uint64_t rows = (uint64_t)args->rows, en = (uint64_t)(args->num_experts * args->n);
+    const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
     const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
     operand_maps m;
-    MXMOE_RETURN_IF(!encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, true) ||
-                        !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
-                                    (uint64_t)(args->k / 2), 64, kTileN, false) ||
-                        !encode_map(ctx, &m.words, args->w_words, true, en, nc, word_pitch(en),
-                                    kTileN, 1, false) ||
-                        !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc,
-                                    word_pitch(rows), BN, 1, false),
-                    ctx, MXMOE_ERR_BACKEND,
-                    "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
+    MXMOE_RETURN_IF(
+        !encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, true) ||
+            !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
+                        (uint64_t)(args->k / 2), 64, kTileN, false) ||
+            !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4, kTileN, 1, false) ||
+            !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc, word_pitch(rows),
+                        stage_layout<BN>::factor_box, 1, false),
+        ctx, MXMOE_ERR_BACKEND, "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
     kernel<<<grid, kThreads, bytes, cuda_stream(ctx)>>>(*args, m);
     MXMOE_CUDA_LAUNCHED(ctx);
     return MXMOE_OK;
@@ -841,10 +860,10 @@ scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     const int64_t nc = (k + kChunk - 1) / kChunk, limit = INT64_MAX / 4;
     int64_t act = 0, fac = 0, en = 0, words = 0;
     scratch_layout l = {0, 0, SIZE_MAX};
-    if (k < 0 || k > limit || rows > limit || !mxmoe_mul_i64(rows, chunk_cols(k), &act) ||
-        !mxmoe_mul_i64(nc, word_pitch(rows), &fac) || !mxmoe_mul_i64(experts, n, &en) ||
-        en > limit || !mxmoe_mul_i64(nc, word_pitch(en), &words) || act > limit || fac > limit ||
-        words > limit) {
+    if (k < 0 || k > limit || rows > limit || n < 0 || n > limit ||
+        !mxmoe_mul_i64(rows, chunk_cols(k), &act) || !mxmoe_mul_i64(nc, word_pitch(rows), &fac) ||
+        !mxmoe_mul_i64(experts, words_per_expert(n), &en) || en > limit ||
+        !mxmoe_mul_i64(nc, word_pitch(en), &words) || act > limit || fac > limit || words > limit) {
         return l;
     }
     l.factors = (size_t)(act + 255) / 256 * 256;
