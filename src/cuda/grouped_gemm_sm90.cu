@@ -319,6 +319,29 @@ __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& 
     }
 }
 
+/* Entries (8j + 2q, 8j + 2q + 1) of a tile's box of per-token words (the factors), which starts
+ * at the tile's first row rounded down to a multiple of 4 (issue_copies); the pairs are 8-byte
+ * aligned where that skew is even (uniform per tile, so the branch costs no divergence). */
+template <int BN, typename T>
+__device__ __forceinline__ void token_pairs(const uint8_t* box, const tile& t, int q,
+                                            T (&out)[BN / 8]) {
+    static_assert(sizeof(T) == 8, "pairs of 4-byte entries");
+    const int skew = (int)(t.row_begin & 3);
+    const uint32_t* p = reinterpret_cast<const uint32_t*>(box) + skew + 2 * q;
+    if (skew & 1) {
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            const uint2 u = make_uint2(p[8 * j], p[8 * j + 1]);
+            out[j] = *reinterpret_cast<const T*>(&u);
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            out[j] = *reinterpret_cast<const T*>(p + 8 * j);
+        }
+    }
+}
+
 /* What a consumer keeps about a chunk between issuing its MMAs and promoting them. */
 struct chunk_state {
     tile t;
@@ -423,21 +446,8 @@ template <int BN> struct consumer {
      * and store the tile after its last chunk. */
     __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
         const int s = cs.s;
-        const int skew = (int)(cs.t.row_begin & 3); /* the factor box starts skew rows early */
-        const float* factor =
-            reinterpret_cast<const float*>(stages + s * L::bytes + L::a_factor) + skew;
         float2 fa[BN / 8];
-        if (skew & 1) { /* uniform per tile: pairs 4 bytes off their 8-byte alignment */
-#pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-                fa[j] = make_float2(factor[8 * j + 2 * q], factor[8 * j + 2 * q + 1]);
-            }
-        } else {
-#pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-                fa[j] = *reinterpret_cast<const float2*>(factor + 8 * j + 2 * q);
-            }
-        }
+        token_pairs<BN>(stages + s * L::bytes + L::a_factor, cs.t, q, fa);
         __syncwarp();
         if (lane == 0) {
             mbar_arrive(const_cast<uint64_t*>(&h.empty[s]));
