@@ -13,6 +13,12 @@
  * sum carries a relative error of order 2^-13 of the chunk's sum of |products| — the documented
  * bound (include/mxmoe.h, tested in tests/gpu) — and the promotion every 128 K keeps it from
  * growing with K (DeepGEMM's scheme).
+ * Token units (v10b). A token's chunk may be encoded against the token's largest scale over K
+ * instead (where that keeps it exact, which it nearly always does); then its factor is 1 in
+ * units of that scale, the tile accumulates in the tokens' units, and a tile whose tokens are
+ * all so encoded promotes with one FFMA an element and no factor loads (the promotion was a
+ * third of the MMA pipeline's rate, dev/cuda/wgmma_rate.cu); the units become values in the
+ * epilogue (powers of two: exact). The encoding is as exact as the chunk-relative one.
  *
  * Operands. The weights are the wgmma A operand, straight from registers: a consumer thread
  * reads its rows' packed nibbles from shared memory and turns them into the A fragment with two
@@ -104,15 +110,17 @@ __host__ __device__ constexpr int64_t words_per_expert(int64_t n) {
 
 /* Shared-memory layout of one pipeline stage for BN tokens per tile: four TMA boxes. */
 template <int BN> struct stage_layout {
-    static constexpr int b_tile = 0;                          /* BN x 128 E4M3, swizzled */
-    static constexpr int w_raw = b_tile + BN * 128;           /* 128 rows x 64 packed bytes */
-    static constexpr int w_words = w_raw + kTileN * 64;       /* 128 rows' scale words */
-    static constexpr int a_factor = w_words + kTileN * 4;     /* BN + 4 FP32 factors */
-    static constexpr int factor_box = BN + 4;                 /* from the tile's row & ~3 */
-    static constexpr int tile_at = a_factor + factor_box * 4; /* the tile, at its first chunk */
+    static constexpr int b_tile = 0;                      /* BN x 128 E4M3, swizzled */
+    static constexpr int w_raw = b_tile + BN * 128;       /* 128 rows x 64 packed bytes */
+    static constexpr int w_words = w_raw + kTileN * 64;   /* 128 rows' scale words */
+    static constexpr int factor_box = BN + 4;             /* from the tile's row & ~3 */
+    static constexpr int a_factor = w_words + kTileN * 4; /* factor_box FP32 factors */
+    static constexpr int a_units = a_factor + round_up(factor_box * 4, 128); /* unit words */
+    static constexpr int tile_at = a_units + factor_box * 4; /* the tile, at its first chunk */
     static constexpr int bytes = round_up(tile_at + 32, 1024);
     /* TMA writes shared memory at 128-byte aligned addresses only (the swizzled tile: 1024) */
-    static_assert(w_raw % 128 == 0 && w_words % 128 == 0 && a_factor % 128 == 0,
+    static_assert(w_raw % 128 == 0 && w_words % 128 == 0 && a_factor % 128 == 0 &&
+                      a_units % 128 == 0,
                   "a stage's TMA boxes must start 128-byte aligned");
 #ifdef MXMOE_SM90_STAGES /* lab: ring depth override */
     static constexpr int stages = MXMOE_SM90_STAGES;
@@ -150,11 +158,15 @@ struct operand_maps {
     CUtensorMap a;       /* E4M3 activations [rows, chunk_cols(K) bytes], 128-byte swizzled */
     CUtensorMap w;       /* packed weights [E*N rows, K/2 bytes] */
     CUtensorMap words;   /* weight-scale words [chunks, E*N] */
-    CUtensorMap factors; /* activation factors [chunks, rows] */
+    CUtensorMap factors; /* activation factors [chunks, rows], then the unit words [rows] */
 };
 
 /* Device code below is compiled for the host pass and sm_90a only (sm_80 gets an empty kernel). */
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+/* A token's unit word: its reference scale R in bits 0..7 (the unit is 2^(R - 133)) and this
+ * bit where some chunk of it is not encoded against R (its factor is not 1 in those units). */
+constexpr uint32_t kOffReference = 1u << 8;
 
 /* Registers per thread after setmaxnreg. The CTA is launched with 168 per thread (64K / 384,
  * rounded down to 8); setmaxnreg.inc waits until the registers it asks for have been released
@@ -300,13 +312,18 @@ __device__ __forceinline__ uint32_t load_chunk_scales(const gemm_args& a, int64_
  * epilogue skips. */
 template <int BN>
 __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& t, int64_t n, int c,
-                                             uint8_t* st, uint64_t* full) {
+                                             int nc, uint8_t* st, uint64_t* full) {
     using L = stage_layout<BN>;
     const int w_row = (int)(t.expert * n + t.n0), a_row = (int)t.row_begin;
     const int word_row = (int)(t.expert * words_per_expert(n) + t.n0);
+    const bool units = c == 0 || c == nc - 1; /* the tile's first chunk votes, its last scales */
     mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : kTileN * 64 + kTileN * 4) +
                                     ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
-                                    ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4));
+                                    ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4) +
+                                    (units ? L::factor_box * 4 : 0));
+    if (units) {
+        tma_load_2d(st + L::a_units, &m.factors, a_row & ~3, nc, full);
+    }
     if (!(MXMOE_SM90_LAB & 16)) {
         tma_load_2d(st + L::w_raw, &m.w, c * 64, w_row, full);
         tma_load_2d(st + L::w_words, &m.words, word_row, c, full);
@@ -360,7 +377,8 @@ template <int BN> struct consumer {
     int nc, warp, lane, q, r0, r1;
     tile t;
     int next_c = 0, next_s = 0, next_phase = 0; /* the next chunk's place */
-    float fin[NA];                              /* the tile's FP32 accumulators */
+    bool fast = false; /* the tile's tokens are all on their references (units word bit 8) */
+    float fin[NA];     /* the tile's FP32 accumulators, in units of each token's reference */
 
     __device__ consumer(const gemm_args& a_, const smem_header& h_, uint8_t* stages_, int nc_,
                         int warp_, int lane_)
@@ -388,6 +406,16 @@ template <int BN> struct consumer {
         cs.t = t;
         cs.s = s;
         cs.c = c;
+        if (c == 0) { /* every warp covers all BN tokens: the same vote in each */
+            uint2 u[BN / 8];
+            token_pairs<BN>(st + L::a_units, t, q, u);
+            uint32_t any = 0;
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+                any |= u[j].x | u[j].y;
+            }
+            fast = __all_sync(0xFFFFFFFFu, (any & kOffReference) == 0);
+        }
         if (++next_c == nc) {
             next_c = 0;
         }
@@ -442,27 +470,72 @@ template <int BN> struct consumer {
         }
     }
 
-    /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators, release the stage,
-     * and store the tile after its last chunk. */
-    __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
-        const int s = cs.s;
-        float2 fa[BN / 8];
-        token_pairs<BN>(stages + s * L::bytes + L::a_factor, cs.t, q, fa);
+    /* This warp is done with stage s. */
+    __device__ __forceinline__ void release(int s) {
         __syncwarp();
         if (lane == 0) {
             mbar_arrive(const_cast<uint64_t*>(&h.empty[s]));
         }
+    }
+
+    /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators (in the tokens'
+     * units), release the stage, and after the tile's last chunk turn the accumulators into
+     * values with the tokens' unit factors and store the tile. */
+    __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
+        const uint8_t* st = stages + cs.s * L::bytes;
+        const bool last = cs.c == nc - 1;
+        if ((MXMOE_SM90_LAB & 1)) { /* lab: no promotion */
+            release(cs.s);
+            if (last) {
+                fin[0] += acc[0];
+            }
+        } else if (fast) { /* every token on its reference: one FFMA an element */
+            if (!last) {
+                release(cs.s);
+            }
 #pragma unroll
-        for (int j = 0; j < BN / 8 && !(MXMOE_SM90_LAB & 1); j++) {
-            fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa[j].x, fin[4 * j + 0]);
-            fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa[j].y, fin[4 * j + 1]);
-            fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa[j].x, fin[4 * j + 2]);
-            fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa[j].y, fin[4 * j + 3]);
+            for (int j = 0; j < BN / 8; j++) {
+                fin[4 * j + 0] = __fmaf_rn(acc[4 * j + 0], cs.f0, fin[4 * j + 0]);
+                fin[4 * j + 1] = __fmaf_rn(acc[4 * j + 1], cs.f0, fin[4 * j + 1]);
+                fin[4 * j + 2] = __fmaf_rn(acc[4 * j + 2], cs.f1, fin[4 * j + 2]);
+                fin[4 * j + 3] = __fmaf_rn(acc[4 * j + 3], cs.f1, fin[4 * j + 3]);
+            }
+        } else { /* the tokens' chunk factors, relative to their units */
+            float2 fa[BN / 8];
+            token_pairs<BN>(st + L::a_factor, cs.t, q, fa);
+            if (!last) {
+                release(cs.s);
+            }
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+                fin[4 * j + 0] =
+                    __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa[j].x, fin[4 * j + 0]);
+                fin[4 * j + 1] =
+                    __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa[j].y, fin[4 * j + 1]);
+                fin[4 * j + 2] =
+                    __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa[j].x, fin[4 * j + 2]);
+                fin[4 * j + 3] =
+                    __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa[j].y, fin[4 * j + 3]);
+            }
         }
-        if ((MXMOE_SM90_LAB & 1) && cs.c == nc - 1) {
-            fin[0] += acc[0] * fa[0].x;
+        if (!last) {
+            return;
         }
-        if (!(MXMOE_SM90_LAB & 4) && cs.c == nc - 1) {
+        if (!(MXMOE_SM90_LAB & 1)) { /* units to values: powers of two, exact */
+            uint2 u[BN / 8];
+            token_pairs<BN>(st + L::a_units, cs.t, q, u);
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+                const float ux = chunk_factor((int)(u[j].x & 0xFF)),
+                            uy = chunk_factor((int)(u[j].y & 0xFF));
+                fin[4 * j + 0] = __fmul_rn(fin[4 * j + 0], ux);
+                fin[4 * j + 1] = __fmul_rn(fin[4 * j + 1], uy);
+                fin[4 * j + 2] = __fmul_rn(fin[4 * j + 2], ux);
+                fin[4 * j + 3] = __fmul_rn(fin[4 * j + 3], uy);
+            }
+            release(cs.s);
+        }
+        if (!(MXMOE_SM90_LAB & 4)) {
             store_tile(cs.t);
         }
     }
@@ -572,58 +645,97 @@ template <int BN> struct consumer {
     }
 };
 
+
+/* The 4 scale bytes of chunk c of activation row r (blocks past K: 0), as one word where rows
+ * keep them 4-aligned; a scale past the buffer is flagged and reads 0. */
+__device__ __forceinline__ uint32_t act_chunk_scales(const gemm_args& a, int64_t r, int c, int kb,
+                                                     bool scale_words) {
+    const int64_t off = r * kb + 4 * c;
+    if (scale_words) { /* kb % 4 == 0: whole chunks, 4-aligned */
+        if (off + 4 > a.a_scales_numel) {
+            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+            return 0;
+        }
+        return __ldg(reinterpret_cast<const uint32_t*>(a.a_scales + off));
+    }
+    uint32_t sc = 0;
+#pragma unroll
+    for (int q = 0; q < 4 && 4 * c + q < kb; q++) {
+        if (off + q >= a.a_scales_numel) {
+            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+            continue;
+        }
+        sc |= (uint32_t)__ldg(a.a_scales + off + q) << (8 * q);
+    }
+    return sc;
+}
+
+/* 2^d for d <= 0, from its bits (subnormal below 2^-126). */
+__device__ __forceinline__ float pow2_nonpositive(int d) {
+    return d >= -126 ? __int_as_float((d + 127) << 23) : __int_as_float(1 << (d + 149));
+}
+
 #endif /* host or sm_90a */
 
 /* The prepass: MXFP4 activations -> E4M3 rows [rows, chunk_cols(K)] in the GEMM's permuted K
- * order (16-byte unit u = 2k + half of a chunk = word k, half `half` of blocks 0..3) and the
- * factors [K/128 chunks, rows] (rows word_pitch(rows) bytes apart). A block per row at a time,
- * a thread per word k of a chunk's four blocks (its two 16-byte output units; a warp's stores
- * cover 1 KB contiguously), the chunk's scales as one word where rows keep them 4-aligned. (One
- * thread per chunk wrote 128-byte runs with 16-byte stores 128 bytes apart and ran at a third of
- * the copy rate.) */
+ * order (16-byte unit u = 2k + half of a chunk = word k, half `half` of blocks 0..3), their
+ * chunk factors [K/128 chunks, rows] and one unit word per row after them (rows
+ * word_pitch(rows) bytes apart). Units: a row's reference R is its largest scale over K, and a
+ * chunk whose blocks all lie within 14 binades of R is encoded against R (exact, as against
+ * the chunk's own largest) with factor 1 in units of 2^(R - 133); other chunks keep their own
+ * largest scale, with factor 2^(smax - R), and set the row's kOffReference bit. The GEMM
+ * accumulates in the tokens' units: a tile of on-reference tokens promotes with one FFMA. A row
+ * with a chunk more than 100 binades below R takes the unit 1 (R = 133) and absolute factors,
+ * so that no factor underflows. A block per row at a time: the row's largest and smallest chunk
+ * maxima first, then a thread per word k of a chunk's four blocks (its two 16-byte output
+ * units; a warp's stores cover 1 KB contiguously). (One thread per chunk wrote 128-byte runs
+ * with 16-byte stores 128 bytes apart and ran at a third of the copy rate.) */
 __global__ void act_e4m3_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
+    __shared__ unsigned row_max, row_min, row_off;
     for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) { /* blocks may be 32 threads */
         reinterpret_cast<uint8_t*>(table)[t] = e4m3_of(e2m1_magnitude(t % 8), t / 8 - 13);
     }
-    __syncthreads();
     const int kb = (int)(a.k / 32), nc = (kb + 3) / 4, kc = nc * kChunk;
+    const int64_t pitch = word_pitch(a.rows) / 4;
     const bool scale_words = kb % 4 == 0 && (uintptr_t)a.a_scales % 4 == 0;
     for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+        if (threadIdx.x == 0) {
+            row_max = 0, row_min = 255, row_off = 0;
+        }
+        __syncthreads(); /* also: the table, and the previous row's unit word written */
+        unsigned hi = 0, lo = 255;
+        for (int c = threadIdx.x; c < nc; c += blockDim.x) {
+            const unsigned m = (unsigned)max_byte(act_chunk_scales(a, r, c, kb, scale_words));
+            hi = max(hi, m), lo = min(lo, m);
+        }
+        atomicMax(&row_max, hi);
+        atomicMin(&row_min, lo);
+        __syncthreads();
+        const int ref = (int)row_max;
+        const bool units = (int)row_min + 100 >= ref;
         const uint8_t* packed = a.a_packed + r * (a.k / 2);
         for (int t = threadIdx.x; t < 4 * nc; t += blockDim.x) {
             const int c = t / 4, k = t % 4; /* word k of the chunk's 4 blocks: units 2k, 2k+1 */
-            const int64_t off = r * kb + 4 * c;
-            uint32_t sc = 0, w[4];
-            if (scale_words) { /* kb % 4 == 0: whole chunks, 4-aligned */
-                if (off + 4 > a.a_scales_numel) {
-                    atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-                } else {
-                    sc = __ldg(reinterpret_cast<const uint32_t*>(a.a_scales + off));
-                }
-            }
+            const uint32_t sc = act_chunk_scales(a, r, c, kb, scale_words);
+            uint32_t w[4];
+            int low = 255; /* the chunk's smallest block scale, blocks past K left out */
 #pragma unroll
             for (int q = 0; q < 4; q++) {
                 const int block = 4 * c + q;
-                w[q] = 0;
-                if (block >= kb) {
-                    continue;
-                }
-                if (!scale_words) {
-                    if (off + q >= a.a_scales_numel) {
-                        atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-                        continue;
-                    }
-                    sc |= (uint32_t)__ldg(a.a_scales + off + q) << (8 * q);
-                }
-                w[q] = __ldg(reinterpret_cast<const uint32_t*>(packed + block * 16) + k);
+                w[q] = block < kb
+                           ? __ldg(reinterpret_cast<const uint32_t*>(packed + block * 16) + k)
+                           : 0u;
+                low = block < kb ? min(low, (int)((sc >> (8 * q)) & 0xFF)) : low;
             }
             const int smax = max_byte(sc);
+            const bool on_ref = units && low + 14 >= ref;
+            const int base = on_ref ? ref : smax;
             uint2 tab[4];
 #pragma unroll
             for (int q = 0; q < 4; q++) {
-                const int i = (int)((sc >> (8 * q)) & 0xFF) - smax + 6 + 13;
+                const int i = (int)((sc >> (8 * q)) & 0xFF) - base + 6 + 13;
                 tab[q] = table[i < 0 ? 0 : i];
             }
             uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk) + 2 * k;
@@ -632,8 +744,17 @@ __global__ void act_e4m3_kernel(gemm_args a) {
             dst[1] = make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
                                 e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
             if (k == 0) {
-                a.a_factors[c * (word_pitch(a.rows) / 4) + r] = chunk_factor(smax);
+                a.a_factors[c * pitch + r] =
+                    !units ? chunk_factor(smax) : (on_ref ? 1.0f : pow2_nonpositive(smax - ref));
+                if (!on_ref) {
+                    row_off = 1; /* every writer stores the same value */
+                }
             }
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] =
+                (units ? (uint32_t)ref : 133u) | (row_off ? kOffReference : 0u);
         }
     }
 #else
@@ -745,7 +866,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (c == 0) { /* published to the consumers by the arrival in issue_copies */
                 *reinterpret_cast<tile*>(stages + s * L::bytes + L::tile_at) = t;
             }
-            issue_copies<BN>(maps, t, a.n, c, stages + s * L::bytes, &h.full[s]);
+            issue_copies<BN>(maps, t, a.n, c, nc, stages + s * L::bytes, &h.full[s]);
             if (++c == nc) {
                 c = 0, tile_i++;
             }
@@ -810,7 +931,7 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
             !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
                         (uint64_t)(args->k / 2), 64, kTileN, false) ||
             !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4, kTileN, 1, false) ||
-            !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc, word_pitch(rows),
+            !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1, word_pitch(rows),
                         stage_layout<BN>::factor_box, 1, false),
         ctx, MXMOE_ERR_BACKEND, "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
     kernel<<<grid, kThreads, bytes, cuda_stream(ctx)>>>(*args, m);
@@ -860,7 +981,8 @@ bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
                0;
 }
 
-/* Scratch: E4M3 activations, their factors, the weight-scale words; each 256-byte aligned.
+/* Scratch: E4M3 activations, their factors and unit words, the weight-scale words; each
+ * 256-byte aligned.
  * total = SIZE_MAX where a size overflows (the workspace layout then reports it). */
 namespace {
 struct scratch_layout {
@@ -871,7 +993,8 @@ scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     int64_t act = 0, fac = 0, en = 0, words = 0;
     scratch_layout l = {0, 0, SIZE_MAX};
     if (k < 0 || k > limit || rows > limit || n < 0 || n > limit ||
-        !mxmoe_mul_i64(rows, chunk_cols(k), &act) || !mxmoe_mul_i64(nc, word_pitch(rows), &fac) ||
+        !mxmoe_mul_i64(rows, chunk_cols(k), &act) ||
+        !mxmoe_mul_i64(nc + 1, word_pitch(rows), &fac) ||
         !mxmoe_mul_i64(experts, words_per_expert(n), &en) || en > limit ||
         !mxmoe_mul_i64(nc, word_pitch(en), &words) || act > limit || fac > limit || words > limit) {
         return l;
