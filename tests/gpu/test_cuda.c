@@ -921,9 +921,12 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 40 : 333, 7, 200, 512, 0, 0, MXMOE_F32, 14); /* exact spread */
         test_gemm_sm90(g_small ? 40 : 333, 7, 200, 512, 1, 1, MXMOE_F32, 40); /* rounded blocks */
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 256, 0, 1, MXMOE_F32, 0);  /* many experts */
+        /* tokens with a chunk > 100 binades below their largest: absolute factors (v10b) */
+        test_gemm_sm90(g_small ? 70 : 600, 5, 200, 512, 1, 1, MXMOE_F32, 120);
         if (!g_small) {
             test_gemm_sm90(300, 4, 2880, 2880, 0, 1, MXMOE_F32, 0);
             test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0);  /* 128-token tiles */
+            test_gemm_sm90(3000, 3, 256, 512, 0, 1, MXMOE_F32, 20); /* ... off-reference */
             test_gemm_sm90(2500, 2, 384, 256, 1, 1, MXMOE_BF16, 0); /* 16-byte BF16 stores */
             test_gemm_sm90(1000, 3, 136, 160, 0, 1, MXMOE_F16, 0);  /* F16 through stmatrix */
             test_gemm_sm90(1000, 3, 130, 160, 1, 0, MXMOE_F16, 0);  /* ... ragged, unaligned */
