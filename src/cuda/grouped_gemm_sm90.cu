@@ -681,8 +681,9 @@ __device__ __forceinline__ float pow2_nonpositive(int d) {
  * order (16-byte unit u = 2k + half of a chunk = word k, half `half` of blocks 0..3), their
  * chunk factors [K/128 chunks, rows] and one unit word per row after them (rows
  * word_pitch(rows) bytes apart). Units: a row's reference R is its largest scale over K, and a
- * chunk whose blocks all lie within 14 binades of R is encoded against R (exact, as against
- * the chunk's own largest) with factor 1 in units of 2^(R - 133); other chunks keep their own
+ * chunk whose blocks all encode against R exactly as against the chunk's own largest (within 14
+ * binades of R, or flushed either way) is encoded against R with factor 1 in units of
+ * 2^(R - 133); other chunks keep their own
  * largest scale, with factor 2^(smax - R), and set the row's kOffReference bit. The GEMM
  * accumulates in the tokens' units: a tile of on-reference tokens promotes with one FFMA. A row
  * with a chunk more than 100 binades below R takes the unit 1 (R = 133) and absolute factors,
@@ -719,18 +720,22 @@ __global__ void act_e4m3_kernel(gemm_args a) {
         for (int t = threadIdx.x; t < 4 * nc; t += blockDim.x) {
             const int c = t / 4, k = t % 4; /* word k of the chunk's 4 blocks: units 2k, 2k+1 */
             const uint32_t sc = act_chunk_scales(a, r, c, kb, scale_words);
+            const int smax = max_byte(sc);
             uint32_t w[4];
-            int low = 255; /* the chunk's smallest block scale, blocks past K left out */
+            /* On the reference when every block encodes against it as against the chunk's own
+             * largest: exact (within 14 binades of it), or flushed to zero either way (more
+             * than 19 binades below the chunk's largest: an all-zero block's scale 0, say).
+             * Blocks past K are zeros, the same anywhere. */
+            bool same = units;
 #pragma unroll
             for (int q = 0; q < 4; q++) {
-                const int block = 4 * c + q;
+                const int block = 4 * c + q, sq = (int)((sc >> (8 * q)) & 0xFF);
                 w[q] = block < kb
                            ? __ldg(reinterpret_cast<const uint32_t*>(packed + block * 16) + k)
                            : 0u;
-                low = block < kb ? min(low, (int)((sc >> (8 * q)) & 0xFF)) : low;
+                same = same && (block >= kb || sq + 14 >= ref || sq + 19 < smax);
             }
-            const int smax = max_byte(sc);
-            const bool on_ref = units && low + 14 >= ref;
+            const bool on_ref = same;
             const int base = on_ref ? ref : smax;
             uint2 tab[4];
 #pragma unroll
