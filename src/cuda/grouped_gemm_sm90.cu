@@ -784,6 +784,8 @@ __host__ __device__ inline int64_t staged_bytes(const gemm_args& a) {
 __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ uint32_t staged[];
+    __shared__ int64_t word_at[kWordRows]; /* row r's word offset in a chunk; -1: not needed */
+    __shared__ int64_t scale0[kWordRows];  /* row r's block 0 scale offset (unstaged path) */
     const int64_t en = a.num_experts * a.n, n4 = words_per_expert(a.n), pitch = a.num_experts * n4;
     const int nc = (int)((a.k + kChunk - 1) / kChunk), kb = (int)(a.k / 32);
     const bool stage = staged_bytes(a) > 0;
@@ -791,12 +793,19 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
          g0 += (int64_t)gridDim.x * kWordRows) {
         const int rows = (int)min((int64_t)kWordRows, en - g0);
         bool active = false;
-        if ((int)threadIdx.x < rows) {
-            int64_t b, end;
-            expert_rows(a.offsets, (g0 + threadIdx.x) / a.n, a.rows, &b, &end);
-            active = b != end;
+        if ((int)threadIdx.x < kWordRows) { /* the row's place, once (64-bit divisions) */
+            const int r = threadIdx.x;
+            word_at[r] = -1;
+            if (r < rows) {
+                const int64_t e = (g0 + r) / a.n, n = g0 + r - e * a.n;
+                int64_t b, end;
+                expert_rows(a.offsets, e, a.rows, &b, &end);
+                active = b != end;
+                word_at[r] = active ? e * n4 + n : -1;
+                scale0[r] = stage ? 0 : w_scale_offset(a, e, n, 0);
+            }
         }
-        if (!__syncthreads_or(active)) { /* also: the previous rows' staged bytes are read */
+        if (!__syncthreads_or(active)) {
             continue;
         }
         if (stage) {
@@ -804,14 +813,12 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
             for (int i = threadIdx.x; i < words; i += blockDim.x) {
                 staged[i] = load_u32(a.w_scales, g0 * kb + 4 * (int64_t)i, a.w_scales_numel);
             }
+            __syncthreads();
         }
-        __syncthreads();
-        for (int i = threadIdx.x; i < rows * nc; i += blockDim.x) {
-            const int r = i % rows, c = i / rows;
-            const int64_t e = (g0 + r) / a.n, n = g0 + r - e * a.n;
-            int64_t b, end;
-            expert_rows(a.offsets, e, a.rows, &b, &end);
-            if (b == end) {
+        for (int i = threadIdx.x; i < kWordRows * nc; i += blockDim.x) {
+            const int r = i % kWordRows, c = i / kWordRows;
+            const int64_t at = word_at[r];
+            if (at < 0) {
                 continue;
             }
             uint32_t sc;
@@ -820,10 +827,11 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
                 sc = __funnelshift_r(staged[o / 4], staged[o / 4 + 1], 8 * (o % 4));
                 sc = valid >= 4 ? sc : sc & ((1u << (8 * valid)) - 1u);
             } else {
-                sc = load_chunk_scales(a, w_scale_offset(a, e, n, 0), c);
+                sc = load_chunk_scales(a, scale0[r], c);
             }
-            a.w_words[c * pitch + e * n4 + n] = chunk_word(sc);
+            a.w_words[c * pitch + at] = chunk_word(sc);
         }
+        __syncthreads(); /* before the next rows overwrite the shared arrays */
     }
 #else
     (void)a;
