@@ -52,7 +52,9 @@
  * the producer's per-chunk path (its scale loads and decode, 128 cp.async, 257 arrivals a
  * chunk) to be the copies' ceiling: every instruction added there slowed the whole kernel, and
  * the copies alone took ~80 % of its time although L2 bandwidth, ring depth and load distance
- * were ruled out. v10 = the weight-scale pass and the one-thread producer (NOTES, v10).
+ * were ruled out. v10 = the weight-scale pass and the one-thread producer (-6 % at gpt-oss
+ * n = 8192), v10b = token units (-9 % more); after them the copies no longer set the pace, the
+ * consumers' conversion and promotion do (NOTES, v10 outcome: knock-outs).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
