@@ -780,12 +780,13 @@ constexpr int kWordRows = 128, kWordThreads = 256;
 
 __host__ __device__ inline int64_t staged_bytes(const gemm_args& a) {
     const int64_t bytes = kWordRows * (a.k / 32) + 8; /* + a word read past the last row */
-    return a.w_swizzled || bytes > 48 * 1024 ? 0 : (bytes + 3) / 4 * 4;
+    return a.w_swizzled || bytes > 48 * 1024 ? 0 : (bytes + 15) / 16 * 16;
 }
 
 __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    extern __shared__ uint32_t staged[];
+    extern __shared__ uint4 staged16[];
+    const uint32_t* staged = reinterpret_cast<const uint32_t*>(staged16);
     __shared__ int64_t word_at[kWordRows]; /* row r's word offset in a chunk; -1: not needed */
     __shared__ int64_t scale0[kWordRows];  /* row r's block 0 scale offset (unstaged path) */
     const int64_t en = a.num_experts * a.n, n4 = words_per_expert(a.n), pitch = a.num_experts * n4;
@@ -810,10 +811,18 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
         if (!__syncthreads_or(active)) {
             continue;
         }
-        if (stage) {
-            const int words = (rows * kb + 8) / 4;
-            for (int i = threadIdx.x; i < words; i += blockDim.x) {
-                staged[i] = load_u32(a.w_scales, g0 * kb + 4 * (int64_t)i, a.w_scales_numel);
+        if (stage) { /* 16 bytes a load, several in flight (one at a time was latency-bound) */
+            const int units = (rows * kb + 8 + 15) / 16;
+            const int64_t base = g0 * kb; /* 16-byte aligned: kWordRows * kb is */
+#pragma unroll 4
+            for (int i = threadIdx.x; i < units; i += blockDim.x) {
+                const int64_t off = base + 16 * (int64_t)i;
+                staged16[i] = off + 16 <= a.w_scales_numel
+                                  ? __ldg(reinterpret_cast<const uint4*>(a.w_scales + off))
+                                  : make_uint4(load_u32(a.w_scales, off, a.w_scales_numel),
+                                               load_u32(a.w_scales, off + 4, a.w_scales_numel),
+                                               load_u32(a.w_scales, off + 8, a.w_scales_numel),
+                                               load_u32(a.w_scales, off + 12, a.w_scales_numel));
             }
             __syncthreads();
         }
