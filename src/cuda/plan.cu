@@ -1,17 +1,23 @@
 /*
  * plan.cu — CUDA plan: group the (token, slot) pairs by expert, deterministically.
  *
- * The seed orders rows inside an expert by atomics; here each expert's block walks the pairs
- * in ascending flat index and ranks its matches with a block-wide prefix count, so the rows are
- * exactly the reference's, whatever the thread timing:
- *   1. count_kernel   (block per expert): counts[e]; block 0 also checks ids and the map
- *   2. offsets_kernel (one thread): exclusive prefix sum
- *   3. place_kernel   (block per expert, 16 pairs per thread per pass): sorted[row] = i,
- *                     row_of[i] = row
- *   4. finish_kernel  : row_of = -1 for dropped pairs, sorted = -1 past the kept rows
- * Few pairs (decode, small batches) take one launch instead: plan_small_kernel, one block that
- * counts in shared memory, scans, and places each tile of pairs warp by warp (ranks inside a
- * warp from __match_any_sync, a running cursor per expert across warps), the same rows.
+ * The seed orders rows inside an expert by atomics; here rows inside an expert follow the flat
+ * pair index (the reference's order), whatever the thread timing. Three shapes of the same plan:
+ * - Few pairs (decode, small batches): plan_small_kernel, one block that counts in shared
+ *   memory, scans, and places each tile of pairs warp by warp (ranks inside a warp from
+ *   __match_any_sync, a running cursor per expert across warps).
+ * - Many pairs, up to kTiledMaxExperts experts: tiles of kTilePairs pairs, each a block of
+ *   kTileWarps warps with kWarpPairs consecutive pairs each.
+ *     1. tile_count_kernel: per-tile expert counts (shared-memory histogram), ids checked
+ *     2. tile_scan_kernel (one block): counts, offsets, and each tile's first row per expert
+ *     3. tile_place_kernel: per-warp counts, scanned over the tile's warps, then each warp
+ *        places its pairs in order (ranks from __match_any_sync), dropped pairs get row -1,
+ *        sorted = -1 past the kept rows
+ *   O(pairs) work spread over the whole GPU. (A block per expert scanning every pair, below,
+ *   took ~40 us at 32768 pairs: E blocks, each latency-bound over all the ids.)
+ * - More experts: a block per expert walks all pairs in ascending flat index and ranks its
+ *   matches with a block-wide prefix count (count_kernel, offsets_kernel, place_kernel,
+ *   finish_kernel).
  * Ids out of range (and map entries out of range) are dropped and flagged, never followed.
  */
 #include "cuda/cuda_common.cuh"
@@ -148,6 +154,117 @@ __global__ void finish_kernel(plan_args a) {
     }
 }
 
+constexpr int kTileWarps = 8, kTileThreads = 32 * kTileWarps;
+constexpr int kWarpPairs = 512, kTilePairs = kTileWarps * kWarpPairs;
+constexpr int kRounds = kWarpPairs / 32;   /* a warp's pairs, 32 at a time */
+constexpr int32_t kTiledMaxExperts = 1024; /* shared memory: kTileWarps x E cursors */
+
+/* tile_counts[t][e] = pairs of tile t that go to local expert e. */
+__global__ void __launch_bounds__(kTileThreads)
+    tile_count_kernel(plan_args a, int32_t* tile_counts) {
+    __shared__ int32_t hist[kTiledMaxExperts];
+    for (int e = threadIdx.x; e < a.num_experts; e += kTileThreads) {
+        hist[e] = 0;
+    }
+    __syncthreads();
+    const int64_t first = (int64_t)blockIdx.x * kTilePairs;
+    for (int j = threadIdx.x; j < kTilePairs && first + j < a.pairs; j += kTileThreads) {
+        const int32_t e = local_expert(a, first + j, true);
+        if (e >= 0) {
+            atomicAdd(&hist[e], 1); /* a count: the order of the additions does not matter */
+        }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < a.num_experts; e += kTileThreads) {
+        tile_counts[blockIdx.x * (int64_t)a.num_experts + e] = hist[e];
+    }
+}
+
+/* One block, a thread per expert: counts, offsets, and tile_counts turned in place into each
+ * tile's first row per expert (tiles in order, so rows follow the pair index). */
+__global__ void __launch_bounds__(kTiledMaxExperts)
+    tile_scan_kernel(plan_args a, int32_t* tile_counts, int64_t tiles) {
+    __shared__ int32_t warp_sums[kTiledMaxExperts / 32];
+    const int e = threadIdx.x;
+    const bool mine = e < a.num_experts;
+    int32_t count = 0;
+    for (int64_t t = 0; mine && t < tiles; t++) {
+        count += tile_counts[t * a.num_experts + e];
+    }
+    int32_t kept;
+    const int32_t begin = block_exclusive_scan<kTiledMaxExperts / 32>(count, warp_sums, &kept);
+    if (mine) {
+        a.counts[e] = count;
+        a.offsets[e] = begin;
+        int32_t row = begin;
+        for (int64_t t = 0; t < tiles; t++) {
+            const int32_t c = tile_counts[t * a.num_experts + e];
+            tile_counts[t * a.num_experts + e] = row;
+            row += c;
+        }
+    }
+    if (e == 0) {
+        a.offsets[a.num_experts] = kept;
+    }
+}
+
+/* Places tile blockIdx.x's pairs: warp w owns pairs [w * kWarpPairs, (w + 1) * kWarpPairs) of
+ * the tile; its first row per expert is the tile's plus the earlier warps' counts. */
+__global__ void __launch_bounds__(kTileThreads)
+    tile_place_kernel(plan_args a, const int32_t* tile_rows) {
+    extern __shared__ int32_t cursor[]; /* [kTileWarps][E]: counts, then next rows */
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int32_t E = a.num_experts;
+    for (int j = threadIdx.x; j < kTileWarps * E; j += kTileThreads) {
+        cursor[j] = 0;
+    }
+    __syncthreads();
+    const int64_t first = (int64_t)blockIdx.x * kTilePairs + (int64_t)warp * kWarpPairs;
+    int32_t mine[kRounds]; /* this lane's pairs' experts (-1: dropped or past the pairs) */
+#pragma unroll
+    for (int r = 0; r < kRounds; r++) {
+        const int64_t i = first + r * 32 + lane;
+        mine[r] = i < a.pairs ? local_expert(a, i, false) : -1;
+        const unsigned same = __match_any_sync(0xffffffffu, mine[r]);
+        if (mine[r] >= 0 && lane == __ffs(same) - 1) {
+            cursor[warp * E + mine[r]] += __popc(same);
+        }
+        __syncwarp();
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < E; e += kTileThreads) { /* earlier warps first */
+        int32_t row = tile_rows[blockIdx.x * (int64_t)E + e];
+        for (int w = 0; w < kTileWarps; w++) {
+            const int32_t c = cursor[w * E + e];
+            cursor[w * E + e] = row;
+            row += c;
+        }
+    }
+    __syncthreads();
+    const int32_t kept = a.offsets[E];
+#pragma unroll
+    for (int r = 0; r < kRounds; r++) {
+        const int64_t i = first + r * 32 + lane;
+        const int32_t e = mine[r];
+        const unsigned same = __match_any_sync(0xffffffffu, e);
+        if (e >= 0) {
+            const int32_t row = cursor[warp * E + e] + __popc(same & ((1u << lane) - 1u));
+            a.sorted[row] = (int32_t)i;
+            a.row_of[i] = row;
+        } else if (i < a.pairs) {
+            a.row_of[i] = -1;
+        }
+        __syncwarp();
+        if (e >= 0 && lane == __ffs(same) - 1) {
+            cursor[warp * E + e] += __popc(same);
+        }
+        __syncwarp();
+        if (i >= kept && i < a.pairs) {
+            a.sorted[i] = -1;
+        }
+    }
+}
+
 constexpr int kSmallThreads = 1024;
 constexpr int64_t kSmallMaxPairs = 4096;
 constexpr int32_t kSmallMaxExperts = 1024;
@@ -222,6 +339,24 @@ mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
     cudaStream_t stream = cuda_stream(ctx);
     if (args->pairs <= kSmallMaxPairs && args->num_experts <= kSmallMaxExperts) {
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, plan_small_kernel, 1, kSmallThreads, 0, *args));
+        return MXMOE_OK;
+    }
+    if (args->num_experts <= kTiledMaxExperts) {
+        const int64_t tiles = (args->pairs + kTilePairs - 1) / kTilePairs;
+        void* scratch = nullptr; /* tile_counts, then each tile's first rows */
+        MXMOE_CUDA_CHECK(ctx, cudaMallocFromPoolAsync(
+                                  &scratch, (size_t)(tiles * args->num_experts) * sizeof(int32_t),
+                                  cuda_state(ctx)->pool, stream));
+        int32_t* tile_counts = static_cast<int32_t*>(scratch);
+        tile_count_kernel<<<(unsigned)tiles, kTileThreads, 0, stream>>>(*args, tile_counts);
+        MXMOE_CUDA_LAUNCHED(ctx);
+        tile_scan_kernel<<<1, kTiledMaxExperts, 0, stream>>>(*args, tile_counts, tiles);
+        MXMOE_CUDA_LAUNCHED(ctx);
+        tile_place_kernel<<<(unsigned)tiles, kTileThreads,
+                            (size_t)kTileWarps * args->num_experts * sizeof(int32_t), stream>>>(
+            *args, tile_counts);
+        MXMOE_CUDA_LAUNCHED(ctx);
+        MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, stream));
         return MXMOE_OK;
     }
     count_kernel<<<(unsigned)args->num_experts, kThreads, 0, stream>>>(*args);

@@ -879,6 +879,8 @@ int main(int argc, char** argv) {
     test_plan(1, 1, 1, 0);
     test_plan(g_small ? 20 : 500, 8, 128, 1); /* one-block plan (<= 4096 pairs) */
     test_plan(g_small ? 20 : 512, 8, 1000, 0);
+    test_plan(g_small ? 1100 : 5000, 6, 1000, 1); /* tiled plan: ragged last tile, a map */
+    test_plan(g_small ? 700 : 3000, 4, 2000, 0);  /* more experts than the tiled plan takes */
     moe_case cases[] = {
         {1, 4, 1, 64, 32, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 0, MXMOE_BF16,
          MXMOE_BF16},
