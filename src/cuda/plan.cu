@@ -14,7 +14,7 @@
  *        places its pairs in order (ranks from __match_any_sync), dropped pairs get row -1,
  *        sorted = -1 past the kept rows
  *   O(pairs) work spread over the whole GPU. (A block per expert scanning every pair, below,
- *   took ~40 us at 32768 pairs: E blocks, each latency-bound over all the ids.)
+ *   took 84 us at qwen3's 65536 pairs, Nsight: E blocks, each latency-bound over all the ids.)
  * - More experts: a block per expert walks all pairs in ascending flat index and ranks its
  *   matches with a block-wide prefix count (count_kernel, offsets_kernel, place_kernel,
  *   finish_kernel).
@@ -155,7 +155,8 @@ __global__ void finish_kernel(plan_args a) {
 }
 
 constexpr int kTileWarps = 8, kTileThreads = 32 * kTileWarps;
-constexpr int kWarpPairs = 512, kTilePairs = kTileWarps * kWarpPairs;
+/* 1024-pair tiles: 32-64 blocks at 32768-65536 pairs (4096-pair tiles, 8-16 blocks: 38 us) */
+constexpr int kWarpPairs = 128, kTilePairs = kTileWarps * kWarpPairs;
 constexpr int kRounds = kWarpPairs / 32;   /* a warp's pairs, 32 at a time */
 constexpr int32_t kTiledMaxExperts = 1024; /* shared memory: kTileWarps x E cursors */
 
@@ -188,6 +189,7 @@ __global__ void __launch_bounds__(kTiledMaxExperts)
     const int e = threadIdx.x;
     const bool mine = e < a.num_experts;
     int32_t count = 0;
+#pragma unroll 8 /* independent loads in flight */
     for (int64_t t = 0; mine && t < tiles; t++) {
         count += tile_counts[t * a.num_experts + e];
     }
@@ -197,6 +199,7 @@ __global__ void __launch_bounds__(kTiledMaxExperts)
         a.counts[e] = count;
         a.offsets[e] = begin;
         int32_t row = begin;
+#pragma unroll 8
         for (int64_t t = 0; t < tiles; t++) {
             const int32_t c = tile_counts[t * a.num_experts + e];
             tile_counts[t * a.num_experts + e] = row;
