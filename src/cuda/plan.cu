@@ -181,17 +181,22 @@ __global__ void __launch_bounds__(kTileThreads)
     }
 }
 
-/* One block, a thread per expert: counts, offsets, and tile_counts turned in place into each
- * tile's first row per expert (tiles in order, so rows follow the pair index). */
+/* One block, a thread per expert: counts, offsets, and tile_rows[t][e], tile t's first row for
+ * expert e (tiles in order, so rows follow the pair index). Separate arrays in and out keep
+ * the loads independent, several in flight (in place, each load waited for the last store:
+ * 30 us at 64 tiles). */
 __global__ void __launch_bounds__(kTiledMaxExperts)
-    tile_scan_kernel(plan_args a, int32_t* tile_counts, int64_t tiles) {
+    tile_scan_kernel(plan_args a, const int32_t* __restrict__ tile_counts,
+                     int32_t* __restrict__ tile_rows, int64_t tiles) {
     __shared__ int32_t warp_sums[kTiledMaxExperts / 32];
     const int e = threadIdx.x;
     const bool mine = e < a.num_experts;
     int32_t count = 0;
-#pragma unroll 8 /* independent loads in flight */
-    for (int64_t t = 0; mine && t < tiles; t++) {
-        count += tile_counts[t * a.num_experts + e];
+    if (mine) {
+#pragma unroll 8
+        for (int64_t t = 0; t < tiles; t++) {
+            count += tile_counts[t * a.num_experts + e];
+        }
     }
     int32_t kept;
     const int32_t begin = block_exclusive_scan<kTiledMaxExperts / 32>(count, warp_sums, &kept);
@@ -201,9 +206,8 @@ __global__ void __launch_bounds__(kTiledMaxExperts)
         int32_t row = begin;
 #pragma unroll 8
         for (int64_t t = 0; t < tiles; t++) {
-            const int32_t c = tile_counts[t * a.num_experts + e];
-            tile_counts[t * a.num_experts + e] = row;
-            row += c;
+            tile_rows[t * a.num_experts + e] = row;
+            row += tile_counts[t * a.num_experts + e];
         }
     }
     if (e == 0) {
@@ -346,18 +350,20 @@ mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
     }
     if (args->num_experts <= kTiledMaxExperts) {
         const int64_t tiles = (args->pairs + kTilePairs - 1) / kTilePairs;
-        void* scratch = nullptr; /* tile_counts, then each tile's first rows */
-        MXMOE_CUDA_CHECK(ctx, cudaMallocFromPoolAsync(
-                                  &scratch, (size_t)(tiles * args->num_experts) * sizeof(int32_t),
-                                  cuda_state(ctx)->pool, stream));
+        const int64_t cells = tiles * args->num_experts;
+        void* scratch = nullptr; /* tile_counts, then tile_rows */
+        MXMOE_CUDA_CHECK(ctx,
+                         cudaMallocFromPoolAsync(&scratch, (size_t)(2 * cells) * sizeof(int32_t),
+                                                 cuda_state(ctx)->pool, stream));
         int32_t* tile_counts = static_cast<int32_t*>(scratch);
+        int32_t* tile_rows = tile_counts + cells;
         tile_count_kernel<<<(unsigned)tiles, kTileThreads, 0, stream>>>(*args, tile_counts);
         MXMOE_CUDA_LAUNCHED(ctx);
-        tile_scan_kernel<<<1, kTiledMaxExperts, 0, stream>>>(*args, tile_counts, tiles);
+        tile_scan_kernel<<<1, kTiledMaxExperts, 0, stream>>>(*args, tile_counts, tile_rows, tiles);
         MXMOE_CUDA_LAUNCHED(ctx);
         tile_place_kernel<<<(unsigned)tiles, kTileThreads,
                             (size_t)kTileWarps * args->num_experts * sizeof(int32_t), stream>>>(
-            *args, tile_counts);
+            *args, tile_rows);
         MXMOE_CUDA_LAUNCHED(ctx);
         MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, stream));
         return MXMOE_OK;
