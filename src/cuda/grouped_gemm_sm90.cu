@@ -73,6 +73,10 @@
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
+/* 1: a consumer converts chunk g + 1 while chunk g's MMAs run. */
+#ifndef MXMOE_SM90_LOOKAHEAD
+#define MXMOE_SM90_LOOKAHEAD 0
+#endif
 /* The two consumer warpgroups issue their MMAs in turn (0 in the lab: freely). */
 #ifndef MXMOE_SM90_PINGPONG
 #define MXMOE_SM90_PINGPONG 1
@@ -241,7 +245,7 @@ __device__ __forceinline__ uint2 word_table(const smem_header& h, uint32_t word,
 
 /* One tile: expert, its output columns [n0, n0 + 128) and token rows [row_begin, row_end). */
 struct tile {
-    int64_t expert, n0, row_begin, row_end;
+    int32_t expert, n0, row_begin, row_end; /* rows <= INT32_MAX / 2 (supported()), N < 2^31 */
 };
 
 template <int BN>
@@ -261,9 +265,9 @@ __device__ tile decode_tile(const gemm_args& a, const smem_header& h, int n_tile
     const int local = t - h.tile_prefix[lo];
     const int token_tiles = (int)((end - b + BN - 1) / BN);
     r.expert = lo;
-    r.n0 = (int64_t)(local / token_tiles) * kTileN;
-    r.row_begin = b + (int64_t)(local % token_tiles) * BN;
-    r.row_end = min(end, r.row_begin + BN);
+    r.n0 = (local / token_tiles) * kTileN;
+    r.row_begin = (int32_t)(b + (int64_t)(local % token_tiles) * BN);
+    r.row_end = (int32_t)min(end, (int64_t)r.row_begin + BN);
     return r;
 }
 
@@ -366,6 +370,7 @@ struct chunk_state {
     tile t;
     int s, c;
     float f0, f1; /* reference factors of rows r0, r1 */
+    bool fast;    /* the tile's tokens are all on their references */
 };
 
 /* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk. */
@@ -395,10 +400,9 @@ template <int BN> struct consumer {
         }
     }
 
-    /* Waits for chunk g, turns its weights into A fragments and issues its 4 MMAs into acc, in
-     * turn with the other warpgroup (ping-pong: WG 0 first; G chunks in all). */
-    __device__ __forceinline__ void issue(float (&acc)[NA], uint32_t (&frag)[4][4], chunk_state& cs,
-                                          int g, int G) {
+    /* Waits for the next chunk's stage and turns its weights into A fragments; cs: the chunk's
+     * place, tile, row factors and vote. */
+    __device__ __forceinline__ void prepare(uint32_t (&frag)[4][4], chunk_state& cs) {
         const int c = next_c, s = next_s;
         uint8_t* st = stages + s * L::bytes;
         mbar_wait(const_cast<uint64_t*>(&h.full[s]), next_phase);
@@ -418,6 +422,7 @@ template <int BN> struct consumer {
             }
             fast = __all_sync(0xFFFFFFFFu, (any & kOffReference) == 0);
         }
+        cs.fast = fast;
         if (++next_c == nc) {
             next_c = 0;
         }
@@ -446,6 +451,13 @@ template <int BN> struct consumer {
             frag[k][2] = e4m3x4<true>(w0[k], tab0);
             frag[k][3] = e4m3x4<true>(w1[k], tab1);
         }
+    }
+
+    /* Issues chunk cs's 4 MMAs into acc, in turn with the other warpgroup (ping-pong: WG 0
+     * first; G chunks in all). */
+    __device__ __forceinline__ void mma(float (&acc)[NA], const uint32_t (&frag)[4][4],
+                                        const chunk_state& cs, int g, int G) {
+        const uint8_t* st = stages + cs.s * L::bytes;
         const uint64_t desc = smem_desc_sw128(smem_u32(st + L::b_tile));
         const int wg = warp / 4 - 1;
         if (MXMOE_SM90_PINGPONG && (wg == 1 || g > 0)) {
@@ -472,6 +484,20 @@ template <int BN> struct consumer {
         }
     }
 
+    /* Chunk g (in frag, cs): its MMAs, the next chunk's conversion while they run, then its
+     * promotion (MXMOE_SM90_LOOKAHEAD). */
+    __device__ __forceinline__ void step(float (&acc)[NA], int g, int G,
+                                         const uint32_t (&frag)[4][4], const chunk_state& cs,
+                                         uint32_t (&next)[4][4], chunk_state& next_cs) {
+        mma(acc, frag, cs, g, G);
+        if (g + 1 < G) {
+            prepare(next, next_cs);
+        }
+        wgmma_wait<0>();
+        fence_regs(acc);
+        finish(cs, acc);
+    }
+
     /* This warp is done with stage s. */
     __device__ __forceinline__ void release(int s) {
         __syncwarp();
@@ -491,7 +517,7 @@ template <int BN> struct consumer {
             if (last) {
                 fin[0] += acc[0];
             }
-        } else if (fast) { /* every token on its reference: one FFMA an element */
+        } else if (cs.fast) { /* every token on its reference: one FFMA an element */
             if (!last) {
                 release(cs.s);
             }
@@ -941,17 +967,35 @@ __global__ void __launch_bounds__(kThreads, 1)
     consumer<BN> cs(a, h, stages, nc, warp, lane);
     constexpr int NA = BN / 2;
     float acc[NA];
+    /* One chunk's MMAs at a time per warpgroup, the two warpgroups' MMAs in turn: while one
+     * waits for its MMAs, the other promotes and converts. (Two chunks' MMAs in flight per
+     * warpgroup made ptxas serialise every wgmma of the kernel, warning C7514, and measured
+     * 5-10 % slower.) */
+#if MXMOE_SM90_LOOKAHEAD
+    /* The next chunk's weights are converted while this chunk's MMAs run (two fragment sets):
+     * the consumers, not the copies, set the pace since v10 (NOTES, v10 outcome). */
+    uint32_t frag_a[4][4], frag_b[4][4]; /* two named sets: no array indexed at run time */
+    chunk_state st_a, st_b;
+    if (G > 0) {
+        cs.prepare(frag_a, st_a);
+    }
+    for (int g = 0; g < G; g += 2) {
+        cs.step(acc, g, G, frag_a, st_a, frag_b, st_b);
+        if (g + 1 < G) {
+            cs.step(acc, g + 1, G, frag_b, st_b, frag_a, st_a);
+        }
+    }
+#else
     uint32_t frag[4][4];
     chunk_state st;
-    /* One chunk at a time per warpgroup, the two warpgroups' MMAs in turn: while one waits for
-     * its MMAs, the other promotes and converts. (Two chunks in flight per warpgroup made ptxas
-     * serialise every wgmma of the kernel, warning C7514, and measured 5-10 % slower.) */
     for (int g = 0; g < G; g++) {
-        cs.issue(acc, frag, st, g, G);
+        cs.prepare(frag, st);
+        cs.mma(acc, frag, st, g, G);
         wgmma_wait<0>();
         fence_regs(acc);
         cs.finish(st, acc);
     }
+#endif
 #else
     (void)a, (void)maps;
 #endif
