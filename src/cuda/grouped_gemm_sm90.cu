@@ -73,10 +73,6 @@
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
-/* 1: a consumer converts chunk g + 1 while chunk g's MMAs run. */
-#ifndef MXMOE_SM90_LOOKAHEAD
-#define MXMOE_SM90_LOOKAHEAD 0
-#endif
 /* The two consumer warpgroups issue their MMAs in turn (0 in the lab: freely). */
 #ifndef MXMOE_SM90_PINGPONG
 #define MXMOE_SM90_PINGPONG 1
@@ -482,20 +478,6 @@ template <int BN> struct consumer {
         if (MXMOE_SM90_PINGPONG && (wg == 0 || g + 1 < G)) {
             named_barrier_arrive(4 - wg, 256);
         }
-    }
-
-    /* Chunk g (in frag, cs): its MMAs, the next chunk's conversion while they run, then its
-     * promotion (MXMOE_SM90_LOOKAHEAD). */
-    __device__ __forceinline__ void step(float (&acc)[NA], int g, int G,
-                                         const uint32_t (&frag)[4][4], const chunk_state& cs,
-                                         uint32_t (&next)[4][4], chunk_state& next_cs) {
-        mma(acc, frag, cs, g, G);
-        if (g + 1 < G) {
-            prepare(next, next_cs);
-        }
-        wgmma_wait<0>();
-        fence_regs(acc);
-        finish(cs, acc);
     }
 
     /* This warp is done with stage s. */
@@ -970,22 +952,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     /* One chunk's MMAs at a time per warpgroup, the two warpgroups' MMAs in turn: while one
      * waits for its MMAs, the other promotes and converts. (Two chunks' MMAs in flight per
      * warpgroup made ptxas serialise every wgmma of the kernel, warning C7514, and measured
-     * 5-10 % slower.) */
-#if MXMOE_SM90_LOOKAHEAD
-    /* The next chunk's weights are converted while this chunk's MMAs run (two fragment sets):
-     * the consumers, not the copies, set the pace since v10 (NOTES, v10 outcome). */
-    uint32_t frag_a[4][4], frag_b[4][4]; /* two named sets: no array indexed at run time */
-    chunk_state st_a, st_b;
-    if (G > 0) {
-        cs.prepare(frag_a, st_a);
-    }
-    for (int g = 0; g < G; g += 2) {
-        cs.step(acc, g, G, frag_a, st_a, frag_b, st_b);
-        if (g + 1 < G) {
-            cs.step(acc, g + 1, G, frag_b, st_b, frag_a, st_a);
-        }
-    }
-#else
+     * 5-10 % slower; converting chunk g + 1 while chunk g's MMAs run, with two fragment sets,
+     * measured 4-11 % slower with v10b, NOTES.) */
     uint32_t frag[4][4];
     chunk_state st;
     for (int g = 0; g < G; g++) {
@@ -995,7 +963,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         fence_regs(acc);
         cs.finish(st, acc);
     }
-#endif
 #else
     (void)a, (void)maps;
 #endif
