@@ -38,17 +38,19 @@
  * Work split. A CTA = one producer thread (per chunk, four TMA boxes: packed weights, their
  * words, E4M3 activations swizzled by the TMA itself, their factors; a fifth at a tile's first
  * and last chunk, the tokens' unit words; all counted on the stage's mbarrier) + two consumer
- * warpgroups (64 weight rows each), hand-off through an S-stage ring of mbarriers; results leave
- * through a shared-memory slab as 16-byte row runs. Tiles (expert, 128 output columns, BN tokens)
- * are enumerated per expert from the device offsets (no host synchronisation) and distributed
- * persistently over one CTA per SM; consecutive tiles share weights so they meet in L2. The two
- * consumer warpgroups issue their MMAs in turn (named barriers), so that one promotes and converts
- * while the other's MMAs run. History (dev/cuda/, bench/NOTES.md): v3 converted the activations in
- * the producer for every tile (23x redundant for gpt-oss), which made the producer the bottleneck;
- * v4 = the prepass; v7 = TMA and the staged epilogue; v8 = stmatrix epilogue, ping-pong, and at BN
- * = 128 the scale decode in the producer (converting the weights there too was measured slower,
- * with one ring and with three: four producer warps cannot convert what eight consumers do). v9
- * found the producer's per-chunk path (its scale loads and decode, 128 cp.async, 257 arrivals a
+ * warpgroups (64 weight rows each), hand-off through an S-stage ring of mbarriers; results
+ * leave through a shared-memory slab as 16-byte row runs.
+ * Tiles (expert, 128 output columns, BN tokens) are enumerated per expert from the device
+ * offsets (no host synchronisation) and distributed persistently over one CTA per SM;
+ * consecutive tiles share weights so they meet in L2.
+ * The two consumer warpgroups issue their MMAs in turn (named barriers), so that one promotes
+ * and converts while the other's MMAs run.
+ * History (dev/cuda/, bench/NOTES.md): v3 converted the activations in the producer for every
+ * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass;
+ * v7 = TMA and the staged epilogue; v8 = stmatrix epilogue, ping-pong, and at BN = 128 the
+ * scale decode in the producer (converting the weights there too was measured slower, with one
+ * ring and with three: four producer warps cannot convert what eight consumers do). v9 found
+ * the producer's per-chunk path (its scale loads and decode, 128 cp.async, 257 arrivals a
  * chunk) to be the copies' ceiling: every instruction added there slowed the whole kernel, and
  * the copies alone took ~80 % of its time although L2 bandwidth, ring depth and load distance
  * were ruled out. v10 = the weight-scale pass and the one-thread producer (-6 % at gpt-oss
