@@ -781,14 +781,10 @@ __global__ void act_e4m3_kernel(gemm_args a) {
 /* The weight-scale pass: w_words[c][e * N4 + n] = chunk_word of row n of expert e, chunk c
  * (N4 = words_per_expert(N); rows E * N4 words apart), for the experts that have rows in this call
  * (the others' words only reach outputs the GEMM skips). A block per kWordRows weight rows
- * (global rows g = e * N + n), a thread per (row, chunk). Linear scales of consecutive rows are
- * contiguous, so where they fit (`staged_bytes`) the block first copies its rows' scale bytes
- * into shared memory with coalesced 16-byte loads. A warp takes 4 rows x 8 chunks: rows
- * kb / 4 words apart fall on only 4 banks (kb = 224: 56 words), so 32 rows a warp read
- * shared memory 8-way conflicted, while 8 chunks of 4 rows hit 32 banks; the stores stay
- * 16-byte runs that the other warps complete in L2. (A thread per row walking its chunks was
- * latency-bound: 22 us at gpt-oss for 17 MB moved; 32 rows a warp: 148 us at deepseek-v3 for
- * 234 MB, half the copy rate.) */
+ * (global rows g = e * N + n), a thread per (row, chunk), rows fastest: the stores are coalesced.
+ * Linear scales of consecutive rows are contiguous, so where they fit (`staged_bytes`) the block
+ * first copies its rows' scale bytes into shared memory with coalesced word loads. (A thread per
+ * row walking its chunks was latency-bound: 22 us at gpt-oss for 17 MB moved.) */
 constexpr int kWordRows = 128, kWordThreads = 256;
 
 __host__ __device__ inline int64_t staged_bytes(const gemm_args& a) {
@@ -839,12 +835,8 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
             }
             __syncthreads();
         }
-        const int chunk_groups = (nc + 7) / 8;
-        for (int i = threadIdx.x; i < kWordRows * 8 * chunk_groups; i += blockDim.x) {
-            const int r = (i / 8) % kWordRows, c = 8 * (i / (8 * kWordRows)) + i % 8;
-            if (c >= nc) {
-                continue;
-            }
+        for (int i = threadIdx.x; i < kWordRows * nc; i += blockDim.x) {
+            const int r = i % kWordRows, c = i / kWordRows;
             const int64_t at = word_at[r];
             if (at < 0) {
                 continue;
