@@ -97,12 +97,6 @@ __host__ __device__ constexpr int round_up(int x, int m) {
     return (x + m - 1) / m * m;
 }
 
-/* Bytes of one chunk's row of scale words or activation factors (4 bytes an entry): whole 16
- * bytes, as a TMA tensor's row pitch must be. */
-__host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
-    return (entries + 3) / 4 * 16;
-}
-
 /* A TMA box must start 16-byte aligned in its innermost dimension (anywhere else the copy is an
  * illegal instruction on sm_90), so 4-byte entries are addressed in groups of 4: each expert's
  * scale words start at a multiple of 4 (N rounded up), and a tile's factor box starts at its
@@ -110,6 +104,13 @@ __host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
 __host__ __device__ constexpr int64_t words_per_expert(int64_t n) {
     return (n + 3) / 4 * 4;
 }
+
+/* Bytes of one chunk's row of scale words or activation factors (4 bytes an entry): whole 16
+ * bytes, as a TMA tensor's row pitch must be. */
+__host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
+    return words_per_expert(entries) * 4;
+}
+
 
 /* Shared-memory layout of one pipeline stage for BN tokens per tile: four TMA boxes. */
 template <int BN> struct stage_layout {
@@ -280,6 +281,11 @@ __device__ __forceinline__ int64_t w_scale_chunk_stride(const gemm_args& a) {
     return a.w_swizzled ? 512 : 4;
 }
 
+/* A chunk's 4 scale bytes with those of blocks past K (valid of them are inside) set to 0. */
+__device__ __forceinline__ uint32_t valid_blocks_only(uint32_t s, int64_t valid) {
+    return valid >= 4 ? s : s & ((1u << (8 * valid)) - 1u);
+}
+
 /* 4 bytes at the 4-aligned offset `off` of a buffer of `numel` bytes (bytes past it read 0). */
 __device__ __forceinline__ uint32_t load_u32(const uint8_t* base, int64_t off, int64_t numel) {
     if (off + 4 <= numel) {
@@ -305,7 +311,7 @@ __device__ __forceinline__ uint32_t load_chunk_scales(const gemm_args& a, int64_
         s = __funnelshift_r(s, load_u32(a.w_scales, aligned + 4, a.w_scales_numel), 8 * shift);
     }
     const int64_t valid = a.k / 32 - 4 * (int64_t)c;
-    return valid >= 4 ? s : s & ((1u << (8 * valid)) - 1u);
+    return valid_blocks_only(s, valid);
 }
 
 /* Starts the copies of chunk c of tile t into stage `st` (one thread): 128 weight rows x 64
@@ -845,7 +851,7 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
             if (stage) { /* the row's 4 bytes of chunk c, from two staged words */
                 const int o = r * kb + 4 * c, valid = kb - 4 * c;
                 sc = __funnelshift_r(staged[o / 4], staged[o / 4 + 1], 8 * (o % 4));
-                sc = valid >= 4 ? sc : sc & ((1u << (8 * valid)) - 1u);
+                sc = valid_blocks_only(sc, valid);
             } else {
                 sc = load_chunk_scales(a, scale0[r], c);
             }

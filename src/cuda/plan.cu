@@ -73,6 +73,26 @@ template <int Warps> __device__ inline int block_exclusive_scan(int v, int* warp
     return before;
 }
 
+/* Places one warp's 32 pairs (lane's pair i, its expert e) in pair order at cursor[e] onward,
+ * ranked inside the warp by __match_any_sync, and advances the cursors past them; a dropped
+ * pair (e < 0, i < pairs) gets row -1. The whole warp calls it. */
+__device__ inline void place_warp(const plan_args& a, int64_t i, int32_t e, int32_t* cursor) {
+    const int lane = threadIdx.x % 32;
+    const unsigned same = __match_any_sync(0xffffffffu, e);
+    if (e >= 0) {
+        const int32_t row = cursor[e] + __popc(same & ((1u << lane) - 1u));
+        a.sorted[row] = (int32_t)i;
+        a.row_of[i] = row;
+    } else if (i < a.pairs) {
+        a.row_of[i] = -1;
+    }
+    __syncwarp();
+    if (e >= 0 && lane == __ffs(same) - 1) {
+        cursor[e] += __popc(same);
+    }
+    __syncwarp();
+}
+
 /* Bit j of the result: pair first + j (j < kPer) belongs to expert e. */
 constexpr int kPer = 16; /* pairs per thread per pass: 4096 pairs a pass, few block barriers */
 
@@ -252,20 +272,7 @@ __global__ void __launch_bounds__(kTileThreads)
 #pragma unroll
     for (int r = 0; r < kRounds; r++) {
         const int64_t i = first + r * 32 + lane;
-        const int32_t e = mine[r];
-        const unsigned same = __match_any_sync(0xffffffffu, e);
-        if (e >= 0) {
-            const int32_t row = cursor[warp * E + e] + __popc(same & ((1u << lane) - 1u));
-            a.sorted[row] = (int32_t)i;
-            a.row_of[i] = row;
-        } else if (i < a.pairs) {
-            a.row_of[i] = -1;
-        }
-        __syncwarp();
-        if (e >= 0 && lane == __ffs(same) - 1) {
-            cursor[warp * E + e] += __popc(same);
-        }
-        __syncwarp();
+        place_warp(a, i, mine[r], cursor + warp * E);
         if (i >= kept && i < a.pairs) {
             a.sorted[i] = -1;
         }
@@ -281,7 +288,7 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
     pdl_release();
     __shared__ int32_t cursor[kSmallMaxExperts]; /* counts, then each expert's next row */
     __shared__ int32_t warp_sums[kSmallThreads / 32];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int warp = threadIdx.x / 32;
     for (int e = threadIdx.x; e < a.num_experts; e += kSmallThreads) {
         cursor[e] = 0;
     }
@@ -315,24 +322,12 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
         if (base >= a.pairs) {
             break;
         }
-        const int32_t e = mine[p];
-        const unsigned same = __match_any_sync(0xffffffffu, e);
-        const int rank = __popc(same & ((1u << lane) - 1u));
         const int warps = (int)((min((int64_t)kSmallThreads, a.pairs - base) + 31) / 32);
         for (int w = 0; w < warps; w++) { /* warps in pair order share the cursors */
-            if (warp == w && e >= 0) {
-                const int32_t row = cursor[e] + rank;
-                a.sorted[row] = (int32_t)i;
-                a.row_of[i] = row;
-                __syncwarp(same);
-                if (rank == 0) {
-                    cursor[e] += __popc(same);
-                }
+            if (warp == w) {
+                place_warp(a, i, mine[p], cursor);
             }
             __syncthreads();
-        }
-        if (i < a.pairs && e < 0) {
-            a.row_of[i] = -1;
         }
     }
     for (int64_t i = kept + threadIdx.x; i < a.pairs; i += kSmallThreads) {
