@@ -112,6 +112,25 @@ __host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
 }
 
 
+/* CTAs per SM for BN tokens per tile. At small BN a chunk's MMAs are short and each consumer
+ * warp's chunk is a chain of dependent shared-memory loads, conversion and the MMA's wait; with
+ * two consumer warps per SM sub-partition the sub-partitions sat idle (deepseek-v3 n = 512 at
+ * BN = 16: 55 % issue, DRAM at 45 %), so tiles up to BN = 64 run two CTAs per SM (half the
+ * registers and shared memory each) to double the warps that hide those latencies. Measured
+ * (H100, bench/NOTES.md "v11"): deepseek-v3 n = 512 -15 %, qwen3 n = 512 -7 %, gpt-oss
+ * n = 512 -6 %; two CTAs at BN <= 32 only left gpt-oss (BN = 64) unchanged. */
+#ifndef MXMOE_SM90_TWO_CTAS_MAX_BN /* lab: the largest BN that runs two CTAs per SM */
+#define MXMOE_SM90_TWO_CTAS_MAX_BN 64
+#endif
+template <int BN> constexpr int ctas_per_sm() {
+    return BN <= MXMOE_SM90_TWO_CTAS_MAX_BN ? 2 : 1;
+}
+
+template <int BN> constexpr int bn_index() {
+    static_assert(BN == 16 || BN == 32 || BN == 64 || BN == 128, "the kernel's tile widths");
+    return BN == 16 ? 0 : BN == 32 ? 1 : BN == 64 ? 2 : 3;
+}
+
 /* Shared-memory layout of one pipeline stage for BN tokens per tile: four TMA boxes. */
 template <int BN> struct stage_layout {
     static constexpr int b_tile = 0;                      /* BN x 128 E4M3, swizzled */
@@ -129,7 +148,10 @@ template <int BN> struct stage_layout {
 #ifdef MXMOE_SM90_STAGES /* lab: ring depth override */
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
-    static constexpr int stages = BN >= 128 ? 5 : (BN >= 64 ? 7 : 8);
+    static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 64 ? 4 : (BN >= 32 ? 6 : 8))
+                                  : BN >= 128               ? 5
+                                  : BN >= 64                ? 7
+                                                            : 8;
 #endif
 };
 
@@ -153,9 +175,12 @@ template <int BN> constexpr int smem_bytes() {
     return 1024 /* alignment slack */ + kHeaderBytes +
            stage_layout<BN>::stages * stage_layout<BN>::bytes + epilogue_bytes<BN>();
 }
-static_assert(smem_bytes<16>() <= 227 * 1024 && smem_bytes<32>() <= 227 * 1024 &&
-                  smem_bytes<64>() <= 227 * 1024 && smem_bytes<128>() <= 227 * 1024,
-              "the sm_90 GEMM's shared memory exceeds a CTA's 227 KB");
+/* An SM has 228 KB, of which the system reserves 1 KB per CTA; a CTA may have 227 KB. */
+template <int BN> constexpr bool smem_fits() {
+    return smem_bytes<BN>() <= (ctas_per_sm<BN>() == 1 ? 227 * 1024 : 228 * 1024 / 2 - 1024);
+}
+static_assert(smem_fits<16>() && smem_fits<32>() && smem_fits<64>() && smem_fits<128>(),
+              "the sm_90 GEMM's shared memory exceeds what its CTAs per SM may have");
 
 /* The tensor maps of the four operands a stage holds. */
 struct operand_maps {
@@ -172,14 +197,18 @@ struct operand_maps {
  * bit where some chunk of it is not encoded against R (its factor is not 1 in those units). */
 constexpr uint32_t kOffReference = 1u << 8;
 
-/* Registers per thread after setmaxnreg. The CTA is launched with 168 per thread (64K / 384,
- * rounded down to 8); setmaxnreg.inc waits until the registers it asks for have been released
- * by setmaxnreg.dec, so asking for more than the producer gives back hangs the kernel (seen in
- * the v8 experiment with 96 / 208). ptxas fits each side's code into its count. */
-constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;
-constexpr int kProducerRegs = 56, kConsumerRegs = 224;
-static_assert(128 * (kLaunchRegs - kProducerRegs) >= 256 * (kConsumerRegs - kLaunchRegs),
-              "the consumers ask for more registers than the producer releases");
+/* Registers per thread after setmaxnreg. A CTA is launched with 64K / 384 per thread and CTA
+ * per SM, rounded down to 8 (168 at one CTA per SM, 80 at two); setmaxnreg.inc waits until the
+ * registers it asks for have been released by setmaxnreg.dec, so asking for more than the
+ * producer gives back hangs the kernel (seen in the v8 experiment with 96 / 208). ptxas fits
+ * each side's code into its count. */
+template <int BN> struct regs {
+    static constexpr int launch = 65536 / kThreads / ctas_per_sm<BN>() / 8 * 8;
+    static constexpr int producer = ctas_per_sm<BN>() == 1 ? 56 : 24;
+    static constexpr int consumer = ctas_per_sm<BN>() == 1 ? 224 : 104;
+    static_assert(128 * (launch - producer) >= 256 * (consumer - launch),
+                  "the consumers ask for more registers than the producer releases");
+};
 
 /* E2M1 magnitude m: 0, 0.5 (subnormal), else (1 + (m & 1) / 2) * 2^((m >> 1) - 1). */
 __device__ __forceinline__ float e2m1_magnitude(int m) {
@@ -865,7 +894,7 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
 }
 
 template <int BN>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
     grouped_gemm_sm90_kernel(gemm_args a, const __grid_constant__ operand_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, and never launched there */
     using L = stage_layout<BN>;
@@ -921,7 +950,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int G = my_tiles * nc; /* chunks this CTA processes */
 
     if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
-        setmaxnreg_dec<kProducerRegs>();
+        setmaxnreg_dec<regs<BN>::producer>();
         if (tid != 0) {
             return;
         }
@@ -952,7 +981,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 
     /* ---------------- consumer warpgroups ---------------- */
-    setmaxnreg_inc<kConsumerRegs>();
+    setmaxnreg_inc<regs<BN>::consumer>();
     consumer<BN> cs(a, h, stages, nc, warp, lane);
     constexpr int NA = BN / 2;
     float acc[NA];
@@ -997,7 +1026,7 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     constexpr int bytes = smem_bytes<BN>(); /* allowed once, in mxmoe_grouped_gemm_sm90_init */
     const int64_t n_tiles = (args->n + kTileN - 1) / kTileN;
     const int64_t bound = ((args->rows + BN - 1) / BN + args->num_experts) * n_tiles;
-    const int64_t sms = cuda_state(ctx)->sm_count;
+    const int64_t sms = (int64_t)cuda_state(ctx)->sm_count * cuda_state(ctx)->sm90_resident[bn_index<BN>()];
     const unsigned grid = (unsigned)(bound < sms ? bound : sms);
     const uint64_t rows = (uint64_t)args->rows, en = (uint64_t)(args->num_experts * args->n);
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
@@ -1016,9 +1045,18 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     return MXMOE_OK;
 }
 
-template <int BN> cudaError_t allow_smem() {
-    return cudaFuncSetAttribute(grouped_gemm_sm90_kernel<BN>,
-                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<BN>());
+/* Grants the kernel its shared memory (all of the SM's carveout, so that two CTAs fit where
+ * ctas_per_sm asks for them) and records how many CTAs the SM then holds: the persistent grid. */
+template <int BN> bool allow_smem(mxmoe_ctx* ctx) {
+    const auto kernel = grouped_gemm_sm90_kernel<BN>;
+    int& resident = cuda_state(ctx)->sm90_resident[bn_index<BN>()];
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                smem_bytes<BN>()) == cudaSuccess &&
+           cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                cudaSharedmemCarveoutMaxShared) == cudaSuccess &&
+           cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, kThreads,
+                                                         smem_bytes<BN>()) == cudaSuccess &&
+           resident >= 1;
 }
 
 } // namespace
@@ -1034,8 +1072,8 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         major == 9 && minor == 0 &&
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
-    ok = ok && allow_smem<16>() == cudaSuccess && allow_smem<32>() == cudaSuccess &&
-         allow_smem<64>() == cudaSuccess && allow_smem<128>() == cudaSuccess;
+    ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
+         allow_smem<128>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
