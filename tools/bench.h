@@ -60,7 +60,8 @@ typedef struct bench_options {
     double rotate_mb;     /* weight bytes a run's active experts cycle through (> 4x L2) */
     double rotate_max_mb; /* cap on the rotated copies' memory */
     uint64_t seed;
-    FILE* log; /* progress and the human table (stderr when the JSON goes to stdout) */
+    int prepare; /* weights prepared once (mxmoe_weights_prepare), as a model loader would */
+    FILE* log;   /* progress and the human table (stderr when the JSON goes to stdout) */
 } bench_options;
 
 /* --- weights --- */
@@ -78,6 +79,7 @@ typedef struct bench_weights {
     int num_matrices;
     bench_matrix matrix[2];
     size_t matrix_bytes[2]; /* codes + scales of all experts */
+    int prepare;            /* each copy prepared (mxmoe_weights_prepare) once it is filled */
     int count, capacity;
     void** copies; /* [count][num_matrices] backend pointers */
 } bench_weights;

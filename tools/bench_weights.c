@@ -85,7 +85,19 @@ int bench_fill(const char* cmd, mxmoe_ctx* ctx, void* dst, size_t bytes, uint64_
     return 0;
 }
 
-/* Allocates and fills copy c (copies of copy 0 after the first). */
+/* Frees copy c, unpreparing its first `prepared` matrices first (a prepared tensor must not
+ * outlive its memory: a later allocation at the same address would look prepared). */
+static void free_copy(mxmoe_ctx* ctx, const bench_weights* w, int c, int prepared) {
+    for (int m = 0; m < prepared; m++) {
+        mxmoe_mx_tensor t = bench_weights_view(ctx, w, c, m);
+        mxmoe_weights_unprepare(ctx, &t);
+    }
+    for (int m = 0; m < w->num_matrices; m++) {
+        mxmoe_free(ctx, w->copies[(size_t)c * (size_t)w->num_matrices + (size_t)m]);
+    }
+}
+
+/* Allocates and fills copy c (copies of copy 0 after the first), prepared if asked. */
 static int make_copy(const char* cmd, mxmoe_ctx* ctx, bench_weights* w, int c) {
     void** slots = w->copies + (size_t)c * (size_t)w->num_matrices;
     for (int m = 0; m < w->num_matrices; m++) {
@@ -120,6 +132,16 @@ static int make_copy(const char* cmd, mxmoe_ctx* ctx, bench_weights* w, int c) {
             for (int j = 0; j <= m; j++) {
                 mxmoe_free(ctx, slots[j]);
             }
+            return -1;
+        }
+    }
+    for (int m = 0; m < w->num_matrices && w->prepare; m++) {
+        mxmoe_mx_tensor t = bench_weights_view(ctx, w, c, m);
+        mxmoe_status st = mxmoe_weights_prepare(ctx, &t);
+        if (st != MXMOE_OK) {
+            cli_error(cmd, "preparing the weights: %s (%s)", mxmoe_ctx_last_error(ctx),
+                      mxmoe_status_string(st));
+            free_copy(ctx, w, c, m);
             return -1;
         }
     }
@@ -158,8 +180,8 @@ int bench_weights_reserve(const char* cmd, mxmoe_ctx* ctx, bench_weights* w, int
 }
 
 void bench_weights_free(mxmoe_ctx* ctx, bench_weights* w) {
-    for (int i = 0; i < w->count * w->num_matrices; i++) {
-        mxmoe_free(ctx, w->copies[i]);
+    for (int c = 0; c < w->count; c++) {
+        free_copy(ctx, w, c, w->prepare ? w->num_matrices : 0);
     }
     free(w->copies);
     w->copies = NULL;

@@ -50,7 +50,9 @@ static const char* const usage =
     "                     256, > 4x a 50 MB L2)\n"
     "  --rotate-max-mb MB memory cap on the weight copies (default 16384 on a GPU, 2048 CPU)\n"
     "  --copy-mb MB       bytes of the copy-bandwidth measurement (default 1024; 0 = skip)\n"
-    "  --seed S           routing and data seed (default 1)\n";
+    "  --seed S           routing and data seed (default 1)\n"
+    "  --prepare 0|1      prepare the weights once (mxmoe_weights_prepare), as a model loader\n"
+    "                     does (default 1; 0: every call derives what it needs itself)\n";
 
 typedef struct bench_args {
     mxmoe_backend backend;
@@ -61,7 +63,7 @@ typedef struct bench_args {
     int num_tokens;
     const char* json;
     const char* svg;
-    int64_t iters, budget_ms, rotate_mb, rotate_max_mb, copy_mb, seed;
+    int64_t iters, budget_ms, rotate_mb, rotate_max_mb, copy_mb, seed, prepare;
 } bench_args;
 
 /* Splits a comma list into `out` (at most max items) with parse(item) >= 0. */
@@ -136,6 +138,7 @@ static int parse_args(const char* cmd, int argc, char** argv, bench_args* a) {
     a->rotate_mb = 256;
     a->copy_mb = 1024;
     a->seed = 1;
+    a->prepare = 1;
     int rc = parse_list(cmd, "--op", "grouped", BENCH_OP_COUNT, parse_op, a->ops, &a->num_ops);
     rc |= parse_list(cmd, "--shape", "gpt-oss-20b", 8, parse_shape, a->shapes, &a->num_shapes);
     rc |= parse_list(cmd, "--tokens", "1,8,64,512,4096,8192", 64, parse_tokens, a->tokens,
@@ -175,7 +178,8 @@ static int parse_args(const char* cmd, int argc, char** argv, bench_args* a) {
                         {"--rotate-mb", &a->rotate_mb, 0, 1 << 20},
                         {"--rotate-max-mb", &a->rotate_max_mb, 0, 1 << 24},
                         {"--copy-mb", &a->copy_mb, 0, 1 << 20},
-                        {"--seed", &a->seed, 0, INT64_MAX}};
+                        {"--seed", &a->seed, 0, INT64_MAX},
+                        {"--prepare", &a->prepare, 0, 1}};
             size_t k = 0, count = sizeof ints / sizeof ints[0];
             while (k < count && strcmp(opt, ints[k].name) != 0) {
                 k++;
@@ -263,6 +267,7 @@ static int run_shape(const char* cmd, mxmoe_ctx* ctx, const bench_args* a, const
                      bench_roofline* roof) {
     bench_weights w;
     bench_weights_init(&w, s, op);
+    w.prepare = o->prepare;
     int failed = 0;
     for (int t = 0; t < a->num_tokens; t++) {
         bench_routing r;
@@ -316,6 +321,7 @@ int cmd_bench(int argc, char** argv) {
     o.rotate_mb = (double)a.rotate_mb;
     o.rotate_max_mb = (double)(a.rotate_max_mb >= 0 ? a.rotate_max_mb : gpu ? 16384 : 2048);
     o.seed = (uint64_t)a.seed;
+    o.prepare = (int)a.prepare;
     FILE* json = NULL;
     if (a.json != NULL) {
         json = strcmp(a.json, "-") == 0 ? stdout : fopen(a.json, "w");

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/prepared.h"
 #include "core/scale_layout.h"
 #include "core/tensor.h"
 #include "core/validate.h"
@@ -300,6 +301,25 @@ mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor* h,
     return ctx->ops->act_and_quantize(ctx, h, offsets, p, out);
 }
 
+/* Expert weights: MXFP4 [E, N, K] with E = *experts where given (else any E >= 1). */
+static mxmoe_status check_weights(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, const char* what,
+                                  const int64_t* experts) {
+    MXMOE_RETURN_IF(w == NULL, ctx, MXMOE_ERR_INVALID_ARGUMENT, "%s: w is NULL", what);
+    char name[64];
+    snprintf(name, sizeof name, "%s: w.packed", what);
+    MXMOE_FORWARD(mxmoe_check_tensor(ctx, &w->packed, name, U8_BIT, 3));
+    int64_t N = w->packed.dims[1], k = w->packed.dims[2] * 2;
+    snprintf(name, sizeof name, "%s: K (2 x dim 2 of w.packed)", what);
+    MXMOE_FORWARD(mxmoe_check_k(ctx, k, name));
+    MXMOE_RETURN_IF(N < 1, ctx, MXMOE_ERR_SHAPE, "%s: w has N = 0 output rows", what);
+    int64_t w_lead[2] = {experts != NULL ? *experts : w->packed.dims[0], N};
+    int64_t swz;
+    MXMOE_RETURN_IF(!mxmoe_mul_i64(w_lead[0], (int64_t)mxmoe_swizzled_scale_bytes(N, k), &swz), ctx,
+                    MXMOE_ERR_OVERFLOW, "%s: swizzled weight scale size overflows", what);
+    snprintf(name, sizeof name, "%s: w", what);
+    return mxmoe_check_mx(ctx, w, name, w_lead, 2, k, 1, swz);
+}
+
 mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const mxmoe_mx_tensor* w,
                                 const mxmoe_tensor* offsets, const mxmoe_tensor* bias,
                                 mxmoe_tensor* out) {
@@ -308,15 +328,9 @@ mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const 
     MXMOE_FORWARD(check_offsets(ctx, offsets, "grouped_gemm: offsets", &num_experts));
     MXMOE_RETURN_IF(w == NULL || a == NULL, ctx, MXMOE_ERR_INVALID_ARGUMENT,
                     "grouped_gemm: a or w is NULL");
-    MXMOE_FORWARD(mxmoe_check_tensor(ctx, &w->packed, "grouped_gemm: w.packed", U8_BIT, 3));
+    MXMOE_FORWARD(check_weights(ctx, w, "grouped_gemm", &num_experts));
     int64_t N = w->packed.dims[1], k = w->packed.dims[2] * 2;
-    MXMOE_FORWARD(mxmoe_check_k(ctx, k, "grouped_gemm: K (2 x dim 2 of w.packed)"));
-    MXMOE_RETURN_IF(N < 1, ctx, MXMOE_ERR_SHAPE, "grouped_gemm: w has N = 0 output rows");
     int64_t w_lead[2] = {num_experts, N};
-    int64_t swz;
-    MXMOE_RETURN_IF(!mxmoe_mul_i64(num_experts, (int64_t)mxmoe_swizzled_scale_bytes(N, k), &swz),
-                    ctx, MXMOE_ERR_OVERFLOW, "grouped_gemm: swizzled weight scale size overflows");
-    MXMOE_FORWARD(mxmoe_check_mx(ctx, w, "grouped_gemm: w", w_lead, 2, k, 1, swz));
     MXMOE_FORWARD(mxmoe_check_tensor(ctx, &a->packed, "grouped_gemm: a.packed", U8_BIT, 2));
     int64_t rows = a->packed.dims[0];
     MXMOE_FORWARD(check_row_count(ctx, rows, "grouped_gemm: rows of a"));
@@ -328,6 +342,24 @@ mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const 
     MXMOE_FORWARD(mxmoe_check_tensor(ctx, out, "grouped_gemm: out", MXMOE_FLOAT_DTYPES, 2));
     MXMOE_FORWARD(mxmoe_check_dims(ctx, out, "grouped_gemm: out", 2, (int64_t[]){rows, N}));
     return ctx->ops->grouped_gemm(ctx, a, w, offsets, bias, out);
+}
+
+mxmoe_status mxmoe_weights_prepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
+    MXMOE_BEGIN(ctx);
+    MXMOE_FORWARD(check_weights(ctx, w, "weights_prepare", NULL));
+    void* data = NULL;
+    if (ctx->ops->weights_prepare != NULL) {
+        MXMOE_FORWARD(ctx->ops->weights_prepare(ctx, w, &data));
+    }
+    return mxmoe_prepared_add(ctx, w, data);
+}
+
+mxmoe_status mxmoe_weights_unprepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
+    MXMOE_BEGIN(ctx);
+    MXMOE_FORWARD(check_weights(ctx, w, "weights_unprepare", NULL));
+    MXMOE_RETURN_IF(!mxmoe_prepared_remove(ctx, w), ctx, MXMOE_ERR_INVALID_ARGUMENT,
+                    "weights_unprepare: these weights are not prepared on this context");
+    return MXMOE_OK;
 }
 
 /* --- 5. the MoE layer ---------------------------------------------------------------------------

@@ -52,6 +52,10 @@ typedef struct mxmoe_backend_ops {
     mxmoe_status (*act_and_quantize)(mxmoe_ctx* ctx, const mxmoe_tensor* h,
                                      const mxmoe_tensor* offsets, const mxmoe_act_params* params,
                                      mxmoe_mx_tensor* out);
+    /* Derives what the backend's GEMMs want from static weights (mxmoe_weights_prepare) into
+     * *data, which weights_release frees; optional (NULL: nothing to derive). */
+    mxmoe_status (*weights_prepare)(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void** data);
+    void (*weights_release)(mxmoe_ctx* ctx, void* data);
     mxmoe_status (*grouped_gemm)(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const mxmoe_mx_tensor* w,
                                  const mxmoe_tensor* offsets, const mxmoe_tensor* bias,
                                  mxmoe_tensor* out);

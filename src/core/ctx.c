@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/prepared.h"
 
 static const mxmoe_backend_ops* backend_ops(mxmoe_backend backend) {
     switch (backend) {
@@ -124,6 +125,7 @@ void mxmoe_ctx_free(mxmoe_ctx* ctx) {
     if (ctx == NULL) {
         return;
     }
+    mxmoe_prepared_clear(ctx); /* the backend frees what it derived, while it still can */
     if (ctx->ops != NULL && ctx->ops->release != NULL) {
         ctx->ops->release(ctx);
     }

@@ -10,6 +10,7 @@
 #include "mxmoe.h"
 
 struct mxmoe_backend_ops;
+struct mxmoe_prepared_entry;
 
 struct mxmoe_ctx {
     mxmoe_ctx_params params;
@@ -19,6 +20,8 @@ struct mxmoe_ctx {
     char detail[128];     /* backend detail line, filled by the backend's init */
     double timer_mark_us; /* CPU stopwatch start (mxmoe_timer_start) */
     char last_error[512];
+    struct mxmoe_prepared_entry* prepared; /* mxmoe_weights_prepare's list (core/prepared.h) */
+    int prepared_count, prepared_capacity;
 };
 
 #if defined(__GNUC__)

@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/prepared.h"
+
 namespace {
 
 constexpr int BLOCK_M = 64;
@@ -260,6 +262,33 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
     return MXMOE_OK;
 }
 
+void mxmoe_gemm_args_set_weights(mxmoe_ctx* ctx, gemm_args* g, const mxmoe_mx_tensor* w) {
+    g->w_packed = static_cast<const uint8_t*>(w->packed.data);
+    g->w_scales = static_cast<const uint8_t*>(w->scales.data);
+    g->w_swizzled = w->scale_layout == MXMOE_SCALES_SWIZZLED;
+    g->w_scales_numel = mxmoe_tensor_numel(&w->scales);
+    g->n = w->packed.dims[1];
+    g->k = w->packed.dims[2] * 2;
+    g->w_words_prepared = static_cast<const uint32_t*>(mxmoe_prepared_find(ctx, w));
+}
+
+mxmoe_status mxmoe_weights_prepare_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void** data) {
+    MXMOE_CUDA_ENTER(ctx);
+    gemm_args g = {};
+    mxmoe_gemm_args_set_weights(ctx, &g, w);
+    g.num_experts = w->packed.dims[0];
+    g.errors = cuda_state(ctx)->errors;
+    uint32_t* words = nullptr;
+    MXMOE_FORWARD(mxmoe_grouped_gemm_sm90_prepare(ctx, &g, &words));
+    *data = words;
+    return MXMOE_OK;
+}
+
+void mxmoe_weights_release_cuda(mxmoe_ctx* ctx, void* data) {
+    cudaSetDevice(cuda_state(ctx)->device);
+    cudaFree(data); /* waits for the device: no call still reads the words */
+}
+
 mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
                                      const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
                                      const mxmoe_tensor* bias, mxmoe_tensor* out) {
@@ -270,15 +299,10 @@ mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
     g.a_swizzled = a->scale_layout == MXMOE_SCALES_SWIZZLED;
     g.a_scales_numel = mxmoe_tensor_numel(&a->scales);
     g.errors = cuda_state(ctx)->errors;
-    g.w_packed = static_cast<const uint8_t*>(w->packed.data);
-    g.w_scales = static_cast<const uint8_t*>(w->scales.data);
-    g.w_swizzled = w->scale_layout == MXMOE_SCALES_SWIZZLED;
-    g.w_scales_numel = mxmoe_tensor_numel(&w->scales);
+    mxmoe_gemm_args_set_weights(ctx, &g, w);
     g.offsets = static_cast<const int32_t*>(offsets->data);
     g.num_experts = offsets->dims[0] - 1;
     g.rows = a->packed.dims[0];
-    g.n = w->packed.dims[1];
-    g.k = w->packed.dims[2] * 2;
     g.bias = bias != nullptr ? bias->data : nullptr;
     g.bias_dtype = bias != nullptr ? bias->dtype : MXMOE_F32;
     g.out = out->data;

@@ -32,7 +32,12 @@ struct gemm_args {
     uint8_t* a_e4m3;
     float* a_factors;
     uint32_t* w_words;
+    /* the weight-scale words made once by mxmoe_weights_prepare (NULL: made per call) */
+    const uint32_t* w_words_prepared;
 };
+
+/* The weight fields of args from w (MXFP4 [E, N, K]), with its prepared words if any. */
+void mxmoe_gemm_args_set_weights(mxmoe_ctx* ctx, gemm_args* args, const mxmoe_mx_tensor* w);
 
 /* Issues the grouped GEMM on the fastest kernel that supports the arguments. */
 mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args);
@@ -43,6 +48,10 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx); /* once per context: device a
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args);
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args);
 size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts, int64_t n);
+/* The weight-scale words of all E experts of args' weights into new device memory (*words;
+ * NULL where the Hopper path would not take these weights), for mxmoe_weights_prepare. */
+mxmoe_status mxmoe_grouped_gemm_sm90_prepare(mxmoe_ctx* ctx, const gemm_args* args,
+                                             uint32_t** words);
 
 /* The few-tokens-per-expert kernel (grouped_gemm_skinny.cu), exact, sm_80+: linear activation
  * scales, 16-byte aligned packed operands, at most 1024 experts, K <= 24576. */

@@ -149,9 +149,9 @@ template <int BN> struct stage_layout {
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
     static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 64 ? 4 : (BN >= 32 ? 6 : 8))
-                                  : BN >= 128               ? 5
-                                  : BN >= 64                ? 7
-                                                            : 8;
+                                  : BN >= 128            ? 5
+                                  : BN >= 64             ? 7
+                                                         : 8;
 #endif
 };
 
@@ -815,7 +815,8 @@ __global__ void act_e4m3_kernel(gemm_args a) {
 
 /* The weight-scale pass: w_words[c][e * N4 + n] = chunk_word of row n of expert e, chunk c
  * (N4 = words_per_expert(N); rows E * N4 words apart), for the experts that have rows in this call
- * (the others' words only reach outputs the GEMM skips). A block per kWordRows weight rows
+ * (the others' words only reach outputs the GEMM skips), or for all of them (offsets NULL: once,
+ * from mxmoe_weights_prepare). A block per kWordRows weight rows
  * (global rows g = e * N + n), a thread per (row, chunk), rows fastest: the stores are coalesced.
  * Linear scales of consecutive rows are contiguous, so where they fit (`staged_bytes`) the block
  * first copies its rows' scale bytes into shared memory with coalesced word loads. (A thread per
@@ -845,8 +846,10 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
             word_at[r] = -1;
             if (r < rows) {
                 const int64_t e = (g0 + r) / a.n, n = g0 + r - e * a.n;
-                int64_t b, end;
-                expert_rows(a.offsets, e, a.rows, &b, &end);
+                int64_t b = 0, end = 1; /* no offsets (preparation): every expert */
+                if (a.offsets != nullptr) {
+                    expert_rows(a.offsets, e, a.rows, &b, &end);
+                }
                 active = b != end;
                 word_at[r] = active ? e * n4 + n : -1;
                 scale0[r] = stage ? 0 : w_scale_offset(a, e, n, 0);
@@ -1026,7 +1029,8 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     constexpr int bytes = smem_bytes<BN>(); /* allowed once, in mxmoe_grouped_gemm_sm90_init */
     const int64_t n_tiles = (args->n + kTileN - 1) / kTileN;
     const int64_t bound = ((args->rows + BN - 1) / BN + args->num_experts) * n_tiles;
-    const int64_t sms = (int64_t)cuda_state(ctx)->sm_count * cuda_state(ctx)->sm90_resident[bn_index<BN>()];
+    const int64_t sms =
+        (int64_t)cuda_state(ctx)->sm_count * cuda_state(ctx)->sm90_resident[bn_index<BN>()];
     const unsigned grid = (unsigned)(bound < sms ? bound : sms);
     const uint64_t rows = (uint64_t)args->rows, en = (uint64_t)(args->num_experts * args->n);
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
@@ -1086,15 +1090,17 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
     return ok;
 }
 
-bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
-    return cuda_state(ctx)->sm90_ready && !args->a_swizzled && args->num_experts <= kMaxExperts &&
-           args->k % 32 == 0 && args->rows <= INT32_MAX / 2 &&
+/* The weights' side of mxmoe_grouped_gemm_sm90_supported. */
+static bool weights_supported(mxmoe_ctx* ctx, const gemm_args* args) {
+    return cuda_state(ctx)->sm90_ready && args->num_experts <= kMaxExperts && args->k % 32 == 0 &&
            /* TMA box coordinates are int32 */
            args->num_experts * words_per_expert(args->n) <= INT32_MAX &&
-           ((uintptr_t)args->a_packed | (uintptr_t)args->w_packed | (uintptr_t)args->a_scales |
-            (uintptr_t)args->w_scales) %
-                   16 ==
-               0;
+           ((uintptr_t)args->w_packed | (uintptr_t)args->w_scales) % 16 == 0;
+}
+
+bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
+    return weights_supported(ctx, args) && !args->a_swizzled && args->rows <= INT32_MAX / 2 &&
+           ((uintptr_t)args->a_packed | (uintptr_t)args->a_scales) % 16 == 0;
 }
 
 /* Scratch: E4M3 activations, their factors and unit words, the weight-scale words; each
@@ -1126,6 +1132,43 @@ size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts,
     return scratch_of(rows, k, experts, n).total;
 }
 
+namespace {
+mxmoe_status launch_weight_words(mxmoe_ctx* ctx, const gemm_args& args) {
+    const int64_t weight_rows = args.num_experts * args.n;
+    weight_words_kernel<<<grid_for(ctx, (weight_rows + kWordRows - 1) / kWordRows, 1), kWordThreads,
+                          (size_t)staged_bytes(args), cuda_stream(ctx)>>>(args);
+    MXMOE_CUDA_LAUNCHED(ctx);
+    return MXMOE_OK;
+}
+} // namespace
+
+mxmoe_status mxmoe_grouped_gemm_sm90_prepare(mxmoe_ctx* ctx, const gemm_args* in,
+                                             uint32_t** words) {
+    *words = nullptr;
+    gemm_args args = *in; /* the weights' fields only: the activation side stays empty */
+    args.offsets = nullptr;
+    const scratch_layout lay = scratch_of(0, args.k, args.num_experts, args.n);
+    if (!weights_supported(ctx, &args) || lay.total == SIZE_MAX) {
+        return MXMOE_OK; /* the Hopper path will not run on these weights: nothing to derive */
+    }
+    const size_t bytes = lay.total - lay.words;
+    MXMOE_CUDA_CHECK(ctx, cudaMalloc(&args.w_words, bytes));
+    mxmoe_status st = launch_weight_words(ctx, args);
+    if (st == MXMOE_OK) {
+        const cudaError_t err = cudaStreamSynchronize(cuda_stream(ctx));
+        st = err == cudaSuccess ? MXMOE_OK
+                                : mxmoe_fail(ctx, MXMOE_ERR_BACKEND,
+                                             "weights_prepare: the weight-scale pass failed: %s",
+                                             cudaGetErrorString(err));
+    }
+    if (st != MXMOE_OK) {
+        cudaFree(args.w_words);
+        return st;
+    }
+    *words = args.w_words;
+    return MXMOE_OK;
+}
+
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in) {
     if (in->rows == 0) {
         return MXMOE_OK;
@@ -1143,16 +1186,17 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     }
     args.a_e4m3 = scratch;
     args.a_factors = reinterpret_cast<float*>(scratch + lay.factors);
-    args.w_words = reinterpret_cast<uint32_t*>(scratch + lay.words);
     const int64_t items = (args.k + kChunk - 1) / kChunk * 4; /* 32-byte outputs per row */
     const int threads = (int)(items < 512 ? (items + 31) / 32 * 32 : 512);
     act_e4m3_kernel<<<grid_for(ctx, args.rows * threads, threads), threads, 0, cuda_stream(ctx)>>>(
         args);
     MXMOE_CUDA_LAUNCHED(ctx);
-    const int64_t weight_rows = args.num_experts * args.n;
-    weight_words_kernel<<<grid_for(ctx, (weight_rows + kWordRows - 1) / kWordRows, 1), kWordThreads,
-                          (size_t)staged_bytes(args), cuda_stream(ctx)>>>(args);
-    MXMOE_CUDA_LAUNCHED(ctx);
+    if (args.w_words_prepared != nullptr) {
+        args.w_words = const_cast<uint32_t*>(args.w_words_prepared); /* only read from here */
+    } else {
+        args.w_words = reinterpret_cast<uint32_t*>(scratch + lay.words);
+        MXMOE_FORWARD(launch_weight_words(ctx, args));
+    }
 
     /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device). */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;

@@ -644,6 +644,19 @@ static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int sw
              (long long)untouched_bad);
     printf("  %s\n", what);
     check(bad == 0 && untouched_bad == 0, what);
+
+    /* prepared weights (the weight-scale words made once): the same bits, untouched rows too */
+    MX_OK(g_gpu, mxmoe_weights_prepare(g_gpu, &w_d));
+    CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+    MX_OK(g_gpu,
+          mxmoe_grouped_gemm(g_gpu, &a_d, &w_d, &off.dev, with_bias ? &bias.dev : NULL, &out.dev));
+    gpu_sync_ok("grouped_gemm [sm90, prepared]");
+    void* prepared = malloc(out.bytes);
+    CUDA_OK(cudaMemcpy(prepared, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    check(memcmp(prepared, got, out.bytes) == 0,
+          "grouped_gemm [sm90] with prepared weights: bitwise the unprepared result");
+    MX_OK(g_gpu, mxmoe_weights_unprepare(g_gpu, &w_d));
+    free(prepared);
     free(a), free(w), free(got);
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
         free_pair(inputs[i]);
@@ -754,6 +767,17 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     CUDA_OK(cudaMemcpy(second, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
     check(memcmp(first, second, out.bytes) == 0, "moe_forward is bitwise reproducible");
 
+    /* prepared weights: the same bits (and kept prepared through the graph below) */
+    MX_OK(g_gpu, mxmoe_weights_prepare(g_gpu, &wd.w13));
+    MX_OK(g_gpu, mxmoe_weights_prepare(g_gpu, &wd.w2));
+    CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+    MX_OK(g_gpu,
+          mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu, ws_gpu, &out.dev));
+    gpu_sync_ok("moe_forward prepared");
+    CUDA_OK(cudaMemcpy(second, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    check(memcmp(first, second, out.bytes) == 0,
+          "moe_forward with prepared weights: bitwise the unprepared result");
+
     if (graph) { /* captured in a CUDA graph and replayed: no allocation, no synchronisation */
         cudaStream_t stream;
         CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -780,6 +804,8 @@ static void test_moe(const moe_case* c, int graph, int exact) {
         MX_OK(g_gpu, mxmoe_ctx_set_stream(g_gpu, NULL));
         cudaStreamDestroy(stream);
     }
+    MX_OK(g_gpu, mxmoe_weights_unprepare(g_gpu, &wd.w13));
+    MX_OK(g_gpu, mxmoe_weights_unprepare(g_gpu, &wd.w2));
     free(first);
     free(second);
     free(work_cpu);
