@@ -402,8 +402,10 @@ MXMOE_API mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor
  * That is the contract of the CPU and CUDA int8 kernels, which reproduce it to the bit (the
  * CUDA backend picks its few-tokens kernel when experts average <= 12 rows, else its generic
  * one). On a compute capability 9.0 GPU (sm_90a build) experts with more rows run on the
- * Hopper path instead (FP8 tensor cores; MXMOE_CUDA_GEMM=generic|skinny|sm90 forces a kernel
- * where it takes the arguments): per row and 128-K chunk each operand's blocks
+ * Hopper path instead, and with prepared weights (mxmoe_weights_prepare) so do experts
+ * averaging 2 rows or more, or one row on over ~256 MB of active weights (FP8 tensor cores;
+ * MXMOE_CUDA_GEMM=generic|skinny|sm90 forces a kernel where it takes the arguments): per row
+ * and 128-K chunk each operand's blocks
  * are re-encoded in E4M3 relative to the chunk's largest block scale, exact for blocks within
  * 14 binades of it; blocks further below are rounded to nearest in E4M3 (at worst to zero, so
  * never worse than dropping them). Its bound, per output, tested on the GPU:

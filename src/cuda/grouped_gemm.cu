@@ -226,15 +226,27 @@ static bool gemm_forced(const char* name) {
     return force != nullptr && strcmp(force, name) == 0;
 }
 
-/* Few tokens per active expert: the weights are streamed once per group of 32 tokens. */
-constexpr int64_t kSkinnyMaxMeanRows = 12; /* H200: skinny faster at 8 rows, sm90 at 16 and up */
+/* Few tokens per active expert, where the skinny kernel (the weights streamed once per group of
+ * 32 tokens) beats the others. Against the generic kernel: up to ~12 rows an expert (H200: skinny
+ * faster at 8 rows). Against the Hopper kernel with prepared weights (no weight-scale pass per
+ * call): only below 2 rows an expert and ~256 MB of active weights; H100, bench/NOTES.md v11:
+ * Hopper ahead at 2-8 rows (gpt-oss n = 64 94 vs 121 us, deepseek-v3 640 vs 825) and at one row
+ * on 500 MB (deepseek-v3 n = 8: 204 vs 238), behind at one row on less (n = 1: 36-69 vs 27-52). */
+static bool few_rows(const gemm_args* a, bool sm90) {
+    const int64_t active = a->num_experts < a->rows ? a->num_experts : a->rows;
+    const int64_t experts = active > 0 ? active : 1;
+    if (!sm90 || a->w_words_prepared == nullptr) {
+        return a->rows <= 12 * experts;
+    }
+    const double weight_bytes = (double)experts * (double)a->n * (double)a->k * 17.0 / 32.0;
+    return a->rows < 2 * experts && weight_bytes < 256e6;
+}
 
 mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
     const bool generic = gemm_forced("generic");
     const bool skinny = !generic && mxmoe_grouped_gemm_skinny_supported(ctx, args);
     const bool sm90 = !generic && mxmoe_grouped_gemm_sm90_supported(ctx, args);
-    const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
-    const bool few = args->rows <= kSkinnyMaxMeanRows * (active > 0 ? active : 1);
+    const bool few = few_rows(args, sm90);
     if (skinny && (gemm_forced("skinny") || (few && !(sm90 && gemm_forced("sm90"))))) {
         return mxmoe_launch_grouped_gemm_skinny(ctx, args); /* checks the offsets itself */
     }
