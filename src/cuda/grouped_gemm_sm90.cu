@@ -41,10 +41,9 @@
  * warpgroups (64 weight rows each), hand-off through an S-stage ring of mbarriers; results
  * leave through a shared-memory slab as 16-byte row runs.
  * Tiles (expert, 128 output columns, BN tokens) are enumerated per expert from the device
- * offsets (no host synchronisation) and distributed persistently over one CTA per SM;
- * consecutive tiles share weights so they meet in L2.
- * The two consumer warpgroups issue their MMAs in turn (named barriers), so that one promotes
- * and converts while the other's MMAs run.
+ * offsets (no host synchronisation) and distributed persistently over the CTAs that fit on
+ * the SMs (one per SM, two at BN <= 64); consecutive tiles share weights so they meet in L2.
+ * The two consumer warpgroups run freely, each issuing one chunk's MMAs at a time.
  * History (dev/cuda/, bench/NOTES.md): v3 converted the activations in the producer for every
  * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass;
  * v7 = TMA and the staged epilogue; v8 = stmatrix epilogue, ping-pong, and at BN = 128 the
@@ -55,7 +54,10 @@
  * the copies alone took ~80 % of its time although L2 bandwidth, ring depth and load distance
  * were ruled out. v10 = the weight-scale pass and the one-thread producer (-6 % at gpt-oss
  * n = 8192), v10b = token units (-9 % more); after them the copies no longer set the pace, the
- * consumers' conversion and promotion do (NOTES, v10 outcome: knock-outs).
+ * consumers' conversion and promotion do (NOTES, v10 outcome: knock-outs). v11 = two CTAs per
+ * SM at BN <= 64 (-6..-15 % at n = 512), prepared weight words (mxmoe_weights_prepare), and
+ * v8's ping-pong removed (the warpgroups issuing their MMAs in turn measured 2-4 % slower
+ * than free-running once the consumers were issue-bound).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -73,10 +75,6 @@
  * removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
-#endif
-/* The two consumer warpgroups issue their MMAs in turn (0 in the lab: freely). */
-#ifndef MXMOE_SM90_PINGPONG
-#define MXMOE_SM90_PINGPONG 1
 #endif
 
 namespace {
@@ -485,16 +483,11 @@ template <int BN> struct consumer {
         }
     }
 
-    /* Issues chunk cs's 4 MMAs into acc, in turn with the other warpgroup (ping-pong: WG 0
-     * first; G chunks in all). */
+    /* Issues chunk cs's 4 MMAs into acc. */
     __device__ __forceinline__ void mma(float (&acc)[NA], const uint32_t (&frag)[4][4],
-                                        const chunk_state& cs, int g, int G) {
+                                        const chunk_state& cs) {
         const uint8_t* st = stages + cs.s * L::bytes;
         const uint64_t desc = smem_desc_sw128(smem_u32(st + L::b_tile));
-        const int wg = warp / 4 - 1;
-        if (MXMOE_SM90_PINGPONG && (wg == 1 || g > 0)) {
-            named_barrier_sync(3 + wg, 256); /* the other warpgroup has issued its chunk */
-        }
         wgmma_fence();
 #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -504,6 +497,7 @@ template <int BN> struct consumer {
                 continue;
             }
             if ((MXMOE_SM90_LAB & 256)) { /* both operands from shared memory (A: B's rows) */
+                const int wg = warp / 4 - 1;
                 const uint64_t a_desc = smem_desc_sw128(smem_u32(st + L::b_tile + wg * 64 * 128));
                 wgmma_e4m3<BN>::mma_ss(acc, a_desc + 2 * k, desc + 2 * k, k > 0);
                 continue;
@@ -511,9 +505,6 @@ template <int BN> struct consumer {
             wgmma_e4m3<BN>::mma(acc, frag[k], desc + 2 * k, k > 0);
         }
         wgmma_commit();
-        if (MXMOE_SM90_PINGPONG && (wg == 0 || g + 1 < G)) {
-            named_barrier_arrive(4 - wg, 256);
-        }
     }
 
     /* This warp is done with stage s. */
@@ -988,16 +979,17 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
     consumer<BN> cs(a, h, stages, nc, warp, lane);
     constexpr int NA = BN / 2;
     float acc[NA];
-    /* One chunk's MMAs at a time per warpgroup, the two warpgroups' MMAs in turn: while one
-     * waits for its MMAs, the other promotes and converts. (Two chunks' MMAs in flight per
-     * warpgroup made ptxas serialise every wgmma of the kernel, warning C7514, and measured
+    /* One chunk's MMAs at a time per warpgroup; while one warpgroup waits for its MMAs, the
+     * other (and at BN <= 64 the other CTA's) promote and convert. (Two chunks' MMAs in flight
+     * per warpgroup made ptxas serialise every wgmma of the kernel, warning C7514, and measured
      * 5-10 % slower; converting chunk g + 1 while chunk g's MMAs run, with two fragment sets,
-     * measured 4-11 % slower with v10b, NOTES.) */
+     * measured 4-11 % slower with v10b; the warpgroups issuing in turn (v8's ping-pong) measured
+     * 2-4 % slower than this in v11, NOTES.) */
     uint32_t frag[4][4];
     chunk_state st;
     for (int g = 0; g < G; g++) {
         cs.prepare(frag, st);
-        cs.mma(acc, frag, st, g, G);
+        cs.mma(acc, frag, st);
         wgmma_wait<0>();
         fence_regs(acc);
         cs.finish(st, acc);

@@ -125,11 +125,6 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
     (void)id, (void)threads;
 }
 
-/* Arrives at named barrier `id` without waiting (the other side waits with named_barrier_sync). */
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-    MXMOE_SM90_ASM("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
-    (void)id, (void)threads;
-}
 
 /* Two FP32 values rounded to nearest even into one register of two 16-bit floats (lo in bits
  * 0..15): BF16 (Bf16 = true) or F16. */
