@@ -84,6 +84,13 @@ constexpr int kTileN = 128;   /* output columns (weight rows) per CTA: 2 consume
 constexpr int kThreads = 384; /* producer WG + 2 consumer WGs */
 constexpr int kShifts = 20;   /* E4M3 tables for shifts -13..6 (row 0: all round to 0) */
 constexpr int kMaxExperts = 1024;
+/* Bytes of each weight row a stage's box holds: the chunk's 64 (lab: 128, the next chunk's
+ * too, unused, to see whether the TMA's 64-byte rows cost more than their bytes; it needs
+ * MXMOE_SM90_STAGES=4 and MXMOE_SM90_TWO_CTAS_MAX_BN=32 to fit). */
+#ifndef MXMOE_SM90_WBOX
+#define MXMOE_SM90_WBOX 64
+#endif
+constexpr int kWeightBox = MXMOE_SM90_WBOX;
 static_assert(kShifts <= 32, "a scale word holds each table index in 5 bits");
 
 /* Bytes of one converted activation row: K rounded up to whole 128-K chunks. */
@@ -133,7 +140,7 @@ template <int BN> constexpr int bn_index() {
 template <int BN> struct stage_layout {
     static constexpr int b_tile = 0;                      /* BN x 128 E4M3, swizzled */
     static constexpr int w_raw = b_tile + BN * 128;       /* 128 rows x 64 packed bytes */
-    static constexpr int w_words = w_raw + kTileN * 64;   /* 128 rows' scale words */
+    static constexpr int w_words = w_raw + kTileN * kWeightBox; /* 128 rows' scale words */
     static constexpr int factor_box = BN + 4;             /* from the tile's row & ~3 */
     static constexpr int a_factor = w_words + kTileN * 4; /* factor_box FP32 factors */
     static constexpr int a_units = a_factor + round_up(factor_box * 4, 128); /* unit words */
@@ -353,7 +360,7 @@ __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& 
     const int w_row = (int)(t.expert * n + t.n0), a_row = (int)t.row_begin;
     const int word_row = (int)(t.expert * words_per_expert(n) + t.n0);
     const bool units = c == 0 || c == nc - 1; /* the tile's first chunk votes, its last scales */
-    mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : kTileN * 64 + kTileN * 4) +
+    mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : kTileN * kWeightBox + kTileN * 4) +
                                     ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
                                     ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4) +
                                     (units ? L::factor_box * 4 : 0));
@@ -464,8 +471,9 @@ template <int BN> struct consumer {
         cs.f0 = chunk_factor((int)(word0 >> 24));
         cs.f1 = chunk_factor((int)(word1 >> 24));
         const uint2 tab0 = word_table(h, word0, q), tab1 = word_table(h, word1, q);
-        const uint4 x0 = *reinterpret_cast<const uint4*>(st + L::w_raw + r0 * 64 + q * 16);
-        const uint4 x1 = *reinterpret_cast<const uint4*>(st + L::w_raw + r1 * 64 + q * 16);
+        const uint8_t* w_raw = st + L::w_raw + q * 16;
+        const uint4 x0 = *reinterpret_cast<const uint4*>(w_raw + r0 * kWeightBox);
+        const uint4 x1 = *reinterpret_cast<const uint4*>(w_raw + r1 * kWeightBox);
         const uint32_t w0[4] = {x0.x, x0.y, x0.z, x0.w}, w1[4] = {x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -1031,7 +1039,7 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     MXMOE_RETURN_IF(
         !encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, true) ||
             !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
-                        (uint64_t)(args->k / 2), 64, kTileN, false) ||
+                        (uint64_t)(args->k / 2), kWeightBox, kTileN, false) ||
             !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4, kTileN, 1, false) ||
             !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1, word_pitch(rows),
                         stage_layout<BN>::factor_box, 1, false),
