@@ -250,13 +250,13 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
     if (skinny && (gemm_forced("skinny") || (few && !(sm90 && gemm_forced("sm90"))))) {
         return mxmoe_launch_grouped_gemm_skinny(ctx, args); /* checks the offsets itself */
     }
+    if (sm90) { /* checks the offsets in its activation prepass */
+        return mxmoe_launch_grouped_gemm_sm90(ctx, args);
+    }
     if (args->check_offsets) {
         check_offsets_kernel<<<1, 256, 0, cuda_stream(ctx)>>>(args->offsets, args->num_experts,
                                                               args->rows, args->errors);
         MXMOE_CUDA_LAUNCHED(ctx);
-    }
-    if (sm90) {
-        return mxmoe_launch_grouped_gemm_sm90(ctx, args);
     }
     int64_t m_tiles = (args->rows + BLOCK_M - 1) / BLOCK_M + args->num_experts;
     int64_t n_tiles = (args->n + BLOCK_N - 1) / BLOCK_N;

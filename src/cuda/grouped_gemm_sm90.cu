@@ -743,6 +743,10 @@ __global__ void act_e4m3_kernel(gemm_args a) {
     for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) { /* blocks may be 32 threads */
         reinterpret_cast<uint8_t*>(table)[t] = e4m3_of(e2m1_magnitude(t % 8), t / 8 - 13);
     }
+    pdl_wait(); /* the quantizer's rows (launched after it by launch_pdl) */
+    if (a.check_offsets && blockIdx.x == 0) { /* the caller's offsets, here: no launch of its own */
+        check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
+    }
     const int kb = (int)(a.k / 32), nc = (kb + 3) / 4, kc = nc * kChunk;
     const int64_t pitch = word_pitch(a.rows) / 4;
     const bool scale_words = kb % 4 == 0 && (uintptr_t)a.a_scales % 4 == 0;
@@ -807,6 +811,7 @@ __global__ void act_e4m3_kernel(gemm_args a) {
                 (units ? (uint32_t)ref : 133u) | (row_off ? kOffReference : 0u);
         }
     }
+    pdl_release(); /* the GEMM's set-up may start (it waits for these rows before its copies) */
 #else
     (void)a;
 #endif
@@ -943,6 +948,8 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
             i < kShifts ? e4m3_of(e2m1_magnitude(m), i - 13) : 0;
     }
     __syncthreads();
+    pdl_wait(); /* launched by launch_pdl: the activation prepass's rows are complete from here
+                 * (the set-up above read only the offsets, complete before that prepass ran) */
 
     const int total = h.tile_prefix[E];
     const int my_tiles = total > (int)blockIdx.x
@@ -1044,8 +1051,7 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
             !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1, word_pitch(rows),
                         stage_layout<BN>::factor_box, 1, false),
         ctx, MXMOE_ERR_BACKEND, "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
-    kernel<<<grid, kThreads, bytes, cuda_stream(ctx)>>>(*args, m);
-    MXMOE_CUDA_LAUNCHED(ctx);
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, kernel, grid, kThreads, bytes, *args, m));
     return MXMOE_OK;
 }
 
@@ -1188,9 +1194,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     args.a_factors = reinterpret_cast<float*>(scratch + lay.factors);
     const int64_t items = (args.k + kChunk - 1) / kChunk * 4; /* 32-byte outputs per row */
     const int threads = (int)(items < 512 ? (items + 31) / 32 * 32 : 512);
-    act_e4m3_kernel<<<grid_for(ctx, args.rows * threads, threads), threads, 0, cuda_stream(ctx)>>>(
-        args);
-    MXMOE_CUDA_LAUNCHED(ctx);
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, grid_for(ctx, args.rows * threads, threads),
+                                     threads, 0, args));
     if (args.w_words_prepared != nullptr) {
         args.w_words = const_cast<uint32_t*>(args.w_words_prepared); /* only read from here */
     } else {
