@@ -90,10 +90,13 @@ mxmoe_moe_params demo_layer_params(const demo_layer* layer);
 typedef struct demo_backend_data {
     cli_buffer w13_packed, w13_scales, w2_packed, w2_scales, b13, b2;
     cli_buffer x, ids, weights, out, workspace;
+    const demo_layer* layer;
+    int prepared; /* w13 and w2 prepared on the context (mxmoe_weights_prepare) */
 } demo_backend_data;
 
 /* Places the layer and batch where ctx computes (copies on a GPU) with `out` (host, F32 [T, H])
- * as the output's host side, and sizes the workspace. Returns 0 or -1 (printed). */
+ * as the output's host side, prepares the weights once (as a model loader would), and sizes the
+ * workspace. Returns 0 or -1 (printed). */
 int demo_backend_init(const char* cmd, mxmoe_ctx* ctx, const demo_layer* layer,
                       const demo_batch* batch, float* out, demo_backend_data* d);
 void demo_backend_free(mxmoe_ctx* ctx, demo_backend_data* d);

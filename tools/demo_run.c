@@ -31,7 +31,31 @@ mxmoe_moe_params demo_layer_params(const demo_layer* L) {
     return p;
 }
 
+/* The layer's two weight tensors, in the backend's memory. */
+static mxmoe_moe_weights weight_tensors(const mxmoe_ctx* ctx, const demo_layer* L,
+                                        const demo_backend_data* d) {
+    int64_t E = L->experts, H = L->hidden, I = L->intermediate;
+    int64_t w13_p[3] = {E, 2 * I, H / 2}, w13_s[3] = {E, 2 * I, H / MXMOE_BLOCK};
+    int64_t w2_p[3] = {E, H, I / 2}, w2_s[3] = {E, H, I / MXMOE_BLOCK};
+    mxmoe_moe_weights wts;
+    wts.w13.packed = cli_tensor(ctx, d->w13_packed.backend, MXMOE_U8, 3, w13_p);
+    wts.w13.scales = cli_tensor(ctx, d->w13_scales.backend, MXMOE_U8, 3, w13_s);
+    wts.w13.scale_layout = MXMOE_SCALES_LINEAR;
+    wts.w2.packed = cli_tensor(ctx, d->w2_packed.backend, MXMOE_U8, 3, w2_p);
+    wts.w2.scales = cli_tensor(ctx, d->w2_scales.backend, MXMOE_U8, 3, w2_s);
+    wts.w2.scale_layout = MXMOE_SCALES_LINEAR;
+    wts.b13 = NULL;
+    wts.b2 = NULL;
+    return wts;
+}
+
 void demo_backend_free(mxmoe_ctx* ctx, demo_backend_data* d) {
+    if (d->prepared) { /* before the memory goes: a later buffer there would look prepared */
+        mxmoe_moe_weights wts = weight_tensors(ctx, d->layer, d);
+        mxmoe_weights_unprepare(ctx, &wts.w13);
+        mxmoe_weights_unprepare(ctx, &wts.w2);
+        d->prepared = 0;
+    }
     cli_buffer* all[] = {&d->w13_packed, &d->w13_scales, &d->w2_packed, &d->w2_scales,
                          &d->b13,        &d->b2,         &d->x,         &d->ids,
                          &d->weights,    &d->out,        &d->workspace};
@@ -80,6 +104,22 @@ int demo_backend_init(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L, cons
             return -1;
         }
     }
+    d->layer = L;
+    mxmoe_moe_weights wts = weight_tensors(ctx, L, d);
+    st = mxmoe_weights_prepare(ctx, &wts.w13);
+    if (st == MXMOE_OK) {
+        st = mxmoe_weights_prepare(ctx, &wts.w2);
+        if (st != MXMOE_OK) {
+            mxmoe_weights_unprepare(ctx, &wts.w13);
+        }
+    }
+    if (st != MXMOE_OK) {
+        cli_error(cmd, "mxmoe_weights_prepare: %s (%s)", mxmoe_ctx_last_error(ctx),
+                  mxmoe_status_string(st));
+        demo_backend_free(ctx, d);
+        return -1;
+    }
+    d->prepared = 1;
     return 0;
 }
 
@@ -103,15 +143,7 @@ int demo_forward(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L, int64_t T
     mxmoe_tensor y = cli_tensor(ctx, d->out.backend, MXMOE_F32, 2, x_dims);
     mxmoe_tensor b13 = cli_tensor(ctx, d->b13.backend, MXMOE_BF16, 2, b13_dims);
     mxmoe_tensor b2 = cli_tensor(ctx, d->b2.backend, MXMOE_BF16, 2, b2_dims);
-    int64_t w13_p[3] = {E, 2 * I, H / 2}, w13_s[3] = {E, 2 * I, H / MXMOE_BLOCK};
-    int64_t w2_p[3] = {E, H, I / 2}, w2_s[3] = {E, H, I / MXMOE_BLOCK};
-    mxmoe_moe_weights wts;
-    wts.w13.packed = cli_tensor(ctx, d->w13_packed.backend, MXMOE_U8, 3, w13_p);
-    wts.w13.scales = cli_tensor(ctx, d->w13_scales.backend, MXMOE_U8, 3, w13_s);
-    wts.w13.scale_layout = MXMOE_SCALES_LINEAR;
-    wts.w2.packed = cli_tensor(ctx, d->w2_packed.backend, MXMOE_U8, 3, w2_p);
-    wts.w2.scales = cli_tensor(ctx, d->w2_scales.backend, MXMOE_U8, 3, w2_s);
-    wts.w2.scale_layout = MXMOE_SCALES_LINEAR;
+    mxmoe_moe_weights wts = weight_tensors(ctx, L, d);
     wts.b13 = &b13;
     wts.b2 = &b2;
     mxmoe_moe_params params = demo_layer_params(L);
