@@ -100,9 +100,10 @@ typedef struct mxmoe_layer_info {
  * file inside one, or a .gguf file) for the context's backend: the expert weights are put in
  * the canonical layout (w13 [E, 2I, H] gate‖up, or interleaved for gpt-oss; w2 [E, H, I]) and
  * copied to the backend's memory (mxmoe_malloc; on the CPU backend gpt-oss weights are used in
- * place in the mapped file, zero-copy). The router weight (and bias) is kept in FP32 on the
- * host. params may be NULL (defaults, layer 0). The layer uses `ctx` again when it is freed:
- * free the layer before the context. `*out` is NULL on failure.
+ * place in the mapped file, zero-copy), and prepared on ctx (mxmoe_weights_prepare; undone by
+ * mxmoe_layer_free). The router weight (and bias) is kept in FP32 on the host. params may be
+ * NULL (defaults, layer 0). The layer uses `ctx` again when it is freed: free the layer before
+ * the context. `*out` is NULL on failure.
  * Errors: IO (cannot read), FORMAT (malformed file, or tensors that contradict the config),
  * UNSUPPORTED (a checkpoint mxmoe cannot run), INVALID_ARGUMENT (layer out of range, NULL
  * arguments), NO_MEMORY, BACKEND. */

@@ -34,6 +34,7 @@ struct mxmoe_layer {
     void* host_blocks[LAYER_MAX_BLOCKS]; /* malloc'd host memory serving as CPU weights */
     int host_count;
     model_dir* keep; /* a folder kept open because the weights point into its mapping */
+    int prepared;    /* w13 and w2 prepared on ctx (mxmoe_weights_prepare), undone at free */
 };
 
 /* The canonical layer in host memory, as the loaders produce it. */

@@ -309,6 +309,10 @@ void mxmoe_layer_free(mxmoe_layer* L) {
     if (L == NULL) {
         return;
     }
+    if (L->prepared) { /* before the memory goes: a later tensor there would look prepared */
+        mxmoe_weights_unprepare(L->ctx, &L->weights.w13);
+        mxmoe_weights_unprepare(L->ctx, &L->weights.w2);
+    }
     for (int i = 0; i < L->backend_count; i++) {
         mxmoe_free(L->ctx, L->backend_blocks[i]);
     }
@@ -420,6 +424,19 @@ mxmoe_status mxmoe_layer_load(mxmoe_ctx* ctx, const char* path, const mxmoe_laye
         st = finish(&b, display);
     }
     build_release(&b);
+    if (st == MXMOE_OK) { /* static from here on: what the kernels derive from them, once */
+        st = mxmoe_weights_prepare(ctx, &L->weights.w13);
+        if (st == MXMOE_OK) {
+            st = mxmoe_weights_prepare(ctx, &L->weights.w2);
+            if (st != MXMOE_OK) {
+                mxmoe_weights_unprepare(ctx, &L->weights.w13);
+            }
+        }
+        L->prepared = st == MXMOE_OK;
+        if (st != MXMOE_OK) {
+            st = io_fail(err, st, display, "preparing the weights: %s", mxmoe_ctx_last_error(ctx));
+        }
+    }
     if (st != MXMOE_OK) {
         mxmoe_layer_free(L);
         return st;
