@@ -8,7 +8,8 @@
  * binades below the chunk's largest are exact; blocks further down are rounded to nearest in
  * E4M3 (at worst flushed to zero, never worse than dropping them). Both operands are encoded so;
  * one wgmma chain of 4 x k32 sums the chunk on the tensor cores, and the chunk's partial sum is
- * promoted into FP32 accumulators with the factor 2^(smax_w - 133) · 2^(smax_a - 133). Hopper's
+ * promoted into FP32 accumulators with the factor 2^(smax_w - 133) · 2^(smax_a - 133) (for the
+ * weights smax_w is at least 7, which keeps the factor a normal FP32 number). Hopper's
  * FP8 MMA keeps about 13 mantissa bits while it accumulates (products are exact), so the chunk
  * sum carries a relative error of order 2^-13 of the chunk's sum of |products| — the documented
  * bound (include/mxmoe.h, tested in tests/gpu) — and the promotion every 128 K keeps it from
@@ -138,11 +139,11 @@ template <int BN> constexpr int bn_index() {
 
 /* Shared-memory layout of one pipeline stage for BN tokens per tile: four TMA boxes. */
 template <int BN> struct stage_layout {
-    static constexpr int b_tile = 0;                      /* BN x 128 E4M3, swizzled */
-    static constexpr int w_raw = b_tile + BN * 128;       /* 128 rows x 64 packed bytes */
+    static constexpr int b_tile = 0;                            /* BN x 128 E4M3, swizzled */
+    static constexpr int w_raw = b_tile + BN * 128;             /* 128 rows x 64 packed bytes */
     static constexpr int w_words = w_raw + kTileN * kWeightBox; /* 128 rows' scale words */
-    static constexpr int factor_box = BN + 4;             /* from the tile's row & ~3 */
-    static constexpr int a_factor = w_words + kTileN * 4; /* factor_box FP32 factors */
+    static constexpr int factor_box = BN + 4;                   /* from the tile's row & ~3 */
+    static constexpr int a_factor = w_words + kTileN * 4;       /* factor_box FP32 factors */
     static constexpr int a_units = a_factor + round_up(factor_box * 4, 128); /* unit words */
     static constexpr int tile_at = a_units + factor_box * 4; /* the tile, at its first chunk */
     static constexpr int bytes = round_up(tile_at + 32, 1024);
@@ -257,18 +258,27 @@ __device__ __forceinline__ float chunk_factor(int smax) {
                        : __int_as_float(smax >= 7 ? (smax - 6) << 23 : 1 << (smax + 16));
 }
 
-/* A weight row's chunk as the consumers need it, one word (the weight-scale pass writes it):
- * bits 24..31 the chunk's largest scale smax, bits 5q..5q+4 the shift table of block q
- * (s_q - smax + 6 + 13, 0 where the block lies more than 19 binades down: all zeros). */
+/* A weight row's chunk as the consumers need it, one word (the weight-scale pass writes it),
+ * against the reference R = max(smax, 7), smax the chunk's largest scale: bits 5q..5q+4 the
+ * shift table of block q (s_q - R + 6 + 13, 0 where the block lies more than 19 binades down:
+ * all zeros), and bits 22..30 the chunk's factor 2^(R - 133) as FP32 bits, so that the
+ * consumers read it with one mask (word_factor): 2^(R - 133) is normal for R >= 7, and a chunk
+ * whose largest scale is below 7 has every block within 7 binades of 7, exact in E4M3 against
+ * it; R = 255 (a NaN scale) puts the quiet NaN 0x7FC00000 there. */
 __device__ __forceinline__ uint32_t chunk_word(uint32_t sc) {
-    const int smax = max_byte(sc);
-    uint32_t word = (uint32_t)smax << 24;
+    const int ref = max(max_byte(sc), 7);
+    uint32_t word = ref == 255 ? 0x7FC00000u : (uint32_t)(ref - 6) << 23;
 #pragma unroll
     for (int q = 0; q < 4; q++) {
-        const int i = (int)((sc >> (8 * q)) & 0xFF) - smax + 6 + 13;
+        const int i = (int)((sc >> (8 * q)) & 0xFF) - ref + 6 + 13;
         word |= (uint32_t)(i < 0 ? 0 : i) << (5 * q);
     }
     return word;
+}
+
+/* The chunk factor a chunk_word carries. */
+__device__ __forceinline__ float word_factor(uint32_t word) {
+    return __int_as_float(word & 0x7FC00000u);
 }
 
 __device__ __forceinline__ uint2 word_table(const smem_header& h, uint32_t word, int q) {
@@ -468,8 +478,8 @@ template <int BN> struct consumer {
         }
         const uint32_t* words = reinterpret_cast<const uint32_t*>(st + L::w_words);
         const uint32_t word0 = words[r0], word1 = words[r1];
-        cs.f0 = chunk_factor((int)(word0 >> 24));
-        cs.f1 = chunk_factor((int)(word1 >> 24));
+        cs.f0 = word_factor(word0);
+        cs.f1 = word_factor(word1);
         const uint2 tab0 = word_table(h, word0, q), tab1 = word_table(h, word1, q);
         const uint8_t* w_raw = st + L::w_raw + q * 16;
         const uint4 x0 = *reinterpret_cast<const uint4*>(w_raw + r0 * kWeightBox);
@@ -1194,8 +1204,9 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     args.a_factors = reinterpret_cast<float*>(scratch + lay.factors);
     const int64_t items = (args.k + kChunk - 1) / kChunk * 4; /* 32-byte outputs per row */
     const int threads = (int)(items < 512 ? (items + 31) / 32 * 32 : 512);
-    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, grid_for(ctx, args.rows * threads, threads),
-                                     threads, 0, args));
+    MXMOE_CUDA_CHECK(ctx,
+                     launch_pdl(ctx, act_e4m3_kernel, grid_for(ctx, args.rows * threads, threads),
+                                threads, 0, args));
     if (args.w_words_prepared != nullptr) {
         args.w_words = const_cast<uint32_t*>(args.w_words_prepared); /* only read from here */
     } else {
