@@ -117,7 +117,6 @@ __host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
     return words_per_expert(entries) * 4;
 }
 
-
 /* CTAs per SM for BN tokens per tile. At small BN a chunk's MMAs are short and each consumer
  * warp's chunk is a chain of dependent shared-memory loads, conversion and the MMA's wait; with
  * two consumer warps per SM sub-partition the sub-partitions sat idle (deepseek-v3 n = 512 at
@@ -1186,7 +1185,12 @@ mxmoe_status mxmoe_grouped_gemm_sm90_prepare(mxmoe_ctx* ctx, const gemm_args* in
 }
 
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in) {
-    if (in->rows == 0) {
+    if (in->rows == 0) { /* nothing to compute; the caller's offsets are still checked */
+        if (in->check_offsets) {
+            check_offsets_kernel<<<1, 256, 0, cuda_stream(ctx)>>>(in->offsets, in->num_experts,
+                                                                  in->rows, in->errors);
+            MXMOE_CUDA_LAUNCHED(ctx);
+        }
         return MXMOE_OK;
     }
     gemm_args args = *in;
