@@ -430,6 +430,7 @@ template <int BN> struct consumer {
     int nc, warp, lane, q, r0, r1;
     tile t;
     int next_c = 0, next_s = 0, next_phase = 0; /* the next chunk's place */
+    uint64_t desc0; /* wgmma descriptor of stage 0's activation tile */
     bool fast = false; /* the tile's tokens are all on their references (units word bit 8) */
     float fin[NA];     /* the tile's FP32 accumulators, in units of each token's reference */
 
@@ -439,6 +440,8 @@ template <int BN> struct consumer {
           warp(warp_), lane(lane_), q(lane_ & 3) {
         r0 = 64 * (warp / 4 - 1) + 16 * (warp % 4) + lane / 4;
         r1 = r0 + 8;
+        desc0 = smem_desc_sw128(smem_u32(stages + L::b_tile));
+        static_assert(L::bytes % 1024 == 0, "stage tiles stay 1024-byte aligned");
         t = tile{};
 #pragma unroll
         for (int i = 0; i < NA; i++) {
@@ -452,13 +455,10 @@ template <int BN> struct consumer {
         const int c = next_c, s = next_s;
         uint8_t* st = stages + s * L::bytes;
         mbar_wait(const_cast<uint64_t*>(&h.full[s]), next_phase);
-        if (c == 0) { /* decoded by the producer, which runs stages ahead */
+        if (c == 0) { /* a new tile: one branch, taken once a tile (not predicated per chunk) */
+            /* decoded by the producer, which runs stages ahead */
             t = *reinterpret_cast<const tile*>(st + L::tile_at);
-        }
-        cs.t = t;
-        cs.s = s;
-        cs.c = c;
-        if (c == 0) { /* every warp covers all BN tokens: the same vote in each */
+            /* every warp covers all BN tokens: the same vote in each */
             uint2 u[BN / 8];
             token_pairs<BN>(st + L::a_units, t, q, u);
             uint32_t any = 0;
@@ -468,6 +468,9 @@ template <int BN> struct consumer {
             }
             fast = __all_sync(0xFFFFFFFFu, (any & kOffReference) == 0);
         }
+        cs.t = t;
+        cs.s = s;
+        cs.c = c;
         cs.fast = fast;
         if (++next_c == nc) {
             next_c = 0;
@@ -500,11 +503,11 @@ template <int BN> struct consumer {
         }
     }
 
-    /* Issues chunk cs's 4 MMAs into acc. */
+    /* Issues chunk cs's 4 MMAs into acc. The descriptor of stage s's tile is stage 0's plus
+     * s stages in its 16-byte address field (shared memory stays below 256 KB: no carry). */
     __device__ __forceinline__ void mma(float (&acc)[NA], const uint32_t (&frag)[4][4],
                                         const chunk_state& cs) {
-        const uint8_t* st = stages + cs.s * L::bytes;
-        const uint64_t desc = smem_desc_sw128(smem_u32(st + L::b_tile));
+        const uint64_t desc = desc0 + (uint64_t)(cs.s * (L::bytes >> 4));
         wgmma_fence();
 #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -514,6 +517,7 @@ template <int BN> struct consumer {
                 continue;
             }
             if ((MXMOE_SM90_LAB & 256)) { /* both operands from shared memory (A: B's rows) */
+                const uint8_t* st = stages + cs.s * L::bytes;
                 const int wg = warp / 4 - 1;
                 const uint64_t a_desc = smem_desc_sw128(smem_u32(st + L::b_tile + wg * 64 * 128));
                 wgmma_e4m3<BN>::mma_ss(acc, a_desc + 2 * k, desc + 2 * k, k > 0);
