@@ -250,7 +250,7 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
     if (skinny && (gemm_forced("skinny") || (few && !(sm90 && gemm_forced("sm90"))))) {
         return mxmoe_launch_grouped_gemm_skinny(ctx, args); /* checks the offsets itself */
     }
-    if (sm90) { /* checks the offsets in its activation prepass */
+    if (sm90 && args->rows > 0) { /* checks the offsets in its activation prepass */
         return mxmoe_launch_grouped_gemm_sm90(ctx, args);
     }
     if (args->check_offsets) {
