@@ -297,22 +297,21 @@ struct tile {
  * into FP32 partials that split_reduce_kernel adds (K-split: where the persistent grid's last
  * round of tiles would run mostly empty). */
 struct unit_walk {
-    int unit, step, ks, nc, c, c0, c1;
-    __device__ unit_walk(int first, int step_, int ks_, int nc_)
-        : unit(first), step(step_), ks(ks_), nc(nc_) {
+    int unit, step, nc, c, c0, c1, tile, part; /* unit = (tile, part); no divisions per chunk */
+    bool halves;                               /* ks = 2 */
+    __device__ unit_walk(int first, int step_, int ks, int nc_)
+        : unit(first), step(step_), nc(nc_), halves(ks == 2) {
         range();
     }
     __device__ void range() {
-        const int half = (nc + 1) / 2;
-        c0 = ks == 1 ? 0 : (unit % 2) * half;
-        c1 = ks == 1 ? nc : min(nc, c0 + half);
+        tile = halves ? unit >> 1 : unit;
+        part = halves ? unit & 1 : 0;
+        c0 = part * ((nc + 1) >> 1);
+        c1 = halves && part == 0 ? c0 + ((nc + 1) >> 1) : nc;
         c = c0;
     }
     __device__ int tile_index() const {
-        return unit / ks;
-    }
-    __device__ int part() const {
-        return unit % ks;
+        return tile;
     }
     __device__ bool first() const {
         return c == c0;
@@ -479,7 +478,7 @@ template <int BN> struct consumer {
     __device__ consumer(const gemm_args& a_, const smem_header& h_, uint8_t* stages_, int nc_,
                         int warp_, int lane_, const unit_walk& walk_)
         : a(a_), h(h_), stages(stages_), epilogue(stages_ + L::stages * L::bytes), nc(nc_),
-          warp(warp_), lane(lane_), q(lane_ & 3), walk(walk_), split(walk_.ks == 2) {
+          warp(warp_), lane(lane_), q(lane_ & 3), walk(walk_), split(walk_.halves) {
         r0 = 64 * (warp / 4 - 1) + 16 * (warp % 4) + lane / 4;
         r1 = r0 + 8;
         desc0 = smem_desc_sw128(smem_u32(stages + L::b_tile));
@@ -513,7 +512,7 @@ template <int BN> struct consumer {
         cs.t = t;
         cs.s = s;
         cs.c = c;
-        cs.part = walk.part();
+        cs.part = walk.part;
         cs.last = walk.last();
         cs.fast = fast;
         walk.advance();
