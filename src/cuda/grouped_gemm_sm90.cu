@@ -1029,7 +1029,7 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
     /* K-split where it shortens the schedule: rounds of whole tiles against twice the rounds of
      * half tiles (5 % margin for the partials' reduction; every CTA decides alike) */
     bool split = a.partials != nullptr && a.force_split;
-    if (a.partials != nullptr && nc >= 8) {
+    if (a.partials != nullptr && nc >= 32) {
         const int64_t rounds1 = (total + grid - 1) / grid, rounds2 = (2 * total + grid - 1) / grid;
         split = split || rounds2 * ((nc + 1) / 2) * 20 < rounds1 * nc * 19;
     }
@@ -1206,11 +1206,13 @@ bool ksplit_forced() {
     return v != nullptr && strcmp(v, "1") == 0;
 }
 
-/* A K-split's partials, 2 x rows x n FP32 and a flag word, where one may pay off: K of 8
- * chunks or more (2 when forced), and at most 256 MB (few tiles mean few rows). */
+/* A K-split's partials, 2 x rows x n FP32 and a flag word, where one may pay off: K of 32
+ * chunks or more (2 when forced; with fewer, each half tile's fixed costs and the partials'
+ * traffic outweighed the shorter schedule: gpt-oss n = 512 146 -> 182 µs at K = 23 chunks),
+ * and at most 256 MB (few tiles mean few rows). */
 int64_t partial_bytes(int64_t rows, int64_t k, int64_t n) {
     const int64_t nc = (k + kChunk - 1) / kChunk;
-    return nc >= (ksplit_forced() ? 2 : 8) && rows <= (int64_t(1) << 25) &&
+    return nc >= (ksplit_forced() ? 2 : 32) && rows <= (int64_t(1) << 25) &&
                    n <= (int64_t(1) << 25) && rows * n <= (int64_t(1) << 25)
                ? 2 * rows * n * 4 + 256
                : 0;
