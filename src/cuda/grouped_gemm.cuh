@@ -34,6 +34,11 @@ struct gemm_args {
     uint32_t* w_words;
     /* the weight-scale words made once by mxmoe_weights_prepare (NULL: made per call) */
     const uint32_t* w_words_prepared;
+    /* Hopper path, few tiles: FP32 partials [2][rows][n] of a K-split and the word that says
+     * whether the GEMM split (it decides on the device, from the tile count); NULL: no split */
+    float* partials;
+    unsigned* split_flag;
+    int force_split; /* MXMOE_CUDA_KSPLIT=1: split wherever possible (tests) */
 };
 
 /* The weight fields of args from w (MXFP4 [E, N, K]), with its prepared words if any. */

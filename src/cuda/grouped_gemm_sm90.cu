@@ -62,6 +62,8 @@
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
@@ -289,6 +291,42 @@ struct tile {
     int32_t expert, n0, row_begin, row_end; /* rows <= INT32_MAX / 2 (supported()), N < 2^31 */
 };
 
+/* The chunks a CTA works through, the same sequence for its producer and its consumers: its
+ * units u = blockIdx.x, + gridDim.x, ... (unit u = tile u / ks, K part u % ks, ks = 1 or 2),
+ * each over its chunks [c0, c1). With ks = 2 a tile's K range is split in halves, each summed
+ * into FP32 partials that split_reduce_kernel adds (K-split: where the persistent grid's last
+ * round of tiles would run mostly empty). */
+struct unit_walk {
+    int unit, step, nc, c, c0, c1, tile, part; /* unit = (tile, part); no divisions per chunk */
+    bool halves;                               /* ks = 2 */
+    __device__ unit_walk(int first, int step_, int ks, int nc_)
+        : unit(first), step(step_), nc(nc_), halves(ks == 2) {
+        range();
+    }
+    __device__ void range() {
+        tile = halves ? unit >> 1 : unit;
+        part = halves ? unit & 1 : 0;
+        c0 = part * ((nc + 1) >> 1);
+        c1 = halves && part == 0 ? c0 + ((nc + 1) >> 1) : nc;
+        c = c0;
+    }
+    __device__ int tile_index() const {
+        return tile;
+    }
+    __device__ bool first() const {
+        return c == c0;
+    }
+    __device__ bool last() const {
+        return c == c1 - 1;
+    }
+    __device__ void advance() {
+        if (++c == c1) {
+            unit += step;
+            range();
+        }
+    }
+};
+
 template <int BN>
 __device__ tile decode_tile(const gemm_args& a, const smem_header& h, int n_tiles, int t) {
     int lo = 0, hi = (int)a.num_experts; /* prefix[lo] <= t < prefix[hi] */
@@ -364,11 +402,11 @@ __device__ __forceinline__ uint32_t load_chunk_scales(const gemm_args& a, int64_
  * epilogue skips. */
 template <int BN>
 __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& t, int64_t n, int c,
-                                             int nc, uint8_t* st, uint64_t* full) {
+                                             int nc, bool units, uint8_t* st, uint64_t* full) {
+    /* units: the unit's first chunk (the consumers vote) or its last (they scale) */
     using L = stage_layout<BN>;
     const int w_row = (int)(t.expert * n + t.n0), a_row = (int)t.row_begin;
     const int word_row = (int)(t.expert * words_per_expert(n) + t.n0);
-    const bool units = c == 0 || c == nc - 1; /* the tile's first chunk votes, its last scales */
     mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : kTileN * kWeightBox + kTileN * 4) +
                                     ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
                                     ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4) +
@@ -414,9 +452,10 @@ __device__ __forceinline__ void token_pairs(const uint8_t* box, const tile& t, i
 /* What a consumer keeps about a chunk between issuing its MMAs and promoting them. */
 struct chunk_state {
     tile t;
-    int s, c;
-    float f0, f1; /* reference factors of rows r0, r1 */
-    bool fast;    /* the tile's tokens are all on their references */
+    int s, c, part; /* stage, chunk, K part of the unit */
+    float f0, f1;   /* reference factors of rows r0, r1 */
+    bool fast;      /* the tile's tokens are all on their references */
+    bool last;      /* the unit's last chunk */
 };
 
 /* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk. */
@@ -429,15 +468,17 @@ template <int BN> struct consumer {
     uint8_t* epilogue; /* two warpgroup slabs of BN x (64 x 4 + 16) bytes */
     int nc, warp, lane, q, r0, r1;
     tile t;
-    int next_c = 0, next_s = 0, next_phase = 0; /* the next chunk's place */
-    uint64_t desc0; /* wgmma descriptor of stage 0's activation tile */
+    unit_walk walk;                 /* the next chunk's unit and place in it */
+    int next_s = 0, next_phase = 0; /* ... and its stage */
+    bool split;                     /* ks = 2: FP32 partials (a.partials) instead of out */
+    uint64_t desc0;                 /* wgmma descriptor of stage 0's activation tile */
     bool fast = false; /* the tile's tokens are all on their references (units word bit 8) */
     float fin[NA];     /* the tile's FP32 accumulators, in units of each token's reference */
 
     __device__ consumer(const gemm_args& a_, const smem_header& h_, uint8_t* stages_, int nc_,
-                        int warp_, int lane_)
+                        int warp_, int lane_, const unit_walk& walk_)
         : a(a_), h(h_), stages(stages_), epilogue(stages_ + L::stages * L::bytes), nc(nc_),
-          warp(warp_), lane(lane_), q(lane_ & 3) {
+          warp(warp_), lane(lane_), q(lane_ & 3), walk(walk_), split(walk_.halves) {
         r0 = 64 * (warp / 4 - 1) + 16 * (warp % 4) + lane / 4;
         r1 = r0 + 8;
         desc0 = smem_desc_sw128(smem_u32(stages + L::b_tile));
@@ -452,10 +493,10 @@ template <int BN> struct consumer {
     /* Waits for the next chunk's stage and turns its weights into A fragments; cs: the chunk's
      * place, tile, row factors and vote. */
     __device__ __forceinline__ void prepare(uint32_t (&frag)[4][4], chunk_state& cs) {
-        const int c = next_c, s = next_s;
+        const int c = walk.c, s = next_s;
         uint8_t* st = stages + s * L::bytes;
         mbar_wait(const_cast<uint64_t*>(&h.full[s]), next_phase);
-        if (c == 0) { /* a new tile: one branch, taken once a tile (not predicated per chunk) */
+        if (walk.first()) { /* a new unit: one branch, taken once a unit (not predicated) */
             /* decoded by the producer, which runs stages ahead */
             t = *reinterpret_cast<const tile*>(st + L::tile_at);
             /* every warp covers all BN tokens: the same vote in each */
@@ -471,10 +512,10 @@ template <int BN> struct consumer {
         cs.t = t;
         cs.s = s;
         cs.c = c;
+        cs.part = walk.part;
+        cs.last = walk.last();
         cs.fast = fast;
-        if (++next_c == nc) {
-            next_c = 0;
-        }
+        walk.advance();
         if (++next_s == S) {
             next_s = 0, next_phase ^= 1;
         }
@@ -541,7 +582,7 @@ template <int BN> struct consumer {
      * values with the tokens' unit factors and store the tile. */
     __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
         const uint8_t* st = stages + cs.s * L::bytes;
-        const bool last = cs.c == nc - 1;
+        const bool last = cs.last;
         if ((MXMOE_SM90_LAB & 1)) { /* lab: no promotion */
             release(cs.s);
             if (last) {
@@ -594,7 +635,7 @@ template <int BN> struct consumer {
             release(cs.s);
         }
         if (!(MXMOE_SM90_LAB & 4)) {
-            store_tile(cs.t);
+            store_tile(cs.t, cs.part);
         }
     }
 
@@ -604,10 +645,13 @@ template <int BN> struct consumer {
      * 16-byte runs of each token row. (Stored straight from the fragment, every warp store
      * touched four token rows 2 bytes at a time; element by element with the dtype and bias
      * decided per element, the epilogue was 65 KB of code and a quarter of the consumers' time.)
-     */
-    __device__ void store_tile(const tile& t) {
+     * K-split: part p's FP32 partials go to a.partials + p * rows * N instead, the bias with
+     * part 0's. */
+    __device__ void store_tile(const tile& t, int part) {
         const int wg = warp / 4 - 1;
-        if (a.bias != nullptr) {
+        void* out = split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n) : a.out;
+        const mxmoe_dtype dtype = split ? MXMOE_F32 : a.out_dtype;
+        if (a.bias != nullptr && part == 0) {
             const float b0 =
                 t.n0 + r0 < a.n ? mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + t.n0 + r0)
                                 : 0.0f;
@@ -624,18 +668,18 @@ template <int BN> struct consumer {
         }
         uint8_t* slab = epilogue + wg * BN * (64 * 4 + 16);
         named_barrier_sync(1 + wg, 128); /* the slab's previous tile has been read */
-        if (a.out_dtype == MXMOE_F32) {
+        if (dtype == MXMOE_F32) {
             slab_f32(slab);
             named_barrier_sync(1 + wg, 128);
-            copy_out<4>(t, slab);
+            copy_out<4>(t, slab, out);
         } else {
-            if (a.out_dtype == MXMOE_BF16) {
+            if (dtype == MXMOE_BF16) {
                 slab_16<true>(slab);
             } else {
                 slab_16<false>(slab);
             }
             named_barrier_sync(1 + wg, 128);
-            copy_out<2>(t, slab);
+            copy_out<2>(t, slab, out);
         }
     }
 
@@ -675,14 +719,15 @@ template <int BN> struct consumer {
 
     /* The slab's token rows of the tile, 16 bytes at a time (element by element at a ragged
      * right edge or an unaligned output). */
-    template <int ES> __device__ __forceinline__ void copy_out(const tile& t, const uint8_t* slab) {
+    template <int ES>
+    __device__ __forceinline__ void copy_out(const tile& t, const uint8_t* slab, void* out) {
         if ((MXMOE_SM90_LAB & 128)) {
             return;
         }
         constexpr int pitch = 64 * ES + 16, units = 4 * ES, per_unit = 16 / ES;
         const int wg = warp / 4 - 1, thread = threadIdx.x - 128 * (wg + 1);
         const int64_t col0 = t.n0 + 64 * wg;
-        const bool vector_ok = ((uintptr_t)a.out % 16 == 0) && (a.n * ES) % 16 == 0;
+        const bool vector_ok = ((uintptr_t)out % 16 == 0) && (a.n * ES) % 16 == 0;
 #pragma unroll 2
         for (int u = thread; u < BN * units; u += 128) {
             const int row = u / units, unit = u % units;
@@ -691,7 +736,7 @@ template <int BN> struct consumer {
                 continue;
             }
             const uint8_t* src = slab + row * pitch + unit * 16;
-            uint8_t* dst = static_cast<uint8_t*>(a.out) + (r * a.n + n) * ES;
+            uint8_t* dst = static_cast<uint8_t*>(out) + (r * a.n + n) * ES;
             if (vector_ok && n + per_unit <= a.n) {
                 *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
             } else {
@@ -913,6 +958,21 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
 #endif
 }
 
+/* A K-split's two FP32 partials (the first with the bias) summed into out, in out's dtype, for
+ * the rows the experts cover (rows from offsets[E] on stay untouched); nothing when the GEMM
+ * did not split. */
+__global__ void split_reduce_kernel(gemm_args a) {
+    if (*a.split_flag == 0) {
+        return;
+    }
+    const int64_t end = a.offsets[a.num_experts];
+    const int64_t count = (end < 0 ? 0 : (end > a.rows ? a.rows : end)) * a.n;
+    const float* p1 = a.partials + a.rows * a.n;
+    GRID_STRIDE_LOOP(i, count) {
+        mxmoe_store_float(a.out, a.out_dtype, i, __fadd_rn(a.partials[i], p1[i]));
+    }
+}
+
 template <int BN>
 __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
     grouped_gemm_sm90_kernel(gemm_args a, const __grid_constant__ operand_maps maps) {
@@ -964,12 +1024,23 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
     pdl_wait(); /* launched by launch_pdl: the activation prepass's rows are complete from here
                  * (the set-up above read only the offsets, complete before that prepass ran) */
 
-    const int total = h.tile_prefix[E];
-    const int my_tiles = total > (int)blockIdx.x
-                             ? (total - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x
-                             : 0;
+    const int total = h.tile_prefix[E], grid = (int)gridDim.x;
     const int nc = (int)((a.k + kChunk - 1) / kChunk);
-    const int G = my_tiles * nc; /* chunks this CTA processes */
+    /* K-split where it shortens the schedule: rounds of whole tiles against twice the rounds of
+     * half tiles (5 % margin for the partials' reduction; every CTA decides alike) */
+    bool split = a.partials != nullptr && a.force_split;
+    if (a.partials != nullptr && nc >= 32) {
+        const int64_t rounds1 = (total + grid - 1) / grid, rounds2 = (2 * total + grid - 1) / grid;
+        split = split || rounds2 * ((nc + 1) / 2) * 20 < rounds1 * nc * 19;
+    }
+    if (a.partials != nullptr && blockIdx.x == 0 && tid == 0) {
+        *a.split_flag = split ? 1u : 0u; /* for split_reduce_kernel */
+    }
+    const int ks = split ? 2 : 1, units = total * ks;
+    int G = 0; /* chunks this CTA processes */
+    for (unit_walk w((int)blockIdx.x, grid, ks, nc); w.unit < units; w.unit += grid, w.range()) {
+        G += w.c1 - w.c0;
+    }
 
     if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
         setmaxnreg_dec<regs<BN>::producer>();
@@ -980,21 +1051,21 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
          * fast as the TMA and the empty barriers allow. (Four warps decoding each row's scales
          * and copying factors per chunk, before the weight-scale pass, set the kernel's pace.) */
         tile t = {};
-        int c = 0, s = 0, phase = 0, tile_i = 0; /* chunk g's place, kept without divisions */
+        unit_walk w((int)blockIdx.x, grid, ks, nc);
+        int s = 0, phase = 0; /* chunk g's stage, kept without divisions */
         for (int g = 0; g < G; g++) {
-            if (c == 0) { /* for the consumers too: their copy arrives with the stage */
-                t = decode_tile<BN>(a, h, n_tiles, blockIdx.x + tile_i * gridDim.x);
+            if (w.first()) { /* for the consumers too: their copy arrives with the stage */
+                t = decode_tile<BN>(a, h, n_tiles, w.tile_index());
             }
             if (g >= S) {
                 mbar_wait(&h.empty[s], phase ^ 1); /* chunk g - S released */
             }
-            if (c == 0) { /* published to the consumers by the arrival in issue_copies */
+            if (w.first()) { /* published to the consumers by the arrival in issue_copies */
                 *reinterpret_cast<tile*>(stages + s * L::bytes + L::tile_at) = t;
             }
-            issue_copies<BN>(maps, t, a.n, c, nc, stages + s * L::bytes, &h.full[s]);
-            if (++c == nc) {
-                c = 0, tile_i++;
-            }
+            issue_copies<BN>(maps, t, a.n, w.c, nc, w.first() || w.last(), stages + s * L::bytes,
+                             &h.full[s]);
+            w.advance();
             if (++s == S) {
                 s = 0, phase ^= 1;
             }
@@ -1004,7 +1075,7 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
 
     /* ---------------- consumer warpgroups ---------------- */
     setmaxnreg_inc<regs<BN>::consumer>();
-    consumer<BN> cs(a, h, stages, nc, warp, lane);
+    consumer<BN> cs(a, h, stages, nc, warp, lane, unit_walk((int)blockIdx.x, grid, ks, nc));
     constexpr int NA = BN / 2;
     float acc[NA];
     /* One chunk's MMAs at a time per warpgroup; while one warpgroup waits for its MMAs, the
@@ -1127,12 +1198,29 @@ bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
  * total = SIZE_MAX where a size overflows (the workspace layout then reports it). */
 namespace {
 struct scratch_layout {
-    size_t factors, words, total;
+    size_t factors, partials, words, total; /* partials == words: no K-split possible */
 };
+/* MXMOE_CUDA_KSPLIT=1 makes the GEMM split K wherever it has two chunks (tests). */
+bool ksplit_forced() {
+    const char* v = getenv("MXMOE_CUDA_KSPLIT");
+    return v != nullptr && strcmp(v, "1") == 0;
+}
+
+/* A K-split's partials, 2 x rows x n FP32 and a flag word, where one may pay off: K of 32
+ * chunks or more (2 when forced; with fewer, each half tile's fixed costs and the partials'
+ * traffic outweighed the shorter schedule: gpt-oss n = 512 146 -> 182 µs at K = 23 chunks),
+ * and at most 256 MB (few tiles mean few rows). */
+int64_t partial_bytes(int64_t rows, int64_t k, int64_t n) {
+    const int64_t nc = (k + kChunk - 1) / kChunk;
+    return nc >= (ksplit_forced() ? 2 : 32) && rows <= (int64_t(1) << 25) &&
+                   n <= (int64_t(1) << 25) && rows * n <= (int64_t(1) << 25)
+               ? 2 * rows * n * 4 + 256
+               : 0;
+}
 scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     const int64_t nc = (k + kChunk - 1) / kChunk, limit = INT64_MAX / 4;
     int64_t act = 0, fac = 0, en = 0, words = 0;
-    scratch_layout l = {0, 0, SIZE_MAX};
+    scratch_layout l = {0, 0, 0, SIZE_MAX};
     if (k < 0 || k > limit || rows > limit || n < 0 || n > limit ||
         !mxmoe_mul_i64(rows, chunk_cols(k), &act) ||
         !mxmoe_mul_i64(nc + 1, word_pitch(rows), &fac) ||
@@ -1141,7 +1229,8 @@ scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
         return l;
     }
     l.factors = (size_t)(act + 255) / 256 * 256;
-    l.words = l.factors + (size_t)(fac + 255) / 256 * 256;
+    l.partials = l.factors + (size_t)(fac + 255) / 256 * 256;
+    l.words = l.partials + (size_t)(partial_bytes(rows, k, n) + 255) / 256 * 256;
     l.total = l.words + (size_t)words;
     return l;
 }
@@ -1205,6 +1294,11 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     }
     args.a_e4m3 = scratch;
     args.a_factors = reinterpret_cast<float*>(scratch + lay.factors);
+    if (lay.words > lay.partials) { /* the GEMM may split K (it decides from the tile count) */
+        args.partials = reinterpret_cast<float*>(scratch + lay.partials);
+        args.split_flag = reinterpret_cast<unsigned*>(args.partials + 2 * args.rows * args.n);
+        args.force_split = ksplit_forced();
+    }
     const int64_t items = (args.k + kChunk - 1) / kChunk * 4; /* 32-byte outputs per row */
     const int threads = (int)(items < 512 ? (items + 31) / 32 * 32 : 512);
     MXMOE_CUDA_CHECK(ctx,
@@ -1224,6 +1318,11 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
                       : mean <= 32 ? launch<32>(ctx, &args)
                       : mean <= 64 ? launch<64>(ctx, &args)
                                    : launch<128>(ctx, &args);
+    if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
+        split_reduce_kernel<<<grid_for(ctx, args.rows * args.n, 256), 256, 0, cuda_stream(ctx)>>>(
+            args);
+        MXMOE_CUDA_LAUNCHED(ctx);
+    }
     if (owned != nullptr) {
         MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(owned, cuda_stream(ctx)));
     }
