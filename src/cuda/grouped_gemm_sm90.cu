@@ -962,6 +962,8 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
  * the rows the experts cover (rows from offsets[E] on stay untouched); nothing when the GEMM
  * did not split. */
 __global__ void split_reduce_kernel(gemm_args a) {
+    pdl_wait(); /* launched by launch_pdl after the GEMM: its partials and flag are complete */
+    pdl_release();
     if (*a.split_flag == 0) {
         return;
     }
@@ -1035,6 +1037,9 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
     }
     if (a.partials != nullptr && blockIdx.x == 0 && tid == 0) {
         *a.split_flag = split ? 1u : 0u; /* for split_reduce_kernel */
+    }
+    if ((MXMOE_SM90_LAB & 512)) { /* lab: no GEMM at all (what the prepasses and launches cost) */
+        return;
     }
     const int ks = split ? 2 : 1, units = total * ks;
     int G = 0; /* chunks this CTA processes */
@@ -1319,9 +1324,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
                       : mean <= 64 ? launch<64>(ctx, &args)
                                    : launch<128>(ctx, &args);
     if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
-        split_reduce_kernel<<<grid_for(ctx, args.rows * args.n, 256), 256, 0, cuda_stream(ctx)>>>(
-            args);
-        MXMOE_CUDA_LAUNCHED(ctx);
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, split_reduce_kernel,
+                                         grid_for(ctx, args.rows * args.n, 256), 256, 0, args));
     }
     if (owned != nullptr) {
         MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(owned, cuda_stream(ctx)));
