@@ -111,7 +111,8 @@ typedef struct bench_point {
     int copies; /* weight copies cycled through */
     int warmup, runs;
     double time_us, min_us, max_us; /* median, fastest, slowest run */
-    double weight_bytes;            /* active experts' MXFP4 bytes */
+    double host_us;      /* median host time to issue a run (its API calls, no waiting) */
+    double weight_bytes; /* active experts' MXFP4 bytes */
     double flops;
     double floor_us, target_us, gflops;
     int floor_has_fp8; /* 0: floor_us is the memory floor alone (FP8 rate unknown) */

@@ -168,6 +168,7 @@ void bench_report_point(bench_report* r, const bench_point* p) {
     first = 1;
     kv_number(f, "min_us", p->runs > 0 ? p->min_us : NAN, &first);
     kv_number(f, "max_us", p->runs > 0 ? p->max_us : NAN, &first);
+    kv_number(f, "host_us", p->runs > 0 ? p->host_us : NAN, &first);
     kv_number(f, "runs", p->runs, &first);
     kv_number(f, "warmup_runs", p->warmup, &first);
     kv_number(f, "rotation_copies", p->copies, &first);

@@ -252,9 +252,9 @@ static void log_point(FILE* log, const bench_point* p) {
         return;
     }
     fprintf(log,
-            "%10.1f us (min %.1f, %d runs, %d copies) | %3d/%d experts %7.1f MB %7.1f GB/s | "
-            "%8.3f TFLOP/s | floor %.1f us, target %.1f us%s\n",
-            p->time_us, p->min_us, p->runs, p->copies, (int)p->routing->active,
+            "%10.1f us (min %.1f, host %.1f, %d runs, %d copies) | %3d/%d experts %7.1f MB "
+            "%7.1f GB/s | %8.3f TFLOP/s | floor %.1f us, target %.1f us%s\n",
+            p->time_us, p->min_us, p->host_us, p->runs, p->copies, (int)p->routing->active,
             (int)p->shape->experts, p->weight_bytes / 1e6,
             p->weight_bytes / (p->time_us * 1e-6) / 1e9, p->gflops / 1e3, p->floor_us, p->target_us,
             p->time_us > p->target_us ? " (above target)" : "");
