@@ -4,7 +4,7 @@
  *
  * The reference's block quantizer (mx_numerics.h) with its E2M1 element encoder computed by
  * rounding arithmetic (core/e2m1_round.h, proven equal on every input), one thread per 32-element
- * block (quantize_rows_kernel) or one warp per block: byte-identical to the CPU. The encoder's
+ * block (quantize_rows_kernel) or eight lanes per block: byte-identical to the CPU. The encoder's
  * compare chain made the thread-per-block kernel instruction-bound (1400 instructions a block).
  */
 #include "cuda/cuda_common.cuh"
@@ -108,34 +108,93 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
     }
 }
 
-/* One warp per 32-element block, one lane per element: the block's absolute maximum by a warp
- * reduction, then each lane encodes its element with the reference's own functions, so the
- * bytes are those of mxmoe_quantize_block. Short latency for few blocks (4 rows of 2880: 19 us
- * per thread-block kernel -> 4.8 us on an H200), but 32 lanes repeat the per-block index work,
- * so many blocks go to the thread-per-block kernel (32768 rows: 1.05 ms here vs 0.42 ms). */
-__global__ void quantize_rows_warp_kernel(quantize_rows_args a) {
+/* Eight lanes per 32-element block, four elements a lane (one 8-byte load of BF16): the block's
+ * absolute maximum by three shuffles, each lane's four codes stored as one 16-bit word, so the
+ * bytes are those of mxmoe_quantize_block. A warp covers four blocks a pass, each block's index
+ * work shared by eight lanes: short latency for few blocks. (A warp per block, a lane per
+ * element, repeated that work on 32 lanes and loaded 2 bytes a lane: 15 us for qwen3's 512
+ * tokens, Nsight.) Many blocks go to the thread-per-block kernel above. */
+__global__ void quantize_rows_group_kernel(quantize_rows_args a) {
     pdl_wait();
     pdl_release();
     if (a.check_offsets && blockIdx.x == 0) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
-    const int64_t kb = a.k / 32;
-    const int64_t limit = grouped_row_limit(a.offsets, a.num_experts, a.rows);
-    const int lane = threadIdx.x & 31;
-    WARP_GRID_STRIDE_LOOP(b, limit * kb) {
-        int64_t r, j;
-        split_index(b, kb, &r, &j);
-        int64_t src_row;
-        float weight;
-        if (!gather_source(a, r, lane == 0, &src_row, &weight)) {
+    const int64_t kb = a.k / 32, blocks = grouped_row_limit(a.offsets, a.num_experts, a.rows) * kb;
+    const int sub = threadIdx.x & 7, group = (threadIdx.x >> 3) & 3; /* elements 4 sub .. + 3 */
+    const bool bf16_vectors = a.dtype == MXMOE_BF16 && (uintptr_t)a.x % 8 == 0;
+    const int64_t step = ((int64_t)gridDim.x * blockDim.x) >> 3;
+    /* warp-uniform passes (the warp's first block): every lane reaches the shuffles */
+    for (int64_t base = (((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 3) - group;
+         base < blocks; base += step) {
+        const int64_t b = base + group;
+        int64_t r = 0, j = 0, src_row = 0;
+        float weight = 1.0f, v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        bool live = b < blocks;
+        if (live) {
+            split_index(b, kb, &r, &j);
+            live = gather_source(a, r, sub == 0, &src_row, &weight);
+        }
+        if (live) {
+            const int64_t first = src_row * a.k + j * 32 + 4 * sub;
+            if (bf16_vectors) {
+                const uint2 w = __ldg(
+                    reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(a.x) + first));
+                v[0] = mxmoe_bf16_to_f32((uint16_t)w.x);
+                v[1] = mxmoe_bf16_to_f32((uint16_t)(w.x >> 16));
+                v[2] = mxmoe_bf16_to_f32((uint16_t)w.y);
+                v[3] = mxmoe_bf16_to_f32((uint16_t)(w.y >> 16));
+            } else {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    v[i] = mxmoe_load_float(a.x, a.dtype, first + i);
+                }
+            }
+            if (a.weights != nullptr) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    v[i] = mxmoe_round_to_dtype(v[i] * weight, a.round_dtype);
+                }
+            }
+        }
+        /* NaN/Inf bit patterns are the largest, as in mxmoe_quantize_block */
+        uint32_t amax = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            amax = max(amax, mxmoe_f32_bits(v[i]) & 0x7fffffffu);
+        }
+#pragma unroll
+        for (int d = 1; d < 8; d *= 2) {
+            amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, d));
+        }
+        if (!live) {
             continue;
         }
-        float v = mxmoe_load_float(a.x, a.dtype, src_row * a.k + j * 32 + lane);
-        if (a.weights != nullptr) {
-            v = mxmoe_round_to_dtype(v * weight, a.round_dtype);
+        const uint8_t scale = mxmoe_scale_byte(amax, a.rule);
+        uint32_t codes = 0;
+        if (scale != MXMOE_E8M0_NAN) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                codes |= mxmoe_e2m1_code_rne(v[i], scale) << (4 * i);
+            }
         }
-        quantize_block_warp(v, a.rule, a.packed, a.scales, a.scales_numel, a.swizzled, a.offsets,
-                            a.num_experts, a.rows, r, j, a.k, a.errors);
+        /* rows of k / 2 bytes, k a multiple of 32: 2-byte aligned wherever the base is */
+        uint8_t* dst = a.packed + r * (a.k / 2) + j * 16 + 2 * sub;
+        if ((uintptr_t)a.packed % 2 == 0) {
+            *reinterpret_cast<uint16_t*>(dst) = (uint16_t)codes;
+        } else {
+            dst[0] = (uint8_t)codes;
+            dst[1] = (uint8_t)(codes >> 8);
+        }
+        if (sub == 0) {
+            const int64_t off =
+                grouped_scale_offset(a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.k);
+            if (off < 0 || off >= a.scales_numel) {
+                atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
+            } else {
+                a.scales[off] = scale;
+            }
+        }
     }
 }
 
@@ -261,8 +320,8 @@ mxmoe_status mxmoe_launch_quantize_rows(mxmoe_ctx* ctx, const quantize_rows_args
     }
     const int64_t blocks = args->rows * (args->k / 32);
     if (blocks < (int64_t)cuda_state(ctx)->sm_count * 512) {
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, quantize_rows_warp_kernel,
-                                         grid_for(ctx, blocks * 32, kThreads), kThreads, 0, *args));
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, quantize_rows_group_kernel,
+                                         grid_for(ctx, blocks * 8, kThreads), kThreads, 0, *args));
     } else {
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, quantize_rows_kernel, grid_for(ctx, blocks, kThreads),
                                          kThreads, 0, *args));

@@ -904,6 +904,7 @@ int main(int argc, char** argv) {
     test_plan(g_small ? 33 : 4096, 4, 32, 1);
     test_plan(1, 1, 1, 0);
     test_plan(g_small ? 20 : 500, 8, 128, 1); /* one-block plan (<= 4096 pairs) */
+    test_plan(g_small ? 37 : 512, g_small ? 3 : 8, g_small ? 7 : 128, 0); /* segments: few, full */
     test_plan(g_small ? 20 : 512, 8, 1000, 0);
     test_plan(g_small ? 1100 : 5000, 6, 1000, 1); /* tiled plan: ragged last tile, a map */
     test_plan(g_small ? 700 : 3000, 4, 2000, 0);  /* more experts than the tiled plan takes */
