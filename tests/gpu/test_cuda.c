@@ -959,7 +959,8 @@ int main(int argc, char** argv) {
             test_gemm_sm90(2500, 2, 384, 256, 1, 1, MXMOE_BF16, 0); /* 16-byte BF16 stores */
             test_gemm_sm90(1000, 3, 136, 160, 0, 1, MXMOE_F16, 0);  /* F16 through stmatrix */
             test_gemm_sm90(1000, 3, 130, 160, 1, 0, MXMOE_F16, 0);  /* ... ragged, unaligned */
-            test_gemm_sm90(150, 3, 72, 96, 1, 1, MXMOE_BF16, 0);    /* 64-token tiles */
+            test_gemm_sm90(90, 3, 72, 96, 1, 1, MXMOE_BF16, 0);     /* 64-token tiles (mean 30) */
+            test_gemm_sm90(40, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 32-token tiles (mean 14) */
             test_gemm_sm90(1200, 32, 130, 2880, 1, 1, MXMOE_BF16, 6);
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
