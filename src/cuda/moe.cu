@@ -18,24 +18,46 @@ extern "C" {
 namespace {
 
 /* out[t, h] = sum over kept slots j (ascending) of w[t, j] * c3[row, h] (or c3 alone when the
- * weight was applied to the input), in FP32, rounded once to out's dtype. */
+ * weight was applied to the input), in FP32, rounded once to out's dtype. Four consecutive h a
+ * thread where the rows allow 16-byte loads: each slot's row and weight read once per four
+ * outputs. (One output a thread: 23 us at qwen3 n = 512, Nsight.) */
 __global__ void reduce_kernel(const float* c3, const int32_t* row_of, const float* weights,
                               int weight_on_input, int64_t tokens, int64_t top_k, int64_t hidden,
                               void* out, mxmoe_dtype out_dtype) {
     pdl_wait();
     pdl_release();
-    GRID_STRIDE_LOOP(idx, tokens * hidden) {
-        int64_t t = idx / hidden, h = idx % hidden;
-        float acc = 0.0f;
+    const int per = hidden % 4 == 0 && (uintptr_t)c3 % 16 == 0 ? 4 : 1;
+    const int64_t groups = hidden / per;
+    GRID_STRIDE_LOOP(idx, tokens * groups) {
+        int64_t t, g;
+        split_index(idx, groups, &t, &g);
+        const int64_t h = g * per;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (int64_t j = 0; j < top_k; j++) {
-            int32_t r = row_of[t * top_k + j];
+            const int32_t r = row_of[t * top_k + j];
             if (r < 0) {
                 continue;
             }
-            float v = c3[(int64_t)r * hidden + h];
-            acc += weight_on_input ? v : __fmul_rn(weights[t * top_k + j], v);
+            const float* src = c3 + (int64_t)r * hidden + h;
+            float v[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* past `per`: summed, never stored */
+            if (per == 4) {
+                const float4 q = *reinterpret_cast<const float4*>(src);
+                v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+            } else {
+                v[0] = src[0];
+            }
+            const float w = weight_on_input ? 1.0f : weights[t * top_k + j];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                acc[i] += weight_on_input ? v[i] : __fmul_rn(w, v[i]);
+            }
         }
-        mxmoe_store_float(out, out_dtype, idx, acc);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            if (i < per) {
+                mxmoe_store_float(out, out_dtype, t * hidden + h + i, acc[i]);
+            }
+        }
     }
 }
 
@@ -177,7 +199,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
 
     /* 6. un-permute and reduce */
     MXMOE_CUDA_CHECK(ctx,
-                     launch_pdl(ctx, reduce_kernel, grid_for(ctx, T * H, 256), 256, 0,
+                     launch_pdl(ctx, reduce_kernel, grid_for(ctx, T * H / 4, 256), 256, 0,
                                 reinterpret_cast<const float*>(ws + L.c3), (const int32_t*)row_of,
                                 static_cast<const float*>(topk_weights->data),
                                 (int)p->router_weight_on_input, T, k, H, out->data, out->dtype));

@@ -108,26 +108,21 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
     }
 }
 
-/* Eight lanes per 32-element block, four elements a lane (one 8-byte load of BF16): the block's
- * absolute maximum by three shuffles, each lane's four codes stored as one 16-bit word, so the
- * bytes are those of mxmoe_quantize_block. A warp covers four blocks a pass, each block's index
- * work shared by eight lanes: short latency for few blocks. (A warp per block, a lane per
- * element, repeated that work on 32 lanes and loaded 2 bytes a lane: 15 us for qwen3's 512
- * tokens, Nsight.) Many blocks go to the thread-per-block kernel above. */
-__global__ void quantize_rows_group_kernel(quantize_rows_args a) {
+/* Eight lanes per 32-element block, four elements a lane (one 8-byte load of BF16), through
+ * quantize_block_x8: a warp covers four blocks a pass, each block's index work shared by eight
+ * lanes, for short latency with few blocks. (A warp per block, a lane per element, repeated that
+ * work on 32 lanes and loaded 2 bytes a lane: 15 us for qwen3's 512 tokens, Nsight; 7.3 so.)
+ * Many blocks go to the thread-per-block kernel above. */
+__global__ void quantize_rows_x8_kernel(quantize_rows_args a) {
     pdl_wait();
     pdl_release();
     if (a.check_offsets && blockIdx.x == 0) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
     const int64_t kb = a.k / 32, blocks = grouped_row_limit(a.offsets, a.num_experts, a.rows) * kb;
-    const int sub = threadIdx.x & 7, group = (threadIdx.x >> 3) & 3; /* elements 4 sub .. + 3 */
+    const int sub = threadIdx.x & 7;
     const bool bf16_vectors = a.dtype == MXMOE_BF16 && (uintptr_t)a.x % 8 == 0;
-    const int64_t step = ((int64_t)gridDim.x * blockDim.x) >> 3;
-    /* warp-uniform passes (the warp's first block): every lane reaches the shuffles */
-    for (int64_t base = (((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 3) - group;
-         base < blocks; base += step) {
-        const int64_t b = base + group;
+    BLOCK_X8_GRID_STRIDE_LOOP(b, blocks) {
         int64_t r = 0, j = 0, src_row = 0;
         float weight = 1.0f, v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         bool live = b < blocks;
@@ -157,44 +152,8 @@ __global__ void quantize_rows_group_kernel(quantize_rows_args a) {
                 }
             }
         }
-        /* NaN/Inf bit patterns are the largest, as in mxmoe_quantize_block */
-        uint32_t amax = 0;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            amax = max(amax, mxmoe_f32_bits(v[i]) & 0x7fffffffu);
-        }
-#pragma unroll
-        for (int d = 1; d < 8; d *= 2) {
-            amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, d));
-        }
-        if (!live) {
-            continue;
-        }
-        const uint8_t scale = mxmoe_scale_byte(amax, a.rule);
-        uint32_t codes = 0;
-        if (scale != MXMOE_E8M0_NAN) {
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                codes |= mxmoe_e2m1_code_rne(v[i], scale) << (4 * i);
-            }
-        }
-        /* rows of k / 2 bytes, k a multiple of 32: 2-byte aligned wherever the base is */
-        uint8_t* dst = a.packed + r * (a.k / 2) + j * 16 + 2 * sub;
-        if ((uintptr_t)a.packed % 2 == 0) {
-            *reinterpret_cast<uint16_t*>(dst) = (uint16_t)codes;
-        } else {
-            dst[0] = (uint8_t)codes;
-            dst[1] = (uint8_t)(codes >> 8);
-        }
-        if (sub == 0) {
-            const int64_t off =
-                grouped_scale_offset(a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.k);
-            if (off < 0 || off >= a.scales_numel) {
-                atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-            } else {
-                a.scales[off] = scale;
-            }
-        }
+        quantize_block_x8(v, live, a.rule, a.packed, a.scales, a.scales_numel, a.swizzled,
+                          a.offsets, a.num_experts, a.rows, r, j, a.k, a.errors);
     }
 }
 
@@ -320,7 +279,7 @@ mxmoe_status mxmoe_launch_quantize_rows(mxmoe_ctx* ctx, const quantize_rows_args
     }
     const int64_t blocks = args->rows * (args->k / 32);
     if (blocks < (int64_t)cuda_state(ctx)->sm_count * 512) {
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, quantize_rows_group_kernel,
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, quantize_rows_x8_kernel,
                                          grid_for(ctx, blocks * 8, kThreads), kThreads, 0, *args));
     } else {
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, quantize_rows_kernel, grid_for(ctx, blocks, kThreads),
