@@ -1,10 +1,10 @@
 /*
  * act_quantize.cu — CUDA fused activation + quantization: eight lanes per 32-element output
- * block, four elements a lane, evaluating the reference's activation (ref/activation.h, FP64)
- * and the block quantizer's scale and element encoders (quantize_block_x8: the bytes of
- * mxmoe_quantize_block). A thread per block took ~100 us at any size on an H200 (32 FP64
- * activations in a row per thread); a warp per block 49 us at qwen3 n = 512 (Nsight: 32 lanes
- * repeating each block's index work).
+ * block, four elements a lane (a lane an element for tiny calls), evaluating the reference's
+ * activation (ref/activation.h, FP64) and the block quantizer's scale and element encoders
+ * (quantize_block_lanes: the bytes of mxmoe_quantize_block). A thread per block took ~100 us at any
+ * size on an H200 (32 FP64 activations in a row per thread); a warp per block 49 us at qwen3 n =
+ * 512 (Nsight: 32 lanes repeating each block's index work).
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
@@ -47,7 +47,9 @@ __global__ void zero_scales_kernel(act_args a) {
     }
 }
 
-__global__ void act_quantize_kernel(act_args a) {
+/* E elements a lane (quantize_block_lanes): 4 where the blocks are many, 1 for tiny calls, whose
+ * latency is their lanes' FP64 activations in a row (4 a lane: +4-5 us at deepseek-v3 n = 1). */
+template <int E> __global__ void act_quantize_kernel(act_args a) {
     pdl_wait();
     pdl_release();
     if (a.offsets != nullptr && blockIdx.x == 0) { /* the caller's offsets, checked in place */
@@ -55,20 +57,21 @@ __global__ void act_quantize_kernel(act_args a) {
     }
     const int64_t kb = a.inter / 32;
     const int64_t blocks = grouped_row_limit(a.offsets, a.num_experts, a.rows) * kb;
-    const int sub = threadIdx.x & 7;
-    BLOCK_X8_GRID_STRIDE_LOOP(b, blocks) {
+    const int sub = threadIdx.x & (32 / E - 1);
+    BLOCK_LANES_GRID_STRIDE_LOOP(E, b, blocks) {
         int64_t r = 0, j = 0;
-        float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        float v[E] = {};
         const bool live = b < blocks;
         if (live) {
             split_index(b, kb, &r, &j);
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                v[i] = mxmoe_activation_rounded(&a.h, r, j * 32 + 4 * sub + i, a.inter, &a.params);
+            for (int i = 0; i < E; i++) {
+                v[i] = mxmoe_activation_rounded(&a.h, r, j * 32 + E * sub + i, a.inter, &a.params);
             }
         }
-        quantize_block_x8(v, live, a.params.rule, a.packed, a.scales, a.scales_numel, a.swizzled,
-                          a.offsets, a.num_experts, a.rows, r, j, a.inter, a.errors);
+        quantize_block_lanes<E>(v, live, a.params.rule, a.packed, a.scales, a.scales_numel,
+                                a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.inter,
+                                a.errors);
     }
 }
 
@@ -97,8 +100,14 @@ mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
         zero_scales_kernel<<<grid_for(ctx, a.scales_numel, 256), 256, 0, stream>>>(a);
         MXMOE_CUDA_LAUNCHED(ctx);
     }
-    MXMOE_CUDA_CHECK(ctx,
-                     launch_pdl(ctx, act_quantize_kernel,
-                                grid_for(ctx, a.rows * a.inter / 4, kThreads), kThreads, 0, a));
+    if (a.rows * (a.inter / 32) <= (int64_t)cuda_state(ctx)->sm_count * 8) { /* tiny: n = 1 */
+        MXMOE_CUDA_CHECK(ctx,
+                         launch_pdl(ctx, act_quantize_kernel<1>,
+                                    grid_for(ctx, a.rows * a.inter, kThreads), kThreads, 0, a));
+    } else {
+        MXMOE_CUDA_CHECK(ctx,
+                         launch_pdl(ctx, act_quantize_kernel<4>,
+                                    grid_for(ctx, a.rows * a.inter / 4, kThreads), kThreads, 0, a));
+    }
     return MXMOE_OK;
 }

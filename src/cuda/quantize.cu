@@ -109,9 +109,7 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
 }
 
 /* Eight lanes per 32-element block, four elements a lane (one 8-byte load of BF16), through
- * quantize_block_x8: a warp covers four blocks a pass, each block's index work shared by eight
- * lanes, for short latency with few blocks. (A warp per block, a lane per element, repeated that
- * work on 32 lanes and loaded 2 bytes a lane: 15 us for qwen3's 512 tokens, Nsight; 7.3 so.)
+ * quantize_block_lanes<4>: a warp covers four blocks a pass, for short latency with few blocks.
  * Many blocks go to the thread-per-block kernel above. */
 __global__ void quantize_rows_x8_kernel(quantize_rows_args a) {
     pdl_wait();
@@ -122,7 +120,7 @@ __global__ void quantize_rows_x8_kernel(quantize_rows_args a) {
     const int64_t kb = a.k / 32, blocks = grouped_row_limit(a.offsets, a.num_experts, a.rows) * kb;
     const int sub = threadIdx.x & 7;
     const bool bf16_vectors = a.dtype == MXMOE_BF16 && (uintptr_t)a.x % 8 == 0;
-    BLOCK_X8_GRID_STRIDE_LOOP(b, blocks) {
+    BLOCK_LANES_GRID_STRIDE_LOOP(4, b, blocks) {
         int64_t r = 0, j = 0, src_row = 0;
         float weight = 1.0f, v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         bool live = b < blocks;
@@ -152,8 +150,8 @@ __global__ void quantize_rows_x8_kernel(quantize_rows_args a) {
                 }
             }
         }
-        quantize_block_x8(v, live, a.rule, a.packed, a.scales, a.scales_numel, a.swizzled,
-                          a.offsets, a.num_experts, a.rows, r, j, a.k, a.errors);
+        quantize_block_lanes<4>(v, live, a.rule, a.packed, a.scales, a.scales_numel, a.swizzled,
+                                a.offsets, a.num_experts, a.rows, r, j, a.k, a.errors);
     }
 }
 

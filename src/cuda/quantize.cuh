@@ -41,45 +41,56 @@ static __device__ inline int64_t grouped_row_limit(const int32_t* offsets, int64
     return end < 0 ? 0 : (end > rows ? rows : end);
 }
 
-/* Quantizes block j of row r held by eight lanes, four elements each (lane & 7 = sub holds
- * elements 4 sub .. 4 sub + 3): the block's absolute maximum by three shuffles, then each lane
- * encodes its four elements with the reference's scale rule and the arithmetic E2M1 encoder
- * (core/e2m1_round.h, equal to the reference's on every input) and stores them as one 16-bit
- * word, so the bytes are those of mxmoe_quantize_block. Lane sub = 0 writes the scale where the
- * (linear or grouped swizzled) layout puts it, flagging a scale buffer too small. Every lane of
- * the warp calls it (the shuffles), the eight lanes of a block with the same `live`; the lanes
- * of a block that is not live store nothing. */
-static __device__ inline void quantize_block_x8(const float (&v)[4], bool live,
-                                                mxmoe_scale_rule rule, uint8_t* packed,
-                                                uint8_t* scales, int64_t scales_numel, int swizzled,
-                                                const int32_t* offsets, int64_t num_experts,
-                                                int64_t rows, int64_t r, int64_t j, int64_t k,
-                                                unsigned* errors) {
-    const int sub = threadIdx.x & 7;
+/* Quantizes block j of row r held by 32 / E lanes, E = 1 or 4 elements each (lane % (32 / E) =
+ * sub holds elements E sub .. E sub + E - 1): the block's absolute maximum by shuffles, then
+ * each lane encodes its elements with the reference's scale rule and the arithmetic E2M1 encoder
+ * (core/e2m1_round.h, equal to the reference's on every input), so the bytes are those of
+ * mxmoe_quantize_block; E = 4 stores a lane's four codes as one 16-bit word, E = 1 pairs lanes
+ * into bytes. Lane sub = 0 writes the scale where the (linear or grouped swizzled) layout puts
+ * it, flagging a scale buffer too small. Every lane of the warp calls it (the shuffles), the
+ * lanes of a block with the same `live`; the lanes of a block that is not live store nothing.
+ * E = 4 shares each block's index work among 8 lanes (a warp per block was 15 us for qwen3's
+ * 512 tokens, 7.3 so); E = 1 gives tiny calls more lanes to spread their latency over. */
+template <int E>
+static __device__ inline void
+quantize_block_lanes(const float (&v)[E], bool live, mxmoe_scale_rule rule, uint8_t* packed,
+                     uint8_t* scales, int64_t scales_numel, int swizzled, const int32_t* offsets,
+                     int64_t num_experts, int64_t rows, int64_t r, int64_t j, int64_t k,
+                     unsigned* errors) {
+    static_assert(E == 1 || E == 4, "one or four elements a lane");
+    constexpr int lanes = 32 / E;
+    const int sub = threadIdx.x & (lanes - 1);
     /* NaN/Inf bit patterns are the largest, as in mxmoe_quantize_block */
     uint32_t amax = 0;
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < E; i++) {
         amax = max(amax, live ? mxmoe_f32_bits(v[i]) & 0x7fffffffu : 0u);
     }
 #pragma unroll
-    for (int d = 1; d < 8; d *= 2) {
+    for (int d = 1; d < lanes; d *= 2) {
         amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, d));
+    }
+    const uint8_t scale = mxmoe_scale_byte(amax, rule);
+    uint32_t codes = 0;
+    if (live && scale != MXMOE_E8M0_NAN) {
+#pragma unroll
+        for (int i = 0; i < E; i++) {
+            codes |= mxmoe_e2m1_code_rne(v[i], scale) << (4 * i);
+        }
+    }
+    if (E == 1) {
+        codes |= __shfl_down_sync(0xffffffffu, codes, 1) << 4; /* the odd lane's code */
     }
     if (!live) {
         return;
     }
-    const uint8_t scale = mxmoe_scale_byte(amax, rule);
-    uint32_t codes = 0;
-    if (scale != MXMOE_E8M0_NAN) {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            codes |= mxmoe_e2m1_code_rne(v[i], scale) << (4 * i);
-        }
-    }
     /* rows of k / 2 bytes, k a multiple of 32: 2-byte aligned wherever the base is */
-    uint8_t* dst = packed + r * (k / 2) + j * 16 + 2 * sub;
-    if ((uintptr_t)packed % 2 == 0) {
+    uint8_t* dst = packed + r * (k / 2) + j * 16 + E * sub / 2;
+    if (E == 1) {
+        if ((sub & 1) == 0) {
+            *dst = (uint8_t)codes;
+        }
+    } else if ((uintptr_t)packed % 2 == 0) {
         *reinterpret_cast<uint16_t*>(dst) = (uint16_t)codes;
     } else {
         dst[0] = (uint8_t)codes;
@@ -95,15 +106,15 @@ static __device__ inline void quantize_block_x8(const float (&v)[4], bool live,
     }
 }
 
-/* A grid-stride loop over `blocks` 32-element blocks, eight lanes a block (four blocks a warp
- * per pass), in warp-uniform passes so that every lane reaches quantize_block_x8's shuffles:
- * b is this lane's block, at or past `blocks` in a last pass where the warp has fewer. Needs
+/* A grid-stride loop over `blocks` 32-element blocks, 32 / E lanes a block (E blocks a warp per
+ * pass), in warp-uniform passes so that every lane reaches quantize_block_lanes's shuffles: b is
+ * this lane's block, at or past `blocks` in a last pass where the warp has fewer. Needs
  * blockDim.x a multiple of 32. */
-#define BLOCK_X8_GRID_STRIDE_LOOP(b, blocks)                                                       \
-    for (int64_t b##_base = (((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5) << 2,          \
-                 b = b##_base + ((threadIdx.x >> 3) & 3);                                          \
-         b##_base < (blocks); b##_base += ((int64_t)gridDim.x * blockDim.x) >> 3,                  \
-                 b = b##_base + ((threadIdx.x >> 3) & 3))
+#define BLOCK_LANES_GRID_STRIDE_LOOP(E, b, blocks)                                                 \
+    for (int64_t b##_base = (((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5) * (E),         \
+                 b = b##_base + (threadIdx.x & 31) / (32 / (E));                                   \
+         b##_base < (blocks); b##_base += ((int64_t)gridDim.x * blockDim.x) / (32 / (E)),          \
+                 b = b##_base + (threadIdx.x & 31) / (32 / (E)))
 
 mxmoe_status mxmoe_launch_quantize_rows(mxmoe_ctx* ctx, const quantize_rows_args* args);
 
