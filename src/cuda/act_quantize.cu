@@ -1,10 +1,10 @@
 /*
  * act_quantize.cu — CUDA fused activation + quantization: eight lanes per 32-element output
- * block, four elements a lane (a lane an element for tiny calls), evaluating the reference's
+ * block, four elements a lane (a lane an element for small calls), evaluating the reference's
  * activation (ref/activation.h, FP64) and the block quantizer's scale and element encoders
- * (quantize_block_lanes: the bytes of mxmoe_quantize_block). A thread per block took ~100 us at any
- * size on an H200 (32 FP64 activations in a row per thread); a warp per block 49 us at qwen3 n =
- * 512 (Nsight: 32 lanes repeating each block's index work).
+ * (quantize_block_lanes: the bytes of mxmoe_quantize_block). A thread per block took ~100 us
+ * at any size on an H200 (32 FP64 activations in a row per thread); a warp per block took 49 us
+ * at qwen3 n = 512 (Nsight: 32 lanes repeating each block's index work).
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
@@ -47,8 +47,9 @@ __global__ void zero_scales_kernel(act_args a) {
     }
 }
 
-/* E elements a lane (quantize_block_lanes): 4 where the blocks are many, 1 for tiny calls, whose
- * latency is their lanes' FP64 activations in a row (4 a lane: +4-5 us at deepseek-v3 n = 1). */
+/* E elements a lane (quantize_block_lanes): 4 where the blocks are many, 1 where a warp per block
+ * covers them in one pass (up to 32 blocks an SM): there the latency is each lane's FP64
+ * activations in a row (4 a lane: deepseek-v3's layer +4-5 us at n = 1, +2-3 % at n = 8). */
 template <int E> __global__ void act_quantize_kernel(act_args a) {
     pdl_wait();
     pdl_release();
@@ -100,7 +101,7 @@ mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
         zero_scales_kernel<<<grid_for(ctx, a.scales_numel, 256), 256, 0, stream>>>(a);
         MXMOE_CUDA_LAUNCHED(ctx);
     }
-    if (a.rows * (a.inter / 32) <= (int64_t)cuda_state(ctx)->sm_count * 8) { /* tiny: n = 1 */
+    if (a.rows * (a.inter / 32) <= (int64_t)cuda_state(ctx)->sm_count * 32) { /* one pass */
         MXMOE_CUDA_CHECK(ctx,
                          launch_pdl(ctx, act_quantize_kernel<1>,
                                     grid_for(ctx, a.rows * a.inter, kThreads), kThreads, 0, a));
