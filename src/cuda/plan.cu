@@ -301,7 +301,7 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
     /* a multiple of 32, so that a lane past its segment's end is past the pairs too */
     const int64_t len = ((a.pairs + segments - 1) / segments + 31) / 32 * 32;
     const int64_t first = warp * len, end = min(first + len, a.pairs);
-    int32_t* mine = cursor + warp * E;
+    int32_t* const own = cursor + (warp < segments ? warp : 0) * E; /* this segment's cursors */
     for (int j = threadIdx.x; j < segments * E; j += kSmallThreads) {
         cursor[j] = 0;
     }
@@ -311,7 +311,7 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
             const int32_t e = i < end ? local_expert(a, i, true) : -1;
             const unsigned same = __match_any_sync(0xffffffffu, e);
             if (e >= 0 && lane == __ffs(same) - 1) {
-                mine[e] += __popc(same);
+                own[e] += __popc(same);
             }
             __syncwarp();
         }
@@ -340,7 +340,7 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
     __syncthreads();
     if (warp < segments) {
         for (int64_t i = first + lane; i - lane < end; i += 32) {
-            place_warp(a, i, i < end ? local_expert(a, i, false) : -1, mine);
+            place_warp(a, i, i < end ? local_expert(a, i, false) : -1, own);
         }
     }
     for (int64_t i = kept + threadIdx.x; i < a.pairs; i += kSmallThreads) {

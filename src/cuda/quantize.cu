@@ -110,7 +110,8 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
 
 /* Eight lanes per 32-element block, four elements a lane (one 8-byte load of BF16), through
  * quantize_block_lanes<4>: a warp covers four blocks a pass, for short latency with few blocks.
- * Many blocks go to the thread-per-block kernel above. */
+ * Many blocks go to the thread-per-block kernel above (this kernel for every size measured
+ * 3 % slower at gpt-oss n = 512 and 1-2 % at n = 8192). */
 __global__ void quantize_rows_x8_kernel(quantize_rows_args a) {
     pdl_wait();
     pdl_release();
