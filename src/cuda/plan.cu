@@ -73,6 +73,28 @@ template <int Warps> __device__ inline int block_exclusive_scan(int v, int* warp
     return before;
 }
 
+/* Counts one warp's 32 pairs (lane's pair's expert e, -1 for none) into count[e]: the lanes of
+ * an expert found by __match_any_sync, their leader adds them. The whole warp calls it. */
+__device__ inline void count_warp(int32_t e, int32_t* count) {
+    const int lane = threadIdx.x % 32;
+    const unsigned same = __match_any_sync(0xffffffffu, e);
+    if (e >= 0 && lane == __ffs(same) - 1) {
+        count[e] += __popc(same);
+    }
+    __syncwarp();
+}
+
+/* Expert e's counts in consecutive runs of pairs (counts[w * E + e], run w) turned into each
+ * run's first row, from `row` on: earlier runs first, so rows follow the pair index. */
+__device__ inline void runs_first_rows(int32_t* counts, int32_t e, int32_t E, int runs,
+                                       int32_t row) {
+    for (int w = 0; w < runs; w++) {
+        const int32_t c = counts[w * E + e];
+        counts[w * E + e] = row;
+        row += c;
+    }
+}
+
 /* Places one warp's 32 pairs (lane's pair i, its expert e) in pair order at cursor[e] onward,
  * ranked inside the warp by __match_any_sync, and advances the cursors past them; a dropped
  * pair (e < 0, i < pairs) gets row -1. The whole warp calls it. */
@@ -252,20 +274,11 @@ __global__ void __launch_bounds__(kTileThreads)
     for (int r = 0; r < kRounds; r++) {
         const int64_t i = first + r * 32 + lane;
         mine[r] = i < a.pairs ? local_expert(a, i, false) : -1;
-        const unsigned same = __match_any_sync(0xffffffffu, mine[r]);
-        if (mine[r] >= 0 && lane == __ffs(same) - 1) {
-            cursor[warp * E + mine[r]] += __popc(same);
-        }
-        __syncwarp();
+        count_warp(mine[r], cursor + warp * E);
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < E; e += kTileThreads) { /* earlier warps first */
-        int32_t row = tile_rows[blockIdx.x * (int64_t)E + e];
-        for (int w = 0; w < kTileWarps; w++) {
-            const int32_t c = cursor[w * E + e];
-            cursor[w * E + e] = row;
-            row += c;
-        }
+    for (int e = threadIdx.x; e < E; e += kTileThreads) {
+        runs_first_rows(cursor, e, E, kTileWarps, tile_rows[blockIdx.x * (int64_t)E + e]);
     }
     __syncthreads();
     const int32_t kept = a.offsets[E];
@@ -308,12 +321,7 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
     __syncthreads();
     if (warp < segments) {
         for (int64_t i = first + lane; i - lane < end; i += 32) {
-            const int32_t e = i < end ? local_expert(a, i, true) : -1;
-            const unsigned same = __match_any_sync(0xffffffffu, e);
-            if (e >= 0 && lane == __ffs(same) - 1) {
-                own[e] += __popc(same);
-            }
-            __syncwarp();
+            count_warp(i < end ? local_expert(a, i, true) : -1, own);
         }
     }
     __syncthreads();
@@ -327,12 +335,7 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
     if (e < E) {
         a.counts[e] = count;
         a.offsets[e] = begin;
-        int32_t row = begin; /* earlier segments first */
-        for (int w = 0; w < segments; w++) {
-            const int32_t c = cursor[w * E + e];
-            cursor[w * E + e] = row;
-            row += c;
-        }
+        runs_first_rows(cursor, e, E, segments, begin);
     }
     if (threadIdx.x == 0) {
         a.offsets[E] = kept;
