@@ -21,7 +21,9 @@ What it measures (torch 2.11 on CUDA):
              cast to e4m3): no routing, permutation, bias or weighted reduction.
 Timing is the same as mxmoe's: warm-up, then each call alone between two CUDA events, median,
 at most --iters runs or --budget-ms per point; weights cycle through copies whose active experts
-span --rotate-mb, so runs read them from HBM and not from the 50 MB L2.
+span --rotate-mb, so runs read them from HBM and not from the 50 MB L2. Where mxmoe also timed
+replays of its run recorded in a CUDA graph (`graph_us`), torch's calls are captured once per
+weight copy (torch.cuda.graph) and their replays timed the same way (`torch_*_graph_us`).
 
 Then floor_us and target_us of every point are recomputed with the ceilings measured here:
   floor_us  = max(W / copy, F / fp8)     target_us = max(10 us, W / (0.8 copy), F / 900 TFLOP/s)
@@ -108,6 +110,10 @@ def recompute(point, ceilings):
     point["beats_torch_fp8"] = (t < fp8_t) if (t and fp8_t) else None
     if point.get("floor_us") and t:
         point["floor_fraction"] = point["floor_us"] / t
+    g, fp8_g = point.get("graph_us"), point.get("torch_fp8_graph_us")
+    if g is not None:
+        point["graph_meets_target"] = (g <= tgt) if tgt is not None else None
+        point["graph_vs_torch_fp8"] = (fp8_g / g) if (g and fp8_g) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +270,8 @@ def offsets(torch, counts):
     return torch.tensor(ends, device="cuda", dtype=torch.int32), s
 
 
-def run_grouped(torch, timer, point, caches, kind, rotate_bytes):
+def grouped_call(torch, point, caches, kind, rotate_bytes):
+    """The call of one grouped GEMM on weight copy i, and the number of copies."""
     counts = point["counts"]
     experts, n, k = point["experts"], point["N"], point["K"]
     offs, m_total = offsets(torch, counts)
@@ -274,15 +281,12 @@ def run_grouped(torch, timer, point, caches, kind, rotate_bytes):
     a = torch.randn(m_total, k, device="cuda", dtype=torch.bfloat16)
     if kind == "fp8":
         a = a.to(torch.float8_e4m3fn)
-    fn = grouped_fns(torch, kind, a, offs, copies, m_total, experts, n)
-    r = timer(fn)
-    r["rotation_copies"] = len(copies)
-    return r
+    return grouped_fns(torch, kind, a, offs, copies, m_total, experts, n), len(copies)
 
 
-def run_layer(torch, timer, point, caches, kind, rotate_bytes):
+def layer_call(torch, point, caches, kind, rotate_bytes):
     """Both grouped GEMMs of the layer with silu(gate) * up between (BF16), cast to FP8 for
-    the FP8 variant."""
+    the FP8 variant, on weight copy i; and the number of copies."""
     counts = point["counts"]
     experts, h, inter = point["experts"], point["hidden"], point["intermediate"]
     offs, m_total = offsets(torch, counts)
@@ -308,9 +312,30 @@ def run_layer(torch, timer, point, caches, kind, rotate_bytes):
             act = (torch.nn.functional.silu(g[:, :inter]) * g[:, inter:]).to(
                 torch.float8_e4m3fn)
             return fp8_grouped(torch, act, w2.transpose(-2, -1), sa, s2, offs)
-    r = timer(fn)
-    r["rotation_copies"] = len(copies)
-    return r
+    return fn, len(copies)
+
+
+def graphed(torch, fn, count):
+    """fn(i) for every copy i < count captured once in a CUDA graph (one memory pool shared by
+    all), and a call replaying graph i % count: torch's side of mxmoe's replayed timing."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture, as torch.cuda.graph asks
+        for i in range(count):
+            fn(i)
+    torch.cuda.current_stream().wait_stream(side)
+    graphs, pool = [], None
+    for i in range(count):
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, pool=pool):
+            fn(i)
+        pool = g.pool()
+        graphs.append(g)
+    return lambda i: graphs[i % count].replay()
+
+
+def error_text(e):
+    return "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
 
 
 def group_key(p):
@@ -352,16 +377,27 @@ def run_baselines(torch, merged, args):
                     p["torch_%s_error" % kind] = "no per-expert counts in the input JSON"
                     continue
                 try:
-                    fn = run_grouped if op == "grouped" else run_layer
-                    r = fn(torch, timer, p, caches, kind, rotate_bytes)
+                    make = grouped_call if op == "grouped" else layer_call
+                    fn, count = make(torch, p, caches, kind, rotate_bytes)
+                    r = timer(fn)
                     p[key] = r["us"]
                     p["torch_%s_min_us" % kind] = r["min_us"]
                     p["torch_%s_runs" % kind] = r["runs"]
-                    p["torch_%s_rotation_copies" % kind] = r["rotation_copies"]
+                    p["torch_%s_rotation_copies" % kind] = count
                     if kind == "fp8":
                         p["torch_fp8_api"] = _fp8_api.get("name")
+                    if "graph_us" in p:  # mxmoe timed replays too: so does torch
+                        gkey = "torch_%s_graph_us" % kind
+                        p[gkey] = None
+                        try:
+                            g = timer(graphed(torch, fn, count))
+                            p[gkey] = g["us"]
+                            p["torch_%s_graph_min_us" % kind] = g["min_us"]
+                        except Exception as e:
+                            p["torch_%s_graph_error" % kind] = error_text(e)
+                            torch.cuda.synchronize()
                 except Exception as e:
-                    msg = "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                    msg = error_text(e)
                     p["torch_%s_error" % kind] = msg
                     log("torch_baseline: %s %s n=%s %s: %s" % (op, p.get("shape"),
                                                              p.get("tokens"), kind, msg))
@@ -401,6 +437,9 @@ def dry_run(merged):
             p["torch_fp8_error"] = "DRY RUN: simulated failure"
         else:
             p["torch_fp8_us"] = 30.0 + f / 700e12 * 1e6 + 1.88 * w / 2966e9 * 1e6
+        if "graph_us" in p:
+            p["torch_bf16_graph_us"] = p["torch_bf16_us"] - 30.0
+            p["torch_fp8_graph_us"] = (p["torch_fp8_us"] - 25.0 if p["torch_fp8_us"] else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,16 +463,20 @@ def table(merged):
                                       fmt(c.get("fp8_TFLOPs"), "%.0f"),
                                       fmt(c.get("bf16_TFLOPs"), "%.0f")))
     head = ["op", "shape", "n", "mxmoe us", "floor us", "target us", "torch bf16 us",
-            "torch fp8 us", "vs fp8", "target"]
+            "torch fp8 us", "vs fp8", "target", "| replayed us", "torch fp8", "vs fp8",
+            "target"]
     rows = []
+    met = {True: "met", False: "MISS", None: "-"}
     for p in merged["points"]:
         t = p.get("time_us")
-        vs = p.get("vs_torch_fp8")
+        vs, gvs = p.get("vs_torch_fp8"), p.get("graph_vs_torch_fp8")
         rows.append([str(p.get("op")), str(p.get("shape")), str(p.get("tokens")),
                      fmt(t) if t is not None else "FAIL", fmt(p.get("floor_us")),
                      fmt(p.get("target_us")), fmt(p.get("torch_bf16_us")),
                      fmt(p.get("torch_fp8_us")), "-" if vs is None else "%.2fx" % vs,
-                     {True: "met", False: "MISS", None: "-"}[p.get("meets_target")]])
+                     met[p.get("meets_target")], fmt(p.get("graph_us")),
+                     fmt(p.get("torch_fp8_graph_us")), "-" if gvs is None else "%.2fx" % gvs,
+                     met[p.get("graph_meets_target")]])
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     right = set(range(2, len(head)))
 
@@ -445,8 +488,11 @@ def table(merged):
     lines.extend(line(r) for r in rows)
     lines.append("vs fp8 = torch fp8 us / mxmoe us (> 1: mxmoe faster); target = max(10 us, "
                  "W/(0.8 copy), F/900 TFLOP/s); floor = max(W/copy, F/fp8)")
-    errs = [(p, k) for p in merged["points"] for k in ("torch_bf16_error", "torch_fp8_error",
-                                                       "error") if p.get(k)]
+    lines.append("replayed: each side's run recorded once in a CUDA graph and its replays timed "
+                 "the same way (no per-launch host cost)")
+    errs = [(p, k) for p in merged["points"]
+            for k in ("torch_bf16_error", "torch_fp8_error", "torch_bf16_graph_error",
+                      "torch_fp8_graph_error", "error") if p.get(k)]
     for p, k in errs:
         lines.append("  %s %s n=%s %s: %s" % (p.get("op"), p.get("shape"), p.get("tokens"), k,
                                              p[k]))

@@ -44,13 +44,13 @@ extern "C" {
 #define MXMOE_VERSION_MAJOR 0
 #define MXMOE_VERSION_MINOR 1
 #define MXMOE_VERSION_PATCH 0
-#define MXMOE_VERSION_NUMBER                                                                     \
+#define MXMOE_VERSION_NUMBER                                                                       \
     (MXMOE_VERSION_MAJOR * 10000 + MXMOE_VERSION_MINOR * 100 + MXMOE_VERSION_PATCH)
 /* Version of the packed MXFP4 layout (nibble order, scale layouts). Bumped when it changes. */
 #define MXMOE_FORMAT_VERSION 1
 
 /* Elements per MX block along K, and bytes a block's elements pack into. */
-#define MXMOE_BLOCK 32
+#define MXMOE_BLOCK    32
 #define MXMOE_MAX_DIMS 4
 
 MXMOE_API unsigned mxmoe_version_number(void);
@@ -101,8 +101,8 @@ typedef struct mxmoe_tensor {
     void* data;
     mxmoe_dtype dtype;
     mxmoe_device device;
-    int32_t ndim;                  /* 1..MXMOE_MAX_DIMS */
-    int64_t dims[MXMOE_MAX_DIMS];  /* outermost first */
+    int32_t ndim;                 /* 1..MXMOE_MAX_DIMS */
+    int64_t dims[MXMOE_MAX_DIMS]; /* outermost first */
 } mxmoe_tensor;
 
 /* Builds a host tensor descriptor; dims beyond ndim are set to 1. */
@@ -220,6 +220,26 @@ MXMOE_API mxmoe_status mxmoe_memcpy(mxmoe_ctx* ctx, void* dst, const void* src, 
 MXMOE_API mxmoe_status mxmoe_timer_start(mxmoe_ctx* ctx);
 MXMOE_API mxmoe_status mxmoe_timer_stop(mxmoe_ctx* ctx, double* microseconds);
 
+/* Recording calls for replay (CUDA graphs; UNSUPPORTED on the CPU backend). Between
+ * mxmoe_graph_begin and mxmoe_graph_end the context's operations are recorded, not run: each
+ * call validates its arguments as always, and the work it would issue becomes part of the
+ * graph. mxmoe_graph_replay issues the whole recording on the context's stream as one launch,
+ * without the host cost of each call's launches — how serving engines run small batches.
+ * A replay reads and writes the very buffers the recorded calls named, with the data they hold
+ * when it runs: those buffers (and prepared weights' derived data) must outlive the graph.
+ * While recording, calls that wait or copy (memcpy, synchronize, timer, malloc/free,
+ * weights_prepare/unprepare, set_stream, replay) fail with INVALID_ARGUMENT. If any call fails
+ * while recording, mxmoe_graph_end still ends the recording, builds no graph and reports the
+ * first failure, so a graph never silently lacks a call. mxmoe_moe_forward, mxmoe_plan, the
+ * quantizers and mxmoe_grouped_gemm can all be recorded. */
+typedef struct mxmoe_graph mxmoe_graph;
+MXMOE_API mxmoe_status mxmoe_graph_begin(mxmoe_ctx* ctx);
+/* Ends the recording; on success *out is a graph to replay (else NULL). */
+MXMOE_API mxmoe_status mxmoe_graph_end(mxmoe_ctx* ctx, mxmoe_graph** out);
+MXMOE_API mxmoe_status mxmoe_graph_replay(mxmoe_ctx* ctx, const mxmoe_graph* graph);
+/* Frees a graph (NULL is a no-op); free graphs before their context. */
+MXMOE_API void mxmoe_graph_free(mxmoe_ctx* ctx, mxmoe_graph* graph);
+
 MXMOE_API const char* mxmoe_backend_name(mxmoe_backend backend);
 /* 1 if the backend was compiled in (CUDA: and a device is visible), else 0. */
 MXMOE_API int mxmoe_backend_available(mxmoe_backend backend);
@@ -257,7 +277,8 @@ MXMOE_API mxmoe_status mxmoe_mx_from_gguf(mxmoe_ctx* ctx, const mxmoe_tensor* gg
  * round_up(rows, 128) * 4 * ceil(K/128). Returns 0 on overflow or bad arguments. */
 MXMOE_API size_t mxmoe_swizzled_scale_bytes(int64_t rows, int64_t k);
 /* Upper bound of the swizzled scale bytes of `rows` rows split over `num_experts` groups, each
- * starting a fresh 128-row atom: (rows + 127*num_experts) rounded up to 128, times 4*ceil(K/128). */
+ * starting a fresh 128-row atom: (rows + 127*num_experts) rounded up to 128, times 4*ceil(K/128).
+ */
 MXMOE_API size_t mxmoe_grouped_swizzled_scale_bytes(int64_t rows, int64_t num_experts, int64_t k);
 
 /* linear: U8 [R, K/32] <-> swizzled: U8 [mxmoe_swizzled_scale_bytes(R, K)], padding written 0.
@@ -289,10 +310,10 @@ typedef enum mxmoe_routing {
 typedef struct mxmoe_route_params {
     mxmoe_routing method;
     int32_t top_k;
-    int32_t renormalize;           /* SOFTMAX_TOPK and SIGMOID_GROUPED: divide by the sum */
-    int32_t num_groups;            /* SIGMOID_GROUPED: E % num_groups == 0 (1 = no grouping) */
-    int32_t topk_groups;           /* SIGMOID_GROUPED: groups kept, 1..num_groups */
-    float scaling_factor;          /* SIGMOID_GROUPED: routed_scaling_factor (1 = none) */
+    int32_t renormalize;  /* SOFTMAX_TOPK and SIGMOID_GROUPED: divide by the sum */
+    int32_t num_groups;   /* SIGMOID_GROUPED: E % num_groups == 0 (1 = no grouping) */
+    int32_t topk_groups;  /* SIGMOID_GROUPED: groups kept, 1..num_groups */
+    float scaling_factor; /* SIGMOID_GROUPED: routed_scaling_factor (1 = none) */
     const mxmoe_tensor* correction_bias; /* SIGMOID_GROUPED: optional F32 [E] */
 } mxmoe_route_params;
 
@@ -317,8 +338,8 @@ MXMOE_API mxmoe_status mxmoe_route(mxmoe_ctx* ctx, const mxmoe_tensor* logits,
  * Errors: OUT_OF_RANGE if an id is not in [-1, E_global) (or a map entry not in [-1, E)). */
 MXMOE_API mxmoe_status mxmoe_plan(mxmoe_ctx* ctx, const mxmoe_tensor* topk_ids,
                                   const mxmoe_tensor* expert_map, int32_t num_experts,
-                                  mxmoe_tensor* counts, mxmoe_tensor* offsets,
-                                  mxmoe_tensor* sorted, mxmoe_tensor* row_of);
+                                  mxmoe_tensor* counts, mxmoe_tensor* offsets, mxmoe_tensor* sorted,
+                                  mxmoe_tensor* row_of);
 
 /* ---------------------------------------------------------------------------------------------
  * 4. Grouped (per-expert) operations
@@ -354,7 +375,7 @@ typedef enum mxmoe_activation {
                                     g * sigmoid(alpha * g) * (u + 1) */
     MXMOE_ACT_SILU = 3,          /* no-mul variants: input [R, I] */
     MXMOE_ACT_GELU_TANH = 4,
-    MXMOE_ACT_RELU2 = 5,         /* relu(x)^2 */
+    MXMOE_ACT_RELU2 = 5, /* relu(x)^2 */
     MXMOE_ACTIVATION_COUNT
 } mxmoe_activation;
 
@@ -389,8 +410,8 @@ MXMOE_API mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor
                                               const mxmoe_act_params* params, mxmoe_mx_tensor* out);
 
 /* W4A4 grouped GEMM: for each expert e and row r in offsets[e]..offsets[e+1]-1,
- *   out[r, n] = sum_blocks 2^(sa + sb - 254) * sum_{k in block} a[r, k] * w[e, n, k]  (+ bias[e, n])
- * Each block's value is its exact integer dot product times the power of two, rounded once to
+ *   out[r, n] = sum_blocks 2^(sa + sb - 254) * sum_{k in block} a[r, k] * w[e, n, k]  (+ bias[e,
+ * n]) Each block's value is its exact integer dot product times the power of two, rounded once to
  * FP32 (exact unless it under- or overflows FP32; a 0xFF scale makes it NaN); the blocks are
  * accumulated in FP32 in ascending K, the bias added in FP32, then one rounding to out's dtype.
  *   a:    MXFP4 [R, K], linear scales or grouped-swizzled scales (see experts_quantize).
@@ -441,16 +462,16 @@ MXMOE_API mxmoe_status mxmoe_weights_unprepare(mxmoe_ctx* ctx, const mxmoe_mx_te
 
 /* Expert weights (canonical, compressed-tensors style). */
 typedef struct mxmoe_moe_weights {
-    mxmoe_mx_tensor w13;      /* MXFP4 [E, 2I, H]: gate‖up rows (or interleaved, see params);
-                                 [E, I, H] for the activations without the multiply */
-    mxmoe_mx_tensor w2;       /* MXFP4 [E, H, I] */
-    const mxmoe_tensor* b13;  /* optional F32/BF16/F16 [E, 2I] (or [E, I], as w13) */
-    const mxmoe_tensor* b2;   /* optional F32/BF16/F16 [E, H] */
+    mxmoe_mx_tensor w13;     /* MXFP4 [E, 2I, H]: gate‖up rows (or interleaved, see params);
+                                [E, I, H] for the activations without the multiply */
+    mxmoe_mx_tensor w2;      /* MXFP4 [E, H, I] */
+    const mxmoe_tensor* b13; /* optional F32/BF16/F16 [E, 2I] (or [E, I], as w13) */
+    const mxmoe_tensor* b2;  /* optional F32/BF16/F16 [E, H] */
 } mxmoe_moe_weights;
 
 typedef struct mxmoe_moe_params {
-    int32_t num_experts;     /* local experts E (the weights' first dim) */
-    mxmoe_act_params act;    /* activation, gate/up layout, intermediate dtype, scale rule */
+    int32_t num_experts;  /* local experts E (the weights' first dim) */
+    mxmoe_act_params act; /* activation, gate/up layout, intermediate dtype, scale rule */
     /* 0: out[t] = sum_j w[t,j] * expert_j(x[t]).
      * 1: out[t] = sum_j expert_j(w[t,j] * x[t]) — the weight scales the input copy of each
      *    (token, slot) pair, rounded to act.act_dtype; the caller's x is never modified. */

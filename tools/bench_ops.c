@@ -10,6 +10,9 @@
  * on a GPU, so launch gaps count but host overhead after the last launch does not), cycling
  * through the weight copies; the point reports the median. Warm-up runs come first, and a point
  * stops after `iters` runs or once its runs add up to the time budget, whichever is first.
+ * With `graph`, the same run is also recorded once per weight copy (mxmoe_graph_*) and its
+ * replays are timed the same way: the device's time for the work without the host's cost of
+ * issuing each launch, as a serving engine runs a captured decode step.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -245,6 +248,82 @@ static int compare_doubles(const void* a, const void* b) {
     return (x > y) - (x < y);
 }
 
+/* The run on weight copy c, recorded into *graph. */
+static int record_run(const char* cmd, op_state* s, int c, mxmoe_graph** graph) {
+    mxmoe_status st = mxmoe_graph_begin(s->ctx);
+    if (st == MXMOE_OK) {
+        run_once(s, c); /* a failure here makes graph_end fail with it */
+        st = mxmoe_graph_end(s->ctx, graph);
+    }
+    if (st != MXMOE_OK) {
+        cli_error(cmd, "%s %s n=%lld: recording a run: %s (%s)", bench_op_names[s->p->op],
+                  s->p->shape->name, (long long)s->p->tokens, mxmoe_ctx_last_error(s->ctx),
+                  mxmoe_status_string(st));
+        return -1;
+    }
+    return 0;
+}
+
+/* One replay of `graph` between two marks of the stream; its microseconds or -1. */
+static double timed_replay(const char* cmd, op_state* s, const mxmoe_graph* graph) {
+    double us = -1;
+    mxmoe_status st = mxmoe_timer_start(s->ctx);
+    if (st == MXMOE_OK) {
+        st = mxmoe_graph_replay(s->ctx, graph);
+    }
+    if (st == MXMOE_OK) {
+        st = mxmoe_timer_stop(s->ctx, &us);
+    }
+    if (st != MXMOE_OK) {
+        cli_error(cmd, "%s %s n=%lld: replay: %s (%s)", bench_op_names[s->p->op], s->p->shape->name,
+                  (long long)s->p->tokens, mxmoe_ctx_last_error(s->ctx), mxmoe_status_string(st));
+        return -1;
+    }
+    return us;
+}
+
+/* Records the run once per weight copy, then times replays cycling through them, with the
+ * eager runs' warm-up rule, run cap and budget. */
+static int time_replays(const char* cmd, const bench_options* o, op_state* s, bench_point* p,
+                        double* times) {
+    mxmoe_graph** graphs = calloc((size_t)p->copies, sizeof *graphs);
+    if (graphs == NULL) {
+        cli_error(cmd, "out of memory");
+        return -1;
+    }
+    int rc = 0, c = 0, warmup = 0, runs = 0;
+    for (int i = 0; rc == 0 && i < p->copies; i++) {
+        rc = record_run(cmd, s, i, &graphs[i]);
+    }
+    double warm = 0, total = 0;
+    for (; rc == 0 && (warmup == 0 || (warmup < MAX_WARMUP && warm < 0.25e6 * o->budget_s));
+         warmup++) {
+        double us = timed_replay(cmd, s, graphs[c++ % p->copies]);
+        rc = us < 0 ? -1 : 0;
+        warm += us;
+    }
+    for (; rc == 0 && runs < o->iters && (runs == 0 || total < 1e6 * o->budget_s); runs++) {
+        double us = timed_replay(cmd, s, graphs[c++ % p->copies]);
+        rc = us < 0 ? -1 : 0;
+        times[runs] = us;
+        total += us;
+    }
+    if (rc == 0) {
+        rc = synchronize(cmd, s);
+    }
+    if (rc == 0) {
+        qsort(times, (size_t)runs, sizeof *times, compare_doubles);
+        p->graph_us = times[runs / 2];
+        p->graph_min_us = times[0];
+        p->graph_runs = runs;
+    }
+    for (int i = 0; i < p->copies; i++) {
+        mxmoe_graph_free(s->ctx, graphs[i]);
+    }
+    free(graphs);
+    return rc;
+}
+
 static int time_point(const char* cmd, const bench_options* o, op_state* s, bench_point* p) {
     double* times = malloc(2 * (size_t)o->iters * sizeof *times);
     if (times == NULL) {
@@ -283,6 +362,9 @@ static int time_point(const char* cmd, const bench_options* o, op_state* s, benc
         p->max_us = times[p->runs - 1];
         qsort(host, (size_t)p->runs, sizeof *host, compare_doubles);
         p->host_us = host[p->runs / 2];
+    }
+    if (rc == 0 && o->graph) {
+        rc = time_replays(cmd, o, s, p, times);
     }
     free(times);
     return rc;

@@ -116,6 +116,7 @@ void bench_report_begin(bench_report* r, FILE* out, mxmoe_ctx* ctx, const bench_
     kv_number(out, "rotate_max_MB", o->rotate_max_mb, &first);
     kv_number(out, "seed", (double)o->seed, &first);
     kv_number(out, "weights_prepared", o->prepare, &first);
+    kv_number(out, "graph_replays", o->graph, &first);
     kv_string(out, "timing",
               "median over runs, each timed alone with mxmoe_timer_start/stop (CUDA events on a "
               "GPU), after warm-up; weights cycled through copies spanning rotate_MB of active "
@@ -169,6 +170,14 @@ void bench_report_point(bench_report* r, const bench_point* p) {
     kv_number(f, "min_us", p->runs > 0 ? p->min_us : NAN, &first);
     kv_number(f, "max_us", p->runs > 0 ? p->max_us : NAN, &first);
     kv_number(f, "host_us", p->runs > 0 ? p->host_us : NAN, &first);
+    if (p->graph_runs > 0) {
+        kv_number(f, "graph_us", p->graph_us, &first);
+        kv_number(f, "graph_min_us", p->graph_min_us, &first);
+        kv_number(f, "graph_runs", p->graph_runs, &first);
+        key(f, "graph_meets_target", &first);
+        fputs(isfinite(p->target_us) ? (p->graph_us <= p->target_us ? "true" : "false") : "null",
+              f);
+    }
     kv_number(f, "runs", p->runs, &first);
     kv_number(f, "warmup_runs", p->warmup, &first);
     kv_number(f, "rotation_copies", p->copies, &first);

@@ -18,7 +18,7 @@ static const char* const usage =
     "                   [--shape NAME[,NAME...]|all] [--tokens N[,N...]] [--json PATH|-] [--svg "
     "PATH]\n"
     "                   [--iters N] [--budget-ms MS] [--rotate-mb MB] [--rotate-max-mb MB]\n"
-    "                   [--copy-mb MB] [--seed S]\n"
+    "                   [--copy-mb MB] [--seed S] [--prepare 0|1] [--graph 0|1]\n"
     "\n"
     "Times MXFP4 W4A4 MoE work on synthetic weights and routing (each token picks top-k\n"
     "distinct experts uniformly at random):\n"
@@ -52,7 +52,10 @@ static const char* const usage =
     "  --copy-mb MB       bytes of the copy-bandwidth measurement (default 1024; 0 = skip)\n"
     "  --seed S           routing and data seed (default 1)\n"
     "  --prepare 0|1      prepare the weights once (mxmoe_weights_prepare), as a model loader\n"
-    "                     does (default 1; 0: every call derives what it needs itself)\n";
+    "                     does (default 1; 0: every call derives what it needs itself)\n"
+    "  --graph 0|1        also record each run once (mxmoe_graph_*, CUDA graphs) and time its\n"
+    "                     replays: the work without each launch's host cost (default 1 on a\n"
+    "                     GPU; the CPU backend cannot record)\n";
 
 typedef struct bench_args {
     mxmoe_backend backend;
@@ -63,7 +66,7 @@ typedef struct bench_args {
     int num_tokens;
     const char* json;
     const char* svg;
-    int64_t iters, budget_ms, rotate_mb, rotate_max_mb, copy_mb, seed, prepare;
+    int64_t iters, budget_ms, rotate_mb, rotate_max_mb, copy_mb, seed, prepare, graph;
 } bench_args;
 
 /* Splits a comma list into `out` (at most max items) with parse(item) >= 0. */
@@ -130,11 +133,22 @@ static int parse_tokens(const char* cmd, const char* item, void* out, int index)
     return cli_parse_int(cmd, "--tokens", item, 1, 1 << 20, &tokens[index]) == 0 ? 1 : -1;
 }
 
+/* 1 if the context's backend can record calls for replay (an empty recording succeeds). */
+static int can_record(mxmoe_ctx* ctx) {
+    mxmoe_graph* g = NULL;
+    if (mxmoe_graph_begin(ctx) != MXMOE_OK) {
+        return 0;
+    }
+    int ok = mxmoe_graph_end(ctx, &g) == MXMOE_OK;
+    mxmoe_graph_free(ctx, g);
+    return ok;
+}
+
 /* Returns 0, -1 after --help, or a CLI_EXIT_* code. */
 static int parse_args(const char* cmd, int argc, char** argv, bench_args* a) {
     memset(a, 0, sizeof *a);
     a->backend = MXMOE_BACKEND_AUTO;
-    a->iters = a->budget_ms = a->rotate_max_mb = -1;
+    a->iters = a->budget_ms = a->rotate_max_mb = a->graph = -1;
     a->rotate_mb = 256;
     a->copy_mb = 1024;
     a->seed = 1;
@@ -179,7 +193,8 @@ static int parse_args(const char* cmd, int argc, char** argv, bench_args* a) {
                         {"--rotate-max-mb", &a->rotate_max_mb, 0, 1 << 24},
                         {"--copy-mb", &a->copy_mb, 0, 1 << 20},
                         {"--seed", &a->seed, 0, INT64_MAX},
-                        {"--prepare", &a->prepare, 0, 1}};
+                        {"--prepare", &a->prepare, 0, 1},
+                        {"--graph", &a->graph, 0, 1}};
             size_t k = 0, count = sizeof ints / sizeof ints[0];
             while (k < count && strcmp(opt, ints[k].name) != 0) {
                 k++;
@@ -258,6 +273,11 @@ static void log_point(FILE* log, const bench_point* p) {
             (int)p->shape->experts, p->weight_bytes / 1e6,
             p->weight_bytes / (p->time_us * 1e-6) / 1e9, p->gflops / 1e3, p->floor_us, p->target_us,
             p->time_us > p->target_us ? " (above target)" : "");
+    if (p->graph_runs > 0) {
+        fprintf(log, "%36s replayed: %10.1f us (min %.1f, %d runs)%s\n", "", p->graph_us,
+                p->graph_min_us, p->graph_runs,
+                p->graph_us > p->target_us ? " (above target)" : " (meets target)");
+    }
     fflush(log);
 }
 
@@ -322,6 +342,11 @@ int cmd_bench(int argc, char** argv) {
     o.rotate_max_mb = (double)(a.rotate_max_mb >= 0 ? a.rotate_max_mb : gpu ? 16384 : 2048);
     o.seed = (uint64_t)a.seed;
     o.prepare = (int)a.prepare;
+    o.graph = (int)(a.graph >= 0 ? a.graph : gpu);
+    if (o.graph && !can_record(ctx)) {
+        cli_warn(cmd, "no replayed timings: %s", mxmoe_ctx_last_error(ctx));
+        o.graph = 0;
+    }
     FILE* json = NULL;
     if (a.json != NULL) {
         json = strcmp(a.json, "-") == 0 ? stdout : fopen(a.json, "w");

@@ -347,6 +347,7 @@ mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const 
 mxmoe_status mxmoe_weights_prepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
     MXMOE_BEGIN(ctx);
     MXMOE_FORWARD(check_weights(ctx, w, "weights_prepare", NULL));
+    MXMOE_RETURN_IF_RECORDING(ctx, "weights_prepare");
     void* data = NULL;
     if (ctx->ops->weights_prepare != NULL) {
         MXMOE_FORWARD(ctx->ops->weights_prepare(ctx, w, &data));
@@ -357,6 +358,7 @@ mxmoe_status mxmoe_weights_prepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
 mxmoe_status mxmoe_weights_unprepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
     MXMOE_BEGIN(ctx);
     MXMOE_FORWARD(check_weights(ctx, w, "weights_unprepare", NULL));
+    MXMOE_RETURN_IF_RECORDING(ctx, "weights_unprepare");
     MXMOE_RETURN_IF(!mxmoe_prepared_remove(ctx, w), ctx, MXMOE_ERR_INVALID_ARGUMENT,
                     "weights_unprepare: these weights are not prepared on this context");
     return MXMOE_OK;

@@ -27,6 +27,12 @@ typedef struct mxmoe_backend_ops {
                          mxmoe_copy_kind kind);
     mxmoe_status (*timer_start)(mxmoe_ctx* ctx);
     mxmoe_status (*timer_stop)(mxmoe_ctx* ctx, double* microseconds);
+    /* Recording for replay (optional: NULL = UNSUPPORTED). begin redirects the context's work
+     * into a recording; end always stops it, then builds *graph if nothing failed. */
+    mxmoe_status (*graph_begin)(mxmoe_ctx* ctx);
+    mxmoe_status (*graph_end)(mxmoe_ctx* ctx, void** graph);
+    mxmoe_status (*graph_replay)(mxmoe_ctx* ctx, const void* graph);
+    void (*graph_free)(mxmoe_ctx* ctx, void* graph);
 
     mxmoe_status (*quantize)(mxmoe_ctx* ctx, const mxmoe_tensor* x, mxmoe_scale_rule rule,
                              mxmoe_mx_tensor* out);

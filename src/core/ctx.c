@@ -125,6 +125,13 @@ void mxmoe_ctx_free(mxmoe_ctx* ctx) {
     if (ctx == NULL) {
         return;
     }
+    if (ctx->recording) { /* end and discard an unfinished recording */
+        void* graph = NULL;
+        ctx->recording = 0;
+        if (ctx->ops->graph_end(ctx, &graph) == MXMOE_OK) {
+            ctx->ops->graph_free(ctx, graph);
+        }
+    }
     mxmoe_prepared_clear(ctx); /* the backend frees what it derived, while it still can */
     if (ctx->ops != NULL && ctx->ops->release != NULL) {
         ctx->ops->release(ctx);
@@ -148,6 +155,8 @@ mxmoe_status mxmoe_ctx_set_stream(mxmoe_ctx* ctx, void* cuda_stream) {
     if (ctx == NULL) {
         return MXMOE_ERR_INVALID_ARGUMENT;
     }
+    ctx->last_error[0] = '\0';
+    MXMOE_RETURN_IF_RECORDING(ctx, "ctx_set_stream");
     ctx->params.cuda_stream = cuda_stream;
     return MXMOE_OK;
 }
@@ -156,5 +165,7 @@ mxmoe_status mxmoe_ctx_synchronize(mxmoe_ctx* ctx) {
     if (ctx == NULL) {
         return MXMOE_ERR_INVALID_ARGUMENT;
     }
+    ctx->last_error[0] = '\0';
+    MXMOE_RETURN_IF_RECORDING(ctx, "ctx_synchronize");
     return ctx->ops->synchronize != NULL ? ctx->ops->synchronize(ctx) : MXMOE_OK;
 }

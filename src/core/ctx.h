@@ -22,6 +22,10 @@ struct mxmoe_ctx {
     char last_error[512];
     struct mxmoe_prepared_entry* prepared; /* mxmoe_weights_prepare's list (core/prepared.h) */
     int prepared_count, prepared_capacity;
+    int recording; /* between mxmoe_graph_begin and mxmoe_graph_end */
+    /* The first failure while recording (mxmoe_fail notes it): no graph is built then. */
+    mxmoe_status recording_status;
+    char recording_error[256];
 };
 
 #if defined(__GNUC__)
@@ -53,5 +57,13 @@ void mxmoe_log(mxmoe_ctx* ctx, mxmoe_log_level level, const char* fmt, ...) MXMO
             return mxmoe_fail((ctx), (status), __VA_ARGS__);                                       \
         }                                                                                          \
     } while (0)
+
+/* Fails a call that cannot be recorded into a graph (it waits for the device or changes the
+ * context) while mxmoe_graph_begin is active. */
+#define MXMOE_RETURN_IF_RECORDING(ctx, call)                                                       \
+    MXMOE_RETURN_IF((ctx)->recording, ctx, MXMOE_ERR_INVALID_ARGUMENT,                             \
+                    "%s cannot be recorded: it waits for the device or changes the context "       \
+                    "(mxmoe_graph_begin is active; end the recording first)",                      \
+                    call)
 
 #endif /* MXMOE_CORE_CTX_H */

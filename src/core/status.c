@@ -54,6 +54,10 @@ mxmoe_status mxmoe_fail(mxmoe_ctx* ctx, mxmoe_status status, const char* fmt, ..
     vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, args);
     va_end(args);
     log_message(ctx, MXMOE_LOG_ERROR, ctx->last_error);
+    if (ctx->recording && ctx->recording_status == MXMOE_OK) {
+        ctx->recording_status = status;
+        snprintf(ctx->recording_error, sizeof ctx->recording_error, "%.255s", ctx->last_error);
+    }
     return status;
 }
 

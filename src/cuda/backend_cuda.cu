@@ -95,6 +95,9 @@ void cuda_release(mxmoe_ctx* ctx) {
         cudaEventDestroy(state->timer_start);
         cudaEventDestroy(state->timer_stop);
         cudaMemPoolDestroy(state->pool);
+        if (state->capture_stream != nullptr) {
+            cudaStreamDestroy(state->capture_stream);
+        }
         free(state);
         ctx->backend_state = nullptr;
     }
@@ -174,6 +177,10 @@ extern "C" const mxmoe_backend_ops mxmoe_cuda_backend = {
     /* .copy = */ cuda_copy,
     /* .timer_start = */ cuda_timer_start,
     /* .timer_stop = */ cuda_timer_stop,
+    /* .graph_begin = */ mxmoe_graph_begin_cuda,
+    /* .graph_end = */ mxmoe_graph_end_cuda,
+    /* .graph_replay = */ mxmoe_graph_replay_cuda,
+    /* .graph_free = */ mxmoe_graph_free_cuda,
     /* .quantize = */ mxmoe_quantize_cuda,
     /* .dequantize = */ mxmoe_dequantize_cuda,
     /* .gguf_from_mx = */ mxmoe_gguf_from_mx_cuda,

@@ -43,6 +43,8 @@ struct mxmoe_cuda_state {
     bool skinny_ready;       /* the few-tokens GEMM's shared memory is granted (..._skinny_init) */
     bool pdl;                /* programmatic dependent launch (sm_90+; MXMOE_CUDA_PDL=0: off) */
     void* encode_tensor_map; /* the driver's cuTensorMapEncodeTiled (Hopper GEMM's TMA copies) */
+    cudaStream_t capture_stream; /* where mxmoe_graph_begin records (created at its first use) */
+    void* stream_before_capture; /* the caller's stream, back in place at mxmoe_graph_end */
 };
 
 static inline mxmoe_cuda_state* cuda_state(mxmoe_ctx* ctx) {

@@ -47,6 +47,10 @@ mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
 mxmoe_status mxmoe_moe_workspace_size_cuda(mxmoe_ctx* ctx, const mxmoe_moe_params* params,
                                            int64_t tokens, int32_t top_k, int64_t hidden,
                                            int64_t intermediate, size_t* bytes);
+mxmoe_status mxmoe_graph_begin_cuda(mxmoe_ctx* ctx);
+mxmoe_status mxmoe_graph_end_cuda(mxmoe_ctx* ctx, void** graph);
+mxmoe_status mxmoe_graph_replay_cuda(mxmoe_ctx* ctx, const void* graph);
+void mxmoe_graph_free_cuda(mxmoe_ctx* ctx, void* graph);
 mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                     const mxmoe_tensor* topk_ids, const mxmoe_tensor* topk_weights,
                                     const mxmoe_moe_weights* weights,

@@ -1511,8 +1511,23 @@ static void test_ctx(void) {
         CHECK(strcmp(mxmoe_ctx_last_error(c), "") == 0);
         CHECK_STATUS(mxmoe_ctx_set_stream(c, (void*)&p), MXMOE_OK); /* ignored on the CPU */
         CHECK_STATUS(mxmoe_ctx_synchronize(c), MXMOE_OK);
+
+        check_set_context("recording on the CPU backend: UNSUPPORTED, nothing recorded");
+        mxmoe_graph* g = (mxmoe_graph*)&p; /* must come back NULL */
+        CHECK_STATUS(mxmoe_graph_begin(c), UNS);
+        CHECK(strstr(mxmoe_ctx_last_error(c), "CUDA") != NULL);
+        CHECK_STATUS(mxmoe_graph_end(c, &g), UNS);
+        CHECK(g == NULL);
+        CHECK_STATUS(mxmoe_graph_end(c, NULL), INV);
+        CHECK_STATUS(mxmoe_graph_replay(c, NULL), INV);
+        mxmoe_graph_free(c, NULL);                        /* a no-op */
+        CHECK_STATUS(mxmoe_ctx_synchronize(c), MXMOE_OK); /* not left recording */
         mxmoe_ctx_free(c);
     }
+    CHECK_STATUS(mxmoe_graph_begin(NULL), INV);
+    CHECK_STATUS(mxmoe_graph_end(NULL, NULL), INV);
+    CHECK_STATUS(mxmoe_graph_replay(NULL, NULL), INV);
+    mxmoe_graph_free(NULL, NULL);
     CHECK_STATUS(mxmoe_ctx_set_stream(NULL, NULL), INV);
     CHECK_STATUS(mxmoe_ctx_synchronize(NULL), INV);
     CHECK(mxmoe_ctx_last_error(NULL) != NULL);

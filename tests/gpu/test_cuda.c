@@ -778,31 +778,23 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     check(memcmp(first, second, out.bytes) == 0,
           "moe_forward with prepared weights: bitwise the unprepared result");
 
-    if (graph) { /* captured in a CUDA graph and replayed: no allocation, no synchronisation */
-        cudaStream_t stream;
-        CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        MX_OK(g_gpu, mxmoe_ctx_set_stream(g_gpu, stream));
-        cudaGraph_t g;
-        cudaGraphExec_t exec;
-        CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    if (graph) { /* recorded (mxmoe_graph_*) and replayed: no allocation, no synchronisation */
+        mxmoe_graph* g = NULL;
+        MX_OK(g_gpu, mxmoe_graph_begin(g_gpu));
         mxmoe_status s = mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu,
                                            ws_gpu, &out.dev);
-        CUDA_OK(cudaStreamEndCapture(stream, &g));
-        check(s == MXMOE_OK, "moe_forward captures into a CUDA graph");
-        CUDA_OK(cudaGraphInstantiate(&exec, g, 0));
+        check(s == MXMOE_OK, "moe_forward records into a graph");
+        MX_OK(g_gpu, mxmoe_graph_end(g_gpu, &g));
         for (int replay = 0; replay < 3; replay++) {
-            CUDA_OK(cudaMemsetAsync(out.dev.data, 0xA5, out.bytes, stream));
-            CUDA_OK(cudaGraphLaunch(exec, stream));
+            CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+            MX_OK(g_gpu, mxmoe_graph_replay(g_gpu, g));
         }
         gpu_sync_ok("graph replay");
         uint8_t* replayed = malloc(out.bytes);
         CUDA_OK(cudaMemcpy(replayed, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
-        check(memcmp(first, replayed, out.bytes) == 0, "CUDA graph replay matches the direct run");
+        check(memcmp(first, replayed, out.bytes) == 0, "graph replay matches the direct run");
         free(replayed);
-        cudaGraphExecDestroy(exec);
-        cudaGraphDestroy(g);
-        MX_OK(g_gpu, mxmoe_ctx_set_stream(g_gpu, NULL));
-        cudaStreamDestroy(stream);
+        mxmoe_graph_free(g_gpu, g);
     }
     MX_OK(g_gpu, mxmoe_weights_unprepare(g_gpu, &wd.w13));
     MX_OK(g_gpu, mxmoe_weights_unprepare(g_gpu, &wd.w2));
@@ -814,6 +806,99 @@ static void test_moe(const moe_case* c, int graph, int exact) {
         free_pair(inputs[i]);
     }
     free_pair(&out);
+}
+
+/* The grouped projection as the benchmark runs it (plan, permute + quantize, grouped GEMM with
+ * no workspace: the Hopper path's scratch comes from the stream-ordered pool), recorded once
+ * and replayed: bit for bit the direct run, on the data its buffers hold at each replay. Then
+ * what may not be recorded: it fails, and so does the recording, leaving the context usable. */
+static void test_graph_grouped(int64_t T, int64_t k, int64_t E, int64_t N, int64_t K) {
+    pair x = pair2(MXMOE_BF16, T, K), ids = pair2(MXMOE_I32, T, k);
+    for (int64_t i = 0; i < T * k; i++) {
+        ((int32_t*)ids.host.data)[i] = rand_int(9) == 0 ? -1 : (int32_t)rand_int(E);
+    }
+    upload(&ids);
+    pair counts = pair1(MXMOE_I32, E), off = pair1(MXMOE_I32, E + 1);
+    pair sorted = pair1(MXMOE_I32, T * k), row_of = pair1(MXMOE_I32, T * k);
+    pair ap = pair2(MXMOE_U8, T * k, K / 2), as = pair2(MXMOE_U8, T * k, K / 32);
+    pair wp = pair3(MXMOE_U8, E, N, K / 2), ws = pair3(MXMOE_U8, E, N, K / 32);
+    pair out = pair2(MXMOE_BF16, T * k, N);
+    random_mx(&wp, &ws, 0);
+    mxmoe_mx_tensor a = {ap.dev, as.dev, MXMOE_SCALES_LINEAR};
+    mxmoe_mx_tensor w = {wp.dev, ws.dev, MXMOE_SCALES_LINEAR};
+    uint8_t *direct = malloc(out.bytes), *replayed = malloc(out.bytes);
+    char what[160];
+    mxmoe_graph* g = NULL;
+#define GROUPED_OP(st)                                                                             \
+    do {                                                                                           \
+        st = mxmoe_plan(g_gpu, &ids.dev, NULL, (int32_t)E, &counts.dev, &off.dev, &sorted.dev,     \
+                        &row_of.dev);                                                              \
+        if (st == MXMOE_OK) {                                                                      \
+            st = mxmoe_permute_quantize(g_gpu, &x.dev, &sorted.dev, &off.dev, (int32_t)k,          \
+                                        MXMOE_RULE_EVEN, &a);                                      \
+        }                                                                                          \
+        if (st == MXMOE_OK) {                                                                      \
+            st = mxmoe_grouped_gemm(g_gpu, &a, &w, &off.dev, NULL, &out.dev);                      \
+        }                                                                                          \
+    } while (0)
+    mxmoe_status st;
+    MX_OK(g_gpu, mxmoe_graph_begin(g_gpu));
+    GROUPED_OP(st);
+    check(st == MXMOE_OK, "the grouped projection records into a graph");
+    MX_OK(g_gpu, mxmoe_graph_end(g_gpu, &g));
+    for (int round = 0; round < 2; round++) { /* fresh activations: a replay reads them */
+        fill_float(x.host.data, MXMOE_BF16, T * K, 0, 1.0);
+        upload(&x);
+        CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+        GROUPED_OP(st);
+        check(st == MXMOE_OK, "the grouped projection runs directly");
+        gpu_sync_ok("grouped projection");
+        CUDA_OK(cudaMemcpy(direct, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+        CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+        CUDA_OK(cudaMemset(ap.dev.data, 0xA5, ap.bytes));
+        MX_OK(g_gpu, mxmoe_graph_replay(g_gpu, g));
+        gpu_sync_ok("grouped projection replay");
+        CUDA_OK(cudaMemcpy(replayed, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+        snprintf(what, sizeof what,
+                 "grouped projection T=%lld k=%lld E=%lld N=%lld K=%lld: replay %d matches the "
+                 "direct run",
+                 (long long)T, (long long)k, (long long)E, (long long)N, (long long)K, round);
+        check(memcmp(direct, replayed, out.bytes) == 0, what);
+    }
+    mxmoe_graph_free(g_gpu, g);
+
+    /* misuse while recording: each call fails, the recording builds nothing, the context works */
+    MX_OK(g_gpu, mxmoe_graph_begin(g_gpu));
+    check(mxmoe_graph_begin(g_gpu) == MXMOE_ERR_INVALID_ARGUMENT, "graph_begin twice fails");
+    check(mxmoe_ctx_synchronize(g_gpu) == MXMOE_ERR_INVALID_ARGUMENT,
+          "synchronize while recording fails");
+    check(mxmoe_memcpy(g_gpu, direct, out.dev.data, 16, MXMOE_COPY_BACKEND_TO_HOST) ==
+              MXMOE_ERR_INVALID_ARGUMENT,
+          "memcpy while recording fails");
+    GROUPED_OP(st);
+    g = (mxmoe_graph*)&g; /* must come back NULL */
+    st = mxmoe_graph_end(g_gpu, &g);
+    check(st == MXMOE_ERR_INVALID_ARGUMENT && g == NULL,
+          "a recording with a failed call builds no graph and reports the failure");
+    check(strstr(mxmoe_ctx_last_error(g_gpu), "already recording") != NULL,
+          "graph_end names the first failed call");
+    check(mxmoe_graph_end(g_gpu, &g) == MXMOE_ERR_INVALID_ARGUMENT && g == NULL,
+          "graph_end without graph_begin fails");
+    check(mxmoe_graph_replay(g_gpu, NULL) == MXMOE_ERR_INVALID_ARGUMENT, "replay of NULL fails");
+    mxmoe_graph_free(g_gpu, NULL);
+    CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+    GROUPED_OP(st);
+    check(st == MXMOE_OK, "the context runs directly after a failed recording");
+    gpu_sync_ok("grouped projection after a failed recording");
+    CUDA_OK(cudaMemcpy(replayed, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    check(memcmp(direct, replayed, out.bytes) == 0,
+          "after a failed recording the direct run gives the same bits");
+#undef GROUPED_OP
+    free(direct);
+    free(replayed);
+    free_pair(&x), free_pair(&ids), free_pair(&counts), free_pair(&off), free_pair(&sorted),
+        free_pair(&row_of), free_pair(&ap), free_pair(&as), free_pair(&wp), free_pair(&ws),
+        free_pair(&out);
 }
 
 /* Bad ids on the device: dropped, never followed, and reported by synchronize. */
@@ -987,6 +1072,10 @@ int main(int argc, char** argv) {
     } else {
         printf("Hopper path: skipped (compute capability %d.%d)\n", cc_major, cc_minor);
     }
+    /* recorded and replayed: the skinny path (1 token), 16-token tiles, and past 4096 pairs */
+    test_graph_grouped(1, 4, 32, 256, 2880);
+    test_graph_grouped(g_small ? 24 : 64, 8, 128, 768, 2048);
+    test_graph_grouped(g_small ? 600 : 1024, 8, 64, 512, 1024);
     test_device_errors();
 
     mxmoe_ctx_free(g_gpu);
