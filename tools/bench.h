@@ -61,7 +61,7 @@ typedef struct bench_options {
     double rotate_max_mb; /* cap on the rotated copies' memory */
     uint64_t seed;
     int prepare; /* weights prepared once (mxmoe_weights_prepare), as a model loader would */
-    int graph;   /* also time replays of each run recorded once (mxmoe_graph_*) */
+    int graph;   /* also time replays of runs recorded in a graph (mxmoe_graph_*) */
     FILE* log;   /* progress and the human table (stderr when the JSON goes to stdout) */
 } bench_options;
 
@@ -113,8 +113,9 @@ typedef struct bench_point {
     int warmup, runs;
     double time_us, min_us, max_us; /* median, fastest, slowest run */
     double host_us;                /* median host time to issue a run (its API calls, no waiting) */
-    int graph_runs;                /* replays timed (0: not asked for, or not supported here) */
-    double graph_us, graph_min_us; /* median and fastest replay of the recorded run */
+    int graph_replays;             /* replays timed (0: not asked for, or not supported here) */
+    int graph_runs_per_replay;     /* runs recorded in the graph, each weight copy in turn */
+    double graph_us, graph_min_us; /* median and fastest replay, over its runs */
     double weight_bytes;           /* active experts' MXFP4 bytes */
     double flops;
     double floor_us, target_us, gflops;

@@ -10,9 +10,10 @@
  * on a GPU, so launch gaps count but host overhead after the last launch does not), cycling
  * through the weight copies; the point reports the median. Warm-up runs come first, and a point
  * stops after `iters` runs or once its runs add up to the time budget, whichever is first.
- * With `graph`, the same run is also recorded once per weight copy (mxmoe_graph_*) and its
- * replays are timed the same way: the device's time for the work without the host's cost of
- * issuing each launch, as a serving engine runs a captured decode step.
+ * With `graph`, runs on every weight copy in turn are also recorded into one graph
+ * (mxmoe_graph_*) and its replays timed the same way, each over its runs: the device's time for
+ * the work without the host's cost of issuing each launch, as in a serving engine's captured
+ * decode step.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -248,15 +249,23 @@ static int compare_doubles(const void* a, const void* b) {
     return (x > y) - (x < y);
 }
 
-/* The run on weight copy c, recorded into *graph. */
-static int record_run(const char* cmd, op_state* s, int c, mxmoe_graph** graph) {
+/* Runs per replayed graph: every weight copy in turn, at least MIN_GRAPH_RUNS. */
+enum { MIN_GRAPH_RUNS = 4 };
+static int graph_runs(int copies) {
+    return copies * ((MIN_GRAPH_RUNS + copies - 1) / copies);
+}
+
+/* `runs` runs in a row, cycling through the weight copies, recorded into *graph. */
+static int record_runs(const char* cmd, op_state* s, int runs, mxmoe_graph** graph) {
     mxmoe_status st = mxmoe_graph_begin(s->ctx);
     if (st == MXMOE_OK) {
-        run_once(s, c); /* a failure here makes graph_end fail with it */
+        for (int i = 0; i < runs; i++) {
+            run_once(s, i % s->p->copies); /* a failure makes graph_end fail with it */
+        }
         st = mxmoe_graph_end(s->ctx, graph);
     }
     if (st != MXMOE_OK) {
-        cli_error(cmd, "%s %s n=%lld: recording a run: %s (%s)", bench_op_names[s->p->op],
+        cli_error(cmd, "%s %s n=%lld: recording the runs: %s (%s)", bench_op_names[s->p->op],
                   s->p->shape->name, (long long)s->p->tokens, mxmoe_ctx_last_error(s->ctx),
                   mxmoe_status_string(st));
         return -1;
@@ -282,30 +291,26 @@ static double timed_replay(const char* cmd, op_state* s, const mxmoe_graph* grap
     return us;
 }
 
-/* Records the run once per weight copy, then times replays cycling through them, with the
- * eager runs' warm-up rule, run cap and budget. */
+/* Records graph_runs(copies) runs in a row (each copy in turn) into one graph, then times its
+ * replays with the eager runs' warm-up rule, run cap and budget; a run's time is a replay's
+ * over its runs. So the graph's own launch is shared by the runs, as the launch of an engine's
+ * captured step is shared by its layers, and a run's time is the device's for its work. */
 static int time_replays(const char* cmd, const bench_options* o, op_state* s, bench_point* p,
                         double* times) {
-    mxmoe_graph** graphs = calloc((size_t)p->copies, sizeof *graphs);
-    if (graphs == NULL) {
-        cli_error(cmd, "out of memory");
-        return -1;
-    }
-    int rc = 0, c = 0, warmup = 0, runs = 0;
-    for (int i = 0; rc == 0 && i < p->copies; i++) {
-        rc = record_run(cmd, s, i, &graphs[i]);
-    }
+    mxmoe_graph* graph = NULL;
+    const int per_graph = graph_runs(p->copies);
+    int rc = record_runs(cmd, s, per_graph, &graph), warmup = 0, runs = 0;
     double warm = 0, total = 0;
     for (; rc == 0 && (warmup == 0 || (warmup < MAX_WARMUP && warm < 0.25e6 * o->budget_s));
          warmup++) {
-        double us = timed_replay(cmd, s, graphs[c++ % p->copies]);
+        double us = timed_replay(cmd, s, graph);
         rc = us < 0 ? -1 : 0;
         warm += us;
     }
     for (; rc == 0 && runs < o->iters && (runs == 0 || total < 1e6 * o->budget_s); runs++) {
-        double us = timed_replay(cmd, s, graphs[c++ % p->copies]);
+        double us = timed_replay(cmd, s, graph);
         rc = us < 0 ? -1 : 0;
-        times[runs] = us;
+        times[runs] = us / per_graph;
         total += us;
     }
     if (rc == 0) {
@@ -315,12 +320,10 @@ static int time_replays(const char* cmd, const bench_options* o, op_state* s, be
         qsort(times, (size_t)runs, sizeof *times, compare_doubles);
         p->graph_us = times[runs / 2];
         p->graph_min_us = times[0];
-        p->graph_runs = runs;
+        p->graph_replays = runs;
+        p->graph_runs_per_replay = per_graph;
     }
-    for (int i = 0; i < p->copies; i++) {
-        mxmoe_graph_free(s->ctx, graphs[i]);
-    }
-    free(graphs);
+    mxmoe_graph_free(s->ctx, graph);
     return rc;
 }
 

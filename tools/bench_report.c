@@ -170,10 +170,11 @@ void bench_report_point(bench_report* r, const bench_point* p) {
     kv_number(f, "min_us", p->runs > 0 ? p->min_us : NAN, &first);
     kv_number(f, "max_us", p->runs > 0 ? p->max_us : NAN, &first);
     kv_number(f, "host_us", p->runs > 0 ? p->host_us : NAN, &first);
-    if (p->graph_runs > 0) {
+    if (p->graph_replays > 0) {
         kv_number(f, "graph_us", p->graph_us, &first);
         kv_number(f, "graph_min_us", p->graph_min_us, &first);
-        kv_number(f, "graph_runs", p->graph_runs, &first);
+        kv_number(f, "graph_replays", p->graph_replays, &first);
+        kv_number(f, "graph_runs_per_replay", p->graph_runs_per_replay, &first);
         key(f, "graph_meets_target", &first);
         fputs(isfinite(p->target_us) ? (p->graph_us <= p->target_us ? "true" : "false") : "null",
               f);

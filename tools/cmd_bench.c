@@ -53,9 +53,10 @@ static const char* const usage =
     "  --seed S           routing and data seed (default 1)\n"
     "  --prepare 0|1      prepare the weights once (mxmoe_weights_prepare), as a model loader\n"
     "                     does (default 1; 0: every call derives what it needs itself)\n"
-    "  --graph 0|1        also record each run once (mxmoe_graph_*, CUDA graphs) and time its\n"
-    "                     replays: the work without each launch's host cost (default 1 on a\n"
-    "                     GPU; the CPU backend cannot record)\n";
+    "  --graph 0|1        also record runs on every weight copy in turn into one graph\n"
+    "                     (mxmoe_graph_*, CUDA graphs) and time its replays, per run: the\n"
+    "                     work without each launch's host cost (default 1 on a GPU; the CPU\n"
+    "                     backend cannot record)\n";
 
 typedef struct bench_args {
     mxmoe_backend backend;
@@ -273,9 +274,9 @@ static void log_point(FILE* log, const bench_point* p) {
             (int)p->shape->experts, p->weight_bytes / 1e6,
             p->weight_bytes / (p->time_us * 1e-6) / 1e9, p->gflops / 1e3, p->floor_us, p->target_us,
             p->time_us > p->target_us ? " (above target)" : "");
-    if (p->graph_runs > 0) {
-        fprintf(log, "%36s replayed: %10.1f us (min %.1f, %d runs)%s\n", "", p->graph_us,
-                p->graph_min_us, p->graph_runs,
+    if (p->graph_replays > 0) {
+        fprintf(log, "%36s replayed: %10.1f us (min %.1f, %d replays of %d runs)%s\n", "",
+                p->graph_us, p->graph_min_us, p->graph_replays, p->graph_runs_per_replay,
                 p->graph_us > p->target_us ? " (above target)" : " (meets target)");
     }
     fflush(log);
