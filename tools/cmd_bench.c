@@ -8,6 +8,7 @@
  *               [--json PATH|-] [--iters N]
  * Lists are accepted for --op and --shape too ("all" = every one).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,7 +278,9 @@ static void log_point(FILE* log, const bench_point* p) {
     if (p->graph_replays > 0) {
         fprintf(log, "%36s replayed: %10.1f us (min %.1f, %d replays of %d runs)%s\n", "",
                 p->graph_us, p->graph_min_us, p->graph_replays, p->graph_runs_per_replay,
-                p->graph_us > p->target_us ? " (above target)" : " (meets target)");
+                !isfinite(p->target_us)      ? ""
+                : p->graph_us > p->target_us ? " (above target)"
+                                             : " (meets target)");
     }
     fflush(log);
 }

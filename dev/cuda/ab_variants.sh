@@ -38,7 +38,7 @@ for round in $(seq "${ROUNDS:-1}"); do
       [ -x "build-abv/$v/build/mxmoe" ] || continue
       MXMOE_CUDA_GEMM=${GEMM:-sm90} timeout 120 "build-abv/$v/build/mxmoe" bench --backend cuda \
         --op "${OP:-grouped}" --shape "$shape" --tokens "${TOKENS:-512,8192}" \
-        --budget-ms "${BUDGET_MS:-200}" | grep -E "^(grouped|layer) " |
+        --budget-ms "${BUDGET_MS:-200}" | grep -E "^(grouped|layer) | replayed:" |
         sed -E "s/^/$v /; s/\| +[0-9]+\/[0-9]+ experts.*//"
     done
   done

@@ -6,6 +6,13 @@
  * rounding arithmetic (core/e2m1_round.h, proven equal on every input), one thread per 32-element
  * block (quantize_rows_kernel) or eight lanes per block: byte-identical to the CPU. The encoder's
  * compare chain made the thread-per-block kernel instruction-bound (1400 instructions a block).
+ *
+ * The row kernels let the next kernel launch (pdl_release) only once their own stores are
+ * issued, not at their start as the other short kernels do. The next kernel is the GEMM, and
+ * launched early its CTAs sat down beside the quantizer's: in a CUDA graph (no host gap between
+ * the launches) deepseek-v3 n = 1 took 65.6 us a run, 43.9 with the late release (H100, eager
+ * 50 -> 49; every other shape at n = 1, 8, 64 within noise; bench/NOTES.md). Likely the GEMM's
+ * CTAs placed on a busy GPU packed onto fewer SMs; the skinny GEMM then streams from fewer SMs.
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
@@ -42,7 +49,6 @@ __device__ inline bool gather_source(const quantize_rows_args& a, int64_t r, boo
 /* One thread per block: few instructions per block, for many blocks. */
 __global__ void quantize_rows_kernel(quantize_rows_args a) {
     pdl_wait();
-    pdl_release();
     if (a.check_offsets && blockIdx.x == 0) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
@@ -106,6 +112,7 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
         }
         a.scales[off] = scale;
     }
+    pdl_release(); /* late: see the file's header */
 }
 
 /* Eight lanes per 32-element block, four elements a lane (one 8-byte load of BF16), through
@@ -114,7 +121,6 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
  * 3 % slower at gpt-oss n = 512 and 1-2 % at n = 8192). */
 __global__ void quantize_rows_x8_kernel(quantize_rows_args a) {
     pdl_wait();
-    pdl_release();
     if (a.check_offsets && blockIdx.x == 0) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
@@ -154,6 +160,7 @@ __global__ void quantize_rows_x8_kernel(quantize_rows_args a) {
         quantize_block_lanes<4>(v, live, a.rule, a.packed, a.scales, a.scales_numel, a.swizzled,
                                 a.offsets, a.num_experts, a.rows, r, j, a.k, a.errors);
     }
+    pdl_release(); /* late: see the file's header */
 }
 
 /* Zeroes the used span of swizzled scales (the padding must read as 0x00). */
@@ -230,7 +237,6 @@ __global__ void swizzle_kernel(const uint8_t* linear, int64_t rows, int64_t k, u
 __global__ void gather_rows_kernel(quantize_rows_args a, const uint8_t* in_packed,
                                    const uint8_t* in_scales) {
     pdl_wait();
-    pdl_release();
     if (a.check_offsets && blockIdx.x == 0) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
@@ -259,6 +265,7 @@ __global__ void gather_rows_kernel(quantize_rows_args a, const uint8_t* in_packe
             a.scales[r * kb + j] = in_scales[src * kb + j];
         }
     }
+    pdl_release(); /* late: see the file's header */
 }
 
 } // namespace
