@@ -988,6 +988,13 @@ int main(int argc, char** argv) {
     test_plan(g_small ? 33 : 8192, 8, 128, 0);
     test_plan(g_small ? 33 : 4096, 4, 32, 1);
     test_plan(1, 1, 1, 0);
+    /* one warp (<= 32 pairs): decode shapes, a map, more experts than lanes and than the
+     * one-block plan takes, exactly 32 pairs */
+    test_plan(1, 8, 256, 0);
+    test_plan(1, 4, 32, 1);
+    test_plan(4, 8, 128, 0);
+    test_plan(3, 7, 1000, 1);
+    test_plan(5, 6, 2000, 0);
     test_plan(g_small ? 20 : 500, 8, 128, 1); /* one-block plan (<= 4096 pairs) */
     test_plan(g_small ? 37 : 512, g_small ? 3 : 8, g_small ? 7 : 128, 0); /* segments: few, full */
     test_plan(g_small ? 20 : 512, 8, 1000, 0);
