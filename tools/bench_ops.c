@@ -195,37 +195,35 @@ static mxmoe_status run_once(op_state* s, int c) {
                              s->workspace.bytes, &out);
 }
 
-/* One run between two marks of the stream; returns its microseconds or a negative number, and
- * in *host_us the host's time to issue it (on a GPU, where the runs are short, the device may
- * wait for the host: then this, not the kernels, sets the time). */
-static double timed_run(const char* cmd, op_state* s, int c, double* host_us) {
+/* Reports a failed call of the point's runs; returns -1. */
+static int point_error(const char* cmd, op_state* s, const char* what, mxmoe_status st) {
+    cli_error(cmd, "%s %s n=%lld: %s%s (%s)", bench_op_names[s->p->op], s->p->shape->name,
+              (long long)s->p->tokens, what, mxmoe_ctx_last_error(s->ctx), mxmoe_status_string(st));
+    return -1;
+}
+
+/* One run on weight copy c (graph NULL), or one replay of `graph`, between two marks of the
+ * stream; returns its microseconds or a negative number, and in *host_us the host's time to
+ * issue it (on a GPU, where the runs are short, the device may wait for the host: then this,
+ * not the kernels, sets the time). */
+static double timed_run(const char* cmd, op_state* s, const mxmoe_graph* graph, int c,
+                        double* host_us) {
     double us = -1;
     const double t0 = cli_seconds();
     mxmoe_status st = mxmoe_timer_start(s->ctx);
     if (st == MXMOE_OK) {
-        st = run_once(s, c);
+        st = graph != NULL ? mxmoe_graph_replay(s->ctx, graph) : run_once(s, c);
     }
     *host_us = 1e6 * (cli_seconds() - t0);
     if (st == MXMOE_OK) {
         st = mxmoe_timer_stop(s->ctx, &us);
     }
-    if (st != MXMOE_OK) {
-        cli_error(cmd, "%s %s n=%lld: %s (%s)", bench_op_names[s->p->op], s->p->shape->name,
-                  (long long)s->p->tokens, mxmoe_ctx_last_error(s->ctx), mxmoe_status_string(st));
-        return -1;
-    }
-    return us;
+    return st == MXMOE_OK ? us : point_error(cmd, s, graph != NULL ? "replay: " : "", st);
 }
 
 static int synchronize(const char* cmd, op_state* s) {
     mxmoe_status st = mxmoe_ctx_synchronize(s->ctx);
-    if (st != MXMOE_OK) {
-        cli_error(cmd, "%s %s n=%lld: the device reported: %s (%s)", bench_op_names[s->p->op],
-                  s->p->shape->name, (long long)s->p->tokens, mxmoe_ctx_last_error(s->ctx),
-                  mxmoe_status_string(st));
-        return -1;
-    }
-    return 0;
+    return st == MXMOE_OK ? 0 : point_error(cmd, s, "the device reported: ", st);
 }
 
 /* The plan's counts must be the routing's: they are what the baselines group by. */
@@ -249,6 +247,38 @@ static int compare_doubles(const void* a, const void* b) {
     return (x > y) - (x < y);
 }
 
+/* Warm-up: at least one run (or replay), then up to MAX_WARMUP while under a quarter of the
+ * budget. *c counts the runs issued (their weight copy). Returns the warm-up runs, or -1. */
+static int warm_up(const char* cmd, const bench_options* o, op_state* s, const mxmoe_graph* graph,
+                   int* c) {
+    double warm = 0, host_us = 0;
+    int n = 0;
+    for (; n == 0 || (n < MAX_WARMUP && warm < 0.25e6 * o->budget_s); n++) {
+        double us = timed_run(cmd, s, graph, (*c)++ % s->p->copies, &host_us);
+        if (us < 0) {
+            return -1;
+        }
+        warm += us;
+    }
+    return n;
+}
+
+/* The timed runs: at most `iters`, stopping once they add up to the budget; each one's time in
+ * times[] and its host issue time in host[]. Returns the runs, or -1. */
+static int timed_runs(const char* cmd, const bench_options* o, op_state* s,
+                      const mxmoe_graph* graph, int* c, double* times, double* host) {
+    double total = 0;
+    int n = 0;
+    for (; n < o->iters && (n == 0 || total < 1e6 * o->budget_s); n++) {
+        times[n] = timed_run(cmd, s, graph, (*c)++ % s->p->copies, &host[n]);
+        if (times[n] < 0) {
+            return -1;
+        }
+        total += times[n];
+    }
+    return n;
+}
+
 /* Runs per replayed graph: every weight copy in turn, at least MIN_GRAPH_RUNS. */
 enum { MIN_GRAPH_RUNS = 4 };
 static int graph_runs(int copies) {
@@ -264,31 +294,7 @@ static int record_runs(const char* cmd, op_state* s, int runs, mxmoe_graph** gra
         }
         st = mxmoe_graph_end(s->ctx, graph);
     }
-    if (st != MXMOE_OK) {
-        cli_error(cmd, "%s %s n=%lld: recording the runs: %s (%s)", bench_op_names[s->p->op],
-                  s->p->shape->name, (long long)s->p->tokens, mxmoe_ctx_last_error(s->ctx),
-                  mxmoe_status_string(st));
-        return -1;
-    }
-    return 0;
-}
-
-/* One replay of `graph` between two marks of the stream; its microseconds or -1. */
-static double timed_replay(const char* cmd, op_state* s, const mxmoe_graph* graph) {
-    double us = -1;
-    mxmoe_status st = mxmoe_timer_start(s->ctx);
-    if (st == MXMOE_OK) {
-        st = mxmoe_graph_replay(s->ctx, graph);
-    }
-    if (st == MXMOE_OK) {
-        st = mxmoe_timer_stop(s->ctx, &us);
-    }
-    if (st != MXMOE_OK) {
-        cli_error(cmd, "%s %s n=%lld: replay: %s (%s)", bench_op_names[s->p->op], s->p->shape->name,
-                  (long long)s->p->tokens, mxmoe_ctx_last_error(s->ctx), mxmoe_status_string(st));
-        return -1;
-    }
-    return us;
+    return st == MXMOE_OK ? 0 : point_error(cmd, s, "recording the runs: ", st);
 }
 
 /* Records graph_runs(copies) runs in a row (each copy in turn) into one graph, then times its
@@ -296,35 +302,22 @@ static double timed_replay(const char* cmd, op_state* s, const mxmoe_graph* grap
  * over its runs. So the graph's own launch is shared by the runs, as the launch of an engine's
  * captured step is shared by its layers, and a run's time is the device's for its work. */
 static int time_replays(const char* cmd, const bench_options* o, op_state* s, bench_point* p,
-                        double* times) {
+                        double* times, double* host) {
     mxmoe_graph* graph = NULL;
     const int per_graph = graph_runs(p->copies);
-    int rc = record_runs(cmd, s, per_graph, &graph), warmup = 0, runs = 0;
-    double warm = 0, total = 0;
-    for (; rc == 0 && (warmup == 0 || (warmup < MAX_WARMUP && warm < 0.25e6 * o->budget_s));
-         warmup++) {
-        double us = timed_replay(cmd, s, graph);
-        rc = us < 0 ? -1 : 0;
-        warm += us;
+    int c = 0, runs = -1;
+    if (record_runs(cmd, s, per_graph, &graph) == 0 && warm_up(cmd, o, s, graph, &c) > 0) {
+        runs = timed_runs(cmd, o, s, graph, &c, times, host);
     }
-    for (; rc == 0 && runs < o->iters && (runs == 0 || total < 1e6 * o->budget_s); runs++) {
-        double us = timed_replay(cmd, s, graph);
-        rc = us < 0 ? -1 : 0;
-        times[runs] = us / per_graph;
-        total += us;
-    }
-    if (rc == 0) {
-        rc = synchronize(cmd, s);
-    }
-    if (rc == 0) {
+    if (runs > 0 && synchronize(cmd, s) == 0) {
         qsort(times, (size_t)runs, sizeof *times, compare_doubles);
-        p->graph_us = times[runs / 2];
-        p->graph_min_us = times[0];
+        p->graph_us = times[runs / 2] / per_graph;
+        p->graph_min_us = times[0] / per_graph;
         p->graph_replays = runs;
         p->graph_runs_per_replay = per_graph;
     }
     mxmoe_graph_free(s->ctx, graph);
-    return rc;
+    return p->graph_replays > 0 ? 0 : -1;
 }
 
 static int time_point(const char* cmd, const bench_options* o, op_state* s, bench_point* p) {
@@ -334,40 +327,24 @@ static int time_point(const char* cmd, const bench_options* o, op_state* s, benc
         return -1;
     }
     double* host = times + o->iters;
-    int c = 0, rc = 0;
-    double warm = 0, host_us = 0;
-    /* Warm-up: at least one run, then up to MAX_WARMUP while under a quarter of the budget. */
-    for (p->warmup = 0;
-         rc == 0 && (p->warmup == 0 || (p->warmup < MAX_WARMUP && warm < 0.25e6 * o->budget_s));) {
-        double us = timed_run(cmd, s, c++ % p->copies, &host_us);
-        rc = us < 0 ? -1 : 0;
-        warm += us;
-        p->warmup++;
+    int c = 0, rc = -1;
+    p->warmup = warm_up(cmd, o, s, NULL, &c);
+    if (p->warmup > 0 && synchronize(cmd, s) == 0 && check_counts(cmd, s) == 0) {
+        p->runs = timed_runs(cmd, o, s, NULL, &c, times, host);
     }
-    if (rc == 0) {
-        rc = synchronize(cmd, s) != 0 || check_counts(cmd, s) != 0 ? -1 : 0;
-    }
-    double total = 0;
-    for (p->runs = 0; rc == 0 && p->runs < o->iters && (p->runs == 0 || total < 1e6 * o->budget_s);
-         p->runs++) {
-        double us = timed_run(cmd, s, c++ % p->copies, &host[p->runs]);
-        rc = us < 0 ? -1 : 0;
-        times[p->runs] = us;
-        total += us;
-    }
-    if (rc == 0) {
-        rc = synchronize(cmd, s);
-    }
-    if (rc == 0) {
+    if (p->runs > 0 && synchronize(cmd, s) == 0) {
         qsort(times, (size_t)p->runs, sizeof *times, compare_doubles);
         p->time_us = times[p->runs / 2];
         p->min_us = times[0];
         p->max_us = times[p->runs - 1];
         qsort(host, (size_t)p->runs, sizeof *host, compare_doubles);
         p->host_us = host[p->runs / 2];
+        rc = 0;
     }
+    p->warmup = p->warmup > 0 ? p->warmup : 0; /* -1: failed */
+    p->runs = p->runs > 0 ? p->runs : 0;
     if (rc == 0 && o->graph) {
-        rc = time_replays(cmd, o, s, p, times);
+        rc = time_replays(cmd, o, s, p, times, host);
     }
     free(times);
     return rc;
