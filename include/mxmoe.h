@@ -441,6 +441,26 @@ MXMOE_API mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor*
                                           const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
                                           const mxmoe_tensor* bias, mxmoe_tensor* out);
 
+/* One grouped projection from tokens and their experts, in one call — the work of ggml's
+ * MUL_MAT_ID, quantization and grouping included: for every pair i = t*k + j,
+ *   out[i] = grouped_gemm row of quantize(x[t], rule) on expert e = map(topk_ids[t, j])
+ * (+ bias[e]); pairs with no expert (an id of -1, or mapped to -1) leave out[i] untouched.
+ *   x:        F32/BF16/F16 [T, K].
+ *   topk_ids: I32 [T, k]; expert_map: optional I32 [E_global], as in mxmoe_plan.
+ *   w:        MXFP4 [E, N, K] as in grouped_gemm; bias: optional F32/BF16/F16 [E, N].
+ *   out:      F32/BF16/F16 [T*k, N], row i = pair i (token-major, as MUL_MAT_ID's output).
+ * Every row equals mxmoe_plan + mxmoe_permute_quantize + mxmoe_grouped_gemm's row for the pair
+ * on the same backend and device, bit for bit (the Hopper path's bound where it runs). With few
+ * pairs the CUDA backend does it all in one kernel (each block finds its expert's tokens,
+ * quantizes them and streams the weights); otherwise scratch comes from the context's pool, as
+ * for grouped_gemm. Errors: OUT_OF_RANGE for an id outside [-1, E_global) or a map entry
+ * outside [-1, E) (the CUDA backend finds them on the device: see mxmoe_ctx_synchronize). */
+MXMOE_API mxmoe_status mxmoe_grouped_projection(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                                const mxmoe_tensor* topk_ids,
+                                                const mxmoe_tensor* expert_map,
+                                                const mxmoe_mx_tensor* w, const mxmoe_tensor* bias,
+                                                mxmoe_scale_rule rule, mxmoe_tensor* out);
+
 /* Static weights, prepared once (at model load) for every later call. The Hopper path needs,
  * per weight row and 128-K chunk, the chunk's largest block scale and each block's distance to
  * it; unprepared, it derives them on every call (~16 us for gpt-oss-20b's down projection,

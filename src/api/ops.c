@@ -344,6 +344,36 @@ mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const 
     return ctx->ops->grouped_gemm(ctx, a, w, offsets, bias, out);
 }
 
+mxmoe_status mxmoe_grouped_projection(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                      const mxmoe_tensor* topk_ids, const mxmoe_tensor* expert_map,
+                                      const mxmoe_mx_tensor* w, const mxmoe_tensor* bias,
+                                      mxmoe_scale_rule rule, mxmoe_tensor* out) {
+    MXMOE_BEGIN(ctx);
+    int64_t pairs;
+    MXMOE_FORWARD(mxmoe_check_tensor(ctx, x, "grouped_projection: x", MXMOE_FLOAT_DTYPES, 2));
+    MXMOE_FORWARD(check_ids(ctx, topk_ids, expert_map, "grouped_projection", &pairs));
+    MXMOE_RETURN_IF(topk_ids->dims[0] != x->dims[0], ctx, MXMOE_ERR_SHAPE,
+                    "grouped_projection: topk_ids has %lld tokens, x has %lld",
+                    (long long)topk_ids->dims[0], (long long)x->dims[0]);
+    MXMOE_FORWARD(check_weights(ctx, w, "grouped_projection", NULL));
+    int64_t E = w->packed.dims[0], N = w->packed.dims[1], k = w->packed.dims[2] * 2;
+    MXMOE_RETURN_IF(E < 1 || E > INT32_MAX - 1, ctx, MXMOE_ERR_SHAPE,
+                    "grouped_projection: w has %lld experts", (long long)E);
+    MXMOE_RETURN_IF(x->dims[1] != k, ctx, MXMOE_ERR_SHAPE,
+                    "grouped_projection: x has K = %lld, w has K = %lld", (long long)x->dims[1],
+                    (long long)k);
+    MXMOE_FORWARD(mxmoe_check_scale_rule(ctx, rule));
+    if (bias != NULL) {
+        MXMOE_FORWARD(
+            mxmoe_check_tensor(ctx, bias, "grouped_projection: bias", MXMOE_FLOAT_DTYPES, 2));
+        MXMOE_FORWARD(
+            mxmoe_check_dims(ctx, bias, "grouped_projection: bias", 2, (int64_t[]){E, N}));
+    }
+    MXMOE_FORWARD(mxmoe_check_tensor(ctx, out, "grouped_projection: out", MXMOE_FLOAT_DTYPES, 2));
+    MXMOE_FORWARD(mxmoe_check_dims(ctx, out, "grouped_projection: out", 2, (int64_t[]){pairs, N}));
+    return ctx->ops->grouped_projection(ctx, x, topk_ids, expert_map, w, bias, rule, out);
+}
+
 mxmoe_status mxmoe_weights_prepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
     MXMOE_BEGIN(ctx);
     MXMOE_FORWARD(check_weights(ctx, w, "weights_prepare", NULL));

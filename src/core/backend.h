@@ -65,6 +65,10 @@ typedef struct mxmoe_backend_ops {
     mxmoe_status (*grouped_gemm)(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const mxmoe_mx_tensor* w,
                                  const mxmoe_tensor* offsets, const mxmoe_tensor* bias,
                                  mxmoe_tensor* out);
+    mxmoe_status (*grouped_projection)(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                       const mxmoe_tensor* topk_ids, const mxmoe_tensor* expert_map,
+                                       const mxmoe_mx_tensor* w, const mxmoe_tensor* bias,
+                                       mxmoe_scale_rule rule, mxmoe_tensor* out);
     /* Workspace bytes for moe_forward; the backend owns its workspace layout. */
     mxmoe_status (*moe_workspace_size)(mxmoe_ctx* ctx, const mxmoe_moe_params* params,
                                        int64_t tokens, int32_t top_k, int64_t hidden,

@@ -167,6 +167,7 @@ const mxmoe_backend_ops mxmoe_cpu_backend = {
     .weights_prepare = NULL, /* the CPU kernels read the scales as they are */
     .weights_release = NULL,
     .grouped_gemm = mxmoe_cpu_grouped_gemm,
+    .grouped_projection = mxmoe_cpu_grouped_projection,
     .moe_workspace_size = mxmoe_cpu_moe_workspace_size,
     .moe_forward = mxmoe_cpu_moe_forward,
 };

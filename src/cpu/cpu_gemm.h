@@ -21,6 +21,7 @@ typedef struct mxmoe_cpu_gemm_args {
     const mxmoe_tensor* bias; /* optional [E, N] */
     mxmoe_tensor* out;        /* [R, N], F32/BF16/F16 */
     void* scratch;            /* mxmoe_cpu_gemm_scratch_bytes() bytes, 64-byte aligned */
+    const int32_t* out_rows;  /* optional [R]: GEMM row r goes to out row out_rows[r] */
 } mxmoe_cpu_gemm_args;
 
 /* Scratch bytes the driver needs (per-thread tiles, the list of experts with rows). */

@@ -52,6 +52,11 @@ mxmoe_status mxmoe_cpu_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
 mxmoe_status mxmoe_cpu_moe_workspace_size(mxmoe_ctx* ctx, const mxmoe_moe_params* params,
                                           int64_t tokens, int32_t top_k, int64_t hidden,
                                           int64_t intermediate, size_t* bytes);
+mxmoe_status mxmoe_cpu_grouped_projection(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                          const mxmoe_tensor* topk_ids,
+                                          const mxmoe_tensor* expert_map, const mxmoe_mx_tensor* w,
+                                          const mxmoe_tensor* bias, mxmoe_scale_rule rule,
+                                          mxmoe_tensor* out);
 mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                    const mxmoe_tensor* topk_ids, const mxmoe_tensor* topk_weights,
                                    const mxmoe_moe_weights* weights, const mxmoe_moe_params* params,

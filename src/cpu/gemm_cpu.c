@@ -55,7 +55,8 @@ static void prefetch_tile_scales(const gemm_job* job, int64_t e, int64_t n0) {
     }
 }
 
-/* out[r0 + i, n0 + c] = res[i][c] (+ bias[e, n0 + c]), one rounding to out's dtype. */
+/* out[r0 + i, n0 + c] = res[i][c] (+ bias[e, n0 + c]), one rounding to out's dtype (row
+ * out_rows[r0 + i] instead where the rows are mapped). */
 static void store_rows(const mxmoe_cpu_gemm_args* a, const float* res, int tn, int m, int64_t r0,
                        int64_t e, int64_t n0, int cols) {
     const int64_t N = a->w->packed.dims[1];
@@ -67,7 +68,7 @@ static void store_rows(const mxmoe_cpu_gemm_args* a, const float* res, int tn, i
     }
     for (int i = 0; i < m; i++) {
         const float* v = res + i * tn;
-        int64_t o = (r0 + i) * N + n0;
+        int64_t o = (a->out_rows != NULL ? a->out_rows[r0 + i] : r0 + i) * N + n0;
         if (a->out->dtype == MXMOE_F32) { /* the common case, in loops the compiler vectorizes */
             float* dst = (float*)a->out->data + o;
             if (a->bias != NULL) {
@@ -310,8 +311,8 @@ mxmoe_status mxmoe_cpu_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
     MXMOE_FORWARD(mxmoe_cpu_scratch(ctx, act8_bytes + prep_bytes + gemm_bytes, &scratch));
     uint8_t* act8 = (uint8_t*)scratch;
     mxmoe_cpu_act8_rows(st, a, k, rows, offsets, num_experts, act8 + act8_bytes, act8, stride);
-    mxmoe_cpu_gemm_args args = {w,      offsets, num_experts, act8,
-                                stride, bias,    out,         act8 + act8_bytes + prep_bytes};
+    mxmoe_cpu_gemm_args args = {
+        w, offsets, num_experts, act8, stride, bias, out, act8 + act8_bytes + prep_bytes, NULL};
     mxmoe_cpu_gemm_run(st, &args);
     return MXMOE_OK;
 }

@@ -1,5 +1,6 @@
 /*
- * moe_cpu.c — the MoE layer on the CPU tiers, end to end on the thread pool:
+ * moe_cpu.c — the MoE layer on the CPU tiers, end to end on the thread pool, and the grouped
+ * projection (the layer's first three steps, its rows written in pair order):
  *   plan (reference) -> quantize each token once, straight to act8 (or each (token, slot) copy
  *   when the router weight scales the input) -> GEMM-1 (+b13) -> activation rounded to act_dtype,
  *   quantized to act8 -> GEMM-2 (+b2) -> weighted sum over slots in ascending j.
@@ -267,7 +268,8 @@ mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
 
     /* 3. GEMM-1 */
     mxmoe_tensor h1 = tensor2(ws + L.h1, MXMOE_F32, pairs, n13);
-    mxmoe_cpu_gemm_args g1 = {&wt->w13, offsets, E, q.act8, stride, wt->b13, &h1, scratch + S.gemm};
+    mxmoe_cpu_gemm_args g1 = {&wt->w13, offsets,          E,   q.act8, stride, wt->b13,
+                              &h1,      scratch + S.gemm, NULL};
     mxmoe_cpu_gemm_run(st, &g1);
 
     /* 4. activation, rounded to act_dtype and quantized */
@@ -279,7 +281,8 @@ mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
 
     /* 5. GEMM-2 */
     mxmoe_tensor c3 = tensor2(ws + L.c3, MXMOE_F32, pairs, H);
-    mxmoe_cpu_gemm_args g2 = {&wt->w2, offsets, E, q.act8, stride, wt->b2, &c3, scratch + S.gemm};
+    mxmoe_cpu_gemm_args g2 = {&wt->w2, offsets,          E,   q.act8, stride, wt->b2,
+                              &c3,     scratch + S.gemm, NULL};
     mxmoe_cpu_gemm_run(st, &g2);
 
     /* 6. un-permute and reduce over the k slots in ascending j */
@@ -291,5 +294,70 @@ mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                       p->router_weight_on_input,
                       out};
     mxmoe_pool_run(st->pool, T, reduce_task, &red);
+    return MXMOE_OK;
+}
+
+/* --- the grouped projection: steps 1-3 of the layer, rows to their pairs ---------------------- */
+
+mxmoe_status mxmoe_cpu_grouped_projection(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                          const mxmoe_tensor* topk_ids,
+                                          const mxmoe_tensor* expert_map, const mxmoe_mx_tensor* w,
+                                          const mxmoe_tensor* bias, mxmoe_scale_rule rule,
+                                          mxmoe_tensor* out) {
+    mxmoe_cpu_state* st = mxmoe_cpu_state_of(ctx);
+    if (st->kern == NULL) {
+        return mxmoe_grouped_projection_ref(ctx, x, topk_ids, expert_map, w, bias, rule, out);
+    }
+    int64_t T = x->dims[0], K = x->dims[1], k = topk_ids->dims[1], E = w->packed.dims[0];
+    int64_t pairs = T * k;
+    size_t stride = mxmoe_cpu_act8_row_bytes(K);
+    double estimate = ((double)pairs + (double)T) * ((double)stride + 128.0) +
+                      (double)st->threads * (16.0 * (double)K + 4096.0) + 16.0 * (double)E;
+    MXMOE_RETURN_IF(estimate > MXMOE_CPU_MAX_BYTES, ctx, MXMOE_ERR_OVERFLOW,
+                    "grouped_projection: CPU scratch for %lld pairs of K = %lld overflows",
+                    (long long)pairs, (long long)K);
+    size_t plan_bytes = ALIGN64((size_t)(2 * E + 1 + 2 * pairs) * sizeof(int32_t));
+    size_t pair_rows = ALIGN64((size_t)pairs * stride), token_rows = ALIGN64((size_t)T * stride);
+    size_t gemm_bytes = ALIGN64(mxmoe_cpu_gemm_scratch_bytes(st, E, K));
+    size_t quant_stride = ALIGN64((size_t)K * 4) + ALIGN64((size_t)K / 2) + ALIGN64((size_t)K / 32);
+    void* scratch = NULL;
+    MXMOE_FORWARD(mxmoe_cpu_scratch(
+        ctx, plan_bytes + pair_rows + token_rows + gemm_bytes + (size_t)st->threads * quant_stride,
+        &scratch));
+    uint8_t* base = (uint8_t*)scratch;
+    int32_t* plan = (int32_t*)base;
+    mxmoe_tensor counts = mxmoe_tensor_make(plan, MXMOE_I32, 1, (int64_t[]){E});
+    mxmoe_tensor offsets_t = mxmoe_tensor_make(plan + E, MXMOE_I32, 1, (int64_t[]){E + 1});
+    mxmoe_tensor sorted_t = mxmoe_tensor_make(plan + 2 * E + 1, MXMOE_I32, 1, (int64_t[]){pairs});
+    mxmoe_tensor row_of_t =
+        mxmoe_tensor_make(plan + 2 * E + 1 + pairs, MXMOE_I32, 1, (int64_t[]){pairs});
+    MXMOE_FORWARD(mxmoe_plan_ref(ctx, topk_ids, expert_map, (int32_t)E, &counts, &offsets_t,
+                                 &sorted_t, &row_of_t)); /* checks every id before any write */
+    const int32_t* offsets = (const int32_t*)offsets_t.data;
+    const int32_t* sorted = (const int32_t*)sorted_t.data;
+
+    /* each token quantized once, its bytes copied to each of its kept pairs' rows */
+    mxmoe_act_params act = mxmoe_act_params_default();
+    act.rule = rule;
+    to_act8_job q;
+    memset(&q, 0, sizeof q);
+    q.kern = st->kern;
+    q.source = FROM_TOKEN;
+    q.x = x;
+    q.k = K;
+    q.rows = T;
+    q.act = &act;
+    q.act8 = base + plan_bytes + pair_rows;
+    q.act8_stride = stride;
+    q.quant = base + plan_bytes + pair_rows + token_rows + gemm_bytes;
+    q.quant_stride = quant_stride;
+    mxmoe_pool_run(st->pool, T, to_act8_task, &q);
+    gather_job gj = {q.act8, base + plan_bytes, stride, stride, sorted, k};
+    mxmoe_pool_run(st->pool, offsets[E], gather_task, &gj);
+
+    mxmoe_cpu_gemm_args g = {w,      offsets, E,   base + plan_bytes,
+                             stride, bias,    out, base + plan_bytes + pair_rows + token_rows,
+                             sorted};
+    mxmoe_cpu_gemm_run(st, &g);
     return MXMOE_OK;
 }

@@ -47,7 +47,21 @@ mxmoe_status mxmoe_moe_forward_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                    const mxmoe_moe_weights* weights, const mxmoe_moe_params* params,
                                    void* workspace, size_t workspace_bytes, mxmoe_tensor* out);
 
+mxmoe_status mxmoe_grouped_projection_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                          const mxmoe_tensor* topk_ids,
+                                          const mxmoe_tensor* expert_map, const mxmoe_mx_tensor* w,
+                                          const mxmoe_tensor* bias, mxmoe_scale_rule rule,
+                                          mxmoe_tensor* out);
+
 /* --- helpers shared by the reference kernels ---------------------------------------------- */
+
+/* Checks top-k ids (and the map's entries, if any) against E local experts: OUT_OF_RANGE for
+ * an id outside [-1, E_global) or a map entry outside [-1, E). */
+mxmoe_status mxmoe_check_ids_ref(mxmoe_ctx* ctx, const mxmoe_tensor* topk_ids,
+                                 const mxmoe_tensor* expert_map, int64_t num_experts);
+
+/* Local expert of flat pair i (ids checked), or -1 if the pair is dropped. */
+int32_t mxmoe_local_expert_ref(const int32_t* ids, const int32_t* map, int64_t i);
 
 /* Checks offsets (I32 [E+1]): offsets[0] = 0, nondecreasing, offsets[E] <= rows. */
 mxmoe_status mxmoe_check_offsets_ref(mxmoe_ctx* ctx, const int32_t* offsets, int64_t num_experts,
