@@ -2,8 +2,8 @@
  * bench_ops.c — the two timed operations of `mxmoe bench` and the timing loop.
  *
  *   grouped: one grouped projection, the work of ggml's MUL_MAT_ID — BF16 activations [n, K]
- *            and top-k ids in, BF16 [n*k, N] out (rows grouped by expert), quantization and
- *            grouping included: mxmoe_plan + mxmoe_permute_quantize + mxmoe_grouped_gemm.
+ *            and top-k ids in, BF16 [n*k, N] out (a row per pair), quantization and grouping
+ *            included: mxmoe_grouped_projection.
  *   layer:   mxmoe_moe_forward on the whole layer, BF16 in and out.
  *
  * Each run is timed alone between two marks of the stream (mxmoe_timer_start/stop: CUDA events
@@ -29,15 +29,12 @@ typedef struct op_state {
     const bench_point* p;
     bench_weights* w;
     cli_buffer x, ids, weights, out;
-    cli_buffer counts, offsets, sorted, row_of, a_packed, a_scales; /* grouped */
-    cli_buffer workspace, b13, b2;                                  /* layer */
+    cli_buffer workspace, b13, b2; /* layer */
     mxmoe_moe_params params;
 } op_state;
 
 static void state_free(op_state* s) {
-    cli_buffer* all[] = {&s->x,         &s->ids,    &s->weights, &s->out,      &s->counts,
-                         &s->offsets,   &s->sorted, &s->row_of,  &s->a_packed, &s->a_scales,
-                         &s->workspace, &s->b13,    &s->b2};
+    cli_buffer* all[] = {&s->x, &s->ids, &s->weights, &s->out, &s->workspace, &s->b13, &s->b2};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         free(all[i]->host);
         cli_buffer_free(s->ctx, all[i]);
@@ -88,7 +85,7 @@ static int setup(const char* cmd, op_state* s) {
     const bench_point* p = s->p;
     const bench_shape* sh = p->shape;
     const bench_routing* r = p->routing;
-    int64_t T = p->tokens, k = sh->top_k, P = p->rows, E = sh->experts;
+    int64_t T = p->tokens, k = sh->top_k, E = sh->experts;
     uint64_t seed = 0xB5EED ^ (uint64_t)T;
     size_t ids_bytes = (size_t)(T * k) * sizeof(int32_t);
     if (host_buffer(cmd, s, &s->ids, host_copy(r->ids, ids_bytes), ids_bytes, "the expert ids") !=
@@ -96,17 +93,9 @@ static int setup(const char* cmd, op_state* s) {
         return -1;
     }
     if (p->op == BENCH_OP_GROUPED) {
-        int64_t N = p->n, K = p->k;
-        size_t i32 = sizeof(int32_t);
+        int64_t N = p->n, K = p->k, P = p->rows;
         if (host_buffer(cmd, s, &s->x, random_bf16(T * K, 2.0f, seed), (size_t)(T * K) * 2,
                         "the activations") != 0 ||
-            host_buffer(cmd, s, &s->counts, calloc((size_t)E, i32), (size_t)E * i32,
-                        "the counts") != 0 ||
-            buffer(cmd, s, &s->offsets, (size_t)(E + 1) * i32, "the offsets") != 0 ||
-            buffer(cmd, s, &s->sorted, (size_t)P * i32, "the permutation") != 0 ||
-            buffer(cmd, s, &s->row_of, (size_t)P * i32, "the inverse permutation") != 0 ||
-            buffer(cmd, s, &s->a_packed, (size_t)(P * K / 2), "the quantized codes") != 0 ||
-            buffer(cmd, s, &s->a_scales, (size_t)(P * K / MXMOE_BLOCK), "the scales") != 0 ||
             buffer(cmd, s, &s->out, (size_t)(P * N) * 2, "the output") != 0) {
             return -1;
         }
@@ -157,26 +146,11 @@ static mxmoe_status run_once(op_state* s, int c) {
     mxmoe_tensor ids = cli_tensor(ctx, s->ids.backend, MXMOE_I32, 2, k_dims);
     if (p->op == BENCH_OP_GROUPED) {
         int64_t N = p->n, K = p->k;
-        int64_t x_dims[2] = {T, K}, e_dims[1] = {E}, e1_dims[1] = {E + 1}, p_dims[1] = {P};
-        int64_t ap_dims[2] = {P, K / 2}, as_dims[2] = {P, K / MXMOE_BLOCK}, o_dims[2] = {P, N};
+        int64_t x_dims[2] = {T, K}, o_dims[2] = {P, N};
         mxmoe_tensor x = cli_tensor(ctx, s->x.backend, MXMOE_BF16, 2, x_dims);
-        mxmoe_tensor counts = cli_tensor(ctx, s->counts.backend, MXMOE_I32, 1, e_dims);
-        mxmoe_tensor offsets = cli_tensor(ctx, s->offsets.backend, MXMOE_I32, 1, e1_dims);
-        mxmoe_tensor sorted = cli_tensor(ctx, s->sorted.backend, MXMOE_I32, 1, p_dims);
-        mxmoe_tensor row_of = cli_tensor(ctx, s->row_of.backend, MXMOE_I32, 1, p_dims);
-        mxmoe_mx_tensor a;
-        a.packed = cli_tensor(ctx, s->a_packed.backend, MXMOE_U8, 2, ap_dims);
-        a.scales = cli_tensor(ctx, s->a_scales.backend, MXMOE_U8, 2, as_dims);
-        a.scale_layout = MXMOE_SCALES_LINEAR;
         mxmoe_tensor out = cli_tensor(ctx, s->out.backend, MXMOE_BF16, 2, o_dims);
         mxmoe_mx_tensor w = bench_weights_view(ctx, s->w, c, 0);
-        mxmoe_status st =
-            mxmoe_plan(ctx, &ids, NULL, (int32_t)E, &counts, &offsets, &sorted, &row_of);
-        if (st == MXMOE_OK) {
-            st =
-                mxmoe_permute_quantize(ctx, &x, &sorted, &offsets, (int32_t)k, MXMOE_RULE_EVEN, &a);
-        }
-        return st == MXMOE_OK ? mxmoe_grouped_gemm(ctx, &a, &w, &offsets, NULL, &out) : st;
+        return mxmoe_grouped_projection(ctx, &x, &ids, NULL, &w, NULL, MXMOE_RULE_EVEN, &out);
     }
     const bench_shape* sh = p->shape;
     int64_t H = sh->hidden, I = sh->intermediate;
@@ -224,22 +198,6 @@ static double timed_run(const char* cmd, op_state* s, const mxmoe_graph* graph, 
 static int synchronize(const char* cmd, op_state* s) {
     mxmoe_status st = mxmoe_ctx_synchronize(s->ctx);
     return st == MXMOE_OK ? 0 : point_error(cmd, s, "the device reported: ", st);
-}
-
-/* The plan's counts must be the routing's: they are what the baselines group by. */
-static int check_counts(const char* cmd, op_state* s) {
-    const bench_routing* r = s->p->routing;
-    if (s->p->op != BENCH_OP_GROUPED) {
-        return 0;
-    }
-    if (cli_buffer_download(cmd, s->ctx, &s->counts, s->counts.bytes) != 0) {
-        return -1;
-    }
-    if (memcmp(s->counts.host, r->counts, (size_t)r->experts * sizeof(int32_t)) != 0) {
-        cli_error(cmd, "mxmoe_plan's per-expert counts differ from the routing's");
-        return -1;
-    }
-    return 0;
 }
 
 static int compare_doubles(const void* a, const void* b) {
@@ -329,7 +287,7 @@ static int time_point(const char* cmd, const bench_options* o, op_state* s, benc
     double* host = times + o->iters;
     int c = 0, rc = -1;
     p->warmup = warm_up(cmd, o, s, NULL, &c);
-    if (p->warmup > 0 && synchronize(cmd, s) == 0 && check_counts(cmd, s) == 0) {
+    if (p->warmup > 0 && synchronize(cmd, s) == 0) {
         p->runs = timed_runs(cmd, o, s, NULL, &c, times, host);
     }
     if (p->runs > 0 && synchronize(cmd, s) == 0) {

@@ -195,6 +195,7 @@ extern "C" const mxmoe_backend_ops mxmoe_cuda_backend = {
     /* .weights_prepare = */ mxmoe_weights_prepare_cuda,
     /* .weights_release = */ mxmoe_weights_release_cuda,
     /* .grouped_gemm = */ mxmoe_grouped_gemm_cuda,
+    /* .grouped_projection = */ mxmoe_grouped_projection_cuda,
     /* .moe_workspace_size = */ mxmoe_moe_workspace_size_cuda,
     /* .moe_forward = */ mxmoe_moe_forward_cuda,
 };

@@ -44,6 +44,11 @@ void mxmoe_weights_release_cuda(mxmoe_ctx* ctx, void* data);
 mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
                                      const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
                                      const mxmoe_tensor* bias, mxmoe_tensor* out);
+mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                           const mxmoe_tensor* topk_ids,
+                                           const mxmoe_tensor* expert_map, const mxmoe_mx_tensor* w,
+                                           const mxmoe_tensor* bias, mxmoe_scale_rule rule,
+                                           mxmoe_tensor* out);
 mxmoe_status mxmoe_moe_workspace_size_cuda(mxmoe_ctx* ctx, const mxmoe_moe_params* params,
                                            int64_t tokens, int32_t top_k, int64_t hidden,
                                            int64_t intermediate, size_t* bytes);

@@ -210,7 +210,8 @@ __global__ void __launch_bounds__(kThreads) grouped_gemm_kernel(gemm_args args) 
                     if (args.bias != nullptr) {
                         v += mxmoe_load_float(args.bias, args.bias_dtype, c.t.expert * args.n + n);
                     }
-                    mxmoe_store_float(args.out, args.out_dtype, r * args.n + n, v);
+                    mxmoe_store_float(args.out, args.out_dtype, gemm_out_row(args, r) * args.n + n,
+                                      v);
                 }
             }
         }
@@ -242,15 +243,23 @@ static bool few_rows(const gemm_args* a, bool sm90) {
     return a->rows < 2 * experts && weight_bytes < 256e6;
 }
 
-mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
+gemm_kernel mxmoe_grouped_gemm_pick(mxmoe_ctx* ctx, const gemm_args* args) {
     const bool generic = gemm_forced("generic");
     const bool skinny = !generic && mxmoe_grouped_gemm_skinny_supported(ctx, args);
     const bool sm90 = !generic && mxmoe_grouped_gemm_sm90_supported(ctx, args);
     const bool few = few_rows(args, sm90);
     if (skinny && (gemm_forced("skinny") || (few && !(sm90 && gemm_forced("sm90"))))) {
+        return GEMM_SKINNY;
+    }
+    return sm90 && args->rows > 0 ? GEMM_SM90 : GEMM_GENERIC;
+}
+
+mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args) {
+    const gemm_kernel kernel = mxmoe_grouped_gemm_pick(ctx, args);
+    if (kernel == GEMM_SKINNY) {
         return mxmoe_launch_grouped_gemm_skinny(ctx, args); /* checks the offsets itself */
     }
-    if (sm90 && args->rows > 0) { /* checks the offsets in its activation prepass */
+    if (kernel == GEMM_SM90) { /* checks the offsets in its activation prepass */
         return mxmoe_launch_grouped_gemm_sm90(ctx, args);
     }
     if (args->check_offsets) {
@@ -301,10 +310,9 @@ void mxmoe_weights_release_cuda(mxmoe_ctx* ctx, void* data) {
     cudaFree(data); /* waits for the device: no call still reads the words */
 }
 
-mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
-                                     const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
-                                     const mxmoe_tensor* bias, mxmoe_tensor* out) {
-    MXMOE_CUDA_ENTER(ctx);
+gemm_args mxmoe_gemm_args_from(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const mxmoe_mx_tensor* w,
+                               const mxmoe_tensor* offsets, const mxmoe_tensor* bias,
+                               mxmoe_tensor* out) {
     gemm_args g = {};
     g.a_packed = static_cast<const uint8_t*>(a->packed.data);
     g.a_scales = static_cast<const uint8_t*>(a->scales.data);
@@ -320,5 +328,13 @@ mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
     g.out = out->data;
     g.out_dtype = out->dtype;
     g.check_offsets = 1;
+    return g;
+}
+
+mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
+                                     const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
+                                     const mxmoe_tensor* bias, mxmoe_tensor* out) {
+    MXMOE_CUDA_ENTER(ctx);
+    const gemm_args g = mxmoe_gemm_args_from(ctx, a, w, offsets, bias, out);
     return mxmoe_launch_grouped_gemm(ctx, &g);
 }

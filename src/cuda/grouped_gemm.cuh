@@ -20,8 +20,9 @@ struct gemm_args {
     int64_t rows, n, k;
     const void* bias; /* optional [E, n] */
     mxmoe_dtype bias_dtype;
-    void* out; /* [rows, n] */
+    void* out; /* [rows, n], or [any, n] with out_rows */
     mxmoe_dtype out_dtype;
+    const int32_t* out_rows; /* optional [rows]: GEMM row r is written to out row out_rows[r] */
     unsigned* errors;
     int check_offsets; /* the caller's offsets: validate them (MXMOE_DEVERR_OFFSETS) */
     /* Hopper path: device scratch for the converted activations and the weight-scale words
@@ -41,8 +42,24 @@ struct gemm_args {
     int force_split; /* MXMOE_CUDA_KSPLIT=1: split wherever possible (tests) */
 };
 
+/* The out row of GEMM row r. */
+static __device__ __forceinline__ int64_t gemm_out_row(const gemm_args& a, int64_t r) {
+    return a.out_rows != nullptr ? a.out_rows[r] : r;
+}
+
 /* The weight fields of args from w (MXFP4 [E, N, K]), with its prepared words if any. */
 void mxmoe_gemm_args_set_weights(mxmoe_ctx* ctx, gemm_args* args, const mxmoe_mx_tensor* w);
+
+/* args for a, w, offsets, bias and out as mxmoe_grouped_gemm takes them (offsets checked on the
+ * device, no out_rows). */
+gemm_args mxmoe_gemm_args_from(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const mxmoe_mx_tensor* w,
+                               const mxmoe_tensor* offsets, const mxmoe_tensor* bias,
+                               mxmoe_tensor* out);
+
+enum gemm_kernel { GEMM_GENERIC, GEMM_SKINNY, GEMM_SM90 };
+
+/* The kernel mxmoe_launch_grouped_gemm runs for args (args->rows rows over args->num_experts). */
+gemm_kernel mxmoe_grouped_gemm_pick(mxmoe_ctx* ctx, const gemm_args* args);
 
 /* Issues the grouped GEMM on the fastest kernel that supports the arguments. */
 mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args);
@@ -63,5 +80,22 @@ mxmoe_status mxmoe_grouped_gemm_sm90_prepare(mxmoe_ctx* ctx, const gemm_args* ar
 bool mxmoe_grouped_gemm_skinny_init(mxmoe_ctx* ctx);
 bool mxmoe_grouped_gemm_skinny_supported(mxmoe_ctx* ctx, const gemm_args* args);
 mxmoe_status mxmoe_launch_grouped_gemm_skinny(mxmoe_ctx* ctx, const gemm_args* args);
+
+/* The same kernel fed by tokens instead of a plan and quantized rows (mxmoe_grouped_projection
+ * with few pairs): each block finds the pairs of its expert in the ids, quantizes their tokens'
+ * rows into shared memory as mxmoe_quantize would, and writes each result to its pair's row.
+ * args: weights, bias, out (rows = pairs), num_experts; no activations, offsets or out_rows. */
+struct projection_tokens {
+    const void* x; /* [T, k_dim] */
+    mxmoe_dtype x_dtype;
+    const int32_t* ids; /* [pairs] */
+    const int32_t* map; /* optional [id_limit] */
+    int64_t id_limit;   /* E_global (map size) or E */
+    int64_t top_k;
+    mxmoe_scale_rule rule;
+};
+constexpr int64_t kProjectionMaxPairs = 256;
+mxmoe_status mxmoe_launch_projection_skinny(mxmoe_ctx* ctx, const gemm_args* args,
+                                            const projection_tokens* tokens);
 
 #endif /* MXMOE_CUDA_GROUPED_GEMM_CUH */

@@ -26,6 +26,7 @@
  */
 #include <stdint.h>
 
+#include "core/e2m1_round.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/int8_mma.cuh"
@@ -144,6 +145,21 @@ __device__ inline uint8_t weight_scale_byte(const gemm_args& a, int64_t e, int64
     return a.w_scales[off];
 }
 
+/* Token i's block jl of the slab from its 16 packed bytes and scale byte. */
+__device__ __forceinline__ void put_act_block(const smem_view& s, int i, int jl, int slab_n,
+                                              int act_stride, uint4 p, uint32_t sa) {
+    uint4 lo4, hi4;
+    lo4.x = e2m1x4_to_int8x4(p.x), lo4.y = e2m1x4_to_int8x4(p.x >> 16);
+    lo4.z = e2m1x4_to_int8x4(p.y), lo4.w = e2m1x4_to_int8x4(p.y >> 16);
+    hi4.x = e2m1x4_to_int8x4(p.z), hi4.y = e2m1x4_to_int8x4(p.z >> 16);
+    hi4.z = e2m1x4_to_int8x4(p.w), hi4.w = e2m1x4_to_int8x4(p.w >> 16);
+    uint4* dst = reinterpret_cast<uint4*>(s.act + i * act_stride + jl * 32);
+    dst[0] = lo4;
+    dst[1] = hi4;
+    s.act_sbyte[i * slab_n + jl] = (uint8_t)sa;
+    s.act_scale[i * slab_n + jl] = sa == MXMOE_E8M0_NAN ? 0.0f : mxmoe_pow2f((int32_t)sa - 129);
+}
+
 /* Decodes tokens [0, count) of the group starting at row `row0`, blocks [j0, j0 + slab_n), into
  * the slab; returns this thread's smallest and largest scale byte (0xFF counted as 1000, so a
  * NaN scale fails the fast path's range check). */
@@ -156,14 +172,6 @@ __device__ int2 stage_activations(const gemm_args& a, const smem_view& s, int64_
         const int64_t row = row0 + i, j = j0 + jl;
         const uint4 p =
             __ldg(reinterpret_cast<const uint4*>(a.a_packed + row * (a.k / 2) + j * 16));
-        uint4 lo4, hi4;
-        lo4.x = e2m1x4_to_int8x4(p.x), lo4.y = e2m1x4_to_int8x4(p.x >> 16);
-        lo4.z = e2m1x4_to_int8x4(p.y), lo4.w = e2m1x4_to_int8x4(p.y >> 16);
-        hi4.x = e2m1x4_to_int8x4(p.z), hi4.y = e2m1x4_to_int8x4(p.z >> 16);
-        hi4.z = e2m1x4_to_int8x4(p.w), hi4.w = e2m1x4_to_int8x4(p.w >> 16);
-        uint4* dst = reinterpret_cast<uint4*>(s.act + i * act_stride + jl * 32);
-        dst[0] = lo4;
-        dst[1] = hi4;
         const int64_t off = row * kb + j;
         uint32_t sa = 0;
         if (off < a.a_scales_numel) {
@@ -171,12 +179,91 @@ __device__ int2 stage_activations(const gemm_args& a, const smem_view& s, int64_
         } else {
             atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
         }
-        s.act_sbyte[i * slab_n + jl] = (uint8_t)sa;
-        s.act_scale[i * slab_n + jl] = sa == MXMOE_E8M0_NAN ? 0.0f : mxmoe_pow2f((int32_t)sa - 129);
+        put_act_block(s, i, jl, slab_n, act_stride, p, sa);
         lo = min(lo, (int)sa);
         hi = max(hi, sa == MXMOE_E8M0_NAN ? 1000 : (int)sa);
     }
     return make_int2(lo, hi);
+}
+
+/* stage_activations for the projection: the group's tokens (pairs list[row0 ..] / top_k) are
+ * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). */
+__device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_view& s,
+                             const int32_t* list, int64_t row0, int count, int64_t j0, int slab_n,
+                             int act_stride) {
+    int lo = 1000, hi = 0;
+    for (int idx = threadIdx.x; idx < count * slab_n; idx += kThreads) {
+        const int i = idx / slab_n, jl = idx % slab_n;
+        const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
+        float v[32];
+#pragma unroll
+        for (int e = 0; e < 32; e++) {
+            v[e] = mxmoe_load_float(tk.x, tk.x_dtype, first + e);
+        }
+        uint4 p;
+        const uint32_t sa = mxmoe_quantize_block_rne(v, tk.rule, reinterpret_cast<uint8_t*>(&p));
+        put_act_block(s, i, jl, slab_n, act_stride, p, sa);
+        lo = min(lo, (int)sa);
+        hi = max(hi, sa == MXMOE_E8M0_NAN ? 1000 : (int)sa);
+    }
+    return make_int2(lo, hi);
+}
+
+/* The local expert of pair i (-1: dropped; an id or map entry out of range is dropped, and
+ * flagged as the plan does where errors is not NULL). */
+__device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_experts, int64_t i,
+                                      unsigned* errors) {
+    const int32_t id = tk.ids[i];
+    if (id < 0 || id >= tk.id_limit) {
+        if (id != -1 && errors != nullptr) {
+            atomicOr(errors, MXMOE_DEVERR_EXPERT_ID);
+        }
+        return -1;
+    }
+    const int32_t e = tk.map != nullptr ? tk.map[id] : id;
+    if (e < -1 || e >= num_experts) {
+        if (errors != nullptr) {
+            atomicOr(errors, MXMOE_DEVERR_EXPERT_MAP);
+        }
+        return -1;
+    }
+    return e;
+}
+
+/* The expert of pair `slot` if this CTA owns it (no earlier pair has the same expert; -1
+ * otherwise), with the pairs of that expert in ascending order in list[0 .. *count). */
+__device__ int64_t own_pairs(const projection_tokens& tk, int64_t num_experts, int64_t pairs,
+                             int64_t slot, unsigned* errors, int32_t* list, int* count) {
+    __shared__ int warp_count[kWarps];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int64_t expert = pair_expert(tk, num_experts, slot, errors);
+    if (expert < 0) {
+        return -1;
+    }
+    int seen = 0;
+    bool earlier = false;
+    for (int64_t base = 0; base < pairs; base += kThreads) {
+        const int64_t i = base + threadIdx.x;
+        const bool mine = i < pairs && tk.ids[i] >= 0 && tk.ids[i] < tk.id_limit &&
+                          (tk.map != nullptr ? tk.map[tk.ids[i]] : tk.ids[i]) == expert;
+        earlier |= mine && i < slot;
+        const unsigned ballot = __ballot_sync(0xffffffffu, mine);
+        if (lane == 0) {
+            warp_count[warp] = __popc(ballot);
+        }
+        __syncthreads();
+        int before = seen;
+        for (int w = 0; w < kWarps; w++) {
+            before += w < warp ? warp_count[w] : 0;
+            seen += warp_count[w];
+        }
+        if (mine) {
+            list[before + __popc(ballot & ((1u << lane) - 1u))] = (int32_t)i;
+        }
+        __syncthreads(); /* warp_count is rewritten next round */
+    }
+    *count = seen;
+    return __syncthreads_or(earlier) ? -1 : expert;
 }
 
 /* One warp's view of the work: its rows' ring, scales and fragment coordinates. */
@@ -239,8 +326,13 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
     }
 }
 
-__global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_args args) {
+/* kTokens = false: the grouped GEMM over a plan's offsets and quantized rows. kTokens = true:
+ * the projection, a CTA per (pair, row tile) whose pair's expert no earlier pair has. */
+template <bool kTokens>
+__global__ void __launch_bounds__(kThreads, 3)
+    grouped_gemm_skinny_kernel(gemm_args args, projection_tokens tk) {
     extern __shared__ __align__(16) uint8_t smem_raw[];
+    __shared__ int32_t pair_list[kTokens ? kProjectionMaxPairs : 1];
     const smem_view s = carve(smem_raw);
     pdl_wait();
     pdl_release();
@@ -248,21 +340,31 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
     const int kb = (int)(args.k / 32);
     const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
 
-    int32_t* off = reinterpret_cast<int32_t*>(s.act);
-    for (int64_t e = threadIdx.x; e <= args.num_experts; e += kThreads) {
-        off[e] = args.offsets[e];
+    int64_t expert, begin = 0, end = 0;
+    if (kTokens) {
+        int count = 0;
+        const int64_t slot = blockIdx.x / row_tiles;
+        /* each pair's id is checked by its slot; the slot's first tile reports it */
+        expert = own_pairs(tk, args.num_experts, args.rows, slot,
+                           blockIdx.x % row_tiles == 0 ? args.errors : nullptr, pair_list, &count);
+        end = count;
+    } else {
+        int32_t* off = reinterpret_cast<int32_t*>(s.act);
+        for (int64_t e = threadIdx.x; e <= args.num_experts; e += kThreads) {
+            off[e] = args.offsets[e];
+        }
+        __syncthreads();
+        if (args.check_offsets && blockIdx.x == 0) {
+            check_offsets_block(off, args.num_experts, args.rows, args.errors);
+        }
+        expert = find_active_expert(off, args.num_experts, args.rows, blockIdx.x / row_tiles);
+        if (expert >= 0) {
+            expert_rows(off, expert, args.rows, &begin, &end);
+        }
     }
-    __syncthreads();
-    if (args.check_offsets && blockIdx.x == 0) {
-        check_offsets_block(off, args.num_experts, args.rows, args.errors);
-    }
-    const int64_t expert =
-        find_active_expert(off, args.num_experts, args.rows, blockIdx.x / row_tiles);
     if (expert < 0) {
         return;
     }
-    int64_t begin, end;
-    expert_rows(off, expert, args.rows, &begin, &end);
     const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
 
     /* This lane's copies of each ring stage: kLanesPerRow lanes cover one row's run, a warp
@@ -358,7 +460,10 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
             const int act_stride =
                 (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
             __syncthreads(); /* the previous slab (or the offsets) is no longer read */
-            const int2 r = stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
+            const int2 r =
+                kTokens
+                    ? stage_tokens(tk, args.k, s, pair_list, row0, count, slab0, slab_n, act_stride)
+                    : stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
             const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
             const bool fast = sw.x >= 1 && sw.y <= 254 && sw.x + sa.x >= 107 && sw.y + sa.y <= 370;
             const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
@@ -395,7 +500,9 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
                     if (args.bias != nullptr) {
                         v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
                     }
-                    mxmoe_store_float(args.out, args.out_dtype, (row0 + tok) * args.n + n, v);
+                    const int64_t out_row =
+                        kTokens ? pair_list[row0 + tok] : gemm_out_row(args, row0 + tok);
+                    mxmoe_store_float(args.out, args.out_dtype, out_row * args.n + n, v);
                 }
             }
         }
@@ -406,9 +513,12 @@ __global__ void __launch_bounds__(kThreads, 3) grouped_gemm_skinny_kernel(gemm_a
 
 bool mxmoe_grouped_gemm_skinny_init(mxmoe_ctx* ctx) {
     (void)ctx;
-    bool ok = cudaFuncSetAttribute(grouped_gemm_skinny_kernel,
-                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem_bytes(kMaxBlocks)) == cudaSuccess;
+    const int smem = (int)smem_bytes(kMaxBlocks);
+    bool ok =
+        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<false>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess &&
+        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<true>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess;
     cudaGetLastError(); /* a failure only means: not here */
     return ok;
 }
@@ -419,19 +529,33 @@ bool mxmoe_grouped_gemm_skinny_supported(mxmoe_ctx* ctx, const gemm_args* args) 
            ((uintptr_t)args->a_packed | (uintptr_t)args->w_packed) % 16 == 0;
 }
 
+/* A grid of `ctas` (1 or more) of the kernel. */
+template <bool kTokens>
+static mxmoe_status launch_skinny(mxmoe_ctx* ctx, const gemm_args* args,
+                                  const projection_tokens& tk, int64_t ctas) {
+    if (ctas > INT32_MAX) {
+        return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED,
+                          "grouped_gemm: %lld tiles exceed the CUDA grid", (long long)ctas);
+    }
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<kTokens>, (unsigned)ctas,
+                                     kThreads, smem_bytes(args->k / 32), *args, tk));
+    return MXMOE_OK;
+}
+
 mxmoe_status mxmoe_launch_grouped_gemm_skinny(mxmoe_ctx* ctx, const gemm_args* args) {
     if (args->rows == 0) {
         return MXMOE_OK;
     }
     const int64_t row_tiles = (args->n + kTileRows - 1) / kTileRows;
     const int64_t active = args->num_experts < args->rows ? args->num_experts : args->rows;
-    if (row_tiles * active > INT32_MAX) {
-        return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED,
-                          "grouped_gemm: %lld tiles exceed the CUDA grid",
-                          (long long)(row_tiles * active));
+    return launch_skinny<false>(ctx, args, projection_tokens{}, row_tiles * active);
+}
+
+mxmoe_status mxmoe_launch_projection_skinny(mxmoe_ctx* ctx, const gemm_args* args,
+                                            const projection_tokens* tokens) {
+    if (args->rows == 0) {
+        return MXMOE_OK;
     }
-    MXMOE_CUDA_CHECK(ctx,
-                     launch_pdl(ctx, grouped_gemm_skinny_kernel, (unsigned)(row_tiles * active),
-                                kThreads, smem_bytes(args->k / 32), *args));
-    return MXMOE_OK;
+    const int64_t row_tiles = (args->n + kTileRows - 1) / kTileRows;
+    return launch_skinny<true>(ctx, args, *tokens, row_tiles * args->rows);
 }

@@ -736,7 +736,8 @@ template <int BN> struct consumer {
                 continue;
             }
             const uint8_t* src = slab + row * pitch + unit * 16;
-            uint8_t* dst = static_cast<uint8_t*>(out) + (r * a.n + n) * ES;
+            const int64_t out_r = split ? r : gemm_out_row(a, r); /* partials: GEMM rows */
+            uint8_t* dst = static_cast<uint8_t*>(out) + (out_r * a.n + n) * ES;
             if (vector_ok && n + per_unit <= a.n) {
                 *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
             } else {
@@ -971,7 +972,8 @@ __global__ void split_reduce_kernel(gemm_args a) {
     const int64_t count = (end < 0 ? 0 : (end > a.rows ? a.rows : end)) * a.n;
     const float* p1 = a.partials + a.rows * a.n;
     GRID_STRIDE_LOOP(i, count) {
-        mxmoe_store_float(a.out, a.out_dtype, i, __fadd_rn(a.partials[i], p1[i]));
+        const int64_t o = a.out_rows != nullptr ? gemm_out_row(a, i / a.n) * a.n + i % a.n : i;
+        mxmoe_store_float(a.out, a.out_dtype, o, __fadd_rn(a.partials[i], p1[i]));
     }
 }
 

@@ -901,6 +901,145 @@ static void test_graph_grouped(int64_t T, int64_t k, int64_t E, int64_t N, int64
         free_pair(&out);
 }
 
+/* mxmoe_grouped_projection (tokens + ids in, a row per pair out). Exact kernels: bit for bit
+ * against the CPU projection, dropped pairs' rows still poisoned. The Hopper path (not exact):
+ * bit for bit against the GPU's own plan + permute_quantize + grouped_gemm, rows put in pair
+ * order here (the same kernel on the same operands), which checks the GEMM's pair-row stores.
+ * Then the call recorded into a graph and replayed on fresh activations, bit for bit. */
+static void test_projection(int64_t T, int64_t k, int64_t E, int64_t N, int64_t K,
+                            mxmoe_dtype x_dtype, mxmoe_dtype out_dtype, int with_map, int with_bias,
+                            int specials, int exact) {
+    const int64_t P = T * k, E_global = with_map ? E + 2 : E;
+    pair x = pair2(x_dtype, T, K), ids = pair2(MXMOE_I32, T, k), map = pair1(MXMOE_I32, E_global);
+    for (int64_t g = 0; g < E_global; g++) {
+        ((int32_t*)map.host.data)[g] = g < E ? (int32_t)(E - 1 - g) : -1;
+    }
+    for (int64_t i = 0; i < P; i++) { /* duplicates within a token allowed; some dropped */
+        ((int32_t*)ids.host.data)[i] = rand_int(9) == 0 ? -1 : (int32_t)rand_int(E_global);
+    }
+    fill_float(x.host.data, x_dtype, T * K, specials, 4.0);
+    upload(&x), upload(&ids), upload(&map);
+    pair wp = pair3(MXMOE_U8, E, N, K / 2), ws = pair3(MXMOE_U8, E, N, K / 32);
+    random_mx(&wp, &ws, specials);
+    pair bias = pair2(MXMOE_BF16, E, N), out = pair2(out_dtype, P, N);
+    fill_float(bias.host.data, MXMOE_BF16, E * N, 0, 1.0);
+    upload(&bias);
+    mxmoe_mx_tensor w_h = {wp.host, ws.host, MXMOE_SCALES_LINEAR};
+    mxmoe_mx_tensor w_d = {wp.dev, ws.dev, MXMOE_SCALES_LINEAR};
+    const mxmoe_tensor* map_h = with_map ? &map.host : NULL;
+    const mxmoe_tensor* map_d = with_map ? &map.dev : NULL;
+    const mxmoe_tensor* bias_d = with_bias ? &bias.dev : NULL;
+    char what[200];
+    snprintf(what, sizeof what,
+             "grouped_projection %s T=%lld k=%lld E=%lld N=%lld K=%lld x=%s out=%s map=%d bias=%d "
+             "specials=%d",
+             g_gemm_kernel, (long long)T, (long long)k, (long long)E, (long long)N, (long long)K,
+             mxmoe_dtype_name(x_dtype), mxmoe_dtype_name(out_dtype), with_map, with_bias, specials);
+    MX_OK(g_gpu, mxmoe_grouped_projection(g_gpu, &x.dev, &ids.dev, map_d, &w_d, bias_d,
+                                          MXMOE_RULE_EVEN, &out.dev));
+    gpu_sync_ok(what);
+    if (exact) {
+        MX_OK(g_cpu,
+              mxmoe_grouped_projection(g_cpu, &x.host, &ids.host, map_h, &w_h,
+                                       with_bias ? &bias.host : NULL, MXMOE_RULE_EVEN, &out.host));
+    } else { /* the GPU's composition, rows scattered to their pairs on the host */
+        pair counts = pair1(MXMOE_I32, E), off = pair1(MXMOE_I32, E + 1);
+        pair sorted = pair1(MXMOE_I32, P), row_of = pair1(MXMOE_I32, P);
+        pair ap = pair2(MXMOE_U8, P, K / 2), as = pair2(MXMOE_U8, P, K / 32);
+        pair grouped = pair2(out_dtype, P, N);
+        mxmoe_mx_tensor a = {ap.dev, as.dev, MXMOE_SCALES_LINEAR};
+        MX_OK(g_gpu, mxmoe_plan(g_gpu, &ids.dev, map_d, (int32_t)E, &counts.dev, &off.dev,
+                                &sorted.dev, &row_of.dev));
+        MX_OK(g_gpu, mxmoe_permute_quantize(g_gpu, &x.dev, &sorted.dev, &off.dev, (int32_t)k,
+                                            MXMOE_RULE_EVEN, &a));
+        MX_OK(g_gpu, mxmoe_grouped_gemm(g_gpu, &a, &w_d, &off.dev, bias_d, &grouped.dev));
+        gpu_sync_ok(what);
+        CUDA_OK(
+            cudaMemcpy(grouped.host.data, grouped.dev.data, grouped.bytes, cudaMemcpyDeviceToHost));
+        CUDA_OK(
+            cudaMemcpy(sorted.host.data, sorted.dev.data, sorted.bytes, cudaMemcpyDeviceToHost));
+        CUDA_OK(cudaMemcpy(off.host.data, off.dev.data, off.bytes, cudaMemcpyDeviceToHost));
+        const size_t row = (size_t)N * mxmoe_dtype_size(out_dtype);
+        for (int32_t r = 0; r < ((int32_t*)off.host.data)[E]; r++) {
+            memcpy((uint8_t*)out.host.data + (size_t)((int32_t*)sorted.host.data)[r] * row,
+                   (uint8_t*)grouped.host.data + (size_t)r * row, row);
+        }
+        free_pair(&counts), free_pair(&off), free_pair(&sorted), free_pair(&row_of), free_pair(&ap),
+            free_pair(&as), free_pair(&grouped);
+    }
+    int64_t n = diff_values(&out);
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s: %lld of %lld differ from the %s", what, (long long)n,
+             (long long)mxmoe_tensor_numel(&out.host),
+             exact ? "CPU projection" : "GPU's plan + permute_quantize + grouped_gemm");
+    check(n == 0, msg);
+
+    /* recorded, replayed on fresh activations: the same bits as a direct call */
+    mxmoe_graph* graph = NULL;
+    MX_OK(g_gpu, mxmoe_graph_begin(g_gpu));
+    mxmoe_status st = mxmoe_grouped_projection(g_gpu, &x.dev, &ids.dev, map_d, &w_d, bias_d,
+                                               MXMOE_RULE_EVEN, &out.dev);
+    MX_OK(g_gpu, mxmoe_graph_end(g_gpu, &graph));
+    check(st == MXMOE_OK, "the grouped projection records");
+    fill_float(x.host.data, x_dtype, T * K, specials, 4.0);
+    upload(&x);
+    uint8_t* direct = malloc(out.bytes);
+    MX_OK(g_gpu, mxmoe_grouped_projection(g_gpu, &x.dev, &ids.dev, map_d, &w_d, bias_d,
+                                          MXMOE_RULE_EVEN, &out.dev));
+    gpu_sync_ok(what);
+    CUDA_OK(cudaMemcpy(direct, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+    MX_OK(g_gpu, mxmoe_graph_replay(g_gpu, graph));
+    gpu_sync_ok(what);
+    CUDA_OK(cudaMemcpy(out.host.data, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    snprintf(msg, sizeof msg, "%s: a replay gives the direct call's bits", what);
+    check(memcmp(direct, out.host.data, out.bytes) == 0, msg);
+    mxmoe_graph_free(g_gpu, graph);
+    free(direct);
+    free_pair(&x), free_pair(&ids), free_pair(&map), free_pair(&wp), free_pair(&ws),
+        free_pair(&bias), free_pair(&out);
+}
+
+/* Bad ids and map entries in a projection: found on the device, reported by synchronize, their
+ * pairs dropped (rows untouched) and every other pair computed, on both of its paths. */
+static void test_projection_errors(int64_t T) {
+    const int64_t k = 2, E = 3, N = 40, K = 64, P = T * k;
+    pair x = pair2(MXMOE_F32, T, K), ids = pair2(MXMOE_I32, T, k), map = pair1(MXMOE_I32, 4);
+    pair wp = pair3(MXMOE_U8, E, N, K / 2), ws = pair3(MXMOE_U8, E, N, K / 32);
+    pair out = pair2(MXMOE_F32, P, N);
+    fill_float(x.host.data, MXMOE_F32, T * K, 0, 1.0);
+    random_mx(&wp, &ws, 0);
+    int32_t* id = ids.host.data;
+    for (int64_t i = 0; i < P; i++) {
+        id[i] = (int32_t)(i % 3);
+    }
+    id[1] = 7, id[2] = -5;       /* out of [-1, 4) */
+    int32_t m[4] = {2, 1, 0, 9}; /* id 3 maps out of [-1, 3) */
+    id[3] = 3;
+    memcpy(map.host.data, m, sizeof m);
+    upload(&x), upload(&ids), upload(&map);
+    mxmoe_mx_tensor w_h = {wp.host, ws.host, MXMOE_SCALES_LINEAR};
+    mxmoe_mx_tensor w_d = {wp.dev, ws.dev, MXMOE_SCALES_LINEAR};
+    MX_OK(g_gpu, mxmoe_grouped_projection(g_gpu, &x.dev, &ids.dev, &map.dev, &w_d, NULL,
+                                          MXMOE_RULE_EVEN, &out.dev));
+    mxmoe_status s = mxmoe_ctx_synchronize(g_gpu);
+    char msg[160];
+    snprintf(msg, sizeof msg, "projection T=%lld: bad ids and map entries reported", (long long)T);
+    check(s == MXMOE_ERR_OUT_OF_RANGE, msg);
+    check(mxmoe_ctx_synchronize(g_gpu) == MXMOE_OK, "the error is cleared once reported");
+    /* the expected rows: the valid pairs alone, on the CPU */
+    id[1] = id[2] = id[3] = -1;
+    MX_OK(g_cpu, mxmoe_grouped_projection(g_cpu, &x.host, &ids.host, &map.host, &w_h, NULL,
+                                          MXMOE_RULE_EVEN, &out.host));
+    int64_t n = diff_values(&out);
+    snprintf(msg, sizeof msg,
+             "projection T=%lld: valid pairs computed, bad ones untouched (%lld differ)",
+             (long long)T, (long long)n);
+    check(n == 0, msg);
+    free_pair(&x), free_pair(&ids), free_pair(&map), free_pair(&wp), free_pair(&ws),
+        free_pair(&out);
+}
+
 /* Bad ids on the device: dropped, never followed, and reported by synchronize. */
 static void test_device_errors(void) {
     int64_t T = 4, k = 2, E = 3;
@@ -1033,7 +1172,18 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             test_moe(&cases[i], i == 1 || i == 5, 1);
         }
+        /* skinny: one launch up to 256 pairs, the composition past it; generic: composed */
+        test_projection(1, 8, 128, 768, 2048, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 1);
+        test_projection(8, 4, 32, 200, 2880, MXMOE_F32, MXMOE_F32, 1, 1, 1, 1);
+        test_projection(3, 5, 5, 64, 32, MXMOE_F16, MXMOE_F32, 0, 1, 0, 1);     /* repeats */
+        test_projection(40, 6, 8, 72, 160, MXMOE_BF16, MXMOE_BF16, 1, 0, 1, 1); /* 240 pairs */
+        test_projection(g_small ? 50 : 300, 8, 64, 96, 256, MXMOE_BF16, MXMOE_F32, 0, 1, 0, 1);
+        test_projection_errors(2);   /* few pairs */
+        test_projection_errors(300); /* many */
     }
+    /* the library's own choice (on an H100: the one-launch kernel at decode sizes) */
+    test_projection(1, 8, 256, 2048, 7168, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 1);
+    test_projection(8, 8, 128, 768, 2048, MXMOE_BF16, MXMOE_BF16, 1, 0, 0, !g_sm90);
     if (g_sm90) {
         printf("Hopper path (sm_90a FP8 GEMM):\n");
         force_gemm("sm90");
@@ -1059,6 +1209,8 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             test_moe(&cases[i], i == 1 || i == 5, 0);
         }
+        test_projection(g_small ? 70 : 600, 4, 5, 130, 160, MXMOE_BF16, MXMOE_BF16, 0, 1, 0, 0);
+        test_projection(g_small ? 40 : 333, 8, 7, 200, 512, MXMOE_F32, MXMOE_F32, 1, 0, 0, 0);
         /* the K-split (each tile's K in two halves, FP32 partials, one reduction): taken by
          * choice where the tiles fill the grid's last round poorly, forced here everywhere */
         printf("Hopper path with the K-split forced (MXMOE_CUDA_KSPLIT=1):\n");
@@ -1073,6 +1225,7 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             test_moe(&cases[i], i == 1, 0);
         }
+        test_projection(g_small ? 40 : 333, 8, 7, 200, 512, MXMOE_BF16, MXMOE_BF16, 1, 1, 0, 0);
         unsetenv("MXMOE_CUDA_KSPLIT");
         printf("Hopper path: largest |error| / (2^-13 sum|a w|) = %.3f (bound: 8)\n", g_sm90_worst);
         force_gemm(NULL);

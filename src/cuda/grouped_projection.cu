@@ -1,0 +1,92 @@
+/*
+ * grouped_projection.cu — mxmoe_grouped_projection on CUDA: tokens and top-k ids in, one row per
+ * pair out. Where the grouped GEMM would run its few-tokens kernel and the pairs are few (decode),
+ * that kernel does everything in one launch, each CTA finding its expert's tokens in the ids and
+ * quantizing them itself (grouped_gemm_skinny.cu): no plan, no quantizer, no scratch, and no
+ * dependent launches between them (bench/NOTES.md v13: those were ~10 of the ~16 us a decode
+ * projection took on the device). Otherwise the three steps run as mxmoe_plan,
+ * mxmoe_permute_quantize and mxmoe_grouped_gemm would, on scratch from the context's pool, the
+ * GEMM writing each row straight to its pair's row (gemm_args.out_rows = the plan's sorted).
+ */
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_ops.h"
+#include "cuda/grouped_gemm.cuh"
+#include "cuda/plan.cuh"
+
+namespace {
+
+constexpr size_t align256(size_t bytes) {
+    return (bytes + 255) & ~(size_t)255;
+}
+
+/* plan -> permute_quantize -> grouped GEMM into the pairs' rows, on `scratch` (see below). */
+mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& plan,
+                      const mxmoe_mx_tensor* w, const mxmoe_tensor* bias, mxmoe_scale_rule rule,
+                      mxmoe_tensor* out, int64_t top_k) {
+    MXMOE_FORWARD(mxmoe_launch_plan(ctx, &plan));
+    const int64_t P = plan.pairs, E = plan.num_experts, K = x->dims[1];
+    const int64_t d_sorted[1] = {P}, d_offsets[1] = {E + 1};
+    const int64_t d_packed[2] = {P, K / 2}, d_scales[2] = {P, K / 32};
+    mxmoe_tensor sorted = mxmoe_tensor_make(plan.sorted, MXMOE_I32, 1, d_sorted);
+    mxmoe_tensor offsets = mxmoe_tensor_make(plan.offsets, MXMOE_I32, 1, d_offsets);
+    uint8_t* packed = reinterpret_cast<uint8_t*>(plan.row_of) + align256((size_t)P * 4);
+    mxmoe_mx_tensor a;
+    a.packed = mxmoe_tensor_make(packed, MXMOE_U8, 2, d_packed);
+    a.scales = mxmoe_tensor_make(packed + align256((size_t)(P * K / 2)), MXMOE_U8, 2, d_scales);
+    a.scale_layout = MXMOE_SCALES_LINEAR;
+    MXMOE_FORWARD(mxmoe_permute_quantize_cuda(ctx, x, &sorted, &offsets, (int32_t)top_k, rule, &a));
+    gemm_args g = mxmoe_gemm_args_from(ctx, &a, w, &offsets, bias, out);
+    g.out_rows = plan.sorted;
+    g.check_offsets = 0; /* the plan's own */
+    return mxmoe_launch_grouped_gemm(ctx, &g);
+}
+
+} // namespace
+
+mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                           const mxmoe_tensor* topk_ids,
+                                           const mxmoe_tensor* expert_map, const mxmoe_mx_tensor* w,
+                                           const mxmoe_tensor* bias, mxmoe_scale_rule rule,
+                                           mxmoe_tensor* out) {
+    MXMOE_CUDA_ENTER(ctx);
+    const int64_t top_k = topk_ids->dims[1], P = x->dims[0] * top_k, K = x->dims[1];
+    const int64_t E = w->packed.dims[0];
+    if (P == 0) {
+        return MXMOE_OK;
+    }
+    const int32_t* ids = static_cast<const int32_t*>(topk_ids->data);
+    const int32_t* map =
+        expert_map != nullptr ? static_cast<const int32_t*>(expert_map->data) : nullptr;
+    const int64_t id_limit = expert_map != nullptr ? expert_map->dims[0] : E;
+
+    gemm_args g = {};
+    mxmoe_gemm_args_set_weights(ctx, &g, w);
+    g.num_experts = E;
+    g.rows = P;
+    g.bias = bias != nullptr ? bias->data : nullptr;
+    g.bias_dtype = bias != nullptr ? bias->dtype : MXMOE_F32;
+    g.out = out->data;
+    g.out_dtype = out->dtype;
+    g.errors = cuda_state(ctx)->errors;
+    if (P <= kProjectionMaxPairs && mxmoe_grouped_gemm_pick(ctx, &g) == GEMM_SKINNY) {
+        const projection_tokens tk = {x->data, x->dtype, ids, map, id_limit, top_k, rule};
+        return mxmoe_launch_projection_skinny(ctx, &g, &tk);
+    }
+
+    /* scratch: counts [E], offsets [E+1], sorted [P], row_of [P], packed [P, K/2], scales */
+    const size_t bytes = align256((size_t)(2 * E + 1) * 4) + 2 * align256((size_t)P * 4) +
+                         align256((size_t)(P * K / 2)) + align256((size_t)(P * K / 32));
+    void* scratch = nullptr;
+    MXMOE_CUDA_CHECK(
+        ctx, cudaMallocFromPoolAsync(&scratch, bytes, cuda_state(ctx)->pool, cuda_stream(ctx)));
+    int32_t* counts = static_cast<int32_t*>(scratch);
+    int32_t* sorted = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(scratch) +
+                                                 align256((size_t)(2 * E + 1) * 4));
+    int32_t* row_of =
+        reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(sorted) + align256((size_t)P * 4));
+    const plan_args plan = {ids,    P,          map,    id_limit, (int32_t)E,
+                            counts, counts + E, sorted, row_of,   cuda_state(ctx)->errors};
+    const mxmoe_status st = composed(ctx, x, plan, w, bias, rule, out, top_k);
+    MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, cuda_stream(ctx)));
+    return st;
+}
