@@ -667,19 +667,31 @@ template <int BN> struct consumer {
             }
         }
         uint8_t* slab = epilogue + wg * BN * (64 * 4 + 16);
+        /* mapped rows (the projection): thread i < BN looks up row i's out row before the
+         * barrier, and leaves it in the row's 16 padding bytes for copy_out */
+        const int thread = threadIdx.x - 128 * (wg + 1);
+        const int64_t r = t.row_begin + thread;
+        const bool mapped = !split && a.out_rows != nullptr;
+        const int32_t out_row = mapped && thread < BN && r < t.row_end ? a.out_rows[r] : 0;
         named_barrier_sync(1 + wg, 128); /* the slab's previous tile has been read */
         if (dtype == MXMOE_F32) {
             slab_f32(slab);
+            if (mapped && thread < BN) {
+                *reinterpret_cast<int32_t*>(slab + thread * (64 * 4 + 16) + 64 * 4) = out_row;
+            }
             named_barrier_sync(1 + wg, 128);
-            copy_out<4>(t, slab, out);
+            copy_out<4>(t, slab, out, mapped);
         } else {
             if (dtype == MXMOE_BF16) {
                 slab_16<true>(slab);
             } else {
                 slab_16<false>(slab);
             }
+            if (mapped && thread < BN) {
+                *reinterpret_cast<int32_t*>(slab + thread * (64 * 2 + 16) + 64 * 2) = out_row;
+            }
             named_barrier_sync(1 + wg, 128);
-            copy_out<2>(t, slab, out);
+            copy_out<2>(t, slab, out, mapped);
         }
     }
 
@@ -718,9 +730,10 @@ template <int BN> struct consumer {
     }
 
     /* The slab's token rows of the tile, 16 bytes at a time (element by element at a ragged
-     * right edge or an unaligned output). */
+     * right edge or an unaligned output); `mapped`: to the out rows left in the rows' padding. */
     template <int ES>
-    __device__ __forceinline__ void copy_out(const tile& t, const uint8_t* slab, void* out) {
+    __device__ __forceinline__ void copy_out(const tile& t, const uint8_t* slab, void* out,
+                                             bool mapped) {
         if ((MXMOE_SM90_LAB & 128)) {
             return;
         }
@@ -736,7 +749,8 @@ template <int BN> struct consumer {
                 continue;
             }
             const uint8_t* src = slab + row * pitch + unit * 16;
-            const int64_t out_r = split ? r : gemm_out_row(a, r); /* partials: GEMM rows */
+            const int64_t out_r =
+                mapped ? *reinterpret_cast<const int32_t*>(slab + row * pitch + 64 * ES) : r;
             uint8_t* dst = static_cast<uint8_t*>(out) + (out_r * a.n + n) * ES;
             if (vector_ok && n + per_unit <= a.n) {
                 *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);

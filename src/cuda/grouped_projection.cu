@@ -19,10 +19,12 @@ constexpr size_t align256(size_t bytes) {
     return (bytes + 255) & ~(size_t)255;
 }
 
-/* plan -> permute_quantize -> grouped GEMM into the pairs' rows, on `scratch` (see below). */
+/* plan -> permute_quantize -> grouped GEMM into the pairs' rows, on the scratch laid out below
+ * (after the plan's arrays: the quantized rows, then the Hopper GEMM's own scratch). */
 mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& plan,
                       const mxmoe_mx_tensor* w, const mxmoe_tensor* bias, mxmoe_scale_rule rule,
-                      mxmoe_tensor* out, int64_t top_k) {
+                      mxmoe_tensor* out, int64_t top_k, uint8_t* gemm_scratch,
+                      size_t gemm_scratch_bytes) {
     MXMOE_FORWARD(mxmoe_launch_plan(ctx, &plan));
     const int64_t P = plan.pairs, E = plan.num_experts, K = x->dims[1];
     const int64_t d_sorted[1] = {P}, d_offsets[1] = {E + 1};
@@ -38,6 +40,8 @@ mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& pl
     gemm_args g = mxmoe_gemm_args_from(ctx, &a, w, &offsets, bias, out);
     g.out_rows = plan.sorted;
     g.check_offsets = 0; /* the plan's own */
+    g.scratch = gemm_scratch;
+    g.scratch_bytes = gemm_scratch_bytes;
     return mxmoe_launch_grouped_gemm(ctx, &g);
 }
 
@@ -68,14 +72,22 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
     g.out = out->data;
     g.out_dtype = out->dtype;
     g.errors = cuda_state(ctx)->errors;
-    if (P <= kProjectionMaxPairs && mxmoe_grouped_gemm_pick(ctx, &g) == GEMM_SKINNY) {
+    const gemm_kernel kernel = mxmoe_grouped_gemm_pick(ctx, &g);
+    if (P <= kProjectionMaxPairs && kernel == GEMM_SKINNY) {
         const projection_tokens tk = {x->data, x->dtype, ids, map, id_limit, top_k, rule};
         return mxmoe_launch_projection_skinny(ctx, &g, &tk);
     }
 
-    /* scratch: counts [E], offsets [E+1], sorted [P], row_of [P], packed [P, K/2], scales */
-    const size_t bytes = align256((size_t)(2 * E + 1) * 4) + 2 * align256((size_t)P * 4) +
-                         align256((size_t)(P * K / 2)) + align256((size_t)(P * K / 32));
+    /* One allocation a call (the Hopper GEMM's scratch in it too: a second stream-ordered
+     * allocation inside the first cost the bench ~60 us of host time at some shapes):
+     * counts [E], offsets [E+1], sorted [P], row_of [P], packed [P, K/2], scales [P, K/32] */
+    const size_t own = align256((size_t)(2 * E + 1) * 4) + 2 * align256((size_t)P * 4) +
+                       align256((size_t)(P * K / 2)) + align256((size_t)(P * K / 32));
+    const size_t gemm = kernel == GEMM_SM90 ? mxmoe_grouped_gemm_sm90_scratch(P, K, E, g.n) : 0;
+    if (gemm == SIZE_MAX) {
+        return mxmoe_fail(ctx, MXMOE_ERR_OVERFLOW, "grouped_projection: scratch size overflows");
+    }
+    const size_t bytes = own + gemm;
     void* scratch = nullptr;
     MXMOE_CUDA_CHECK(
         ctx, cudaMallocFromPoolAsync(&scratch, bytes, cuda_state(ctx)->pool, cuda_stream(ctx)));
@@ -86,7 +98,8 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
         reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(sorted) + align256((size_t)P * 4));
     const plan_args plan = {ids,    P,          map,    id_limit, (int32_t)E,
                             counts, counts + E, sorted, row_of,   cuda_state(ctx)->errors};
-    const mxmoe_status st = composed(ctx, x, plan, w, bias, rule, out, top_k);
+    const mxmoe_status st = composed(ctx, x, plan, w, bias, rule, out, top_k,
+                                     static_cast<uint8_t*>(scratch) + own, gemm);
     MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, cuda_stream(ctx)));
     return st;
 }
