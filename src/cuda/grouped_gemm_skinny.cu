@@ -186,6 +186,40 @@ __device__ int2 stage_activations(const gemm_args& a, const smem_view& s, int64_
     return make_int2(lo, hi);
 }
 
+/* The 32 elements of x from element `first` (a multiple of 32) as FP32: BF16 and F32 rows in
+ * 16-byte loads where x is 16-byte aligned (rows are multiples of 64 bytes). */
+__device__ __forceinline__ void load_block(const projection_tokens& tk, int64_t first,
+                                           float (&v)[32]) {
+    const bool aligned = (uintptr_t)tk.x % 16 == 0;
+    if (aligned && tk.x_dtype == MXMOE_BF16) {
+        const uint4* src =
+            reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(tk.x) + first);
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const uint4 u = __ldg(src + q);
+            const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+            for (int h = 0; h < 4; h++) {
+                v[8 * q + 2 * h] = __uint_as_float(w[h] << 16);
+                v[8 * q + 2 * h + 1] = __uint_as_float(w[h] & 0xFFFF0000u);
+            }
+        }
+    } else if (aligned && tk.x_dtype == MXMOE_F32) {
+        const float4* src =
+            reinterpret_cast<const float4*>(static_cast<const float*>(tk.x) + first);
+#pragma unroll
+        for (int q = 0; q < 8; q++) {
+            const float4 f = __ldg(src + q);
+            v[4 * q] = f.x, v[4 * q + 1] = f.y, v[4 * q + 2] = f.z, v[4 * q + 3] = f.w;
+        }
+    } else {
+#pragma unroll
+        for (int e = 0; e < 32; e++) {
+            v[e] = mxmoe_load_float(tk.x, tk.x_dtype, first + e);
+        }
+    }
+}
+
 /* stage_activations for the projection: the group's tokens (pairs list[row0 ..] / top_k) are
  * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). */
 __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_view& s,
@@ -196,10 +230,7 @@ __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
         float v[32];
-#pragma unroll
-        for (int e = 0; e < 32; e++) {
-            v[e] = mxmoe_load_float(tk.x, tk.x_dtype, first + e);
-        }
+        load_block(tk, first, v);
         uint4 p;
         const uint32_t sa = mxmoe_quantize_block_rne(v, tk.rule, reinterpret_cast<uint8_t*>(&p));
         put_act_block(s, i, jl, slab_n, act_stride, p, sa);
@@ -230,16 +261,12 @@ __device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_e
     return e;
 }
 
-/* The expert of pair `slot` if this CTA owns it (no earlier pair has the same expert; -1
- * otherwise), with the pairs of that expert in ascending order in list[0 .. *count). */
-__device__ int64_t own_pairs(const projection_tokens& tk, int64_t num_experts, int64_t pairs,
-                             int64_t slot, unsigned* errors, int32_t* list, int* count) {
+/* Whether this CTA owns `expert`, the expert of pair `slot` (no earlier pair has it), with the
+ * pairs of that expert in ascending order in list[0 .. *count). */
+__device__ bool own_pairs(const projection_tokens& tk, int64_t expert, int64_t pairs, int64_t slot,
+                          int32_t* list, int* count) {
     __shared__ int warp_count[kWarps];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const int64_t expert = pair_expert(tk, num_experts, slot, errors);
-    if (expert < 0) {
-        return -1;
-    }
     int seen = 0;
     bool earlier = false;
     for (int64_t base = 0; base < pairs; base += kThreads) {
@@ -263,7 +290,7 @@ __device__ int64_t own_pairs(const projection_tokens& tk, int64_t num_experts, i
         __syncthreads(); /* warp_count is rewritten next round */
     }
     *count = seen;
-    return __syncthreads_or(earlier) ? -1 : expert;
+    return !__syncthreads_or(earlier);
 }
 
 /* One warp's view of the work: its rows' ring, scales and fragment coordinates. */
@@ -341,13 +368,9 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
 
     int64_t expert, begin = 0, end = 0;
-    if (kTokens) {
-        int count = 0;
-        const int64_t slot = blockIdx.x / row_tiles;
-        /* each pair's id is checked by its slot; the slot's first tile reports it */
-        expert = own_pairs(tk, args.num_experts, args.rows, slot,
-                           blockIdx.x % row_tiles == 0 ? args.errors : nullptr, pair_list, &count);
-        end = count;
+    if (kTokens) { /* each pair's id is checked by its slot; the slot's first tile reports it */
+        expert = pair_expert(tk, args.num_experts, blockIdx.x / row_tiles,
+                             blockIdx.x % row_tiles == 0 ? args.errors : nullptr);
     } else {
         int32_t* off = reinterpret_cast<int32_t*>(s.act);
         for (int64_t e = threadIdx.x; e <= args.num_experts; e += kThreads) {
@@ -425,6 +448,14 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
     cp_async_commit();
     prologue();
+    if (kTokens) { /* while the weights stream: is the expert this CTA's, and its tokens? */
+        int count = 0;
+        if (!own_pairs(tk, expert, args.rows, blockIdx.x / row_tiles, pair_list, &count)) {
+            cp_async_wait<0>(); /* no copy may land in shared memory after the CTA exits */
+            return;
+        }
+        end = count;
+    }
     cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
     __syncthreads();
     int lo = 255, hi = 0;

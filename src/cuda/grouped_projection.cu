@@ -7,7 +7,11 @@
  * projection took on the device). Otherwise the three steps run as mxmoe_plan,
  * mxmoe_permute_quantize and mxmoe_grouped_gemm would, on scratch from the context's pool, the
  * GEMM writing each row straight to its pair's row (gemm_args.out_rows = the plan's sorted).
+ * MXMOE_CUDA_PROJECTION=composed takes the second way everywhere (A/Bs, tests).
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/grouped_gemm.cuh"
@@ -73,7 +77,9 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
     g.out_dtype = out->dtype;
     g.errors = cuda_state(ctx)->errors;
     const gemm_kernel kernel = mxmoe_grouped_gemm_pick(ctx, &g);
-    if (P <= kProjectionMaxPairs && kernel == GEMM_SKINNY) {
+    const char* force = getenv("MXMOE_CUDA_PROJECTION"); /* =composed: A/B and tests */
+    const bool composed_forced = force != nullptr && strcmp(force, "composed") == 0;
+    if (P <= kProjectionMaxPairs && kernel == GEMM_SKINNY && !composed_forced) {
         const projection_tokens tk = {x->data, x->dtype, ids, map, id_limit, top_k, rule};
         return mxmoe_launch_projection_skinny(ctx, &g, &tk);
     }

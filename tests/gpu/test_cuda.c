@@ -1182,9 +1182,17 @@ int main(int argc, char** argv) {
         test_projection_errors(2);   /* few pairs */
         test_projection_errors(300); /* many */
     }
-    /* the library's own choice (on an H100: the one-launch kernel at decode sizes) */
-    test_projection(1, 8, 256, 2048, 7168, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 1);
-    test_projection(8, 8, 128, 768, 2048, MXMOE_BF16, MXMOE_BF16, 1, 0, 0, !g_sm90);
+    /* the library's own choice (on an H100: the one-launch kernel at decode sizes), then the
+     * composition at the same sizes */
+    for (int composed = 0; composed < 2; composed++) {
+        if (composed) {
+            setenv("MXMOE_CUDA_PROJECTION", "composed", 1);
+        }
+        test_projection(1, 8, 256, 2048, 7168, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 1);
+        test_projection(8, 8, 128, 768, 2048, MXMOE_BF16, MXMOE_BF16, 1, 0, 0, 1);
+        test_projection_errors(2);
+        unsetenv("MXMOE_CUDA_PROJECTION");
+    }
     if (g_sm90) {
         printf("Hopper path (sm_90a FP8 GEMM):\n");
         force_gemm("sm90");
