@@ -23,6 +23,11 @@ struct gemm_args {
     void* out; /* [rows, n], or [any, n] with out_rows */
     mxmoe_dtype out_dtype;
     const int32_t* out_rows; /* optional [rows]: GEMM row r is written to out row out_rows[r] */
+    /* Hopper path only, optional [rows]: GEMM row r reads activation row a_rows[r] / a_rows_div
+     * (the plan's sorted pairs over top-k: each token quantized once; a negative entry, a
+     * dropped pair's row that no expert covers, reads row 0) */
+    const int32_t* a_rows;
+    int64_t a_rows_div;
     unsigned* errors;
     int check_offsets; /* the caller's offsets: validate them (MXMOE_DEVERR_OFFSETS) */
     /* Hopper path: device scratch for the converted activations and the weight-scale words

@@ -795,7 +795,8 @@ __device__ __forceinline__ float pow2_nonpositive(int d) {
 
 #endif /* host or sm_90a */
 
-/* The prepass: MXFP4 activations -> E4M3 rows [rows, chunk_cols(K)] in the GEMM's permuted K
+/* The prepass: MXFP4 activations (row a_rows[r] / a_rows_div for GEMM row r where mapped) ->
+ * E4M3 rows [rows, chunk_cols(K)] in the GEMM's permuted K
  * order (16-byte unit u = 2k + half of a chunk = word k, half `half` of blocks 0..3), their
  * chunk factors [K/128 chunks, rows] and one unit word per row after them (rows
  * word_pitch(rows) bytes apart). Units: a row's reference R is its largest scale over K, and a
@@ -824,13 +825,18 @@ __global__ void act_e4m3_kernel(gemm_args a) {
     const int64_t pitch = word_pitch(a.rows) / 4;
     const bool scale_words = kb % 4 == 0 && (uintptr_t)a.a_scales % 4 == 0;
     for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+        int64_t src = r; /* the activation row GEMM row r reads */
+        if (a.a_rows != nullptr) {
+            const int32_t i = a.a_rows[r];
+            src = i < 0 ? 0 : i / a.a_rows_div;
+        }
         if (threadIdx.x == 0) {
             row_max = 0, row_min = 255, row_off = 0;
         }
         __syncthreads(); /* also: the table, and the previous row's unit word written */
         unsigned hi = 0, lo = 255;
         for (int c = threadIdx.x; c < nc; c += blockDim.x) {
-            const unsigned m = (unsigned)max_byte(act_chunk_scales(a, r, c, kb, scale_words));
+            const unsigned m = (unsigned)max_byte(act_chunk_scales(a, src, c, kb, scale_words));
             hi = max(hi, m), lo = min(lo, m);
         }
         atomicMax(&row_max, hi);
@@ -838,10 +844,10 @@ __global__ void act_e4m3_kernel(gemm_args a) {
         __syncthreads();
         const int ref = (int)row_max;
         const bool units = (int)row_min + 100 >= ref;
-        const uint8_t* packed = a.a_packed + r * (a.k / 2);
+        const uint8_t* packed = a.a_packed + src * (a.k / 2);
         for (int t = threadIdx.x; t < 4 * nc; t += blockDim.x) {
             const int c = t / 4, k = t % 4; /* word k of the chunk's 4 blocks: units 2k, 2k+1 */
-            const uint32_t sc = act_chunk_scales(a, r, c, kb, scale_words);
+            const uint32_t sc = act_chunk_scales(a, src, c, kb, scale_words);
             const int smax = max_byte(sc);
             uint32_t w[4];
             /* On the reference when every block encodes against it as against the chunk's own

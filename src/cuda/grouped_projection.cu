@@ -6,7 +6,8 @@
  * dependent launches between them (bench/NOTES.md v13: those were ~10 of the ~16 us a decode
  * projection took on the device). Otherwise the three steps run as mxmoe_plan,
  * mxmoe_permute_quantize and mxmoe_grouped_gemm would, on scratch from the context's pool, the
- * GEMM writing each row straight to its pair's row (gemm_args.out_rows = the plan's sorted).
+ * GEMM writing each row straight to its pair's row (gemm_args.out_rows = the plan's sorted);
+ * on the Hopper path each token is quantized once, not once per pair (see composed()).
  * MXMOE_CUDA_PROJECTION=composed takes the second way everywhere (A/Bs, tests).
  */
 #include <stdlib.h>
@@ -23,29 +24,44 @@ constexpr size_t align256(size_t bytes) {
     return (bytes + 255) & ~(size_t)255;
 }
 
-/* plan -> permute_quantize -> grouped GEMM into the pairs' rows, on the scratch laid out below
- * (after the plan's arrays: the quantized rows, then the Hopper GEMM's own scratch). */
+/* plan -> quantize -> grouped GEMM into the pairs' rows, on the scratch laid out below (after
+ * the plan's arrays: the quantized rows, then the Hopper GEMM's own scratch). The Hopper GEMM
+ * re-encodes its activation rows in a prepass anyway, so there each token is quantized once and
+ * the prepass reads it for each of its pairs (gemm_args.a_rows); the other kernels read MXFP4
+ * rows in the plan's order, which permute_quantize writes. */
 mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& plan,
                       const mxmoe_mx_tensor* w, const mxmoe_tensor* bias, mxmoe_scale_rule rule,
-                      mxmoe_tensor* out, int64_t top_k, uint8_t* gemm_scratch,
+                      mxmoe_tensor* out, int64_t top_k, bool sm90, uint8_t* gemm_scratch,
                       size_t gemm_scratch_bytes) {
     MXMOE_FORWARD(mxmoe_launch_plan(ctx, &plan));
     const int64_t P = plan.pairs, E = plan.num_experts, K = x->dims[1];
+    const int64_t rows = sm90 ? x->dims[0] : P; /* quantized rows: tokens, or pairs */
     const int64_t d_sorted[1] = {P}, d_offsets[1] = {E + 1};
-    const int64_t d_packed[2] = {P, K / 2}, d_scales[2] = {P, K / 32};
+    const int64_t d_packed[2] = {rows, K / 2}, d_scales[2] = {rows, K / 32};
     mxmoe_tensor sorted = mxmoe_tensor_make(plan.sorted, MXMOE_I32, 1, d_sorted);
     mxmoe_tensor offsets = mxmoe_tensor_make(plan.offsets, MXMOE_I32, 1, d_offsets);
     uint8_t* packed = reinterpret_cast<uint8_t*>(plan.row_of) + align256((size_t)P * 4);
     mxmoe_mx_tensor a;
     a.packed = mxmoe_tensor_make(packed, MXMOE_U8, 2, d_packed);
-    a.scales = mxmoe_tensor_make(packed + align256((size_t)(P * K / 2)), MXMOE_U8, 2, d_scales);
+    a.scales = mxmoe_tensor_make(packed + align256((size_t)(rows * K / 2)), MXMOE_U8, 2, d_scales);
     a.scale_layout = MXMOE_SCALES_LINEAR;
-    MXMOE_FORWARD(mxmoe_permute_quantize_cuda(ctx, x, &sorted, &offsets, (int32_t)top_k, rule, &a));
+    if (sm90) {
+        MXMOE_FORWARD(mxmoe_quantize_cuda(ctx, x, rule, &a));
+    } else {
+        MXMOE_FORWARD(
+            mxmoe_permute_quantize_cuda(ctx, x, &sorted, &offsets, (int32_t)top_k, rule, &a));
+    }
     gemm_args g = mxmoe_gemm_args_from(ctx, &a, w, &offsets, bias, out);
+    g.rows = P;
     g.out_rows = plan.sorted;
     g.check_offsets = 0; /* the plan's own */
     g.scratch = gemm_scratch;
     g.scratch_bytes = gemm_scratch_bytes;
+    if (sm90) {
+        g.a_rows = plan.sorted;
+        g.a_rows_div = top_k;
+        return mxmoe_launch_grouped_gemm_sm90(ctx, &g);
+    }
     return mxmoe_launch_grouped_gemm(ctx, &g);
 }
 
@@ -79,17 +95,27 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
     const gemm_kernel kernel = mxmoe_grouped_gemm_pick(ctx, &g);
     const char* force = getenv("MXMOE_CUDA_PROJECTION"); /* =composed: A/B and tests */
     const bool composed_forced = force != nullptr && strcmp(force, "composed") == 0;
-    if (P <= kProjectionMaxPairs && kernel == GEMM_SKINNY && !composed_forced) {
+    /* One launch while the active weights are small: each of an expert's N/64 row tiles
+     * quantizes its tokens again, which costs more than the removed launches and kernels saved
+     * once the stream is long (H100, same call, eager / replayed us: gpt-oss-20b n = 8, 141 MB,
+     * 74.5 / 68.2 against 72.7 / ~59; qwen3-30b-a3b n = 8, 53 MB, 45.9 / 38.7 against
+     * 50.8 / 39.8; deepseek-v3 n = 1, 62 MB, 49.1 / 43.1 against 52.1 / 42.8). */
+    const double active_bytes = (double)(P < E ? P : E) * (double)g.n * (double)K * 17.0 / 32.0;
+    if (P <= kProjectionMaxPairs && kernel == GEMM_SKINNY && active_bytes <= 100e6 &&
+        !composed_forced) {
         const projection_tokens tk = {x->data, x->dtype, ids, map, id_limit, top_k, rule};
         return mxmoe_launch_projection_skinny(ctx, &g, &tk);
     }
 
     /* One allocation a call (the Hopper GEMM's scratch in it too: a second stream-ordered
      * allocation inside the first cost the bench ~60 us of host time at some shapes):
-     * counts [E], offsets [E+1], sorted [P], row_of [P], packed [P, K/2], scales [P, K/32] */
+     * counts [E], offsets [E+1], sorted [P], row_of [P], packed [rows, K/2], scales [rows, K/32]
+     * (rows: T for the Hopper GEMM, else P) */
+    const bool sm90 = kernel == GEMM_SM90;
+    const int64_t rows = sm90 ? x->dims[0] : P;
     const size_t own = align256((size_t)(2 * E + 1) * 4) + 2 * align256((size_t)P * 4) +
-                       align256((size_t)(P * K / 2)) + align256((size_t)(P * K / 32));
-    const size_t gemm = kernel == GEMM_SM90 ? mxmoe_grouped_gemm_sm90_scratch(P, K, E, g.n) : 0;
+                       align256((size_t)(rows * K / 2)) + align256((size_t)(rows * K / 32));
+    const size_t gemm = sm90 ? mxmoe_grouped_gemm_sm90_scratch(P, K, E, g.n) : 0;
     if (gemm == SIZE_MAX) {
         return mxmoe_fail(ctx, MXMOE_ERR_OVERFLOW, "grouped_projection: scratch size overflows");
     }
@@ -104,7 +130,7 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
         reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(sorted) + align256((size_t)P * 4));
     const plan_args plan = {ids,    P,          map,    id_limit, (int32_t)E,
                             counts, counts + E, sorted, row_of,   cuda_state(ctx)->errors};
-    const mxmoe_status st = composed(ctx, x, plan, w, bias, rule, out, top_k,
+    const mxmoe_status st = composed(ctx, x, plan, w, bias, rule, out, top_k, sm90,
                                      static_cast<uint8_t*>(scratch) + own, gemm);
     MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, cuda_stream(ctx)));
     return st;
