@@ -147,14 +147,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
         p->router_weight_on_input ? static_cast<const float*>(topk_weights->data) : nullptr;
     qa.round_dtype = p->act.act_dtype;
     qa.errors = errors;
-    if (mxmoe_quantize_once_applies(&qa)) { /* the Hopper scratch is free until GEMM-1 */
-        MXMOE_FORWARD(
-            mxmoe_launch_quantize_once(ctx, &qa, T, reinterpret_cast<uint8_t*>(ws + L.scratch)));
-    } else {
-        MXMOE_FORWARD(mxmoe_launch_quantize_rows(ctx, &qa));
-    }
 
-    /* 3. GEMM-1 (+b13) into FP32 */
     gemm_args g1 = {};
     g1.a_packed = qa.packed;
     g1.a_scales = qa.scales;
@@ -170,7 +163,33 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     g1.errors = errors;
     g1.scratch = reinterpret_cast<uint8_t*>(ws + L.scratch);
     g1.scratch_bytes = gemm_scratch(E, pairs, H, n13, I);
-    MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g1));
+    /* The Hopper GEMM re-encodes its rows in a prepass anyway: there each token is quantized
+     * once and the prepass reads it for each of its pairs (no gathered copy); a pair's rows
+     * are the same bytes either way. */
+    const bool tokens_once =
+        !p->router_weight_on_input && mxmoe_grouped_gemm_pick(ctx, &g1) == GEMM_SM90;
+    if (tokens_once) {
+        qa.rows = T;
+        qa.scales_numel = T * (H / 32);
+        qa.offsets = nullptr;
+        qa.gather = nullptr;
+        MXMOE_FORWARD(mxmoe_launch_quantize_rows(ctx, &qa));
+    } else if (mxmoe_quantize_once_applies(&qa)) { /* the Hopper scratch is free until GEMM-1 */
+        MXMOE_FORWARD(
+            mxmoe_launch_quantize_once(ctx, &qa, T, reinterpret_cast<uint8_t*>(ws + L.scratch)));
+    } else {
+        MXMOE_FORWARD(mxmoe_launch_quantize_rows(ctx, &qa));
+    }
+
+    /* 3. GEMM-1 (+b13) into FP32 */
+    if (tokens_once) {
+        g1.a_scales_numel = qa.scales_numel;
+        g1.a_rows = sorted;
+        g1.a_rows_div = k;
+        MXMOE_FORWARD(mxmoe_launch_grouped_gemm_sm90(ctx, &g1));
+    } else {
+        MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g1));
+    }
 
     /* 4. activation, rounded to act_dtype, requantized */
     const int64_t h1_dims[2] = {pairs, n13}, a2_packed_dims[2] = {pairs, I / 2},
@@ -188,6 +207,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
 
     /* 5. GEMM-2 (+b2) into FP32 */
     gemm_args g2 = g1;
+    g2.a_rows = nullptr;
     g2.a_packed = static_cast<const uint8_t*>(a2.packed.data);
     g2.a_scales = static_cast<const uint8_t*>(a2.scales.data);
     g2.a_scales_numel = pairs * (I / 32);
