@@ -806,46 +806,46 @@ __device__ __forceinline__ float pow2_nonpositive(int d) {
  * largest scale, with factor 2^(smax - R), and set the row's kOffReference bit. The GEMM
  * accumulates in the tokens' units: a tile of on-reference tokens promotes with one FFMA. A row
  * with a chunk more than 100 binades below R takes the unit 1 (R = 133) and absolute factors,
- * so that no factor underflows. A block per row at a time: the row's largest and smallest chunk
- * maxima first, then a thread per word k of a chunk's four blocks (its two 16-byte output
- * units; a warp's stores cover 1 KB contiguously). (One thread per chunk wrote 128-byte runs
- * with 16-byte stores 128 bytes apart and ran at a third of the copy rate.) */
-__global__ void act_e4m3_kernel(gemm_args a) {
+ * so that no factor underflows. A warp per row: the row's largest and smallest chunk maxima by
+ * warp reductions, then a lane per word k of a chunk's four blocks (its two 16-byte output
+ * units; a warp's stores cover 1 KB contiguously). (A block per row, with three block barriers
+ * and shared atomics a row, was latency-bound: ~2.4x its write floor at qwen3 n = 8192, Nsight;
+ * one thread per chunk wrote 128-byte runs 128 bytes apart and ran at a third of the copy rate.) */
+constexpr int kE4m3Threads = 256;
+
+__global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
-    __shared__ unsigned row_max, row_min, row_off;
-    for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) { /* blocks may be 32 threads */
+    for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) {
         reinterpret_cast<uint8_t*>(table)[t] = e4m3_of(e2m1_magnitude(t % 8), t / 8 - 13);
     }
+    __syncthreads();
     pdl_wait(); /* the quantizer's rows (launched after it by launch_pdl) */
     if (a.check_offsets && blockIdx.x == 0) { /* the caller's offsets, here: no launch of its own */
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
+    const int lane = threadIdx.x % 32;
     const int kb = (int)(a.k / 32), nc = (kb + 3) / 4, kc = nc * kChunk;
     const int64_t pitch = word_pitch(a.rows) / 4;
     const bool scale_words = kb % 4 == 0 && (uintptr_t)a.a_scales % 4 == 0;
-    for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; r < a.rows;
+         r += warps) {
         int64_t src = r; /* the activation row GEMM row r reads */
         if (a.a_rows != nullptr) {
             const int32_t i = a.a_rows[r];
             src = i < 0 ? 0 : i / a.a_rows_div;
         }
-        if (threadIdx.x == 0) {
-            row_max = 0, row_min = 255, row_off = 0;
-        }
-        __syncthreads(); /* also: the table, and the previous row's unit word written */
-        unsigned hi = 0, lo = 255;
-        for (int c = threadIdx.x; c < nc; c += blockDim.x) {
+        unsigned hi = 0, lo = 255; /* the row's largest and smallest chunk maxima */
+        for (int c = lane; c < nc; c += 32) {
             const unsigned m = (unsigned)max_byte(act_chunk_scales(a, src, c, kb, scale_words));
             hi = max(hi, m), lo = min(lo, m);
         }
-        atomicMax(&row_max, hi);
-        atomicMin(&row_min, lo);
-        __syncthreads();
-        const int ref = (int)row_max;
-        const bool units = (int)row_min + 100 >= ref;
+        const int ref = (int)__reduce_max_sync(0xFFFFFFFFu, hi);
+        const bool units = (int)__reduce_min_sync(0xFFFFFFFFu, lo) + 100 >= ref;
         const uint8_t* packed = a.a_packed + src * (a.k / 2);
-        for (int t = threadIdx.x; t < 4 * nc; t += blockDim.x) {
+        bool off_ref = false;
+        for (int t = lane; t < 4 * nc; t += 32) {
             const int c = t / 4, k = t % 4; /* word k of the chunk's 4 blocks: units 2k, 2k+1 */
             const uint32_t sc = act_chunk_scales(a, src, c, kb, scale_words);
             const int smax = max_byte(sc);
@@ -879,15 +879,13 @@ __global__ void act_e4m3_kernel(gemm_args a) {
             if (k == 0) {
                 a.a_factors[c * pitch + r] =
                     !units ? chunk_factor(smax) : (on_ref ? 1.0f : pow2_nonpositive(smax - ref));
-                if (!on_ref) {
-                    row_off = 1; /* every writer stores the same value */
-                }
+                off_ref |= !on_ref;
             }
         }
-        __syncthreads();
-        if (threadIdx.x == 0) {
+        off_ref = __any_sync(0xFFFFFFFFu, off_ref);
+        if (lane == 0) {
             reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] =
-                (units ? (uint32_t)ref : 133u) | (row_off ? kOffReference : 0u);
+                (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
         }
     }
     pdl_release(); /* the GEMM's set-up may start (it waits for these rows before its copies) */
@@ -1326,11 +1324,9 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
         args.split_flag = reinterpret_cast<unsigned*>(args.partials + 2 * args.rows * args.n);
         args.force_split = ksplit_forced();
     }
-    const int64_t items = (args.k + kChunk - 1) / kChunk * 4; /* 32-byte outputs per row */
-    const int threads = (int)(items < 512 ? (items + 31) / 32 * 32 : 512);
     MXMOE_CUDA_CHECK(ctx,
-                     launch_pdl(ctx, act_e4m3_kernel, grid_for(ctx, args.rows * threads, threads),
-                                threads, 0, args));
+                     launch_pdl(ctx, act_e4m3_kernel, grid_for(ctx, args.rows * 32, kE4m3Threads),
+                                kE4m3Threads, 0, args)); /* a warp per row */
     if (args.w_words_prepared != nullptr) {
         args.w_words = const_cast<uint32_t*>(args.w_words_prepared); /* only read from here */
     } else {
