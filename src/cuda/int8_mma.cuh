@@ -15,12 +15,10 @@
  * (0 elsewhere) and `neg`, selected with the sign bits flipped, the magnitude of every
  * negative one; pos - neg per byte, without borrows between bytes, is done on bytes biased by
  * 0x80 (magnitudes are <= 12, so no byte leaves [0x74, 0x8C]). */
-__device__ __forceinline__ uint32_t e2m1x4_to_int8x4(uint32_t c) {
+__device__ __forceinline__ uint32_t e2m1x4_to_int8x4(uint32_t c, uint32_t table_lo = 0x03020100u) {
     uint32_t pos, neg;
-    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(pos) : "r"(0x03020100u), "r"(0x0C080604u), "r"(c));
-    asm("prmt.b32 %0, %1, %2, %3;"
-        : "=r"(neg)
-        : "r"(0x03020100u), "r"(0x0C080604u), "r"(c ^ 0x8888u));
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(pos) : "r"(table_lo), "r"(0x0C080604u), "r"(c));
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(neg) : "r"(table_lo), "r"(0x0C080604u), "r"(c ^ 0x8888u));
     return (pos + 0x80808080u - neg) ^ 0x80808080u;
 }
 
@@ -34,6 +32,18 @@ __device__ __forceinline__ void mma_s8_16x8x32(const uint32_t (&a)[4], const uin
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %10, %10, %10};\n"
                  : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c));
+}
+
+/* The same with the accumulator input given per element (c[i] for d[i]): a hot loop that passes
+ * values the compiler cannot see as constants keeps them in registers (a constant operand was
+ * re-materialized for every MMA). */
+__device__ __forceinline__ void mma_s8_16x8x32(const uint32_t (&a)[4], const uint32_t (&b)[2],
+                                               const int32_t (&c)[4], int32_t (&d)[4]) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c[0]),
+                   "r"(c[1]), "r"(c[2]), "r"(c[3]));
 }
 
 /* 16-byte global -> shared copy; `src_bytes` 0 zero-fills the destination without a read. */
