@@ -207,6 +207,7 @@ _SIGNATURES = {
     "mxmoe_act_params_default": (ActParams, []),
     "mxmoe_act_and_quantize": (ctypes.c_int, [_CTX, _T, _T, _P(ActParams), _MX]),
     "mxmoe_grouped_gemm": (ctypes.c_int, [_CTX, _MX, _MX, _T, _T, _T]),
+    "mxmoe_grouped_projection": (ctypes.c_int, [_CTX, _T, _T, _T, _MX, _T, ctypes.c_int, _T]),
     "mxmoe_moe_params_default": (MoeParams, []),
     "mxmoe_moe_workspace_size": (
         ctypes.c_int,
@@ -466,6 +467,14 @@ class Context:
         return self._run(check, "mxmoe_grouped_gemm", b, ctypes.byref(b.mx(*a)),
                          ctypes.byref(b.mx(*w)), ctypes.byref(b.tensor(offsets)), ref(bias_t),
                          ctypes.byref(b.tensor(out)))
+
+    def grouped_projection(self, x, topk_ids, expert_map, w, bias, rule, out, check=True):
+        """w: a (packed, scales, layout) triple."""
+        b = self._buffers("mxmoe_grouped_projection")
+        map_t, bias_t = b.tensor(expert_map), b.tensor(bias)
+        return self._run(check, "mxmoe_grouped_projection", b, ctypes.byref(b.tensor(x)),
+                         ctypes.byref(b.tensor(topk_ids)), ref(map_t), ctypes.byref(b.mx(*w)),
+                         ref(bias_t), int(rule), ctypes.byref(b.tensor(out)))
 
     def moe_workspace_size(self, params, tokens, top_k, hidden, intermediate):
         size = ctypes.c_size_t()
