@@ -23,6 +23,10 @@
  * grid covers min(E, rows) experts and CTAs past the last active one exit at once. The CTAs
  * are latency-bound at n = 1 (rows / 16 warps for the whole GPU; splitting K over warps, with the
  * terms handed over in K order to stay exact, measured slower: bench/NOTES.md, v6).
+ * Fed by tokens instead (mxmoe_grouped_projection at decode sizes), a CTA per (pair, row tile)
+ * reads its pair's expert from the ids, starts its weight stream, finds the expert's pairs
+ * (the lowest pair's CTAs own the expert, the others exit) and quantizes their tokens into the
+ * slab itself, with the reference's encoder: no plan and no quantizer before it.
  */
 #include <stdint.h>
 
