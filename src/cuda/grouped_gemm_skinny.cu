@@ -34,6 +34,7 @@
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/int8_mma.cuh"
+#include "cuda/quantize.cuh"
 
 namespace {
 
@@ -90,13 +91,31 @@ __device__ inline smem_view carve(uint8_t* base) {
     return v;
 }
 
+/* This thread's rank among the CTA's threads whose `flag` is set, in thread order, counted from
+ * *total, which grows by the number set (the same in every thread); ends with a barrier, so
+ * warp_count may be reused by the next call. Every thread of the CTA calls it. */
+__device__ inline int64_t cta_rank(bool flag, int64_t* total, int* warp_count) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const unsigned ballot = __ballot_sync(0xffffffffu, flag);
+    if (lane == 0) {
+        warp_count[warp] = __popc(ballot);
+    }
+    __syncthreads();
+    int64_t before = *total;
+    for (int w = 0; w < kWarps; w++) {
+        before += w < warp ? warp_count[w] : 0;
+        *total += warp_count[w];
+    }
+    __syncthreads();
+    return before + __popc(ballot & ((1u << lane) - 1u));
+}
+
 /* The expert of the `target`-th active expert (-1 if fewer are active), from offsets already in
  * shared memory; every thread returns the same value. */
 __device__ int64_t find_active_expert(const int32_t* off, int64_t num_experts, int64_t rows,
                                       int64_t target) {
     __shared__ int warp_count[kWarps];
     __shared__ int64_t found;
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     if (threadIdx.x == 0) {
         found = -1;
     }
@@ -107,21 +126,11 @@ __device__ int64_t find_active_expert(const int32_t* off, int64_t num_experts, i
         if (e < num_experts) {
             expert_rows(off, e, rows, &b, &n);
         }
-        const unsigned ballot = __ballot_sync(0xffffffffu, n > b);
-        if (lane == 0) {
-            warp_count[warp] = __popc(ballot);
+        if (cta_rank(n > b, &seen, warp_count) == target && n > b) {
+            found = e; /* one writer */
         }
-        __syncthreads();
-        int64_t before = seen;
-        for (int w = 0; w < kWarps; w++) {
-            before += w < warp ? warp_count[w] : 0;
-            seen += warp_count[w];
-        }
-        if (n > b && before + __popc(ballot & ((1u << lane) - 1u)) == target) {
-            found = e;
-        }
-        __syncthreads(); /* warp_count is rewritten next round; `found` is settled */
     }
+    __syncthreads(); /* `found` is settled */
     return found;
 }
 
@@ -196,18 +205,7 @@ __device__ __forceinline__ void load_block(const projection_tokens& tk, int64_t 
                                            float (&v)[32]) {
     const bool aligned = (uintptr_t)tk.x % 16 == 0;
     if (aligned && tk.x_dtype == MXMOE_BF16) {
-        const uint4* src =
-            reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(tk.x) + first);
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const uint4 u = __ldg(src + q);
-            const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-            for (int h = 0; h < 4; h++) {
-                v[8 * q + 2 * h] = __uint_as_float(w[h] << 16);
-                v[8 * q + 2 * h + 1] = __uint_as_float(w[h] & 0xFFFF0000u);
-            }
-        }
+        load_bf16_block(static_cast<const uint16_t*>(tk.x) + first, v);
     } else if (aligned && tk.x_dtype == MXMOE_F32) {
         const float4* src =
             reinterpret_cast<const float4*>(static_cast<const float*>(tk.x) + first);
@@ -270,30 +268,19 @@ __device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_e
 __device__ bool own_pairs(const projection_tokens& tk, int64_t expert, int64_t pairs, int64_t slot,
                           int32_t* list, int* count) {
     __shared__ int warp_count[kWarps];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    int seen = 0;
+    int64_t seen = 0;
     bool earlier = false;
     for (int64_t base = 0; base < pairs; base += kThreads) {
         const int64_t i = base + threadIdx.x;
         const bool mine = i < pairs && tk.ids[i] >= 0 && tk.ids[i] < tk.id_limit &&
                           (tk.map != nullptr ? tk.map[tk.ids[i]] : tk.ids[i]) == expert;
         earlier |= mine && i < slot;
-        const unsigned ballot = __ballot_sync(0xffffffffu, mine);
-        if (lane == 0) {
-            warp_count[warp] = __popc(ballot);
-        }
-        __syncthreads();
-        int before = seen;
-        for (int w = 0; w < kWarps; w++) {
-            before += w < warp ? warp_count[w] : 0;
-            seen += warp_count[w];
-        }
+        const int64_t rank = cta_rank(mine, &seen, warp_count);
         if (mine) {
-            list[before + __popc(ballot & ((1u << lane) - 1u))] = (int32_t)i;
+            list[rank] = (int32_t)i;
         }
-        __syncthreads(); /* warp_count is rewritten next round */
     }
-    *count = seen;
+    *count = (int)seen;
     return !__syncthreads_or(earlier);
 }
 

@@ -68,18 +68,7 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
         float block[MXMOE_BLOCK];
         const int64_t first = src_row * a.k + j * 32;
         if (bf16_vectors) { /* four 16-byte loads instead of 32 two-byte ones */
-            const uint4* src =
-                reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(a.x) + first);
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const uint4 w = __ldg(src + u);
-                const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    block[8 * u + 2 * i] = mxmoe_bf16_to_f32((uint16_t)words[i]);
-                    block[8 * u + 2 * i + 1] = mxmoe_bf16_to_f32((uint16_t)(words[i] >> 16));
-                }
-            }
+            load_bf16_block(static_cast<const uint16_t*>(a.x) + first, block);
         } else {
 #pragma unroll
             for (int i = 0; i < MXMOE_BLOCK; i++) {

@@ -31,6 +31,21 @@ struct quantize_rows_args {
     unsigned* errors;
 };
 
+/* The 32 BF16 elements of a block at src (16-byte aligned) as FP32, in four 16-byte loads. */
+static __device__ __forceinline__ void load_bf16_block(const uint16_t* src, float (&block)[32]) {
+    const uint4* v = reinterpret_cast<const uint4*>(src);
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+        const uint4 w = __ldg(v + u);
+        const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            block[8 * u + 2 * i] = mxmoe_bf16_to_f32((uint16_t)words[i]);
+            block[8 * u + 2 * i + 1] = mxmoe_bf16_to_f32((uint16_t)(words[i] >> 16));
+        }
+    }
+}
+
 /* Rows a grouped kernel writes: all of them, or those before offsets[E] (clamped). */
 static __device__ inline int64_t grouped_row_limit(const int32_t* offsets, int64_t num_experts,
                                                    int64_t rows) {
