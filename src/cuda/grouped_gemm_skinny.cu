@@ -297,8 +297,10 @@ struct warp_ctx {
 };
 
 /* Accumulates ring stage `stage` (K blocks 4 stage ..) into acc. Fast: the biased-FFMA form;
- * otherwise mxmoe_block_term per element (see the file comment). */
-template <bool kFast, int kTiles, bool kFull = false>
+ * otherwise mxmoe_block_term per element (see the file comment). kOne: the group is one token
+ * (every CTA of a decode step), so only each lane's even token column is worth computing: a
+ * sixth of the loop's instructions at n = 1 went to the odd column, always dropped. */
+template <bool kFast, int kTiles, bool kFull = false, bool kOne = false>
 __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s, int stage,
                                           int64_t slab0, int slab_n, int act_stride, int count,
                                           int tiles, float (&acc)[kTokenTiles][4]) {
@@ -332,7 +334,11 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
                 mma_s8_16x8x32(a, b, w.bias, d);
                 const int c0 = min(ti * 8 + 2 * w.t, count - 1) * slab_n + jl;
                 const int c1 = min(ti * 8 + 2 * w.t + 1, count - 1) * slab_n + jl;
-                if (kFast) {
+                if (kFast && kOne) {
+                    const float as0 = s.act_scale[c0];
+                    acc[ti][0] = fmaf(__int_as_float(d[0]) - kBiasF, ws0 * as0, acc[ti][0]);
+                    acc[ti][2] = fmaf(__int_as_float(d[2]) - kBiasF, ws1 * as0, acc[ti][2]);
+                } else if (kFast) {
                     const float as0 = s.act_scale[c0], as1 = s.act_scale[c1];
                     acc[ti][0] = fmaf(__int_as_float(d[0]) - kBiasF, ws0 * as0, acc[ti][0]);
                     acc[ti][1] = fmaf(__int_as_float(d[1]) - kBiasF, ws0 * as1, acc[ti][1]);
@@ -508,7 +514,13 @@ __global__ void __launch_bounds__(kThreads, 3)
                 }
                 cp_async_commit();
                 /* the common token counts get their own unrolling: fewer instructions a block */
-                if (fast && tiles == 1 && (stage + 1) * kStageBlocks <= kb) {
+                if (fast && count == 1 && (stage + 1) * kStageBlocks <= kb) {
+                    mma_stage<true, 1, true, true>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                   tiles, acc);
+                } else if (fast && count == 1) {
+                    mma_stage<true, 1, false, true>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                    tiles, acc);
+                } else if (fast && tiles == 1 && (stage + 1) * kStageBlocks <= kb) {
                     mma_stage<true, 1, true>(wc, s, stage, slab0, slab_n, act_stride, count, tiles,
                                              acc);
                 } else if (fast && tiles == 1) {
