@@ -316,9 +316,16 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
             *reinterpret_cast<const uint32_t*>(slot + w.g * kStageRow + bi * 16 + 4 * w.t);
         const uint32_t w1 =
             *reinterpret_cast<const uint32_t*>(slot + (w.g + 8) * kStageRow + bi * 16 + 4 * w.t);
-        const uint32_t a[4] = {e2m1x4_to_int8x4(w0, w.table_lo), e2m1x4_to_int8x4(w1, w.table_lo),
-                               e2m1x4_to_int8x4(w0 >> 16, w.table_lo),
-                               e2m1x4_to_int8x4(w1 >> 16, w.table_lo)};
+        /* The weights as two unsigned fragments, the magnitudes of the positive codes and of the
+         * negative ones, each multiplied by the activations: the difference of the two integer
+         * sums is the signed block's, for 8 fewer instructions a block than forming the signed
+         * bytes (the conversion was a third of the block's instructions) against an MMA and
+         * 2-4 subtractions more. */
+        uint32_t pos[4], neg[4];
+        e2m1x4_magnitudes(w0, w.table_lo, pos[0], neg[0]);
+        e2m1x4_magnitudes(w1, w.table_lo, pos[1], neg[1]);
+        e2m1x4_magnitudes(w0 >> 16, w.table_lo, pos[2], neg[2]);
+        e2m1x4_magnitudes(w1 >> 16, w.table_lo, pos[3], neg[3]);
         const uint32_t sw0 = w.w_scale[j], sw1 = w.w_scale[8 * w.kb + j];
         const float ws0 = __uint_as_float(sw0 << 23), ws1 = __uint_as_float(sw1 << 23);
         const int jl = j - (int)slab0;
@@ -330,22 +337,31 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
                 const uint2 bv =
                     *reinterpret_cast<const uint2*>(s.act + tb * act_stride + jl * 32 + 8 * w.t);
                 const uint32_t b[2] = {bv.x, bv.y};
-                int32_t d[4];
-                mma_s8_16x8x32(a, b, w.bias, d);
+                int32_t d[4], e[4];
+                mma_s8_16x8x32(pos, b, w.bias, d); /* biased: see the file comment */
+                mma_s8_16x8x32(neg, b, 0, e);
                 const int c0 = min(ti * 8 + 2 * w.t, count - 1) * slab_n + jl;
                 const int c1 = min(ti * 8 + 2 * w.t + 1, count - 1) * slab_n + jl;
                 if (kFast && kOne) {
                     const float as0 = s.act_scale[c0];
-                    acc[ti][0] = fmaf(__int_as_float(d[0]) - kBiasF, ws0 * as0, acc[ti][0]);
-                    acc[ti][2] = fmaf(__int_as_float(d[2]) - kBiasF, ws1 * as0, acc[ti][2]);
+                    acc[ti][0] = fmaf(__int_as_float(d[0] - e[0]) - kBiasF, ws0 * as0, acc[ti][0]);
+                    acc[ti][2] = fmaf(__int_as_float(d[2] - e[2]) - kBiasF, ws1 * as0, acc[ti][2]);
                 } else if (kFast) {
                     const float as0 = s.act_scale[c0], as1 = s.act_scale[c1];
+#pragma unroll
+                    for (int q = 0; q < 4; q++) {
+                        d[q] -= e[q];
+                    }
                     acc[ti][0] = fmaf(__int_as_float(d[0]) - kBiasF, ws0 * as0, acc[ti][0]);
                     acc[ti][1] = fmaf(__int_as_float(d[1]) - kBiasF, ws0 * as1, acc[ti][1]);
                     acc[ti][2] = fmaf(__int_as_float(d[2]) - kBiasF, ws1 * as0, acc[ti][2]);
                     acc[ti][3] = fmaf(__int_as_float(d[3]) - kBiasF, ws1 * as1, acc[ti][3]);
                 } else {
                     const uint32_t sa0 = s.act_sbyte[c0], sa1 = s.act_sbyte[c1];
+#pragma unroll
+                    for (int q = 0; q < 4; q++) {
+                        d[q] -= e[q];
+                    }
                     acc[ti][0] += mxmoe_block_term(d[0] - kBias, sa0, sw0);
                     acc[ti][1] += mxmoe_block_term(d[1] - kBias, sa1, sw0);
                     acc[ti][2] += mxmoe_block_term(d[2] - kBias, sa0, sw1);
