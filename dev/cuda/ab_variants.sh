@@ -5,6 +5,7 @@
 # src/, include/ and tests/ that differs from the working tree), then delete dev/cuda/variants/.
 #   TESTS=1 SHAPES="gpt-oss-20b deepseek-v3" TOKENS=512,8192 bash dev/cuda/ab_variants.sh
 # TESTS=1 also builds and runs test_cuda --small per variant (its sm_90a cases included).
+# Timings end with one line per point: each variant's eager,replayed µs in each round.
 # Copies and builds live in build-abv/ (ignored, so the device keeps them between calls while
 # the machine stays warm): BUILD=0 reuses them, e.g. tests in one call and timings in the next.
 set -u
@@ -32,6 +33,7 @@ for v in $names; do
     grep -E "FAIL" "$OUT/test-$v.log" | head -5 | sed "s/^/$v: /"
   fi
 done
+{
 for round in $(seq "${ROUNDS:-1}"); do
   for shape in ${SHAPES-gpt-oss-20b deepseek-v3}; do # SHAPES= : no timings
     for v in $names; do
@@ -43,3 +45,21 @@ for round in $(seq "${ROUNDS:-1}"); do
     done
   done
 done
+} | tee "$OUT/ab-timings.txt"
+# One line per point: every variant's eager,replayed us in each round, side by side.
+python3 - "$OUT/ab-timings.txt" $names <<'PY'
+import collections, re, sys
+runs, cur = collections.defaultdict(list), None
+for line in open(sys.argv[1]):
+    m = re.match(r"(\S+) (grouped|layer) +(\S+) +n=(\d+) +([\d.]+) us", line)
+    if m:
+        cur = (m[1], m[2], m[3], int(m[4]))
+        runs[cur].append([float(m[5])])
+    elif cur and (m := re.match(r"\S+ +replayed: +([\d.]+) us", line)):
+        runs[cur][-1].append(float(m[1]))
+print("=== eager,replayed us per round")
+for op, shape, n in sorted({k[1:] for k in runs}):
+    cells = [v + " " + " / ".join(",".join("%.1f" % x for x in r) for r in runs[(v, op, shape, n)])
+             for v in sys.argv[2:] if (v, op, shape, n) in runs]
+    print("%-7s %-14s n=%-5d %s" % (op, shape, n, " | ".join(cells)))
+PY
