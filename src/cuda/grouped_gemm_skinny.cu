@@ -13,7 +13,10 @@
  *     shared memory (a few K blocks for 32 tokens, most of K for one).
  *   - Launched with programmatic dependent launch (cuda_common.cuh), like the rest of the
  *     small-batch chain.
- *   - Issued on an int32 accumulator of 0x4B400000, the MMA returns a block's integer dot product
+ *   - The weights enter the MMAs as two unsigned fragments, the magnitudes of their positive and
+ *     of their negative codes (one byte permute each for 4 values), and the second MMA's integer
+ *     sum is subtracted from the first's: the signed block's dot product, exactly.
+ *   - Issued on an int32 accumulator of 0x4B400000, the MMAs return a block's integer dot product
  *     already inside the bits of the FP32 1.5 * 2^23 + isum, so one FADD gives (float)isum (no
  *     quarter-rate I2F) and one FFMA adds isum * 2^(sa+sw-256). That equals the reference's
  *     rounded product plus rounded sum whenever the product is exact and far from overflow:
@@ -298,8 +301,8 @@ struct warp_ctx {
 
 /* Accumulates ring stage `stage` (K blocks 4 stage ..) into acc. Fast: the biased-FFMA form;
  * otherwise mxmoe_block_term per element (see the file comment). kOne: the group is one token
- * (every CTA of a decode step), so only each lane's even token column is worth computing: a
- * sixth of the loop's instructions at n = 1 went to the odd column, always dropped. */
+ * (every CTA of a decode step), so only each lane's even token column is worth computing: 7 of
+ * the ~65 instructions a block at n = 1 went to the odd column, always dropped. */
 template <bool kFast, int kTiles, bool kFull = false, bool kOne = false>
 __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s, int stage,
                                           int64_t slab0, int slab_n, int act_stride, int count,
