@@ -16,9 +16,10 @@
  *   - The weights enter the MMAs as two unsigned fragments, the magnitudes of their positive and
  *     of their negative codes (one byte permute each for 4 values), and the second MMA's integer
  *     sum is subtracted from the first's: the signed block's dot product, exactly.
- *   - Issued on an int32 accumulator of 0x4B400000, the MMAs return a block's integer dot product
- *     already inside the bits of the FP32 1.5 * 2^23 + isum, so one FADD gives (float)isum (no
- *     quarter-rate I2F) and one FFMA adds isum * 2^(sa+sw-256). That equals the reference's
+ *   - The block's integer dot product isum, added to the bits of 0x4B400000 (with the
+ *     subtraction that forms it, one integer add), is the FP32 1.5 * 2^23 + isum, so one FADD
+ *     gives (float)isum (no quarter-rate I2F) and one FFMA adds isum * 2^(sa+sw-256) (as_float).
+ *     That equals the reference's
  *     rounded product plus rounded sum whenever the product is exact and far from overflow:
  *     107 <= sa + sw <= 370 with no 0xFF and sw > 0, checked once per CTA and slab from the
  *     scale ranges. Otherwise (never with real checkpoints) the slab takes mxmoe_block_term.
@@ -287,16 +288,23 @@ __device__ bool own_pairs(const projection_tokens& tk, int64_t expert, int64_t p
     return !__syncthreads_or(earlier);
 }
 
-/* One warp's view of the work: its rows' ring, scales and fragment coordinates, and the hot
- * loop's constants (the E2M1 table word and the MMA's biased accumulator), kept opaque to the
- * compiler so that they stay in registers: as constants ptxas re-materialized them for every
- * block, 8 of the ~62 instructions a block at gpt-oss n = 8 (Nsight SASS). */
+/* (float)isum for |isum| < 2^22 without the quarter-rate I2F: isum added to the bits of
+ * 1.5 * 2^23 (one integer add, merged with the subtraction that forms isum) are that number plus
+ * isum exactly, and one FADD takes 1.5 * 2^23 away. */
+__device__ __forceinline__ float as_float(int32_t isum) {
+    return __int_as_float(isum + kBias) - kBiasF;
+}
+
+/* One warp's view of the work: its rows' ring, scales and fragment coordinates, and the E2M1
+ * table word, read by each lane from its own shared-memory copy so that it stays in a register:
+ * a constant (even one passed through an empty asm), or a word every lane reads from one
+ * address, ptxas kept in a uniform register and copied out before every PRMT that used it, 8 of
+ * the ~57 instructions a block (counted in the cubin: dev/cuda/sass_count.py). */
 struct warp_ctx {
     const uint8_t* ring;    /* this warp's kStages stages */
     const uint8_t* w_scale; /* row g of this warp's 16 in the tile's scale table */
     int kb, g, t;
     uint32_t table_lo;
-    int32_t bias[4];
 };
 
 /* Accumulates ring stage `stage` (K blocks 4 stage ..) into acc. Fast: the biased-FFMA form;
@@ -341,34 +349,31 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
                     *reinterpret_cast<const uint2*>(s.act + tb * act_stride + jl * 32 + 8 * w.t);
                 const uint32_t b[2] = {bv.x, bv.y};
                 int32_t d[4], e[4];
-                mma_s8_16x8x32(pos, b, w.bias, d); /* biased: see the file comment */
+                mma_s8_16x8x32(pos, b, 0, d);
                 mma_s8_16x8x32(neg, b, 0, e);
+                int32_t isum[4]; /* the block's integer dot products */
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    isum[q] = d[q] - e[q];
+                }
                 const int c0 = min(ti * 8 + 2 * w.t, count - 1) * slab_n + jl;
                 const int c1 = min(ti * 8 + 2 * w.t + 1, count - 1) * slab_n + jl;
                 if (kFast && kOne) {
                     const float as0 = s.act_scale[c0];
-                    acc[ti][0] = fmaf(__int_as_float(d[0] - e[0]) - kBiasF, ws0 * as0, acc[ti][0]);
-                    acc[ti][2] = fmaf(__int_as_float(d[2] - e[2]) - kBiasF, ws1 * as0, acc[ti][2]);
+                    acc[ti][0] = fmaf(as_float(isum[0]), ws0 * as0, acc[ti][0]);
+                    acc[ti][2] = fmaf(as_float(isum[2]), ws1 * as0, acc[ti][2]);
                 } else if (kFast) {
                     const float as0 = s.act_scale[c0], as1 = s.act_scale[c1];
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        d[q] -= e[q];
-                    }
-                    acc[ti][0] = fmaf(__int_as_float(d[0]) - kBiasF, ws0 * as0, acc[ti][0]);
-                    acc[ti][1] = fmaf(__int_as_float(d[1]) - kBiasF, ws0 * as1, acc[ti][1]);
-                    acc[ti][2] = fmaf(__int_as_float(d[2]) - kBiasF, ws1 * as0, acc[ti][2]);
-                    acc[ti][3] = fmaf(__int_as_float(d[3]) - kBiasF, ws1 * as1, acc[ti][3]);
+                    acc[ti][0] = fmaf(as_float(isum[0]), ws0 * as0, acc[ti][0]);
+                    acc[ti][1] = fmaf(as_float(isum[1]), ws0 * as1, acc[ti][1]);
+                    acc[ti][2] = fmaf(as_float(isum[2]), ws1 * as0, acc[ti][2]);
+                    acc[ti][3] = fmaf(as_float(isum[3]), ws1 * as1, acc[ti][3]);
                 } else {
                     const uint32_t sa0 = s.act_sbyte[c0], sa1 = s.act_sbyte[c1];
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        d[q] -= e[q];
-                    }
-                    acc[ti][0] += mxmoe_block_term(d[0] - kBias, sa0, sw0);
-                    acc[ti][1] += mxmoe_block_term(d[1] - kBias, sa1, sw0);
-                    acc[ti][2] += mxmoe_block_term(d[2] - kBias, sa0, sw1);
-                    acc[ti][3] += mxmoe_block_term(d[3] - kBias, sa1, sw1);
+                    acc[ti][0] += mxmoe_block_term(isum[0], sa0, sw0);
+                    acc[ti][1] += mxmoe_block_term(isum[1], sa1, sw0);
+                    acc[ti][2] += mxmoe_block_term(isum[2], sa0, sw1);
+                    acc[ti][3] += mxmoe_block_term(isum[3], sa1, sw1);
                 }
             }
         }
@@ -383,6 +388,10 @@ __global__ void __launch_bounds__(kThreads, 3)
     extern __shared__ __align__(16) uint8_t smem_raw[];
     __shared__ int32_t pair_list[kTokens ? kProjectionMaxPairs : 1];
     const smem_view s = carve(smem_raw);
+    __shared__ uint32_t table_words[32]; /* the E2M1 table's low word for each lane: warp_ctx */
+    if (threadIdx.x < 32) {
+        table_words[threadIdx.x] = 0x03020100u;
+    }
     pdl_wait();
     pdl_release();
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -492,11 +501,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     wc.ring = s.ring + warp * kStages * kWarpStage;
     wc.w_scale = w_scale + (warp * kWarpRows + g) * kb; /* rows past n read stale bytes: dropped */
     wc.kb = kb, wc.g = g, wc.t = t;
-    wc.table_lo = 0x03020100u;
-    wc.bias[0] = wc.bias[1] = wc.bias[2] = wc.bias[3] = kBias;
-    asm volatile(""
-                 : "+r"(wc.table_lo), "+r"(wc.bias[0]), "+r"(wc.bias[1]), "+r"(wc.bias[2]),
-                   "+r"(wc.bias[3]));
+    wc.table_lo = table_words[lane]; /* written before the barriers above */
 
     for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
         if (row0 != begin) {
