@@ -19,14 +19,15 @@
  *   - The block's integer dot product isum, added to the bits of 0x4B400000 (with the
  *     subtraction that forms it, one integer add), is the FP32 1.5 * 2^23 + isum, so one FADD
  *     gives (float)isum (no quarter-rate I2F) and one FFMA adds isum * 2^(sa+sw-256) (as_float).
- *     That equals the reference's
- *     rounded product plus rounded sum whenever the product is exact and far from overflow:
- *     107 <= sa + sw <= 370 with no 0xFF and sw > 0, checked once per CTA and slab from the
- *     scale ranges. Otherwise (never with real checkpoints) the slab takes mxmoe_block_term.
+ *     That equals the reference's rounded product plus rounded sum whenever the product is
+ *     exact and far from overflow: 107 <= sa + sw <= 370 with no 0xFF and sw > 0, checked once
+ *     per CTA and slab from the scale ranges. Otherwise (never with real checkpoints) the slab
+ *     takes mxmoe_block_term.
  * Tiles map to active experts through the offsets on the device (no host synchronisation): the
- * grid covers min(E, rows) experts and CTAs past the last active one exit at once. The CTAs
- * are latency-bound at n = 1 (rows / 16 warps for the whole GPU; splitting K over warps, with the
- * terms handed over in K order to stay exact, measured slower: bench/NOTES.md, v6).
+ * grid covers min(E, rows) experts and CTAs past the last active one exit at once. Wherever
+ * the CTAs are more than about one an SM the kernel is issue-bound, so instructions a weight
+ * byte are what counts (bench/NOTES.md v15: twice the warps at the same count measured slower;
+ * so did splitting K over warps with the terms handed over in K order to stay exact, v6).
  * Fed by tokens instead (mxmoe_grouped_projection at decode sizes), a CTA per (pair, row tile)
  * reads its pair's expert from the ids, starts its weight stream, finds the expert's pairs
  * (the lowest pair's CTAs own the expert, the others exit) and quantizes their tokens into the

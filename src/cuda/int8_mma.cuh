@@ -44,18 +44,6 @@ __device__ __forceinline__ void mma_s8_16x8x32(const uint32_t (&a)[4], const uin
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c));
 }
 
-/* The same with the accumulator input given per element (c[i] for d[i]): a hot loop that passes
- * values the compiler cannot see as constants keeps them in registers (a constant operand was
- * re-materialized for every MMA). */
-__device__ __forceinline__ void mma_s8_16x8x32(const uint32_t (&a)[4], const uint32_t (&b)[2],
-                                               const int32_t (&c)[4], int32_t (&d)[4]) {
-    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
-                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c[0]),
-                   "r"(c[1]), "r"(c[2]), "r"(c[3]));
-}
-
 /* 16-byte global -> shared copy; `src_bytes` 0 zero-fills the destination without a read. */
 __device__ __forceinline__ void cp_async16_zfill(void* dst, const void* src, uint32_t src_bytes) {
     const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
