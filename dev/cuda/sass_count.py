@@ -6,7 +6,10 @@ their encodings (learned from `cuobjdump -sass` on the device): the total, copie
 register into a vector register (IMAD.U32 Rd, RZ, RZ, URx: what ptxas emits when it keeps a
 constant in a uniform register and needs it in a vector operand), immediate moves (IMAD.MOV.U32
 Rd, RZ, RZ, imm) and byte permutes with an immediate (the E2M1 table lookups). Compare two builds
-of a hot loop here before spending device time on them:
+of a hot loop here before spending device time on them. The counts are static (each unrolled
+variant once, nothing weighted by how often it runs): they show forms that vanish (copies, moves)
+reliably, but a total can rise while the loop's own count falls (a ring-slot counter instead of a
+division per stage added 96 instructions here), so totals are no measurement of speed:
 
   nvcc -DMXMOE_BUILDING_LIBRARY -DMXMOE_HAVE_CUDA -Iinclude -Isrc -O3 -DNDEBUG -arch=sm_90a \\
        -cubin --fmad=false -std=c++17 -x cu src/cuda/grouped_gemm_skinny.cu -o /tmp/k.cubin
