@@ -9,6 +9,7 @@
 #define MXMOE_TESTS_CHECK_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,6 +88,21 @@ static inline int check_same_float(float a, float b) {
                      "%s = %.9g (%a), want %.9g (%a)", #got, (double)check_gotf_,                  \
                      (double)check_gotf_, (double)check_wantf_, (double)check_wantf_);             \
     } while (0)
+
+/* The tests' random numbers: xorshift64 from a per-program seed (check_rng_seed), the high
+ * bits of each state as a 32-bit draw. */
+static uint64_t check_rng_ = 0x9E3779B97F4A7C15ull;
+
+static inline void check_rng_seed(uint64_t seed) {
+    check_rng_ = seed;
+}
+
+static inline uint32_t check_rng_u32(void) {
+    check_rng_ ^= check_rng_ << 13;
+    check_rng_ ^= check_rng_ >> 7;
+    check_rng_ ^= check_rng_ << 17;
+    return (uint32_t)(check_rng_ >> 16);
+}
 
 /* Prints the summary line and returns the process exit status. */
 static inline int check_report(void) {

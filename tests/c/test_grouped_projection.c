@@ -17,14 +17,6 @@
 #include "check.h"
 #include "mxmoe.h"
 
-static uint64_t rng = 0xD1B54A32D192ED03ull;
-
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
 
 typedef struct proj_case {
     int64_t T, k, E, N, K;
@@ -49,9 +41,10 @@ static void run_case(mxmoe_ctx* ctx, proj_case c) {
     const size_t xs = mxmoe_dtype_size(c.x_dtype), os = mxmoe_dtype_size(c.out_dtype);
     uint8_t* x = malloc((size_t)(T * K) * xs);
     for (int64_t i = 0; i < T * K; i++) {
-        float v = ((float)(int32_t)next_u32() / 2147483648.0f) * (float)(1 << (next_u32() % 8));
-        if (c.special && next_u32() % 97 == 0) {
-            v = next_u32() % 2 ? 1.0f / 0.0f : 0.0f / 0.0f;
+        float v =
+            ((float)(int32_t)check_rng_u32() / 2147483648.0f) * (float)(1 << (check_rng_u32() % 8));
+        if (c.special && check_rng_u32() % 97 == 0) {
+            v = check_rng_u32() % 2 ? 1.0f / 0.0f : 0.0f / 0.0f;
         }
         if (c.x_dtype == MXMOE_BF16) {
             ((uint16_t*)x)[i] = bf16_of(v);
@@ -67,7 +60,7 @@ static void run_case(mxmoe_ctx* ctx, proj_case c) {
     for (int64_t i = 0; i < P; i++) {
         /* experts past E/2 stay empty in some cases; duplicates within a token are allowed */
         int32_t limit = (int32_t)(E > 3 && i % 2 ? E / 2 : E_global);
-        ids[i] = next_u32() % 9 == 0 ? -1 : (int32_t)(next_u32() % (uint32_t)limit);
+        ids[i] = check_rng_u32() % 9 == 0 ? -1 : (int32_t)(check_rng_u32() % (uint32_t)limit);
     }
     if (k == E && !c.use_map) { /* top-k = E: every token on every expert */
         for (int64_t i = 0; i < P; i++) {
@@ -77,14 +70,15 @@ static void run_case(mxmoe_ctx* ctx, proj_case c) {
     uint8_t* wp = malloc((size_t)(E * N * K / 2));
     uint8_t* ws = malloc((size_t)(E * N * K / 32));
     for (int64_t i = 0; i < E * N * K / 2; i++) {
-        wp[i] = (uint8_t)next_u32();
+        wp[i] = (uint8_t)check_rng_u32();
     }
     for (int64_t i = 0; i < E * N * K / 32; i++) {
-        ws[i] = c.wide_scales ? (uint8_t)(next_u32() % 255) : (uint8_t)(112 + next_u32() % 24);
+        ws[i] = c.wide_scales ? (uint8_t)(check_rng_u32() % 255)
+                              : (uint8_t)(112 + check_rng_u32() % 24);
     }
     float* bias = malloc((size_t)(E * N) * 4);
     for (int64_t i = 0; i < E * N; i++) {
-        bias[i] = (float)(int32_t)next_u32() / 2147483648.0f;
+        bias[i] = (float)(int32_t)check_rng_u32() / 2147483648.0f;
     }
 
     int64_t d_x[2] = {T, K}, d_ids[2] = {T, k}, d_map[1] = {E_global};
@@ -222,6 +216,7 @@ static void run_bad_shapes(mxmoe_ctx* ctx) {
 }
 
 int main(void) {
+    check_rng_seed(0xD1B54A32D192ED03ull);
     mxmoe_ctx_params p = mxmoe_ctx_params_default();
     p.backend = MXMOE_BACKEND_CPU;
     mxmoe_ctx* ctx = NULL;

@@ -12,14 +12,6 @@
 #include "check.h"
 #include "mxmoe.h"
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
 
 static void run_case(mxmoe_ctx* ctx, int64_t T, int64_t k, int64_t E, int64_t K, int swizzled) {
     check_set_context("permute_quantize T=%lld k=%lld E=%lld K=%lld swizzled=%d", (long long)T,
@@ -31,10 +23,13 @@ static void run_case(mxmoe_ctx* ctx, int64_t T, int64_t k, int64_t E, int64_t K,
     int32_t *counts = malloc((size_t)E * 4), *offsets = malloc((size_t)(E + 1) * 4);
     int32_t *sorted = malloc((size_t)P * 4), *row_of = malloc((size_t)P * 4);
     for (int64_t i = 0; i < T * K; i++) {
-        x[i] = ((float)(int32_t)next_u32() / 2147483648.0f) * (float)(1 << (next_u32() % 8));
+        x[i] =
+            ((float)(int32_t)check_rng_u32() / 2147483648.0f) * (float)(1 << (check_rng_u32() % 8));
     }
     for (int64_t i = 0; i < P; i++) {
-        ids[i] = next_u32() % 7 == 0 ? -1 : (int32_t)(next_u32() % (uint32_t)(E > 2 ? E - 1 : E));
+        ids[i] = check_rng_u32() % 7 == 0
+                     ? -1
+                     : (int32_t)(check_rng_u32() % (uint32_t)(E > 2 ? E - 1 : E));
     }
     int64_t d_ids[2] = {T, k}, d_e[1] = {E}, d_e1[1] = {E + 1}, d_p[1] = {P};
     mxmoe_tensor ids_t = mxmoe_tensor_make(ids, MXMOE_I32, 2, d_ids);
@@ -48,7 +43,8 @@ static void run_case(mxmoe_ctx* ctx, int64_t T, int64_t k, int64_t E, int64_t K,
     for (int64_t r = 0; r < offsets[E]; r++) {
         memcpy(gathered + r * K, x + (sorted[r] / k) * K, (size_t)K * sizeof(float));
     }
-    size_t scale_bytes = swizzled ? mxmoe_grouped_swizzled_scale_bytes(P, E, K) : (size_t)(P * K / 32);
+    size_t scale_bytes =
+        swizzled ? mxmoe_grouped_swizzled_scale_bytes(P, E, K) : (size_t)(P * K / 32);
     uint8_t *pa = malloc((size_t)(P * K / 2)), *sa = malloc(scale_bytes);
     uint8_t *pb = malloc((size_t)(P * K / 2)), *sb = malloc(scale_bytes);
     memset(pa, 0xA5, (size_t)(P * K / 2));
@@ -67,9 +63,9 @@ static void run_case(mxmoe_ctx* ctx, int64_t T, int64_t k, int64_t E, int64_t K,
     mxmoe_mx_tensor qb = qa;
     qb.packed.data = pb;
     qb.scales.data = sb;
-    CHECK_STATUS(mxmoe_permute_quantize(ctx, &x_t, &sorted_t, &off_t, (int32_t)k, MXMOE_RULE_EVEN,
-                                        &qa),
-                 MXMOE_OK);
+    CHECK_STATUS(
+        mxmoe_permute_quantize(ctx, &x_t, &sorted_t, &off_t, (int32_t)k, MXMOE_RULE_EVEN, &qa),
+        MXMOE_OK);
     CHECK_STATUS(mxmoe_experts_quantize(ctx, &g_t, &off_t, MXMOE_RULE_EVEN, &qb), MXMOE_OK);
     /* rows past offsets[E] stay poisoned in both; experts_quantize leaves them too */
     CHECK_MSG(memcmp(pa, pb, (size_t)(P * K / 2)) == 0, "packed bytes differ");
@@ -80,14 +76,14 @@ static void run_case(mxmoe_ctx* ctx, int64_t T, int64_t k, int64_t E, int64_t K,
         memset(pa, 0x5A, (size_t)(P * K / 2));
         int32_t saved = sorted[0];
         sorted[0] = (int32_t)P;
-        CHECK_STATUS(mxmoe_permute_quantize(ctx, &x_t, &sorted_t, &off_t, (int32_t)k,
-                                            MXMOE_RULE_EVEN, &qa),
-                     MXMOE_ERR_OUT_OF_RANGE);
+        CHECK_STATUS(
+            mxmoe_permute_quantize(ctx, &x_t, &sorted_t, &off_t, (int32_t)k, MXMOE_RULE_EVEN, &qa),
+            MXMOE_ERR_OUT_OF_RANGE);
         sorted[0] = saved;
         offsets[E] = (int32_t)P + 1;
-        CHECK_STATUS(mxmoe_permute_quantize(ctx, &x_t, &sorted_t, &off_t, (int32_t)k,
-                                            MXMOE_RULE_EVEN, &qa),
-                     MXMOE_ERR_OUT_OF_RANGE);
+        CHECK_STATUS(
+            mxmoe_permute_quantize(ctx, &x_t, &sorted_t, &off_t, (int32_t)k, MXMOE_RULE_EVEN, &qa),
+            MXMOE_ERR_OUT_OF_RANGE);
         int untouched = 1;
         for (int64_t i = 0; i < P * K / 2; i++) {
             untouched &= pa[i] == 0x5A;
