@@ -134,8 +134,9 @@ template <int BN> constexpr int ctas_per_sm() {
 }
 
 template <int BN> constexpr int bn_index() {
-    static_assert(BN == 16 || BN == 32 || BN == 64 || BN == 128, "the kernel's tile widths");
-    return BN == 16 ? 0 : BN == 32 ? 1 : BN == 64 ? 2 : 3;
+    static_assert(BN == 16 || BN == 32 || BN == 64 || BN == 128 || BN == 192,
+                  "the kernel's tile widths");
+    return BN == 16 ? 0 : BN == 32 ? 1 : BN == 64 ? 2 : BN == 128 ? 3 : 4;
 }
 
 /* Shared-memory layout of one pipeline stage for BN tokens per tile: four TMA boxes. */
@@ -156,6 +157,7 @@ template <int BN> struct stage_layout {
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
     static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 64 ? 4 : (BN >= 32 ? 6 : 8))
+                                  : BN >= 192            ? 3
                                   : BN >= 128            ? 5
                                   : BN >= 64             ? 7
                                                          : 8;
@@ -186,7 +188,8 @@ template <int BN> constexpr int smem_bytes() {
 template <int BN> constexpr bool smem_fits() {
     return smem_bytes<BN>() <= (ctas_per_sm<BN>() == 1 ? 227 * 1024 : 228 * 1024 / 2 - 1024);
 }
-static_assert(smem_fits<16>() && smem_fits<32>() && smem_fits<64>() && smem_fits<128>(),
+static_assert(smem_fits<16>() && smem_fits<32>() && smem_fits<64>() && smem_fits<128>() &&
+                  smem_fits<192>(),
               "the sm_90 GEMM's shared memory exceeds what its CTAs per SM may have");
 
 /* The tensor maps of the four operands a stage holds. */
@@ -211,8 +214,8 @@ constexpr uint32_t kOffReference = 1u << 8;
  * each side's code into its count. */
 template <int BN> struct regs {
     static constexpr int launch = 65536 / kThreads / ctas_per_sm<BN>() / 8 * 8;
-    static constexpr int producer = ctas_per_sm<BN>() == 1 ? 56 : 24;
-    static constexpr int consumer = ctas_per_sm<BN>() == 1 ? 224 : 104;
+    static constexpr int producer = ctas_per_sm<BN>() == 1 ? (BN > 128 ? 24 : 56) : 24;
+    static constexpr int consumer = ctas_per_sm<BN>() == 1 ? (BN > 128 ? 240 : 224) : 104;
     static_assert(128 * (launch - producer) >= 256 * (consumer - launch),
                   "the consumers ask for more registers than the producer releases");
 };
@@ -426,12 +429,13 @@ __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& 
     }
 }
 
-/* Entries (8j + 2q, 8j + 2q + 1) of a tile's box of per-token words (the factors), which starts
- * at the tile's first row rounded down to a multiple of 4 (issue_copies); the pairs are 8-byte
- * aligned where that skew is even (uniform per tile, so the branch costs no divergence). */
-template <int BN, typename T>
-__device__ __forceinline__ void token_pairs(const uint8_t* box, const tile& t, int q,
-                                            T (&out)[BN / 8]) {
+/* Calls f(j, pair) for j = 0 .. BN/8 - 1 with entries (8j + 2q, 8j + 2q + 1) of a tile's box of
+ * per-token words (the factors), which starts at the tile's first row rounded down to a multiple
+ * of 4 (issue_copies); the pairs are 8-byte aligned where that skew is even (uniform per tile,
+ * so the branch costs no divergence). One pair at a time: at BN = 192 a whole array of them
+ * beside the accumulators spilled. */
+template <int BN, typename T, typename F>
+__device__ __forceinline__ void for_token_pairs(const uint8_t* box, const tile& t, int q, F f) {
     static_assert(sizeof(T) == 8, "pairs of 4-byte entries");
     const int skew = (int)(t.row_begin & 3);
     const uint32_t* p = reinterpret_cast<const uint32_t*>(box) + skew + 2 * q;
@@ -439,12 +443,12 @@ __device__ __forceinline__ void token_pairs(const uint8_t* box, const tile& t, i
 #pragma unroll
         for (int j = 0; j < BN / 8; j++) {
             const uint2 u = make_uint2(p[8 * j], p[8 * j + 1]);
-            out[j] = *reinterpret_cast<const T*>(&u);
+            f(j, *reinterpret_cast<const T*>(&u));
         }
     } else {
 #pragma unroll
         for (int j = 0; j < BN / 8; j++) {
-            out[j] = *reinterpret_cast<const T*>(p + 8 * j);
+            f(j, *reinterpret_cast<const T*>(p + 8 * j));
         }
     }
 }
@@ -500,13 +504,9 @@ template <int BN> struct consumer {
             /* decoded by the producer, which runs stages ahead */
             t = *reinterpret_cast<const tile*>(st + L::tile_at);
             /* every warp covers all BN tokens: the same vote in each */
-            uint2 u[BN / 8];
-            token_pairs<BN>(st + L::a_units, t, q, u);
             uint32_t any = 0;
-#pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-                any |= u[j].x | u[j].y;
-            }
+            for_token_pairs<BN, uint2>(st + L::a_units, t, q,
+                                       [&](int, uint2 u) { any |= u.x | u.y; });
             fast = __all_sync(0xFFFFFFFFu, (any & kOffReference) == 0);
         }
         cs.t = t;
@@ -600,38 +600,28 @@ template <int BN> struct consumer {
                 fin[4 * j + 3] = __fmaf_rn(acc[4 * j + 3], cs.f1, fin[4 * j + 3]);
             }
         } else { /* the tokens' chunk factors, relative to their units */
-            float2 fa[BN / 8];
-            token_pairs<BN>(st + L::a_factor, cs.t, q, fa);
-            if (!last) {
+            for_token_pairs<BN, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 fa) {
+                fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa.x, fin[4 * j + 0]);
+                fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa.y, fin[4 * j + 1]);
+                fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa.x, fin[4 * j + 2]);
+                fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa.y, fin[4 * j + 3]);
+            });
+            if (!last) { /* the factors are read */
                 release(cs.s);
-            }
-#pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-                fin[4 * j + 0] =
-                    __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa[j].x, fin[4 * j + 0]);
-                fin[4 * j + 1] =
-                    __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa[j].y, fin[4 * j + 1]);
-                fin[4 * j + 2] =
-                    __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa[j].x, fin[4 * j + 2]);
-                fin[4 * j + 3] =
-                    __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa[j].y, fin[4 * j + 3]);
             }
         }
         if (!last) {
             return;
         }
         if (!(MXMOE_SM90_LAB & 1)) { /* units to values: powers of two, exact */
-            uint2 u[BN / 8];
-            token_pairs<BN>(st + L::a_units, cs.t, q, u);
-#pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-                const float ux = chunk_factor((int)(u[j].x & 0xFF)),
-                            uy = chunk_factor((int)(u[j].y & 0xFF));
+            for_token_pairs<BN, uint2>(st + L::a_units, cs.t, q, [&](int j, uint2 u) {
+                const float ux = chunk_factor((int)(u.x & 0xFF)),
+                            uy = chunk_factor((int)(u.y & 0xFF));
                 fin[4 * j + 0] = __fmul_rn(fin[4 * j + 0], ux);
                 fin[4 * j + 1] = __fmul_rn(fin[4 * j + 1], uy);
                 fin[4 * j + 2] = __fmul_rn(fin[4 * j + 2], ux);
                 fin[4 * j + 3] = __fmul_rn(fin[4 * j + 3], uy);
-            }
+            });
             release(cs.s);
         }
         if (!(MXMOE_SM90_LAB & 4)) {
@@ -667,18 +657,21 @@ template <int BN> struct consumer {
             }
         }
         uint8_t* slab = epilogue + wg * BN * (64 * 4 + 16);
-        /* mapped rows (the projection): thread i < BN looks up row i's out row before the
-         * barrier, and leaves it in the row's 16 padding bytes for copy_out */
+        /* mapped rows (the projection): thread i looks up rows i and i + 128 (< BN)'s out rows
+         * before the barrier, and leaves them in the rows' 16 padding bytes for copy_out */
         const int thread = threadIdx.x - 128 * (wg + 1);
-        const int64_t r = t.row_begin + thread;
         const bool mapped = !split && a.out_rows != nullptr;
-        const int32_t out_row = mapped && thread < BN && r < t.row_end ? a.out_rows[r] : 0;
+        int32_t out_row[(BN + 127) / 128];
+#pragma unroll
+        for (int h = 0; h < (BN + 127) / 128; h++) {
+            const int i = thread + 128 * h;
+            const int64_t r = t.row_begin + i;
+            out_row[h] = mapped && i < BN && r < t.row_end ? a.out_rows[r] : 0;
+        }
         named_barrier_sync(1 + wg, 128); /* the slab's previous tile has been read */
         if (dtype == MXMOE_F32) {
             slab_f32(slab);
-            if (mapped && thread < BN) {
-                *reinterpret_cast<int32_t*>(slab + thread * (64 * 4 + 16) + 64 * 4) = out_row;
-            }
+            put_out_rows<4>(slab, thread, mapped, out_row);
             named_barrier_sync(1 + wg, 128);
             copy_out<4>(t, slab, out, mapped);
         } else {
@@ -687,11 +680,22 @@ template <int BN> struct consumer {
             } else {
                 slab_16<false>(slab);
             }
-            if (mapped && thread < BN) {
-                *reinterpret_cast<int32_t*>(slab + thread * (64 * 2 + 16) + 64 * 2) = out_row;
-            }
+            put_out_rows<2>(slab, thread, mapped, out_row);
             named_barrier_sync(1 + wg, 128);
             copy_out<2>(t, slab, out, mapped);
+        }
+    }
+
+    /* The out rows store_tile looked up, into the slab rows' padding (ES: output bytes). */
+    template <int ES>
+    __device__ __forceinline__ void put_out_rows(uint8_t* slab, int thread, bool mapped,
+                                                 const int32_t (&out_row)[(BN + 127) / 128]) {
+#pragma unroll
+        for (int h = 0; h < (BN + 127) / 128; h++) {
+            const int i = thread + 128 * h;
+            if (mapped && i < BN) {
+                *reinterpret_cast<int32_t*>(slab + i * (64 * ES + 16) + 64 * ES) = out_row[h];
+            }
         }
     }
 
@@ -1192,7 +1196,7 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
-         allow_smem<128>(ctx);
+         allow_smem<128>(ctx) && allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -1344,7 +1348,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     mxmoe_status st = 2 * mean <= 16   ? launch<16>(ctx, &args)
                       : 2 * mean <= 32 ? launch<32>(ctx, &args)
                       : 2 * mean <= 64 ? launch<64>(ctx, &args)
-                                       : launch<128>(ctx, &args);
+                      : mean < 384     ? launch<128>(ctx, &args)
+                                       : launch<192>(ctx, &args);
     if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, split_reduce_kernel,
                                          grid_for(ctx, args.rows * args.n, 256), 256, 0, args));
