@@ -58,7 +58,10 @@
  * consumers' conversion and promotion do (NOTES, v10 outcome: knock-outs). v11 = two CTAs per
  * SM at BN <= 64 (-6..-15 % at n = 512), prepared weight words (mxmoe_weights_prepare), and
  * v8's ping-pong removed (the warpgroups issuing their MMAs in turn measured 2-4 % slower
- * than free-running once the consumers were issue-bound).
+ * than free-running once the consumers were issue-bound). v17 = 192-token tiles where experts
+ * average 384 rows or more: a chunk's weight conversion (a fixed cost per weight row) then
+ * feeds 1.5x the MMA work; the producer thread gives its registers down to 24 so that the
+ * consumers hold 96 + 96 accumulators in 240 (-4..-13 % at n = 4096 and 8192, NOTES v16).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -211,7 +214,8 @@ constexpr uint32_t kOffReference = 1u << 8;
  * per SM, rounded down to 8 (168 at one CTA per SM, 80 at two); setmaxnreg.inc waits until the
  * registers it asks for have been released by setmaxnreg.dec, so asking for more than the
  * producer gives back hangs the kernel (seen in the v8 experiment with 96 / 208). ptxas fits
- * each side's code into its count. */
+ * each side's code into its count. At BN = 192 the one producer thread keeps the minimum, 24,
+ * so that the consumers get 240: their 96 + 96 accumulators, the fragments and the loop. */
 template <int BN> struct regs {
     static constexpr int launch = 65536 / kThreads / ctas_per_sm<BN>() / 8 * 8;
     static constexpr int producer = ctas_per_sm<BN>() == 1 ? (BN > 128 ? 24 : 56) : 24;
@@ -1342,7 +1346,10 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * at least twice the mean. An expert's rows scatter around the mean (with uniform routing
      * nearly half the experts are above it); a tile that holds almost every expert whole
      * converts and streams each weight chunk once, where a tile of the mean took two for those
-     * experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss n = 256 -7 %). */
+     * experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss n = 256 -7 %; the
+     * mean itself, or 1.5x it, measured slower or the same again in v16). From 384 rows a
+     * mean, 192 tokens (v17): at most a sixth more tiles' padding, for a third fewer weight
+     * conversions; at a mean of 256 it would pad a half. */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
     mxmoe_status st = 2 * mean <= 16   ? launch<16>(ctx, &args)
