@@ -65,6 +65,7 @@
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
+#include <stdio.h>        /* the lab timeline's file (bit 1024) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,10 +78,22 @@
  * 2 no weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy (packed bytes and scale
  * words), 32 no activation copy, 64 no activation-factor copy, 128 no result stores (the slab
  * is still written), 256 the MMAs with both operands from shared memory (A: rows of the
- * activation tile). Bit 4 also drops the MMAs: with nothing reading the accumulators ptxas
- * removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). */
+ * activation tile), 512 no GEMM at all. Bit 4 also drops the MMAs: with nothing reading the
+ * accumulators ptxas removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). Bit 1024
+ * is no knock-out but a timeline (below). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
+#endif
+
+/* Lab bit 1024 (results right, timing perturbed): a timeline of the consumers' chunks
+ * (dev/cuda/timeline.sh). Thread 0 of each consumer warpgroup of CTAs 0 .. kStampCtas - 1
+ * stamps clock64() at five points of each of its first kStampChunks chunks: before the stage
+ * wait, after it, after the conversion (the MMAs about to issue), after the MMAs completed,
+ * after the promotion. After each eager launch the host writes them to $MXMOE_SM90_STAMPS (raw
+ * uint64 [cta][warpgroup][chunk][point], unwritten entries 0). */
+#if (MXMOE_SM90_LAB & 1024)
+constexpr int kStampCtas = 8, kStampChunks = 512, kStampPoints = 5;
+__device__ unsigned long long g_sm90_stamps[kStampCtas][2][kStampChunks][kStampPoints];
 #endif
 
 namespace {
@@ -481,7 +494,10 @@ template <int BN> struct consumer {
     bool split;                     /* ks = 2: FP32 partials (a.partials) instead of out */
     uint64_t desc0;                 /* wgmma descriptor of stage 0's activation tile */
     bool fast = false; /* the tile's tokens are all on their references (units word bit 8) */
-    float fin[NA];     /* the tile's FP32 accumulators, in units of each token's reference */
+#if (MXMOE_SM90_LAB & 1024)
+    unsigned long long waited = 0; /* lab timeline: when the last stage wait returned */
+#endif
+    float fin[NA]; /* the tile's FP32 accumulators, in units of each token's reference */
 
     __device__ consumer(const gemm_args& a_, const smem_header& h_, uint8_t* stages_, int nc_,
                         int warp_, int lane_, const unit_walk& walk_)
@@ -504,6 +520,9 @@ template <int BN> struct consumer {
         const int c = walk.c, s = next_s;
         uint8_t* st = stages + s * L::bytes;
         mbar_wait(const_cast<uint64_t*>(&h.full[s]), next_phase);
+#if (MXMOE_SM90_LAB & 1024)
+        waited = clock64();
+#endif
         if (walk.first()) { /* a new unit: one branch, taken once a unit (not predicated) */
             /* decoded by the producer, which runs stages ahead */
             t = *reinterpret_cast<const tile*>(st + L::tile_at);
@@ -1119,13 +1138,33 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
      * 2-4 % slower than this in v11, NOTES.) */
     uint32_t frag[4][4];
     chunk_state st;
+#if (MXMOE_SM90_LAB & 1024)
+    const bool stamping = blockIdx.x < kStampCtas && tid % 128 == 0;
+    unsigned long long t[kStampPoints];
+#define MXMOE_SM90_STAMP(i) (t[i] = clock64())
+#else
+#define MXMOE_SM90_STAMP(i) ((void)0)
+#endif
     for (int g = 0; g < G; g++) {
+        MXMOE_SM90_STAMP(0);
         cs.prepare(frag, st);
+        MXMOE_SM90_STAMP(2);
         cs.mma(acc, frag, st);
         wgmma_wait<0>();
         fence_regs(acc);
+        MXMOE_SM90_STAMP(3);
         cs.finish(st, acc);
+#if (MXMOE_SM90_LAB & 1024)
+        MXMOE_SM90_STAMP(4);
+        t[1] = cs.waited;
+        if (stamping && g < kStampChunks) {
+            for (int i = 0; i < kStampPoints; i++) {
+                g_sm90_stamps[blockIdx.x][warp / 4 - 1][g][i] = t[i];
+            }
+        }
+#endif
     }
+#undef MXMOE_SM90_STAMP
 #else
     (void)a, (void)maps;
 #endif
@@ -1148,6 +1187,37 @@ bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, bool words, 
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+#if (MXMOE_SM90_LAB & 1024)
+/* Lab timeline (bit 1024): zeroed before each launch; after an eager one (not while a graph
+ * records) copied to the file $MXMOE_SM90_STAMPS names, overwritten each launch. */
+bool lab_stamps_eager(mxmoe_ctx* ctx) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    return getenv("MXMOE_SM90_STAMPS") != nullptr &&
+           cudaStreamIsCapturing(cuda_stream(ctx), &capturing) == cudaSuccess &&
+           capturing == cudaStreamCaptureStatusNone;
+}
+
+void lab_stamps_clear(mxmoe_ctx* ctx) {
+    void* p = nullptr;
+    if (lab_stamps_eager(ctx) && cudaGetSymbolAddress(&p, g_sm90_stamps) == cudaSuccess) {
+        cudaMemsetAsync(p, 0, sizeof g_sm90_stamps, cuda_stream(ctx));
+    }
+}
+
+void lab_stamps_write(mxmoe_ctx* ctx) {
+    static unsigned long long host[sizeof g_sm90_stamps / 8];
+    if (!lab_stamps_eager(ctx) || cudaStreamSynchronize(cuda_stream(ctx)) != cudaSuccess ||
+        cudaMemcpyFromSymbol(host, g_sm90_stamps, sizeof host) != cudaSuccess) {
+        return;
+    }
+    FILE* f = fopen(getenv("MXMOE_SM90_STAMPS"), "wb");
+    if (f != nullptr) {
+        fwrite(host, 1, sizeof host, f);
+        fclose(f);
+    }
+}
+#endif
+
 template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     auto kernel = grouped_gemm_sm90_kernel<BN>;
     constexpr int bytes = smem_bytes<BN>(); /* allowed once, in mxmoe_grouped_gemm_sm90_init */
@@ -1168,7 +1238,13 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
             !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1, word_pitch(rows),
                         stage_layout<BN>::factor_box, 1, false),
         ctx, MXMOE_ERR_BACKEND, "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
+#if (MXMOE_SM90_LAB & 1024)
+    lab_stamps_clear(ctx);
+#endif
     MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, kernel, grid, kThreads, bytes, *args, m));
+#if (MXMOE_SM90_LAB & 1024)
+    lab_stamps_write(ctx);
+#endif
     return MXMOE_OK;
 }
 
