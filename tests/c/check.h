@@ -104,6 +104,18 @@ static inline uint32_t check_rng_u32(void) {
     return (uint32_t)(check_rng_ >> 16);
 }
 
+/* A context on the CPU backend with default parameters, or NULL (said on stdout). */
+static inline mxmoe_ctx* check_cpu_ctx(void) {
+    mxmoe_ctx_params p = mxmoe_ctx_params_default();
+    p.backend = MXMOE_BACKEND_CPU;
+    mxmoe_ctx* ctx = NULL;
+    if (mxmoe_ctx_init(&ctx, &p) != MXMOE_OK) {
+        printf("cannot create a CPU context\n");
+        return NULL;
+    }
+    return ctx;
+}
+
 /* Prints the summary line and returns the process exit status. */
 static inline int check_report(void) {
     printf("%d passed, %d failed\n", check_passed_, check_failed_);

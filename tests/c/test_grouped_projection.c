@@ -217,11 +217,8 @@ static void run_bad_shapes(mxmoe_ctx* ctx) {
 
 int main(void) {
     check_rng_seed(0xD1B54A32D192ED03ull);
-    mxmoe_ctx_params p = mxmoe_ctx_params_default();
-    p.backend = MXMOE_BACKEND_CPU;
-    mxmoe_ctx* ctx = NULL;
-    if (mxmoe_ctx_init(&ctx, &p) != MXMOE_OK) {
-        printf("cannot create a CPU context\n");
+    mxmoe_ctx* ctx = check_cpu_ctx();
+    if (ctx == NULL) {
         return 1;
     }
     const proj_case cases[] = {

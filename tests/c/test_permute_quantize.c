@@ -97,11 +97,8 @@ static void run_case(mxmoe_ctx* ctx, int64_t T, int64_t k, int64_t E, int64_t K,
 }
 
 int main(void) {
-    mxmoe_ctx_params p = mxmoe_ctx_params_default();
-    p.backend = MXMOE_BACKEND_CPU;
-    mxmoe_ctx* ctx = NULL;
-    if (mxmoe_ctx_init(&ctx, &p) != MXMOE_OK) {
-        printf("cannot create a CPU context\n");
+    mxmoe_ctx* ctx = check_cpu_ctx();
+    if (ctx == NULL) {
         return 1;
     }
     for (int swizzled = 0; swizzled < 2; swizzled++) {
