@@ -791,8 +791,10 @@ template <int BN> struct consumer {
 };
 
 
-/* The 4 scale bytes of chunk c of activation row r (blocks past K: 0), as one word where rows
- * keep them 4-aligned; a scale past the buffer is flagged and reads 0. */
+/* The 4 scale bytes of chunk c of activation row r (blocks past K: 0): one word where rows keep
+ * them 4-aligned, else the two aligned words around them (byte by byte, each checked and with
+ * its error branch, the prepass at gpt-oss's 90 blocks a row ran ~1100 instructions a row,
+ * issue-bound; Nsight, H200); a scale past the buffer is flagged and reads 0. */
 __device__ __forceinline__ uint32_t act_chunk_scales(const gemm_args& a, int64_t r, int c, int kb,
                                                      bool scale_words) {
     const int64_t off = r * kb + 4 * c;
@@ -802,6 +804,13 @@ __device__ __forceinline__ uint32_t act_chunk_scales(const gemm_args& a, int64_t
             return 0;
         }
         return __ldg(reinterpret_cast<const uint32_t*>(a.a_scales + off));
+    }
+    const int64_t word = off & ~(int64_t)3; /* rows of kb % 4 != 0 bytes: two aligned words */
+    if (word + 8 <= a.a_scales_numel && (uintptr_t)a.a_scales % 4 == 0) {
+        const uint32_t* w = reinterpret_cast<const uint32_t*>(a.a_scales + word);
+        const uint32_t sc = __funnelshift_r(__ldg(w), __ldg(w + 1), 8 * (int)(off - word));
+        const int valid = kb - 4 * c; /* the row's blocks in this chunk, >= 1 */
+        return valid >= 4 ? sc : sc & ((1u << (8 * valid)) - 1u);
     }
     uint32_t sc = 0;
 #pragma unroll

@@ -17,6 +17,7 @@
 #include "cuda/cuda_ops.h"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/plan.cuh"
+#include "cuda/quantize.cuh"
 
 namespace {
 
@@ -46,7 +47,8 @@ mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& pl
     a.scales = mxmoe_tensor_make(packed + align256((size_t)(rows * K / 2)), MXMOE_U8, 2, d_scales);
     a.scale_layout = MXMOE_SCALES_LINEAR;
     if (sm90) {
-        MXMOE_FORWARD(mxmoe_quantize_cuda(ctx, x, rule, &a));
+        /* the tokens, not the pairs: the plan's result is not needed, so the two overlap */
+        MXMOE_FORWARD(mxmoe_quantize_beside_plan_cuda(ctx, x, rule, &a));
     } else {
         MXMOE_FORWARD(
             mxmoe_permute_quantize_cuda(ctx, x, &sorted, &offsets, (int32_t)top_k, rule, &a));

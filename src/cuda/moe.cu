@@ -173,6 +173,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
         qa.scales_numel = T * (H / 32);
         qa.offsets = nullptr;
         qa.gather = nullptr;
+        qa.wait_late = 1; /* the tokens need nothing of the plan: the two overlap */
         MXMOE_FORWARD(mxmoe_launch_quantize_rows(ctx, &qa));
     } else if (mxmoe_quantize_once_applies(&qa)) { /* the Hopper scratch is free until GEMM-1 */
         MXMOE_FORWARD(

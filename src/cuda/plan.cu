@@ -262,6 +262,9 @@ __global__ void __launch_bounds__(kTiledMaxExperts)
  * the tile; its first row per expert is the tile's plus the earlier warps' counts. */
 __global__ void __launch_bounds__(kTileThreads)
     tile_place_kernel(plan_args a, const int32_t* tile_rows) {
+    /* A kernel launched by launch_pdl after the plan may start now: it waits for this one
+     * before it reads the plan (a Hopper projection's quantizer reads nothing of it). */
+    pdl_release();
     extern __shared__ int32_t cursor[]; /* [kTileWarps][E]: counts, then next rows */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int32_t E = a.num_experts;

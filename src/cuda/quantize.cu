@@ -46,9 +46,20 @@ __device__ inline bool gather_source(const quantize_rows_args& a, int64_t r, boo
     return true;
 }
 
+/* The row kernels' last step: the kernel before complete (where its wait was put off to
+ * here), then the next kernel let in (late: see the file's header). */
+__device__ inline void finish_rows(const quantize_rows_args& a) {
+    if (a.wait_late) {
+        pdl_wait();
+    }
+    pdl_release();
+}
+
 /* One thread per block: few instructions per block, for many blocks. */
 __global__ void quantize_rows_kernel(quantize_rows_args a) {
-    pdl_wait();
+    if (!a.wait_late) {
+        pdl_wait();
+    }
     if (a.check_offsets && blockIdx.x == 0) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
@@ -101,7 +112,7 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
         }
         a.scales[off] = scale;
     }
-    pdl_release(); /* late: see the file's header */
+    finish_rows(a);
 }
 
 /* Eight lanes per 32-element block, four elements a lane (one 8-byte load of BF16), through
@@ -109,7 +120,9 @@ __global__ void quantize_rows_kernel(quantize_rows_args a) {
  * Many blocks go to the thread-per-block kernel above (this kernel for every size measured
  * 3 % slower at gpt-oss n = 512 and 1-2 % at n = 8192). */
 __global__ void quantize_rows_x8_kernel(quantize_rows_args a) {
-    pdl_wait();
+    if (!a.wait_late) {
+        pdl_wait();
+    }
     if (a.check_offsets && blockIdx.x == 0) {
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
@@ -149,7 +162,7 @@ __global__ void quantize_rows_x8_kernel(quantize_rows_args a) {
         quantize_block_lanes<4>(v, live, a.rule, a.packed, a.scales, a.scales_numel, a.swizzled,
                                 a.offsets, a.num_experts, a.rows, r, j, a.k, a.errors);
     }
-    pdl_release(); /* late: see the file's header */
+    finish_rows(a);
 }
 
 /* Zeroes the used span of swizzled scales (the padding must read as 0x00). */
@@ -303,6 +316,13 @@ mxmoe_status mxmoe_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x, mxmoe_sc
                                  mxmoe_mx_tensor* out) {
     MXMOE_CUDA_ENTER(ctx);
     quantize_rows_args a = rows_args(ctx, x, rule, out);
+    return mxmoe_launch_quantize_rows(ctx, &a);
+}
+
+mxmoe_status mxmoe_quantize_beside_plan_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                             mxmoe_scale_rule rule, mxmoe_mx_tensor* out) {
+    quantize_rows_args a = rows_args(ctx, x, rule, out);
+    a.wait_late = !a.swizzled; /* swizzled scales are zeroed by a kernel of their own first */
     return mxmoe_launch_quantize_rows(ctx, &a);
 }
 

@@ -29,6 +29,10 @@ struct quantize_rows_args {
     const float* weights;
     mxmoe_dtype round_dtype;
     unsigned* errors;
+    /* 1: nothing the rows read is written by the kernel before (the plan, which a Hopper
+     * projection's per-token quantizer follows: no gather, no offsets), so the kernel starts
+     * beside it and waits for it only before exiting; the kernels after still find both done */
+    int wait_late;
 };
 
 /* The 32 BF16 elements of a block at src (16-byte aligned) as FP32, in four 16-byte loads. */
@@ -132,6 +136,11 @@ quantize_block_lanes(const float (&v)[E], bool live, mxmoe_scale_rule rule, uint
                  b = b##_base + (threadIdx.x & 31) / (32 / (E)))
 
 mxmoe_status mxmoe_launch_quantize_rows(mxmoe_ctx* ctx, const quantize_rows_args* args);
+
+/* mxmoe_quantize_cuda issued right after the plan of the same call (wait_late): x must be
+ * complete before the plan's kernels run and untouched by them. */
+mxmoe_status mxmoe_quantize_beside_plan_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
+                                             mxmoe_scale_rule rule, mxmoe_mx_tensor* out);
 
 /* The same rows for a gather (args->gather, no weights, linear scales) with many pairs: each of
  * the `tokens` source rows quantized once into `scratch` (mxmoe_quantize_once_scratch bytes),
