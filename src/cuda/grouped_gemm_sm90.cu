@@ -80,7 +80,8 @@
  * is still written), 256 the MMAs with both operands from shared memory (A: rows of the
  * activation tile), 512 no GEMM at all. Bit 4 also drops the MMAs: with nothing reading the
  * accumulators ptxas removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). Bit 1024
- * is no knock-out but a timeline (below). */
+ * is no knock-out but a timeline (below). The three-warpgroup tiles (BN = 128) honour bits 2, 4,
+ * 16-128 and 512 only. */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
@@ -98,10 +99,8 @@ __device__ unsigned long long g_sm90_stamps[kStampCtas][2][kStampChunks][kStampP
 
 namespace {
 
-constexpr int kChunk = 128;   /* K per stage and per promotion: 4 MX blocks */
-constexpr int kTileN = 128;   /* output columns (weight rows) per CTA: 2 consumer WGs x 64 */
-constexpr int kThreads = 384; /* producer WG + 2 consumer WGs */
-constexpr int kShifts = 20;   /* E4M3 tables for shifts -13..6 (row 0: all round to 0) */
+constexpr int kChunk = 128; /* K per stage and per promotion: 4 MX blocks */
+constexpr int kShifts = 20; /* E4M3 tables for shifts -13..6 (row 0: all round to 0) */
 constexpr int kMaxExperts = 1024;
 /* Bytes of each weight row a stage's box holds: the chunk's 64 (lab: 128, the next chunk's
  * too, unused, to see whether the TMA's 64-byte rows cost more than their bytes; it needs
@@ -149,6 +148,28 @@ template <int BN> constexpr int ctas_per_sm() {
     return BN <= MXMOE_SM90_TWO_CTAS_MAX_BN ? 2 : 1;
 }
 
+/* Consumer warpgroups per CTA (64 weight rows each) for BN tokens per tile. At BN = 128 three
+ * (v19): each warpgroup's chunk is a chain (wait, convert, MMAs, promote) that left the tensor
+ * cores idle half the time with two (v17's timeline; reordering inside a warpgroup did not
+ * help, v18), so a third chain; its registers come from splitting the chunk's tokens into two
+ * halves of 64 that share one set of 32 MMA accumulators (token_halves). */
+#ifndef MXMOE_SM90_WG3 /* lab: 0 keeps two consumer warpgroups at BN = 128 */
+#define MXMOE_SM90_WG3 1
+#endif
+template <int BN> __host__ __device__ constexpr int consumer_wgs() {
+    return BN == 128 && MXMOE_SM90_WG3 ? 3 : 2;
+}
+template <int BN> __host__ __device__ constexpr bool token_halves() {
+    return consumer_wgs<BN>() == 3;
+}
+/* Output columns (weight rows) per CTA, and its threads (a producer warpgroup first). */
+template <int BN> __host__ __device__ constexpr int tile_n() {
+    return 64 * consumer_wgs<BN>();
+}
+template <int BN> __host__ __device__ constexpr int cta_threads() {
+    return 128 * (1 + consumer_wgs<BN>());
+}
+
 template <int BN> constexpr int bn_index() {
     static_assert(BN == 16 || BN == 32 || BN == 64 || BN == 128 || BN == 192,
                   "the kernel's tile widths");
@@ -157,11 +178,11 @@ template <int BN> constexpr int bn_index() {
 
 /* Shared-memory layout of one pipeline stage for BN tokens per tile: four TMA boxes. */
 template <int BN> struct stage_layout {
-    static constexpr int b_tile = 0;                            /* BN x 128 E4M3, swizzled */
-    static constexpr int w_raw = b_tile + BN * 128;             /* 128 rows x 64 packed bytes */
-    static constexpr int w_words = w_raw + kTileN * kWeightBox; /* 128 rows' scale words */
-    static constexpr int factor_box = BN + 4;                   /* from the tile's row & ~3 */
-    static constexpr int a_factor = w_words + kTileN * 4;       /* factor_box FP32 factors */
+    static constexpr int b_tile = 0;                                  /* BN x 128 E4M3, swizzled */
+    static constexpr int w_raw = b_tile + BN * 128;                   /* tile_n rows x 64 bytes */
+    static constexpr int w_words = w_raw + tile_n<BN>() * kWeightBox; /* the rows' words */
+    static constexpr int factor_box = BN + 4;                         /* from the tile's row & ~3 */
+    static constexpr int a_factor = w_words + tile_n<BN>() * 4;       /* factor_box FP32 factors */
     static constexpr int a_units = a_factor + round_up(factor_box * 4, 128); /* unit words */
     static constexpr int tile_at = a_units + factor_box * 4; /* the tile, at its first chunk */
     static constexpr int bytes = round_up(tile_at + 32, 1024);
@@ -173,10 +194,10 @@ template <int BN> struct stage_layout {
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
     static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 64 ? 4 : (BN >= 32 ? 6 : 8))
-                                  : BN >= 192            ? 3
-                                  : BN >= 128            ? 5
-                                  : BN >= 64             ? 7
-                                                         : 8;
+                                  : BN >= 192 || token_halves<BN>() ? 3
+                                  : BN >= 128                       ? 5
+                                  : BN >= 64                        ? 7
+                                                                    : 8;
 #endif
 };
 
@@ -193,7 +214,7 @@ constexpr int kHeaderBytes = round_up((int)sizeof(smem_header), 1024);
 
 /* The epilogue's slabs: per consumer warpgroup BN token rows of 64 FP32 columns + 16 bytes. */
 template <int BN> constexpr int epilogue_bytes() {
-    return 2 * BN * (64 * 4 + 16);
+    return consumer_wgs<BN>() * BN * (64 * 4 + 16);
 }
 
 template <int BN> constexpr int smem_bytes() {
@@ -230,10 +251,14 @@ constexpr uint32_t kOffReference = 1u << 8;
  * each side's code into its count. At BN = 192 the one producer thread keeps the minimum, 24,
  * so that the consumers get 240: their 96 + 96 accumulators, the fragments and the loop. */
 template <int BN> struct regs {
-    static constexpr int launch = 65536 / kThreads / ctas_per_sm<BN>() / 8 * 8;
-    static constexpr int producer = ctas_per_sm<BN>() == 1 ? (BN > 128 ? 24 : 56) : 24;
-    static constexpr int consumer = ctas_per_sm<BN>() == 1 ? (BN > 128 ? 240 : 224) : 104;
-    static_assert(128 * (launch - producer) >= 256 * (consumer - launch),
+    static constexpr int launch = 65536 / cta_threads<BN>() / ctas_per_sm<BN>() / 8 * 8;
+    static constexpr int producer =
+        ctas_per_sm<BN>() == 1 ? (BN > 128 || token_halves<BN>() ? 24 : 56) : 24;
+    static constexpr int consumer = ctas_per_sm<BN>() == 1 ? (token_halves<BN>() ? 160
+                                                              : BN > 128         ? 240
+                                                                                 : 224)
+                                                           : 104;
+    static_assert(128 * (launch - producer) >= 128 * consumer_wgs<BN>() * (consumer - launch),
                   "the consumers ask for more registers than the producer releases");
 };
 
@@ -364,7 +389,7 @@ __device__ tile decode_tile(const gemm_args& a, const smem_header& h, int n_tile
     const int local = t - h.tile_prefix[lo];
     const int token_tiles = (int)((end - b + BN - 1) / BN);
     r.expert = lo;
-    r.n0 = (local / token_tiles) * kTileN;
+    r.n0 = (local / token_tiles) * tile_n<BN>();
     r.row_begin = (int32_t)(b + (int64_t)(local % token_tiles) * BN);
     r.row_end = (int32_t)min(end, (int64_t)r.row_begin + BN);
     return r;
@@ -427,7 +452,8 @@ __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& 
     using L = stage_layout<BN>;
     const int w_row = (int)(t.expert * n + t.n0), a_row = (int)t.row_begin;
     const int word_row = (int)(t.expert * words_per_expert(n) + t.n0);
-    mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : kTileN * kWeightBox + kTileN * 4) +
+    constexpr int rows = tile_n<BN>();
+    mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : rows * kWeightBox + rows * 4) +
                                     ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
                                     ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4) +
                                     (units ? L::factor_box * 4 : 0));
@@ -446,25 +472,25 @@ __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& 
     }
 }
 
-/* Calls f(j, pair) for j = 0 .. BN/8 - 1 with entries (8j + 2q, 8j + 2q + 1) of a tile's box of
+/* Calls f(j, pair) for j = J0 .. J0 + NJ - 1 with entries (8j + 2q, 8j + 2q + 1) of a tile's box of
  * per-token words (the factors), which starts at the tile's first row rounded down to a multiple
  * of 4 (issue_copies); the pairs are 8-byte aligned where that skew is even (uniform per tile,
  * so the branch costs no divergence). One pair at a time: at BN = 192 a whole array of them
  * beside the accumulators spilled. */
-template <int BN, typename T, typename F>
+template <int J0, int NJ, typename T, typename F>
 __device__ __forceinline__ void for_token_pairs(const uint8_t* box, const tile& t, int q, F f) {
     static_assert(sizeof(T) == 8, "pairs of 4-byte entries");
     const int skew = (int)(t.row_begin & 3);
     const uint32_t* p = reinterpret_cast<const uint32_t*>(box) + skew + 2 * q;
     if (skew & 1) {
 #pragma unroll
-        for (int j = 0; j < BN / 8; j++) {
+        for (int j = J0; j < J0 + NJ; j++) {
             const uint2 u = make_uint2(p[8 * j], p[8 * j + 1]);
             f(j, *reinterpret_cast<const T*>(&u));
         }
     } else {
 #pragma unroll
-        for (int j = 0; j < BN / 8; j++) {
+        for (int j = J0; j < J0 + NJ; j++) {
             f(j, *reinterpret_cast<const T*>(p + 8 * j));
         }
     }
@@ -528,8 +554,8 @@ template <int BN> struct consumer {
             t = *reinterpret_cast<const tile*>(st + L::tile_at);
             /* every warp covers all BN tokens: the same vote in each */
             uint32_t any = 0;
-            for_token_pairs<BN, uint2>(st + L::a_units, t, q,
-                                       [&](int, uint2 u) { any |= u.x | u.y; });
+            for_token_pairs<0, BN / 8, uint2>(st + L::a_units, t, q,
+                                              [&](int, uint2 u) { any |= u.x | u.y; });
             fast = __all_sync(0xFFFFFFFFu, (any & kOffReference) == 0);
         }
         cs.t = t;
@@ -602,7 +628,9 @@ template <int BN> struct consumer {
 
     /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators (in the tokens'
      * units), release the stage, and after the tile's last chunk turn the accumulators into
-     * values with the tokens' unit factors and store the tile. */
+     * values with the tokens' unit factors and store the tile. (Kept apart from promote and
+     * retire below, which the three-warpgroup tiles use: built from them, the two-warpgroup
+     * kernels compiled differently and measured 1-3 % slower at BN = 192.) */
     __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
         const uint8_t* st = stages + cs.s * L::bytes;
         const bool last = cs.last;
@@ -623,7 +651,7 @@ template <int BN> struct consumer {
                 fin[4 * j + 3] = __fmaf_rn(acc[4 * j + 3], cs.f1, fin[4 * j + 3]);
             }
         } else { /* the tokens' chunk factors, relative to their units */
-            for_token_pairs<BN, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 fa) {
+            for_token_pairs<0, BN / 8, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 fa) {
                 fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa.x, fin[4 * j + 0]);
                 fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa.y, fin[4 * j + 1]);
                 fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa.x, fin[4 * j + 2]);
@@ -637,19 +665,98 @@ template <int BN> struct consumer {
             return;
         }
         if (!(MXMOE_SM90_LAB & 1)) { /* units to values: powers of two, exact */
-            for_token_pairs<BN, uint2>(st + L::a_units, cs.t, q, [&](int j, uint2 u) {
-                const float ux = chunk_factor((int)(u.x & 0xFF)),
-                            uy = chunk_factor((int)(u.y & 0xFF));
-                fin[4 * j + 0] = __fmul_rn(fin[4 * j + 0], ux);
-                fin[4 * j + 1] = __fmul_rn(fin[4 * j + 1], uy);
-                fin[4 * j + 2] = __fmul_rn(fin[4 * j + 2], ux);
-                fin[4 * j + 3] = __fmul_rn(fin[4 * j + 3], uy);
-            });
+            scale_to_values(st, cs.t);
             release(cs.s);
         }
         if (!(MXMOE_SM90_LAB & 4)) {
             store_tile(cs.t, cs.part);
         }
+    }
+
+    /* The tile's accumulators, in the tokens' units, turned into values (powers of two). */
+    __device__ __forceinline__ void scale_to_values(const uint8_t* st, const tile& tt) {
+        for_token_pairs<0, BN / 8, uint2>(st + L::a_units, tt, q, [&](int j, uint2 u) {
+            const float ux = chunk_factor((int)(u.x & 0xFF)), uy = chunk_factor((int)(u.y & 0xFF));
+            fin[4 * j + 0] = __fmul_rn(fin[4 * j + 0], ux);
+            fin[4 * j + 1] = __fmul_rn(fin[4 * j + 1], uy);
+            fin[4 * j + 2] = __fmul_rn(fin[4 * j + 2], ux);
+            fin[4 * j + 3] = __fmul_rn(fin[4 * j + 3], uy);
+        });
+    }
+
+    /* Token groups J0 .. J0 + NJ - 1 (8 tokens each) of chunk cs, in acc, promoted into fin. */
+    template <int J0, int NJ>
+    __device__ __forceinline__ void promote(const chunk_state& cs, const float (&acc)[4 * NJ]) {
+        if (cs.fast) { /* every token on its reference: one FFMA an element */
+#pragma unroll
+            for (int j = 0; j < NJ; j++) {
+                float* f = fin + 4 * (J0 + j);
+                f[0] = __fmaf_rn(acc[4 * j + 0], cs.f0, f[0]);
+                f[1] = __fmaf_rn(acc[4 * j + 1], cs.f0, f[1]);
+                f[2] = __fmaf_rn(acc[4 * j + 2], cs.f1, f[2]);
+                f[3] = __fmaf_rn(acc[4 * j + 3], cs.f1, f[3]);
+            }
+        } else { /* the tokens' chunk factors, relative to their units */
+            const uint8_t* st = stages + cs.s * L::bytes;
+            for_token_pairs<J0, NJ, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 fa) {
+                float* f = fin + 4 * j;
+                const int i = 4 * (j - J0);
+                f[0] = __fmaf_rn(__fmul_rn(acc[i + 0], cs.f0), fa.x, f[0]);
+                f[1] = __fmaf_rn(__fmul_rn(acc[i + 1], cs.f0), fa.y, f[1]);
+                f[2] = __fmaf_rn(__fmul_rn(acc[i + 2], cs.f1), fa.x, f[2]);
+                f[3] = __fmaf_rn(__fmul_rn(acc[i + 3], cs.f1), fa.y, f[3]);
+            });
+        }
+    }
+
+    /* After chunk cs's promotion: its stage released (unless `released` already), and after
+     * the tile's last chunk the accumulators turned into values with the tokens' unit factors
+     * and the tile stored. */
+    __device__ __forceinline__ void retire(const chunk_state& cs, bool released) {
+        if (!cs.last) {
+            if (!released) {
+                release(cs.s);
+            }
+            return;
+        }
+        scale_to_values(stages + cs.s * L::bytes, cs.t);
+        release(cs.s);
+        if (!(MXMOE_SM90_LAB & 4)) {
+            store_tile(cs.t, cs.part);
+        }
+    }
+
+    /* Three-warpgroup tiles (token_halves): chunk cs's tokens in two halves of 64, each half's
+     * MMAs into the same 32 accumulators and promoted before the next half; the second half
+     * only where the tile has rows there (a tile of at most 64 rows skips half its MMAs). */
+    __device__ __forceinline__ void
+    chunk_in_halves(float (&acc)[BN / 4], const uint32_t (&frag)[4][4], const chunk_state& cs) {
+        mma_half<0>(acc, frag, cs);
+        wgmma_wait<0>();
+        fence_regs(acc);
+        promote<0, BN / 16>(cs, acc);
+        if (cs.t.row_end - cs.t.row_begin > BN / 2) {
+            mma_half<1>(acc, frag, cs);
+            wgmma_wait<0>();
+            fence_regs(acc);
+            promote<BN / 16, BN / 16>(cs, acc);
+        }
+        retire(cs, false);
+    }
+
+    /* Half H of chunk cs's MMAs (tokens 64H .. 64H + 63 of the tile: 8 KB further into the
+     * swizzled tile, whole 1024-byte atoms), from the same fragments. */
+    template <int H>
+    __device__ __forceinline__ void mma_half(float (&acc)[BN / 4], const uint32_t (&frag)[4][4],
+                                             const chunk_state& cs) {
+        const uint64_t desc =
+            desc0 + (uint64_t)(cs.s * (L::bytes >> 4)) + (uint64_t)(H * (64 * kChunk >> 4));
+        wgmma_fence();
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            wgmma_e4m3<BN / 2>::mma(acc, frag[k], desc + 2 * k, k > 0);
+        }
+        wgmma_commit();
     }
 
     /* The tile's results, out[token][column] (+ bias), through shared memory: the warpgroup
@@ -1032,7 +1139,7 @@ __global__ void split_reduce_kernel(gemm_args a) {
 }
 
 template <int BN>
-__global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
+__global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
     grouped_gemm_sm90_kernel(gemm_args a, const __grid_constant__ operand_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, and never launched there */
     using L = stage_layout<BN>;
@@ -1044,7 +1151,7 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int E = (int)a.num_experts;
-    const int n_tiles = (int)((a.n + kTileN - 1) / kTileN);
+    const int n_tiles = (int)((a.n + tile_n<BN>() - 1) / tile_n<BN>());
     if (warp == 0) { /* tiles per expert, prefix-summed */
         int running = 0;
         for (int base_e = 0; base_e < E; base_e += 32) {
@@ -1071,7 +1178,7 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
     } else if (warp == 1) {
         if (lane < S) {
             mbar_init(&h.full[lane], 1); /* the producer's expect_tx; the TMA's bytes */
-            mbar_init(&h.empty[lane], 8);
+            mbar_init(&h.empty[lane], 4 * consumer_wgs<BN>()); /* each consumer warp */
         }
     } else if (tid >= 64 && tid < 64 + 32 * 8) {
         const int i = (tid - 64) / 8, m = (tid - 64) % 8;
@@ -1137,6 +1244,16 @@ __global__ void __launch_bounds__(kThreads, ctas_per_sm<BN>())
     /* ---------------- consumer warpgroups ---------------- */
     setmaxnreg_inc<regs<BN>::consumer>();
     consumer<BN> cs(a, h, stages, nc, warp, lane, unit_walk((int)blockIdx.x, grid, ks, nc));
+    if constexpr (token_halves<BN>()) {
+        float acc[BN / 4];
+        uint32_t frag[4][4];
+        chunk_state st;
+        for (int g = 0; g < G; g++) {
+            cs.prepare(frag, st);
+            cs.chunk_in_halves(acc, frag, st);
+        }
+        return;
+    }
     constexpr int NA = BN / 2;
     float acc[NA];
     /* One chunk's MMAs at a time per warpgroup; while one warpgroup waits for its MMAs, the
@@ -1230,7 +1347,7 @@ void lab_stamps_write(mxmoe_ctx* ctx) {
 template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     auto kernel = grouped_gemm_sm90_kernel<BN>;
     constexpr int bytes = smem_bytes<BN>(); /* allowed once, in mxmoe_grouped_gemm_sm90_init */
-    const int64_t n_tiles = (args->n + kTileN - 1) / kTileN;
+    const int64_t n_tiles = (args->n + tile_n<BN>() - 1) / tile_n<BN>();
     const int64_t bound = ((args->rows + BN - 1) / BN + args->num_experts) * n_tiles;
     const int64_t sms =
         (int64_t)cuda_state(ctx)->sm_count * cuda_state(ctx)->sm90_resident[bn_index<BN>()];
@@ -1239,18 +1356,19 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
     const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
     operand_maps m;
-    MXMOE_RETURN_IF(
-        !encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, true) ||
-            !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
-                        (uint64_t)(args->k / 2), kWeightBox, kTileN, false) ||
-            !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4, kTileN, 1, false) ||
-            !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1, word_pitch(rows),
-                        stage_layout<BN>::factor_box, 1, false),
-        ctx, MXMOE_ERR_BACKEND, "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
+    MXMOE_RETURN_IF(!encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, true) ||
+                        !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
+                                    (uint64_t)(args->k / 2), kWeightBox, tile_n<BN>(), false) ||
+                        !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4,
+                                    tile_n<BN>(), 1, false) ||
+                        !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1,
+                                    word_pitch(rows), stage_layout<BN>::factor_box, 1, false),
+                    ctx, MXMOE_ERR_BACKEND,
+                    "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
 #if (MXMOE_SM90_LAB & 1024)
     lab_stamps_clear(ctx);
 #endif
-    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, kernel, grid, kThreads, bytes, *args, m));
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, kernel, grid, cta_threads<BN>(), bytes, *args, m));
 #if (MXMOE_SM90_LAB & 1024)
     lab_stamps_write(ctx);
 #endif
@@ -1266,7 +1384,7 @@ template <int BN> bool allow_smem(mxmoe_ctx* ctx) {
                                 smem_bytes<BN>()) == cudaSuccess &&
            cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                 cudaSharedmemCarveoutMaxShared) == cudaSuccess &&
-           cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, kThreads,
+           cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, cta_threads<BN>(),
                                                          smem_bytes<BN>()) == cudaSuccess &&
            resident >= 1;
 }
@@ -1434,14 +1552,16 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss n = 256 -7 %; the
      * mean itself, or 1.5x it, measured slower or the same again in v16). From 384 rows a
      * mean, 192 tokens (v17): at most a sixth more tiles' padding, for a third fewer weight
-     * conversions; at a mean of 256 it would pad a half. */
+     * conversions; at a mean of 256 it would pad a half. From 768 rows a mean, 128 tokens
+     * again, now with three warpgroups (v19: gpt-oss-20b n = 8192, 1024 rows a mean, 836 ->
+     * 782 us against 192; at 512 a mean, 192 stays 1.5-3 % ahead). */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
-    mxmoe_status st = 2 * mean <= 16   ? launch<16>(ctx, &args)
-                      : 2 * mean <= 32 ? launch<32>(ctx, &args)
-                      : 2 * mean <= 64 ? launch<64>(ctx, &args)
-                      : mean < 384     ? launch<128>(ctx, &args)
-                                       : launch<192>(ctx, &args);
+    mxmoe_status st = 2 * mean <= 16              ? launch<16>(ctx, &args)
+                      : 2 * mean <= 32            ? launch<32>(ctx, &args)
+                      : 2 * mean <= 64            ? launch<64>(ctx, &args)
+                      : mean < 384 || mean >= 768 ? launch<128>(ctx, &args)
+                                                  : launch<192>(ctx, &args);
     if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, split_reduce_kernel,
                                          grid_for(ctx, args.rows * args.n, 256), 256, 0, args));

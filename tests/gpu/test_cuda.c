@@ -1205,6 +1205,10 @@ int main(int argc, char** argv) {
         /* tokens with a chunk > 100 binades below their largest: absolute factors (v10b) */
         test_gemm_sm90(g_small ? 70 : 600, 5, 200, 512, 1, 1, MXMOE_F32, 120);
         test_gemm_sm90(1200, 3, 200, 512, 0, 1, MXMOE_F32, 20); /* 192-token tiles (mean 400) */
+        /* 128-token tiles (mean ~133): three warpgroups, each tile's tokens in two halves of 64
+         * (a tile of <= 64 rows skips the second), warpgroups wholly or partly past N */
+        test_gemm_sm90(400, 3, 200, 512, 0, 1, MXMOE_F32, 20);
+        test_gemm_sm90(400, 3, 136, 160, 1, 0, MXMOE_BF16, 0);
         if (!g_small) {
             test_gemm_sm90(300, 4, 2880, 2880, 0, 1, MXMOE_F32, 0);
             test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0);  /* 128-token tiles */
@@ -1222,6 +1226,7 @@ int main(int argc, char** argv) {
         test_projection(g_small ? 70 : 600, 4, 5, 130, 160, MXMOE_BF16, MXMOE_BF16, 0, 1, 0, 0);
         test_projection(g_small ? 40 : 333, 8, 7, 200, 512, MXMOE_F32, MXMOE_F32, 1, 0, 0, 0);
         test_projection(300, 4, 3, 136, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 192 */
+        test_projection(200, 2, 3, 200, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 128 */
         /* the K-split (each tile's K in two halves, FP32 partials, one reduction): taken by
          * choice where the tiles fill the grid's last round poorly, forced here everywhere */
         printf("Hopper path with the K-split forced (MXMOE_CUDA_KSPLIT=1):\n");
@@ -1230,6 +1235,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 40 : 333, 7, 200, 512, 1, 1, MXMOE_BF16, 40);
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 384, 0, 1, MXMOE_F16, 0);
         test_gemm_sm90(1200, 3, 136, 1152, 1, 0, MXMOE_BF16, 0); /* 192-token tiles */
+        test_gemm_sm90(400, 3, 200, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
         if (!g_small) {
             test_gemm_sm90(3000, 3, 256, 1152, 0, 1, MXMOE_F32, 20); /* 128-token tiles */
             test_gemm_sm90(40, 40, 2048, 1024, 0, 1, MXMOE_BF16, 0);
