@@ -39,12 +39,12 @@
  * Work split. A CTA = one producer thread (per chunk, four TMA boxes: packed weights, their
  * words, E4M3 activations swizzled by the TMA itself, their factors; a fifth at a tile's first
  * and last chunk, the tokens' unit words; all counted on the stage's mbarrier) + two consumer
- * warpgroups (64 weight rows each), hand-off through an S-stage ring of mbarriers; results
- * leave through a shared-memory slab as 16-byte row runs.
- * Tiles (expert, 128 output columns, BN tokens) are enumerated per expert from the device
- * offsets (no host synchronisation) and distributed persistently over the CTAs that fit on
- * the SMs (one per SM, two at BN <= 64); consecutive tiles share weights so they meet in L2.
- * The two consumer warpgroups run freely, each issuing one chunk's MMAs at a time.
+ * warpgroups (64 weight rows each; three at BN = 128), hand-off through an S-stage ring of
+ * mbarriers; results leave through a shared-memory slab as 16-byte row runs.
+ * Tiles (expert, 64 output columns a consumer warpgroup, BN tokens) are enumerated per expert
+ * from the device offsets (no host synchronisation) and distributed persistently over the CTAs
+ * that fit on the SMs (one per SM, two at BN <= 64); consecutive tiles share weights so they
+ * meet in L2. The consumer warpgroups run freely, each issuing one chunk's MMAs at a time.
  * History (dev/cuda/, bench/NOTES.md): v3 converted the activations in the producer for every
  * tile (23x redundant for gpt-oss), which made the producer the bottleneck; v4 = the prepass;
  * v7 = TMA and the staged epilogue; v8 = stmatrix epilogue, ping-pong, and at BN = 128 the
@@ -62,6 +62,10 @@
  * average 384 rows or more: a chunk's weight conversion (a fixed cost per weight row) then
  * feeds 1.5x the MMA work; the producer thread gives its registers down to 24 so that the
  * consumers hold 96 + 96 accumulators in 240 (-4..-13 % at n = 4096 and 8192, NOTES v16).
+ * v19 = three consumer warpgroups at BN = 128: each warpgroup's chunk is a chain (wait,
+ * convert, MMAs, promote) and two such chains left the tensor cores idle half the time; the
+ * third fits in 160 registers because each chunk's tokens go through the MMAs in two halves
+ * sharing 32 accumulators (-5..-10 % at the 128-token points, NOTES v19).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -244,12 +248,14 @@ struct operand_maps {
  * bit where some chunk of it is not encoded against R (its factor is not 1 in those units). */
 constexpr uint32_t kOffReference = 1u << 8;
 
-/* Registers per thread after setmaxnreg. A CTA is launched with 64K / 384 per thread and CTA
- * per SM, rounded down to 8 (168 at one CTA per SM, 80 at two); setmaxnreg.inc waits until the
- * registers it asks for have been released by setmaxnreg.dec, so asking for more than the
- * producer gives back hangs the kernel (seen in the v8 experiment with 96 / 208). ptxas fits
- * each side's code into its count. At BN = 192 the one producer thread keeps the minimum, 24,
- * so that the consumers get 240: their 96 + 96 accumulators, the fragments and the loop. */
+/* Registers per thread after setmaxnreg. A CTA is launched with 64K / its threads per thread
+ * and CTA per SM, rounded down to 8 (168 at one CTA per SM, 80 at two, 128 with three consumer
+ * warpgroups); setmaxnreg.inc waits until the registers it asks for have been released by
+ * setmaxnreg.dec, so asking for more than the producer gives back hangs the kernel (seen in
+ * the v8 experiment with 96 / 208). ptxas fits each side's code into its count. At BN = 192
+ * the one producer thread keeps the minimum, 24, so that the consumers get 240: their 96 + 96
+ * accumulators, the fragments and the loop; with three consumer warpgroups they get 160:
+ * 64 + 32 accumulators (token_halves), the fragments and the loop. */
 template <int BN> struct regs {
     static constexpr int launch = 65536 / cta_threads<BN>() / ctas_per_sm<BN>() / 8 * 8;
     static constexpr int producer =
@@ -440,9 +446,9 @@ __device__ __forceinline__ uint32_t load_chunk_scales(const gemm_args& a, int64_
     return valid_blocks_only(s, valid);
 }
 
-/* Starts the copies of chunk c of tile t into stage `st` (one thread): 128 weight rows x 64
+/* Starts the copies of chunk c of tile t into stage `st` (one thread): tile_n weight rows x 64
  * packed bytes, BN activation rows x 128 E4M3 bytes (swizzled by the TMA as wgmma reads them),
- * the 128 rows' scale words and the BN rows' factors, all counted on the stage's full barrier.
+ * the rows' scale words and the BN rows' factors, all counted on the stage's full barrier.
  * Rows past the tile (the next expert's, or zeros past the tensor) only feed outputs the
  * epilogue skips. */
 template <int BN>
