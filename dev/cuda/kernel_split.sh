@@ -5,11 +5,12 @@
 # Needs build-gpu/mxmoe (tests/gpu/run.sh or dev/cuda/smoke.sh builds it).
 set -u
 op=${OP:-grouped}
+metrics=gpu__time_duration.sum,dram__bytes.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed
 for shape in ${SHAPES:-gpt-oss-20b}; do
   for n in ${TOKENS:-8192}; do
     echo "=== $op $shape n=$n: kernel, us, DRAM MB, DRAM % of peak"
-    ncu --clock-control none --metrics gpu__time_duration.sum,dram__bytes.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
-      --launch-skip "${SKIP:-10}" --launch-count "${COUNT:-8}" \
+    ncu --clock-control none --metrics "$metrics" --launch-skip "${SKIP:-10}" \
+      --launch-count "${COUNT:-8}" \
       build-gpu/mxmoe bench --backend cuda --op "$op" --shape "$shape" --tokens "$n" \
       --iters 3 --budget-ms 50 > "$OUT/split-$op-$shape-$n.txt" 2>&1
     python3 - "$OUT/split-$op-$shape-$n.txt" <<'PY'
@@ -17,8 +18,9 @@ import re, sys
 name, vals = None, {}
 def flush():
     if name:
-        print("%-40s %9.1f %9.1f %6.1f" % (name[:40], vals.get("gpu__time_duration.sum", 0),
-              vals.get("dram__bytes.sum", 0), vals.get("dram__throughput.avg.pct_of_peak_sustained_elapsed", 0)))
+        print("%-40s %9.1f %9.1f %6.1f" % (
+            name[:40], vals.get("gpu__time_duration.sum", 0), vals.get("dram__bytes.sum", 0),
+            vals.get("dram__throughput.avg.pct_of_peak_sustained_elapsed", 0)))
 scale = {"ns": 1e-3, "us": 1, "usecond": 1, "msecond": 1e3, "ms": 1e3, "byte": 1e-6, "Kbyte": 1e-3,
          "Mbyte": 1, "Gbyte": 1e3, "%": 1}
 for line in open(sys.argv[1]):
