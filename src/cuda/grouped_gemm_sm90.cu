@@ -289,8 +289,13 @@ __device__ uint8_t e4m3_of(float m, int d) {
 
 /* E4M3 bytes of 4 E2M1 nibbles: those in bits 0..15 of x (High = false) or 16..31 (true). */
 template <bool High> __device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint2 table) {
-    const uint32_t sel = (High ? x >> 16 : x) & 0x7777u;
-    const uint32_t mag = __byte_perm(table.x, table.y, sel);
+    /* prmt reads selector bits 0..15, so one mask serves both halves of x. Both in asm: the
+     * compiler masks __byte_perm's selector again, and splits a shared mask in two. */
+    uint32_t magnitudes, mag;
+    asm("and.b32 %0, %1, 0x77777777;" : "=r"(magnitudes) : "r"(x));
+    asm("prmt.b32 %0, %1, %2, %3;"
+        : "=r"(mag)
+        : "r"(table.x), "r"(table.y), "r"(High ? magnitudes >> 16 : magnitudes));
     /* Sign of nibble j (bit 4j+3) to bit 7 of byte j: bytes of x << 4 and x interleaved. */
     const uint32_t sign = __byte_perm(x << 4, x, High ? 0x7362u : 0x5140u);
     return mag | (sign & 0x80808080u);
