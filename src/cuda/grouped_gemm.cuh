@@ -45,6 +45,9 @@ struct gemm_args {
     float* partials;
     unsigned* split_flag;
     int force_split; /* MXMOE_CUDA_KSPLIT=1: split wherever possible (tests) */
+    /* Hopper path: the activation prepass lets the GEMM launch as soon as it starts (set where
+     * its grid leaves SMs free for the GEMM's CTAs) */
+    int release_early;
 };
 
 /* The out row of GEMM row r. */

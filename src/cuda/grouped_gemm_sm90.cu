@@ -458,22 +458,30 @@ __device__ __forceinline__ uint32_t load_chunk_scales(const gemm_args& a, int64_
  * epilogue skips. */
 template <int BN>
 __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& t, int64_t n, int c,
-                                             int nc, bool units, uint8_t* st, uint64_t* full) {
-    /* units: the unit's first chunk (the consumers vote) or its last (they scale) */
+                                             int nc, bool units, uint8_t* st, uint64_t* full,
+                                             bool weights, bool activations) {
+    /* units: the unit's first chunk (the consumers vote) or its last (they scale). The weight
+     * boxes (with the stage's whole byte count) and the activation boxes may be issued apart:
+     * the first stages' weights go before the GEMM waits for the prepass. */
     using L = stage_layout<BN>;
     const int w_row = (int)(t.expert * n + t.n0), a_row = (int)t.row_begin;
     const int word_row = (int)(t.expert * words_per_expert(n) + t.n0);
     constexpr int rows = tile_n<BN>();
-    mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : rows * kWeightBox + rows * 4) +
-                                    ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
-                                    ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4) +
-                                    (units ? L::factor_box * 4 : 0));
+    if (weights) {
+        mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : rows * kWeightBox + rows * 4) +
+                                        ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
+                                        ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4) +
+                                        (units ? L::factor_box * 4 : 0));
+        if (!(MXMOE_SM90_LAB & 16)) {
+            tma_load_2d(st + L::w_raw, &m.w, c * 64, w_row, full);
+            tma_load_2d(st + L::w_words, &m.words, word_row, c, full);
+        }
+    }
+    if (!activations) {
+        return;
+    }
     if (units) {
         tma_load_2d(st + L::a_units, &m.factors, a_row & ~3, nc, full);
-    }
-    if (!(MXMOE_SM90_LAB & 16)) {
-        tma_load_2d(st + L::w_raw, &m.w, c * 64, w_row, full);
-        tma_load_2d(st + L::w_words, &m.words, word_row, c, full);
     }
     if (!(MXMOE_SM90_LAB & 32)) {
         tma_load_2d(st + L::b_tile, &m.a, c * kChunk, a_row, full);
@@ -975,6 +983,9 @@ __global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
     }
     __syncthreads();
     pdl_wait(); /* the quantizer's rows (launched after it by launch_pdl) */
+    if (a.release_early) {
+        pdl_release();
+    }
     if (a.check_offsets && blockIdx.x == 0) { /* the caller's offsets, here: no launch of its own */
         check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
     }
@@ -1042,7 +1053,7 @@ __global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
                 (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
         }
     }
-    pdl_release(); /* the GEMM's set-up may start (it waits for these rows before its copies) */
+    pdl_release(); /* the GEMM may start (it waits for these rows before their copies) */
 #else
     (void)a;
 #endif
@@ -1197,8 +1208,6 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
             i < kShifts ? e4m3_of(e2m1_magnitude(m), i - 13) : 0;
     }
     __syncthreads();
-    pdl_wait(); /* launched by launch_pdl: the activation prepass's rows are complete from here
-                 * (the set-up above read only the offsets, complete before that prepass ran) */
 
     const int total = h.tile_prefix[E], grid = (int)gridDim.x;
     const int nc = (int)((a.k + kChunk - 1) / kChunk);
@@ -1209,16 +1218,36 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         const int64_t rounds1 = (total + grid - 1) / grid, rounds2 = (2 * total + grid - 1) / grid;
         split = split || rounds2 * ((nc + 1) / 2) * 20 < rounds1 * nc * 19;
     }
+    const int ks = split ? 2 : 1, units = total * ks;
+    int G = 0; /* chunks this CTA processes */
+    for (unit_walk w((int)blockIdx.x, grid, ks, nc); w.unit < units; w.unit += grid, w.range()) {
+        G += w.c1 - w.c0;
+    }
+    /* The weights need nothing from the prepass (they are the caller's, and their words either
+     * prepared or written by the weight-scale pass, an ordinary launch that this one cannot
+     * overlap): the first stages' weight boxes start before the wait, their activation boxes
+     * after it, so the GEMM streams while the prepass runs. */
+    const int early = (MXMOE_SM90_LAB & 512) ? 0 : min(G, S);
+    if (tid == 0) {
+        unit_walk w((int)blockIdx.x, grid, ks, nc);
+        tile t = {};
+        for (int g = 0; g < early; g++) {
+            if (w.first()) { /* published to the consumers by the stage's arrival */
+                t = decode_tile<BN>(a, h, n_tiles, w.tile_index());
+                *reinterpret_cast<tile*>(stages + g * L::bytes + L::tile_at) = t;
+            }
+            issue_copies<BN>(maps, t, a.n, w.c, nc, w.first() || w.last(), stages + g * L::bytes,
+                             &h.full[g], true, false);
+            w.advance();
+        }
+    }
+    pdl_wait(); /* launched by launch_pdl: the activation prepass's rows are complete from here
+                 * (the set-up above read only the offsets, complete before that prepass ran) */
     if (a.partials != nullptr && blockIdx.x == 0 && tid == 0) {
         *a.split_flag = split ? 1u : 0u; /* for split_reduce_kernel */
     }
     if ((MXMOE_SM90_LAB & 512)) { /* lab: no GEMM at all (what the prepasses and launches cost) */
         return;
-    }
-    const int ks = split ? 2 : 1, units = total * ks;
-    int G = 0; /* chunks this CTA processes */
-    for (unit_walk w((int)blockIdx.x, grid, ks, nc); w.unit < units; w.unit += grid, w.range()) {
-        G += w.c1 - w.c0;
     }
 
     if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
@@ -1239,11 +1268,11 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
             if (g >= S) {
                 mbar_wait(&h.empty[s], phase ^ 1); /* chunk g - S released */
             }
-            if (w.first()) { /* published to the consumers by the arrival in issue_copies */
+            if (w.first() && g >= early) { /* published to the consumers by the arrival */
                 *reinterpret_cast<tile*>(stages + s * L::bytes + L::tile_at) = t;
             }
             issue_copies<BN>(maps, t, a.n, w.c, nc, w.first() || w.last(), stages + s * L::bytes,
-                             &h.full[s]);
+                             &h.full[s], g >= early, true);
             w.advance();
             if (++s == S) {
                 s = 0, phase ^= 1;
@@ -1546,9 +1575,13 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
         args.split_flag = reinterpret_cast<unsigned*>(args.partials + 2 * args.rows * args.n);
         args.force_split = ksplit_forced();
     }
-    MXMOE_CUDA_CHECK(ctx,
-                     launch_pdl(ctx, act_e4m3_kernel, grid_for(ctx, args.rows * 32, kE4m3Threads),
-                                kE4m3Threads, 0, args)); /* a warp per row */
+    /* A warp per row. Where its grid is at most a CTA an SM, the prepass lets the GEMM launch at
+     * once: the GEMM's CTAs find free SMs and stream their first weights while it runs (n = 64:
+     * -2..-5 %). Over more CTAs, the GEMM's would queue behind them and start unevenly, and its
+     * tiles are dealt out in advance (gpt-oss-120b n = 512: +3 %; bench/NOTES.md v20). */
+    const unsigned prepass_grid = grid_for(ctx, args.rows * 32, kE4m3Threads);
+    args.release_early = prepass_grid <= (unsigned)cuda_state(ctx)->sm_count;
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, prepass_grid, kE4m3Threads, 0, args));
     if (args.w_words_prepared != nullptr) {
         args.w_words = const_cast<uint32_t*>(args.w_words_prepared); /* only read from here */
     } else {
