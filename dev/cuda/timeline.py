@@ -3,7 +3,9 @@
 kernel's lab build to $MXMOE_SM90_STAMPS, see dev/cuda/timeline.sh): per chunk, the cycles a
 consumer warpgroup spends waiting for its stage, converting the weights, on its MMAs (issue to
 completion) and promoting; and per CTA the share of the time some warpgroup has MMAs in flight
-(an upper bound on the tensor cores' busy time).
+(an upper bound on the tensor cores' busy time). Two-warpgroup tiles stamp points 0-4 (wait,
+waited, converted, MMAs done, promoted); three-warpgroup tiles (BN = 128) points 0-6 (wait,
+waited, converted, half 0's MMAs done, promoted, half 1's MMAs done, chunk done).
 
   python3 dev/cuda/timeline.py STAMPS_FILE [--mma-cycles N]
 
@@ -13,7 +15,7 @@ import argparse
 import statistics
 import struct
 
-CTAS, WGS, CHUNKS, POINTS = 8, 2, 512, 5
+CTAS, WGS, CHUNKS, POINTS = 8, 3, 512, 7
 
 
 def main():
@@ -24,26 +26,35 @@ def main():
     raw = open(args.stamps, "rb").read()
     vals = struct.unpack("<%dQ" % (len(raw) // 8), raw)
     at = lambda c, w, g, p: vals[((c * WGS + w) * CHUNKS + g) * POINTS + p]
-    phases = {"wait": [], "convert": [], "mma": [], "promote": [], "chunk": []}
+    halves = any(at(c, w, g, 6) for c in range(CTAS) for w in range(WGS) for g in range(4))
+    last = 6 if halves else 4
+    if halves:
+        names = ["wait", "convert", "mma 0", "promote 0", "mma 1", "promote 1"]
+        mma_spans = [(2, 3), (4, 5)]
+    else:
+        names = ["wait", "convert", "mma", "promote"]
+        mma_spans = [(2, 3)]
+    phases = {name: [] for name in names + ["mma", "chunk"]} if halves else \
+        {name: [] for name in names + ["chunk"]}
     busy = []
     for c in range(CTAS):
         intervals = []
         for w in range(WGS):
-            chunks = [g for g in range(CHUNKS) if at(c, w, g, 4) != 0]
+            chunks = [g for g in range(CHUNKS) if at(c, w, g, last) != 0]
             for g in chunks:
-                t = [at(c, w, g, p) for p in range(POINTS)]
-                phases["wait"].append(t[1] - t[0])
-                phases["convert"].append(t[2] - t[1])
-                phases["mma"].append(t[3] - t[2])
-                phases["promote"].append(t[4] - t[3])
+                t = [at(c, w, g, p) for p in range(last + 1)]
+                for i, name in enumerate(names):
+                    phases[name].append(t[i + 1] - t[i])
+                if halves:
+                    phases["mma"].append(sum(t[b] - t[a] for a, b in mma_spans))
                 if g + 1 in chunks:
                     phases["chunk"].append(at(c, w, g + 1, 0) - t[0])
-                intervals.append((t[2], t[3]))
+                intervals += [(t[a], t[b]) for a, b in mma_spans if t[b] > t[a]]
         if not intervals:
             continue
         intervals.sort()
         covered, end = 0, intervals[0][0]
-        for a, b in intervals:  # union of the two warpgroups' MMA intervals
+        for a, b in intervals:  # union of the warpgroups' MMA intervals
             if b > end:
                 covered += b - max(a, end)
                 end = b
@@ -52,10 +63,11 @@ def main():
     if not phases["chunk"]:
         print("no stamps (was the lab build run eagerly with MXMOE_SM90_STAMPS set?)")
         return
-    print("cycles per chunk and warpgroup (median / 90th percentile, %d chunks):" % len(phases["mma"]))
+    print("cycles per chunk and warpgroup (median / 90th percentile, %d chunks):"
+          % len(phases["wait"]))
     for name, v in phases.items():
         v = sorted(v)
-        print("  %-8s %8.0f / %8.0f" % (name, statistics.median(v), v[int(0.9 * (len(v) - 1))]))
+        print("  %-9s %8.0f / %8.0f" % (name, statistics.median(v), v[int(0.9 * (len(v) - 1))]))
     if args.mma_cycles:
         print("  MMA intervals: %.2fx the full-rate %d cycles (median)"
               % (statistics.median(phases["mma"]) / args.mma_cycles, args.mma_cycles))

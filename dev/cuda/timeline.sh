@@ -1,7 +1,7 @@
 # Lab: the sm_90a GEMM's consumer timeline at one point (MXMOE_SM90_LAB bit 1024, which stamps
 # clock64() around each chunk's wait, conversion, MMAs and promotion; results stay right):
 # builds the lab variant, runs the point eagerly, summarises with dev/cuda/timeline.py.
-# Only the two-warpgroup kernels stamp: for a 128-token point add EXTRA=-DMXMOE_SM90_WG3=0.
+# The three-warpgroup kernel (128-token tiles) stamps each half of its chunks too.
 #   SHAPE=gpt-oss-20b N=4096 MMA_CYCLES=384 bash dev/cuda/timeline.sh
 set -u
 dir=build-lab-timeline

@@ -85,20 +85,22 @@
  * activation tile), 512 no GEMM at all. Bit 4 also drops the MMAs: with nothing reading the
  * accumulators ptxas removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). Bit 1024
  * is no knock-out but a timeline (below). The three-warpgroup tiles (BN = 128) honour bits 2, 4,
- * 16-128 and 512 only. */
+ * 16-128, 512 and 1024 only. */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
 
 /* Lab bit 1024 (results right, timing perturbed): a timeline of the consumers' chunks
  * (dev/cuda/timeline.sh). Thread 0 of each consumer warpgroup of CTAs 0 .. kStampCtas - 1
- * stamps clock64() at five points of each of its first kStampChunks chunks: before the stage
- * wait, after it, after the conversion (the MMAs about to issue), after the MMAs completed,
- * after the promotion. After each eager launch the host writes them to $MXMOE_SM90_STAMPS (raw
- * uint64 [cta][warpgroup][chunk][point], unwritten entries 0). */
+ * stamps clock64() at points of each of its first kStampChunks chunks: before the stage wait,
+ * after it, after the conversion (the MMAs about to issue), after the MMAs completed, after the
+ * promotion (points 0-4); three-warpgroup tiles: after half 0's MMAs, after its promotion, after
+ * half 1's MMAs (= the previous point where the tile skips it), after the chunk (points 0-2,
+ * 3-6). After each eager launch the host writes them to $MXMOE_SM90_STAMPS (raw uint64
+ * [cta][3 warpgroups][chunk][7 points], unwritten entries 0). */
 #if (MXMOE_SM90_LAB & 1024)
-constexpr int kStampCtas = 8, kStampChunks = 512, kStampPoints = 5;
-__device__ unsigned long long g_sm90_stamps[kStampCtas][2][kStampChunks][kStampPoints];
+constexpr int kStampCtas = 8, kStampChunks = 512, kStampPoints = 7;
+__device__ unsigned long long g_sm90_stamps[kStampCtas][3][kStampChunks][kStampPoints];
 #endif
 
 namespace {
@@ -541,6 +543,10 @@ template <int BN> struct consumer {
     bool fast = false; /* the tile's tokens are all on their references (units word bit 8) */
 #if (MXMOE_SM90_LAB & 1024)
     unsigned long long waited = 0; /* lab timeline: when the last stage wait returned */
+    unsigned long long halves[7];  /* ... and the three-warpgroup chunk's points 3-5 */
+#define MXMOE_SM90_HALF_STAMP(i) (halves[i] = clock64())
+#else
+#define MXMOE_SM90_HALF_STAMP(i) ((void)0)
 #endif
     float fin[NA]; /* the tile's FP32 accumulators, in units of each token's reference */
 
@@ -753,11 +759,15 @@ template <int BN> struct consumer {
         mma_half<0>(acc, frag, cs);
         wgmma_wait<0>();
         fence_regs(acc);
+        MXMOE_SM90_HALF_STAMP(3);
         promote<0, BN / 16>(cs, acc);
+        MXMOE_SM90_HALF_STAMP(4);
+        MXMOE_SM90_HALF_STAMP(5);
         if (cs.t.row_end - cs.t.row_begin > BN / 2) {
             mma_half<1>(acc, frag, cs);
             wgmma_wait<0>();
             fence_regs(acc);
+            MXMOE_SM90_HALF_STAMP(5);
             promote<BN / 16, BN / 16>(cs, acc);
         }
         retire(cs, false);
@@ -1288,9 +1298,27 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         float acc[BN / 4];
         uint32_t frag[4][4];
         chunk_state st;
+#if (MXMOE_SM90_LAB & 1024)
+        const bool stamping = blockIdx.x < kStampCtas && tid % 128 == 0;
+#endif
         for (int g = 0; g < G; g++) {
+#if (MXMOE_SM90_LAB & 1024)
+            cs.halves[0] = clock64();
+#endif
             cs.prepare(frag, st);
+#if (MXMOE_SM90_LAB & 1024)
+            cs.halves[1] = cs.waited;
+            cs.halves[2] = clock64();
+#endif
             cs.chunk_in_halves(acc, frag, st);
+#if (MXMOE_SM90_LAB & 1024)
+            cs.halves[6] = clock64();
+            if (stamping && g < kStampChunks) {
+                for (int i = 0; i < kStampPoints; i++) {
+                    g_sm90_stamps[blockIdx.x][warp / 4 - 1][g][i] = cs.halves[i];
+                }
+            }
+#endif
         }
         return;
     }
@@ -1306,7 +1334,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
     chunk_state st;
 #if (MXMOE_SM90_LAB & 1024)
     const bool stamping = blockIdx.x < kStampCtas && tid % 128 == 0;
-    unsigned long long t[kStampPoints];
+    unsigned long long t[kStampPoints] = {};
 #define MXMOE_SM90_STAMP(i) (t[i] = clock64())
 #else
 #define MXMOE_SM90_STAMP(i) ((void)0)
