@@ -65,7 +65,13 @@
  * v19 = three consumer warpgroups at BN = 128: each warpgroup's chunk is a chain (wait,
  * convert, MMAs, promote) and two such chains left the tensor cores idle half the time; the
  * third fits in 160 registers because each chunk's tokens go through the MMAs in two halves
- * sharing 32 accumulators (-5..-10 % at the 128-token points, NOTES v19).
+ * sharing 32 accumulators (-5..-10 % at the 128-token points, NOTES v19). v20 = the first
+ * stages' weights copied before the PDL wait, with the prepass releasing the GEMM early where
+ * its grid is small (-2..-5 % at n = 64), and every consumer thread arriving on the empty
+ * barrier (no warp sync a chunk: -2..-4 % from n = 512). Measured and dropped (NOTES v20/v21):
+ * L2 prefetch of the weights, token rows gathered by one-row TMA copies (4x slower: the TMA
+ * unit's cost is per copy instruction), the loop unrolled by the ring, 256-token tiles in
+ * four parts.
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
