@@ -467,10 +467,10 @@ __device__ __forceinline__ uint32_t load_chunk_scales(const gemm_args& a, int64_
 template <int BN>
 __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& t, int64_t n, int c,
                                              int nc, bool units, uint8_t* st, uint64_t* full,
-                                             bool weights, bool activations) {
-    /* units: the unit's first chunk (the consumers vote) or its last (they scale). The weight
-     * boxes (with the stage's whole byte count) and the activation boxes may be issued apart:
-     * the first stages' weights go before the GEMM waits for the prepass. */
+                                             bool weights, bool words, bool activations) {
+    /* units: the unit's first chunk (the consumers vote) or its last (they scale). The packed
+     * weights (with the stage's whole byte count), their words and the activation boxes may be
+     * issued apart: the first stages' weights go before the GEMM waits for the prepass. */
     using L = stage_layout<BN>;
     const int w_row = (int)(t.expert * n + t.n0), a_row = (int)t.row_begin;
     const int word_row = (int)(t.expert * words_per_expert(n) + t.n0);
@@ -482,8 +482,10 @@ __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& 
                                         (units ? L::factor_box * 4 : 0));
         if (!(MXMOE_SM90_LAB & 16)) {
             tma_load_2d(st + L::w_raw, &m.w, c * 64, w_row, full);
-            tma_load_2d(st + L::w_words, &m.words, word_row, c, full);
         }
+    }
+    if (words && !(MXMOE_SM90_LAB & 16)) {
+        tma_load_2d(st + L::w_words, &m.words, word_row, c, full);
     }
     if (!activations) {
         return;
@@ -1237,11 +1239,13 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
     for (unit_walk w((int)blockIdx.x, grid, ks, nc); w.unit < units; w.unit += grid, w.range()) {
         G += w.c1 - w.c0;
     }
-    /* The weights need nothing from the prepass (they are the caller's, and their words either
-     * prepared or written by the weight-scale pass, an ordinary launch that this one cannot
-     * overlap): the first stages' weight boxes start before the wait, their activation boxes
-     * after it, so the GEMM streams while the prepass runs. */
+    /* The weights need nothing from the prepass (they are the caller's, complete before this
+     * call's first kernel waited), nor do their words where prepared (else the weight-scale
+     * pass writes them just before: after the wait): the first stages' weight boxes start
+     * before the wait, their activation boxes after it, so the GEMM streams while the prepass
+     * runs. */
     const int early = (MXMOE_SM90_LAB & 512) ? 0 : min(G, S);
+    const bool words_early = a.w_words_prepared != nullptr;
     if (tid == 0) {
         unit_walk w((int)blockIdx.x, grid, ks, nc);
         tile t = {};
@@ -1251,7 +1255,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
                 *reinterpret_cast<tile*>(stages + g * L::bytes + L::tile_at) = t;
             }
             issue_copies<BN>(maps, t, a.n, w.c, nc, w.first() || w.last(), stages + g * L::bytes,
-                             &h.full[g], true, false);
+                             &h.full[g], true, words_early, false);
             w.advance();
         }
     }
@@ -1286,7 +1290,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
                 *reinterpret_cast<tile*>(stages + s * L::bytes + L::tile_at) = t;
             }
             issue_copies<BN>(maps, t, a.n, w.c, nc, w.first() || w.last(), stages + s * L::bytes,
-                             &h.full[s], g >= early, true);
+                             &h.full[s], g >= early, g >= early || !words_early, true);
             w.advance();
             if (++s == S) {
                 s = 0, phase ^= 1;
