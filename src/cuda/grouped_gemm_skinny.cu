@@ -300,7 +300,7 @@ __device__ __forceinline__ float as_float(int32_t isum) {
  * table word, read by each lane from its own shared-memory copy so that it stays in a register:
  * a constant (even one passed through an empty asm), or a word every lane reads from one
  * address, ptxas kept in a uniform register and copied out before every PRMT that used it, 8 of
- * the ~57 instructions a block (counted in the cubin: dev/cuda/sass_count.py). */
+ * the ~57 instructions a block (counted in the cubin's SASS: dev/cuda/sass.sh). */
 struct warp_ctx {
     const uint8_t* ring;    /* this warp's kStages stages */
     const uint8_t* w_scale; /* row g of this warp's 16 in the tile's scale table */

@@ -107,6 +107,15 @@
 #if (MXMOE_SM90_LAB & 1024)
 constexpr int kStampCtas = 8, kStampChunks = 512, kStampPoints = 7;
 __device__ unsigned long long g_sm90_stamps[kStampCtas][3][kStampChunks][kStampPoints];
+
+/* Chunk g's points, from thread 0 of each consumer warpgroup of the first kStampCtas CTAs. */
+__device__ __forceinline__ void lab_stamps_put(int g, const unsigned long long (&t)[kStampPoints]) {
+    if (blockIdx.x < kStampCtas && threadIdx.x % 128 == 0 && g < kStampChunks) {
+        for (int i = 0; i < kStampPoints; i++) {
+            g_sm90_stamps[blockIdx.x][threadIdx.x / 128 - 1][g][i] = t[i];
+        }
+    }
+}
 #endif
 
 namespace {
@@ -550,8 +559,8 @@ template <int BN> struct consumer {
     uint64_t desc0;                 /* wgmma descriptor of stage 0's activation tile */
     bool fast = false; /* the tile's tokens are all on their references (units word bit 8) */
 #if (MXMOE_SM90_LAB & 1024)
-    unsigned long long waited = 0; /* lab timeline: when the last stage wait returned */
-    unsigned long long halves[7];  /* ... and the three-warpgroup chunk's points 3-5 */
+    unsigned long long waited = 0;           /* lab timeline: when the last stage wait returned */
+    unsigned long long halves[kStampPoints]; /* the three-warpgroup chunk's points */
 #define MXMOE_SM90_HALF_STAMP(i) (halves[i] = clock64())
 #else
 #define MXMOE_SM90_HALF_STAMP(i) ((void)0)
@@ -1260,7 +1269,8 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         }
     }
     pdl_wait(); /* launched by launch_pdl: the activation prepass's rows are complete from here
-                 * (the set-up above read only the offsets, complete before that prepass ran) */
+                 * (the set-up above read only the offsets, complete before that prepass ran,
+                 * and the weights) */
     if (a.partials != nullptr && blockIdx.x == 0 && tid == 0) {
         *a.split_flag = split ? 1u : 0u; /* for split_reduce_kernel */
     }
@@ -1306,9 +1316,6 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         float acc[BN / 4];
         uint32_t frag[4][4];
         chunk_state st;
-#if (MXMOE_SM90_LAB & 1024)
-        const bool stamping = blockIdx.x < kStampCtas && tid % 128 == 0;
-#endif
         for (int g = 0; g < G; g++) {
 #if (MXMOE_SM90_LAB & 1024)
             cs.halves[0] = clock64();
@@ -1321,11 +1328,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
             cs.chunk_in_halves(acc, frag, st);
 #if (MXMOE_SM90_LAB & 1024)
             cs.halves[6] = clock64();
-            if (stamping && g < kStampChunks) {
-                for (int i = 0; i < kStampPoints; i++) {
-                    g_sm90_stamps[blockIdx.x][warp / 4 - 1][g][i] = cs.halves[i];
-                }
-            }
+            lab_stamps_put(g, cs.halves);
 #endif
         }
         return;
@@ -1341,7 +1344,6 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
     uint32_t frag[4][4];
     chunk_state st;
 #if (MXMOE_SM90_LAB & 1024)
-    const bool stamping = blockIdx.x < kStampCtas && tid % 128 == 0;
     unsigned long long t[kStampPoints] = {};
 #define MXMOE_SM90_STAMP(i) (t[i] = clock64())
 #else
@@ -1359,11 +1361,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
 #if (MXMOE_SM90_LAB & 1024)
         MXMOE_SM90_STAMP(4);
         t[1] = cs.waited;
-        if (stamping && g < kStampChunks) {
-            for (int i = 0; i < kStampPoints; i++) {
-                g_sm90_stamps[blockIdx.x][warp / 4 - 1][g][i] = t[i];
-            }
-        }
+        lab_stamps_put(g, t);
 #endif
     }
 #undef MXMOE_SM90_STAMP
