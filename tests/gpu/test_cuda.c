@@ -533,11 +533,20 @@ static int block_rounded(const uint8_t* row_scales, int64_t kb, int64_t j) {
 /* The bound (include/mxmoe.h): per output, 2^-10 sum|a w| for the FP8 MMA's accumulation, one
  * FP32 rounding per 128-K promotion, |a w| for each product with one rounded block and 3 |a w|
  * with two, then the bias add and the output rounding. */
-static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int swz_w, int with_bias,
-                           mxmoe_dtype out_dtype, int spread) {
+static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K, int swz_w,
+                                  int with_bias, mxmoe_dtype out_dtype, int spread,
+                                  const int32_t* counts) {
     const int64_t kb = K / 32, nc = (K + 127) / 128;
     pair off = pair1(MXMOE_I32, E + 1);
-    random_offsets(off.host.data, E, rows - (rows > 1 ? rand_int(2) : 0), 1);
+    if (counts != NULL) { /* each expert's rows as given (they sum to at most rows) */
+        int32_t* o = off.host.data;
+        o[0] = 0;
+        for (int64_t e = 0; e < E; e++) {
+            o[e + 1] = o[e] + counts[e];
+        }
+    } else {
+        random_offsets(off.host.data, E, rows - (rows > 1 ? rand_int(2) : 0), 1);
+    }
     upload(&off);
     pair ap = pair2(MXMOE_U8, rows, K / 2), as = pair2(MXMOE_U8, rows, kb);
     pair wp = pair3(MXMOE_U8, E, N, K / 2), ws = pair3(MXMOE_U8, E, N, kb);
@@ -662,6 +671,11 @@ static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int sw
         free_pair(inputs[i]);
     }
     free_pair(&bias), free_pair(&out);
+}
+
+static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int swz_w, int with_bias,
+                           mxmoe_dtype out_dtype, int spread) {
+    test_gemm_sm90_counts(rows, E, N, K, swz_w, with_bias, out_dtype, spread, NULL);
 }
 
 /* One MoE layer on both backends; returns the device output pair for further checks. */
@@ -1209,6 +1223,11 @@ int main(int argc, char** argv) {
          * (a tile of <= 64 rows skips the second), warpgroups wholly or partly past N */
         test_gemm_sm90(400, 3, 200, 512, 0, 1, MXMOE_F32, 20);
         test_gemm_sm90(400, 3, 136, 160, 1, 0, MXMOE_BF16, 0);
+        /* ... every width a half's MMAs take: experts ending 10, 25, 50 rows into half 0 and
+         * 6, 30, 60 into half 1, and one past a whole tile (mean 89: 128-token tiles) */
+        static const int32_t widths[] = {10, 25, 50, 70, 94, 124, 138, 201};
+        test_gemm_sm90_counts(712, 8, 136, 288, 0, 1, MXMOE_F32, 20, widths);
+        test_gemm_sm90_counts(712, 8, 200, 160, 1, 0, MXMOE_BF16, 0, widths);
         if (!g_small) {
             test_gemm_sm90(300, 4, 2880, 2880, 0, 1, MXMOE_F32, 0);
             test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0);  /* 128-token tiles */
