@@ -30,9 +30,9 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-/* Local expert of pair i, or -1 if dropped (including ids or map entries out of range). */
-__device__ inline int32_t local_expert(const plan_args& a, int64_t i, bool report) {
-    int32_t id = a.ids[i];
+/* Local expert of a pair with expert id `id`, or -1 if dropped (including ids or map entries out
+ * of range). */
+__device__ inline int32_t expert_of_id(const plan_args& a, int32_t id, bool report) {
     if (id < 0 || id >= a.id_limit) {
         if (report && id != -1) {
             atomicOr(a.errors, MXMOE_DEVERR_EXPERT_ID);
@@ -50,6 +50,11 @@ __device__ inline int32_t local_expert(const plan_args& a, int64_t i, bool repor
         return -1;
     }
     return local;
+}
+
+/* Local expert of pair i (expert_of_id). */
+__device__ inline int32_t local_expert(const plan_args& a, int64_t i, bool report) {
+    return expert_of_id(a, a.ids[i], report);
 }
 
 /* Exclusive prefix sum of v over the block's threads (Warps warps) and the block's total, through
@@ -99,12 +104,13 @@ __device__ inline void runs_first_rows(int32_t* counts, int32_t e, int32_t E, in
 /* Places one warp's 32 pairs (lane's pair i, its expert e) in pair order at cursor[e] onward,
  * ranked inside the warp by __match_any_sync, and advances the cursors past them; a dropped
  * pair (e < 0, i < pairs) gets row -1. The whole warp calls it. */
-__device__ inline void place_warp(const plan_args& a, int64_t i, int32_t e, int32_t* cursor) {
+__device__ inline void place_warp(const plan_args& a, int64_t i, int32_t e, int32_t* cursor,
+                                  int32_t* sorted) {
     const int lane = threadIdx.x % 32;
     const unsigned same = __match_any_sync(0xffffffffu, e);
     if (e >= 0) {
         const int32_t row = cursor[e] + __popc(same & ((1u << lane) - 1u));
-        a.sorted[row] = (int32_t)i;
+        sorted[row] = (int32_t)i;
         a.row_of[i] = row;
     } else if (i < a.pairs) {
         a.row_of[i] = -1;
@@ -289,7 +295,7 @@ __global__ void __launch_bounds__(kTileThreads)
 #pragma unroll
     for (int r = 0; r < kRounds; r++) {
         const int64_t i = first + r * 32 + lane;
-        place_warp(a, i, mine[r], cursor + warp * E);
+        place_warp(a, i, mine[r], cursor + warp * E, a.sorted);
         if (i >= kept && i < a.pairs) {
             a.sorted[i] = -1;
         }
@@ -343,34 +349,67 @@ __global__ void __launch_bounds__(32) plan_warp_kernel(plan_args a) {
 
 constexpr int kSmallThreads = 1024, kSmallWarps = kSmallThreads / 32;
 constexpr int64_t kSmallMaxPairs = 4096;
-constexpr int32_t kSmallMaxExperts = 1024;
-constexpr int kSmallCursors = 11264; /* shared [segments][E] cursors: 44 KB */
+constexpr int32_t kSmallMaxExperts =
+    512; /* more go tiled: the segments would outgrow the registers */
+constexpr int kSmallInts = 12288 - kSmallWarps; /* dynamic shared memory: 48 KB with warp_sums */
+
+/* Segments (warps) of plan_small: its [segments][E] cursors and the pairs' sorted staging fit
+ * its shared memory; at least 7 for the largest E and pairs. */
+__host__ __device__ constexpr int small_segments(int64_t pairs, int32_t experts) {
+    return (int)((kSmallInts - pairs) / experts < kSmallWarps ? (kSmallInts - pairs) / experts
+                                                              : kSmallWarps);
+}
+/* Rounds of 32 pairs a segment holds: the most for the largest E and pairs. */
+constexpr int kSmallRounds =
+    (int)(((kSmallMaxPairs + small_segments(kSmallMaxPairs, kSmallMaxExperts) - 1) /
+               small_segments(kSmallMaxPairs, kSmallMaxExperts) +
+           31) /
+          32);
 
 /* One block. The pairs split into up to 32 consecutive segments, a warp each (fewer where E is
  * large, for the [segments][E] cursors to fit in shared memory): each warp counts its segment
  * per expert, a scan over (expert, segment) gives each segment its first row per expert, and
  * each warp places its own segment in pair order. No warp waits for another between the
  * barriers. (Placing the pairs 32 at a time, warp after warp with a block barrier between, was
- * 128 barriers at 4096 pairs: 50 us, Nsight, qwen3 n = 512.) */
+ * 128 barriers at 4096 pairs: 50 us, Nsight, qwen3 n = 512.) A clock64 timeline at qwen3
+ * n = 512 (29 K cycles in all) put 11 K in the counting pass, 4 K in the scan and 15 K in the
+ * placing pass: each lane's ids loaded one round after another, each behind the last round's
+ * error check (~2.7 K cycles a round, from DRAM), and the placing pass's stores to `sorted`, 32
+ * scattered rows a warp instruction. So every id is loaded before any is checked, and the
+ * sorted rows are staged in shared memory and written out in order. */
 __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) {
     pdl_wait();
     pdl_release();
-    __shared__ int32_t cursor[kSmallCursors]; /* [segment][E]: counts, then each next row */
+    extern __shared__ int32_t small_smem[]; /* [segments][E] cursors, then sorted [pairs] */
     __shared__ int32_t warp_sums[kSmallWarps];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int32_t E = a.num_experts;
-    const int segments = min(kSmallWarps, kSmallCursors / E);
+    const int segments = small_segments(a.pairs, E);
+    int32_t* const cursor = small_smem;
+    int32_t* const staged = small_smem + segments * E;
     /* a multiple of 32, so that a lane past its segment's end is past the pairs too */
     const int64_t len = ((a.pairs + segments - 1) / segments + 31) / 32 * 32;
     const int64_t first = warp * len, end = min(first + len, a.pairs);
+    const int rounds = warp < segments ? (int)(len / 32) : 0;
     int32_t* const own = cursor + (warp < segments ? warp : 0) * E; /* this segment's cursors */
+    int32_t mine[kSmallRounds]; /* the lane's pairs' ids, then experts (-1: none) */
+#pragma unroll
+    for (int r = 0; r < kSmallRounds; r++) {
+        const int64_t i = first + 32 * r + lane;
+        mine[r] = r < rounds && i < end ? a.ids[i] : -1;
+    }
+#pragma unroll
+    for (int r = 0; r < kSmallRounds; r++) {
+        mine[r] = expert_of_id(a, mine[r], true); /* -1 (none, or past the end) stays -1 */
+    }
     for (int j = threadIdx.x; j < segments * E; j += kSmallThreads) {
         cursor[j] = 0;
     }
     __syncthreads();
-    if (warp < segments) {
-        for (int64_t i = first + lane; i - lane < end; i += 32) {
-            count_warp(i < end ? local_expert(a, i, true) : -1, own);
+#pragma unroll
+    for (int r = 0; r < kSmallRounds; r++) {
+        if (r < rounds) { /* warp-uniform */
+            count_warp(mine[r], own);
         }
     }
     __syncthreads();
@@ -390,13 +429,15 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
         a.offsets[E] = kept;
     }
     __syncthreads();
-    if (warp < segments) {
-        for (int64_t i = first + lane; i - lane < end; i += 32) {
-            place_warp(a, i, i < end ? local_expert(a, i, false) : -1, own);
+#pragma unroll
+    for (int r = 0; r < kSmallRounds; r++) {
+        if (r < rounds) {
+            place_warp(a, first + 32 * r + lane, mine[r], own, staged);
         }
     }
-    for (int64_t i = kept + threadIdx.x; i < a.pairs; i += kSmallThreads) {
-        a.sorted[i] = -1;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < a.pairs; i += kSmallThreads) {
+        a.sorted[i] = i < kept ? staged[i] : -1;
     }
 }
 
@@ -409,7 +450,9 @@ mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
         return MXMOE_OK;
     }
     if (args->pairs <= kSmallMaxPairs && args->num_experts <= kSmallMaxExperts) {
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, plan_small_kernel, 1, kSmallThreads, 0, *args));
+        const int segments = small_segments(args->pairs, args->num_experts);
+        const size_t smem = (size_t)(segments * args->num_experts + args->pairs) * 4;
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, plan_small_kernel, 1, kSmallThreads, smem, *args));
         return MXMOE_OK;
     }
     if (args->num_experts <= kTiledMaxExperts) {
