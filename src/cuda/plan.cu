@@ -6,13 +6,13 @@
  * - Up to 32 pairs (decode): plan_warp_kernel, one warp, a lane a pair.
  * - Few pairs (small batches): plan_small_kernel, one block, each warp a segment of
  *   consecutive pairs that it counts per expert and later places (ranks inside a warp from
- *   __match_any_sync, a cursor per segment and expert), one scan between.
+ *   same_expert's ballots, a cursor per segment and expert), one scan between.
  * - Many pairs, up to kTiledMaxExperts experts: tiles of kTilePairs pairs, each a block of
  *   kTileWarps warps with kWarpPairs consecutive pairs each.
  *     1. tile_count_kernel: per-tile expert counts (shared-memory histogram), ids checked
  *     2. tile_scan_kernel (one block): counts, offsets, and each tile's first row per expert
  *     3. tile_place_kernel: per-warp counts, scanned over the tile's warps, then each warp
- *        places its pairs in order (ranks from __match_any_sync), dropped pairs get row -1,
+ *        places its pairs in order (ranks from same_expert), dropped pairs get row -1,
  *        sorted = -1 past the kept rows
  *   O(pairs) work spread over the whole GPU. (A block per expert scanning every pair, below,
  *   took 84 us at qwen3's 65536 pairs, Nsight: E blocks, each latency-bound over all the ids.)
@@ -79,11 +79,26 @@ template <int Warps> __device__ inline int block_exclusive_scan(int v, int* warp
     return before;
 }
 
-/* Counts one warp's 32 pairs (lane's pair's expert e, -1 for none) into count[e]: the lanes of
- * an expert found by __match_any_sync, their leader adds them. The whole warp calls it. */
-__device__ inline void count_warp(int32_t e, int32_t* count) {
+/* The lanes whose expert equals this lane's e (-1: none; e < num_experts): one ballot per bit
+ * of e + 1, each narrowing the set. (__match_any_sync, the one instruction for it, ran at about
+ * one a 64 cycles an SM: 128 of them a pass, 8 K cycles of plan_small's 24 K at qwen3 n = 512,
+ * clock64 timeline, H100.) The whole warp calls it. */
+__device__ inline unsigned same_expert(int32_t e, int32_t num_experts) {
+    const unsigned v = (unsigned)(e + 1);
+    const int bits = 32 - __clz(num_experts); /* e + 1 <= num_experts */
+    unsigned same = 0xffffffffu;
+    for (int b = 0; b < bits; b++) {
+        const bool set = (v >> b) & 1u;
+        const unsigned ones = __ballot_sync(0xffffffffu, set);
+        same &= set ? ones : ~ones;
+    }
+    return same;
+}
+
+/* Counts one warp's 32 pairs (lane's pair's expert e, -1 for none; `same`: its lanes, from
+ * same_expert) into count[e]: their leader adds them. The whole warp calls it. */
+__device__ inline void count_warp(int32_t e, unsigned same, int32_t* count) {
     const int lane = threadIdx.x % 32;
-    const unsigned same = __match_any_sync(0xffffffffu, e);
     if (e >= 0 && lane == __ffs(same) - 1) {
         count[e] += __popc(same);
     }
@@ -101,13 +116,12 @@ __device__ inline void runs_first_rows(int32_t* counts, int32_t e, int32_t E, in
     }
 }
 
-/* Places one warp's 32 pairs (lane's pair i, its expert e) in pair order at cursor[e] onward,
- * ranked inside the warp by __match_any_sync, and advances the cursors past them; a dropped
- * pair (e < 0, i < pairs) gets row -1. The whole warp calls it. */
-__device__ inline void place_warp(const plan_args& a, int64_t i, int32_t e, int32_t* cursor,
-                                  int32_t* sorted) {
+/* Places one warp's 32 pairs (lane's pair i, its expert e, `same` its lanes) in pair order at
+ * cursor[e] onward (sorted[row] = i), ranked inside the warp, and advances the cursors past
+ * them; a dropped pair (e < 0, i < pairs) gets row -1. The whole warp calls it. */
+__device__ inline void place_warp(const plan_args& a, int64_t i, int32_t e, unsigned same,
+                                  int32_t* cursor, int32_t* sorted) {
     const int lane = threadIdx.x % 32;
-    const unsigned same = __match_any_sync(0xffffffffu, e);
     if (e >= 0) {
         const int32_t row = cursor[e] + __popc(same & ((1u << lane) - 1u));
         sorted[row] = (int32_t)i;
@@ -280,11 +294,16 @@ __global__ void __launch_bounds__(kTileThreads)
     __syncthreads();
     const int64_t first = (int64_t)blockIdx.x * kTilePairs + (int64_t)warp * kWarpPairs;
     int32_t mine[kRounds]; /* this lane's pairs' experts (-1: dropped or past the pairs) */
+    unsigned same[kRounds];
 #pragma unroll
     for (int r = 0; r < kRounds; r++) {
         const int64_t i = first + r * 32 + lane;
         mine[r] = i < a.pairs ? local_expert(a, i, false) : -1;
-        count_warp(mine[r], cursor + warp * E);
+    }
+#pragma unroll
+    for (int r = 0; r < kRounds; r++) {
+        same[r] = same_expert(mine[r], E);
+        count_warp(mine[r], same[r], cursor + warp * E);
     }
     __syncthreads();
     for (int e = threadIdx.x; e < E; e += kTileThreads) {
@@ -295,7 +314,7 @@ __global__ void __launch_bounds__(kTileThreads)
 #pragma unroll
     for (int r = 0; r < kRounds; r++) {
         const int64_t i = first + r * 32 + lane;
-        place_warp(a, i, mine[r], cursor + warp * E, a.sorted);
+        place_warp(a, i, mine[r], same[r], cursor + warp * E, a.sorted);
         if (i >= kept && i < a.pairs) {
             a.sorted[i] = -1;
         }
@@ -321,7 +340,7 @@ __global__ void __launch_bounds__(32) plan_warp_kernel(plan_args a) {
         kept += all[j] >= 0;
         below += all[j] >= 0 && all[j] < mine;
     }
-    const unsigned same = __match_any_sync(0xffffffffu, mine);
+    const unsigned same = same_expert(mine, a.num_experts);
     if (lane < a.pairs) {
         const int32_t row = mine >= 0 ? below + __popc(same & ((1u << lane) - 1u)) : -1;
         a.row_of[lane] = row;
@@ -393,6 +412,7 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
     const int rounds = warp < segments ? (int)(len / 32) : 0;
     int32_t* const own = cursor + (warp < segments ? warp : 0) * E; /* this segment's cursors */
     int32_t mine[kSmallRounds]; /* the lane's pairs' ids, then experts (-1: none) */
+    unsigned same[kSmallRounds];
 #pragma unroll
     for (int r = 0; r < kSmallRounds; r++) {
         const int64_t i = first + 32 * r + lane;
@@ -409,7 +429,8 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
 #pragma unroll
     for (int r = 0; r < kSmallRounds; r++) {
         if (r < rounds) { /* warp-uniform */
-            count_warp(mine[r], own);
+            same[r] = same_expert(mine[r], E);
+            count_warp(mine[r], same[r], own);
         }
     }
     __syncthreads();
@@ -432,7 +453,7 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
 #pragma unroll
     for (int r = 0; r < kSmallRounds; r++) {
         if (r < rounds) {
-            place_warp(a, first + 32 * r + lane, mine[r], own, staged);
+            place_warp(a, first + 32 * r + lane, mine[r], same[r], own, staged);
         }
     }
     __syncthreads();
