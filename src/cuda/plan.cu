@@ -6,13 +6,13 @@
  * - Up to 32 pairs (decode): plan_warp_kernel, one warp, a lane a pair.
  * - Few pairs (small batches): plan_small_kernel, one block, each warp a segment of
  *   consecutive pairs that it counts per expert and later places (ranks inside a warp from
- *   __match_any_sync, a cursor per segment and expert), one scan between.
+ *   same_expert's ballots, a cursor per segment and expert), one scan between.
  * - Many pairs, up to kTiledMaxExperts experts: tiles of kTilePairs pairs, each a block of
  *   kTileWarps warps with kWarpPairs consecutive pairs each.
  *     1. tile_count_kernel: per-tile expert counts (shared-memory histogram), ids checked
  *     2. tile_scan_kernel (one block): counts, offsets, and each tile's first row per expert
  *     3. tile_place_kernel: per-warp counts, scanned over the tile's warps, then each warp
- *        places its pairs in order (ranks from __match_any_sync), dropped pairs get row -1,
+ *        places its pairs in order (ranks from same_expert), dropped pairs get row -1,
  *        sorted = -1 past the kept rows
  *   O(pairs) work spread over the whole GPU. (A block per expert scanning every pair, below,
  *   took 84 us at qwen3's 65536 pairs, Nsight: E blocks, each latency-bound over all the ids.)
@@ -30,9 +30,9 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-/* Local expert of pair i, or -1 if dropped (including ids or map entries out of range). */
-__device__ inline int32_t local_expert(const plan_args& a, int64_t i, bool report) {
-    int32_t id = a.ids[i];
+/* Local expert of a pair with expert id `id`, or -1 if dropped (including ids or map entries out
+ * of range). */
+__device__ inline int32_t expert_of_id(const plan_args& a, int32_t id, bool report) {
     if (id < 0 || id >= a.id_limit) {
         if (report && id != -1) {
             atomicOr(a.errors, MXMOE_DEVERR_EXPERT_ID);
@@ -50,6 +50,11 @@ __device__ inline int32_t local_expert(const plan_args& a, int64_t i, bool repor
         return -1;
     }
     return local;
+}
+
+/* Local expert of pair i (expert_of_id). */
+__device__ inline int32_t local_expert(const plan_args& a, int64_t i, bool report) {
+    return expert_of_id(a, a.ids[i], report);
 }
 
 /* Exclusive prefix sum of v over the block's threads (Warps warps) and the block's total, through
@@ -74,11 +79,26 @@ template <int Warps> __device__ inline int block_exclusive_scan(int v, int* warp
     return before;
 }
 
-/* Counts one warp's 32 pairs (lane's pair's expert e, -1 for none) into count[e]: the lanes of
- * an expert found by __match_any_sync, their leader adds them. The whole warp calls it. */
-__device__ inline void count_warp(int32_t e, int32_t* count) {
+/* The lanes whose expert equals this lane's e (-1: none; e < num_experts): one ballot per bit
+ * of e + 1, each narrowing the set. (__match_any_sync, the one instruction for it, ran at about
+ * one a 64 cycles an SM: 128 of them a pass, 8 K cycles of plan_small's 24 K at qwen3 n = 512,
+ * clock64 timeline, H100.) The whole warp calls it. */
+__device__ inline unsigned same_expert(int32_t e, int32_t num_experts) {
+    const unsigned v = (unsigned)(e + 1);
+    const int bits = 32 - __clz(num_experts); /* e + 1 <= num_experts */
+    unsigned same = 0xffffffffu;
+    for (int b = 0; b < bits; b++) {
+        const bool set = (v >> b) & 1u;
+        const unsigned ones = __ballot_sync(0xffffffffu, set);
+        same &= set ? ones : ~ones;
+    }
+    return same;
+}
+
+/* Counts one warp's 32 pairs (lane's pair's expert e, -1 for none; `same`: its lanes, from
+ * same_expert) into count[e]: their leader adds them. The whole warp calls it. */
+__device__ inline void count_warp(int32_t e, unsigned same, int32_t* count) {
     const int lane = threadIdx.x % 32;
-    const unsigned same = __match_any_sync(0xffffffffu, e);
     if (e >= 0 && lane == __ffs(same) - 1) {
         count[e] += __popc(same);
     }
@@ -96,15 +116,15 @@ __device__ inline void runs_first_rows(int32_t* counts, int32_t e, int32_t E, in
     }
 }
 
-/* Places one warp's 32 pairs (lane's pair i, its expert e) in pair order at cursor[e] onward,
- * ranked inside the warp by __match_any_sync, and advances the cursors past them; a dropped
- * pair (e < 0, i < pairs) gets row -1. The whole warp calls it. */
-__device__ inline void place_warp(const plan_args& a, int64_t i, int32_t e, int32_t* cursor) {
+/* Places one warp's 32 pairs (lane's pair i, its expert e, `same` its lanes) in pair order at
+ * cursor[e] onward (sorted[row] = i), ranked inside the warp, and advances the cursors past
+ * them; a dropped pair (e < 0, i < pairs) gets row -1. The whole warp calls it. */
+__device__ inline void place_warp(const plan_args& a, int64_t i, int32_t e, unsigned same,
+                                  int32_t* cursor, int32_t* sorted) {
     const int lane = threadIdx.x % 32;
-    const unsigned same = __match_any_sync(0xffffffffu, e);
     if (e >= 0) {
         const int32_t row = cursor[e] + __popc(same & ((1u << lane) - 1u));
-        a.sorted[row] = (int32_t)i;
+        sorted[row] = (int32_t)i;
         a.row_of[i] = row;
     } else if (i < a.pairs) {
         a.row_of[i] = -1;
@@ -274,11 +294,16 @@ __global__ void __launch_bounds__(kTileThreads)
     __syncthreads();
     const int64_t first = (int64_t)blockIdx.x * kTilePairs + (int64_t)warp * kWarpPairs;
     int32_t mine[kRounds]; /* this lane's pairs' experts (-1: dropped or past the pairs) */
+    unsigned same[kRounds];
 #pragma unroll
     for (int r = 0; r < kRounds; r++) {
         const int64_t i = first + r * 32 + lane;
         mine[r] = i < a.pairs ? local_expert(a, i, false) : -1;
-        count_warp(mine[r], cursor + warp * E);
+    }
+#pragma unroll
+    for (int r = 0; r < kRounds; r++) {
+        same[r] = same_expert(mine[r], E);
+        count_warp(mine[r], same[r], cursor + warp * E);
     }
     __syncthreads();
     for (int e = threadIdx.x; e < E; e += kTileThreads) {
@@ -289,7 +314,7 @@ __global__ void __launch_bounds__(kTileThreads)
 #pragma unroll
     for (int r = 0; r < kRounds; r++) {
         const int64_t i = first + r * 32 + lane;
-        place_warp(a, i, mine[r], cursor + warp * E);
+        place_warp(a, i, mine[r], same[r], cursor + warp * E, a.sorted);
         if (i >= kept && i < a.pairs) {
             a.sorted[i] = -1;
         }
@@ -315,7 +340,7 @@ __global__ void __launch_bounds__(32) plan_warp_kernel(plan_args a) {
         kept += all[j] >= 0;
         below += all[j] >= 0 && all[j] < mine;
     }
-    const unsigned same = __match_any_sync(0xffffffffu, mine);
+    const unsigned same = same_expert(mine, a.num_experts);
     if (lane < a.pairs) {
         const int32_t row = mine >= 0 ? below + __popc(same & ((1u << lane) - 1u)) : -1;
         a.row_of[lane] = row;
@@ -343,34 +368,70 @@ __global__ void __launch_bounds__(32) plan_warp_kernel(plan_args a) {
 
 constexpr int kSmallThreads = 1024, kSmallWarps = kSmallThreads / 32;
 constexpr int64_t kSmallMaxPairs = 4096;
-constexpr int32_t kSmallMaxExperts = 1024;
-constexpr int kSmallCursors = 11264; /* shared [segments][E] cursors: 44 KB */
+/* More experts go tiled: their segments would outgrow plan_small's registers. */
+constexpr int32_t kSmallMaxExperts = 512;
+constexpr int kSmallInts = 12288 - kSmallWarps; /* dynamic shared memory: 48 KB with warp_sums */
+
+/* Segments (warps) of plan_small: its [segments][E] cursors and the pairs' sorted staging fit
+ * its shared memory; at least 7 for the largest E and pairs. */
+__host__ __device__ constexpr int small_segments(int64_t pairs, int32_t experts) {
+    return (int)((kSmallInts - pairs) / experts < kSmallWarps ? (kSmallInts - pairs) / experts
+                                                              : kSmallWarps);
+}
+/* Rounds of 32 pairs a segment holds: the most for the largest E and pairs. */
+constexpr int kSmallRounds =
+    (int)(((kSmallMaxPairs + small_segments(kSmallMaxPairs, kSmallMaxExperts) - 1) /
+               small_segments(kSmallMaxPairs, kSmallMaxExperts) +
+           31) /
+          32);
 
 /* One block. The pairs split into up to 32 consecutive segments, a warp each (fewer where E is
  * large, for the [segments][E] cursors to fit in shared memory): each warp counts its segment
  * per expert, a scan over (expert, segment) gives each segment its first row per expert, and
  * each warp places its own segment in pair order. No warp waits for another between the
  * barriers. (Placing the pairs 32 at a time, warp after warp with a block barrier between, was
- * 128 barriers at 4096 pairs: 50 us, Nsight, qwen3 n = 512.) */
+ * 128 barriers at 4096 pairs: 50 us, Nsight, qwen3 n = 512.) A clock64 timeline at qwen3
+ * n = 512 put 11 K of 29 K cycles in the counting pass and 15 K in the placing pass: each
+ * lane's ids loaded one round after another behind the last round's error check, one
+ * __match_any_sync a round and warp (same_expert), and stores to `sorted` of 32 scattered rows
+ * a warp instruction. So every id is loaded before any is checked, and held with its lanes for
+ * both passes, and the sorted rows are staged in shared memory and written out in order:
+ * 14.4-15.2 K cycles, qwen3 n = 512 76.8 -> 72 us replayed (H100). */
 __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) {
     pdl_wait();
     pdl_release();
-    __shared__ int32_t cursor[kSmallCursors]; /* [segment][E]: counts, then each next row */
+    extern __shared__ int32_t small_smem[]; /* [segments][E] cursors, then sorted [pairs] */
     __shared__ int32_t warp_sums[kSmallWarps];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int32_t E = a.num_experts;
-    const int segments = min(kSmallWarps, kSmallCursors / E);
+    const int segments = small_segments(a.pairs, E);
+    int32_t* const cursor = small_smem;
+    int32_t* const staged = small_smem + segments * E;
     /* a multiple of 32, so that a lane past its segment's end is past the pairs too */
     const int64_t len = ((a.pairs + segments - 1) / segments + 31) / 32 * 32;
     const int64_t first = warp * len, end = min(first + len, a.pairs);
+    const int rounds = warp < segments ? (int)(len / 32) : 0;
     int32_t* const own = cursor + (warp < segments ? warp : 0) * E; /* this segment's cursors */
+    int32_t mine[kSmallRounds]; /* the lane's pairs' ids, then experts (-1: none) */
+    unsigned same[kSmallRounds];
+#pragma unroll
+    for (int r = 0; r < kSmallRounds; r++) {
+        const int64_t i = first + 32 * r + lane;
+        mine[r] = r < rounds && i < end ? a.ids[i] : -1;
+    }
+#pragma unroll
+    for (int r = 0; r < kSmallRounds; r++) {
+        mine[r] = expert_of_id(a, mine[r], true); /* -1 (none, or past the end) stays -1 */
+    }
     for (int j = threadIdx.x; j < segments * E; j += kSmallThreads) {
         cursor[j] = 0;
     }
     __syncthreads();
-    if (warp < segments) {
-        for (int64_t i = first + lane; i - lane < end; i += 32) {
-            count_warp(i < end ? local_expert(a, i, true) : -1, own);
+#pragma unroll
+    for (int r = 0; r < kSmallRounds; r++) {
+        if (r < rounds) { /* warp-uniform */
+            same[r] = same_expert(mine[r], E);
+            count_warp(mine[r], same[r], own);
         }
     }
     __syncthreads();
@@ -390,13 +451,15 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
         a.offsets[E] = kept;
     }
     __syncthreads();
-    if (warp < segments) {
-        for (int64_t i = first + lane; i - lane < end; i += 32) {
-            place_warp(a, i, i < end ? local_expert(a, i, false) : -1, own);
+#pragma unroll
+    for (int r = 0; r < kSmallRounds; r++) {
+        if (r < rounds) {
+            place_warp(a, first + 32 * r + lane, mine[r], same[r], own, staged);
         }
     }
-    for (int64_t i = kept + threadIdx.x; i < a.pairs; i += kSmallThreads) {
-        a.sorted[i] = -1;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < a.pairs; i += kSmallThreads) {
+        a.sorted[i] = i < kept ? staged[i] : -1;
     }
 }
 
@@ -409,7 +472,9 @@ mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
         return MXMOE_OK;
     }
     if (args->pairs <= kSmallMaxPairs && args->num_experts <= kSmallMaxExperts) {
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, plan_small_kernel, 1, kSmallThreads, 0, *args));
+        const int segments = small_segments(args->pairs, args->num_experts);
+        const size_t smem = (size_t)(segments * args->num_experts + args->pairs) * 4;
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, plan_small_kernel, 1, kSmallThreads, smem, *args));
         return MXMOE_OK;
     }
     if (args->num_experts <= kTiledMaxExperts) {
