@@ -373,7 +373,7 @@ constexpr int32_t kSmallMaxExperts = 512;
 constexpr int kSmallInts = 12288 - kSmallWarps; /* dynamic shared memory: 48 KB with warp_sums */
 
 /* Segments (warps) of plan_small: its [segments][E] cursors and the pairs' sorted staging fit
- * its shared memory; at least 7 for the largest E and pairs. */
+ * its shared memory; at least 15 for the largest E and pairs. */
 __host__ __device__ constexpr int small_segments(int64_t pairs, int32_t experts) {
     return (int)((kSmallInts - pairs) / experts < kSmallWarps ? (kSmallInts - pairs) / experts
                                                               : kSmallWarps);
