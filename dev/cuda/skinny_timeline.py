@@ -11,8 +11,8 @@ import struct
 import sys
 
 POINTS = 14  # kEntryGlobal .. kSmid, as the kernel's Stamp enum
-PHASES = [("pdl wait", 1, 2), ("expert", 2, 3), ("own pairs", 3, 4), ("stage tokens", 4, 5),
-          ("scales", 5, 6), ("K loop (slowest warp)", 6, None), ("stores", None, 11)]
+PHASES = [("pdl wait", 1, 2), ("expert", 2, 3), ("own pairs", 3, 4), ("scales", 4, 5),
+          ("stage tokens", 5, 6), ("K loop (slowest warp)", 6, None), ("stores", None, 11)]
 
 
 def quantiles(xs):

@@ -59,8 +59,8 @@ enum Stamp {
     kWaited,      /* after the PDL wait */
     kExpert,      /* the tile's expert known */
     kOwned,       /* the expert's pairs found (projection) */
-    kStaged,      /* the first slab of tokens staged */
     kScales,      /* the weight scales landed, their range taken */
+    kStaged,      /* the first slab of tokens staged */
     kLoop0,       /* warps 0-3: the K loop done */
     kStored = kLoop0 + 4,
     kExitGlobal,
@@ -313,23 +313,6 @@ __device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_e
     return e;
 }
 
-/* Starts the lines the projection's prologue reads next into L1: the ids (own_pairs) and the
- * row of pair `slot`'s token (the first token stage_tokens reads where this CTA owns the
- * expert: its lowest pair is `slot`). Issued before the weight stream, whose copies would
- * otherwise queue ahead of these loads (1-1.5 us at n = 1, bench/NOTES.md v23). */
-__device__ __forceinline__ void warm_l1(const projection_tokens& tk, int64_t k, int64_t pairs,
-                                        int64_t slot) {
-    const int64_t token = slot / tk.top_k;
-    const int64_t row_bytes = k * (tk.x_dtype == MXMOE_F32 ? 4 : 2); /* BF16, F16 or F32 */
-    const char* row = static_cast<const char*>(tk.x) + token * row_bytes;
-    for (int64_t b = (int64_t)threadIdx.x * 128; b < row_bytes; b += kThreads * 128) {
-        asm volatile("prefetch.global.L1 [%0];" ::"l"(row + b));
-    }
-    if (threadIdx.x * 32 < pairs) {
-        asm volatile("prefetch.global.L1 [%0];" ::"l"(tk.ids + threadIdx.x * 32));
-    }
-}
-
 /* Whether this CTA owns `expert`, the expert of pair `slot` (no earlier pair has it), with the
  * pairs of that expert in ascending order in list[0 .. *count). */
 __device__ bool own_pairs(const projection_tokens& tk, int64_t expert, int64_t pairs, int64_t slot,
@@ -466,7 +449,6 @@ __global__ void __launch_bounds__(kThreads, 3)
 
     int64_t expert, begin = 0, end = 0;
     if (kTokens) { /* each pair's id is checked by its slot; the slot's first tile reports it */
-        warm_l1(tk, args.k, args.rows, blockIdx.x / row_tiles);
         expert = pair_expert(tk, args.num_experts, blockIdx.x / row_tiles,
                              blockIdx.x % row_tiles == 0 ? args.errors : nullptr);
     } else {
@@ -559,20 +541,15 @@ __global__ void __launch_bounds__(kThreads, 3)
         end = count;
     }
     MXMOE_SKINNY_STAMP(kOwned);
-    /* The range of the tile's weight scales, taken once the first slab is staged: the scales'
-     * copies land meanwhile. */
-    int2 sw = make_int2(0, 0);
-    auto scale_range = [&]() {
-        cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
-        __syncthreads();
-        int lo = 255, hi = 0;
-        for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
-            lo = min(lo, (int)w_scale[idx]);
-            hi = max(hi, (int)w_scale[idx]);
-        }
-        sw = cta_range(lo, hi);
-        MXMOE_SKINNY_STAMP(kScales);
-    };
+    cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
+    __syncthreads();
+    int lo = 255, hi = 0;
+    for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
+        lo = min(lo, (int)w_scale[idx]);
+        hi = max(hi, (int)w_scale[idx]);
+    }
+    const int2 sw = cta_range(lo, hi);
+    MXMOE_SKINNY_STAMP(kScales);
 
     const int g = lane / 4, t = lane % 4;
     warp_ctx wc;
@@ -609,7 +586,6 @@ __global__ void __launch_bounds__(kThreads, 3)
             const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
             if (slab0 == 0 && row0 == begin) {
                 MXMOE_SKINNY_STAMP(kStaged);
-                scale_range();
             }
             const bool fast = sw.x >= 1 && sw.y <= 254 && sw.x + sa.x >= 107 && sw.y + sa.y <= 370;
             const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
