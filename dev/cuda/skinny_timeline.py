@@ -10,9 +10,10 @@ import collections
 import struct
 import sys
 
-POINTS = 14  # kEntryGlobal .. kSmid, as the kernel's Stamp enum
-PHASES = [("pdl wait", 1, 2), ("expert", 2, 3), ("own pairs", 3, 4), ("scales", 4, 5),
-          ("stage tokens", 5, 6), ("K loop (slowest warp)", 6, None), ("stores", None, 11)]
+POINTS = 15  # kEntryGlobal .. kSmid, as the kernel's Stamp enum
+PHASES = [("pdl wait", 1, 2), ("expert", 2, 3), ("issue copies", 3, 4), ("own pairs", 4, 5),
+          ("scales", 5, 6), ("stage tokens", 6, 7), ("K loop (slowest warp)", 7, None),
+          ("stores", None, 12)]
 
 
 def quantiles(xs):
@@ -25,14 +26,14 @@ def main():
     raw = open(sys.argv[1], "rb").read()
     vals = struct.unpack("<%dQ" % (len(raw) // 8), raw)
     ctas = [vals[i:i + POINTS] for i in range(0, len(vals), POINTS)]
-    done = [c for c in ctas if c[13] != 0]
+    done = [c for c in ctas if c[14] != 0]
     print("CTAs that ran to the end: %d (of %d stamped)" % (len(done), sum(1 for c in ctas if c[0])))
     if not done:
         return
     t0 = min(c[0] for c in ctas if c[0])
     ghz = []
     for c in done:
-        span_ns, cycles = c[12] - c[0], c[11] - c[1]
+        span_ns, cycles = c[13] - c[0], c[12] - c[1]
         if span_ns > 0 and cycles > 0:
             ghz.append(cycles / span_ns)
     clock = sorted(ghz)[len(ghz) // 2] if ghz else 1.755
@@ -40,16 +41,16 @@ def main():
     us = lambda cyc: cyc / clock / 1000.0
     print("%-24s %s" % ("start after the first", quantiles([(c[0] - t0) / 1000.0 for c in done])))
     for name, a, b in PHASES:
-        if a == 6:
-            xs = [us(max(c[7:11]) - c[6]) for c in done]
+        if a == 7:
+            xs = [us(max(c[8:12]) - c[7]) for c in done]
         elif a is None:
-            xs = [us(c[11] - max(c[7:11])) for c in done]
+            xs = [us(c[12] - max(c[8:12])) for c in done]
         else:
             xs = [us(c[b] - c[a]) for c in done]
         print("%-24s %s" % (name, quantiles(xs)))
-    print("%-24s %s" % ("whole CTA", quantiles([(c[12] - c[0]) / 1000.0 for c in done])))
-    print("%-24s %s" % ("end after the first start", quantiles([(c[12] - t0) / 1000.0 for c in done])))
-    per_sm = collections.Counter(c[13] for c in done)
+    print("%-24s %s" % ("whole CTA", quantiles([(c[13] - c[0]) / 1000.0 for c in done])))
+    print("%-24s %s" % ("end after the first start", quantiles([(c[13] - t0) / 1000.0 for c in done])))
+    per_sm = collections.Counter(c[14] for c in done)
     print("CTAs per SM:", sorted(collections.Counter(per_sm.values()).items()), "SMs used:", len(per_sm))
 
 
