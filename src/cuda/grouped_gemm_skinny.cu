@@ -36,15 +36,12 @@
 #include <stdint.h>
 #include <stdio.h> /* the lab timeline's file (bit 8) */
 #include <stdlib.h>
-#include <string.h>
 
 #include "core/e2m1_round.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/int8_mma.cuh"
 #include "cuda/quantize.cuh"
-#include "cuda/sm90_ptx.cuh"
-#include "cuda/tensor_map.cuh"
 
 /* Lab (dev/cuda/skinny_timeline.sh; never set in a library build): bits 1 no MMAs (the ring
  * still turns), 2 no token or activation staging (the slab keeps what it holds), 4 no weight
@@ -108,11 +105,11 @@ constexpr int kStageBlocks = 4; /* K blocks per ring stage: 64 bytes a row */
 #ifndef MXMOE_SKINNY_ACT_BYTES
 #define MXMOE_SKINNY_ACT_BYTES 8192
 #endif
-constexpr int kStages = MXMOE_SKINNY_STAGES; /* ring depth per warp */
-constexpr int kStageRow = kStageBlocks * 16; /* a row's 64 bytes, chunks swizzled: ring_offset */
-constexpr int kLanesPerRow = kStageBlocks;   /* one 16-byte copy each */
+constexpr int kStages = MXMOE_SKINNY_STAGES;      /* ring depth per warp */
+constexpr int kStageRow = kStageBlocks * 16 + 16; /* padded: rows g = 0..7 on distinct banks */
+constexpr int kLanesPerRow = kStageBlocks;        /* one 16-byte copy each */
 constexpr int kCopies = kWarpRows * kStageBlocks / 32;
-constexpr int kWarpStage = kWarpRows * kStageRow; /* 1 KB: whole 512-byte swizzle atoms */
+constexpr int kWarpStage = kWarpRows * kStageRow;
 constexpr int kRingBytes = kWarps * kStages * kWarpStage;
 constexpr int kActBytes = MXMOE_SKINNY_ACT_BYTES; /* decoded activation slab (int8) */
 constexpr int kActEntries = kActBytes / 32;       /* its (token, block) pairs at most */
@@ -122,30 +119,21 @@ constexpr int32_t kBias = 0x4B400000;             /* FP32 bits of 1.5 * 2^23 */
 constexpr float kBiasF = 12582912.0f;
 
 constexpr size_t smem_bytes(int64_t kb) {
-    return 1024 /* the ring's alignment */ + (size_t)kRingBytes + kActBytes + kActEntries * 5 +
+    return (size_t)kRingBytes + kActBytes + kActEntries * 5 +
            (size_t)(kTileRows * kb + 31) / 16 * 16;
-}
-
-/* Byte offset of 16-byte chunk c (K blocks) of row r in a ring stage: TMA's 64-byte swizzle
- * (chunk index XOR address bits 7-8, the stage 512-byte aligned), which the cp.async path
- * writes too. It puts the 8 rows g of a warp's 4-byte weight reads on distinct banks, as the
- * stages' 16 padding bytes a row did before the TMA copies (dense boxes) came. */
-__host__ __device__ constexpr int ring_offset(int r, int c) {
-    return r * kStageRow + ((c ^ ((r >> 1) & 3)) << 4);
 }
 
 /* Shared memory of a CTA. The activation slab first holds the offsets (tile lookup). */
 struct smem_view {
-    uint8_t* ring;      /* [kWarps][kStages][kWarpStage] packed weights, 1024-byte aligned */
+    uint8_t* ring;      /* [kWarps][kStages][kWarpRows][kStageRow] packed weights */
     uint8_t* act;       /* [tokens][act_stride] doubled int8 activations of the slab */
     float* act_scale;   /* [tokens][slab] 2^(sa-129) */
     uint8_t* act_sbyte; /* [tokens][slab] sa */
     uint8_t* w_scale;   /* [kTileRows][kb], + 16 bytes of alignment slack */
 };
 
-__device__ inline smem_view carve(uint8_t* raw) {
+__device__ inline smem_view carve(uint8_t* base) {
     smem_view v;
-    uint8_t* base = raw + ((1024 - smem_u32(raw) % 1024) % 1024);
     v.ring = base;
     v.act = base + kRingBytes;
     v.act_scale = reinterpret_cast<float*>(v.act + kActBytes);
@@ -363,8 +351,6 @@ struct warp_ctx {
     const uint8_t* ring;    /* this warp's kStages stages */
     const uint8_t* w_scale; /* row g of this warp's 16 in the tile's scale table */
     int kb, g, t;
-    int w_off[kStageBlocks]; /* this lane's word of row g in each K block of a stage (row g + 8:
-                                8 rows further, the same swizzle) */
     uint32_t table_lo;
 };
 
@@ -384,8 +370,10 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
         if (!kFull && j >= w.kb) { /* kFull: the stage's blocks are all inside K */
             break;
         }
-        const uint32_t w0 = *reinterpret_cast<const uint32_t*>(slot + w.w_off[bi]);
-        const uint32_t w1 = *reinterpret_cast<const uint32_t*>(slot + w.w_off[bi] + 8 * kStageRow);
+        const uint32_t w0 =
+            *reinterpret_cast<const uint32_t*>(slot + w.g * kStageRow + bi * 16 + 4 * w.t);
+        const uint32_t w1 =
+            *reinterpret_cast<const uint32_t*>(slot + (w.g + 8) * kStageRow + bi * 16 + 4 * w.t);
         /* The weights as two unsigned fragments, the magnitudes of the positive codes and of the
          * negative ones, each multiplied by the activations: the difference of the two integer
          * sums is the signed block's, for 8 fewer instructions a block than forming the signed
@@ -443,29 +431,13 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
  * the projection, a CTA per (pair, row tile) whose pair's expert no earlier pair has. */
 template <bool kTokens>
 __global__ void __launch_bounds__(kThreads, 3)
-    grouped_gemm_skinny_kernel(gemm_args args, projection_tokens tk,
-                               const __grid_constant__ CUtensorMap w_map, int use_tma) {
+    grouped_gemm_skinny_kernel(gemm_args args, projection_tokens tk) {
     extern __shared__ __align__(16) uint8_t smem_raw[];
     __shared__ int32_t pair_list[kTokens ? kProjectionMaxPairs : 1];
     const smem_view s = carve(smem_raw);
     __shared__ uint32_t table_words[32]; /* the E2M1 table's low word for each lane: warp_ctx */
-    /* TMA copies of the ring stages (sm_90a; w_map from the host), one completion barrier a warp
-     * and slot; elsewhere each lane's cp.async copies */
-    __shared__ __align__(8) uint64_t stage_full[kWarps][kStages];
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    const bool tma = use_tma != 0;
-#else
-    const bool tma = false;
-    (void)use_tma;
-#endif
     if (threadIdx.x < 32) {
         table_words[threadIdx.x] = 0x03020100u;
-    }
-    if (tma) {
-        if (threadIdx.x < kWarps * kStages) {
-            mbar_init(&stage_full[threadIdx.x / kStages][threadIdx.x % kStages], 1);
-        }
-        __syncthreads(); /* initialised before any warp's first copy */
     }
     MXMOE_SKINNY_STAMP(kEntryGlobal, true);
     MXMOE_SKINNY_STAMP(kEntry);
@@ -507,46 +479,22 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int64_t first_row = n0 + warp * kWarpRows + copy_row;
     const uint8_t* src =
         args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
-    uint8_t* const warp_ring = s.ring + warp * kStages * kWarpStage;
-    /* The TMA box's first row (past the expert's rows: the next expert's, whose results are
-     * never stored; past all experts: zeros) */
-    const int tma_row = (int)(expert * args.n + n0 + warp * kWarpRows);
-    /* Stage `stage` into its slot: with TMA one copy of the warp's 16 x 64-byte box (lane 0),
-     * counted on the slot's barrier (the slot's earlier reads come first: the __syncwarp after
-     * each stage, then the proxy fence); otherwise 16 bytes a lane, zero-filled past K and N. */
+    uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
     auto issue = [&](int stage) {
         if ((MXMOE_SKINNY_LAB & 4)) {
             return;
         }
-        const int slot = stage % kStages;
-        if (tma) {
-            if (lane == 0) {
-                fence_proxy_async();
-                mbar_arrive_expect_tx(&stage_full[warp][slot], kWarpStage);
-                tma_load_2d(warp_ring + slot * kWarpStage, &w_map, stage * kStageBlocks * 16,
-                            tma_row, &stage_full[warp][slot]);
-            }
-            return;
-        }
         const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
+        uint8_t* slot = dst + (stage % kStages) * kWarpStage;
 #pragma unroll
         for (int c = 0; c < kCopies; c++) {
             const int rows_down = c * (32 / kLanesPerRow);
             const bool ok = blk_ok && first_row + rows_down < args.n;
-            cp_async16_zfill(
-                warp_ring + slot * kWarpStage + ring_offset(copy_row + rows_down, copy_blk),
-                ok ? src + (int64_t)rows_down * (args.k / 2) + stage * kStageBlocks * 16
-                   : args.w_packed,
-                ok ? 16 : 0);
-        }
-    };
-    /* The parity each slot's barrier completes next (TMA): flipped at each wait. */
-    uint32_t slot_phase = 0;
-    auto wait_stage = [&](int stage) {
-        if (tma && !(MXMOE_SKINNY_LAB & 4)) {
-            const int slot = stage % kStages;
-            mbar_wait(&stage_full[warp][slot], (slot_phase >> slot) & 1u);
-            slot_phase ^= 1u << slot;
+            cp_async16_zfill(slot + rows_down * kStageRow,
+                             ok ? src + (int64_t)rows_down * (args.k / 2) +
+                                      stage * kStageBlocks * 16
+                                : args.w_packed,
+                             ok ? 16 : 0);
         }
     };
     const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
@@ -590,9 +538,6 @@ __global__ void __launch_bounds__(kThreads, 3)
         int count = 0;
         if (!own_pairs(tk, expert, args.rows, blockIdx.x / row_tiles, pair_list, &count)) {
             cp_async_wait<0>(); /* no copy may land in shared memory after the CTA exits */
-            for (int stage = 0; stage < kStages - 1 && stage < n_stages; stage++) {
-                wait_stage(stage);
-            }
             return;
         }
         end = count;
@@ -613,10 +558,6 @@ __global__ void __launch_bounds__(kThreads, 3)
     wc.ring = s.ring + warp * kStages * kWarpStage;
     wc.w_scale = w_scale + (warp * kWarpRows + g) * kb; /* rows past n read stale bytes: dropped */
     wc.kb = kb, wc.g = g, wc.t = t;
-#pragma unroll
-    for (int bi = 0; bi < kStageBlocks; bi++) {
-        wc.w_off[bi] = ring_offset(g, bi) + 4 * t;
-    }
     wc.table_lo = table_words[lane]; /* written before the barriers above */
 
     for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
@@ -652,7 +593,6 @@ __global__ void __launch_bounds__(kThreads, 3)
             const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
             for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
                 cp_async_wait<kStages - 2>();
-                wait_stage(stage);
                 __syncwarp(); /* every lane's copies of this stage are visible to the warp */
                 if (stage + kStages - 1 < n_stages) {
                     issue(stage + kStages - 1); /* into the slot read by the previous stage */
@@ -774,23 +714,11 @@ static mxmoe_status launch_skinny(mxmoe_ctx* ctx, const gemm_args* args,
         return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED,
                           "grouped_gemm: %lld tiles exceed the CUDA grid", (long long)ctas);
     }
-    /* The ring's TMA copies where the sm_90a GEMM runs (its init found the encoder): the
-     * weights [E * N rows, K/2 bytes] in 16-row x 64-byte boxes, swizzled as ring_offset. With
-     * cp.async, every lane's 16-byte copies wait for slots in the SM's load path, and the
-     * prologue's loads (ids, tokens) queued behind them: 1.5-2.4 us at n = 1 (NOTES v23). */
-    CUtensorMap w_map;
-    memset(&w_map, 0, sizeof w_map);
-    const int use_tma =
-        cuda_state(ctx)->sm90_ready &&
-        mxmoe_tensor_map_2d(ctx, &w_map, args->w_packed, false, (uint64_t)(args->k / 2),
-                            (uint64_t)(args->num_experts * args->n), (uint64_t)(args->k / 2),
-                            kStageBlocks * 16, kWarpRows, CU_TENSOR_MAP_SWIZZLE_64B);
 #if (MXMOE_SKINNY_LAB & 8)
     lab_stamps_clear(ctx);
 #endif
-    MXMOE_CUDA_CHECK(ctx,
-                     launch_pdl(ctx, grouped_gemm_skinny_kernel<kTokens>, (unsigned)ctas, kThreads,
-                                smem_bytes(args->k / 32), *args, tk, w_map, use_tma));
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<kTokens>, (unsigned)ctas,
+                                     kThreads, smem_bytes(args->k / 32), *args, tk));
 #if (MXMOE_SKINNY_LAB & 8)
     lab_stamps_write(ctx);
 #endif

@@ -73,7 +73,9 @@
  * unit's cost is per copy instruction), the loop unrolled by the ring, 256-token tiles in
  * four parts.
  */
-#include <stdio.h> /* the lab timeline's file (bit 1024) */
+#include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
+#include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
+#include <stdio.h>        /* the lab timeline's file (bit 1024) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +83,6 @@
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/sm90_ptx.cuh"
 #include "cuda/sm90_wgmma.cuh"
-#include "cuda/tensor_map.cuh"
 
 /* Lab knock-outs (dev/cuda/sm90_knockouts.sh; results wrong, timing only), bits: 1 no promotion,
  * 2 no weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy (packed bytes and scale
@@ -1369,6 +1370,23 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
 #endif
 }
 
+/* A 2-D tensor map of bytes (`words` false) or of 4-byte words: `outer` rows of `inner` entries,
+ * `pitch` bytes apart; boxes of box_outer x box_inner entries. */
+bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, bool words, uint64_t inner,
+                uint64_t outer, uint64_t pitch, uint32_t box_inner, uint32_t box_outer,
+                bool swizzle_128) {
+    auto encode =
+        reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(cuda_state(ctx)->encode_tensor_map);
+    const cuuint64_t dims[2] = {inner, outer}, strides[1] = {pitch};
+    const cuuint32_t box[2] = {box_inner, box_outer}, element_strides[2] = {1, 1};
+    return encode(map, words ? CU_TENSOR_MAP_DATA_TYPE_UINT32 : CU_TENSOR_MAP_DATA_TYPE_UINT8, 2,
+                  const_cast<void*>(base), dims, strides, box, element_strides,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE,
+                  swizzle_128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 #if (MXMOE_SM90_LAB & 1024)
 /* Lab timeline (bit 1024): zeroed before each launch; after an eager one (not while a graph
  * records) copied to the file $MXMOE_SM90_STAMPS names, overwritten each launch. */
@@ -1412,17 +1430,15 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
     const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
     operand_maps m;
-    constexpr CUtensorMapSwizzle sw128 = CU_TENSOR_MAP_SWIZZLE_128B,
-                                 none = CU_TENSOR_MAP_SWIZZLE_NONE;
-    MXMOE_RETURN_IF(
-        !mxmoe_tensor_map_2d(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, sw128) ||
-            !mxmoe_tensor_map_2d(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
-                                 (uint64_t)(args->k / 2), kWeightBox, tile_n<BN>(), none) ||
-            !mxmoe_tensor_map_2d(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4, tile_n<BN>(),
-                                 1, none) ||
-            !mxmoe_tensor_map_2d(ctx, &m.factors, args->a_factors, true, rows, nc + 1,
-                                 word_pitch(rows), stage_layout<BN>::factor_box, 1, none),
-        ctx, MXMOE_ERR_BACKEND, "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
+    MXMOE_RETURN_IF(!encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, true) ||
+                        !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
+                                    (uint64_t)(args->k / 2), kWeightBox, tile_n<BN>(), false) ||
+                        !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4,
+                                    tile_n<BN>(), 1, false) ||
+                        !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1,
+                                    word_pitch(rows), stage_layout<BN>::factor_box, 1, false),
+                    ctx, MXMOE_ERR_BACKEND,
+                    "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
 #if (MXMOE_SM90_LAB & 1024)
     lab_stamps_clear(ctx);
 #endif
