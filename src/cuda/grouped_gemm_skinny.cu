@@ -481,9 +481,9 @@ __global__ void __launch_bounds__(kThreads, 3)
         args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
     uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
     auto issue = [&](int stage) {
-        if ((MXMOE_SKINNY_LAB & 4)) {
-            return;
-        }
+#if (MXMOE_SKINNY_LAB & 4)
+        return;
+#endif
         const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
         uint8_t* slot = dst + (stage % kStages) * kWarpStage;
 #pragma unroll
@@ -580,15 +580,20 @@ __global__ void __launch_bounds__(kThreads, 3)
             const int act_stride =
                 (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
             __syncthreads(); /* the previous slab (or the offsets) is no longer read */
+#if (MXMOE_SKINNY_LAB & 2)
+            const int2 r = make_int2(127, 127);
+#else
             const int2 r =
-                (MXMOE_SKINNY_LAB & 2) ? make_int2(127, 127)
-                : kTokens
+                kTokens
                     ? stage_tokens(tk, args.k, s, pair_list, row0, count, slab0, slab_n, act_stride)
                     : stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
+#endif
             const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
+#if (MXMOE_SKINNY_LAB & 8)
             if (slab0 == 0 && row0 == begin) {
                 MXMOE_SKINNY_STAMP(kStaged);
             }
+#endif
             const bool fast = sw.x >= 1 && sw.y <= 254 && sw.x + sa.x >= 107 && sw.y + sa.y <= 370;
             const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
             for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
@@ -599,8 +604,11 @@ __global__ void __launch_bounds__(kThreads, 3)
                 }
                 cp_async_commit();
                 /* the common token counts get their own unrolling: fewer instructions a block */
-                if ((MXMOE_SKINNY_LAB & 1)) {
-                } else if (fast && count == 1 && (stage + 1) * kStageBlocks <= kb) {
+#if (MXMOE_SKINNY_LAB & 1)
+                if (false) {
+#else
+                if (fast && count == 1 && (stage + 1) * kStageBlocks <= kb) {
+#endif
                     mma_stage<true, 1, true, true>(wc, s, stage, slab0, slab_n, act_stride, count,
                                                    tiles, acc);
                 } else if (fast && count == 1) {
@@ -623,9 +631,11 @@ __global__ void __launch_bounds__(kThreads, 3)
                 __syncwarp(); /* the slot is read before a later stage overwrites it */
             }
         }
+#if (MXMOE_SKINNY_LAB & 8)
         if (row0 == begin) {
             MXMOE_SKINNY_STAMP(kLoop0 + warp);
         }
+#endif
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
 #pragma unroll
