@@ -34,12 +34,58 @@
  * slab itself, with the reference's encoder: no plan and no quantizer before it.
  */
 #include <stdint.h>
+#include <stdio.h> /* the lab timeline's file (bit 8) */
+#include <stdlib.h>
 
 #include "core/e2m1_round.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/int8_mma.cuh"
 #include "cuda/quantize.cuh"
+
+/* Lab (dev/cuda/skinny_timeline.sh; never set in a library build): bits 1 no MMAs (the ring
+ * still turns), 2 no token or activation staging (the slab keeps what it holds), 4 no weight
+ * copies; these three give wrong results, timing only. Bit 8 is a timeline, results right: thread
+ * 0 of each of the first kStampCtas CTAs stamps %globaltimer at entry and exit and clock64() at
+ * the kernel's phases (Stamp below); lane 0 of each warp stamps its loop's end. After each eager
+ * launch the host writes them to $MXMOE_SKINNY_STAMPS (raw uint64 [cta][kStampPoints]). */
+#ifndef MXMOE_SKINNY_LAB
+#define MXMOE_SKINNY_LAB 0
+#endif
+#if (MXMOE_SKINNY_LAB & 8)
+enum Stamp {
+    kEntryGlobal, /* %globaltimer, ns */
+    kEntry,       /* clock64 from here */
+    kWaited,      /* after the PDL wait */
+    kExpert,      /* the tile's expert known */
+    kIssued,      /* the weight scales' and the ring's first copies issued */
+    kOwned,       /* the expert's pairs found (projection) */
+    kScales,      /* the weight scales landed, their range taken */
+    kStaged,      /* the first slab of tokens staged */
+    kLoop0,       /* warps 0-3: the K loop done */
+    kStored = kLoop0 + 4,
+    kExitGlobal,
+    kSmid,
+    kStampPoints
+};
+constexpr int kStampCtas = 8192;
+__device__ unsigned long long g_skinny_stamps[kStampCtas][kStampPoints];
+__device__ __forceinline__ void lab_stamp(int point, bool global = false) {
+    if (blockIdx.x < kStampCtas && threadIdx.x % 32 == 0 &&
+        (threadIdx.x == 0 || (point >= kLoop0 && point < kStored))) {
+        unsigned long long t;
+        if (global) {
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        } else {
+            t = clock64();
+        }
+        g_skinny_stamps[blockIdx.x][point] = t;
+    }
+}
+#define MXMOE_SKINNY_STAMP(...) lab_stamp(__VA_ARGS__)
+#else
+#define MXMOE_SKINNY_STAMP(...) ((void)0)
+#endif
 
 namespace {
 
@@ -393,7 +439,10 @@ __global__ void __launch_bounds__(kThreads, 3)
     if (threadIdx.x < 32) {
         table_words[threadIdx.x] = 0x03020100u;
     }
+    MXMOE_SKINNY_STAMP(kEntryGlobal, true);
+    MXMOE_SKINNY_STAMP(kEntry);
     pdl_wait();
+    MXMOE_SKINNY_STAMP(kWaited);
     pdl_release();
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int kb = (int)(args.k / 32);
@@ -417,6 +466,7 @@ __global__ void __launch_bounds__(kThreads, 3)
             expert_rows(off, expert, args.rows, &begin, &end);
         }
     }
+    MXMOE_SKINNY_STAMP(kExpert);
     if (expert < 0) {
         return;
     }
@@ -431,6 +481,9 @@ __global__ void __launch_bounds__(kThreads, 3)
         args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
     uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
     auto issue = [&](int stage) {
+#if (MXMOE_SKINNY_LAB & 4)
+        return;
+#endif
         const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
         uint8_t* slot = dst + (stage % kStages) * kWarpStage;
 #pragma unroll
@@ -480,6 +533,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
     cp_async_commit();
     prologue();
+    MXMOE_SKINNY_STAMP(kIssued);
     if (kTokens) { /* while the weights stream: is the expert this CTA's, and its tokens? */
         int count = 0;
         if (!own_pairs(tk, expert, args.rows, blockIdx.x / row_tiles, pair_list, &count)) {
@@ -488,6 +542,7 @@ __global__ void __launch_bounds__(kThreads, 3)
         }
         end = count;
     }
+    MXMOE_SKINNY_STAMP(kOwned);
     cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
     __syncthreads();
     int lo = 255, hi = 0;
@@ -496,6 +551,7 @@ __global__ void __launch_bounds__(kThreads, 3)
         hi = max(hi, (int)w_scale[idx]);
     }
     const int2 sw = cta_range(lo, hi);
+    MXMOE_SKINNY_STAMP(kScales);
 
     const int g = lane / 4, t = lane % 4;
     warp_ctx wc;
@@ -524,11 +580,20 @@ __global__ void __launch_bounds__(kThreads, 3)
             const int act_stride =
                 (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
             __syncthreads(); /* the previous slab (or the offsets) is no longer read */
+#if (MXMOE_SKINNY_LAB & 2)
+            const int2 r = make_int2(127, 127);
+#else
             const int2 r =
                 kTokens
                     ? stage_tokens(tk, args.k, s, pair_list, row0, count, slab0, slab_n, act_stride)
                     : stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
+#endif
             const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
+#if (MXMOE_SKINNY_LAB & 8)
+            if (slab0 == 0 && row0 == begin) {
+                MXMOE_SKINNY_STAMP(kStaged);
+            }
+#endif
             const bool fast = sw.x >= 1 && sw.y <= 254 && sw.x + sa.x >= 107 && sw.y + sa.y <= 370;
             const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
             for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
@@ -539,7 +604,11 @@ __global__ void __launch_bounds__(kThreads, 3)
                 }
                 cp_async_commit();
                 /* the common token counts get their own unrolling: fewer instructions a block */
+#if (MXMOE_SKINNY_LAB & 1)
+                if (false) {
+#else
                 if (fast && count == 1 && (stage + 1) * kStageBlocks <= kb) {
+#endif
                     mma_stage<true, 1, true, true>(wc, s, stage, slab0, slab_n, act_stride, count,
                                                    tiles, acc);
                 } else if (fast && count == 1) {
@@ -562,6 +631,11 @@ __global__ void __launch_bounds__(kThreads, 3)
                 __syncwarp(); /* the slot is read before a later stage overwrites it */
             }
         }
+#if (MXMOE_SKINNY_LAB & 8)
+        if (row0 == begin) {
+            MXMOE_SKINNY_STAMP(kLoop0 + warp);
+        }
+#endif
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
 #pragma unroll
@@ -580,7 +654,47 @@ __global__ void __launch_bounds__(kThreads, 3)
             }
         }
     }
+#if (MXMOE_SKINNY_LAB & 8)
+    MXMOE_SKINNY_STAMP(kStored);
+    MXMOE_SKINNY_STAMP(kExitGlobal, true);
+    if (threadIdx.x == 0 && blockIdx.x < kStampCtas) {
+        unsigned smid;
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+        g_skinny_stamps[blockIdx.x][kSmid] = smid + 1; /* 0: the CTA left early */
+    }
+#endif
 }
+
+#if (MXMOE_SKINNY_LAB & 8)
+/* Lab timeline (bit 8): zeroed before each launch; after an eager one (not while a graph records)
+ * copied to the file $MXMOE_SKINNY_STAMPS names, overwritten each launch. */
+bool lab_stamps_eager(mxmoe_ctx* ctx) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    return getenv("MXMOE_SKINNY_STAMPS") != nullptr &&
+           cudaStreamIsCapturing(cuda_stream(ctx), &capturing) == cudaSuccess &&
+           capturing == cudaStreamCaptureStatusNone;
+}
+
+void lab_stamps_clear(mxmoe_ctx* ctx) {
+    void* p = nullptr;
+    if (lab_stamps_eager(ctx) && cudaGetSymbolAddress(&p, g_skinny_stamps) == cudaSuccess) {
+        cudaMemsetAsync(p, 0, sizeof g_skinny_stamps, cuda_stream(ctx));
+    }
+}
+
+void lab_stamps_write(mxmoe_ctx* ctx) {
+    static unsigned long long host[sizeof g_skinny_stamps / 8];
+    if (!lab_stamps_eager(ctx) || cudaStreamSynchronize(cuda_stream(ctx)) != cudaSuccess ||
+        cudaMemcpyFromSymbol(host, g_skinny_stamps, sizeof host) != cudaSuccess) {
+        return;
+    }
+    FILE* f = fopen(getenv("MXMOE_SKINNY_STAMPS"), "wb");
+    if (f != nullptr) {
+        fwrite(host, 1, sizeof host, f);
+        fclose(f);
+    }
+}
+#endif
 
 } // namespace
 
@@ -610,8 +724,14 @@ static mxmoe_status launch_skinny(mxmoe_ctx* ctx, const gemm_args* args,
         return mxmoe_fail(ctx, MXMOE_ERR_UNSUPPORTED,
                           "grouped_gemm: %lld tiles exceed the CUDA grid", (long long)ctas);
     }
+#if (MXMOE_SKINNY_LAB & 8)
+    lab_stamps_clear(ctx);
+#endif
     MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<kTokens>, (unsigned)ctas,
                                      kThreads, smem_bytes(args->k / 32), *args, tk));
+#if (MXMOE_SKINNY_LAB & 8)
+    lab_stamps_write(ctx);
+#endif
     return MXMOE_OK;
 }
 
