@@ -34,13 +34,12 @@
  * slab itself, with the reference's encoder: no plan and no quantizer before it.
  */
 #include <stdint.h>
-#include <stdio.h> /* the lab timeline's file (bit 8) */
-#include <stdlib.h>
 
 #include "core/e2m1_round.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/int8_mma.cuh"
+#include "cuda/lab_stamps.cuh"
 #include "cuda/quantize.cuh"
 
 /* Lab (dev/cuda/skinny_timeline.sh; never set in a library build): bits 1 no MMAs (the ring
@@ -665,36 +664,6 @@ __global__ void __launch_bounds__(kThreads, 3)
 #endif
 }
 
-#if (MXMOE_SKINNY_LAB & 8)
-/* Lab timeline (bit 8): zeroed before each launch; after an eager one (not while a graph records)
- * copied to the file $MXMOE_SKINNY_STAMPS names, overwritten each launch. */
-bool lab_stamps_eager(mxmoe_ctx* ctx) {
-    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-    return getenv("MXMOE_SKINNY_STAMPS") != nullptr &&
-           cudaStreamIsCapturing(cuda_stream(ctx), &capturing) == cudaSuccess &&
-           capturing == cudaStreamCaptureStatusNone;
-}
-
-void lab_stamps_clear(mxmoe_ctx* ctx) {
-    void* p = nullptr;
-    if (lab_stamps_eager(ctx) && cudaGetSymbolAddress(&p, g_skinny_stamps) == cudaSuccess) {
-        cudaMemsetAsync(p, 0, sizeof g_skinny_stamps, cuda_stream(ctx));
-    }
-}
-
-void lab_stamps_write(mxmoe_ctx* ctx) {
-    static unsigned long long host[sizeof g_skinny_stamps / 8];
-    if (!lab_stamps_eager(ctx) || cudaStreamSynchronize(cuda_stream(ctx)) != cudaSuccess ||
-        cudaMemcpyFromSymbol(host, g_skinny_stamps, sizeof host) != cudaSuccess) {
-        return;
-    }
-    FILE* f = fopen(getenv("MXMOE_SKINNY_STAMPS"), "wb");
-    if (f != nullptr) {
-        fwrite(host, 1, sizeof host, f);
-        fclose(f);
-    }
-}
-#endif
 
 } // namespace
 
@@ -725,12 +694,12 @@ static mxmoe_status launch_skinny(mxmoe_ctx* ctx, const gemm_args* args,
                           "grouped_gemm: %lld tiles exceed the CUDA grid", (long long)ctas);
     }
 #if (MXMOE_SKINNY_LAB & 8)
-    lab_stamps_clear(ctx);
+    lab_stamps_clear(ctx, &g_skinny_stamps, sizeof g_skinny_stamps, "MXMOE_SKINNY_STAMPS");
 #endif
     MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<kTokens>, (unsigned)ctas,
                                      kThreads, smem_bytes(args->k / 32), *args, tk));
 #if (MXMOE_SKINNY_LAB & 8)
-    lab_stamps_write(ctx);
+    lab_stamps_write(ctx, &g_skinny_stamps, sizeof g_skinny_stamps, "MXMOE_SKINNY_STAMPS");
 #endif
     return MXMOE_OK;
 }

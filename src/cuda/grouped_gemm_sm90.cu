@@ -75,12 +75,12 @@
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
-#include <stdio.h>        /* the lab timeline's file (bit 1024) */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
+#include "cuda/lab_stamps.cuh"
 #include "cuda/sm90_ptx.cuh"
 #include "cuda/sm90_wgmma.cuh"
 
@@ -1387,36 +1387,6 @@ bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, bool words, 
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-#if (MXMOE_SM90_LAB & 1024)
-/* Lab timeline (bit 1024): zeroed before each launch; after an eager one (not while a graph
- * records) copied to the file $MXMOE_SM90_STAMPS names, overwritten each launch. */
-bool lab_stamps_eager(mxmoe_ctx* ctx) {
-    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-    return getenv("MXMOE_SM90_STAMPS") != nullptr &&
-           cudaStreamIsCapturing(cuda_stream(ctx), &capturing) == cudaSuccess &&
-           capturing == cudaStreamCaptureStatusNone;
-}
-
-void lab_stamps_clear(mxmoe_ctx* ctx) {
-    void* p = nullptr;
-    if (lab_stamps_eager(ctx) && cudaGetSymbolAddress(&p, g_sm90_stamps) == cudaSuccess) {
-        cudaMemsetAsync(p, 0, sizeof g_sm90_stamps, cuda_stream(ctx));
-    }
-}
-
-void lab_stamps_write(mxmoe_ctx* ctx) {
-    static unsigned long long host[sizeof g_sm90_stamps / 8];
-    if (!lab_stamps_eager(ctx) || cudaStreamSynchronize(cuda_stream(ctx)) != cudaSuccess ||
-        cudaMemcpyFromSymbol(host, g_sm90_stamps, sizeof host) != cudaSuccess) {
-        return;
-    }
-    FILE* f = fopen(getenv("MXMOE_SM90_STAMPS"), "wb");
-    if (f != nullptr) {
-        fwrite(host, 1, sizeof host, f);
-        fclose(f);
-    }
-}
-#endif
 
 template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     auto kernel = grouped_gemm_sm90_kernel<BN>;
@@ -1440,11 +1410,11 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
                     ctx, MXMOE_ERR_BACKEND,
                     "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
 #if (MXMOE_SM90_LAB & 1024)
-    lab_stamps_clear(ctx);
+    lab_stamps_clear(ctx, &g_sm90_stamps, sizeof g_sm90_stamps, "MXMOE_SM90_STAMPS");
 #endif
     MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, kernel, grid, cta_threads<BN>(), bytes, *args, m));
 #if (MXMOE_SM90_LAB & 1024)
-    lab_stamps_write(ctx);
+    lab_stamps_write(ctx, &g_sm90_stamps, sizeof g_sm90_stamps, "MXMOE_SM90_STAMPS");
 #endif
     return MXMOE_OK;
 }
