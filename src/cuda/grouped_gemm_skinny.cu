@@ -88,12 +88,8 @@ __device__ __forceinline__ void lab_stamp(int point, bool global = false) {
 
 namespace {
 
-constexpr int kWarps = 4; /* row warps: 16 weight rows each */
+constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-/* With one token (a decode step: every CTA's group is one token) a CTA has twice the warps:
- * row warp w's second warp w + 4 computes the block terms of the back part of K and leaves them
- * in shared memory, and warp w adds them in K order after its own part (term_stage). */
-constexpr int kPairThreads = 2 * kThreads;
 constexpr int kWarpRows = 16;                 /* M of one MMA */
 constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
 constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
@@ -121,34 +117,24 @@ constexpr int kMaxExperts = 1024;                 /* the offsets fit the activat
 constexpr int32_t kBias = 0x4B400000;             /* FP32 bits of 1.5 * 2^23 */
 constexpr float kBiasF = 12582912.0f;
 
-/* Back-part blocks a row warp hands over at most: 8 lanes' two rows each (the one token's
- * column), 64 bytes a block. */
-constexpr int kTermBlocks = 128;
-constexpr int kTermBytes = kWarps * kTermBlocks * 64;
-/* K blocks of the one slab a one-token group stages (as the kernel sizes it; the pair split
- * needs K in one slab). */
-constexpr int kOneTokenSlab = (kActBytes - 32) / 32 / kStageBlocks * kStageBlocks;
-
-constexpr size_t smem_bytes(int64_t kb, bool pair) {
-    return (size_t)kRingBytes * (pair ? 2 : 1) + (pair ? kTermBytes : 0) + kActBytes +
-           kActEntries * 5 + (size_t)(kTileRows * kb + 31) / 16 * 16;
+constexpr size_t smem_bytes(int64_t kb) {
+    return (size_t)kRingBytes + kActBytes + kActEntries * 5 +
+           (size_t)(kTileRows * kb + 31) / 16 * 16;
 }
 
 /* Shared memory of a CTA. The activation slab first holds the offsets (tile lookup). */
 struct smem_view {
-    uint8_t* ring;      /* [warps][kStages][kWarpRows][kStageRow] packed weights */
-    float2* terms;      /* pair split: [kWarps][kTermBlocks][8] back-part terms */
+    uint8_t* ring;      /* [kWarps][kStages][kWarpRows][kStageRow] packed weights */
     uint8_t* act;       /* [tokens][act_stride] doubled int8 activations of the slab */
     float* act_scale;   /* [tokens][slab] 2^(sa-129) */
     uint8_t* act_sbyte; /* [tokens][slab] sa */
     uint8_t* w_scale;   /* [kTileRows][kb], + 16 bytes of alignment slack */
 };
 
-__device__ inline smem_view carve(uint8_t* base, bool pair) {
+__device__ inline smem_view carve(uint8_t* base) {
     smem_view v;
     v.ring = base;
-    v.terms = reinterpret_cast<float2*>(base + kRingBytes * (pair ? 2 : 1));
-    v.act = base + kRingBytes * (pair ? 2 : 1) + (pair ? kTermBytes : 0);
+    v.act = base + kRingBytes;
     v.act_scale = reinterpret_cast<float*>(v.act + kActBytes);
     v.act_sbyte = reinterpret_cast<uint8_t*>(v.act_scale + kActEntries);
     v.w_scale = v.act_sbyte + kActEntries;
@@ -158,7 +144,7 @@ __device__ inline smem_view carve(uint8_t* base, bool pair) {
 /* This thread's rank among the CTA's threads whose `flag` is set, in thread order, counted from
  * *total, which grows by the number set (the same in every thread); ends with a barrier, so
  * warp_count may be reused by the next call. Every thread of the CTA calls it. */
-template <int NT> __device__ inline int64_t cta_rank(bool flag, int64_t* total, int* warp_count) {
+__device__ inline int64_t cta_rank(bool flag, int64_t* total, int* warp_count) {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const unsigned ballot = __ballot_sync(0xffffffffu, flag);
     if (lane == 0) {
@@ -166,7 +152,7 @@ template <int NT> __device__ inline int64_t cta_rank(bool flag, int64_t* total, 
     }
     __syncthreads();
     int64_t before = *total;
-    for (int w = 0; w < NT / 32; w++) {
+    for (int w = 0; w < kWarps; w++) {
         before += w < warp ? warp_count[w] : 0;
         *total += warp_count[w];
     }
@@ -190,7 +176,7 @@ __device__ int64_t find_active_expert(const int32_t* off, int64_t num_experts, i
         if (e < num_experts) {
             expert_rows(off, e, rows, &b, &n);
         }
-        if (cta_rank<kThreads>(n > b, &seen, warp_count) == target && n > b) {
+        if (cta_rank(n > b, &seen, warp_count) == target && n > b) {
             found = e; /* one writer */
         }
     }
@@ -199,15 +185,15 @@ __device__ int64_t find_active_expert(const int32_t* off, int64_t num_experts, i
 }
 
 /* The CTA-wide smallest and largest of every thread's (lo, hi); ends with a barrier. */
-template <int NT> __device__ inline int2 cta_range(int lo, int hi) {
-    __shared__ int warp_lo[NT / 32], warp_hi[NT / 32];
+__device__ inline int2 cta_range(int lo, int hi) {
+    __shared__ int warp_lo[kWarps], warp_hi[kWarps];
     lo = __reduce_min_sync(0xffffffffu, lo);
     hi = __reduce_max_sync(0xffffffffu, hi);
     if (threadIdx.x % 32 == 0) {
         warp_lo[threadIdx.x / 32] = lo, warp_hi[threadIdx.x / 32] = hi;
     }
     __syncthreads();
-    for (int w = 0; w < NT / 32; w++) {
+    for (int w = 0; w < kWarps; w++) {
         lo = min(lo, warp_lo[w]);
         hi = max(hi, warp_hi[w]);
     }
@@ -240,12 +226,11 @@ __device__ __forceinline__ void put_act_block(const smem_view& s, int i, int jl,
 /* Decodes tokens [0, count) of the group starting at row `row0`, blocks [j0, j0 + slab_n), into
  * the slab; returns this thread's smallest and largest scale byte (0xFF counted as 1000, so a
  * NaN scale fails the fast path's range check). */
-template <int NT>
 __device__ int2 stage_activations(const gemm_args& a, const smem_view& s, int64_t row0, int count,
                                   int64_t j0, int slab_n, int act_stride) {
     const int64_t kb = a.k / 32;
     int lo = 1000, hi = 0;
-    for (int idx = threadIdx.x; idx < count * slab_n; idx += NT) {
+    for (int idx = threadIdx.x; idx < count * slab_n; idx += kThreads) {
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t row = row0 + i, j = j0 + jl;
         const uint4 p =
@@ -289,12 +274,11 @@ __device__ __forceinline__ void load_block(const projection_tokens& tk, int64_t 
 
 /* stage_activations for the projection: the group's tokens (pairs list[row0 ..] / top_k) are
  * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). */
-template <int NT>
 __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_view& s,
                              const int32_t* list, int64_t row0, int count, int64_t j0, int slab_n,
                              int act_stride) {
     int lo = 1000, hi = 0;
-    for (int idx = threadIdx.x; idx < count * slab_n; idx += NT) {
+    for (int idx = threadIdx.x; idx < count * slab_n; idx += kThreads) {
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
         float v[32];
@@ -331,18 +315,17 @@ __device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_e
 
 /* Whether this CTA owns `expert`, the expert of pair `slot` (no earlier pair has it), with the
  * pairs of that expert in ascending order in list[0 .. *count). */
-template <int NT>
 __device__ bool own_pairs(const projection_tokens& tk, int64_t expert, int64_t pairs, int64_t slot,
                           int32_t* list, int* count) {
-    __shared__ int warp_count[NT / 32];
+    __shared__ int warp_count[kWarps];
     int64_t seen = 0;
     bool earlier = false;
-    for (int64_t base = 0; base < pairs; base += NT) {
+    for (int64_t base = 0; base < pairs; base += kThreads) {
         const int64_t i = base + threadIdx.x;
         const bool mine = i < pairs && tk.ids[i] >= 0 && tk.ids[i] < tk.id_limit &&
                           (tk.map != nullptr ? tk.map[tk.ids[i]] : tk.ids[i]) == expert;
         earlier |= mine && i < slot;
-        const int64_t rank = cta_rank<NT>(mine, &seen, warp_count);
+        const int64_t rank = cta_rank(mine, &seen, warp_count);
         if (mine) {
             list[rank] = (int32_t)i;
         }
@@ -443,65 +426,14 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
     }
 }
 
-/* The pair split's back part: ring stage `stage` of a one-token group, each K block's two terms
- * (rows g and g + 8, the token's column) as the reference forms them, left in `terms` (this
- * row warp's, from K block `first`) for the row warp to add in K order. Fast: the product of
- * the integer sum and the scales, exact in that range (mma_stage's FFMA adds the same
- * product); otherwise mxmoe_block_term. */
-template <bool kFast>
-__device__ __forceinline__ void term_stage(const warp_ctx& w, const smem_view& s, int stage,
-                                           int64_t slab0, int slab_n, float2* terms, int first) {
-    const uint8_t* slot = w.ring + (stage % kStages) * kWarpStage;
-    const int j0 = stage * kStageBlocks;
-#pragma unroll
-    for (int bi = 0; bi < kStageBlocks; bi++) {
-        const int j = j0 + bi;
-        if (j >= w.kb) {
-            break;
-        }
-        const uint32_t w0 =
-            *reinterpret_cast<const uint32_t*>(slot + w.g * kStageRow + bi * 16 + 4 * w.t);
-        const uint32_t w1 =
-            *reinterpret_cast<const uint32_t*>(slot + (w.g + 8) * kStageRow + bi * 16 + 4 * w.t);
-        uint32_t pos[4], neg[4];
-        e2m1x4_magnitudes(w0, w.table_lo, pos[0], neg[0]);
-        e2m1x4_magnitudes(w1, w.table_lo, pos[1], neg[1]);
-        e2m1x4_magnitudes(w0 >> 16, w.table_lo, pos[2], neg[2]);
-        e2m1x4_magnitudes(w1 >> 16, w.table_lo, pos[3], neg[3]);
-        const uint32_t sw0 = w.w_scale[j], sw1 = w.w_scale[8 * w.kb + j];
-        const int jl = j - (int)slab0;
-        const uint2 bv = *reinterpret_cast<const uint2*>(s.act + jl * 32 + 8 * w.t);
-        const uint32_t b[2] = {bv.x, bv.y};
-        int32_t d[4], e[4];
-        mma_s8_16x8x32(pos, b, 0, d);
-        mma_s8_16x8x32(neg, b, 0, e);
-        float t0, t2;
-        if (kFast) {
-            const float as0 = s.act_scale[jl];
-            t0 = as_float(d[0] - e[0]) * (__uint_as_float(sw0 << 23) * as0);
-            t2 = as_float(d[2] - e[2]) * (__uint_as_float(sw1 << 23) * as0);
-        } else {
-            const uint32_t sa0 = s.act_sbyte[jl];
-            t0 = mxmoe_block_term(d[0] - e[0], sa0, sw0);
-            t2 = mxmoe_block_term(d[2] - e[2], sa0, sw1);
-        }
-        if (w.t == 0) {
-            terms[(j - first) * 8 + w.g] = make_float2(t0, t2);
-        }
-    }
-    (void)slab_n;
-}
-
 /* kTokens = false: the grouped GEMM over a plan's offsets and quantized rows. kTokens = true:
  * the projection, a CTA per (pair, row tile) whose pair's expert no earlier pair has. */
-template <bool kTokens, bool kPair>
-__global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3)
+template <bool kTokens>
+__global__ void __launch_bounds__(kThreads, 3)
     grouped_gemm_skinny_kernel(gemm_args args, projection_tokens tk) {
-    constexpr int NT = kPair ? kPairThreads : kThreads;
-    static_assert(kTokens || !kPair, "the pair split serves the projection's decode steps");
     extern __shared__ __align__(16) uint8_t smem_raw[];
     __shared__ int32_t pair_list[kTokens ? kProjectionMaxPairs : 1];
-    const smem_view s = carve(smem_raw, kPair);
+    const smem_view s = carve(smem_raw);
     __shared__ uint32_t table_words[32]; /* the E2M1 table's low word for each lane: warp_ctx */
     if (threadIdx.x < 32) {
         table_words[threadIdx.x] = 0x03020100u;
@@ -542,10 +474,8 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
     /* This lane's copies of each ring stage: kLanesPerRow lanes cover one row's run, a warp
      * instruction 32 / kLanesPerRow rows; copy c is row lane / kLanesPerRow + c 32 / kLanesPerRow.
      */
-    /* row warp, and part 1: its back-part warp (pair split) */
-    const int rw = kPair ? warp % kWarps : warp, part = kPair ? warp / kWarps : 0;
     const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
-    const int64_t first_row = n0 + rw * kWarpRows + copy_row;
+    const int64_t first_row = n0 + warp * kWarpRows + copy_row;
     const uint8_t* src =
         args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
     uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
@@ -567,16 +497,9 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
         }
     };
     const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
-    /* Pair split: the back part, stages [mid, n_stages), at most kTermBlocks blocks; K in the one
-     * slab of a one-token group. Part 1 streams its first stages before the group is known to be
-     * one token (mid = n_stages: no split). */
-    const int mid = kPair && kb <= kOneTokenSlab
-                        ? n_stages - min(n_stages / 2, kTermBlocks / kStageBlocks)
-                        : n_stages;
-    const int first_stage = part == 0 ? 0 : mid;
 
     auto prologue = [&]() {
-        for (int stage = first_stage; stage < first_stage + kStages - 1; stage++) {
+        for (int stage = 0; stage < kStages - 1; stage++) {
             if (stage < n_stages) {
                 issue(stage);
             }
@@ -593,7 +516,7 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
         const uint8_t* span = args.w_scales + (expert * args.n + n0) * kb;
         const int len = valid_rows * kb, shift = (int)((uintptr_t)span & 15);
         w_scale += shift;
-        for (int i = threadIdx.x * 16 - shift; i < len; i += NT * 16) {
+        for (int i = threadIdx.x * 16 - shift; i < len; i += kThreads * 16) {
             if (i >= 0 && i + 16 <= len) {
                 cp_async16_zfill(w_scale + i, span + i, 16);
             } else {
@@ -603,7 +526,7 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
             }
         }
     } else {
-        for (int idx = threadIdx.x; idx < valid_rows * kb; idx += NT) {
+        for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
             w_scale[idx] = weight_scale_byte(args, expert, n0 + idx / kb, idx % kb);
         }
     }
@@ -612,7 +535,7 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
     MXMOE_SKINNY_STAMP(kIssued);
     if (kTokens) { /* while the weights stream: is the expert this CTA's, and its tokens? */
         int count = 0;
-        if (!own_pairs<NT>(tk, expert, args.rows, blockIdx.x / row_tiles, pair_list, &count)) {
+        if (!own_pairs(tk, expert, args.rows, blockIdx.x / row_tiles, pair_list, &count)) {
             cp_async_wait<0>(); /* no copy may land in shared memory after the CTA exits */
             return;
         }
@@ -622,24 +545,22 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
     cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
     __syncthreads();
     int lo = 255, hi = 0;
-    for (int idx = threadIdx.x; idx < valid_rows * kb; idx += NT) {
+    for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
         lo = min(lo, (int)w_scale[idx]);
         hi = max(hi, (int)w_scale[idx]);
     }
-    const int2 sw = cta_range<NT>(lo, hi);
-    /* the one-token group this CTA's expert has (part 1 computes terms only then) */
-    const bool split = mid < n_stages && end - begin == 1;
+    const int2 sw = cta_range(lo, hi);
     MXMOE_SKINNY_STAMP(kScales);
 
     const int g = lane / 4, t = lane % 4;
     warp_ctx wc;
     wc.ring = s.ring + warp * kStages * kWarpStage;
-    wc.w_scale = w_scale + (rw * kWarpRows + g) * kb; /* rows past n read stale bytes: dropped */
+    wc.w_scale = w_scale + (warp * kWarpRows + g) * kb; /* rows past n read stale bytes: dropped */
     wc.kb = kb, wc.g = g, wc.t = t;
     wc.table_lo = table_words[lane]; /* written before the barriers above */
 
     for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
-        if (row0 != begin && part == 0) {
+        if (row0 != begin) {
             prologue(); /* the first group's was issued with the scales */
         }
         const int count = (int)min((int64_t)kGroupTokens, end - row0);
@@ -662,40 +583,25 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
             const int2 r = make_int2(127, 127);
 #else
             const int2 r =
-                kTokens ? stage_tokens<NT>(tk, args.k, s, pair_list, row0, count, slab0, slab_n,
-                                           act_stride)
-                        : stage_activations<NT>(args, s, row0, count, slab0, slab_n, act_stride);
+                kTokens
+                    ? stage_tokens(tk, args.k, s, pair_list, row0, count, slab0, slab_n, act_stride)
+                    : stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
 #endif
-            const int2 sa = cta_range<NT>(r.x, r.y); /* its barrier also publishes the slab */
+            const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
 #if (MXMOE_SKINNY_LAB & 8)
             if (slab0 == 0 && row0 == begin) {
                 MXMOE_SKINNY_STAMP(kStaged);
             }
 #endif
             const bool fast = sw.x >= 1 && sw.y <= 254 && sw.x + sa.x >= 107 && sw.y + sa.y <= 370;
-            /* this warp's stages of the slab: all of them, or its part of the pair split */
-            const int slab_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
-            const int stage_begin = split && part == 1 ? mid : (int)(slab0 / kStageBlocks);
-            const int stage_end = !kPair  ? slab_end
-                                  : split ? (part == 0 ? mid : n_stages)
-                                          : (part == 0 ? slab_end : 0);
-            for (int stage = stage_begin; stage < stage_end; stage++) {
+            const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
+            for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
                 cp_async_wait<kStages - 2>();
                 __syncwarp(); /* every lane's copies of this stage are visible to the warp */
-                if (stage + kStages - 1 < (split && part == 0 ? mid : n_stages)) {
+                if (stage + kStages - 1 < n_stages) {
                     issue(stage + kStages - 1); /* into the slot read by the previous stage */
                 }
                 cp_async_commit();
-                if (kPair && split && part == 1) {
-                    float2* terms = s.terms + rw * kTermBlocks * 8;
-                    if (fast) {
-                        term_stage<true>(wc, s, stage, slab0, slab_n, terms, mid * kStageBlocks);
-                    } else {
-                        term_stage<false>(wc, s, stage, slab0, slab_n, terms, mid * kStageBlocks);
-                    }
-                    __syncwarp();
-                    continue;
-                }
                 /* the common token counts get their own unrolling: fewer instructions a block */
 #if (MXMOE_SKINNY_LAB & 1)
                 if (false) {
@@ -725,30 +631,15 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
             }
         }
 #if (MXMOE_SKINNY_LAB & 8)
-        if (row0 == begin && warp < kWarps) {
+        if (row0 == begin) {
             MXMOE_SKINNY_STAMP(kLoop0 + warp);
         }
 #endif
-        if (kPair && split) { /* the back part's terms, added in K order after the front's */
-            asm volatile("bar.sync %0, %1;" ::"r"(1 + rw), "r"(64) : "memory");
-            if (part == 1) {
-                break;
-            }
-            const float2* terms = s.terms + rw * kTermBlocks * 8 + g;
-            for (int j = mid * kStageBlocks; j < kb; j++) {
-                const float2 tv = terms[(j - mid * kStageBlocks) * 8];
-                acc[0][0] += tv.x;
-                acc[0][2] += tv.y;
-            }
-        }
-        if (part == 1) { /* no split: the back-part warp only took part in the barriers */
-            continue;
-        }
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
 #pragma unroll
             for (int q = 0; q < 4; q++) {
-                const int64_t n = n0 + rw * kWarpRows + g + (q / 2) * 8;
+                const int64_t n = n0 + warp * kWarpRows + g + (q / 2) * 8;
                 const int tok = ti * 8 + 2 * t + q % 2;
                 if (ti < tiles && n < args.n && tok < count) {
                     float v = acc[ti][q];
@@ -761,9 +652,6 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
                 }
             }
         }
-    }
-    if (kPair) {
-        cp_async_wait<0>(); /* no split: part 1's first stages land before the CTA exits */
     }
 #if (MXMOE_SKINNY_LAB & 8)
     MXMOE_SKINNY_STAMP(kStored);
@@ -781,12 +669,12 @@ __global__ void __launch_bounds__(kPair ? kPairThreads : kThreads, kPair ? 2 : 3
 
 bool mxmoe_grouped_gemm_skinny_init(mxmoe_ctx* ctx) {
     (void)ctx;
-    const int smem = (int)smem_bytes(kMaxBlocks, false), pair = (int)smem_bytes(kMaxBlocks, true);
-    const auto attr = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    const int smem = (int)smem_bytes(kMaxBlocks);
     bool ok =
-        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<false, false>, attr, smem) == cudaSuccess &&
-        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<true, false>, attr, smem) == cudaSuccess &&
-        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<true, true>, attr, pair) == cudaSuccess;
+        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<false>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess &&
+        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<true>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess;
     cudaGetLastError(); /* a failure only means: not here */
     return ok;
 }
@@ -798,7 +686,7 @@ bool mxmoe_grouped_gemm_skinny_supported(mxmoe_ctx* ctx, const gemm_args* args) 
 }
 
 /* A grid of `ctas` (1 or more) of the kernel. */
-template <bool kTokens, bool kPair = false>
+template <bool kTokens>
 static mxmoe_status launch_skinny(mxmoe_ctx* ctx, const gemm_args* args,
                                   const projection_tokens& tk, int64_t ctas) {
     if (ctas > INT32_MAX) {
@@ -808,9 +696,8 @@ static mxmoe_status launch_skinny(mxmoe_ctx* ctx, const gemm_args* args,
 #if (MXMOE_SKINNY_LAB & 8)
     lab_stamps_clear(ctx, &g_skinny_stamps, sizeof g_skinny_stamps, "MXMOE_SKINNY_STAMPS");
 #endif
-    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<kTokens, kPair>,
-                                     (unsigned)ctas, kPair ? kPairThreads : kThreads,
-                                     smem_bytes(args->k / 32, kPair), *args, tk));
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<kTokens>, (unsigned)ctas,
+                                     kThreads, smem_bytes(args->k / 32), *args, tk));
 #if (MXMOE_SKINNY_LAB & 8)
     lab_stamps_write(ctx, &g_skinny_stamps, sizeof g_skinny_stamps, "MXMOE_SKINNY_STAMPS");
 #endif
@@ -832,12 +719,5 @@ mxmoe_status mxmoe_launch_projection_skinny(mxmoe_ctx* ctx, const gemm_args* arg
         return MXMOE_OK;
     }
     const int64_t row_tiles = (args->n + kTileRows - 1) / kTileRows;
-    /* One token (a decode step): its expert's groups are that token, K fits one slab, and the
-     * pair split doubles the warps on each row tile's K loop, the chain that bounds a decode CTA
-     * with one warp a scheduler (bench/NOTES.md v23/v24). */
-    const int64_t kb = args->k / 32;
-    if (args->rows == tokens->top_k && kb <= kOneTokenSlab && kb > kStageBlocks) {
-        return launch_skinny<true, true>(ctx, args, *tokens, row_tiles * args->rows);
-    }
     return launch_skinny<true>(ctx, args, *tokens, row_tiles * args->rows);
 }
