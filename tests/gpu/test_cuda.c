@@ -1193,8 +1193,8 @@ int main(int argc, char** argv) {
         test_projection(3, 5, 5, 64, 32, MXMOE_F16, MXMOE_F32, 0, 1, 0, 1);     /* repeats */
         test_projection(40, 6, 8, 72, 160, MXMOE_BF16, MXMOE_BF16, 1, 0, 1, 1); /* 240 pairs */
         test_projection(g_small ? 50 : 300, 8, 64, 96, 256, MXMOE_BF16, MXMOE_F32, 0, 1, 0, 1);
-        /* one token: the pair split (K loop in two warps a row tile) with NaN/Inf blocks (the
-         * slow path), a K tail, the back part one stage long, repeated experts (no split) */
+        /* one token (a decode step: the one-token paths) with NaN/Inf blocks (the slow path),
+         * K tails, repeated experts within the token */
         test_projection(1, 4, 32, 200, 2880, MXMOE_F32, MXMOE_F32, 1, 1, 1, 1);
         test_projection(1, 8, 16, 96, 160, MXMOE_BF16, MXMOE_BF16, 0, 1, 0, 1);
         test_projection(1, 8, 3, 72, 544, MXMOE_BF16, MXMOE_F32, 0, 0, 1, 1);
