@@ -272,65 +272,15 @@ __device__ __forceinline__ void load_block(const projection_tokens& tk, int64_t 
     }
 }
 
-/* A 16-byte aligned BF16 block of a token quantized into the slab (token i, block jl), the bytes
- * mxmoe_quantize_block_rne gives, in loops of 8 elements that stay rolled: a decode CTA runs this
- * once, cold, and the fully unrolled encoder's instructions came in one instruction-cache miss
- * after another (bench/NOTES.md v23). Returns the scale byte. */
-__device__ uint32_t stage_bf16_block(const smem_view& s, int i, int jl, int slab_n, int act_stride,
-                                     const uint16_t* src, mxmoe_scale_rule rule) {
-    const uint4* v = reinterpret_cast<const uint4*>(src);
-    uint32_t amax_bits = 0; /* of the FP32 values: NaN/Inf patterns are the largest */
-#pragma unroll 1
-    for (int c = 0; c < 4; c++) {
-        const uint4 w = __ldg(v + c);
-        const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            amax_bits = max(amax_bits, (words[e] << 16) & 0x7fffffffu);
-            amax_bits = max(amax_bits, words[e] & 0x7fff0000u);
-        }
-    }
-    const uint8_t b = mxmoe_scale_byte(amax_bits, rule);
-    uint8_t* dst = s.act + i * act_stride + jl * 32;
-#pragma unroll 1
-    for (int c = 0; c < 4; c++) { /* elements 8c .. 8c + 7: doubled int8 bytes 8c .. */
-        const uint4 w = __ldg(v + c);
-        const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-        uint32_t packed = 0; /* codes of a NaN scale's block: 0 */
-        if (b != MXMOE_E8M0_NAN) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const uint32_t lo = mxmoe_e2m1_code_rne(mxmoe_bf16_to_f32((uint16_t)words[e]), b);
-                const uint32_t hi =
-                    mxmoe_e2m1_code_rne(mxmoe_bf16_to_f32((uint16_t)(words[e] >> 16)), b);
-                packed |= (lo | hi << 4) << (8 * e);
-            }
-        }
-        *reinterpret_cast<uint2*>(dst + 8 * c) =
-            make_uint2(e2m1x4_to_int8x4(packed), e2m1x4_to_int8x4(packed >> 16));
-    }
-    s.act_sbyte[i * slab_n + jl] = b;
-    s.act_scale[i * slab_n + jl] = b == MXMOE_E8M0_NAN ? 0.0f : mxmoe_pow2f((int32_t)b - 129);
-    return b;
-}
-
 /* stage_activations for the projection: the group's tokens (pairs list[row0 ..] / top_k) are
  * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). */
 __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_view& s,
                              const int32_t* list, int64_t row0, int count, int64_t j0, int slab_n,
                              int act_stride) {
     int lo = 1000, hi = 0;
-    const bool bf16 = tk.x_dtype == MXMOE_BF16 && (uintptr_t)tk.x % 16 == 0;
     for (int idx = threadIdx.x; idx < count * slab_n; idx += kThreads) {
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
-        if (bf16) {
-            const uint32_t sa = stage_bf16_block(
-                s, i, jl, slab_n, act_stride, static_cast<const uint16_t*>(tk.x) + first, tk.rule);
-            lo = min(lo, (int)sa);
-            hi = max(hi, sa == MXMOE_E8M0_NAN ? 1000 : (int)sa);
-            continue;
-        }
         float v[32];
         load_block(tk, first, v);
         uint4 p;
