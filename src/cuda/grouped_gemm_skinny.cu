@@ -61,7 +61,7 @@ enum Stamp {
     kOwned,       /* the expert's pairs found (projection) */
     kScales,      /* the weight scales landed, their range taken */
     kStaged,      /* the first slab of tokens staged */
-    kLoop0,       /* warps 0-3: the K loop done */
+    kLoop0,       /* warps 0-3: the K loop's results in */
     kStored = kLoop0 + 4,
     kExitGlobal,
     kSmid,
@@ -426,6 +426,15 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
     }
 }
 
+/* out[out_row, n] = v (+ the bias), in the output dtype. */
+__device__ __forceinline__ void put_result(const gemm_args& args, int64_t expert, int64_t out_row,
+                                           int64_t n, float v) {
+    if (args.bias != nullptr) {
+        v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
+    }
+    mxmoe_store_float(args.out, args.out_dtype, out_row * args.n + n, v);
+}
+
 /* kTokens = false: the grouped GEMM over a plan's offsets and quantized rows. kTokens = true:
  * the projection, a CTA per (pair, row tile) whose pair's expert no earlier pair has. */
 template <bool kTokens>
@@ -631,10 +640,30 @@ __global__ void __launch_bounds__(kThreads, 3)
             }
         }
 #if (MXMOE_SKINNY_LAB & 8)
-        if (row0 == begin) {
+        if (row0 == begin) { /* once the loop's last results are in (a move waits for them) */
+            uint32_t ready;
+            asm volatile("add.u32 %0, %1, %2;"
+                         : "=r"(ready)
+                         : "r"(__float_as_uint(acc[0][0])), "r"(__float_as_uint(acc[0][2])));
+            (void)ready;
             MXMOE_SKINNY_STAMP(kLoop0 + warp);
         }
 #endif
+        if (count == 1) { /* a decode step: two results a lane of t = 0, a short cold path (the
+                             epilogue runs once a CTA: its instructions come in one miss after
+                             another, bench/NOTES.md v23) */
+            const int64_t n = n0 + warp * kWarpRows + g;
+            if (t == 0) {
+                const int64_t out_row = kTokens ? pair_list[row0] : gemm_out_row(args, row0);
+                if (n < args.n) {
+                    put_result(args, expert, out_row, n, acc[0][0]);
+                }
+                if (n + 8 < args.n) {
+                    put_result(args, expert, out_row, n + 8, acc[0][2]);
+                }
+            }
+            continue;
+        }
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
 #pragma unroll
@@ -642,13 +671,9 @@ __global__ void __launch_bounds__(kThreads, 3)
                 const int64_t n = n0 + warp * kWarpRows + g + (q / 2) * 8;
                 const int tok = ti * 8 + 2 * t + q % 2;
                 if (ti < tiles && n < args.n && tok < count) {
-                    float v = acc[ti][q];
-                    if (args.bias != nullptr) {
-                        v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
-                    }
                     const int64_t out_row =
                         kTokens ? pair_list[row0 + tok] : gemm_out_row(args, row0 + tok);
-                    mxmoe_store_float(args.out, args.out_dtype, out_row * args.n + n, v);
+                    put_result(args, expert, out_row, n, acc[ti][q]);
                 }
             }
         }
