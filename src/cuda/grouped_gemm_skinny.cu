@@ -649,17 +649,35 @@ __global__ void __launch_bounds__(kThreads, 3)
             MXMOE_SKINNY_STAMP(kLoop0 + warp);
         }
 #endif
-        if (count == 1) { /* a decode step: two results a lane of t = 0, a short cold path (the
-                             epilogue runs once a CTA: its instructions come in one miss after
-                             another, bench/NOTES.md v23) */
+        if (count == 1) { /* a decode step: two results a lane of t = 0 in a short, straight
+                             path for BF16 (the epilogue runs once a CTA, cold: its instructions
+                             come in one miss after another, bench/NOTES.md v23) */
             const int64_t n = n0 + warp * kWarpRows + g;
             if (t == 0) {
                 const int64_t out_row = kTokens ? pair_list[row0] : gemm_out_row(args, row0);
-                if (n < args.n) {
-                    put_result(args, expert, out_row, n, acc[0][0]);
+                const bool has0 = n < args.n, has1 = n + 8 < args.n;
+                float v0 = acc[0][0], v1 = acc[0][2];
+                if (args.bias != nullptr) {
+                    const int64_t b = expert * args.n + n;
+                    v0 += has0 ? mxmoe_load_float(args.bias, args.bias_dtype, b) : 0.0f;
+                    v1 += has1 ? mxmoe_load_float(args.bias, args.bias_dtype, b + 8) : 0.0f;
                 }
-                if (n + 8 < args.n) {
-                    put_result(args, expert, out_row, n + 8, acc[0][2]);
+                const int64_t i0 = out_row * args.n + n;
+                if (args.out_dtype == MXMOE_BF16) {
+                    uint16_t* o = static_cast<uint16_t*>(args.out) + i0;
+                    if (has0) {
+                        o[0] = mxmoe_f32_to_bf16(v0);
+                    }
+                    if (has1) {
+                        o[8] = mxmoe_f32_to_bf16(v1);
+                    }
+                } else {
+                    if (has0) {
+                        mxmoe_store_float(args.out, args.out_dtype, i0, v0);
+                    }
+                    if (has1) {
+                        mxmoe_store_float(args.out, args.out_dtype, i0 + 8, v1);
+                    }
                 }
             }
             continue;
