@@ -426,15 +426,6 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
     }
 }
 
-/* out[out_row, n] = v (+ the bias), in the output dtype. */
-__device__ __forceinline__ void put_result(const gemm_args& args, int64_t expert, int64_t out_row,
-                                           int64_t n, float v) {
-    if (args.bias != nullptr) {
-        v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
-    }
-    mxmoe_store_float(args.out, args.out_dtype, out_row * args.n + n, v);
-}
-
 /* kTokens = false: the grouped GEMM over a plan's offsets and quantized rows. kTokens = true:
  * the projection, a CTA per (pair, row tile) whose pair's expert no earlier pair has. */
 template <bool kTokens>
@@ -689,9 +680,13 @@ __global__ void __launch_bounds__(kThreads, 3)
                 const int64_t n = n0 + warp * kWarpRows + g + (q / 2) * 8;
                 const int tok = ti * 8 + 2 * t + q % 2;
                 if (ti < tiles && n < args.n && tok < count) {
+                    float v = acc[ti][q];
+                    if (args.bias != nullptr) {
+                        v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
+                    }
                     const int64_t out_row =
                         kTokens ? pair_list[row0 + tok] : gemm_out_row(args, row0 + tok);
-                    put_result(args, expert, out_row, n, acc[ti][q]);
+                    mxmoe_store_float(args.out, args.out_dtype, out_row * args.n + n, v);
                 }
             }
         }
