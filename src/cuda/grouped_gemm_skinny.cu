@@ -29,9 +29,10 @@
  * byte are what counts (bench/NOTES.md v15: twice the warps at the same count measured slower;
  * so did splitting K over warps with the terms handed over in K order to stay exact, v6).
  * Fed by tokens instead (mxmoe_grouped_projection at decode sizes), a CTA per (pair, row tile)
- * reads its pair's expert from the ids, starts its weight stream, finds the expert's pairs
- * (the lowest pair's CTAs own the expert, the others exit) and quantizes their tokens into the
- * slab itself, with the reference's encoder: no plan and no quantizer before it.
+ * reads its pair's expert from the ids (the lowest pair's CTAs own the expert; the others see
+ * the earlier pair and exit before they stream anything), starts its weight stream, finds the
+ * expert's pairs and quantizes their tokens into the slab itself, with the reference's encoder:
+ * no plan and no quantizer before it.
  */
 #include <stdint.h>
 
@@ -313,25 +314,40 @@ __device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_e
     return e;
 }
 
-/* Whether this CTA owns `expert`, the expert of pair `slot` (no earlier pair has it), with the
- * pairs of that expert in ascending order in list[0 .. *count). */
-__device__ bool own_pairs(const projection_tokens& tk, int64_t expert, int64_t pairs, int64_t slot,
-                          int32_t* list, int* count) {
+/* Whether pair id `id` (any value) is routed to local expert `expert`. */
+__device__ __forceinline__ bool pair_is(const projection_tokens& tk, int32_t id, int64_t expert) {
+    return id >= 0 && id < tk.id_limit && (tk.map != nullptr ? tk.map[id] : id) == expert;
+}
+
+/* Whether a pair before `slot` has `expert` (every thread returns the same; ends with a barrier):
+ * the CTAs of such a slot leave before they stream anything. Each thread's first id is read with
+ * the slot's own, so an owner waits for one load, not two. */
+__device__ bool earlier_pair_has(const projection_tokens& tk, int64_t expert, int64_t slot,
+                                 int32_t first_id) {
+    bool earlier = false;
+    if (expert >= 0) {
+        earlier = (int64_t)threadIdx.x < slot && pair_is(tk, first_id, expert);
+        for (int64_t i = threadIdx.x + kThreads; i < slot; i += kThreads) {
+            earlier |= pair_is(tk, tk.ids[i], expert);
+        }
+    }
+    return __syncthreads_or(earlier);
+}
+
+/* The pairs of `expert`, in ascending order, in list[0 .. *count). */
+__device__ void expert_pairs(const projection_tokens& tk, int64_t expert, int64_t pairs,
+                             int32_t* list, int* count) {
     __shared__ int warp_count[kWarps];
     int64_t seen = 0;
-    bool earlier = false;
     for (int64_t base = 0; base < pairs; base += kThreads) {
         const int64_t i = base + threadIdx.x;
-        const bool mine = i < pairs && tk.ids[i] >= 0 && tk.ids[i] < tk.id_limit &&
-                          (tk.map != nullptr ? tk.map[tk.ids[i]] : tk.ids[i]) == expert;
-        earlier |= mine && i < slot;
+        const bool mine = i < pairs && pair_is(tk, tk.ids[i], expert);
         const int64_t rank = cta_rank(mine, &seen, warp_count);
         if (mine) {
             list[rank] = (int32_t)i;
         }
     }
     *count = (int)seen;
-    return !__syncthreads_or(earlier);
 }
 
 /* (float)isum for |isum| < 2^22 without the quarter-rate I2F: isum added to the bits of
@@ -449,8 +465,13 @@ __global__ void __launch_bounds__(kThreads, 3)
 
     int64_t expert, begin = 0, end = 0;
     if (kTokens) { /* each pair's id is checked by its slot; the slot's first tile reports it */
-        expert = pair_expert(tk, args.num_experts, blockIdx.x / row_tiles,
+        const int64_t slot = blockIdx.x / row_tiles;
+        const int32_t first_id = (int64_t)threadIdx.x < slot ? tk.ids[threadIdx.x] : -1;
+        expert = pair_expert(tk, args.num_experts, slot,
                              blockIdx.x % row_tiles == 0 ? args.errors : nullptr);
+        if (earlier_pair_has(tk, expert, slot, first_id)) {
+            return; /* that pair's CTAs own the expert */
+        }
     } else {
         int32_t* off = reinterpret_cast<int32_t*>(s.act);
         for (int64_t e = threadIdx.x; e <= args.num_experts; e += kThreads) {
@@ -533,12 +554,9 @@ __global__ void __launch_bounds__(kThreads, 3)
     cp_async_commit();
     prologue();
     MXMOE_SKINNY_STAMP(kIssued);
-    if (kTokens) { /* while the weights stream: is the expert this CTA's, and its tokens? */
+    if (kTokens) { /* while the weights stream: the expert's tokens */
         int count = 0;
-        if (!own_pairs(tk, expert, args.rows, blockIdx.x / row_tiles, pair_list, &count)) {
-            cp_async_wait<0>(); /* no copy may land in shared memory after the CTA exits */
-            return;
-        }
+        expert_pairs(tk, expert, args.rows, pair_list, &count);
         end = count;
     }
     MXMOE_SKINNY_STAMP(kOwned);
