@@ -210,19 +210,28 @@ __device__ inline uint8_t weight_scale_byte(const gemm_args& a, int64_t e, int64
     return a.w_scales[off];
 }
 
+/* Half `half` of token i's block jl in the slab, from its 8 packed bytes (16 codes). */
+__device__ __forceinline__ void put_act_half(const smem_view& s, int i, int jl, int act_stride,
+                                             int half, uint32_t p0, uint32_t p1) {
+    uint4 q;
+    q.x = e2m1x4_to_int8x4(p0), q.y = e2m1x4_to_int8x4(p0 >> 16);
+    q.z = e2m1x4_to_int8x4(p1), q.w = e2m1x4_to_int8x4(p1 >> 16);
+    reinterpret_cast<uint4*>(s.act + i * act_stride + jl * 32)[half] = q;
+}
+
+/* The scale of token i's block jl in the slab. */
+__device__ __forceinline__ void put_act_scale(const smem_view& s, int i, int jl, int slab_n,
+                                              uint32_t sa) {
+    s.act_sbyte[i * slab_n + jl] = (uint8_t)sa;
+    s.act_scale[i * slab_n + jl] = sa == MXMOE_E8M0_NAN ? 0.0f : mxmoe_pow2f((int32_t)sa - 129);
+}
+
 /* Token i's block jl of the slab from its 16 packed bytes and scale byte. */
 __device__ __forceinline__ void put_act_block(const smem_view& s, int i, int jl, int slab_n,
                                               int act_stride, uint4 p, uint32_t sa) {
-    uint4 lo4, hi4;
-    lo4.x = e2m1x4_to_int8x4(p.x), lo4.y = e2m1x4_to_int8x4(p.x >> 16);
-    lo4.z = e2m1x4_to_int8x4(p.y), lo4.w = e2m1x4_to_int8x4(p.y >> 16);
-    hi4.x = e2m1x4_to_int8x4(p.z), hi4.y = e2m1x4_to_int8x4(p.z >> 16);
-    hi4.z = e2m1x4_to_int8x4(p.w), hi4.w = e2m1x4_to_int8x4(p.w >> 16);
-    uint4* dst = reinterpret_cast<uint4*>(s.act + i * act_stride + jl * 32);
-    dst[0] = lo4;
-    dst[1] = hi4;
-    s.act_sbyte[i * slab_n + jl] = (uint8_t)sa;
-    s.act_scale[i * slab_n + jl] = sa == MXMOE_E8M0_NAN ? 0.0f : mxmoe_pow2f((int32_t)sa - 129);
+    put_act_half(s, i, jl, act_stride, 0, p.x, p.y);
+    put_act_half(s, i, jl, act_stride, 1, p.z, p.w);
+    put_act_scale(s, i, jl, slab_n, sa);
 }
 
 /* Decodes tokens [0, count) of the group starting at row `row0`, blocks [j0, j0 + slab_n), into
@@ -251,10 +260,11 @@ __device__ int2 stage_activations(const gemm_args& a, const smem_view& s, int64_
     return make_int2(lo, hi);
 }
 
-/* The 32 elements of x from element `first` (a multiple of 32) as FP32: BF16 and F32 rows in
- * 16-byte loads where x is 16-byte aligned (rows are multiples of 64 bytes). */
-__device__ __forceinline__ void load_block(const projection_tokens& tk, int64_t first,
-                                           float (&v)[32]) {
+/* The kN (16 or 32) elements of x from element `first` (a multiple of kN) as FP32: BF16 and F32
+ * rows in 16-byte loads where x is 16-byte aligned (rows are multiples of 64 bytes). */
+template <int kN>
+__device__ __forceinline__ void load_elements(const projection_tokens& tk, int64_t first,
+                                              float (&v)[kN]) {
     const bool aligned = (uintptr_t)tk.x % 16 == 0;
     if (aligned && tk.x_dtype == MXMOE_BF16) {
         load_bf16_block(static_cast<const uint16_t*>(tk.x) + first, v);
@@ -262,13 +272,13 @@ __device__ __forceinline__ void load_block(const projection_tokens& tk, int64_t 
         const float4* src =
             reinterpret_cast<const float4*>(static_cast<const float*>(tk.x) + first);
 #pragma unroll
-        for (int q = 0; q < 8; q++) {
+        for (int q = 0; q < kN / 4; q++) {
             const float4 f = __ldg(src + q);
             v[4 * q] = f.x, v[4 * q + 1] = f.y, v[4 * q + 2] = f.z, v[4 * q + 3] = f.w;
         }
     } else {
 #pragma unroll
-        for (int e = 0; e < 32; e++) {
+        for (int e = 0; e < kN; e++) {
             v[e] = mxmoe_load_float(tk.x, tk.x_dtype, first + e);
         }
     }
@@ -284,12 +294,50 @@ __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
         float v[32];
-        load_block(tk, first, v);
+        load_elements(tk, first, v);
         uint4 p;
         const uint32_t sa = mxmoe_quantize_block_rne(v, tk.rule, reinterpret_cast<uint8_t*>(&p));
         put_act_block(s, i, jl, slab_n, act_stride, p, sa);
         lo = min(lo, (int)sa);
         hi = max(hi, sa == MXMOE_E8M0_NAN ? 1000 : (int)sa);
+    }
+    return make_int2(lo, hi);
+}
+
+/* stage_tokens with two lanes a block, for slabs of at most kThreads / 2 blocks (one token of
+ * K <= 2048, as qwen3's): each lane loads and encodes one half of the block, and the pair agrees
+ * on the scale by one shuffle. The same bytes; half the serial encoder on the decode path. */
+__device__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k, const smem_view& s,
+                                    const int32_t* list, int64_t row0, int count, int64_t j0,
+                                    int slab_n, int act_stride) {
+    int lo = 1000, hi = 0;
+    const int idx = threadIdx.x / 2, half = threadIdx.x % 2;
+    if (idx < count * slab_n) { /* both lanes of a pair or neither */
+        const int i = idx / slab_n, jl = idx % slab_n;
+        const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32 + 16 * half;
+        float v[16];
+        load_elements(tk, first, v);
+        uint32_t amax = 0; /* NaN/Inf bit patterns are the largest, as in the reference */
+#pragma unroll
+        for (int e = 0; e < 16; e++) {
+            amax = max(amax, mxmoe_f32_bits(v[e]) & 0x7fffffffu);
+        }
+        const unsigned pair_lanes = 3u << (threadIdx.x % 32 & ~1u);
+        amax = max(amax, __shfl_xor_sync(pair_lanes, amax, 1));
+        const uint32_t sa = mxmoe_scale_byte(amax, tk.rule);
+        uint32_t codes[2] = {0, 0}; /* elements 16 half .. as packed: the lower one low */
+        if (sa != MXMOE_E8M0_NAN) {
+#pragma unroll
+            for (int e = 0; e < 16; e++) {
+                codes[e / 8] |= mxmoe_e2m1_code_rne(v[e], (uint8_t)sa) << (4 * (e % 8));
+            }
+        }
+        put_act_half(s, i, jl, act_stride, half, codes[0], codes[1]);
+        if (half == 0) {
+            put_act_scale(s, i, jl, slab_n, sa);
+        }
+        lo = (int)sa;
+        hi = sa == MXMOE_E8M0_NAN ? 1000 : (int)sa;
     }
     return make_int2(lo, hi);
 }
@@ -617,10 +665,13 @@ __global__ void __launch_bounds__(kThreads, 3)
 #if (MXMOE_SKINNY_LAB & 2)
                     const int2 r = make_int2(127, 127);
 #else
-                    const int2 r = kTokens ? stage_tokens(tk, args.k, s, pair_list, row0, count,
-                                                          slab0, slab_n, act_stride)
-                                           : stage_activations(args, s, row0, count, slab0, slab_n,
-                                                               act_stride);
+                    const int2 r = !kTokens ? stage_activations(args, s, row0, count, slab0, slab_n,
+                                                                act_stride)
+                                   : count * slab_n * 2 <= kThreads
+                                       ? stage_tokens_halves(tk, args.k, s, pair_list, row0, count,
+                                                             slab0, slab_n, act_stride)
+                                       : stage_tokens(tk, args.k, s, pair_list, row0, count, slab0,
+                                                      slab_n, act_stride);
 #endif
                     sa_kept = cta_range(r.x, r.y); /* its barrier also publishes the slab */
                 }
