@@ -101,7 +101,6 @@ struct projection_tokens {
     int64_t id_limit;   /* E_global (map size) or E */
     int64_t top_k;
     mxmoe_scale_rule rule;
-    int64_t tile_span; /* row tiles a CTA takes, its tokens quantized once (set at launch) */
 };
 constexpr int64_t kProjectionMaxPairs = 256;
 mxmoe_status mxmoe_launch_projection_skinny(mxmoe_ctx* ctx, const gemm_args* args,

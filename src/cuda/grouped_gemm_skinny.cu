@@ -35,7 +35,6 @@
  * no plan and no quantizer before it.
  */
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "core/e2m1_round.h"
 #include "cuda/cuda_common.cuh"
@@ -511,16 +510,13 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int kb = (int)(args.k / 32);
     const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
-    /* a projection CTA takes tk.tile_span consecutive row tiles of its expert */
-    const int64_t tile_span = kTokens ? tk.tile_span : 1;
-    const int64_t tile_groups = (row_tiles + tile_span - 1) / tile_span;
 
     int64_t expert, begin = 0, end = 0;
-    if (kTokens) { /* each pair's id is checked by its slot; the slot's first CTA reports it */
-        const int64_t slot = blockIdx.x / tile_groups;
+    if (kTokens) { /* each pair's id is checked by its slot; the slot's first tile reports it */
+        const int64_t slot = blockIdx.x / row_tiles;
         const int32_t first_id = (int64_t)threadIdx.x < slot ? tk.ids[threadIdx.x] : -1;
         expert = pair_expert(tk, args.num_experts, slot,
-                             blockIdx.x % tile_groups == 0 ? args.errors : nullptr);
+                             blockIdx.x % row_tiles == 0 ? args.errors : nullptr);
         if (earlier_pair_has(tk, expert, slot, first_id)) {
             return; /* that pair's CTAs own the expert */
         }
@@ -533,7 +529,7 @@ __global__ void __launch_bounds__(kThreads, 3)
         if (args.check_offsets && blockIdx.x == 0) {
             check_offsets_block(off, args.num_experts, args.rows, args.errors);
         }
-        expert = find_active_expert(off, args.num_experts, args.rows, blockIdx.x / tile_groups);
+        expert = find_active_expert(off, args.num_experts, args.rows, blockIdx.x / row_tiles);
         if (expert >= 0) {
             expert_rows(off, expert, args.rows, &begin, &end);
         }
@@ -542,244 +538,224 @@ __global__ void __launch_bounds__(kThreads, 3)
     if (expert < 0) {
         return;
     }
-    const int64_t tile0 = (int64_t)(blockIdx.x % tile_groups) * tile_span;
-    const int64_t tile_end = kTokens ? min(tile0 + tile_span, row_tiles) : tile0 + 1;
-    int2 sa_kept = make_int2(0, 0); /* the staged tokens' scale range, for the later tiles */
-    for (int64_t tile = tile0; tile < tile_end; tile++) {
-        const int64_t n0 = tile * kTileRows;
-        if (tile != tile0) {
-            __syncthreads(); /* the previous tile's scale table is no longer read */
-        }
+    const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
 
-        /* This lane's copies of each ring stage: kLanesPerRow lanes cover one row's run, a
-         * warp instruction 32 / kLanesPerRow rows; copy c is row lane / kLanesPerRow +
-         * c 32 / kLanesPerRow. */
-        const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
-        const int64_t first_row = n0 + warp * kWarpRows + copy_row;
-        const uint8_t* src =
-            args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
-        uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
-        auto issue = [&](int stage) {
+    /* This lane's copies of each ring stage: kLanesPerRow lanes cover one row's run, a warp
+     * instruction 32 / kLanesPerRow rows; copy c is row lane / kLanesPerRow + c 32 / kLanesPerRow.
+     */
+    const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
+    const int64_t first_row = n0 + warp * kWarpRows + copy_row;
+    const uint8_t* src =
+        args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
+    uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
+    auto issue = [&](int stage) {
 #if (MXMOE_SKINNY_LAB & 4)
-            return;
+        return;
 #endif
-            const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
-            uint8_t* slot = dst + (stage % kStages) * kWarpStage;
+        const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
+        uint8_t* slot = dst + (stage % kStages) * kWarpStage;
 #pragma unroll
-            for (int c = 0; c < kCopies; c++) {
-                const int rows_down = c * (32 / kLanesPerRow);
-                const bool ok = blk_ok && first_row + rows_down < args.n;
-                cp_async16_zfill(slot + rows_down * kStageRow,
-                                 ok ? src + (int64_t)rows_down * (args.k / 2) +
-                                          stage * kStageBlocks * 16
-                                    : args.w_packed,
-                                 ok ? 16 : 0);
-            }
-        };
-        const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
+        for (int c = 0; c < kCopies; c++) {
+            const int rows_down = c * (32 / kLanesPerRow);
+            const bool ok = blk_ok && first_row + rows_down < args.n;
+            cp_async16_zfill(slot + rows_down * kStageRow,
+                             ok ? src + (int64_t)rows_down * (args.k / 2) +
+                                      stage * kStageBlocks * 16
+                                : args.w_packed,
+                             ok ? 16 : 0);
+        }
+    };
+    const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
 
-        auto prologue = [&]() {
-            for (int stage = 0; stage < kStages - 1; stage++) {
-                if (stage < n_stages) {
-                    issue(stage);
+    auto prologue = [&]() {
+        for (int stage = 0; stage < kStages - 1; stage++) {
+            if (stage < n_stages) {
+                issue(stage);
+            }
+            cp_async_commit();
+        }
+    };
+
+    /* The tile's weight scales. Linear ones are one contiguous span (rows n0.. of the expert),
+     * copied 16 bytes at a time with every copy in flight (shifted so the copies are aligned on
+     * both sides); swizzled ones byte by byte. The first group's weight stream starts meanwhile. */
+    const int valid_rows = (int)min((int64_t)kTileRows, args.n - n0);
+    uint8_t* w_scale = s.w_scale;
+    if (!args.w_swizzled) {
+        const uint8_t* span = args.w_scales + (expert * args.n + n0) * kb;
+        const int len = valid_rows * kb, shift = (int)((uintptr_t)span & 15);
+        w_scale += shift;
+        for (int i = threadIdx.x * 16 - shift; i < len; i += kThreads * 16) {
+            if (i >= 0 && i + 16 <= len) {
+                cp_async16_zfill(w_scale + i, span + i, 16);
+            } else {
+                for (int b = max(i, 0); b < min(i + 16, len); b++) {
+                    w_scale[b] = span[b];
+                }
+            }
+        }
+    } else {
+        for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
+            w_scale[idx] = weight_scale_byte(args, expert, n0 + idx / kb, idx % kb);
+        }
+    }
+    cp_async_commit();
+    prologue();
+    MXMOE_SKINNY_STAMP(kIssued);
+    if (kTokens) { /* while the weights stream: the expert's tokens */
+        int count = 0;
+        expert_pairs(tk, expert, args.rows, pair_list, &count);
+        end = count;
+    }
+    MXMOE_SKINNY_STAMP(kOwned);
+    cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
+    __syncthreads();
+    int lo = 255, hi = 0;
+    for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
+        lo = min(lo, (int)w_scale[idx]);
+        hi = max(hi, (int)w_scale[idx]);
+    }
+    const int2 sw = cta_range(lo, hi);
+    MXMOE_SKINNY_STAMP(kScales);
+
+    const int g = lane / 4, t = lane % 4;
+    warp_ctx wc;
+    wc.ring = s.ring + warp * kStages * kWarpStage;
+    wc.w_scale = w_scale + (warp * kWarpRows + g) * kb; /* rows past n read stale bytes: dropped */
+    wc.kb = kb, wc.g = g, wc.t = t;
+    wc.table_lo = table_words[lane]; /* written before the barriers above */
+
+    for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
+        if (row0 != begin) {
+            prologue(); /* the first group's was issued with the scales */
+        }
+        const int count = (int)min((int64_t)kGroupTokens, end - row0);
+        const int tiles = (count + 7) / 8;
+        /* slab: as many blocks as the activation budget holds, a multiple of the stage */
+        int slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
+        slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
+        slab = min(slab, kb);
+        float acc[kTokenTiles][4];
+#pragma unroll
+        for (int ti = 0; ti < kTokenTiles; ti++) {
+            acc[ti][0] = acc[ti][1] = acc[ti][2] = acc[ti][3] = 0.0f;
+        }
+        for (int64_t slab0 = 0; slab0 < kb; slab0 += slab) {
+            const int slab_n = (int)min((int64_t)slab, kb - slab0);
+            const int act_stride =
+                (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
+            __syncthreads(); /* the previous slab (or the offsets) is no longer read */
+#if (MXMOE_SKINNY_LAB & 2)
+            const int2 r = make_int2(127, 127);
+#else
+            const int2 r = !kTokens
+                               ? stage_activations(args, s, row0, count, slab0, slab_n, act_stride)
+                           : count * slab_n * 2 <= kThreads
+                               ? stage_tokens_halves(tk, args.k, s, pair_list, row0, count, slab0,
+                                                     slab_n, act_stride)
+                               : stage_tokens(tk, args.k, s, pair_list, row0, count, slab0, slab_n,
+                                              act_stride);
+#endif
+            const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
+#if (MXMOE_SKINNY_LAB & 8)
+            if (slab0 == 0 && row0 == begin) {
+                MXMOE_SKINNY_STAMP(kStaged);
+            }
+#endif
+            const bool fast = sw.x >= 1 && sw.y <= 254 && sw.x + sa.x >= 107 && sw.y + sa.y <= 370;
+            const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
+            for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
+                cp_async_wait<kStages - 2>();
+                __syncwarp(); /* every lane's copies of this stage are visible to the warp */
+                if (stage + kStages - 1 < n_stages) {
+                    issue(stage + kStages - 1); /* into the slot read by the previous stage */
                 }
                 cp_async_commit();
-            }
-        };
-
-        /* The tile's weight scales. Linear ones are one contiguous span (rows n0.. of the
-         * expert), copied 16 bytes at a time with every copy in flight (shifted so the copies
-         * are aligned on both sides); swizzled ones byte by byte. The first group's weight
-         * stream starts meanwhile. */
-        const int valid_rows = (int)min((int64_t)kTileRows, args.n - n0);
-        uint8_t* w_scale = s.w_scale;
-        if (!args.w_swizzled) {
-            const uint8_t* span = args.w_scales + (expert * args.n + n0) * kb;
-            const int len = valid_rows * kb, shift = (int)((uintptr_t)span & 15);
-            w_scale += shift;
-            for (int i = threadIdx.x * 16 - shift; i < len; i += kThreads * 16) {
-                if (i >= 0 && i + 16 <= len) {
-                    cp_async16_zfill(w_scale + i, span + i, 16);
-                } else {
-                    for (int b = max(i, 0); b < min(i + 16, len); b++) {
-                        w_scale[b] = span[b];
-                    }
-                }
-            }
-        } else {
-            for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
-                w_scale[idx] = weight_scale_byte(args, expert, n0 + idx / kb, idx % kb);
-            }
-        }
-        cp_async_commit();
-        prologue();
-        MXMOE_SKINNY_STAMP(kIssued);
-        if (kTokens && tile == tile0) { /* while the weights stream: the expert's tokens */
-            int count = 0;
-            expert_pairs(tk, expert, args.rows, pair_list, &count);
-            end = count;
-        }
-        MXMOE_SKINNY_STAMP(kOwned);
-        cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
-        __syncthreads();
-        int lo = 255, hi = 0;
-        for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
-            lo = min(lo, (int)w_scale[idx]);
-            hi = max(hi, (int)w_scale[idx]);
-        }
-        const int2 sw = cta_range(lo, hi);
-        MXMOE_SKINNY_STAMP(kScales);
-
-        const int g = lane / 4, t = lane % 4;
-        warp_ctx wc;
-        wc.ring = s.ring + warp * kStages * kWarpStage;
-        /* rows past n read stale bytes: dropped */
-        wc.w_scale = w_scale + (warp * kWarpRows + g) * kb;
-        wc.kb = kb, wc.g = g, wc.t = t;
-        wc.table_lo = table_words[lane]; /* written before the barriers above */
-
-        for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
-            if (row0 != begin) {
-                prologue(); /* the first group's was issued with the scales */
-            }
-            const int count = (int)min((int64_t)kGroupTokens, end - row0);
-            const int tiles = (count + 7) / 8;
-            /* slab: as many blocks as the activation budget holds, a multiple of the stage */
-            int slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
-            slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
-            slab = min(slab, kb);
-            float acc[kTokenTiles][4];
-#pragma unroll
-            for (int ti = 0; ti < kTokenTiles; ti++) {
-                acc[ti][0] = acc[ti][1] = acc[ti][2] = acc[ti][3] = 0.0f;
-            }
-            for (int64_t slab0 = 0; slab0 < kb; slab0 += slab) {
-                const int slab_n = (int)min((int64_t)slab, kb - slab0);
-                const int act_stride =
-                    (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
-                __syncthreads(); /* the previous slab (or the offsets) is no longer read */
-                /* the slab still holds the tokens from the first tile where they fit in one */
-                const bool staged =
-                    kTokens && tile != tile0 && end - begin <= kGroupTokens && slab >= kb;
-                if (!staged) {
-#if (MXMOE_SKINNY_LAB & 2)
-                    const int2 r = make_int2(127, 127);
-#else
-                    const int2 r = !kTokens ? stage_activations(args, s, row0, count, slab0, slab_n,
-                                                                act_stride)
-                                   : count * slab_n * 2 <= kThreads
-                                       ? stage_tokens_halves(tk, args.k, s, pair_list, row0, count,
-                                                             slab0, slab_n, act_stride)
-                                       : stage_tokens(tk, args.k, s, pair_list, row0, count, slab0,
-                                                      slab_n, act_stride);
-#endif
-                    sa_kept = cta_range(r.x, r.y); /* its barrier also publishes the slab */
-                }
-                const int2 sa = sa_kept;
-#if (MXMOE_SKINNY_LAB & 8)
-                if (slab0 == 0 && row0 == begin) {
-                    MXMOE_SKINNY_STAMP(kStaged);
-                }
-#endif
-                const bool fast =
-                    sw.x >= 1 && sw.y <= 254 && sw.x + sa.x >= 107 && sw.y + sa.y <= 370;
-                const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
-                for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
-                    cp_async_wait<kStages - 2>();
-                    __syncwarp(); /* every lane's copies of this stage are visible to the warp */
-                    if (stage + kStages - 1 < n_stages) {
-                        issue(stage + kStages - 1); /* into the slot read by the previous stage */
-                    }
-                    cp_async_commit();
-                    /* the common token counts get their own unrolling: fewer instructions a block
-                     */
+                /* the common token counts get their own unrolling: fewer instructions a block */
 #if (MXMOE_SKINNY_LAB & 1)
-                    if (false) {
+                if (false) {
 #else
-                    if (fast && count == 1 && (stage + 1) * kStageBlocks <= kb) {
+                if (fast && count == 1 && (stage + 1) * kStageBlocks <= kb) {
 #endif
-                        mma_stage<true, 1, true, true>(wc, s, stage, slab0, slab_n, act_stride,
-                                                       count, tiles, acc);
-                    } else if (fast && count == 1) {
-                        mma_stage<true, 1, false, true>(wc, s, stage, slab0, slab_n, act_stride,
-                                                        count, tiles, acc);
-                    } else if (fast && tiles == 1 && (stage + 1) * kStageBlocks <= kb) {
-                        mma_stage<true, 1, true>(wc, s, stage, slab0, slab_n, act_stride, count,
+                    mma_stage<true, 1, true, true>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                   tiles, acc);
+                } else if (fast && count == 1) {
+                    mma_stage<true, 1, false, true>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                    tiles, acc);
+                } else if (fast && tiles == 1 && (stage + 1) * kStageBlocks <= kb) {
+                    mma_stage<true, 1, true>(wc, s, stage, slab0, slab_n, act_stride, count, tiles,
+                                             acc);
+                } else if (fast && tiles == 1) {
+                    mma_stage<true, 1>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                } else if (fast && tiles == 2) {
+                    mma_stage<true, 2>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                } else if (fast) {
+                    mma_stage<true, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
                                                  tiles, acc);
-                    } else if (fast && tiles == 1) {
-                        mma_stage<true, 1>(wc, s, stage, slab0, slab_n, act_stride, count, tiles,
-                                           acc);
-                    } else if (fast && tiles == 2) {
-                        mma_stage<true, 2>(wc, s, stage, slab0, slab_n, act_stride, count, tiles,
-                                           acc);
-                    } else if (fast) {
-                        mma_stage<true, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
-                                                     tiles, acc);
-                    } else {
-                        mma_stage<false, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride,
-                                                      count, tiles, acc);
-                    }
-                    __syncwarp(); /* the slot is read before a later stage overwrites it */
+                } else {
+                    mma_stage<false, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                  tiles, acc);
                 }
+                __syncwarp(); /* the slot is read before a later stage overwrites it */
             }
+        }
 #if (MXMOE_SKINNY_LAB & 8)
-            if (row0 == begin) { /* once the loop's last results are in (a move waits for them) */
-                uint32_t ready;
-                asm volatile("add.u32 %0, %1, %2;"
-                             : "=r"(ready)
-                             : "r"(__float_as_uint(acc[0][0])), "r"(__float_as_uint(acc[0][2])));
-                (void)ready;
-                MXMOE_SKINNY_STAMP(kLoop0 + warp);
-            }
+        if (row0 == begin) { /* once the loop's last results are in (a move waits for them) */
+            uint32_t ready;
+            asm volatile("add.u32 %0, %1, %2;"
+                         : "=r"(ready)
+                         : "r"(__float_as_uint(acc[0][0])), "r"(__float_as_uint(acc[0][2])));
+            (void)ready;
+            MXMOE_SKINNY_STAMP(kLoop0 + warp);
+        }
 #endif
-            if (count == 1) { /* a decode step: two results a lane of t = 0 in a short, straight
-                                 path for BF16 (the epilogue runs once a CTA, cold: its instructions
-                                 come in one miss after another, bench/NOTES.md v23) */
-                const int64_t n = n0 + warp * kWarpRows + g;
-                if (t == 0) {
-                    const int64_t out_row = kTokens ? pair_list[row0] : gemm_out_row(args, row0);
-                    const bool has0 = n < args.n, has1 = n + 8 < args.n;
-                    float v0 = acc[0][0], v1 = acc[0][2];
-                    if (args.bias != nullptr) {
-                        const int64_t b = expert * args.n + n;
-                        v0 += has0 ? mxmoe_load_float(args.bias, args.bias_dtype, b) : 0.0f;
-                        v1 += has1 ? mxmoe_load_float(args.bias, args.bias_dtype, b + 8) : 0.0f;
+        if (count == 1) { /* a decode step: two results a lane of t = 0 in a short, straight
+                             path for BF16 (the epilogue runs once a CTA, cold: its instructions
+                             come in one miss after another, bench/NOTES.md v23) */
+            const int64_t n = n0 + warp * kWarpRows + g;
+            if (t == 0) {
+                const int64_t out_row = kTokens ? pair_list[row0] : gemm_out_row(args, row0);
+                const bool has0 = n < args.n, has1 = n + 8 < args.n;
+                float v0 = acc[0][0], v1 = acc[0][2];
+                if (args.bias != nullptr) {
+                    const int64_t b = expert * args.n + n;
+                    v0 += has0 ? mxmoe_load_float(args.bias, args.bias_dtype, b) : 0.0f;
+                    v1 += has1 ? mxmoe_load_float(args.bias, args.bias_dtype, b + 8) : 0.0f;
+                }
+                const int64_t i0 = out_row * args.n + n;
+                if (args.out_dtype == MXMOE_BF16) {
+                    uint16_t* o = static_cast<uint16_t*>(args.out) + i0;
+                    if (has0) {
+                        o[0] = mxmoe_f32_to_bf16(v0);
                     }
-                    const int64_t i0 = out_row * args.n + n;
-                    if (args.out_dtype == MXMOE_BF16) {
-                        uint16_t* o = static_cast<uint16_t*>(args.out) + i0;
-                        if (has0) {
-                            o[0] = mxmoe_f32_to_bf16(v0);
-                        }
-                        if (has1) {
-                            o[8] = mxmoe_f32_to_bf16(v1);
-                        }
-                    } else {
-                        if (has0) {
-                            mxmoe_store_float(args.out, args.out_dtype, i0, v0);
-                        }
-                        if (has1) {
-                            mxmoe_store_float(args.out, args.out_dtype, i0 + 8, v1);
-                        }
+                    if (has1) {
+                        o[8] = mxmoe_f32_to_bf16(v1);
+                    }
+                } else {
+                    if (has0) {
+                        mxmoe_store_float(args.out, args.out_dtype, i0, v0);
+                    }
+                    if (has1) {
+                        mxmoe_store_float(args.out, args.out_dtype, i0 + 8, v1);
                     }
                 }
-                continue;
             }
+            continue;
+        }
 #pragma unroll
-            for (int ti = 0; ti < kTokenTiles; ti++) {
+        for (int ti = 0; ti < kTokenTiles; ti++) {
 #pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    const int64_t n = n0 + warp * kWarpRows + g + (q / 2) * 8;
-                    const int tok = ti * 8 + 2 * t + q % 2;
-                    if (ti < tiles && n < args.n && tok < count) {
-                        float v = acc[ti][q];
-                        if (args.bias != nullptr) {
-                            v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
-                        }
-                        const int64_t out_row =
-                            kTokens ? pair_list[row0 + tok] : gemm_out_row(args, row0 + tok);
-                        mxmoe_store_float(args.out, args.out_dtype, out_row * args.n + n, v);
+            for (int q = 0; q < 4; q++) {
+                const int64_t n = n0 + warp * kWarpRows + g + (q / 2) * 8;
+                const int tok = ti * 8 + 2 * t + q % 2;
+                if (ti < tiles && n < args.n && tok < count) {
+                    float v = acc[ti][q];
+                    if (args.bias != nullptr) {
+                        v += mxmoe_load_float(args.bias, args.bias_dtype, expert * args.n + n);
                     }
+                    const int64_t out_row =
+                        kTokens ? pair_list[row0 + tok] : gemm_out_row(args, row0 + tok);
+                    mxmoe_store_float(args.out, args.out_dtype, out_row * args.n + n, v);
                 }
             }
         }
@@ -850,12 +826,5 @@ mxmoe_status mxmoe_launch_projection_skinny(mxmoe_ctx* ctx, const gemm_args* arg
         return MXMOE_OK;
     }
     const int64_t row_tiles = (args->n + kTileRows - 1) / kTileRows;
-    projection_tokens tk = *tokens;
-    tk.tile_span = 1;
-    const char* force = getenv("MXMOE_SKINNY_TILE_SPAN"); /* lab and tests */
-    if (force != nullptr && atoi(force) >= 1) {
-        tk.tile_span = atoi(force);
-    }
-    const int64_t tile_groups = (row_tiles + tk.tile_span - 1) / tk.tile_span;
-    return launch_skinny<true>(ctx, args, tk, tile_groups * args->rows);
+    return launch_skinny<true>(ctx, args, *tokens, row_tiles * args->rows);
 }

@@ -95,17 +95,16 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
     g.out_dtype = out->dtype;
     g.errors = cuda_state(ctx)->errors;
     const gemm_kernel kernel = mxmoe_grouped_gemm_pick(ctx, &g);
-    const char* force = getenv("MXMOE_CUDA_PROJECTION"); /* =composed or =one: A/B and tests */
+    const char* force = getenv("MXMOE_CUDA_PROJECTION"); /* =composed: A/B and tests */
     const bool composed_forced = force != nullptr && strcmp(force, "composed") == 0;
-    const bool one_forced = force != nullptr && strcmp(force, "one") == 0;
     /* One launch while the active weights are small: each of an expert's N/64 row tiles
      * quantizes its tokens again, which costs more than the removed launches and kernels saved
      * once the stream is long (H100, same call, eager / replayed us: gpt-oss-20b n = 8, 141 MB,
      * 74.5 / 68.2 against 72.7 / ~59; qwen3-30b-a3b n = 8, 53 MB, 45.9 / 38.7 against
      * 50.8 / 39.8; deepseek-v3 n = 1, 62 MB, 49.1 / 43.1 against 52.1 / 42.8). */
     const double active_bytes = (double)(P < E ? P : E) * (double)g.n * (double)K * 17.0 / 32.0;
-    if (P <= kProjectionMaxPairs && kernel == GEMM_SKINNY &&
-        (active_bytes <= 100e6 || one_forced) && !composed_forced) {
+    if (P <= kProjectionMaxPairs && kernel == GEMM_SKINNY && active_bytes <= 100e6 &&
+        !composed_forced) {
         const projection_tokens tk = {x->data, x->dtype, ids, map, id_limit, top_k, rule};
         return mxmoe_launch_projection_skinny(ctx, &g, &tk);
     }

@@ -1203,20 +1203,6 @@ int main(int argc, char** argv) {
         test_projection(2, 4, 5, 136, 512, MXMOE_F16, MXMOE_BF16, 0, 1, 1, 1);
         test_projection_errors(2);   /* few pairs */
         test_projection_errors(300); /* many */
-        /* a one-launch CTA over 2 and 3 row tiles of its expert (4 or 3 tiles an expert, so a
-         * CTA's last group is short): tokens staged once where they fit in one slab, again for
-         * each tile where they do not (K = 7168 at 8+ tokens, groups past 32) */
-        for (int span = 2; kernel == 1 && span <= 3; span++) {
-            setenv("MXMOE_SKINNY_TILE_SPAN", span == 2 ? "2" : "3", 1);
-            test_projection(1, 8, 16, 200, 2880, MXMOE_BF16, MXMOE_BF16, 0, 1, 0, 1);
-            test_projection(1, 4, 32, 200, 2880, MXMOE_F32, MXMOE_F32, 1, 1, 1, 1);
-            test_projection(4, 4, 8, 200, 2880, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 1);
-            test_projection(8, 4, 6, 136, 2880, MXMOE_BF16, MXMOE_F32, 1, 0, 0, 1);
-            test_projection(12, 8, 4, 136, 7168, MXMOE_BF16, MXMOE_BF16, 0, 1, 0, 1);
-            test_projection(40, 6, 3, 200, 160, MXMOE_F16, MXMOE_BF16, 1, 1, 1, 1);
-            test_projection_errors(2);
-            unsetenv("MXMOE_SKINNY_TILE_SPAN");
-        }
     }
     /* the library's own choice (on an H100: the one-launch kernel at decode sizes), then the
      * composition at the same sizes */
