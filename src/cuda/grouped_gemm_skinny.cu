@@ -29,9 +29,10 @@
  * byte are what counts (bench/NOTES.md v15: twice the warps at the same count measured slower;
  * so did splitting K over warps with the terms handed over in K order to stay exact, v6).
  * Fed by tokens instead (mxmoe_grouped_projection at decode sizes), a CTA per (pair, row tile)
- * reads its pair's expert from the ids, starts its weight stream, finds the expert's pairs
- * (the lowest pair's CTAs own the expert, the others exit) and quantizes their tokens into the
- * slab itself, with the reference's encoder: no plan and no quantizer before it.
+ * reads its pair's expert from the ids (the lowest pair's CTAs own the expert; the others see
+ * the earlier pair and exit before they stream anything), starts its weight stream, finds the
+ * expert's pairs and quantizes their tokens into the slab itself, with the reference's encoder:
+ * no plan and no quantizer before it.
  */
 #include <stdint.h>
 
@@ -208,19 +209,28 @@ __device__ inline uint8_t weight_scale_byte(const gemm_args& a, int64_t e, int64
     return a.w_scales[off];
 }
 
+/* Half `half` of token i's block jl in the slab, from its 8 packed bytes (16 codes). */
+__device__ __forceinline__ void put_act_half(const smem_view& s, int i, int jl, int act_stride,
+                                             int half, uint32_t p0, uint32_t p1) {
+    uint4 q;
+    q.x = e2m1x4_to_int8x4(p0), q.y = e2m1x4_to_int8x4(p0 >> 16);
+    q.z = e2m1x4_to_int8x4(p1), q.w = e2m1x4_to_int8x4(p1 >> 16);
+    reinterpret_cast<uint4*>(s.act + i * act_stride + jl * 32)[half] = q;
+}
+
+/* The scale of token i's block jl in the slab. */
+__device__ __forceinline__ void put_act_scale(const smem_view& s, int i, int jl, int slab_n,
+                                              uint32_t sa) {
+    s.act_sbyte[i * slab_n + jl] = (uint8_t)sa;
+    s.act_scale[i * slab_n + jl] = sa == MXMOE_E8M0_NAN ? 0.0f : mxmoe_pow2f((int32_t)sa - 129);
+}
+
 /* Token i's block jl of the slab from its 16 packed bytes and scale byte. */
 __device__ __forceinline__ void put_act_block(const smem_view& s, int i, int jl, int slab_n,
                                               int act_stride, uint4 p, uint32_t sa) {
-    uint4 lo4, hi4;
-    lo4.x = e2m1x4_to_int8x4(p.x), lo4.y = e2m1x4_to_int8x4(p.x >> 16);
-    lo4.z = e2m1x4_to_int8x4(p.y), lo4.w = e2m1x4_to_int8x4(p.y >> 16);
-    hi4.x = e2m1x4_to_int8x4(p.z), hi4.y = e2m1x4_to_int8x4(p.z >> 16);
-    hi4.z = e2m1x4_to_int8x4(p.w), hi4.w = e2m1x4_to_int8x4(p.w >> 16);
-    uint4* dst = reinterpret_cast<uint4*>(s.act + i * act_stride + jl * 32);
-    dst[0] = lo4;
-    dst[1] = hi4;
-    s.act_sbyte[i * slab_n + jl] = (uint8_t)sa;
-    s.act_scale[i * slab_n + jl] = sa == MXMOE_E8M0_NAN ? 0.0f : mxmoe_pow2f((int32_t)sa - 129);
+    put_act_half(s, i, jl, act_stride, 0, p.x, p.y);
+    put_act_half(s, i, jl, act_stride, 1, p.z, p.w);
+    put_act_scale(s, i, jl, slab_n, sa);
 }
 
 /* Decodes tokens [0, count) of the group starting at row `row0`, blocks [j0, j0 + slab_n), into
@@ -249,10 +259,11 @@ __device__ int2 stage_activations(const gemm_args& a, const smem_view& s, int64_
     return make_int2(lo, hi);
 }
 
-/* The 32 elements of x from element `first` (a multiple of 32) as FP32: BF16 and F32 rows in
- * 16-byte loads where x is 16-byte aligned (rows are multiples of 64 bytes). */
-__device__ __forceinline__ void load_block(const projection_tokens& tk, int64_t first,
-                                           float (&v)[32]) {
+/* The kN (16 or 32) elements of x from element `first` (a multiple of kN) as FP32: BF16 and F32
+ * rows in 16-byte loads where x is 16-byte aligned (rows are multiples of 64 bytes). */
+template <int kN>
+__device__ __forceinline__ void load_elements(const projection_tokens& tk, int64_t first,
+                                              float (&v)[kN]) {
     const bool aligned = (uintptr_t)tk.x % 16 == 0;
     if (aligned && tk.x_dtype == MXMOE_BF16) {
         load_bf16_block(static_cast<const uint16_t*>(tk.x) + first, v);
@@ -260,13 +271,13 @@ __device__ __forceinline__ void load_block(const projection_tokens& tk, int64_t 
         const float4* src =
             reinterpret_cast<const float4*>(static_cast<const float*>(tk.x) + first);
 #pragma unroll
-        for (int q = 0; q < 8; q++) {
+        for (int q = 0; q < kN / 4; q++) {
             const float4 f = __ldg(src + q);
             v[4 * q] = f.x, v[4 * q + 1] = f.y, v[4 * q + 2] = f.z, v[4 * q + 3] = f.w;
         }
     } else {
 #pragma unroll
-        for (int e = 0; e < 32; e++) {
+        for (int e = 0; e < kN; e++) {
             v[e] = mxmoe_load_float(tk.x, tk.x_dtype, first + e);
         }
     }
@@ -282,12 +293,51 @@ __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
         float v[32];
-        load_block(tk, first, v);
+        load_elements(tk, first, v);
         uint4 p;
         const uint32_t sa = mxmoe_quantize_block_rne(v, tk.rule, reinterpret_cast<uint8_t*>(&p));
         put_act_block(s, i, jl, slab_n, act_stride, p, sa);
         lo = min(lo, (int)sa);
         hi = max(hi, sa == MXMOE_E8M0_NAN ? 1000 : (int)sa);
+    }
+    return make_int2(lo, hi);
+}
+
+/* stage_tokens with two lanes a block, for slabs of at most kThreads / 2 blocks (one token of
+ * K <= 2048, as qwen3's): each lane loads and encodes one half of the block, and the pair agrees
+ * on the scale by one shuffle. The same bytes; half the serial encoder on the decode path
+ * (bench/NOTES.md v24: qwen3 n = 1 10.4 -> 9.2 us with the early exit above). */
+__device__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k, const smem_view& s,
+                                    const int32_t* list, int64_t row0, int count, int64_t j0,
+                                    int slab_n, int act_stride) {
+    int lo = 1000, hi = 0;
+    const int idx = threadIdx.x / 2, half = threadIdx.x % 2;
+    if (idx < count * slab_n) { /* both lanes of a pair or neither */
+        const int i = idx / slab_n, jl = idx % slab_n;
+        const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32 + 16 * half;
+        float v[16];
+        load_elements(tk, first, v);
+        uint32_t amax = 0; /* NaN/Inf bit patterns are the largest, as in the reference */
+#pragma unroll
+        for (int e = 0; e < 16; e++) {
+            amax = max(amax, mxmoe_f32_bits(v[e]) & 0x7fffffffu);
+        }
+        const unsigned pair_lanes = 3u << (threadIdx.x % 32 & ~1u);
+        amax = max(amax, __shfl_xor_sync(pair_lanes, amax, 1));
+        const uint32_t sa = mxmoe_scale_byte(amax, tk.rule);
+        uint32_t codes[2] = {0, 0}; /* elements 16 half .. as packed: the lower one low */
+        if (sa != MXMOE_E8M0_NAN) {
+#pragma unroll
+            for (int e = 0; e < 16; e++) {
+                codes[e / 8] |= mxmoe_e2m1_code_rne(v[e], (uint8_t)sa) << (4 * (e % 8));
+            }
+        }
+        put_act_half(s, i, jl, act_stride, half, codes[0], codes[1]);
+        if (half == 0) {
+            put_act_scale(s, i, jl, slab_n, sa);
+        }
+        lo = (int)sa;
+        hi = sa == MXMOE_E8M0_NAN ? 1000 : (int)sa;
     }
     return make_int2(lo, hi);
 }
@@ -313,25 +363,40 @@ __device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_e
     return e;
 }
 
-/* Whether this CTA owns `expert`, the expert of pair `slot` (no earlier pair has it), with the
- * pairs of that expert in ascending order in list[0 .. *count). */
-__device__ bool own_pairs(const projection_tokens& tk, int64_t expert, int64_t pairs, int64_t slot,
-                          int32_t* list, int* count) {
+/* Whether pair id `id` (any value) is routed to local expert `expert`. */
+__device__ __forceinline__ bool pair_is(const projection_tokens& tk, int32_t id, int64_t expert) {
+    return id >= 0 && id < tk.id_limit && (tk.map != nullptr ? tk.map[id] : id) == expert;
+}
+
+/* Whether a pair before `slot` has `expert` (every thread returns the same; ends with a barrier):
+ * the CTAs of such a slot leave before they stream anything. Each thread's first id is read with
+ * the slot's own, so an owner waits for one load, not two. */
+__device__ bool earlier_pair_has(const projection_tokens& tk, int64_t expert, int64_t slot,
+                                 int32_t first_id) {
+    bool earlier = false;
+    if (expert >= 0) {
+        earlier = (int64_t)threadIdx.x < slot && pair_is(tk, first_id, expert);
+        for (int64_t i = threadIdx.x + kThreads; i < slot; i += kThreads) {
+            earlier |= pair_is(tk, tk.ids[i], expert);
+        }
+    }
+    return __syncthreads_or(earlier);
+}
+
+/* The pairs of `expert`, in ascending order, in list[0 .. *count). */
+__device__ void expert_pairs(const projection_tokens& tk, int64_t expert, int64_t pairs,
+                             int32_t* list, int* count) {
     __shared__ int warp_count[kWarps];
     int64_t seen = 0;
-    bool earlier = false;
     for (int64_t base = 0; base < pairs; base += kThreads) {
         const int64_t i = base + threadIdx.x;
-        const bool mine = i < pairs && tk.ids[i] >= 0 && tk.ids[i] < tk.id_limit &&
-                          (tk.map != nullptr ? tk.map[tk.ids[i]] : tk.ids[i]) == expert;
-        earlier |= mine && i < slot;
+        const bool mine = i < pairs && pair_is(tk, tk.ids[i], expert);
         const int64_t rank = cta_rank(mine, &seen, warp_count);
         if (mine) {
             list[rank] = (int32_t)i;
         }
     }
     *count = (int)seen;
-    return !__syncthreads_or(earlier);
 }
 
 /* (float)isum for |isum| < 2^22 without the quarter-rate I2F: isum added to the bits of
@@ -449,8 +514,13 @@ __global__ void __launch_bounds__(kThreads, 3)
 
     int64_t expert, begin = 0, end = 0;
     if (kTokens) { /* each pair's id is checked by its slot; the slot's first tile reports it */
-        expert = pair_expert(tk, args.num_experts, blockIdx.x / row_tiles,
+        const int64_t slot = blockIdx.x / row_tiles;
+        const int32_t first_id = (int64_t)threadIdx.x < slot ? tk.ids[threadIdx.x] : -1;
+        expert = pair_expert(tk, args.num_experts, slot,
                              blockIdx.x % row_tiles == 0 ? args.errors : nullptr);
+        if (earlier_pair_has(tk, expert, slot, first_id)) {
+            return; /* that pair's CTAs own the expert */
+        }
     } else {
         int32_t* off = reinterpret_cast<int32_t*>(s.act);
         for (int64_t e = threadIdx.x; e <= args.num_experts; e += kThreads) {
@@ -533,12 +603,9 @@ __global__ void __launch_bounds__(kThreads, 3)
     cp_async_commit();
     prologue();
     MXMOE_SKINNY_STAMP(kIssued);
-    if (kTokens) { /* while the weights stream: is the expert this CTA's, and its tokens? */
+    if (kTokens) { /* while the weights stream: the expert's tokens */
         int count = 0;
-        if (!own_pairs(tk, expert, args.rows, blockIdx.x / row_tiles, pair_list, &count)) {
-            cp_async_wait<0>(); /* no copy may land in shared memory after the CTA exits */
-            return;
-        }
+        expert_pairs(tk, expert, args.rows, pair_list, &count);
         end = count;
     }
     MXMOE_SKINNY_STAMP(kOwned);
@@ -582,10 +649,13 @@ __global__ void __launch_bounds__(kThreads, 3)
 #if (MXMOE_SKINNY_LAB & 2)
             const int2 r = make_int2(127, 127);
 #else
-            const int2 r =
-                kTokens
-                    ? stage_tokens(tk, args.k, s, pair_list, row0, count, slab0, slab_n, act_stride)
-                    : stage_activations(args, s, row0, count, slab0, slab_n, act_stride);
+            const int2 r = !kTokens
+                               ? stage_activations(args, s, row0, count, slab0, slab_n, act_stride)
+                           : count * slab_n * 2 <= kThreads
+                               ? stage_tokens_halves(tk, args.k, s, pair_list, row0, count, slab0,
+                                                     slab_n, act_stride)
+                               : stage_tokens(tk, args.k, s, pair_list, row0, count, slab0, slab_n,
+                                              act_stride);
 #endif
             const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
 #if (MXMOE_SKINNY_LAB & 8)

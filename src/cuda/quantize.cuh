@@ -35,11 +35,12 @@ struct quantize_rows_args {
     int wait_late;
 };
 
-/* The 32 BF16 elements of a block at src (16-byte aligned) as FP32, in four 16-byte loads. */
-static __device__ __forceinline__ void load_bf16_block(const uint16_t* src, float (&block)[32]) {
+/* The kN (a multiple of 8) BF16 elements at src (16-byte aligned) as FP32, in 16-byte loads. */
+template <int kN>
+static __device__ __forceinline__ void load_bf16_block(const uint16_t* src, float (&block)[kN]) {
     const uint4* v = reinterpret_cast<const uint4*>(src);
 #pragma unroll
-    for (int u = 0; u < 4; u++) {
+    for (int u = 0; u < kN / 8; u++) {
         const uint4 w = __ldg(v + u);
         const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll

@@ -1198,6 +1198,9 @@ int main(int argc, char** argv) {
         test_projection(1, 4, 32, 200, 2880, MXMOE_F32, MXMOE_F32, 1, 1, 1, 1);
         test_projection(1, 8, 16, 96, 160, MXMOE_BF16, MXMOE_BF16, 0, 1, 0, 1);
         test_projection(1, 8, 3, 72, 544, MXMOE_BF16, MXMOE_F32, 0, 0, 1, 1);
+        /* two lanes a token block (slabs of up to 64 blocks), F32 and F16 tokens */
+        test_projection(1, 4, 32, 200, 1024, MXMOE_F32, MXMOE_F32, 1, 1, 1, 1);
+        test_projection(2, 4, 5, 136, 512, MXMOE_F16, MXMOE_BF16, 0, 1, 1, 1);
         test_projection_errors(2);   /* few pairs */
         test_projection_errors(300); /* many */
     }
