@@ -41,8 +41,6 @@ struct mxmoe_cuda_state {
     bool sm90_ready;         /* the Hopper GEMM can run here (mxmoe_grouped_gemm_sm90_init) */
     int sm90_resident[5];    /* its CTAs resident per SM at BN = 16 .. 192 tokens a tile */
     bool skinny_ready;       /* the few-tokens GEMM's shared memory is granted (..._skinny_init) */
-    int skinny_smem_block;   /* ... its dynamic shared memory a CTA at most */
-    int skinny_smem_sm;      /* ... and an SM's, less one CTA's static shared memory */
     bool pdl;                /* programmatic dependent launch (sm_90+; MXMOE_CUDA_PDL=0: off) */
     void* encode_tensor_map; /* the driver's cuTensorMapEncodeTiled (Hopper GEMM's TMA copies) */
     cudaStream_t capture_stream; /* where mxmoe_graph_begin records (created at its first use) */

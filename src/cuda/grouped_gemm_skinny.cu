@@ -35,10 +35,8 @@
  * no plan and no quantizer before it.
  */
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "core/e2m1_round.h"
-#include "cuda/copy_ring.cuh"
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/int8_mma.cuh"
@@ -91,25 +89,28 @@ __device__ __forceinline__ void lab_stamp(int point, bool global = false) {
 
 namespace {
 
-constexpr int kWarps = 4;                     /* consumer warps; one producer warp more */
-constexpr int kThreads = 32 * kWarps;         /* the consumers */
-constexpr int kBlockThreads = kThreads + 32;  /* and the producer warp */
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
 constexpr int kWarpRows = 16;                 /* M of one MMA */
 constexpr int kTileRows = kWarps * kWarpRows; /* weight rows of a CTA */
 constexpr int kGroupTokens = 32;              /* tokens per pass over the weights: 4 MMAs of 8 */
 constexpr int kTokenTiles = kGroupTokens / 8;
 constexpr int kStageBlocks = 4; /* K blocks per ring stage: 64 bytes a row */
-/* Activation slab: lab builds override it (dev/cuda/skinny_variants.sh). 8 KB measured best:
- * deepseek-v3 n = 64 on an H200, against 24 KB. The ring's depth is chosen at launch. */
+/* Ring depth and activation slab: lab builds override them (dev/cuda/skinny_variants.sh). 5
+ * stages and 8 KB measured best: 4 CTAs per SM on an H200, deepseek-v3 n = 64 1021 -> 788 us
+ * against 8 stages and 24 KB. */
+#ifndef MXMOE_SKINNY_STAGES
+#define MXMOE_SKINNY_STAGES 5
+#endif
 #ifndef MXMOE_SKINNY_ACT_BYTES
 #define MXMOE_SKINNY_ACT_BYTES 8192
 #endif
-constexpr int kMinStages = 4, kMaxStages = 16;    /* ring depth, chosen at launch (ring_stages) */
+constexpr int kStages = MXMOE_SKINNY_STAGES;      /* ring depth per warp */
 constexpr int kStageRow = kStageBlocks * 16 + 16; /* padded: rows g = 0..7 on distinct banks */
 constexpr int kLanesPerRow = kStageBlocks;        /* one 16-byte copy each */
 constexpr int kCopies = kWarpRows * kStageBlocks / 32;
 constexpr int kWarpStage = kWarpRows * kStageRow;
-constexpr int kRingStage = kWarps * kWarpStage;   /* one stage of every warp's rows */
+constexpr int kRingBytes = kWarps * kStages * kWarpStage;
 constexpr int kActBytes = MXMOE_SKINNY_ACT_BYTES; /* decoded activation slab (int8) */
 constexpr int kActEntries = kActBytes / 32;       /* its (token, block) pairs at most */
 constexpr int kMaxBlocks = 768;                   /* K <= 24576: the tile's weight scales fit */
@@ -117,31 +118,24 @@ constexpr int kMaxExperts = 1024;                 /* the offsets fit the activat
 constexpr int32_t kBias = 0x4B400000;             /* FP32 bits of 1.5 * 2^23 */
 constexpr float kBiasF = 12582912.0f;
 
-constexpr size_t smem_bytes(int64_t kb, int stages) {
-    return (size_t)stages * kRingStage + kActBytes + kActEntries * 5 +
+constexpr size_t smem_bytes(int64_t kb) {
+    return (size_t)kRingBytes + kActBytes + kActEntries * 5 +
            (size_t)(kTileRows * kb + 31) / 16 * 16;
-}
-
-/* Named barriers: the consumer warps alone, then consumers and producer for the two hand-overs
- * (the tile's expert, then its number of token groups). */
-constexpr int kConsumerBarrier = 1, kExpertBarrier = 2, kGroupsBarrier = 3;
-__device__ __forceinline__ void consumers_sync() {
-    named_sync(kConsumerBarrier, kThreads);
 }
 
 /* Shared memory of a CTA. The activation slab first holds the offsets (tile lookup). */
 struct smem_view {
-    uint8_t* ring;      /* [stages][kWarps][kWarpRows][kStageRow] packed weights */
+    uint8_t* ring;      /* [kWarps][kStages][kWarpRows][kStageRow] packed weights */
     uint8_t* act;       /* [tokens][act_stride] doubled int8 activations of the slab */
     float* act_scale;   /* [tokens][slab] 2^(sa-129) */
     uint8_t* act_sbyte; /* [tokens][slab] sa */
     uint8_t* w_scale;   /* [kTileRows][kb], + 16 bytes of alignment slack */
 };
 
-__device__ inline smem_view carve(uint8_t* base, int stages) {
+__device__ inline smem_view carve(uint8_t* base) {
     smem_view v;
     v.ring = base;
-    v.act = base + stages * kRingStage;
+    v.act = base + kRingBytes;
     v.act_scale = reinterpret_cast<float*>(v.act + kActBytes);
     v.act_sbyte = reinterpret_cast<uint8_t*>(v.act_scale + kActEntries);
     v.w_scale = v.act_sbyte + kActEntries;
@@ -157,13 +151,13 @@ __device__ inline int64_t cta_rank(bool flag, int64_t* total, int* warp_count) {
     if (lane == 0) {
         warp_count[warp] = __popc(ballot);
     }
-    consumers_sync();
+    __syncthreads();
     int64_t before = *total;
     for (int w = 0; w < kWarps; w++) {
         before += w < warp ? warp_count[w] : 0;
         *total += warp_count[w];
     }
-    consumers_sync();
+    __syncthreads();
     return before + __popc(ballot & ((1u << lane) - 1u));
 }
 
@@ -187,7 +181,7 @@ __device__ int64_t find_active_expert(const int32_t* off, int64_t num_experts, i
             found = e; /* one writer */
         }
     }
-    consumers_sync(); /* `found` is settled */
+    __syncthreads(); /* `found` is settled */
     return found;
 }
 
@@ -199,7 +193,7 @@ __device__ inline int2 cta_range(int lo, int hi) {
     if (threadIdx.x % 32 == 0) {
         warp_lo[threadIdx.x / 32] = lo, warp_hi[threadIdx.x / 32] = hi;
     }
-    consumers_sync();
+    __syncthreads();
     for (int w = 0; w < kWarps; w++) {
         lo = min(lo, warp_lo[w]);
         hi = max(hi, warp_hi[w]);
@@ -386,7 +380,7 @@ __device__ bool earlier_pair_has(const projection_tokens& tk, int64_t expert, in
             earlier |= pair_is(tk, tk.ids[i], expert);
         }
     }
-    return named_sync_or(kConsumerBarrier, kThreads, earlier);
+    return __syncthreads_or(earlier);
 }
 
 /* The pairs of `expert`, in ascending order, in list[0 .. *count). */
@@ -418,21 +412,21 @@ __device__ __forceinline__ float as_float(int32_t isum) {
  * address, ptxas kept in a uniform register and copied out before every PRMT that used it, 8 of
  * the ~57 instructions a block (counted in the cubin's SASS: dev/cuda/sass.sh). */
 struct warp_ctx {
-    const uint8_t* ring;    /* this warp's rows in ring slot 0 (slot i: + i kRingStage) */
+    const uint8_t* ring;    /* this warp's kStages stages */
     const uint8_t* w_scale; /* row g of this warp's 16 in the tile's scale table */
     int kb, g, t;
     uint32_t table_lo;
 };
 
-/* Accumulates stage `stage` (K blocks 4 stage ..), in ring slot `slot`, into acc. Fast: the
- * biased-FFMA form; otherwise mxmoe_block_term per element (see the file comment). kOne: the group
- * is one token (every CTA of a decode step), so only each lane's even token column is worth
- * computing: 7 of the ~65 instructions a block at n = 1 went to the odd column, always dropped. */
+/* Accumulates ring stage `stage` (K blocks 4 stage ..) into acc. Fast: the biased-FFMA form;
+ * otherwise mxmoe_block_term per element (see the file comment). kOne: the group is one token
+ * (every CTA of a decode step), so only each lane's even token column is worth computing: 7 of
+ * the ~65 instructions a block at n = 1 went to the odd column, always dropped. */
 template <bool kFast, int kTiles, bool kFull = false, bool kOne = false>
 __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s, int stage,
-                                          int ring_slot, int64_t slab0, int slab_n, int act_stride,
-                                          int count, int tiles, float (&acc)[kTokenTiles][4]) {
-    const uint8_t* slot = w.ring + ring_slot * kRingStage;
+                                          int64_t slab0, int slab_n, int act_stride, int count,
+                                          int tiles, float (&acc)[kTokenTiles][4]) {
+    const uint8_t* slot = w.ring + (stage % kStages) * kWarpStage;
     const int j0 = stage * kStageBlocks;
 #pragma unroll
     for (int bi = 0; bi < kStageBlocks; bi++) {
@@ -497,125 +491,18 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
     }
 }
 
-/* The ring's barriers and the consumers' hand-overs to the producer warp. */
-struct ring_state {
-    uint64_t full[kMaxStages];  /* a slot's copies landed: 32 producer lanes' arrivals */
-    uint64_t empty[kMaxStages]; /* every consumer warp is done with a slot */
-    uint64_t scales;            /* the tile's weight scales landed */
-    int64_t expert;             /* the tile's expert, -1: the CTA leaves */
-    int groups;                 /* passes over the weights (groups of kGroupTokens tokens) */
-};
-
-/* The weight scales of the tile's rows n0 .. n0 + rows: one contiguous span of the linear
- * layout, copied in 16-byte pieces aligned on both sides (shifted by the span's address % 16). */
-struct scale_span {
-    const uint8_t* src;
-    uint8_t* dst;
-    int len, shift;
-};
-
-__device__ inline scale_span tile_scale_span(const gemm_args& a, const smem_view& s, int64_t expert,
-                                             int64_t n0, int rows, int kb) {
-    scale_span sp;
-    sp.src = a.w_scales + (expert * a.n + n0) * kb;
-    sp.len = rows * kb;
-    sp.shift = (int)((uintptr_t)sp.src & 15);
-    sp.dst = s.w_scale + sp.shift;
-    return sp;
-}
-
-/* The producer warp: once the consumers have found the tile's expert, the aligned part of its
- * linear weight scales, then each pass over its weight rows, stage by stage, into the ring's
- * next free slot (every consumer warp's 16 rows of the stage: 2 copies a lane and warp). It
- * starts while the consumers still look for the expert's tokens and quantize them, so a decode
- * CTA's prologue no longer holds up its weight stream (bench/NOTES.md v24). The ring is deep
- * enough for that where the CTAs an SM leave room (ring_stages). */
-__device__ void produce(const gemm_args& a, const smem_view& s, ring_state& rs, int stages,
-                        int kb) {
-    const int lane = threadIdx.x % 32;
-    named_sync(kExpertBarrier, kBlockThreads);
-    const int64_t expert = rs.expert;
-    if (expert < 0) {
-        return;
-    }
-    const int64_t row_tiles = (a.n + kTileRows - 1) / kTileRows;
-    const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
-    if (!a.w_swizzled) {
-        const scale_span sp =
-            tile_scale_span(a, s, expert, n0, (int)min((int64_t)kTileRows, a.n - n0), kb);
-        for (int i = lane * 16 - sp.shift; i < sp.len; i += 32 * 16) {
-            if (i >= 0 && i + 16 <= sp.len) {
-                cp_async16_zfill(sp.dst + i, sp.src + i, 16);
-            }
-        }
-    }
-    ring_bar_arrive_on_copies(&rs.scales);
-
-    /* a lane's copies: kLanesPerRow lanes cover one row's run, a copy 32 / kLanesPerRow rows */
-    const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
-    const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
-    int slot = 0;
-    uint32_t phase = 0;
-    int64_t filled = 0;
-    for (int pass = 0, groups = 1; pass < groups; pass++) {
-        for (int stage = 0; stage < n_stages; stage++) {
-            if (filled++ >= stages) {
-                ring_bar_wait(&rs.empty[slot], phase ^ 1u); /* its previous fill was read */
-            }
-#if !(MXMOE_SKINNY_LAB & 4)
-            const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
-#pragma unroll
-            for (int w = 0; w < kWarps; w++) {
-                const int64_t first_row = n0 + w * kWarpRows + copy_row;
-                uint8_t* dst = s.ring + slot * kRingStage + w * kWarpStage + copy_row * kStageRow +
-                               copy_blk * 16;
-                const uint8_t* src = a.w_packed + (expert * a.n + first_row) * (a.k / 2) +
-                                     (stage * kStageBlocks + copy_blk) * 16;
-#pragma unroll
-                for (int c = 0; c < kCopies; c++) {
-                    const int rows_down = c * (32 / kLanesPerRow);
-                    const bool ok = blk_ok && first_row + rows_down < a.n;
-                    cp_async16_zfill(dst + rows_down * kStageRow,
-                                     ok ? src + (int64_t)rows_down * (a.k / 2) : a.w_packed,
-                                     ok ? 16 : 0);
-                }
-            }
-#endif
-            ring_bar_arrive_on_copies(&rs.full[slot]);
-            if (++slot == stages) {
-                slot = 0;
-                phase ^= 1u;
-            }
-        }
-        if (pass == 0) { /* the first pass streams before the tokens are counted */
-            named_sync(kGroupsBarrier, kBlockThreads);
-            groups = rs.groups;
-        }
-    }
-    asm volatile("cp.async.wait_all;" ::: "memory"); /* none lands after the warp has left */
-}
-
 /* kTokens = false: the grouped GEMM over a plan's offsets and quantized rows. kTokens = true:
  * the projection, a CTA per (pair, row tile) whose pair's expert no earlier pair has. */
 template <bool kTokens>
-__global__ void __launch_bounds__(kBlockThreads, 3)
-    grouped_gemm_skinny_kernel(gemm_args args, projection_tokens tk, int stages) {
+__global__ void __launch_bounds__(kThreads, 3)
+    grouped_gemm_skinny_kernel(gemm_args args, projection_tokens tk) {
     extern __shared__ __align__(16) uint8_t smem_raw[];
     __shared__ int32_t pair_list[kTokens ? kProjectionMaxPairs : 1];
-    __shared__ ring_state rs;
-    const smem_view s = carve(smem_raw, stages);
+    const smem_view s = carve(smem_raw);
     __shared__ uint32_t table_words[32]; /* the E2M1 table's low word for each lane: warp_ctx */
     if (threadIdx.x < 32) {
         table_words[threadIdx.x] = 0x03020100u;
     }
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < stages; i++) {
-            ring_bar_init(&rs.full[i], 32);
-            ring_bar_init(&rs.empty[i], kWarps);
-        }
-        ring_bar_init(&rs.scales, 32);
-    }
-    __syncthreads(); /* the only barrier of all the CTA's threads: the rest is the consumers' */
     MXMOE_SKINNY_STAMP(kEntryGlobal, true);
     MXMOE_SKINNY_STAMP(kEntry);
     pdl_wait();
@@ -623,10 +510,6 @@ __global__ void __launch_bounds__(kBlockThreads, 3)
     pdl_release();
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int kb = (int)(args.k / 32);
-    if (warp == kWarps) {
-        produce(args, s, rs, stages, kb);
-        return;
-    }
     const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
 
     int64_t expert, begin = 0, end = 0;
@@ -636,14 +519,14 @@ __global__ void __launch_bounds__(kBlockThreads, 3)
         expert = pair_expert(tk, args.num_experts, slot,
                              blockIdx.x % row_tiles == 0 ? args.errors : nullptr);
         if (earlier_pair_has(tk, expert, slot, first_id)) {
-            expert = -1; /* that pair's CTAs own the expert */
+            return; /* that pair's CTAs own the expert */
         }
     } else {
         int32_t* off = reinterpret_cast<int32_t*>(s.act);
         for (int64_t e = threadIdx.x; e <= args.num_experts; e += kThreads) {
             off[e] = args.offsets[e];
         }
-        consumers_sync();
+        __syncthreads();
         if (args.check_offsets && blockIdx.x == 0) {
             check_offsets_block(off, args.num_experts, args.rows, args.errors);
         }
@@ -652,38 +535,63 @@ __global__ void __launch_bounds__(kBlockThreads, 3)
             expert_rows(off, expert, args.rows, &begin, &end);
         }
     }
-    if (threadIdx.x == 0) {
-        rs.expert = expert;
-    }
-    named_arrive(kExpertBarrier, kBlockThreads); /* the producer starts the tile's stream */
     MXMOE_SKINNY_STAMP(kExpert);
     if (expert < 0) {
         return;
     }
     const int64_t n0 = (int64_t)(blockIdx.x % row_tiles) * kTileRows;
-    MXMOE_SKINNY_STAMP(kIssued);
-    if (kTokens) { /* while the weights stream: the expert's tokens */
-        int count = 0;
-        expert_pairs(tk, expert, args.rows, pair_list, &count);
-        end = count;
-    }
-    if (threadIdx.x == 0) {
-        rs.groups = (int)((end - begin + kGroupTokens - 1) / kGroupTokens);
-    }
-    named_arrive(kGroupsBarrier, kBlockThreads);
-    MXMOE_SKINNY_STAMP(kOwned);
 
-    /* The tile's weight scales: the producer copies the linear span's aligned 16-byte pieces,
-     * the consumers its ragged ends, or every byte of swizzled ones. */
+    /* This lane's copies of each ring stage: kLanesPerRow lanes cover one row's run, a warp
+     * instruction 32 / kLanesPerRow rows; copy c is row lane / kLanesPerRow + c 32 / kLanesPerRow.
+     */
+    const int copy_blk = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
+    const int64_t first_row = n0 + warp * kWarpRows + copy_row;
+    const uint8_t* src =
+        args.w_packed + (expert * args.n + first_row) * (args.k / 2) + copy_blk * 16;
+    uint8_t* dst = s.ring + warp * kStages * kWarpStage + copy_row * kStageRow + copy_blk * 16;
+    auto issue = [&](int stage) {
+#if (MXMOE_SKINNY_LAB & 4)
+        return;
+#endif
+        const bool blk_ok = stage * kStageBlocks + copy_blk < kb;
+        uint8_t* slot = dst + (stage % kStages) * kWarpStage;
+#pragma unroll
+        for (int c = 0; c < kCopies; c++) {
+            const int rows_down = c * (32 / kLanesPerRow);
+            const bool ok = blk_ok && first_row + rows_down < args.n;
+            cp_async16_zfill(slot + rows_down * kStageRow,
+                             ok ? src + (int64_t)rows_down * (args.k / 2) +
+                                      stage * kStageBlocks * 16
+                                : args.w_packed,
+                             ok ? 16 : 0);
+        }
+    };
+    const int n_stages = (kb + kStageBlocks - 1) / kStageBlocks;
+
+    auto prologue = [&]() {
+        for (int stage = 0; stage < kStages - 1; stage++) {
+            if (stage < n_stages) {
+                issue(stage);
+            }
+            cp_async_commit();
+        }
+    };
+
+    /* The tile's weight scales. Linear ones are one contiguous span (rows n0.. of the expert),
+     * copied 16 bytes at a time with every copy in flight (shifted so the copies are aligned on
+     * both sides); swizzled ones byte by byte. The first group's weight stream starts meanwhile. */
     const int valid_rows = (int)min((int64_t)kTileRows, args.n - n0);
     uint8_t* w_scale = s.w_scale;
     if (!args.w_swizzled) {
-        const scale_span sp = tile_scale_span(args, s, expert, n0, valid_rows, kb);
-        w_scale = sp.dst;
-        for (int i = threadIdx.x * 16 - sp.shift; i < sp.len; i += kThreads * 16) {
-            if (i < 0 || i + 16 > sp.len) {
-                for (int b = max(i, 0); b < min(i + 16, sp.len); b++) {
-                    sp.dst[b] = sp.src[b];
+        const uint8_t* span = args.w_scales + (expert * args.n + n0) * kb;
+        const int len = valid_rows * kb, shift = (int)((uintptr_t)span & 15);
+        w_scale += shift;
+        for (int i = threadIdx.x * 16 - shift; i < len; i += kThreads * 16) {
+            if (i >= 0 && i + 16 <= len) {
+                cp_async16_zfill(w_scale + i, span + i, 16);
+            } else {
+                for (int b = max(i, 0); b < min(i + 16, len); b++) {
+                    w_scale[b] = span[b];
                 }
             }
         }
@@ -692,8 +600,17 @@ __global__ void __launch_bounds__(kBlockThreads, 3)
             w_scale[idx] = weight_scale_byte(args, expert, n0 + idx / kb, idx % kb);
         }
     }
-    ring_bar_wait(&rs.scales, 0);
-    consumers_sync();
+    cp_async_commit();
+    prologue();
+    MXMOE_SKINNY_STAMP(kIssued);
+    if (kTokens) { /* while the weights stream: the expert's tokens */
+        int count = 0;
+        expert_pairs(tk, expert, args.rows, pair_list, &count);
+        end = count;
+    }
+    MXMOE_SKINNY_STAMP(kOwned);
+    cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
+    __syncthreads();
     int lo = 255, hi = 0;
     for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
         lo = min(lo, (int)w_scale[idx]);
@@ -704,14 +621,15 @@ __global__ void __launch_bounds__(kBlockThreads, 3)
 
     const int g = lane / 4, t = lane % 4;
     warp_ctx wc;
-    wc.ring = s.ring + warp * kWarpStage;
+    wc.ring = s.ring + warp * kStages * kWarpStage;
     wc.w_scale = w_scale + (warp * kWarpRows + g) * kb; /* rows past n read stale bytes: dropped */
     wc.kb = kb, wc.g = g, wc.t = t;
     wc.table_lo = table_words[lane]; /* written before the barriers above */
-    int ring_slot = 0; /* the ring's slots in the producer's order, and their fills' parity */
-    uint32_t ring_phase = 0;
 
     for (int64_t row0 = begin; row0 < end; row0 += kGroupTokens) {
+        if (row0 != begin) {
+            prologue(); /* the first group's was issued with the scales */
+        }
         const int count = (int)min((int64_t)kGroupTokens, end - row0);
         const int tiles = (count + 7) / 8;
         /* slab: as many blocks as the activation budget holds, a multiple of the stage */
@@ -727,7 +645,7 @@ __global__ void __launch_bounds__(kBlockThreads, 3)
             const int slab_n = (int)min((int64_t)slab, kb - slab0);
             const int act_stride =
                 (slab_n + 3) / 4 * 128 + 32; /* bytes; = 32 mod 128: no conflicts */
-            consumers_sync(); /* the previous slab (or the offsets) is no longer read */
+            __syncthreads(); /* the previous slab (or the offsets) is no longer read */
 #if (MXMOE_SKINNY_LAB & 2)
             const int2 r = make_int2(127, 127);
 #else
@@ -748,42 +666,38 @@ __global__ void __launch_bounds__(kBlockThreads, 3)
             const bool fast = sw.x >= 1 && sw.y <= 254 && sw.x + sa.x >= 107 && sw.y + sa.y <= 370;
             const int stage_end = (int)((slab0 + slab_n + kStageBlocks - 1) / kStageBlocks);
             for (int stage = (int)(slab0 / kStageBlocks); stage < stage_end; stage++) {
-                ring_bar_wait(&rs.full[ring_slot], ring_phase); /* the stage's copies landed */
+                cp_async_wait<kStages - 2>();
+                __syncwarp(); /* every lane's copies of this stage are visible to the warp */
+                if (stage + kStages - 1 < n_stages) {
+                    issue(stage + kStages - 1); /* into the slot read by the previous stage */
+                }
+                cp_async_commit();
                 /* the common token counts get their own unrolling: fewer instructions a block */
 #if (MXMOE_SKINNY_LAB & 1)
                 if (false) {
 #else
                 if (fast && count == 1 && (stage + 1) * kStageBlocks <= kb) {
 #endif
-                    mma_stage<true, 1, true, true>(wc, s, stage, ring_slot, slab0, slab_n,
-                                                   act_stride, count, tiles, acc);
+                    mma_stage<true, 1, true, true>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                   tiles, acc);
                 } else if (fast && count == 1) {
-                    mma_stage<true, 1, false, true>(wc, s, stage, ring_slot, slab0, slab_n,
-                                                    act_stride, count, tiles, acc);
+                    mma_stage<true, 1, false, true>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                    tiles, acc);
                 } else if (fast && tiles == 1 && (stage + 1) * kStageBlocks <= kb) {
-                    mma_stage<true, 1, true>(wc, s, stage, ring_slot, slab0, slab_n, act_stride,
-                                             count, tiles, acc);
+                    mma_stage<true, 1, true>(wc, s, stage, slab0, slab_n, act_stride, count, tiles,
+                                             acc);
                 } else if (fast && tiles == 1) {
-                    mma_stage<true, 1>(wc, s, stage, ring_slot, slab0, slab_n, act_stride, count,
-                                       tiles, acc);
+                    mma_stage<true, 1>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
                 } else if (fast && tiles == 2) {
-                    mma_stage<true, 2>(wc, s, stage, ring_slot, slab0, slab_n, act_stride, count,
-                                       tiles, acc);
+                    mma_stage<true, 2>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
                 } else if (fast) {
-                    mma_stage<true, kTokenTiles>(wc, s, stage, ring_slot, slab0, slab_n, act_stride,
-                                                 count, tiles, acc);
+                    mma_stage<true, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                 tiles, acc);
                 } else {
-                    mma_stage<false, kTokenTiles>(wc, s, stage, ring_slot, slab0, slab_n,
-                                                  act_stride, count, tiles, acc);
+                    mma_stage<false, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
+                                                  tiles, acc);
                 }
-                __syncwarp(); /* every lane has read the slot */
-                if (lane == 0) {
-                    ring_bar_arrive(&rs.empty[ring_slot]);
-                }
-                if (++ring_slot == stages) {
-                    ring_slot = 0;
-                    ring_phase ^= 1u;
-                }
+                __syncwarp(); /* the slot is read before a later stage overwrites it */
             }
         }
 #if (MXMOE_SKINNY_LAB & 8)
@@ -862,27 +776,14 @@ __global__ void __launch_bounds__(kBlockThreads, 3)
 } // namespace
 
 bool mxmoe_grouped_gemm_skinny_init(mxmoe_ctx* ctx) {
-    mxmoe_cuda_state* st = cuda_state(ctx);
-    int optin = 0, per_sm = 0;
-    cudaFuncAttributes fa0 = {}, fa1 = {};
-    bool ok = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device) ==
-                  cudaSuccess &&
-              cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor,
-                                     st->device) == cudaSuccess &&
-              cudaFuncGetAttributes(&fa0, grouped_gemm_skinny_kernel<false>) == cudaSuccess &&
-              cudaFuncGetAttributes(&fa1, grouped_gemm_skinny_kernel<true>) == cudaSuccess;
-    /* dynamic shared memory up to the deepest ring at the largest K, kMinStages at least */
-    const int fixed = (int)(fa0.sharedSizeBytes > fa1.sharedSizeBytes ? fa0.sharedSizeBytes
-                                                                      : fa1.sharedSizeBytes);
-    const int smem = (int)min((size_t)(optin - fixed), smem_bytes(kMaxBlocks, kMaxStages));
-    ok = ok && smem >= (int)smem_bytes(kMaxBlocks, kMinStages) &&
-         cudaFuncSetAttribute(grouped_gemm_skinny_kernel<false>,
-                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess &&
-         cudaFuncSetAttribute(grouped_gemm_skinny_kernel<true>,
-                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess;
+    (void)ctx;
+    const int smem = (int)smem_bytes(kMaxBlocks);
+    bool ok =
+        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<false>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess &&
+        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<true>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess;
     cudaGetLastError(); /* a failure only means: not here */
-    st->skinny_smem_block = smem;
-    st->skinny_smem_sm = per_sm - fixed;
     return ok;
 }
 
@@ -890,26 +791,6 @@ bool mxmoe_grouped_gemm_skinny_supported(mxmoe_ctx* ctx, const gemm_args* args) 
     return cuda_state(ctx)->skinny_ready && !args->a_swizzled && args->num_experts <= kMaxExperts &&
            args->k / 32 <= kMaxBlocks && args->rows <= INT32_MAX / 2 &&
            ((uintptr_t)args->a_packed | (uintptr_t)args->w_packed) % 16 == 0;
-}
-
-/* The ring's depth for a launch of `ctas`: as deep as kMaxStages (enough for the producer to
- * stream through a decode CTA's prologue) where the CTAs expected on an SM, up to 3 (its
- * registers), still fit beside each other; kMinStages at least. MXMOE_SKINNY_RING=S forces S (lab).
- */
-static int ring_stages(mxmoe_ctx* ctx, int64_t ctas, int64_t kb) {
-    const mxmoe_cuda_state* st = cuda_state(ctx);
-    const int64_t fixed = (int64_t)smem_bytes(kb, 0);
-    int64_t stages = (st->skinny_smem_block - fixed) / kRingStage;
-    const char* force = getenv("MXMOE_SKINNY_RING");
-    if (force != nullptr && atoi(force) > 0) {
-        stages = min(stages, (int64_t)atoi(force));
-    } else {
-        int64_t per_sm = (ctas + st->sm_count - 1) / st->sm_count;
-        per_sm = per_sm < 1 ? 1 : (per_sm > 3 ? 3 : per_sm);
-        /* 1 KB of each CTA's shared memory is the system's */
-        stages = min(stages, (st->skinny_smem_sm / per_sm - 1024 - fixed) / kRingStage);
-    }
-    return (int)max((int64_t)kMinStages, min(stages, (int64_t)kMaxStages));
 }
 
 /* A grid of `ctas` (1 or more) of the kernel. */
@@ -923,10 +804,8 @@ static mxmoe_status launch_skinny(mxmoe_ctx* ctx, const gemm_args* args,
 #if (MXMOE_SKINNY_LAB & 8)
     lab_stamps_clear(ctx, &g_skinny_stamps, sizeof g_skinny_stamps, "MXMOE_SKINNY_STAMPS");
 #endif
-    const int stages = ring_stages(ctx, ctas, args->k / 32);
     MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<kTokens>, (unsigned)ctas,
-                                     kBlockThreads, smem_bytes(args->k / 32, stages), *args, tk,
-                                     stages));
+                                     kThreads, smem_bytes(args->k / 32), *args, tk));
 #if (MXMOE_SKINNY_LAB & 8)
     lab_stamps_write(ctx, &g_skinny_stamps, sizeof g_skinny_stamps, "MXMOE_SKINNY_STAMPS");
 #endif
