@@ -283,17 +283,68 @@ __device__ __forceinline__ void load_elements(const projection_tokens& tk, int64
     }
 }
 
+/* Blocks of K a slab holds for a group of `count` tokens: as many as the activation budget
+ * holds, a multiple of the stage. */
+__device__ __forceinline__ int slab_blocks(int count, int kb) {
+    int slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
+    slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
+    return min(slab, kb);
+}
+
+/* The pieces of the slot's own token that this thread stages for a one-token group (two blocks
+ * at most, or half of one where two lanes take a block), loaded right after the PDL wait: the
+ * slot's token is the first of its expert's wherever the CTA owns the expert (the lowest pair
+ * does), and loads made before the weight stream fills the memory system return sooner
+ * (bench/NOTES.md v24). BF16 tokens on 16-byte boundaries only. */
+struct token_preload {
+    uint4 w[8]; /* block r's 16-byte pieces in w[4 r ..], or a half block's in w[0], w[1] */
+    bool halves;
+    bool on;
+};
+
+__device__ inline token_preload preload_token(const projection_tokens& tk, int64_t k,
+                                              int64_t slot) {
+    token_preload p;
+    const int slab = slab_blocks(1, (int)(k / 32));
+    p.halves = slab * 2 <= kThreads;
+    p.on = tk.x_dtype == MXMOE_BF16 && (uintptr_t)tk.x % 16 == 0;
+    if (p.on) {
+        const uint4* row = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(tk.x) +
+                                                          (slot / tk.top_k) * k);
+        const int blk = p.halves ? threadIdx.x / 2 : threadIdx.x;
+        const int pieces = p.halves ? 2 : 4, first = p.halves ? threadIdx.x % 2 * 2 : 0;
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                if (u < pieces && (r == 0 || !p.halves) && blk + r * kThreads < slab) {
+                    p.w[4 * r + u] = __ldg(row + (blk + r * kThreads) * 4 + first + u);
+                }
+            }
+        }
+    }
+    return p;
+}
+
 /* stage_activations for the projection: the group's tokens (pairs list[row0 ..] / top_k) are
- * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). */
-__device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_view& s,
-                             const int32_t* list, int64_t row0, int count, int64_t j0, int slab_n,
-                             int act_stride) {
+ * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). With
+ * `use_pre`, token 0's pieces are pre's. Inlined, so that pre stays in registers. */
+__device__ __forceinline__ int2 stage_tokens(const projection_tokens& tk, int64_t k,
+                                             const smem_view& s, const int32_t* list, int64_t row0,
+                                             int count, int64_t j0, int slab_n, int act_stride,
+                                             const token_preload& pre, bool use_pre) {
     int lo = 1000, hi = 0;
-    for (int idx = threadIdx.x; idx < count * slab_n; idx += kThreads) {
+    for (int idx = threadIdx.x, r = 0; idx < count * slab_n; idx += kThreads, r++) {
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
         float v[32];
-        load_elements(tk, first, v);
+        if (use_pre && i == 0 && r == 0) {
+            bf16_words_to_f32(pre.w, v);
+        } else if (use_pre && i == 0 && r == 1) {
+            bf16_words_to_f32(pre.w + 4, v);
+        } else {
+            load_elements(tk, first, v);
+        }
         uint4 p;
         const uint32_t sa = mxmoe_quantize_block_rne(v, tk.rule, reinterpret_cast<uint8_t*>(&p));
         put_act_block(s, i, jl, slab_n, act_stride, p, sa);
@@ -307,16 +358,22 @@ __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_
  * K <= 2048, as qwen3's): each lane loads and encodes one half of the block, and the pair agrees
  * on the scale by one shuffle. The same bytes; half the serial encoder on the decode path
  * (bench/NOTES.md v24: qwen3 n = 1 10.4 -> 9.2 us with the early exit above). */
-__device__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k, const smem_view& s,
-                                    const int32_t* list, int64_t row0, int count, int64_t j0,
-                                    int slab_n, int act_stride) {
+__device__ __forceinline__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k,
+                                                    const smem_view& s, const int32_t* list,
+                                                    int64_t row0, int count, int64_t j0, int slab_n,
+                                                    int act_stride, const token_preload& pre,
+                                                    bool use_pre) {
     int lo = 1000, hi = 0;
     const int idx = threadIdx.x / 2, half = threadIdx.x % 2;
     if (idx < count * slab_n) { /* both lanes of a pair or neither */
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32 + 16 * half;
         float v[16];
-        load_elements(tk, first, v);
+        if (use_pre && i == 0) {
+            bf16_words_to_f32(pre.w, v);
+        } else {
+            load_elements(tk, first, v);
+        }
         uint32_t amax = 0; /* NaN/Inf bit patterns are the largest, as in the reference */
 #pragma unroll
         for (int e = 0; e < 16; e++) {
@@ -513,8 +570,11 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
 
     int64_t expert, begin = 0, end = 0;
+    token_preload pre;
+    pre.on = false;
     if (kTokens) { /* each pair's id is checked by its slot; the slot's first tile reports it */
         const int64_t slot = blockIdx.x / row_tiles;
+        pre = preload_token(tk, args.k, slot);
         const int32_t first_id = (int64_t)threadIdx.x < slot ? tk.ids[threadIdx.x] : -1;
         expert = pair_expert(tk, args.num_experts, slot,
                              blockIdx.x % row_tiles == 0 ? args.errors : nullptr);
@@ -632,10 +692,7 @@ __global__ void __launch_bounds__(kThreads, 3)
         }
         const int count = (int)min((int64_t)kGroupTokens, end - row0);
         const int tiles = (count + 7) / 8;
-        /* slab: as many blocks as the activation budget holds, a multiple of the stage */
-        int slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
-        slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
-        slab = min(slab, kb);
+        const int slab = slab_blocks(count, kb);
         float acc[kTokenTiles][4];
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
@@ -649,13 +706,14 @@ __global__ void __launch_bounds__(kThreads, 3)
 #if (MXMOE_SKINNY_LAB & 2)
             const int2 r = make_int2(127, 127);
 #else
+            const bool halves = count * slab_n * 2 <= kThreads;
+            const bool use_pre = pre.on && pre.halves == halves && row0 == begin && slab0 == 0;
             const int2 r = !kTokens
                                ? stage_activations(args, s, row0, count, slab0, slab_n, act_stride)
-                           : count * slab_n * 2 <= kThreads
-                               ? stage_tokens_halves(tk, args.k, s, pair_list, row0, count, slab0,
-                                                     slab_n, act_stride)
-                               : stage_tokens(tk, args.k, s, pair_list, row0, count, slab0, slab_n,
-                                              act_stride);
+                           : halves ? stage_tokens_halves(tk, args.k, s, pair_list, row0, count,
+                                                          slab0, slab_n, act_stride, pre, use_pre)
+                                    : stage_tokens(tk, args.k, s, pair_list, row0, count, slab0,
+                                                   slab_n, act_stride, pre, use_pre);
 #endif
             const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
 #if (MXMOE_SKINNY_LAB & 8)
