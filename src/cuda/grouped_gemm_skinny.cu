@@ -291,60 +291,44 @@ __device__ __forceinline__ int slab_blocks(int count, int kb) {
     return min(slab, kb);
 }
 
-/* The pieces of the slot's own token that this thread stages for a one-token group (two blocks
- * at most, or half of one where two lanes take a block), loaded right after the PDL wait: the
- * slot's token is the first of its expert's wherever the CTA owns the expert (the lowest pair
- * does), and loads made before the weight stream fills the memory system return sooner
- * (bench/NOTES.md v24). BF16 tokens on 16-byte boundaries only. */
+/* The half block of the slot's own token that this thread stages for a one-token group with
+ * two lanes a block (K <= 2048), loaded right after the PDL wait: the slot's token is the first
+ * of its expert's wherever the CTA owns the expert (the lowest pair does), and loads made
+ * before the weight stream fills the memory system return sooner. H100, replayed: qwen3 n = 8
+ * 33.5 -> 31.5 us, n = 1 even; preloading whole blocks (one lane a block) gained 0.2 us at
+ * gpt-oss n = 1 and lost 4 at deepseek-v3 n = 1 (bench/NOTES.md v24). BF16 tokens on 16-byte
+ * boundaries only. */
 struct token_preload {
-    uint4 w[8]; /* block r's 16-byte pieces in w[4 r ..], or a half block's in w[0], w[1] */
-    bool halves;
+    uint4 w[2];
     bool on;
 };
 
 __device__ inline token_preload preload_token(const projection_tokens& tk, int64_t k,
                                               int64_t slot) {
     token_preload p;
-    const int slab = slab_blocks(1, (int)(k / 32));
-    p.halves = slab * 2 <= kThreads;
-    p.on = tk.x_dtype == MXMOE_BF16 && (uintptr_t)tk.x % 16 == 0;
-    if (p.on) {
-        const uint4* row = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(tk.x) +
-                                                          (slot / tk.top_k) * k);
-        const int blk = p.halves ? threadIdx.x / 2 : threadIdx.x;
-        const int pieces = p.halves ? 2 : 4, first = p.halves ? threadIdx.x % 2 * 2 : 0;
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                if (u < pieces && (r == 0 || !p.halves) && blk + r * kThreads < slab) {
-                    p.w[4 * r + u] = __ldg(row + (blk + r * kThreads) * 4 + first + u);
-                }
-            }
-        }
+    const int slab = slab_blocks(1, (int)(k / 32)), blk = threadIdx.x / 2;
+    p.on = slab * 2 <= kThreads && tk.x_dtype == MXMOE_BF16 && (uintptr_t)tk.x % 16 == 0;
+    if (p.on && blk < slab) {
+        const uint4* piece =
+            reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(tk.x) +
+                                           (slot / tk.top_k) * k + blk * 32 + threadIdx.x % 2 * 16);
+        p.w[0] = __ldg(piece);
+        p.w[1] = __ldg(piece + 1);
     }
     return p;
 }
 
 /* stage_activations for the projection: the group's tokens (pairs list[row0 ..] / top_k) are
- * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). With
- * `use_pre`, token 0's pieces are pre's. Inlined, so that pre stays in registers. */
-__device__ __forceinline__ int2 stage_tokens(const projection_tokens& tk, int64_t k,
-                                             const smem_view& s, const int32_t* list, int64_t row0,
-                                             int count, int64_t j0, int slab_n, int act_stride,
-                                             const token_preload& pre, bool use_pre) {
+ * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). */
+__device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_view& s,
+                             const int32_t* list, int64_t row0, int count, int64_t j0, int slab_n,
+                             int act_stride) {
     int lo = 1000, hi = 0;
-    for (int idx = threadIdx.x, r = 0; idx < count * slab_n; idx += kThreads, r++) {
+    for (int idx = threadIdx.x; idx < count * slab_n; idx += kThreads) {
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
         float v[32];
-        if (use_pre && i == 0 && r == 0) {
-            bf16_words_to_f32(pre.w, v);
-        } else if (use_pre && i == 0 && r == 1) {
-            bf16_words_to_f32(pre.w + 4, v);
-        } else {
-            load_elements(tk, first, v);
-        }
+        load_elements(tk, first, v);
         uint4 p;
         const uint32_t sa = mxmoe_quantize_block_rne(v, tk.rule, reinterpret_cast<uint8_t*>(&p));
         put_act_block(s, i, jl, slab_n, act_stride, p, sa);
@@ -357,7 +341,8 @@ __device__ __forceinline__ int2 stage_tokens(const projection_tokens& tk, int64_
 /* stage_tokens with two lanes a block, for slabs of at most kThreads / 2 blocks (one token of
  * K <= 2048, as qwen3's): each lane loads and encodes one half of the block, and the pair agrees
  * on the scale by one shuffle. The same bytes; half the serial encoder on the decode path
- * (bench/NOTES.md v24: qwen3 n = 1 10.4 -> 9.2 us with the early exit above). */
+ * (bench/NOTES.md v24: qwen3 n = 1 10.4 -> 9.2 us with the early exit above). With `use_pre`,
+ * token 0's halves are pre's; inlined, so that pre stays in registers. */
 __device__ __forceinline__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k,
                                                     const smem_view& s, const int32_t* list,
                                                     int64_t row0, int count, int64_t j0, int slab_n,
@@ -707,13 +692,13 @@ __global__ void __launch_bounds__(kThreads, 3)
             const int2 r = make_int2(127, 127);
 #else
             const bool halves = count * slab_n * 2 <= kThreads;
-            const bool use_pre = pre.on && pre.halves == halves && row0 == begin && slab0 == 0;
+            const bool use_pre = pre.on && halves && row0 == begin && slab0 == 0;
             const int2 r = !kTokens
                                ? stage_activations(args, s, row0, count, slab0, slab_n, act_stride)
                            : halves ? stage_tokens_halves(tk, args.k, s, pair_list, row0, count,
                                                           slab0, slab_n, act_stride, pre, use_pre)
                                     : stage_tokens(tk, args.k, s, pair_list, row0, count, slab0,
-                                                   slab_n, act_stride, pre, use_pre);
+                                                   slab_n, act_stride);
 #endif
             const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
 #if (MXMOE_SKINNY_LAB & 8)
