@@ -283,41 +283,6 @@ __device__ __forceinline__ void load_elements(const projection_tokens& tk, int64
     }
 }
 
-/* Blocks of K a slab holds for a group of `count` tokens: as many as the activation budget
- * holds, a multiple of the stage. */
-__device__ __forceinline__ int slab_blocks(int count, int kb) {
-    int slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
-    slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
-    return min(slab, kb);
-}
-
-/* The half block of the slot's own token that this thread stages for a one-token group with
- * two lanes a block (K <= 2048), loaded right after the PDL wait: the slot's token is the first
- * of its expert's wherever the CTA owns the expert (the lowest pair does), and loads made
- * before the weight stream fills the memory system return sooner. H100, replayed: qwen3 n = 8
- * 33.5 -> 31.5 us, n = 1 even; preloading whole blocks (one lane a block) gained 0.2 us at
- * gpt-oss n = 1 and lost 4 at deepseek-v3 n = 1 (bench/NOTES.md v24). BF16 tokens on 16-byte
- * boundaries only. */
-struct token_preload {
-    uint4 w[2];
-    bool on;
-};
-
-__device__ inline token_preload preload_token(const projection_tokens& tk, int64_t k,
-                                              int64_t slot) {
-    token_preload p;
-    const int slab = slab_blocks(1, (int)(k / 32)), blk = threadIdx.x / 2;
-    p.on = slab * 2 <= kThreads && tk.x_dtype == MXMOE_BF16 && (uintptr_t)tk.x % 16 == 0;
-    if (p.on && blk < slab) {
-        const uint4* piece =
-            reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(tk.x) +
-                                           (slot / tk.top_k) * k + blk * 32 + threadIdx.x % 2 * 16);
-        p.w[0] = __ldg(piece);
-        p.w[1] = __ldg(piece + 1);
-    }
-    return p;
-}
-
 /* stage_activations for the projection: the group's tokens (pairs list[row0 ..] / top_k) are
  * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). */
 __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_view& s,
@@ -341,24 +306,17 @@ __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_
 /* stage_tokens with two lanes a block, for slabs of at most kThreads / 2 blocks (one token of
  * K <= 2048, as qwen3's): each lane loads and encodes one half of the block, and the pair agrees
  * on the scale by one shuffle. The same bytes; half the serial encoder on the decode path
- * (bench/NOTES.md v24: qwen3 n = 1 10.4 -> 9.2 us with the early exit above). With `use_pre`,
- * token 0's halves are pre's; inlined, so that pre stays in registers. */
-__device__ __forceinline__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k,
-                                                    const smem_view& s, const int32_t* list,
-                                                    int64_t row0, int count, int64_t j0, int slab_n,
-                                                    int act_stride, const token_preload& pre,
-                                                    bool use_pre) {
+ * (bench/NOTES.md v24: qwen3 n = 1 10.4 -> 9.2 us with the early exit above). */
+__device__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k, const smem_view& s,
+                                    const int32_t* list, int64_t row0, int count, int64_t j0,
+                                    int slab_n, int act_stride) {
     int lo = 1000, hi = 0;
     const int idx = threadIdx.x / 2, half = threadIdx.x % 2;
     if (idx < count * slab_n) { /* both lanes of a pair or neither */
         const int i = idx / slab_n, jl = idx % slab_n;
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32 + 16 * half;
         float v[16];
-        if (use_pre && i == 0) {
-            bf16_words_to_f32(pre.w, v);
-        } else {
-            load_elements(tk, first, v);
-        }
+        load_elements(tk, first, v);
         uint32_t amax = 0; /* NaN/Inf bit patterns are the largest, as in the reference */
 #pragma unroll
         for (int e = 0; e < 16; e++) {
@@ -555,11 +513,8 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int64_t row_tiles = (args.n + kTileRows - 1) / kTileRows;
 
     int64_t expert, begin = 0, end = 0;
-    token_preload pre;
-    pre.on = false;
     if (kTokens) { /* each pair's id is checked by its slot; the slot's first tile reports it */
         const int64_t slot = blockIdx.x / row_tiles;
-        pre = preload_token(tk, args.k, slot);
         const int32_t first_id = (int64_t)threadIdx.x < slot ? tk.ids[threadIdx.x] : -1;
         expert = pair_expert(tk, args.num_experts, slot,
                              blockIdx.x % row_tiles == 0 ? args.errors : nullptr);
@@ -677,7 +632,10 @@ __global__ void __launch_bounds__(kThreads, 3)
         }
         const int count = (int)min((int64_t)kGroupTokens, end - row0);
         const int tiles = (count + 7) / 8;
-        const int slab = slab_blocks(count, kb);
+        /* slab: as many blocks as the activation budget holds, a multiple of the stage */
+        int slab = (kActBytes / count - 32) / 32 / kStageBlocks * kStageBlocks;
+        slab = min(slab, kActEntries / count / kStageBlocks * kStageBlocks);
+        slab = min(slab, kb);
         float acc[kTokenTiles][4];
 #pragma unroll
         for (int ti = 0; ti < kTokenTiles; ti++) {
@@ -691,14 +649,13 @@ __global__ void __launch_bounds__(kThreads, 3)
 #if (MXMOE_SKINNY_LAB & 2)
             const int2 r = make_int2(127, 127);
 #else
-            const bool halves = count * slab_n * 2 <= kThreads;
-            const bool use_pre = pre.on && halves && row0 == begin && slab0 == 0;
             const int2 r = !kTokens
                                ? stage_activations(args, s, row0, count, slab0, slab_n, act_stride)
-                           : halves ? stage_tokens_halves(tk, args.k, s, pair_list, row0, count,
-                                                          slab0, slab_n, act_stride, pre, use_pre)
-                                    : stage_tokens(tk, args.k, s, pair_list, row0, count, slab0,
-                                                   slab_n, act_stride);
+                           : count * slab_n * 2 <= kThreads
+                               ? stage_tokens_halves(tk, args.k, s, pair_list, row0, count, slab0,
+                                                     slab_n, act_stride)
+                               : stage_tokens(tk, args.k, s, pair_list, row0, count, slab0, slab_n,
+                                              act_stride);
 #endif
             const int2 sa = cta_range(r.x, r.y); /* its barrier also publishes the slab */
 #if (MXMOE_SKINNY_LAB & 8)

@@ -35,12 +35,13 @@ struct quantize_rows_args {
     int wait_late;
 };
 
-/* kN (a multiple of 8) BF16 elements held 8 to a uint4, as FP32. */
+/* The kN (a multiple of 8) BF16 elements at src (16-byte aligned) as FP32, in 16-byte loads. */
 template <int kN>
-static __device__ __forceinline__ void bf16_words_to_f32(const uint4* v, float (&block)[kN]) {
+static __device__ __forceinline__ void load_bf16_block(const uint16_t* src, float (&block)[kN]) {
+    const uint4* v = reinterpret_cast<const uint4*>(src);
 #pragma unroll
     for (int u = 0; u < kN / 8; u++) {
-        const uint4 w = v[u];
+        const uint4 w = __ldg(v + u);
         const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -48,17 +49,6 @@ static __device__ __forceinline__ void bf16_words_to_f32(const uint4* v, float (
             block[8 * u + 2 * i + 1] = mxmoe_bf16_to_f32((uint16_t)(words[i] >> 16));
         }
     }
-}
-
-/* The kN (a multiple of 8) BF16 elements at src (16-byte aligned) as FP32, in 16-byte loads. */
-template <int kN>
-static __device__ __forceinline__ void load_bf16_block(const uint16_t* src, float (&block)[kN]) {
-    uint4 v[kN / 8];
-#pragma unroll
-    for (int u = 0; u < kN / 8; u++) {
-        v[u] = __ldg(reinterpret_cast<const uint4*>(src) + u);
-    }
-    bf16_words_to_f32(v, block);
 }
 
 /* Rows a grouped kernel writes: all of them, or those before offsets[E] (clamped). */
