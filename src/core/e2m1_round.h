@@ -3,12 +3,13 @@
  * arithmetic instead of a chain of seven compares: the GPU quantizers are instruction-bound at
  * large token counts (1400 instructions per 32-element block), and this is most of them.
  *
- * |y| < 8 is rounded to a multiple of the E2M1 spacing of its binade (0.5 below 2, 1 in [2, 4),
- * 2 from 4) by one FP32 add of M = 2^22 * spacing, whose unit in the last place is that spacing:
- * round-to-nearest-even picks the even multiple on a tie, which is the even E2M1 code (the
- * contract's ties-to-even); subtracting M again is exact. A value that rounds up into the next
- * binade lands on its first E2M1 value, which is a multiple of either spacing. The code then
- * comes from the exponent and top mantissa bit of the rounded value.
+ * |y| is rounded to a multiple of the E2M1 spacing of its binade (0.5 below 2, 1 in [2, 4), 2 in
+ * [4, 8), saturating from there) by one FP32 add of M = 2^22 * spacing, whose unit in the last
+ * place is that spacing: the sum is M plus k spacings, rounded to nearest with k even on a tie,
+ * which is the even E2M1 code (the contract's ties-to-even). Its bits less M's are k, and k plus
+ * twice the binade's distance from [1, 2) is the code: 13 SASS instructions an element with the
+ * scaling, sign and packing, against 20 when the rounded value was decoded as a float
+ * (bench/NOTES.md v24).
  *
  * Equal to mxmoe_e2m1_magnitude_code for every FP32 in [0, 8) and beyond (saturating at 6):
  * tests/c/test_e2m1_round.c checks all of them. Needs round-to-nearest FP32 adds that are not
@@ -31,17 +32,17 @@
 #define MXMOE_FADD_RN(a, b) ((a) + (b))
 #endif
 
-/* Nearest E2M1 magnitude code of a = |y| >= 0 (ties to the even code, saturating at 6). */
+/* Nearest E2M1 magnitude code of a = |y| >= 0 (ties to the even code, saturating at 6). c, a
+ * clamped to [1, 8], has the binade e whose spacing rounds a; the rounded sum a + m is m + k
+ * spacings, so its bits less m's are k, and k + 2 (e - 127) is the code (k = 2a below 2: codes 0-4;
+ * a in [2, 4): k = a, codes 4-6; then k = a / 2: 6, 7, 8 -> 7; from 8 it saturates). */
 static inline MXMOE_HD uint32_t mxmoe_e2m1_magnitude_code_rne(float a) {
-    uint32_t e = mxmoe_f32_bits(a) >> 23; /* biased exponent; below 1 the spacing of [1, 2) */
-    e = e < 127u ? 127u : (e > 130u ? 130u : e);
-    const float m = mxmoe_f32_from_bits((e + 22u) << 23);
-    float r = MXMOE_FADD_RN(MXMOE_FADD_RN(a, m), -m);
-    r = r < 6.0f ? r : 6.0f;
-    /* 0, 0.5, 1, 1.5, 2, 3, 4, 6 have bits >> 22 of 0, 252, 254, 255, 256, 257, 258, 259 */
-    uint32_t t = mxmoe_f32_bits(r) >> 22;
-    t = t < 251u ? 251u : t;
-    return t - 251u - (t > 252u ? 1u : 0u);
+    const float c = fminf(fmaxf(a, 1.0f), 8.0f);
+    const uint32_t e_bits = mxmoe_f32_bits(c) & 0x7f800000u;   /* e << 23 */
+    const float m = mxmoe_f32_from_bits(e_bits + (22u << 23)); /* 2^(e - 105): ulp = spacing */
+    const uint32_t code =
+        mxmoe_f32_bits(MXMOE_FADD_RN(a, m)) - mxmoe_f32_bits(m) + (e_bits >> 22) - 254u;
+    return code < 7u ? code : 7u;
 }
 
 /* mxmoe_e2m1_code: x * 2^-(b-127) rounded to E2M1, sign bit = x's sign bit (b != 0xFF). */

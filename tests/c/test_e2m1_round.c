@@ -1,8 +1,9 @@
 /*
  * test_e2m1_round.c — the arithmetic E2M1 encoder the GPU quantizers use (core/e2m1_round.h)
  * against the reference's compare chain (ref/mx_numerics.h): every FP32 magnitude below 64 (all
- * of [0, 8) that a scaled element can reach, and the saturating range past it), the special
- * values, signed elements at every scale byte, and whole blocks under every scale rule.
+ * of [0, 8) that a scaled element can reach, and the saturating range past it), a stride through
+ * the rest up to the NaN patterns, the special values, signed elements at every scale byte, and
+ * whole blocks under every scale rule.
  */
 #include <math.h>
 #include <stdint.h>
@@ -32,6 +33,17 @@ int main(void) {
         }
     }
     CHECK_MSG(mismatches == 0, "%llu magnitudes differ, first 0x%08x",
+              (unsigned long long)mismatches, first_bad);
+    /* past 64 (saturating), to +Inf and the NaN patterns, in a stride of 97 patterns */
+    for (uint32_t bits = 0x42800000u; bits <= 0x7fffffffu - 97u; bits += 97u) {
+        const float a = mxmoe_f32_from_bits(bits);
+        if (mxmoe_e2m1_magnitude_code_rne(a) != mxmoe_e2m1_magnitude_code(a)) {
+            if (mismatches++ == 0) {
+                first_bad = bits;
+            }
+        }
+    }
+    CHECK_MSG(mismatches == 0, "%llu large magnitudes differ, first 0x%08x",
               (unsigned long long)mismatches, first_bad);
     const float specials[] = {64.0f, 1e30f, 3.4e38f, INFINITY};
     for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
