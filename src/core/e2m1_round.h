@@ -9,7 +9,7 @@
  * which is the even E2M1 code (the contract's ties-to-even). Its bits less M's are k, and k plus
  * twice the binade's distance from [1, 2) is the code: 13 SASS instructions an element with the
  * scaling, sign and packing, against 20 when the rounded value was decoded as a float
- * (bench/NOTES.md v24).
+ * (bench/NOTES.md v25).
  *
  * Equal to mxmoe_e2m1_magnitude_code for every FP32 in [0, 8) and beyond (saturating at 6):
  * tests/c/test_e2m1_round.c checks all of them. Needs round-to-nearest FP32 adds that are not
