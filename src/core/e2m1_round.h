@@ -12,9 +12,10 @@
  * (bench/NOTES.md v25).
  *
  * Equal to mxmoe_e2m1_magnitude_code for every FP32 in [0, 8) and beyond (saturating at 6):
- * tests/c/test_e2m1_round.c checks all of them. Needs round-to-nearest FP32 adds that are not
- * reassociated or flushed to zero, which mxmoe's builds guarantee (never -ffast-math; device code
- * uses __fadd_rn, which nvcc never contracts or folds).
+ * tests/c/test_e2m1_round.c checks every one below 64 and a stride through the rest. Needs
+ * round-to-nearest FP32 adds that are not reassociated or flushed to zero, which mxmoe's builds
+ * guarantee (never -ffast-math; device code uses __fadd_rn, which nvcc never contracts or
+ * folds).
  */
 #ifndef MXMOE_CORE_E2M1_ROUND_H
 #define MXMOE_CORE_E2M1_ROUND_H
