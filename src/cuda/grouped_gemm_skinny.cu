@@ -201,33 +201,6 @@ __device__ inline int2 cta_range(int lo, int hi) {
     return make_int2(lo, hi);
 }
 
-/* The smallest and largest of the `len` scale bytes at w (any alignment; the 4-byte words
- * around them are readable), CTA-wide: four bytes a load and SIMD min/max, where one byte a load
- * made the range's pass ~1 us of a deepseek-v3 CTA's prologue (K = 7168; bench/NOTES.md v25).
- * Bytes of the first and last words outside [0, len) are masked to neutral values. */
-__device__ inline int2 scale_bytes_range(const uint8_t* w, int len) {
-    const int head = (int)((uintptr_t)w & 3);
-    const uint32_t* words = reinterpret_cast<const uint32_t*>(w - head);
-    uint32_t lo4 = 0xFFFFFFFFu, hi4 = 0;
-    for (int i = threadIdx.x; i < (head + len + 3) / 4; i += kThreads) {
-        const int first = 4 * i - head; /* byte 0's offset from w */
-        uint32_t inside = 0xFFFFFFFFu;
-        if (first < 0) {
-            inside <<= 8 * -first;
-        }
-        if (first + 4 > len) {
-            inside &= 0xFFFFFFFFu >> (8 * (first + 4 - len));
-        }
-        lo4 = __vminu4(lo4, words[i] | ~inside);
-        hi4 = __vmaxu4(hi4, words[i] & inside);
-    }
-    lo4 = __vminu4(lo4, lo4 >> 16);
-    hi4 = __vmaxu4(hi4, hi4 >> 16);
-    const int lo = (int)min(lo4 & 0xFFu, (lo4 >> 8) & 0xFFu);
-    const int hi = (int)max(hi4 & 0xFFu, (hi4 >> 8) & 0xFFu);
-    return cta_range(lo, hi);
-}
-
 __device__ inline uint8_t weight_scale_byte(const gemm_args& a, int64_t e, int64_t n, int64_t j) {
     const int64_t kb = a.k / 32;
     const int64_t off = !a.w_swizzled ? (e * a.n + n) * kb + j
@@ -638,7 +611,12 @@ __global__ void __launch_bounds__(kThreads, 3)
     MXMOE_SKINNY_STAMP(kOwned);
     cp_async_wait<kStages - 1>(); /* the scales (the oldest group) have landed */
     __syncthreads();
-    const int2 sw = scale_bytes_range(w_scale, valid_rows * kb);
+    int lo = 255, hi = 0;
+    for (int idx = threadIdx.x; idx < valid_rows * kb; idx += kThreads) {
+        lo = min(lo, (int)w_scale[idx]);
+        hi = max(hi, (int)w_scale[idx]);
+    }
+    const int2 sw = cta_range(lo, hi);
     MXMOE_SKINNY_STAMP(kScales);
 
     const int g = lane / 4, t = lane % 4;
