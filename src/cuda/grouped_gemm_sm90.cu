@@ -81,6 +81,7 @@
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/lab_stamps.cuh"
+#include "cuda/quantize.cuh"
 #include "cuda/sm90_ptx.cuh"
 #include "cuda/sm90_wgmma.cuh"
 
@@ -980,6 +981,49 @@ __device__ __forceinline__ float pow2_nonpositive(int d) {
     return d >= -126 ? __int_as_float((d + 127) << 23) : __int_as_float(1 << (d + 149));
 }
 
+/* Word k of a chunk's four blocks in E4M3, as the GEMM reads it (both prepasses): w holds the
+ * blocks' packed words k and sc their scale bytes (blocks from `valid` on lie past K: zero
+ * words and scales). A chunk is on the row's reference `ref` when every block encodes against
+ * it as against the chunk's own largest: exact (within 14 binades of it), or flushed to zero
+ * either way (more than 19 binades below the chunk's largest: an all-zero block's scale 0, say);
+ * only rows with `units` have one. Writes units 2k and 2k + 1 of the chunk's 128 bytes and
+ * returns whether the chunk is on the reference. */
+__device__ __forceinline__ bool e4m3_chunk_word(const uint2* table, const uint32_t (&w)[4],
+                                                uint32_t sc, int valid, int ref, bool units,
+                                                uint4& lo, uint4& hi) {
+    const int smax = max_byte(sc);
+    bool on_ref = units;
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int sq = (int)((sc >> (8 * q)) & 0xFF);
+        on_ref = on_ref && (q >= valid || sq + 14 >= ref || sq + 19 < smax);
+    }
+    const int base = on_ref ? ref : smax;
+    uint2 tab[4];
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int i = (int)((sc >> (8 * q)) & 0xFF) - base + 6 + 13;
+        tab[q] = table[i < 0 ? 0 : i];
+    }
+    lo = make_uint4(e4m3x4<false>(w[0], tab[0]), e4m3x4<false>(w[1], tab[1]),
+                    e4m3x4<false>(w[2], tab[2]), e4m3x4<false>(w[3], tab[3]));
+    hi = make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
+                    e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
+    return on_ref;
+}
+
+/* A row's chunk factor in its units (a_factors): 1 on the reference, else 2^(smax - ref); rows
+ * without units (a chunk more than 100 binades below the reference) take absolute factors. */
+__device__ __forceinline__ float e4m3_chunk_factor(bool units, bool on_ref, int smax, int ref) {
+    return !units ? chunk_factor(smax) : (on_ref ? 1.0f : pow2_nonpositive(smax - ref));
+}
+
+/* A row's unit word (after its chunk factors): its reference scale (133 without units) and
+ * whether some chunk is off it. */
+__device__ __forceinline__ uint32_t e4m3_unit_word(bool units, int ref, bool off_ref) {
+    return (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
+}
+
 #endif /* host or sm_90a */
 
 /* The prepass: MXFP4 activations (row a_rows[r] / a_rows_div for GEMM row r where mapped) ->
@@ -1038,44 +1082,215 @@ __global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
         for (int t = lane; t < 4 * nc; t += 32) {
             const int c = t / 4, k = t % 4; /* word k of the chunk's 4 blocks: units 2k, 2k+1 */
             const uint32_t sc = act_chunk_scales(a, src, c, kb, scale_words);
-            const int smax = max_byte(sc);
             uint32_t w[4];
-            /* On the reference when every block encodes against it as against the chunk's own
-             * largest: exact (within 14 binades of it), or flushed to zero either way (more
-             * than 19 binades below the chunk's largest: an all-zero block's scale 0, say).
-             * Blocks past K are zeros, the same anywhere. */
-            bool same = units;
 #pragma unroll
             for (int q = 0; q < 4; q++) {
-                const int block = 4 * c + q, sq = (int)((sc >> (8 * q)) & 0xFF);
+                const int block = 4 * c + q;
                 w[q] = block < kb
                            ? __ldg(reinterpret_cast<const uint32_t*>(packed + block * 16) + k)
                            : 0u;
-                same = same && (block >= kb || sq + 14 >= ref || sq + 19 < smax);
-            }
-            const bool on_ref = same;
-            const int base = on_ref ? ref : smax;
-            uint2 tab[4];
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int i = (int)((sc >> (8 * q)) & 0xFF) - base + 6 + 13;
-                tab[q] = table[i < 0 ? 0 : i];
             }
             uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk) + 2 * k;
-            dst[0] = make_uint4(e4m3x4<false>(w[0], tab[0]), e4m3x4<false>(w[1], tab[1]),
-                                e4m3x4<false>(w[2], tab[2]), e4m3x4<false>(w[3], tab[3]));
-            dst[1] = make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
-                                e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
+            const bool on_ref =
+                e4m3_chunk_word(table, w, sc, kb - 4 * c, ref, units, dst[0], dst[1]);
             if (k == 0) {
-                a.a_factors[c * pitch + r] =
-                    !units ? chunk_factor(smax) : (on_ref ? 1.0f : pow2_nonpositive(smax - ref));
+                a.a_factors[c * pitch + r] = e4m3_chunk_factor(units, on_ref, max_byte(sc), ref);
                 off_ref |= !on_ref;
             }
         }
         off_ref = __any_sync(0xFFFFFFFFu, off_ref);
         if (lane == 0) {
             reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] =
-                (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
+                e4m3_unit_word(units, ref, off_ref);
+        }
+    }
+    pdl_release(); /* the GEMM may start (it waits for these rows before their copies) */
+#else
+    (void)a;
+#endif
+}
+
+/* The prepass fed by tokens (gemm_args.tokens), for the projection and the layer's first GEMM:
+ * a warp per token quantizes its row as mxmoe_quantize would (the scale rule and the RNE
+ * encoder of quantize_block_lanes: the same codes and scales), encodes them in E4M3 as
+ * act_e4m3_kernel does from those bytes, and writes the result to the GEMM row of each of the
+ * token's pairs. Launched right after the plan, it runs beside it up to those writes, which
+ * wait for its rows: plan, quantizer and prepass make two kernels on the chain before the GEMM
+ * instead of three, and the MXFP4 rows never go through memory. Two passes over the row, lane
+ * 4i + k on word k (8 elements) of each block of chunk 8r + i in round r: the block scales
+ * (and the row's reference from them), then the codes, encoded into the warp's row in shared
+ * memory, which the writes copy out: K <= 128 kTokenMaxChunks (mxmoe_sm90_tokens_fit). Rows no
+ * pair maps to (dropped pairs, past offsets[E]) are written as zeros, which the last tile reads
+ * as padding. */
+constexpr int kTokenWarps = 4, kTokenMaxChunks = 64;
+
+/* token_e4m3_kernel's dynamic shared memory: a warp's E4M3 row, scale words and factors. */
+constexpr size_t token_smem_bytes(int64_t k) {
+    return (size_t)kTokenWarps * (size_t)((k / 32 + 3) / 4) * (kChunk + 8);
+}
+
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* The 8 elements of token row `row` at `col` (a multiple of 8) as FP32, and the largest of
+ * their magnitudes' bits (NaN/Inf patterns the largest, as in mxmoe_quantize_block); none past
+ * the row (`live` false): zeros. */
+__device__ __forceinline__ uint32_t load_token_word(const gemm_args& a, int64_t row, int64_t col,
+                                                    bool live, bool vectors, float (&v)[8]) {
+    const int64_t first = row * a.k + col;
+    if (!live) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            v[i] = 0.0f;
+        }
+    } else if (a.tokens.dtype == MXMOE_F32) {
+        const float* p = static_cast<const float*>(a.tokens.x) + first;
+        if (vectors) {
+            const float4 x0 = __ldg(reinterpret_cast<const float4*>(p)),
+                         x1 = __ldg(reinterpret_cast<const float4*>(p) + 1);
+            v[0] = x0.x, v[1] = x0.y, v[2] = x0.z, v[3] = x0.w;
+            v[4] = x1.x, v[5] = x1.y, v[6] = x1.z, v[7] = x1.w;
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                v[i] = __ldg(p + i);
+            }
+        }
+    } else { /* BF16 or F16 */
+        const uint16_t* p = static_cast<const uint16_t*>(a.tokens.x) + first;
+        uint16_t h[8];
+        if (vectors) { /* one 16-byte load */
+            const uint4 x = __ldg(reinterpret_cast<const uint4*>(p));
+            const uint32_t words[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                h[2 * i] = (uint16_t)words[i], h[2 * i + 1] = (uint16_t)(words[i] >> 16);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                h[i] = __ldg(p + i);
+            }
+        }
+        const bool bf16 = a.tokens.dtype == MXMOE_BF16;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            v[i] = bf16 ? mxmoe_bf16_to_f32(h[i]) : mxmoe_f16_to_f32(h[i]);
+        }
+    }
+    uint32_t amax = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        amax = max(amax, mxmoe_f32_bits(v[i]) & 0x7fffffffu);
+    }
+    return amax;
+}
+#endif
+
+__global__ void __launch_bounds__(32 * kTokenWarps) token_e4m3_kernel(gemm_args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
+    __shared__ uint2 table[kShifts];
+    extern __shared__ uint4 token_smem[]; /* token_smem_bytes: per warp its row, scales, factors */
+    for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) {
+        reinterpret_cast<uint8_t*>(table)[t] = e4m3_of(e2m1_magnitude(t % 8), t / 8 - 13);
+    }
+    __syncthreads();
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, quad = lane / 4, k = lane % 4;
+    const int kb = (int)(a.k / 32), nc = (kb + 3) / 4;
+    uint4* row = token_smem + warp * nc * (kChunk / 16);
+    uint32_t* row_scales =
+        reinterpret_cast<uint32_t*>(token_smem + kTokenWarps * nc * (kChunk / 16)) + warp * 2 * nc;
+    float* row_factors = reinterpret_cast<float*>(row_scales + nc);
+    const int64_t kc = (int64_t)nc * kChunk, pitch = word_pitch(a.rows) / 4;
+    const int64_t top_k = a.tokens.top_k;
+    /* rows of k elements (a multiple of 32) stay 32-byte aligned from an aligned base */
+    const bool vectors = (uintptr_t)a.tokens.x % 32 == 0;
+    const int64_t warps = (int64_t)gridDim.x * kTokenWarps;
+    for (int64_t t = (int64_t)blockIdx.x * kTokenWarps + warp; t < a.tokens.count; t += warps) {
+        /* pass 1: the block scales, a chunk's word in row_scales; the row's extreme chunks */
+        unsigned hi = 0, lo = 255;
+        for (int r = 0; 8 * r < nc; r++) { /* warp-uniform: the shuffles */
+            const int c = 8 * r + quad;
+            uint32_t sc = 0;
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int block = 4 * c + q;
+                float v[8];
+                uint32_t amax =
+                    load_token_word(a, t, 32 * (int64_t)block + 8 * k, block < kb, vectors, v);
+                amax = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
+                amax = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 2));
+                sc |= block < kb ? (uint32_t)mxmoe_scale_byte(amax, a.tokens.rule) << (8 * q) : 0u;
+            }
+            if (c < nc) {
+                const unsigned m = (unsigned)max_byte(sc);
+                hi = max(hi, m), lo = min(lo, m);
+                if (k == 0) {
+                    row_scales[c] = sc;
+                }
+            }
+        }
+        const int ref = (int)__reduce_max_sync(0xFFFFFFFFu, hi);
+        const bool units = (int)__reduce_min_sync(0xFFFFFFFFu, lo) + 100 >= ref;
+        __syncwarp();
+        /* pass 2: the codes, their E4M3 units into the warp's row */
+        bool off_ref = false;
+        for (int c = quad; c < nc; c += 8) {
+            const uint32_t sc = row_scales[c];
+            uint32_t w[4];
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int block = 4 * c + q;
+                const uint8_t scale = (uint8_t)(sc >> (8 * q));
+                float v[8];
+                load_token_word(a, t, 32 * (int64_t)block + 8 * k, block < kb, vectors, v);
+                uint32_t codes = 0;
+                if (block < kb && scale != MXMOE_E8M0_NAN) {
+#pragma unroll
+                    for (int i = 0; i < 8; i++) {
+                        codes |= mxmoe_e2m1_code_rne(v[i], scale) << (4 * i);
+                    }
+                }
+                w[q] = codes;
+            }
+            const bool on_ref = e4m3_chunk_word(table, w, sc, kb - 4 * c, ref, units,
+                                                row[c * 8 + 2 * k], row[c * 8 + 2 * k + 1]);
+            if (k == 0) {
+                row_factors[c] = e4m3_chunk_factor(units, on_ref, max_byte(sc), ref);
+            }
+            off_ref |= !on_ref;
+        }
+        const uint32_t unit_word = e4m3_unit_word(units, ref, __any_sync(0xFFFFFFFFu, off_ref));
+        __syncwarp();
+        pdl_wait(); /* the plan's rows (the kernel before) */
+        if (a.release_early) {
+            pdl_release();
+        }
+        for (int64_t j = 0; j < top_k; j++) {
+            const int32_t r = a.tokens.row_of[t * top_k + j];
+            if (r < 0 || r >= a.rows) { /* dropped (warp-uniform) */
+                continue;
+            }
+            uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc);
+            for (int u = lane; u < nc * (kChunk / 16); u += 32) {
+                dst[u] = row[u];
+            }
+            for (int c = lane; c < nc; c += 32) {
+                a.a_factors[c * pitch + r] = row_factors[c];
+            }
+            if (lane == 0) {
+                reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] = unit_word;
+            }
+        }
+        __syncwarp(); /* the row's reads before the next token overwrites it */
+    }
+    pdl_wait(); /* every thread: the grid ends after the plan, as the kernels after it assume */
+    /* Rows no pair maps to: zeros, on reference (read only as the last tile's padding). */
+    const int64_t kept = grouped_row_limit(a.offsets, a.num_experts, a.rows);
+    for (int64_t r = kept + (int64_t)blockIdx.x * kTokenWarps + warp; r < a.rows; r += warps) {
+        for (int64_t u = lane; u < kc / 16; u += 32) {
+            reinterpret_cast<uint4*>(a.a_e4m3 + r * kc)[u] = make_uint4(0, 0, 0, 0);
+        }
+        for (int c = lane; c <= nc; c += 32) {
+            a.a_factors[c * pitch + r] = 0.0f;
         }
     }
     pdl_release(); /* the GEMM may start (it waits for these rows before their copies) */
@@ -1515,6 +1730,11 @@ scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
 }
 } // namespace
 
+bool mxmoe_sm90_tokens_fit(int64_t k) {
+    const char* v = getenv("MXMOE_CUDA_TOKEN_PREPASS"); /* =0: quantizer + MXFP4 prepass (A/B) */
+    return (v == nullptr || strcmp(v, "0") != 0) && k > 0 && (k / 32 + 3) / 4 <= kTokenMaxChunks;
+}
+
 size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     return scratch_of(rows, k, experts, n).total;
 }
@@ -1582,9 +1802,15 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * once: the GEMM's CTAs find free SMs and stream their first weights while it runs (n = 64:
      * -2..-5 %). Over more CTAs, the GEMM's would queue behind them and start unevenly, and its
      * tiles are dealt out in advance (gpt-oss-120b n = 512: +3 %; bench/NOTES.md v20). */
-    const unsigned prepass_grid = grid_for(ctx, args.rows * 32, kE4m3Threads);
-    args.release_early = prepass_grid <= (unsigned)cuda_state(ctx)->sm_count;
-    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, prepass_grid, kE4m3Threads, 0, args));
+    const unsigned grid = grid_for(ctx, args.rows * 32, kE4m3Threads);
+    args.release_early = grid <= (unsigned)cuda_state(ctx)->sm_count;
+    if (args.tokens.x != nullptr) { /* a warp per token (the same early release, by pairs) */
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, token_e4m3_kernel,
+                                         grid_for(ctx, args.tokens.count, kTokenWarps),
+                                         32 * kTokenWarps, token_smem_bytes(args.k), args));
+    } else {
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, grid, kE4m3Threads, 0, args));
+    }
     if (args.w_words_prepared != nullptr) {
         args.w_words = const_cast<uint32_t*>(args.w_words_prepared); /* only read from here */
     } else {

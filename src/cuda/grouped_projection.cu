@@ -46,7 +46,10 @@ mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& pl
     a.packed = mxmoe_tensor_make(packed, MXMOE_U8, 2, d_packed);
     a.scales = mxmoe_tensor_make(packed + align256((size_t)(rows * K / 2)), MXMOE_U8, 2, d_scales);
     a.scale_layout = MXMOE_SCALES_LINEAR;
-    if (sm90) {
+    const bool token_prepass = sm90 && mxmoe_sm90_tokens_fit(K);
+    if (token_prepass) {
+        /* quantized by the GEMM's prepass, beside the plan */
+    } else if (sm90) {
         /* the tokens, not the pairs: the plan's result is not needed, so the two overlap */
         MXMOE_FORWARD(mxmoe_quantize_beside_plan_cuda(ctx, x, rule, &a));
     } else {
@@ -59,6 +62,15 @@ mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& pl
     g.check_offsets = 0; /* the plan's own */
     g.scratch = gemm_scratch;
     g.scratch_bytes = gemm_scratch_bytes;
+    if (token_prepass) {
+        g.tokens.x = x->data;
+        g.tokens.dtype = x->dtype;
+        g.tokens.count = x->dims[0];
+        g.tokens.top_k = top_k;
+        g.tokens.rule = rule;
+        g.tokens.row_of = plan.row_of;
+        return mxmoe_launch_grouped_gemm_sm90(ctx, &g);
+    }
     if (sm90) {
         g.a_rows = plan.sorted;
         g.a_rows_div = top_k;
