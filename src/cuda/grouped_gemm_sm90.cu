@@ -1111,23 +1111,19 @@ __global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
 }
 
 /* The prepass fed by tokens (gemm_args.tokens), for the projection and the layer's first GEMM:
- * a warp per token quantizes its row as mxmoe_quantize would (the scale rule and the RNE
+ * a block per token quantizes its row as mxmoe_quantize would (the scale rule and the RNE
  * encoder of quantize_block_lanes: the same codes and scales), encodes them in E4M3 as
  * act_e4m3_kernel does from those bytes, and writes the result to the GEMM row of each of the
  * token's pairs. Launched right after the plan, it runs beside it up to those writes, which
  * wait for its rows: plan, quantizer and prepass make two kernels on the chain before the GEMM
- * instead of three, and the MXFP4 rows never go through memory. Two passes over the row, lane
- * 4i + k on word k (8 elements) of each block of chunk 8r + i in round r: the block scales
- * (and the row's reference from them), then the codes, encoded into the warp's row in shared
- * memory, which the writes copy out: K <= 128 kTokenMaxChunks (mxmoe_sm90_tokens_fit). Rows no
- * pair maps to (dropped pairs, past offsets[E]) are written as zeros, which the last tile reads
- * as padding. */
-constexpr int kTokenWarps = 4, kTokenMaxChunks = 64;
-
-/* token_e4m3_kernel's dynamic shared memory: a warp's E4M3 row, scale words and factors. */
-constexpr size_t token_smem_bytes(int64_t k) {
-    return (size_t)kTokenWarps * (size_t)((k / 32 + 3) / 4) * (kChunk + 8);
-}
+ * instead of three, and the MXFP4 rows never go through memory. Thread 4c + k holds word k (8
+ * elements) of each of the 4 blocks of chunk c, from its loads to its stores, so a token is one
+ * round of loads and two block barriers (the row's reference): K <= 128 kTokenMaxChunks
+ * (mxmoe_sm90_tokens_fit). (A warp per token, its chunks in rounds, was 13-40 us slower than
+ * the quantizer and the MXFP4 prepass at n = 64: a chain of 2 x 4 loads a round.) Rows no pair
+ * maps to (dropped pairs, past offsets[E]) are written as zeros, which the last tile reads as
+ * padding. */
+constexpr int kTokenMaxChunks = 64, kTokenMaxThreads = 4 * kTokenMaxChunks;
 
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* The 8 elements of token row `row` at `col` (a multiple of 8) as FP32, and the largest of
@@ -1185,112 +1181,98 @@ __device__ __forceinline__ uint32_t load_token_word(const gemm_args& a, int64_t 
 }
 #endif
 
-__global__ void __launch_bounds__(32 * kTokenWarps) token_e4m3_kernel(gemm_args a) {
+__global__ void __launch_bounds__(kTokenMaxThreads, 1) token_e4m3_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
-    extern __shared__ uint4 token_smem[]; /* token_smem_bytes: per warp its row, scales, factors */
+    __shared__ unsigned extremes[2][kTokenMaxThreads / 32]; /* each warp's largest, smallest */
     for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) {
         reinterpret_cast<uint8_t*>(table)[t] = e4m3_of(e2m1_magnitude(t % 8), t / 8 - 13);
     }
     __syncthreads();
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, quad = lane / 4, k = lane % 4;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    const int c = threadIdx.x / 4, k = threadIdx.x % 4; /* word k of chunk c's 4 blocks */
     const int kb = (int)(a.k / 32), nc = (kb + 3) / 4;
-    uint4* row = token_smem + warp * nc * (kChunk / 16);
-    uint32_t* row_scales =
-        reinterpret_cast<uint32_t*>(token_smem + kTokenWarps * nc * (kChunk / 16)) + warp * 2 * nc;
-    float* row_factors = reinterpret_cast<float*>(row_scales + nc);
+    const bool chunk = c < nc;
     const int64_t kc = (int64_t)nc * kChunk, pitch = word_pitch(a.rows) / 4;
     const int64_t top_k = a.tokens.top_k;
     /* rows of k elements (a multiple of 32) stay 32-byte aligned from an aligned base */
     const bool vectors = (uintptr_t)a.tokens.x % 32 == 0;
-    const int64_t warps = (int64_t)gridDim.x * kTokenWarps;
-    for (int64_t t = (int64_t)blockIdx.x * kTokenWarps + warp; t < a.tokens.count; t += warps) {
-        /* pass 1: the block scales, a chunk's word in row_scales; the row's extreme chunks */
-        unsigned hi = 0, lo = 255;
-        for (int r = 0; 8 * r < nc; r++) { /* warp-uniform: the shuffles */
-            const int c = 8 * r + quad;
-            uint32_t sc = 0;
+    for (int64_t t = blockIdx.x; t < a.tokens.count; t += gridDim.x) {
+        float v[4][8];
+        uint32_t amax[4], sc = 0, w[4];
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int block = 4 * c + q;
-                float v[8];
-                uint32_t amax =
-                    load_token_word(a, t, 32 * (int64_t)block + 8 * k, block < kb, vectors, v);
-                amax = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
-                amax = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 2));
-                sc |= block < kb ? (uint32_t)mxmoe_scale_byte(amax, a.tokens.rule) << (8 * q) : 0u;
-            }
-            if (c < nc) {
-                const unsigned m = (unsigned)max_byte(sc);
-                hi = max(hi, m), lo = min(lo, m);
-                if (k == 0) {
-                    row_scales[c] = sc;
+        for (int q = 0; q < 4; q++) {
+            const int block = 4 * c + q;
+            amax[q] = load_token_word(a, t, 32 * (int64_t)block + 8 * k, chunk && block < kb,
+                                      vectors, v[q]);
+        }
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int block = 4 * c + q;
+            uint32_t m = max(amax[q], __shfl_xor_sync(0xFFFFFFFFu, amax[q], 1));
+            m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
+            const bool live = chunk && block < kb;
+            const uint8_t scale = live ? mxmoe_scale_byte(m, a.tokens.rule) : 0;
+            uint32_t codes = 0;
+            if (live && scale != MXMOE_E8M0_NAN) {
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    codes |= mxmoe_e2m1_code_rne(v[q][i], scale) << (4 * i);
                 }
             }
+            w[q] = codes;
+            sc |= (uint32_t)scale << (8 * q);
         }
-        const int ref = (int)__reduce_max_sync(0xFFFFFFFFu, hi);
-        const bool units = (int)__reduce_min_sync(0xFFFFFFFFu, lo) + 100 >= ref;
-        __syncwarp();
-        /* pass 2: the codes, their E4M3 units into the warp's row */
-        bool off_ref = false;
-        for (int c = quad; c < nc; c += 8) {
-            const uint32_t sc = row_scales[c];
-            uint32_t w[4];
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int block = 4 * c + q;
-                const uint8_t scale = (uint8_t)(sc >> (8 * q));
-                float v[8];
-                load_token_word(a, t, 32 * (int64_t)block + 8 * k, block < kb, vectors, v);
-                uint32_t codes = 0;
-                if (block < kb && scale != MXMOE_E8M0_NAN) {
-#pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        codes |= mxmoe_e2m1_code_rne(v[i], scale) << (4 * i);
-                    }
-                }
-                w[q] = codes;
-            }
-            const bool on_ref = e4m3_chunk_word(table, w, sc, kb - 4 * c, ref, units,
-                                                row[c * 8 + 2 * k], row[c * 8 + 2 * k + 1]);
-            if (k == 0) {
-                row_factors[c] = e4m3_chunk_factor(units, on_ref, max_byte(sc), ref);
-            }
-            off_ref |= !on_ref;
+        /* the row's largest and smallest chunk maxima */
+        const unsigned smax = (unsigned)max_byte(sc);
+        const unsigned hi = __reduce_max_sync(0xFFFFFFFFu, chunk ? smax : 0u);
+        const unsigned lo = __reduce_min_sync(0xFFFFFFFFu, chunk ? smax : 255u);
+        if (lane == 0) {
+            extremes[0][warp] = hi, extremes[1][warp] = lo;
         }
-        const uint32_t unit_word = e4m3_unit_word(units, ref, __any_sync(0xFFFFFFFFu, off_ref));
-        __syncwarp();
+        __syncthreads();
+        unsigned row_hi = 0, row_lo = 255;
+        for (int i = 0; i < warps; i++) {
+            row_hi = max(row_hi, extremes[0][i]), row_lo = min(row_lo, extremes[1][i]);
+        }
+        const int ref = (int)row_hi;
+        const bool units = (int)row_lo + 100 >= ref;
+        uint4 lo4, hi4;
+        const bool on_ref = e4m3_chunk_word(table, w, sc, kb - 4 * c, ref, units, lo4, hi4);
+        const float factor = e4m3_chunk_factor(units, on_ref, (int)smax, ref);
+        /* a barrier too: every thread has read `extremes` before the next token writes them */
+        const uint32_t unit_word = e4m3_unit_word(units, ref, __syncthreads_or(chunk && !on_ref));
         pdl_wait(); /* the plan's rows (the kernel before) */
         if (a.release_early) {
             pdl_release();
         }
         for (int64_t j = 0; j < top_k; j++) {
             const int32_t r = a.tokens.row_of[t * top_k + j];
-            if (r < 0 || r >= a.rows) { /* dropped (warp-uniform) */
+            if (r < 0 || r >= a.rows) { /* dropped (block-uniform) */
                 continue;
             }
-            uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc);
-            for (int u = lane; u < nc * (kChunk / 16); u += 32) {
-                dst[u] = row[u];
+            if (chunk) {
+                uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk) + 2 * k;
+                dst[0] = lo4;
+                dst[1] = hi4;
+                if (k == 0) {
+                    a.a_factors[c * pitch + r] = factor;
+                }
             }
-            for (int c = lane; c < nc; c += 32) {
-                a.a_factors[c * pitch + r] = row_factors[c];
-            }
-            if (lane == 0) {
+            if (threadIdx.x == 0) {
                 reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] = unit_word;
             }
         }
-        __syncwarp(); /* the row's reads before the next token overwrites it */
     }
     pdl_wait(); /* every thread: the grid ends after the plan, as the kernels after it assume */
     /* Rows no pair maps to: zeros, on reference (read only as the last tile's padding). */
     const int64_t kept = grouped_row_limit(a.offsets, a.num_experts, a.rows);
-    for (int64_t r = kept + (int64_t)blockIdx.x * kTokenWarps + warp; r < a.rows; r += warps) {
-        for (int64_t u = lane; u < kc / 16; u += 32) {
+    for (int64_t r = kept + blockIdx.x; r < a.rows; r += gridDim.x) {
+        for (int64_t u = threadIdx.x; u < kc / 16; u += blockDim.x) {
             reinterpret_cast<uint4*>(a.a_e4m3 + r * kc)[u] = make_uint4(0, 0, 0, 0);
         }
-        for (int c = lane; c <= nc; c += 32) {
-            a.a_factors[c * pitch + r] = 0.0f;
+        for (int i = threadIdx.x; i <= nc; i += blockDim.x) {
+            a.a_factors[i * pitch + r] = 0.0f;
         }
     }
     pdl_release(); /* the GEMM may start (it waits for these rows before their copies) */
@@ -1804,10 +1786,10 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * tiles are dealt out in advance (gpt-oss-120b n = 512: +3 %; bench/NOTES.md v20). */
     const unsigned grid = grid_for(ctx, args.rows * 32, kE4m3Threads);
     args.release_early = grid <= (unsigned)cuda_state(ctx)->sm_count;
-    if (args.tokens.x != nullptr) { /* a warp per token (the same early release, by pairs) */
+    if (args.tokens.x != nullptr) { /* a block per token, a thread per 32 elements */
+        const int threads = (int)((args.k / 32 + 31) / 32 * 32); /* 4 per chunk, whole warps */
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, token_e4m3_kernel,
-                                         grid_for(ctx, args.tokens.count, kTokenWarps),
-                                         32 * kTokenWarps, token_smem_bytes(args.k), args));
+                                         grid_for(ctx, args.tokens.count, 1), threads, 0, args));
     } else {
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, grid, kE4m3Threads, 0, args));
     }
