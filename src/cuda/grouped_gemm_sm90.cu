@@ -286,24 +286,71 @@ template <int BN> struct regs {
                   "the consumers ask for more registers than the producer releases");
 };
 
-/* E2M1 magnitude m: 0, 0.5 (subnormal), else (1 + (m & 1) / 2) * 2^((m >> 1) - 1). */
-__device__ __forceinline__ float e2m1_magnitude(int m) {
-    return m < 2 ? 0.5f * (float)m : ldexpf(1.0f + 0.5f * (float)(m & 1), (m >> 1) - 1);
+/* The E4M3 byte (round to nearest even, subnormals included) of E2M1 magnitude m times
+ * 2^(i - 13), from integers: twice the magnitude, x in {0, 1, 2, 3, 4, 6, 8, 12}, makes the value
+ * x * 2^(i - 5) in units of 2^-9, E4M3's subnormal step; x has at most 2 significant bits, so
+ * every normal result is exact. */
+constexpr uint8_t e4m3_shifted(int m, int i) {
+    const int twice[8] = {0, 1, 2, 3, 4, 6, 8, 12};
+    const int x = twice[m], s = i - 5;
+    if (s < 0) { /* under 6 steps: subnormal, rounded */
+        const int q = x >> -s, r = x & ((1 << -s) - 1), half = 1 << (-s - 1);
+        return (uint8_t)(q + (r > half || (r == half && (q & 1)) ? 1 : 0));
+    }
+    const int u = x << s;
+    if (u < 8) { /* below 2^-6 */
+        return (uint8_t)u;
+    }
+    int p = 3; /* floor(log2 u): the exponent is p - 9, biased by 7 */
+    while ((u >> (p + 1)) != 0) {
+        p++;
+    }
+    return (uint8_t)(((p - 2) << 3) | (((u << 3) >> p) - 8));
 }
+/* Checked at compile time against a search: the nearest of the positive E4M3 codes (ties to the
+ * even code), every value in units of 2^-14 (code c = 8e + m is m 2^5 for e = 0, else
+ * (8 + m) 2^(e + 4); the input is 2|e2m1| 2^i). */
+constexpr bool e4m3_shifted_is_nearest() {
+    const int twice[8] = {0, 1, 2, 3, 4, 6, 8, 12};
+    for (int i = 0; i < kShifts; i++) {
+        for (int m = 0; m < 8; m++) {
+            const long target = (long)twice[m] << i;
+            int best = 0;
+            long best_d = target;
+            for (int c = 1; c < 127; c++) {
+                const long v =
+                    (c >> 3) == 0 ? (long)(c & 7) << 5 : (long)(8 + (c & 7)) << ((c >> 3) + 4);
+                const long d = v > target ? v - target : target - v;
+                if (d < best_d || (d == best_d && (c & 1) == 0)) {
+                    best = c, best_d = d;
+                }
+            }
+            if (best != e4m3_shifted(m, i)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+static_assert(e4m3_shifted_is_nearest() && e4m3_shifted(7, 13) == 0x4C &&
+                  e4m3_shifted(3, 4) == 0x02,
+              "E4M3 shift tables: 6 -> 0x4C, 1.5 * 2^-9 -> 2^-8 (to even)");
 
-/* E4M3 encoding (round to nearest even, subnormals included) of m * 2^d for an E2M1 magnitude. */
-__device__ uint8_t e4m3_of(float m, int d) {
-    float v = ldexpf(m, d);
-    if (v == 0.0f) {
-        return 0;
+/* The shift tables as words: row i (E2M1 magnitudes 0-3, then 4-7) at words 2i and 2i + 1,
+ * rows kShifts..31 zero. Each kernel copies the rows it uses into shared memory. */
+struct e4m3_tables {
+    uint32_t words[64];
+};
+constexpr e4m3_tables make_e4m3_tables() {
+    e4m3_tables t = {};
+    for (int i = 0; i < kShifts; i++) {
+        for (int m = 0; m < 8; m++) {
+            t.words[2 * i + m / 4] |= (uint32_t)e4m3_shifted(m, i) << (8 * (m % 4));
+        }
     }
-    if (v < 0.015625f) {                   /* below 2^-6: subnormal, units of 2^-9 */
-        return (uint8_t)rintf(v * 512.0f); /* a carry to 8 is 2^-6's normal encoding */
-    }
-    int e = ilogbf(v);
-    int mant = (int)((ldexpf(v, -e) - 1.0f) * 8.0f); /* exact: at most 2 significant bits */
-    return (uint8_t)(((e + 7) << 3) | mant);
+    return t;
 }
+__device__ const e4m3_tables kE4m3Tables = make_e4m3_tables();
 
 /* E4M3 bytes of 4 E2M1 nibbles: those in bits 0..15 of x (High = false) or 16..31 (true). */
 template <bool High> __device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint2 table) {
@@ -1047,8 +1094,8 @@ constexpr int kE4m3Threads = 256;
 __global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
-    for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) {
-        reinterpret_cast<uint8_t*>(table)[t] = e4m3_of(e2m1_magnitude(t % 8), t / 8 - 13);
+    for (int t = threadIdx.x; t < 2 * kShifts; t += blockDim.x) {
+        reinterpret_cast<uint32_t*>(table)[t] = kE4m3Tables.words[t];
     }
     __syncthreads();
     pdl_wait(); /* the quantizer's rows (launched after it by launch_pdl) */
@@ -1185,8 +1232,8 @@ __global__ void __launch_bounds__(kTokenMaxThreads, 1) token_e4m3_kernel(gemm_ar
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
     __shared__ unsigned extremes[2][kTokenMaxThreads / 32]; /* each warp's largest, smallest */
-    for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) {
-        reinterpret_cast<uint8_t*>(table)[t] = e4m3_of(e2m1_magnitude(t % 8), t / 8 - 13);
+    for (int t = threadIdx.x; t < 2 * kShifts; t += blockDim.x) {
+        reinterpret_cast<uint32_t*>(table)[t] = kE4m3Tables.words[t];
     }
     __syncthreads();
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
@@ -1424,10 +1471,8 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
             mbar_init(&h.full[lane], 1); /* the producer's expect_tx; the TMA's bytes */
             mbar_init(&h.empty[lane], 128 * consumer_wgs<BN>()); /* each consumer thread */
         }
-    } else if (tid >= 64 && tid < 64 + 32 * 8) {
-        const int i = (tid - 64) / 8, m = (tid - 64) % 8;
-        reinterpret_cast<uint8_t*>(h.table)[i * 8 + m] =
-            i < kShifts ? e4m3_of(e2m1_magnitude(m), i - 13) : 0;
+    } else if (tid >= 64 && tid < 128) {
+        reinterpret_cast<uint32_t*>(h.table)[tid - 64] = kE4m3Tables.words[tid - 64];
     }
     __syncthreads();
 
