@@ -164,8 +164,9 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     g1.scratch = reinterpret_cast<uint8_t*>(ws + L.scratch);
     g1.scratch_bytes = gemm_scratch(E, pairs, H, n13, I);
     /* The Hopper GEMM re-encodes its rows in a prepass anyway: there each token is quantized
-     * once and the prepass reads it for each of its pairs (no gathered copy); a pair's rows
-     * are the same bytes either way. */
+     * once, by that prepass itself where K allows (gemm_args.tokens), else by the quantizer
+     * with the prepass reading it for each of its pairs (no gathered copy); a pair's rows are
+     * the same bytes either way. */
     const bool tokens_once =
         !p->router_weight_on_input && mxmoe_grouped_gemm_pick(ctx, &g1) == GEMM_SM90;
     const bool token_prepass = tokens_once && mxmoe_sm90_tokens_fit(H);
