@@ -1176,62 +1176,73 @@ __global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
 constexpr int kTokenMaxChunks = 64, kTokenMaxThreads = 4 * kTokenMaxChunks;
 
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* The 8 elements of token row `row` at `col` (a multiple of 8) as FP32, and the largest of
- * their magnitudes' bits (NaN/Inf patterns the largest, as in mxmoe_quantize_block); none past
- * the row (`live` false): zeros. */
-__device__ __forceinline__ uint32_t load_token_word(const gemm_args& a, int64_t row, int64_t col,
-                                                    bool live, bool vectors, float (&v)[8]) {
-    const int64_t first = row * a.k + col;
-    if (!live) {
+/* A thread's 8 token elements as loaded: 8 FP32 words, or 4 words of two 16-bit elements each,
+ * kept packed (half the registers: the kernel then holds 10 blocks an SM, not 6). */
+template <mxmoe_dtype D> struct token_word {
+    static constexpr int words = D == MXMOE_F32 ? 8 : 4;
+    uint32_t w[words];
+
+    /* Elements first .. first + 7 of x (zeros where not `live`); `vectors`: 16-byte aligned. */
+    __device__ __forceinline__ void load(const void* x, int64_t first, bool live, bool vectors) {
+        const uint4* v = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(x) +
+                                                        first * (D == MXMOE_F32 ? 4 : 2));
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            v[i] = 0.0f;
+        for (int i = 0; i < words; i++) {
+            w[i] = 0;
         }
-    } else if (a.tokens.dtype == MXMOE_F32) {
-        const float* p = static_cast<const float*>(a.tokens.x) + first;
+        if (!live) {
+            return;
+        }
         if (vectors) {
-            const float4 x0 = __ldg(reinterpret_cast<const float4*>(p)),
-                         x1 = __ldg(reinterpret_cast<const float4*>(p) + 1);
-            v[0] = x0.x, v[1] = x0.y, v[2] = x0.z, v[3] = x0.w;
-            v[4] = x1.x, v[5] = x1.y, v[6] = x1.z, v[7] = x1.w;
-        } else {
+#pragma unroll
+            for (int u = 0; u < words / 4; u++) {
+                const uint4 x4 = __ldg(v + u);
+                w[4 * u] = x4.x, w[4 * u + 1] = x4.y, w[4 * u + 2] = x4.z, w[4 * u + 3] = x4.w;
+            }
+        } else if (D == MXMOE_F32) {
 #pragma unroll
             for (int i = 0; i < 8; i++) {
-                v[i] = __ldg(p + i);
-            }
-        }
-    } else { /* BF16 or F16 */
-        const uint16_t* p = static_cast<const uint16_t*>(a.tokens.x) + first;
-        uint16_t h[8];
-        if (vectors) { /* one 16-byte load */
-            const uint4 x = __ldg(reinterpret_cast<const uint4*>(p));
-            const uint32_t words[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                h[2 * i] = (uint16_t)words[i], h[2 * i + 1] = (uint16_t)(words[i] >> 16);
+                w[i] = __ldg(static_cast<const uint32_t*>(x) + first + i);
             }
         } else {
 #pragma unroll
             for (int i = 0; i < 8; i++) {
-                h[i] = __ldg(p + i);
+                w[i / 2] |= (uint32_t)__ldg(static_cast<const uint16_t*>(x) + first + i)
+                            << (16 * (i % 2));
             }
         }
-        const bool bf16 = a.tokens.dtype == MXMOE_BF16;
+    }
+
+    /* Element i as FP32 (exact). */
+    __device__ __forceinline__ float at(int i) const {
+        if (D == MXMOE_F32) {
+            return __uint_as_float(w[i]);
+        }
+        const uint32_t half = i % 2 ? w[i / 2] >> 16 : w[i / 2] & 0xFFFFu;
+        if (D == MXMOE_BF16) {
+            return __uint_as_float(half << 16);
+        }
+        float f; /* the hardware's conversion (mxmoe_f16_to_f32 is ~12 instructions) */
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)half));
+        return f;
+    }
+
+    /* The largest of the magnitudes' FP32 bits (NaN/Inf patterns the largest, as in
+     * mxmoe_quantize_block). */
+    __device__ __forceinline__ uint32_t amax_bits() const {
+        uint32_t m = 0;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            v[i] = bf16 ? mxmoe_bf16_to_f32(h[i]) : mxmoe_f16_to_f32(h[i]);
+            m = max(m, mxmoe_f32_bits(at(i)) & 0x7fffffffu);
         }
+        return m;
     }
-    uint32_t amax = 0;
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-        amax = max(amax, mxmoe_f32_bits(v[i]) & 0x7fffffffu);
-    }
-    return amax;
-}
+};
 #endif
 
-__global__ void __launch_bounds__(kTokenMaxThreads, 1) token_e4m3_kernel(gemm_args a) {
+template <mxmoe_dtype D>
+__global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
+    token_e4m3_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
     __shared__ unsigned extremes[2][kTokenMaxThreads / 32]; /* each warp's largest, smallest */
@@ -1245,21 +1256,21 @@ __global__ void __launch_bounds__(kTokenMaxThreads, 1) token_e4m3_kernel(gemm_ar
     const bool chunk = c < nc;
     const int64_t kc = (int64_t)nc * kChunk, pitch = word_pitch(a.rows) / 4;
     const int64_t top_k = a.tokens.top_k;
-    /* rows of k elements (a multiple of 32) stay 32-byte aligned from an aligned base */
-    const bool vectors = (uintptr_t)a.tokens.x % 32 == 0;
+    /* a thread's 8 elements stay 16-byte aligned from an aligned base (k a multiple of 32) */
+    const bool vectors = (uintptr_t)a.tokens.x % 16 == 0;
     for (int64_t t = blockIdx.x; t < a.tokens.count; t += gridDim.x) {
-        float v[4][8];
-        uint32_t amax[4], sc = 0, w[4];
+        token_word<D> x[4];
+        uint32_t sc = 0, w[4];
 #pragma unroll
         for (int q = 0; q < 4; q++) {
             const int block = 4 * c + q;
-            amax[q] = load_token_word(a, t, 32 * (int64_t)block + 8 * k, chunk && block < kb,
-                                      vectors, v[q]);
+            x[q].load(a.tokens.x, t * a.k + 32 * block + 8 * k, chunk && block < kb, vectors);
         }
 #pragma unroll
         for (int q = 0; q < 4; q++) {
             const int block = 4 * c + q;
-            uint32_t m = max(amax[q], __shfl_xor_sync(0xFFFFFFFFu, amax[q], 1));
+            const uint32_t amax = x[q].amax_bits();
+            uint32_t m = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
             m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
             const bool live = chunk && block < kb;
             const uint8_t scale = live ? mxmoe_scale_byte(m, a.tokens.rule) : 0;
@@ -1267,7 +1278,7 @@ __global__ void __launch_bounds__(kTokenMaxThreads, 1) token_e4m3_kernel(gemm_ar
             if (live && scale != MXMOE_E8M0_NAN) {
 #pragma unroll
                 for (int i = 0; i < 8; i++) {
-                    codes |= mxmoe_e2m1_code_rne(v[q][i], scale) << (4 * i);
+                    codes |= mxmoe_e2m1_code_rne(x[q].at(i), scale) << (4 * i);
                 }
             }
             w[q] = codes;
@@ -1836,8 +1847,11 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     args.release_early = grid <= (unsigned)cuda_state(ctx)->sm_count;
     if (args.tokens.x != nullptr) { /* a block per token, a thread per 32 elements */
         const int threads = (int)((args.k / 32 + 31) / 32 * 32); /* 4 per chunk, whole warps */
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, token_e4m3_kernel,
-                                         grid_for(ctx, args.tokens.count, 1), threads, 0, args));
+        auto kernel = args.tokens.dtype == MXMOE_BF16  ? token_e4m3_kernel<MXMOE_BF16>
+                      : args.tokens.dtype == MXMOE_F16 ? token_e4m3_kernel<MXMOE_F16>
+                                                       : token_e4m3_kernel<MXMOE_F32>;
+        MXMOE_CUDA_CHECK(
+            ctx, launch_pdl(ctx, kernel, grid_for(ctx, args.tokens.count, 1), threads, 0, args));
     } else {
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, grid, kE4m3Threads, 0, args));
     }
