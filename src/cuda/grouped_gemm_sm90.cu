@@ -1177,7 +1177,8 @@ constexpr int kTokenMaxChunks = 64, kTokenMaxThreads = 4 * kTokenMaxChunks;
 
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* A thread's 8 token elements as loaded: 8 FP32 words, or 4 words of two 16-bit elements each,
- * kept packed (half the registers: the kernel then holds 10 blocks an SM, not 6). */
+ * kept packed (the kernel at 39-40 registers instead of 62: 17 blocks of 96 threads an SM instead
+ * of 10, 42 -> 33 us at gpt-oss-20b n = 4096, Nsight). */
 template <mxmoe_dtype D> struct token_word {
     static constexpr int words = D == MXMOE_F32 ? 8 : 4;
     uint32_t w[words];
