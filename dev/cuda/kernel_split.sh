@@ -2,7 +2,8 @@
 # with --clock-control none; caches still flushed between kernels, so each kernel reads cold):
 # per kernel of one call, its duration, DRAM bytes and DRAM throughput against peak.
 #   OP=grouped SHAPES="gpt-oss-20b qwen3-30b-a3b" TOKENS="512 8192" bash dev/cuda/kernel_split.sh
-# Needs build-gpu/mxmoe (tests/gpu/run.sh or dev/cuda/smoke.sh builds it).
+# Needs build-gpu/mxmoe (tests/gpu/run.sh or dev/cuda/smoke.sh builds it), or BIN=another mxmoe
+# (e.g. an A/B variant's, build-abv/main/build/mxmoe); GEMM sets MXMOE_CUDA_GEMM (default auto).
 set -u
 op=${OP:-grouped}
 metrics=gpu__time_duration.sum,dram__bytes.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed
@@ -11,9 +12,9 @@ for shape in ${SHAPES:-gpt-oss-20b}; do
     echo "=== $op $shape n=$n: kernel, us, DRAM MB, DRAM % of peak"
     ncu --clock-control none --metrics "$metrics" --launch-skip "${SKIP:-10}" \
       --launch-count "${COUNT:-8}" \
-      build-gpu/mxmoe bench --backend cuda --op "$op" --shape "$shape" --tokens "$n" \
-      --iters 3 --budget-ms 50 > "$OUT/split-$op-$shape-$n.txt" 2>&1
-    python3 - "$OUT/split-$op-$shape-$n.txt" <<'PY'
+      env MXMOE_CUDA_GEMM="${GEMM:-auto}" "${BIN:-build-gpu/mxmoe}" bench --backend cuda --op "$op" --shape "$shape" --tokens "$n" \
+      --iters 3 --budget-ms 50 > "$OUT/split-$op-$shape-$n${TAG:-}.txt" 2>&1
+    python3 - "$OUT/split-$op-$shape-$n${TAG:-}.txt" <<'PY'
 import re, sys
 name, vals = None, {}
 def flush():

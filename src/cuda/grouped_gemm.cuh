@@ -28,6 +28,18 @@ struct gemm_args {
      * dropped pair's row that no expert covers, reads row 0) */
     const int32_t* a_rows;
     int64_t a_rows_div;
+    /* Hopper path only, optional (x != NULL; see mxmoe_sm90_tokens_fit): the activations are
+     * tokens, which the GEMM's prepass quantizes itself (instead of a_packed / a_scales / a_rows)
+     * and writes to the GEMM rows of their pairs: pair t * top_k + j of token t to row
+     * row_of[t * top_k + j] (-1: dropped). */
+    struct {
+        const void* x; /* [count, k] */
+        mxmoe_dtype dtype;
+        int64_t count;
+        int64_t top_k;
+        mxmoe_scale_rule rule;
+        const int32_t* row_of; /* [count * top_k], the plan's */
+    } tokens;
     unsigned* errors;
     int check_offsets; /* the caller's offsets: validate them (MXMOE_DEVERR_OFFSETS) */
     /* Hopper path: device scratch for the converted activations and the weight-scale words
@@ -78,6 +90,8 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx); /* once per context: device a
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args);
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args);
 size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts, int64_t n);
+/* Whether the Hopper prepass takes its activations as tokens (gemm_args.tokens) at this K. */
+bool mxmoe_sm90_tokens_fit(int64_t k);
 /* The weight-scale words of all E experts of args' weights into new device memory (*words;
  * NULL where the Hopper path would not take these weights), for mxmoe_weights_prepare. */
 mxmoe_status mxmoe_grouped_gemm_sm90_prepare(mxmoe_ctx* ctx, const gemm_args* args,

@@ -28,7 +28,9 @@
  * this one needs no data exchange between threads. The tokens are the B operand (swapped
  * operands: the expert's weights fill the 64-row side even for one token); a prepass converts
  * them once into E4M3 rows in the same permuted order (plus one FP32 factor per row and chunk),
- * so the GEMM's producer only copies them into the 128-byte swizzled layout wgmma reads.
+ * so the GEMM's producer only copies them into the 128-byte swizzled layout wgmma reads. The
+ * prepass reads MXFP4 rows (act_e4m3_kernel), or for a projection the tokens themselves, which
+ * it quantizes beside the plan (token_e4m3_kernel, v26).
  *
  * Scales. Two passes before the GEMM take all scale work off its copy path: the activation
  * prepass above writes one FP32 factor per row and chunk, and the weight-scale pass one word per
@@ -71,7 +73,8 @@
  * barrier (no warp sync a chunk: -2..-4 % from n = 512). Measured and dropped (NOTES v20/v21):
  * L2 prefetch of the weights, token rows gathered by one-row TMA copies (4x slower: the TMA
  * unit's cost is per copy instruction), the loop unrolled by the ring, 256-token tiles in
- * four parts.
+ * four parts. v26 = the token prepass: quantizer and MXFP4 prepass in one kernel beside the
+ * plan (-4 us at n = 512, -1 % .. -5 % at gpt-oss n >= 4096).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -81,6 +84,7 @@
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/lab_stamps.cuh"
+#include "cuda/quantize.cuh"
 #include "cuda/sm90_ptx.cuh"
 #include "cuda/sm90_wgmma.cuh"
 
@@ -285,24 +289,71 @@ template <int BN> struct regs {
                   "the consumers ask for more registers than the producer releases");
 };
 
-/* E2M1 magnitude m: 0, 0.5 (subnormal), else (1 + (m & 1) / 2) * 2^((m >> 1) - 1). */
-__device__ __forceinline__ float e2m1_magnitude(int m) {
-    return m < 2 ? 0.5f * (float)m : ldexpf(1.0f + 0.5f * (float)(m & 1), (m >> 1) - 1);
+/* The E4M3 byte (round to nearest even, subnormals included) of E2M1 magnitude m times
+ * 2^(i - 13), from integers: twice the magnitude, x in {0, 1, 2, 3, 4, 6, 8, 12}, makes the value
+ * x * 2^(i - 5) in units of 2^-9, E4M3's subnormal step; x has at most 2 significant bits, so
+ * every normal result is exact. */
+constexpr uint8_t e4m3_shifted(int m, int i) {
+    const int twice[8] = {0, 1, 2, 3, 4, 6, 8, 12};
+    const int x = twice[m], s = i - 5;
+    if (s < 0) { /* under 6 steps: subnormal, rounded */
+        const int q = x >> -s, r = x & ((1 << -s) - 1), half = 1 << (-s - 1);
+        return (uint8_t)(q + (r > half || (r == half && (q & 1)) ? 1 : 0));
+    }
+    const int u = x << s;
+    if (u < 8) { /* below 2^-6 */
+        return (uint8_t)u;
+    }
+    int p = 3; /* floor(log2 u): the exponent is p - 9, biased by 7 */
+    while ((u >> (p + 1)) != 0) {
+        p++;
+    }
+    return (uint8_t)(((p - 2) << 3) | (((u << 3) >> p) - 8));
 }
+/* Checked at compile time against a search: the nearest of the positive E4M3 codes (ties to the
+ * even code), every value in units of 2^-14 (code c = 8e + m is m 2^5 for e = 0, else
+ * (8 + m) 2^(e + 4); the input is 2|e2m1| 2^i). */
+constexpr bool e4m3_shifted_is_nearest() {
+    const int twice[8] = {0, 1, 2, 3, 4, 6, 8, 12};
+    for (int i = 0; i < kShifts; i++) {
+        for (int m = 0; m < 8; m++) {
+            const long target = (long)twice[m] << i;
+            int best = 0;
+            long best_d = target;
+            for (int c = 1; c < 127; c++) {
+                const long v =
+                    (c >> 3) == 0 ? (long)(c & 7) << 5 : (long)(8 + (c & 7)) << ((c >> 3) + 4);
+                const long d = v > target ? v - target : target - v;
+                if (d < best_d || (d == best_d && (c & 1) == 0)) {
+                    best = c, best_d = d;
+                }
+            }
+            if (best != e4m3_shifted(m, i)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+static_assert(e4m3_shifted_is_nearest() && e4m3_shifted(7, 13) == 0x4C &&
+                  e4m3_shifted(3, 4) == 0x02,
+              "E4M3 shift tables: 6 -> 0x4C, 1.5 * 2^-9 -> 2^-8 (to even)");
 
-/* E4M3 encoding (round to nearest even, subnormals included) of m * 2^d for an E2M1 magnitude. */
-__device__ uint8_t e4m3_of(float m, int d) {
-    float v = ldexpf(m, d);
-    if (v == 0.0f) {
-        return 0;
+/* The shift tables as words: row i (E2M1 magnitudes 0-3, then 4-7) at words 2i and 2i + 1,
+ * rows kShifts..31 zero. Each kernel copies the rows it uses into shared memory. */
+struct e4m3_tables {
+    uint32_t words[64];
+};
+constexpr e4m3_tables make_e4m3_tables() {
+    e4m3_tables t = {};
+    for (int i = 0; i < kShifts; i++) {
+        for (int m = 0; m < 8; m++) {
+            t.words[2 * i + m / 4] |= (uint32_t)e4m3_shifted(m, i) << (8 * (m % 4));
+        }
     }
-    if (v < 0.015625f) {                   /* below 2^-6: subnormal, units of 2^-9 */
-        return (uint8_t)rintf(v * 512.0f); /* a carry to 8 is 2^-6's normal encoding */
-    }
-    int e = ilogbf(v);
-    int mant = (int)((ldexpf(v, -e) - 1.0f) * 8.0f); /* exact: at most 2 significant bits */
-    return (uint8_t)(((e + 7) << 3) | mant);
+    return t;
 }
+__device__ const e4m3_tables kE4m3Tables = make_e4m3_tables();
 
 /* E4M3 bytes of 4 E2M1 nibbles: those in bits 0..15 of x (High = false) or 16..31 (true). */
 template <bool High> __device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint2 table) {
@@ -980,6 +1031,49 @@ __device__ __forceinline__ float pow2_nonpositive(int d) {
     return d >= -126 ? __int_as_float((d + 127) << 23) : __int_as_float(1 << (d + 149));
 }
 
+/* Word k of a chunk's four blocks in E4M3, as the GEMM reads it (both prepasses): w holds the
+ * blocks' packed words k and sc their scale bytes (blocks from `valid` on lie past K: zero
+ * words and scales). A chunk is on the row's reference `ref` when every block encodes against
+ * it as against the chunk's own largest: exact (within 14 binades of it), or flushed to zero
+ * either way (more than 19 binades below the chunk's largest: an all-zero block's scale 0, say);
+ * only rows with `units` have one. Writes units 2k and 2k + 1 of the chunk's 128 bytes and
+ * returns whether the chunk is on the reference. */
+__device__ __forceinline__ bool e4m3_chunk_word(const uint2* table, const uint32_t (&w)[4],
+                                                uint32_t sc, int valid, int ref, bool units,
+                                                uint4& lo, uint4& hi) {
+    const int smax = max_byte(sc);
+    bool on_ref = units;
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int sq = (int)((sc >> (8 * q)) & 0xFF);
+        on_ref = on_ref && (q >= valid || sq + 14 >= ref || sq + 19 < smax);
+    }
+    const int base = on_ref ? ref : smax;
+    uint2 tab[4];
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int i = (int)((sc >> (8 * q)) & 0xFF) - base + 6 + 13;
+        tab[q] = table[i < 0 ? 0 : i];
+    }
+    lo = make_uint4(e4m3x4<false>(w[0], tab[0]), e4m3x4<false>(w[1], tab[1]),
+                    e4m3x4<false>(w[2], tab[2]), e4m3x4<false>(w[3], tab[3]));
+    hi = make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
+                    e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
+    return on_ref;
+}
+
+/* A row's chunk factor in its units (a_factors): 1 on the reference, else 2^(smax - ref); rows
+ * without units (a chunk more than 100 binades below the reference) take absolute factors. */
+__device__ __forceinline__ float e4m3_chunk_factor(bool units, bool on_ref, int smax, int ref) {
+    return !units ? chunk_factor(smax) : (on_ref ? 1.0f : pow2_nonpositive(smax - ref));
+}
+
+/* A row's unit word (after its chunk factors): its reference scale (133 without units) and
+ * whether some chunk is off it. */
+__device__ __forceinline__ uint32_t e4m3_unit_word(bool units, int ref, bool off_ref) {
+    return (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
+}
+
 #endif /* host or sm_90a */
 
 /* The prepass: MXFP4 activations (row a_rows[r] / a_rows_div for GEMM row r where mapped) ->
@@ -1003,8 +1097,8 @@ constexpr int kE4m3Threads = 256;
 __global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
     __shared__ uint2 table[kShifts];
-    for (int t = threadIdx.x; t < kShifts * 8; t += blockDim.x) {
-        reinterpret_cast<uint8_t*>(table)[t] = e4m3_of(e2m1_magnitude(t % 8), t / 8 - 13);
+    for (int t = threadIdx.x; t < 2 * kShifts; t += blockDim.x) {
+        reinterpret_cast<uint32_t*>(table)[t] = kE4m3Tables.words[t];
     }
     __syncthreads();
     pdl_wait(); /* the quantizer's rows (launched after it by launch_pdl) */
@@ -1038,44 +1132,209 @@ __global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
         for (int t = lane; t < 4 * nc; t += 32) {
             const int c = t / 4, k = t % 4; /* word k of the chunk's 4 blocks: units 2k, 2k+1 */
             const uint32_t sc = act_chunk_scales(a, src, c, kb, scale_words);
-            const int smax = max_byte(sc);
             uint32_t w[4];
-            /* On the reference when every block encodes against it as against the chunk's own
-             * largest: exact (within 14 binades of it), or flushed to zero either way (more
-             * than 19 binades below the chunk's largest: an all-zero block's scale 0, say).
-             * Blocks past K are zeros, the same anywhere. */
-            bool same = units;
 #pragma unroll
             for (int q = 0; q < 4; q++) {
-                const int block = 4 * c + q, sq = (int)((sc >> (8 * q)) & 0xFF);
+                const int block = 4 * c + q;
                 w[q] = block < kb
                            ? __ldg(reinterpret_cast<const uint32_t*>(packed + block * 16) + k)
                            : 0u;
-                same = same && (block >= kb || sq + 14 >= ref || sq + 19 < smax);
-            }
-            const bool on_ref = same;
-            const int base = on_ref ? ref : smax;
-            uint2 tab[4];
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int i = (int)((sc >> (8 * q)) & 0xFF) - base + 6 + 13;
-                tab[q] = table[i < 0 ? 0 : i];
             }
             uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk) + 2 * k;
-            dst[0] = make_uint4(e4m3x4<false>(w[0], tab[0]), e4m3x4<false>(w[1], tab[1]),
-                                e4m3x4<false>(w[2], tab[2]), e4m3x4<false>(w[3], tab[3]));
-            dst[1] = make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
-                                e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
+            const bool on_ref =
+                e4m3_chunk_word(table, w, sc, kb - 4 * c, ref, units, dst[0], dst[1]);
             if (k == 0) {
-                a.a_factors[c * pitch + r] =
-                    !units ? chunk_factor(smax) : (on_ref ? 1.0f : pow2_nonpositive(smax - ref));
+                a.a_factors[c * pitch + r] = e4m3_chunk_factor(units, on_ref, max_byte(sc), ref);
                 off_ref |= !on_ref;
             }
         }
         off_ref = __any_sync(0xFFFFFFFFu, off_ref);
         if (lane == 0) {
             reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] =
-                (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
+                e4m3_unit_word(units, ref, off_ref);
+        }
+    }
+    pdl_release(); /* the GEMM may start (it waits for these rows before their copies) */
+#else
+    (void)a;
+#endif
+}
+
+/* The prepass fed by tokens (gemm_args.tokens), for the projection and the layer's first GEMM:
+ * a block per token quantizes its row as mxmoe_quantize would (the scale rule and the RNE
+ * encoder of quantize_block_lanes: the same codes and scales), encodes them in E4M3 as
+ * act_e4m3_kernel does from those bytes, and writes the result to the GEMM row of each of the
+ * token's pairs. Launched right after the plan, it runs beside it up to those writes, which
+ * wait for its rows: plan, quantizer and prepass make two kernels on the chain before the GEMM
+ * instead of three, and the MXFP4 rows never go through memory. Thread 4c + k holds word k (8
+ * elements) of each of the 4 blocks of chunk c, from its loads to its stores, so a token is one
+ * round of loads and two block barriers (the row's reference): K <= 128 kTokenMaxChunks
+ * (mxmoe_sm90_tokens_fit). (A warp per token, its chunks in rounds, was 13-40 us slower than
+ * the quantizer and the MXFP4 prepass at n = 64: a chain of 2 x 4 loads a round.) Rows no pair
+ * maps to (dropped pairs, past offsets[E]) are written as zeros, which the last tile reads as
+ * padding. */
+constexpr int kTokenMaxChunks = 64, kTokenMaxThreads = 4 * kTokenMaxChunks;
+
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* A thread's 8 token elements as loaded: 8 FP32 words, or 4 words of two 16-bit elements each,
+ * kept packed (the kernel at 39-40 registers instead of 62: 17 blocks of 96 threads an SM instead
+ * of 10, 42 -> 33 us at gpt-oss-20b n = 4096, Nsight). */
+template <mxmoe_dtype D> struct token_word {
+    static constexpr int words = D == MXMOE_F32 ? 8 : 4;
+    uint32_t w[words];
+
+    /* Elements first .. first + 7 of x (zeros where not `live`); `vectors`: 16-byte aligned. */
+    __device__ __forceinline__ void load(const void* x, int64_t first, bool live, bool vectors) {
+        const uint4* v = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(x) +
+                                                        first * (D == MXMOE_F32 ? 4 : 2));
+#pragma unroll
+        for (int i = 0; i < words; i++) {
+            w[i] = 0;
+        }
+        if (!live) {
+            return;
+        }
+        if (vectors) {
+#pragma unroll
+            for (int u = 0; u < words / 4; u++) {
+                const uint4 x4 = __ldg(v + u);
+                w[4 * u] = x4.x, w[4 * u + 1] = x4.y, w[4 * u + 2] = x4.z, w[4 * u + 3] = x4.w;
+            }
+        } else if (D == MXMOE_F32) {
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                w[i] = __ldg(static_cast<const uint32_t*>(x) + first + i);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                w[i / 2] |= (uint32_t)__ldg(static_cast<const uint16_t*>(x) + first + i)
+                            << (16 * (i % 2));
+            }
+        }
+    }
+
+    /* Element i as FP32 (exact). */
+    __device__ __forceinline__ float at(int i) const {
+        if (D == MXMOE_F32) {
+            return __uint_as_float(w[i]);
+        }
+        const uint32_t half = i % 2 ? w[i / 2] >> 16 : w[i / 2] & 0xFFFFu;
+        if (D == MXMOE_BF16) {
+            return __uint_as_float(half << 16);
+        }
+        float f; /* the hardware's conversion (mxmoe_f16_to_f32 is ~12 instructions) */
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)half));
+        return f;
+    }
+
+    /* The largest of the magnitudes' FP32 bits (NaN/Inf patterns the largest, as in
+     * mxmoe_quantize_block). */
+    __device__ __forceinline__ uint32_t amax_bits() const {
+        uint32_t m = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            m = max(m, mxmoe_f32_bits(at(i)) & 0x7fffffffu);
+        }
+        return m;
+    }
+};
+#endif
+
+template <mxmoe_dtype D>
+__global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
+    token_e4m3_kernel(gemm_args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
+    __shared__ uint2 table[kShifts];
+    __shared__ unsigned extremes[2][kTokenMaxThreads / 32]; /* each warp's largest, smallest */
+    for (int t = threadIdx.x; t < 2 * kShifts; t += blockDim.x) {
+        reinterpret_cast<uint32_t*>(table)[t] = kE4m3Tables.words[t];
+    }
+    __syncthreads();
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    const int c = threadIdx.x / 4, k = threadIdx.x % 4; /* word k of chunk c's 4 blocks */
+    const int kb = (int)(a.k / 32), nc = (kb + 3) / 4;
+    const bool chunk = c < nc;
+    const int64_t kc = (int64_t)nc * kChunk, pitch = word_pitch(a.rows) / 4;
+    const int64_t top_k = a.tokens.top_k;
+    /* a thread's 8 elements stay 16-byte aligned from an aligned base (k a multiple of 32) */
+    const bool vectors = (uintptr_t)a.tokens.x % 16 == 0;
+    for (int64_t t = blockIdx.x; t < a.tokens.count; t += gridDim.x) {
+        token_word<D> x[4];
+        uint32_t sc = 0, w[4];
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int block = 4 * c + q;
+            x[q].load(a.tokens.x, t * a.k + 32 * block + 8 * k, chunk && block < kb, vectors);
+        }
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int block = 4 * c + q;
+            const uint32_t amax = x[q].amax_bits();
+            uint32_t m = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
+            m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
+            const bool live = chunk && block < kb;
+            const uint8_t scale = live ? mxmoe_scale_byte(m, a.tokens.rule) : 0;
+            uint32_t codes = 0;
+            if (live && scale != MXMOE_E8M0_NAN) {
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    codes |= mxmoe_e2m1_code_rne(x[q].at(i), scale) << (4 * i);
+                }
+            }
+            w[q] = codes;
+            sc |= (uint32_t)scale << (8 * q);
+        }
+        /* the row's largest and smallest chunk maxima */
+        const unsigned smax = (unsigned)max_byte(sc);
+        const unsigned hi = __reduce_max_sync(0xFFFFFFFFu, chunk ? smax : 0u);
+        const unsigned lo = __reduce_min_sync(0xFFFFFFFFu, chunk ? smax : 255u);
+        if (lane == 0) {
+            extremes[0][warp] = hi, extremes[1][warp] = lo;
+        }
+        __syncthreads();
+        unsigned row_hi = 0, row_lo = 255;
+        for (int i = 0; i < warps; i++) {
+            row_hi = max(row_hi, extremes[0][i]), row_lo = min(row_lo, extremes[1][i]);
+        }
+        const int ref = (int)row_hi;
+        const bool units = (int)row_lo + 100 >= ref;
+        uint4 lo4, hi4;
+        const bool on_ref = e4m3_chunk_word(table, w, sc, kb - 4 * c, ref, units, lo4, hi4);
+        const float factor = e4m3_chunk_factor(units, on_ref, (int)smax, ref);
+        /* a barrier too: every thread has read `extremes` before the next token writes them */
+        const uint32_t unit_word = e4m3_unit_word(units, ref, __syncthreads_or(chunk && !on_ref));
+        pdl_wait(); /* the plan's rows (the kernel before) */
+        if (a.release_early) {
+            pdl_release();
+        }
+        for (int64_t j = 0; j < top_k; j++) {
+            const int32_t r = a.tokens.row_of[t * top_k + j];
+            if (r < 0 || r >= a.rows) { /* dropped (block-uniform) */
+                continue;
+            }
+            if (chunk) {
+                uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk) + 2 * k;
+                dst[0] = lo4;
+                dst[1] = hi4;
+                if (k == 0) {
+                    a.a_factors[c * pitch + r] = factor;
+                }
+            }
+            if (threadIdx.x == 0) {
+                reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] = unit_word;
+            }
+        }
+    }
+    pdl_wait(); /* every thread: the grid ends after the plan, as the kernels after it assume */
+    /* Rows no pair maps to: zeros, on reference (read only as the last tile's padding). */
+    const int64_t kept = grouped_row_limit(a.offsets, a.num_experts, a.rows);
+    for (int64_t r = kept + blockIdx.x; r < a.rows; r += gridDim.x) {
+        for (int64_t u = threadIdx.x; u < kc / 16; u += blockDim.x) {
+            reinterpret_cast<uint4*>(a.a_e4m3 + r * kc)[u] = make_uint4(0, 0, 0, 0);
+        }
+        for (int i = threadIdx.x; i <= nc; i += blockDim.x) {
+            a.a_factors[i * pitch + r] = 0.0f;
         }
     }
     pdl_release(); /* the GEMM may start (it waits for these rows before their copies) */
@@ -1227,10 +1486,8 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
             mbar_init(&h.full[lane], 1); /* the producer's expect_tx; the TMA's bytes */
             mbar_init(&h.empty[lane], 128 * consumer_wgs<BN>()); /* each consumer thread */
         }
-    } else if (tid >= 64 && tid < 64 + 32 * 8) {
-        const int i = (tid - 64) / 8, m = (tid - 64) % 8;
-        reinterpret_cast<uint8_t*>(h.table)[i * 8 + m] =
-            i < kShifts ? e4m3_of(e2m1_magnitude(m), i - 13) : 0;
+    } else if (tid >= 64 && tid < 128) {
+        reinterpret_cast<uint32_t*>(h.table)[tid - 64] = kE4m3Tables.words[tid - 64];
     }
     __syncthreads();
 
@@ -1515,6 +1772,11 @@ scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
 }
 } // namespace
 
+bool mxmoe_sm90_tokens_fit(int64_t k) {
+    const char* v = getenv("MXMOE_CUDA_TOKEN_PREPASS"); /* =0: quantizer + MXFP4 prepass (A/B) */
+    return (v == nullptr || strcmp(v, "0") != 0) && k > 0 && (k / 32 + 3) / 4 <= kTokenMaxChunks;
+}
+
 size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     return scratch_of(rows, k, experts, n).total;
 }
@@ -1582,9 +1844,18 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * once: the GEMM's CTAs find free SMs and stream their first weights while it runs (n = 64:
      * -2..-5 %). Over more CTAs, the GEMM's would queue behind them and start unevenly, and its
      * tiles are dealt out in advance (gpt-oss-120b n = 512: +3 %; bench/NOTES.md v20). */
-    const unsigned prepass_grid = grid_for(ctx, args.rows * 32, kE4m3Threads);
-    args.release_early = prepass_grid <= (unsigned)cuda_state(ctx)->sm_count;
-    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, prepass_grid, kE4m3Threads, 0, args));
+    const unsigned grid = grid_for(ctx, args.rows * 32, kE4m3Threads);
+    args.release_early = grid <= (unsigned)cuda_state(ctx)->sm_count;
+    if (args.tokens.x != nullptr) { /* a block per token, a thread per 32 elements */
+        const int threads = (int)((args.k / 32 + 31) / 32 * 32); /* 4 per chunk, whole warps */
+        auto kernel = args.tokens.dtype == MXMOE_BF16  ? token_e4m3_kernel<MXMOE_BF16>
+                      : args.tokens.dtype == MXMOE_F16 ? token_e4m3_kernel<MXMOE_F16>
+                                                       : token_e4m3_kernel<MXMOE_F32>;
+        MXMOE_CUDA_CHECK(
+            ctx, launch_pdl(ctx, kernel, grid_for(ctx, args.tokens.count, 1), threads, 0, args));
+    } else {
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, grid, kE4m3Threads, 0, args));
+    }
     if (args.w_words_prepared != nullptr) {
         args.w_words = const_cast<uint32_t*>(args.w_words_prepared); /* only read from here */
     } else {

@@ -7,7 +7,8 @@
  * projection took on the device). Otherwise the three steps run as mxmoe_plan,
  * mxmoe_permute_quantize and mxmoe_grouped_gemm would, on scratch from the context's pool, the
  * GEMM writing each row straight to its pair's row (gemm_args.out_rows = the plan's sorted);
- * on the Hopper path each token is quantized once, not once per pair (see composed()).
+ * on the Hopper path each token is quantized once, not once per pair, by the GEMM's own prepass
+ * beside the plan (gemm_args.tokens; see composed()).
  * MXMOE_CUDA_PROJECTION=composed takes the second way everywhere (A/Bs, tests).
  */
 #include <stdlib.h>
@@ -27,16 +28,19 @@ constexpr size_t align256(size_t bytes) {
 
 /* plan -> quantize -> grouped GEMM into the pairs' rows, on the scratch laid out below (after
  * the plan's arrays: the quantized rows, then the Hopper GEMM's own scratch). The Hopper GEMM
- * re-encodes its activation rows in a prepass anyway, so there each token is quantized once and
- * the prepass reads it for each of its pairs (gemm_args.a_rows); the other kernels read MXFP4
- * rows in the plan's order, which permute_quantize writes. */
+ * re-encodes its activation rows in a prepass anyway: there the prepass quantizes each token
+ * itself, beside the plan, and writes it to each of its pairs' rows (gemm_args.tokens; K past
+ * its limit: the tokens quantized once, read by the MXFP4 prepass per pair, gemm_args.a_rows);
+ * the other kernels read MXFP4 rows in the plan's order, which permute_quantize writes. */
 mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& plan,
                       const mxmoe_mx_tensor* w, const mxmoe_tensor* bias, mxmoe_scale_rule rule,
                       mxmoe_tensor* out, int64_t top_k, bool sm90, uint8_t* gemm_scratch,
                       size_t gemm_scratch_bytes) {
     MXMOE_FORWARD(mxmoe_launch_plan(ctx, &plan));
     const int64_t P = plan.pairs, E = plan.num_experts, K = x->dims[1];
-    const int64_t rows = sm90 ? x->dims[0] : P; /* quantized rows: tokens, or pairs */
+    const bool token_prepass = sm90 && mxmoe_sm90_tokens_fit(K);
+    /* quantized rows: none (the prepass quantizes), tokens, or pairs */
+    const int64_t rows = token_prepass ? 0 : sm90 ? x->dims[0] : P;
     const int64_t d_sorted[1] = {P}, d_offsets[1] = {E + 1};
     const int64_t d_packed[2] = {rows, K / 2}, d_scales[2] = {rows, K / 32};
     mxmoe_tensor sorted = mxmoe_tensor_make(plan.sorted, MXMOE_I32, 1, d_sorted);
@@ -46,7 +50,9 @@ mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& pl
     a.packed = mxmoe_tensor_make(packed, MXMOE_U8, 2, d_packed);
     a.scales = mxmoe_tensor_make(packed + align256((size_t)(rows * K / 2)), MXMOE_U8, 2, d_scales);
     a.scale_layout = MXMOE_SCALES_LINEAR;
-    if (sm90) {
+    if (token_prepass) {
+        /* quantized by the GEMM's prepass, beside the plan */
+    } else if (sm90) {
         /* the tokens, not the pairs: the plan's result is not needed, so the two overlap */
         MXMOE_FORWARD(mxmoe_quantize_beside_plan_cuda(ctx, x, rule, &a));
     } else {
@@ -59,6 +65,15 @@ mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& pl
     g.check_offsets = 0; /* the plan's own */
     g.scratch = gemm_scratch;
     g.scratch_bytes = gemm_scratch_bytes;
+    if (token_prepass) {
+        g.tokens.x = x->data;
+        g.tokens.dtype = x->dtype;
+        g.tokens.count = x->dims[0];
+        g.tokens.top_k = top_k;
+        g.tokens.rule = rule;
+        g.tokens.row_of = plan.row_of;
+        return mxmoe_launch_grouped_gemm_sm90(ctx, &g);
+    }
     if (sm90) {
         g.a_rows = plan.sorted;
         g.a_rows_div = top_k;
@@ -112,9 +127,9 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
     /* One allocation a call (the Hopper GEMM's scratch in it too: a second stream-ordered
      * allocation inside the first cost the bench ~60 us of host time at some shapes):
      * counts [E], offsets [E+1], sorted [P], row_of [P], packed [rows, K/2], scales [rows, K/32]
-     * (rows: T for the Hopper GEMM, else P) */
+     * (rows: none or T for the Hopper GEMM, as composed() quantizes, else P) */
     const bool sm90 = kernel == GEMM_SM90;
-    const int64_t rows = sm90 ? x->dims[0] : P;
+    const int64_t rows = sm90 && mxmoe_sm90_tokens_fit(K) ? 0 : sm90 ? x->dims[0] : P;
     const size_t own = align256((size_t)(2 * E + 1) * 4) + 2 * align256((size_t)P * 4) +
                        align256((size_t)(rows * K / 2)) + align256((size_t)(rows * K / 32));
     const size_t gemm = sm90 ? mxmoe_grouped_gemm_sm90_scratch(P, K, E, g.n) : 0;

@@ -164,11 +164,20 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     g1.scratch = reinterpret_cast<uint8_t*>(ws + L.scratch);
     g1.scratch_bytes = gemm_scratch(E, pairs, H, n13, I);
     /* The Hopper GEMM re-encodes its rows in a prepass anyway: there each token is quantized
-     * once and the prepass reads it for each of its pairs (no gathered copy); a pair's rows
-     * are the same bytes either way. */
+     * once, by that prepass itself where K allows (gemm_args.tokens), else by the quantizer
+     * with the prepass reading it for each of its pairs (no gathered copy); a pair's rows are
+     * the same bytes either way. */
     const bool tokens_once =
         !p->router_weight_on_input && mxmoe_grouped_gemm_pick(ctx, &g1) == GEMM_SM90;
-    if (tokens_once) {
+    const bool token_prepass = tokens_once && mxmoe_sm90_tokens_fit(H);
+    if (token_prepass) { /* quantized by GEMM-1's prepass, beside the plan */
+        g1.tokens.x = x->data;
+        g1.tokens.dtype = x->dtype;
+        g1.tokens.count = T;
+        g1.tokens.top_k = k;
+        g1.tokens.rule = p->act.rule;
+        g1.tokens.row_of = row_of;
+    } else if (tokens_once) {
         qa.rows = T;
         qa.scales_numel = T * (H / 32);
         qa.offsets = nullptr;
@@ -183,7 +192,9 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     }
 
     /* 3. GEMM-1 (+b13) into FP32 */
-    if (tokens_once) {
+    if (token_prepass) {
+        MXMOE_FORWARD(mxmoe_launch_grouped_gemm_sm90(ctx, &g1));
+    } else if (tokens_once) {
         g1.a_scales_numel = qa.scales_numel;
         g1.a_rows = sorted;
         g1.a_rows_div = k;
@@ -209,6 +220,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     /* 5. GEMM-2 (+b2) into FP32 */
     gemm_args g2 = g1;
     g2.a_rows = nullptr;
+    g2.tokens = {};
     g2.a_packed = static_cast<const uint8_t*>(a2.packed.data);
     g2.a_scales = static_cast<const uint8_t*>(a2.scales.data);
     g2.a_scales_numel = pairs * (I / 32);

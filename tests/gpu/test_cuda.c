@@ -920,11 +920,19 @@ static void test_graph_grouped(int64_t T, int64_t k, int64_t E, int64_t N, int64
  * bit for bit against the GPU's own plan + permute_quantize + grouped_gemm, rows put in pair
  * order here (the same kernel on the same operands), which checks the GEMM's pair-row stores.
  * Then the call recorded into a graph and replayed on fresh activations, bit for bit. */
+static int g_x_skew; /* bytes the projection's device tokens start past an aligned address */
+
 static void test_projection(int64_t T, int64_t k, int64_t E, int64_t N, int64_t K,
                             mxmoe_dtype x_dtype, mxmoe_dtype out_dtype, int with_map, int with_bias,
                             int specials, int exact) {
     const int64_t P = T * k, E_global = with_map ? E + 2 : E;
     pair x = pair2(x_dtype, T, K), ids = pair2(MXMOE_I32, T, k), map = pair1(MXMOE_I32, E_global);
+    void* x_base = x.dev.data;
+    if (g_x_skew != 0) {
+        CUDA_OK(cudaFree(x_base));
+        CUDA_OK(cudaMalloc(&x_base, x.bytes + 16));
+        x.dev.data = (uint8_t*)x_base + g_x_skew;
+    }
     for (int64_t g = 0; g < E_global; g++) {
         ((int32_t*)map.host.data)[g] = g < E ? (int32_t)(E - 1 - g) : -1;
     }
@@ -946,9 +954,10 @@ static void test_projection(int64_t T, int64_t k, int64_t E, int64_t N, int64_t 
     char what[200];
     snprintf(what, sizeof what,
              "grouped_projection %s T=%lld k=%lld E=%lld N=%lld K=%lld x=%s out=%s map=%d bias=%d "
-             "specials=%d",
+             "specials=%d skew=%d",
              g_gemm_kernel, (long long)T, (long long)k, (long long)E, (long long)N, (long long)K,
-             mxmoe_dtype_name(x_dtype), mxmoe_dtype_name(out_dtype), with_map, with_bias, specials);
+             mxmoe_dtype_name(x_dtype), mxmoe_dtype_name(out_dtype), with_map, with_bias, specials,
+             g_x_skew);
     MX_OK(g_gpu, mxmoe_grouped_projection(g_gpu, &x.dev, &ids.dev, map_d, &w_d, bias_d,
                                           MXMOE_RULE_EVEN, &out.dev));
     gpu_sync_ok(what);
@@ -1010,6 +1019,7 @@ static void test_projection(int64_t T, int64_t k, int64_t E, int64_t N, int64_t 
     check(memcmp(direct, out.host.data, out.bytes) == 0, msg);
     mxmoe_graph_free(g_gpu, graph);
     free(direct);
+    x.dev.data = x_base;
     free_pair(&x), free_pair(&ids), free_pair(&map), free_pair(&wp), free_pair(&ws),
         free_pair(&bias), free_pair(&out);
 }
@@ -1255,6 +1265,20 @@ int main(int argc, char** argv) {
         test_projection(g_small ? 40 : 333, 8, 7, 200, 512, MXMOE_F32, MXMOE_F32, 1, 0, 0, 0);
         test_projection(300, 4, 3, 136, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 192 */
         test_projection(200, 2, 3, 200, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 128 */
+        /* the tokens quantized by the GEMM's prepass (gemm_args.tokens): F16 and F32 tokens with
+         * NaN/Inf and scales far apart, dropped pairs, K % 128 != 0, K = 32, an unaligned row
+         * base (element loads); past its K the quantizer and the MXFP4 prepass, and the latter
+         * forced (MXMOE_CUDA_TOKEN_PREPASS=0) */
+        test_projection(g_small ? 50 : 260, 4, 6, 72, 2880, MXMOE_F16, MXMOE_F32, 1, 0, 1, 0);
+        test_projection(64, 8, 9, 64, 32, MXMOE_F32, MXMOE_BF16, 0, 1, 1, 0);
+        test_projection(g_small ? 30 : 130, 3, 4, 96, 8192, MXMOE_BF16, MXMOE_BF16, 1, 1, 1, 0);
+        test_projection(20, 2, 3, 64, 8320, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);
+        g_x_skew = 2;
+        test_projection(g_small ? 20 : 90, 4, 5, 64, 480, MXMOE_BF16, MXMOE_BF16, 1, 0, 1, 0);
+        g_x_skew = 0;
+        setenv("MXMOE_CUDA_TOKEN_PREPASS", "0", 1);
+        test_projection(g_small ? 50 : 260, 4, 6, 72, 2880, MXMOE_F16, MXMOE_F32, 1, 0, 1, 0);
+        unsetenv("MXMOE_CUDA_TOKEN_PREPASS");
         /* the K-split (each tile's K in two halves, FP32 partials, one reduction): taken by
          * choice where the tiles fill the grid's last round poorly, forced here everywhere */
         printf("Hopper path with the K-split forced (MXMOE_CUDA_KSPLIT=1):\n");
