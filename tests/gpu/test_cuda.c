@@ -1266,15 +1266,17 @@ int main(int argc, char** argv) {
         test_projection(300, 4, 3, 136, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 192 */
         test_projection(200, 2, 3, 200, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 128 */
         /* the tokens quantized by the GEMM's prepass (gemm_args.tokens): F16 and F32 tokens with
-         * NaN/Inf and scales far apart, dropped pairs, K % 128 != 0, K = 32, an unaligned row
-         * base (element loads); past its K the quantizer and the MXFP4 prepass, and the latter
-         * forced (MXMOE_CUDA_TOKEN_PREPASS=0) */
+         * NaN/Inf and scales far apart, dropped pairs, K % 128 != 0, K = 32, BF16 and F32 rows
+         * off 16-byte alignment (element loads); past its K the quantizer and the MXFP4 prepass,
+         * and the latter forced (MXMOE_CUDA_TOKEN_PREPASS=0) */
         test_projection(g_small ? 50 : 260, 4, 6, 72, 2880, MXMOE_F16, MXMOE_F32, 1, 0, 1, 0);
         test_projection(64, 8, 9, 64, 32, MXMOE_F32, MXMOE_BF16, 0, 1, 1, 0);
         test_projection(g_small ? 30 : 130, 3, 4, 96, 8192, MXMOE_BF16, MXMOE_BF16, 1, 1, 1, 0);
         test_projection(20, 2, 3, 64, 8320, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);
         g_x_skew = 2;
         test_projection(g_small ? 20 : 90, 4, 5, 64, 480, MXMOE_BF16, MXMOE_BF16, 1, 0, 1, 0);
+        g_x_skew = 4;
+        test_projection(g_small ? 20 : 90, 4, 5, 64, 480, MXMOE_F32, MXMOE_F32, 0, 1, 1, 0);
         g_x_skew = 0;
         setenv("MXMOE_CUDA_TOKEN_PREPASS", "0", 1);
         test_projection(g_small ? 50 : 260, 4, 6, 72, 2880, MXMOE_F16, MXMOE_F32, 1, 0, 1, 0);
