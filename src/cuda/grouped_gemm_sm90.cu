@@ -289,13 +289,14 @@ template <int BN> struct regs {
                   "the consumers ask for more registers than the producer releases");
 };
 
+constexpr int kTwiceE2m1[8] = {0, 1, 2, 3, 4, 6, 8, 12}; /* 2 |e2m1| of magnitude codes 0-7 */
+
 /* The E4M3 byte (round to nearest even, subnormals included) of E2M1 magnitude m times
  * 2^(i - 13), from integers: twice the magnitude, x in {0, 1, 2, 3, 4, 6, 8, 12}, makes the value
  * x * 2^(i - 5) in units of 2^-9, E4M3's subnormal step; x has at most 2 significant bits, so
  * every normal result is exact. */
 constexpr uint8_t e4m3_shifted(int m, int i) {
-    const int twice[8] = {0, 1, 2, 3, 4, 6, 8, 12};
-    const int x = twice[m], s = i - 5;
+    const int x = kTwiceE2m1[m], s = i - 5;
     if (s < 0) { /* under 6 steps: subnormal, rounded */
         const int q = x >> -s, r = x & ((1 << -s) - 1), half = 1 << (-s - 1);
         return (uint8_t)(q + (r > half || (r == half && (q & 1)) ? 1 : 0));
@@ -314,10 +315,9 @@ constexpr uint8_t e4m3_shifted(int m, int i) {
  * even code), every value in units of 2^-14 (code c = 8e + m is m 2^5 for e = 0, else
  * (8 + m) 2^(e + 4); the input is 2|e2m1| 2^i). */
 constexpr bool e4m3_shifted_is_nearest() {
-    const int twice[8] = {0, 1, 2, 3, 4, 6, 8, 12};
     for (int i = 0; i < kShifts; i++) {
         for (int m = 0; m < 8; m++) {
-            const long target = (long)twice[m] << i;
+            const long target = (long)kTwiceE2m1[m] << i;
             int best = 0;
             long best_d = target;
             for (int c = 1; c < 127; c++) {

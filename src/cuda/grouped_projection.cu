@@ -34,11 +34,10 @@ constexpr size_t align256(size_t bytes) {
  * the other kernels read MXFP4 rows in the plan's order, which permute_quantize writes. */
 mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& plan,
                       const mxmoe_mx_tensor* w, const mxmoe_tensor* bias, mxmoe_scale_rule rule,
-                      mxmoe_tensor* out, int64_t top_k, bool sm90, uint8_t* gemm_scratch,
-                      size_t gemm_scratch_bytes) {
+                      mxmoe_tensor* out, int64_t top_k, bool sm90, bool token_prepass,
+                      uint8_t* gemm_scratch, size_t gemm_scratch_bytes) {
     MXMOE_FORWARD(mxmoe_launch_plan(ctx, &plan));
     const int64_t P = plan.pairs, E = plan.num_experts, K = x->dims[1];
-    const bool token_prepass = sm90 && mxmoe_sm90_tokens_fit(K);
     /* quantized rows: none (the prepass quantizes), tokens, or pairs */
     const int64_t rows = token_prepass ? 0 : sm90 ? x->dims[0] : P;
     const int64_t d_sorted[1] = {P}, d_offsets[1] = {E + 1};
@@ -128,8 +127,8 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
      * allocation inside the first cost the bench ~60 us of host time at some shapes):
      * counts [E], offsets [E+1], sorted [P], row_of [P], packed [rows, K/2], scales [rows, K/32]
      * (rows: none or T for the Hopper GEMM, as composed() quantizes, else P) */
-    const bool sm90 = kernel == GEMM_SM90;
-    const int64_t rows = sm90 && mxmoe_sm90_tokens_fit(K) ? 0 : sm90 ? x->dims[0] : P;
+    const bool sm90 = kernel == GEMM_SM90, token_prepass = sm90 && mxmoe_sm90_tokens_fit(K);
+    const int64_t rows = token_prepass ? 0 : sm90 ? x->dims[0] : P;
     const size_t own = align256((size_t)(2 * E + 1) * 4) + 2 * align256((size_t)P * 4) +
                        align256((size_t)(rows * K / 2)) + align256((size_t)(rows * K / 32));
     const size_t gemm = sm90 ? mxmoe_grouped_gemm_sm90_scratch(P, K, E, g.n) : 0;
@@ -147,7 +146,7 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
         reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(sorted) + align256((size_t)P * 4));
     const plan_args plan = {ids,    P,          map,    id_limit, (int32_t)E,
                             counts, counts + E, sorted, row_of,   cuda_state(ctx)->errors};
-    const mxmoe_status st = composed(ctx, x, plan, w, bias, rule, out, top_k, sm90,
+    const mxmoe_status st = composed(ctx, x, plan, w, bias, rule, out, top_k, sm90, token_prepass,
                                      static_cast<uint8_t*>(scratch) + own, gemm);
     MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, cuda_stream(ctx)));
     return st;
