@@ -68,6 +68,14 @@ def main():
     for name, v in phases.items():
         v = sorted(v)
         print("  %-9s %8.0f / %8.0f" % (name, statistics.median(v), v[int(0.9 * (len(v) - 1))]))
+    # Chunk periods far above the median: tile changes (the epilogue, the next tile's vote) or
+    # stalls; their share of all the chunks' time says what the per-tile costs add up to.
+    v = sorted(phases["chunk"])
+    med = statistics.median(v)
+    long = [x for x in v if x > 2 * med]
+    print("  periods over 2x the median: %d of %d, %.0f cycles a median one, %.0f %% of the time"
+          % (len(long), len(v), statistics.median(long) if long else 0,
+             100 * sum(long) / sum(v)))
     if args.mma_cycles:
         print("  MMA intervals: %.2fx the full-rate %d cycles (median)"
               % (statistics.median(phases["mma"]) / args.mma_cycles, args.mma_cycles))

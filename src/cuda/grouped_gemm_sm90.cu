@@ -74,7 +74,9 @@
  * L2 prefetch of the weights, token rows gathered by one-row TMA copies (4x slower: the TMA
  * unit's cost is per copy instruction), the loop unrolled by the ring, 256-token tiles in
  * four parts. v26 = the token prepass: quantizer and MXFP4 prepass in one kernel beside the
- * plan (-4 us at n = 512, -1 % .. -5 % at gpt-oss n >= 4096).
+ * plan (-4 us at n = 512, -1 % .. -5 % at gpt-oss n >= 4096). v27 = the epilogue's slabs at
+ * 16-bit pitch (FP32 results in two passes), which gives the three-warpgroup ring a 4th stage
+ * (-2..-3 % at gpt-oss-20b n = 512 and 4096, the rest even or within 1 %).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -218,11 +220,14 @@ template <int BN> struct stage_layout {
 #ifdef MXMOE_SM90_STAGES /* lab: ring depth override */
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
+    /* Three-warpgroup tiles: 4 stages since the 16-bit slab (v27; 5 measured no better), 192
+     * tokens: 3 (4 measured slower, v17b and v27). */
     static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 64 ? 4 : (BN >= 32 ? 6 : 8))
-                                  : BN >= 192 || token_halves<BN>() ? 3
-                                  : BN >= 128                       ? 5
-                                  : BN >= 64                        ? 7
-                                                                    : 8;
+                                  : BN >= 192            ? 3
+                                  : token_halves<BN>()   ? 4
+                                  : BN >= 128            ? 5
+                                  : BN >= 64             ? 7
+                                                         : 8;
 #endif
 };
 
@@ -237,9 +242,18 @@ struct smem_header {
 
 constexpr int kHeaderBytes = round_up((int)sizeof(smem_header), 1024);
 
-/* The epilogue's slabs: per consumer warpgroup BN token rows of 64 FP32 columns + 16 bytes. */
+/* The epilogue's slabs: per consumer warpgroup BN token rows of 64 16-bit columns + 16 bytes
+ * (the row's out row); FP32 results go through the same bytes in two passes of BN / 2 rows. At
+ * BN = 128 a slab of FP32 rows took the room of a stage (v27). */
+template <int ES> __host__ __device__ constexpr int slab_pitch() {
+    return 64 * ES + 16;
+}
+template <int BN> __host__ __device__ constexpr int slab_bytes() {
+    static_assert(BN / 2 * slab_pitch<4>() <= BN * slab_pitch<2>(), "an FP32 pass fits the slab");
+    return BN * slab_pitch<2>();
+}
 template <int BN> constexpr int epilogue_bytes() {
-    return consumer_wgs<BN>() * BN * (64 * 4 + 16);
+    return consumer_wgs<BN>() * slab_bytes<BN>();
 }
 
 template <int BN> constexpr int smem_bytes() {
@@ -601,7 +615,7 @@ template <int BN> struct consumer {
     const gemm_args& a;
     const smem_header& h;
     uint8_t* stages;
-    uint8_t* epilogue; /* two warpgroup slabs of BN x (64 x 4 + 16) bytes */
+    uint8_t* epilogue; /* a slab of slab_bytes<BN>() per consumer warpgroup */
     int nc, warp, lane, q, r0, r1;
     tile t;
     unit_walk walk;                 /* the next chunk's unit and place in it */
@@ -881,7 +895,7 @@ template <int BN> struct consumer {
                 fin[4 * j + 3] = __fadd_rn(fin[4 * j + 3], b1);
             }
         }
-        uint8_t* slab = epilogue + wg * BN * (64 * 4 + 16);
+        uint8_t* slab = epilogue + wg * slab_bytes<BN>();
         /* mapped rows (the projection): thread i looks up rows i and i + 128 (< BN)'s out rows
          * before the barrier, and leaves them in the rows' 16 padding bytes for copy_out */
         const int thread = threadIdx.x - 128 * (wg + 1);
@@ -895,31 +909,43 @@ template <int BN> struct consumer {
         }
         named_barrier_sync(1 + wg, 128); /* the slab's previous tile has been read */
         if (dtype == MXMOE_F32) {
-            slab_f32(slab);
-            put_out_rows<4>(slab, thread, mapped, out_row);
+            slab_f32<0>(slab);
+            put_out_rows<4>(slab, thread, mapped, out_row, 0);
             named_barrier_sync(1 + wg, 128);
-            copy_out<4>(t, slab, out, mapped);
+            copy_out<4>(t, slab, out, mapped, 0);
+            named_barrier_sync(1 + wg, 128); /* the first half's rows have been read */
+            slab_f32<1>(slab);
+            put_out_rows<4>(slab, thread, mapped, out_row, BN / 2);
+            named_barrier_sync(1 + wg, 128);
+            copy_out<4>(t, slab, out, mapped, BN / 2);
         } else {
             if (dtype == MXMOE_BF16) {
                 slab_16<true>(slab);
             } else {
                 slab_16<false>(slab);
             }
-            put_out_rows<2>(slab, thread, mapped, out_row);
+            put_out_rows<2>(slab, thread, mapped, out_row, 0);
             named_barrier_sync(1 + wg, 128);
-            copy_out<2>(t, slab, out, mapped);
+            copy_out<2>(t, slab, out, mapped, 0);
         }
     }
 
-    /* The out rows store_tile looked up, into the slab rows' padding (ES: output bytes). */
+    /* Token rows this pass puts in the slab: all BN of 16-bit results, BN / 2 of FP32 ones. */
+    template <int ES> __device__ static constexpr int pass_rows() {
+        return ES == 2 ? BN : BN / 2;
+    }
+
+    /* The out rows store_tile looked up, into the padding of the pass's slab rows (ES: output
+     * bytes; the pass holds tile rows lo .. lo + pass_rows - 1). */
     template <int ES>
     __device__ __forceinline__ void put_out_rows(uint8_t* slab, int thread, bool mapped,
-                                                 const int32_t (&out_row)[(BN + 127) / 128]) {
+                                                 const int32_t (&out_row)[(BN + 127) / 128],
+                                                 int lo) {
 #pragma unroll
         for (int h = 0; h < (BN + 127) / 128; h++) {
-            const int i = thread + 128 * h;
-            if (mapped && i < BN) {
-                *reinterpret_cast<int32_t*>(slab + i * (64 * ES + 16) + 64 * ES) = out_row[h];
+            const int i = thread + 128 * h - lo;
+            if (mapped && i >= 0 && i < pass_rows<ES>()) {
+                *reinterpret_cast<int32_t*>(slab + i * slab_pitch<ES>() + 64 * ES) = out_row[h];
             }
         }
     }
@@ -927,7 +953,7 @@ template <int BN> struct consumer {
     /* 16-bit results: matrix (j, h) = token columns 8j.. and weight rows r0 (h = 0) or r1,
      * transposed into slab[token][column]; four per stmatrix. */
     template <bool Bf16> __device__ __forceinline__ void slab_16(uint8_t* slab) {
-        constexpr int pitch = 64 * 2 + 16;
+        constexpr int pitch = slab_pitch<2>();
         const int i = lane / 8, k = lane % 8;
         const uint32_t base =
             smem_u32(slab) + (8 * (i / 2) + k) * pitch + (16 * (warp % 4) + 8 * (i % 2)) * 2;
@@ -944,36 +970,37 @@ template <int BN> struct consumer {
         }
     }
 
-    __device__ __forceinline__ void slab_f32(uint8_t* slab) {
-        constexpr int pitch = 64 * 4 + 16;
+    /* FP32 results, pass P: token columns 8j.. for j in [P BN / 16, (P + 1) BN / 16). */
+    template <int P> __device__ __forceinline__ void slab_f32(uint8_t* slab) {
+        constexpr int pitch = slab_pitch<4>();
         const int c0 = 16 * (warp % 4) + lane / 4; /* the thread's columns c0, c0 + 8 */
 #pragma unroll
-        for (int j = 0; j < BN / 8; j++) {
+        for (int j = P * BN / 16; j < (P + 1) * BN / 16; j++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int row = 8 * j + 2 * q + (e & 1), col = c0 + (e < 2 ? 0 : 8);
+                const int row = 8 * j + 2 * q + (e & 1) - P * BN / 2, col = c0 + (e < 2 ? 0 : 8);
                 *reinterpret_cast<float*>(slab + row * pitch + col * 4) = fin[4 * j + e];
                 fin[4 * j + e] = 0.0f;
             }
         }
     }
 
-    /* The slab's token rows of the tile, 16 bytes at a time (element by element at a ragged
+    /* The pass's slab rows (tile rows lo ..), 16 bytes at a time (element by element at a ragged
      * right edge or an unaligned output); `mapped`: to the out rows left in the rows' padding. */
     template <int ES>
     __device__ __forceinline__ void copy_out(const tile& t, const uint8_t* slab, void* out,
-                                             bool mapped) {
+                                             bool mapped, int lo) {
         if ((MXMOE_SM90_LAB & 128)) {
             return;
         }
-        constexpr int pitch = 64 * ES + 16, units = 4 * ES, per_unit = 16 / ES;
+        constexpr int pitch = slab_pitch<ES>(), units = 4 * ES, per_unit = 16 / ES;
         const int wg = warp / 4 - 1, thread = threadIdx.x - 128 * (wg + 1);
         const int64_t col0 = t.n0 + 64 * wg;
         const bool vector_ok = ((uintptr_t)out % 16 == 0) && (a.n * ES) % 16 == 0;
 #pragma unroll 2
-        for (int u = thread; u < BN * units; u += 128) {
+        for (int u = thread; u < pass_rows<ES>() * units; u += 128) {
             const int row = u / units, unit = u % units;
-            const int64_t r = t.row_begin + row, n = col0 + unit * per_unit;
+            const int64_t r = t.row_begin + lo + row, n = col0 + unit * per_unit;
             if (r >= t.row_end || n >= a.n) {
                 continue;
             }
