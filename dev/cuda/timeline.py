@@ -7,7 +7,7 @@ completion) and promoting; and per CTA the share of the time some warpgroup has 
 waited, converted, MMAs done, promoted); three-warpgroup tiles (BN = 128) points 0-6 (wait,
 waited, converted, half 0's MMAs done, promoted, half 1's MMAs done, chunk done).
 
-  python3 dev/cuda/timeline.py STAMPS_FILE [--mma-cycles N]
+  python3 dev/cuda/timeline.py STAMPS_FILE [--mma-cycles N] [--epilogue EPI_STAMPS_FILE]
 
 --mma-cycles: a warpgroup's chunk of MMAs at the full rate (64 x BN x 128 FP8 MACs over 4096 a
 cycle: 256 at BN = 128, 384 at 192), to show how far the MMA intervals are from it."""
@@ -22,7 +22,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("stamps")
     ap.add_argument("--mma-cycles", type=float, default=0)
+    ap.add_argument("--epilogue", help="$MXMOE_SM90_EPI_STAMPS's file: each unit's epilogue")
     args = ap.parse_args()
+    if args.epilogue:
+        epilogue(open(args.epilogue, "rb").read())
     raw = open(args.stamps, "rb").read()
     vals = struct.unpack("<%dQ" % (len(raw) // 8), raw)
     at = lambda c, w, g, p: vals[((c * WGS + w) * CHUNKS + g) * POINTS + p]
@@ -81,6 +84,30 @@ def main():
               % (statistics.median(phases["mma"]) / args.mma_cycles, args.mma_cycles))
     print("some warpgroup's MMAs in flight: %.0f %% of the time (median over %d CTAs)"
           % (100 * statistics.median(busy), len(busy)))
+
+
+EPI_UNITS, EPI_POINTS = 64, 5
+
+
+def epilogue(raw):
+    """Cycles of each unit's epilogue, per phase (16-bit outputs: FP32 ones skip point 3)."""
+    vals = struct.unpack("<%dQ" % (len(raw) // 8), raw)
+    names = ["units + release", "barrier 1", "slab + barrier 2", "stores", "whole"]
+    spans = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 4)]
+    got = {name: [] for name in names}
+    for i in range(len(vals) // EPI_POINTS):
+        t = vals[i * EPI_POINTS:(i + 1) * EPI_POINTS]
+        if all(t):
+            for name, (a, b) in zip(names, spans):
+                got[name].append(t[b] - t[a])
+    if not got["whole"]:
+        print("no epilogue stamps")
+        return
+    print("cycles per unit's epilogue and warpgroup (median / 90th percentile, %d units):"
+          % len(got["whole"]))
+    for name, v in got.items():
+        v = sorted(v)
+        print("  %-17s %8.0f / %8.0f" % (name, statistics.median(v), v[int(0.9 * (len(v) - 1))]))
 
 
 if __name__ == "__main__":

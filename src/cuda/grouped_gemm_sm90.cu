@@ -122,6 +122,25 @@ __device__ __forceinline__ void lab_stamps_put(int g, const unsigned long long (
         }
     }
 }
+
+/* ... and around each unit's epilogue (its first kEpiUnits units): retire's start (the last
+ * chunk promoted), the tokens' units applied and the stage released, store_tile's first barrier
+ * passed, the slab written and the second barrier passed, the stores issued (points 0-4;
+ * three-warpgroup tiles and 16-bit results only; $MXMOE_SM90_EPI_STAMPS, raw uint64
+ * [cta][3 warpgroups][unit][5]). */
+constexpr int kEpiUnits = 64, kEpiPoints = 5;
+__device__ unsigned long long g_sm90_epi_stamps[kStampCtas][3][kEpiUnits][kEpiPoints];
+#define MXMOE_SM90_EPI_STAMP(i) (epi[i] = clock64())
+
+__device__ __forceinline__ void lab_epi_put(int u, const unsigned long long (&t)[kEpiPoints]) {
+    if (blockIdx.x < kStampCtas && threadIdx.x % 128 == 0 && u < kEpiUnits) {
+        for (int i = 0; i < kEpiPoints; i++) {
+            g_sm90_epi_stamps[blockIdx.x][threadIdx.x / 128 - 1][u][i] = t[i];
+        }
+    }
+}
+#else
+#define MXMOE_SM90_EPI_STAMP(i) ((void)0)
 #endif
 
 namespace {
@@ -626,6 +645,8 @@ template <int BN> struct consumer {
 #if (MXMOE_SM90_LAB & 1024)
     unsigned long long waited = 0;           /* lab timeline: when the last stage wait returned */
     unsigned long long halves[kStampPoints]; /* the three-warpgroup chunk's points */
+    unsigned long long epi[kEpiPoints];      /* the unit's epilogue's points */
+    int epi_unit = 0;
 #define MXMOE_SM90_HALF_STAMP(i) (halves[i] = clock64())
 #else
 #define MXMOE_SM90_HALF_STAMP(i) ((void)0)
@@ -824,11 +845,17 @@ template <int BN> struct consumer {
             }
             return;
         }
+        MXMOE_SM90_EPI_STAMP(0);
         scale_to_values(stages + cs.s * L::bytes, cs.t);
         release(cs.s);
+        MXMOE_SM90_EPI_STAMP(1);
         if (!(MXMOE_SM90_LAB & 4)) {
             store_tile(cs.t, cs.part);
         }
+#if (MXMOE_SM90_LAB & 1024)
+        MXMOE_SM90_EPI_STAMP(4);
+        lab_epi_put(epi_unit++, epi);
+#endif
     }
 
     /* Three-warpgroup tiles (token_halves): chunk cs's tokens in two halves of 64, each half's
@@ -908,6 +935,7 @@ template <int BN> struct consumer {
             out_row[h] = mapped && i < BN && r < t.row_end ? a.out_rows[r] : 0;
         }
         named_barrier_sync(1 + wg, 128); /* the slab's previous tile has been read */
+        MXMOE_SM90_EPI_STAMP(2);
         if (dtype == MXMOE_F32) {
             slab_f32<0>(slab);
             put_out_rows<4>(slab, thread, mapped, out_row, 0);
@@ -926,6 +954,7 @@ template <int BN> struct consumer {
             }
             put_out_rows<2>(slab, thread, mapped, out_row, 0);
             named_barrier_sync(1 + wg, 128);
+            MXMOE_SM90_EPI_STAMP(3);
             copy_out<2>(t, slab, out, mapped, 0);
         }
     }
@@ -1694,10 +1723,12 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
                     "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
 #if (MXMOE_SM90_LAB & 1024)
     lab_stamps_clear(ctx, &g_sm90_stamps, sizeof g_sm90_stamps, "MXMOE_SM90_STAMPS");
+    lab_stamps_clear(ctx, &g_sm90_epi_stamps, sizeof g_sm90_epi_stamps, "MXMOE_SM90_EPI_STAMPS");
 #endif
     MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, kernel, grid, cta_threads<BN>(), bytes, *args, m));
 #if (MXMOE_SM90_LAB & 1024)
     lab_stamps_write(ctx, &g_sm90_stamps, sizeof g_sm90_stamps, "MXMOE_SM90_STAMPS");
+    lab_stamps_write(ctx, &g_sm90_epi_stamps, sizeof g_sm90_epi_stamps, "MXMOE_SM90_EPI_STAMPS");
 #endif
     return MXMOE_OK;
 }
