@@ -66,11 +66,8 @@ def main():
     if not phases["chunk"]:
         print("no stamps (was the lab build run eagerly with MXMOE_SM90_STAMPS set?)")
         return
-    print("cycles per chunk and warpgroup (median / 90th percentile, %d chunks):"
-          % len(phases["wait"]))
-    for name, v in phases.items():
-        v = sorted(v)
-        print("  %-9s %8.0f / %8.0f" % (name, statistics.median(v), v[int(0.9 * (len(v) - 1))]))
+    print_spreads("cycles per chunk and warpgroup (median / 90th percentile, %d chunks):"
+                  % len(phases["wait"]), phases)
     # Chunk periods far above the median: tile changes (the epilogue, the next tile's vote) or
     # stalls; their share of all the chunks' time says what the per-tile costs add up to.
     v = sorted(phases["chunk"])
@@ -86,7 +83,17 @@ def main():
           % (100 * statistics.median(busy), len(busy)))
 
 
-EPI_UNITS, EPI_POINTS = 64, 5
+EPI_POINTS = 5
+
+
+def print_spreads(title, phases):
+    """The title, then each phase's median and 90th percentile."""
+    print(title)
+    width = max(len(name) for name in phases)
+    for name, v in phases.items():
+        v = sorted(v)
+        print("  %-*s %8.0f / %8.0f" % (width, name, statistics.median(v),
+                                        v[int(0.9 * (len(v) - 1))]))
 
 
 def epilogue(raw):
@@ -103,11 +110,8 @@ def epilogue(raw):
     if not got["whole"]:
         print("no epilogue stamps")
         return
-    print("cycles per unit's epilogue and warpgroup (median / 90th percentile, %d units):"
-          % len(got["whole"]))
-    for name, v in got.items():
-        v = sorted(v)
-        print("  %-17s %8.0f / %8.0f" % (name, statistics.median(v), v[int(0.9 * (len(v) - 1))]))
+    print_spreads("cycles per unit's epilogue and warpgroup (median / 90th percentile, %d units):"
+                  % len(got["whole"]), got)
 
 
 if __name__ == "__main__":
