@@ -99,7 +99,7 @@ def print_spreads(title, phases):
 def epilogue(raw):
     """Cycles of each unit's epilogue, per phase (16-bit outputs: FP32 ones skip point 3)."""
     vals = struct.unpack("<%dQ" % (len(raw) // 8), raw)
-    names = ["units + release", "barrier 1", "slab + barrier 2", "stores", "whole"]
+    names = ["units + release", "slab acquired", "slab written", "handed over or stored", "whole"]
     spans = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 4)]
     got = {name: [] for name in names}
     for i in range(len(vals) // EPI_POINTS):

@@ -42,7 +42,8 @@
  * words, E4M3 activations swizzled by the TMA itself, their factors; a fifth at a tile's first
  * and last chunk, the tokens' unit words; all counted on the stage's mbarrier) + two consumer
  * warpgroups (64 weight rows each; three at BN = 128), hand-off through an S-stage ring of
- * mbarriers; results leave through a shared-memory slab as 16-byte row runs.
+ * mbarriers; results leave through a shared-memory slab as 16-byte row runs, written out by a
+ * store warp per consumer warpgroup where one CTA holds the SM (v27).
  * Tiles (expert, 64 output columns a consumer warpgroup, BN tokens) are enumerated per expert
  * from the device offsets (no host synchronisation) and distributed persistently over the CTAs
  * that fit on the SMs (one per SM, two at BN <= 64); consecutive tiles share weights so they
@@ -124,8 +125,8 @@ __device__ __forceinline__ void lab_stamps_put(int g, const unsigned long long (
 }
 
 /* ... and around each unit's epilogue (its first kEpiUnits units): retire's start (the last
- * chunk promoted), the tokens' units applied and the stage released, store_tile's first barrier
- * passed, the slab written and the second barrier passed, the stores issued (points 0-4;
+ * chunk promoted), the tokens' units applied and the stage released, the slab acquired (its
+ * previous pass read out), the slab written, the slab handed over or stored (points 0-4;
  * three-warpgroup tiles and 16-bit results only; $MXMOE_SM90_EPI_STAMPS, raw uint64
  * [cta][3 warpgroups][unit][5]). */
 constexpr int kEpiUnits = 64, kEpiPoints = 5;
@@ -257,6 +258,7 @@ struct smem_header {
      * any 5-bit index stays inside (rows past the tile may hold words nobody wrote) */
     uint2 table[32];
     int tile_prefix[kMaxExperts + 1];
+    int slab_col0[3]; /* the first output column of each warpgroup's slab, for its store warp */
 };
 
 constexpr int kHeaderBytes = round_up((int)sizeof(smem_header), 1024);
@@ -267,9 +269,24 @@ constexpr int kHeaderBytes = round_up((int)sizeof(smem_header), 1024);
 template <int ES> __host__ __device__ constexpr int slab_pitch() {
     return 64 * ES + 16;
 }
+/* Where one CTA holds an SM, a store warp writes each consumer warpgroup's results out of its
+ * slab (v27: -3 % at the 192-token points, the rest even); with two CTAs an SM the warpgroups
+ * store their own (with store warps 0.5-1 % slower there). */
+template <int BN> constexpr bool kStoreWarps = ctas_per_sm<BN>() == 1;
+/* Named barriers of the hand-off of consumer warpgroup wg's slab to its store warp (v27): the
+ * slab read out (kSlabFree + wg), the slab written (kSlabFull + wg); 128 + 32 threads each.
+ * Both sides bar.sync on both: the store warp goes from one to the other at once, so the
+ * warpgroup finds it waiting at each and passes without a stall, and every hand-off is a
+ * full barrier, which racecheck follows (with bar.arrive on one side it reported hazards
+ * that PTX's ordering of bar.arrive rules out). Barriers 1 .. 3 are the warpgroups' own. */
+[[maybe_unused]] constexpr int kSlabFull = 4, kSlabFree = 7, kSlabThreads = 128 + 32;
 template <int BN> __host__ __device__ constexpr int slab_bytes() {
     static_assert(BN / 2 * slab_pitch<4>() <= BN * slab_pitch<2>(), "an FP32 pass fits the slab");
     return BN * slab_pitch<2>();
+}
+/* Token rows a pass puts in the slab: all BN of 16-bit results, BN / 2 of FP32 ones. */
+template <int BN, int ES> __host__ __device__ constexpr int pass_rows() {
+    return ES == 2 ? BN : BN / 2;
 }
 template <int BN> constexpr int epilogue_bytes() {
     return consumer_wgs<BN>() * slab_bytes<BN>();
@@ -306,16 +323,17 @@ constexpr uint32_t kOffReference = 1u << 8;
  * and CTA per SM, rounded down to 8 (168 at one CTA per SM, 80 at two, 128 with three consumer
  * warpgroups); setmaxnreg.inc waits until the registers it asks for have been released by
  * setmaxnreg.dec, so asking for more than the producer gives back hangs the kernel (seen in
- * the v8 experiment with 96 / 208). ptxas fits each side's code into its count. At BN = 192
- * the one producer thread keeps the minimum, 24, so that the consumers get 240: their 96 + 96
+ * the v8 experiment with 96 / 208). ptxas fits each side's code into its count. The producer
+ * warpgroup keeps 24, or 32 with store warps (at 24 their loop made ptxas spill the
+ * consumers' unit walk, v27), so that at BN = 192 the consumers get 232: their 96 + 96
  * accumulators, the fragments and the loop; with three consumer warpgroups they get 160:
  * 64 + 32 accumulators (token_halves), the fragments and the loop. */
 template <int BN> struct regs {
     static constexpr int launch = 65536 / cta_threads<BN>() / ctas_per_sm<BN>() / 8 * 8;
     static constexpr int producer =
-        ctas_per_sm<BN>() == 1 ? (BN > 128 || token_halves<BN>() ? 24 : 56) : 24;
+        ctas_per_sm<BN>() == 1 ? (BN <= 128 && !token_halves<BN>() ? 56 : 32) : 24;
     static constexpr int consumer = ctas_per_sm<BN>() == 1 ? (token_halves<BN>() ? 160
-                                                              : BN > 128         ? 240
+                                                              : BN > 128         ? 232
                                                                                  : 224)
                                                            : 104;
     static_assert(128 * (launch - producer) >= 128 * consumer_wgs<BN>() * (consumer - launch),
@@ -627,6 +645,38 @@ struct chunk_state {
     bool last;      /* the unit's last chunk */
 };
 
+/* A slab pass's ES-byte results to out, each row to the out row left in its padding, by
+ * `threads` threads (this one: `first`), 16 bytes a thread and copy (element by element at a
+ * ragged right edge or an unaligned output). */
+template <int BN, int ES>
+__device__ __forceinline__ void store_slab(const gemm_args& a, const uint8_t* slab, void* out,
+                                           int col0, int first, int threads) {
+    if ((MXMOE_SM90_LAB & 128)) {
+        return;
+    }
+    constexpr int pitch = slab_pitch<ES>(), units = 4 * ES, per_unit = 16 / ES;
+    const int n_cols = (int)a.n; /* N < 2^31 */
+    const bool vector_ok = ((uintptr_t)out % 16 == 0) && (n_cols * ES) % 16 == 0;
+#pragma unroll 1
+    for (int u = first; u < pass_rows<BN, ES>() * units; u += threads) {
+        const uint8_t* src = slab + (u / units) * pitch;
+        const int32_t out_r = *reinterpret_cast<const int32_t*>(src + 64 * ES);
+        const int n = col0 + (u % units) * per_unit;
+        src += (u % units) * 16;
+        if (out_r < 0 || n >= n_cols) {
+            continue;
+        }
+        uint8_t* dst = static_cast<uint8_t*>(out) + ((int64_t)out_r * n_cols + n) * ES;
+        if (vector_ok && n + per_unit <= n_cols) {
+            *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+        } else {
+            for (int e = 0; e < per_unit * ES && n + e / ES < n_cols; e++) {
+                dst[e] = src[e];
+            }
+        }
+    }
+}
+
 /* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk. */
 template <int BN> struct consumer {
     using L = stage_layout<BN>;
@@ -897,15 +947,14 @@ template <int BN> struct consumer {
 
     /* The tile's results, out[token][column] (+ bias), through shared memory: the warpgroup
      * puts its [BN tokens][64 columns] block, in the output dtype, into its slab (16-bit types:
-     * packed pairs stored transposed by stmatrix, 8 per thread at BN = 128), then writes whole
-     * 16-byte runs of each token row. (Stored straight from the fragment, every warp store
-     * touched four token rows 2 bytes at a time; element by element with the dtype and bias
-     * decided per element, the epilogue was 65 KB of code and a quarter of the consumers' time.)
-     * K-split: part p's FP32 partials go to a.partials + p * rows * N instead, the bias with
-     * part 0's. */
+     * packed pairs stored transposed by stmatrix, 8 per thread at BN = 128), and its store warp
+     * writes whole 16-byte runs of each token row (store_warp). (Stored straight from the
+     * fragment, every warp store touched four token rows 2 bytes at a time; element by element
+     * with the dtype and bias decided per element, the epilogue was 65 KB of code and a quarter
+     * of the consumers' time.) K-split: part p's FP32 partials go to a.partials + p * rows * N
+     * instead, the bias with part 0's. */
     __device__ void store_tile(const tile& t, int part) {
         const int wg = warp / 4 - 1;
-        void* out = split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n) : a.out;
         const mxmoe_dtype dtype = split ? MXMOE_F32 : a.out_dtype;
         if (a.bias != nullptr && part == 0) {
             const float b0 =
@@ -923,57 +972,75 @@ template <int BN> struct consumer {
             }
         }
         uint8_t* slab = epilogue + wg * slab_bytes<BN>();
-        /* mapped rows (the projection): thread i looks up rows i and i + 128 (< BN)'s out rows
-         * before the barrier, and leaves them in the rows' 16 padding bytes for copy_out */
+        /* Each slab row's out row (-1: past the tile) goes into its 16 padding bytes for the
+         * store warp; thread i looks up rows i and i + 128 (< BN) before the slab is free. */
         const int thread = threadIdx.x - 128 * (wg + 1);
         const bool mapped = !split && a.out_rows != nullptr;
         int32_t out_row[(BN + 127) / 128];
 #pragma unroll
-        for (int h = 0; h < (BN + 127) / 128; h++) {
-            const int i = thread + 128 * h;
+        for (int j = 0; j < (BN + 127) / 128; j++) {
+            const int i = thread + 128 * j;
             const int64_t r = t.row_begin + i;
-            out_row[h] = mapped && i < BN && r < t.row_end ? a.out_rows[r] : 0;
+            out_row[j] = i >= BN || r >= t.row_end ? -1 : mapped ? a.out_rows[r] : (int32_t)r;
         }
-        named_barrier_sync(1 + wg, 128); /* the slab's previous tile has been read */
-        MXMOE_SM90_EPI_STAMP(2);
+        const int col0 = t.n0 + 64 * wg;
+        void* out = split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n) : a.out;
         if (dtype == MXMOE_F32) {
+            slab_acquire(wg, col0);
             slab_f32<0>(slab);
-            put_out_rows<4>(slab, thread, mapped, out_row, 0);
-            named_barrier_sync(1 + wg, 128);
-            copy_out<4>(t, slab, out, mapped, 0);
-            named_barrier_sync(1 + wg, 128); /* the first half's rows have been read */
+            put_out_rows<4>(slab, thread, out_row, 0);
+            slab_release<4>(wg, slab, out, col0, thread);
+            slab_acquire(wg, col0);
             slab_f32<1>(slab);
-            put_out_rows<4>(slab, thread, mapped, out_row, BN / 2);
-            named_barrier_sync(1 + wg, 128);
-            copy_out<4>(t, slab, out, mapped, BN / 2);
+            put_out_rows<4>(slab, thread, out_row, BN / 2);
+            slab_release<4>(wg, slab, out, col0, thread);
         } else {
+            slab_acquire(wg, col0);
+            MXMOE_SM90_EPI_STAMP(2);
             if (dtype == MXMOE_BF16) {
                 slab_16<true>(slab);
             } else {
                 slab_16<false>(slab);
             }
-            put_out_rows<2>(slab, thread, mapped, out_row, 0);
-            named_barrier_sync(1 + wg, 128);
+            put_out_rows<2>(slab, thread, out_row, 0);
             MXMOE_SM90_EPI_STAMP(3);
-            copy_out<2>(t, slab, out, mapped, 0);
+            slab_release<2>(wg, slab, out, col0, thread);
         }
     }
 
-    /* Token rows this pass puts in the slab: all BN of 16-bit results, BN / 2 of FP32 ones. */
-    template <int ES> __device__ static constexpr int pass_rows() {
-        return ES == 2 ? BN : BN / 2;
+    /* The slab to fill: read out by the store warp (kStoreWarps) or by the warpgroup itself. */
+    __device__ __forceinline__ void slab_acquire(int wg, int col0) {
+        if constexpr (kStoreWarps<BN>) {
+            named_barrier_sync(kSlabFree + wg, kSlabThreads);
+            if (threadIdx.x % 128 == 0) {
+                const_cast<smem_header&>(h).slab_col0[wg] = col0;
+            }
+        } else {
+            named_barrier_sync(1 + wg, 128);
+        }
+    }
+
+    /* The filled slab (ES-byte results) to the store warp, or out by the warpgroup's threads. */
+    template <int ES>
+    __device__ __forceinline__ void slab_release(int wg, const uint8_t* slab, void* out, int col0,
+                                                 int thread) {
+        if constexpr (kStoreWarps<BN>) {
+            named_barrier_sync(kSlabFull + wg, kSlabThreads);
+        } else {
+            named_barrier_sync(1 + wg, 128);
+            store_slab<BN, ES>(a, slab, out, col0, thread, 128);
+        }
     }
 
     /* The out rows store_tile looked up, into the padding of the pass's slab rows (ES: output
      * bytes; the pass holds tile rows lo .. lo + pass_rows - 1). */
     template <int ES>
-    __device__ __forceinline__ void put_out_rows(uint8_t* slab, int thread, bool mapped,
-                                                 const int32_t (&out_row)[(BN + 127) / 128],
-                                                 int lo) {
+    __device__ __forceinline__ void
+    put_out_rows(uint8_t* slab, int thread, const int32_t (&out_row)[(BN + 127) / 128], int lo) {
 #pragma unroll
         for (int h = 0; h < (BN + 127) / 128; h++) {
             const int i = thread + 128 * h - lo;
-            if (mapped && i >= 0 && i < pass_rows<ES>()) {
+            if (i >= 0 && i < pass_rows<BN, ES>()) {
                 *reinterpret_cast<int32_t*>(slab + i * slab_pitch<ES>() + 64 * ES) = out_row[h];
             }
         }
@@ -1010,39 +1077,6 @@ template <int BN> struct consumer {
                 const int row = 8 * j + 2 * q + (e & 1) - P * BN / 2, col = c0 + (e < 2 ? 0 : 8);
                 *reinterpret_cast<float*>(slab + row * pitch + col * 4) = fin[4 * j + e];
                 fin[4 * j + e] = 0.0f;
-            }
-        }
-    }
-
-    /* The pass's slab rows (tile rows lo ..), 16 bytes at a time (element by element at a ragged
-     * right edge or an unaligned output); `mapped`: to the out rows left in the rows' padding. */
-    template <int ES>
-    __device__ __forceinline__ void copy_out(const tile& t, const uint8_t* slab, void* out,
-                                             bool mapped, int lo) {
-        if ((MXMOE_SM90_LAB & 128)) {
-            return;
-        }
-        constexpr int pitch = slab_pitch<ES>(), units = 4 * ES, per_unit = 16 / ES;
-        const int wg = warp / 4 - 1, thread = threadIdx.x - 128 * (wg + 1);
-        const int64_t col0 = t.n0 + 64 * wg;
-        const bool vector_ok = ((uintptr_t)out % 16 == 0) && (a.n * ES) % 16 == 0;
-#pragma unroll 2
-        for (int u = thread; u < pass_rows<ES>() * units; u += 128) {
-            const int row = u / units, unit = u % units;
-            const int64_t r = t.row_begin + lo + row, n = col0 + unit * per_unit;
-            if (r >= t.row_end || n >= a.n) {
-                continue;
-            }
-            const uint8_t* src = slab + row * pitch + unit * 16;
-            const int64_t out_r =
-                mapped ? *reinterpret_cast<const int32_t*>(slab + row * pitch + 64 * ES) : r;
-            uint8_t* dst = static_cast<uint8_t*>(out) + (out_r * a.n + n) * ES;
-            if (vector_ok && n + per_unit <= a.n) {
-                *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-            } else {
-                for (int e = 0; e < per_unit * ES && n + e / ES < a.n; e++) {
-                    dst[e] = src[e];
-                }
             }
         }
     }
@@ -1500,6 +1534,54 @@ __global__ void split_reduce_kernel(gemm_args a) {
     }
 }
 
+/* K parts per tile: 2 (a K-split) where it shortens the schedule of `total` tiles on `grid`
+ * CTAs: rounds of whole tiles against twice the rounds of half tiles (5 % margin for the
+ * partials' reduction; every CTA decides alike). */
+[[maybe_unused]] __device__ __forceinline__ int k_parts(const gemm_args& a, int total, int grid,
+                                                        int nc) {
+    bool split = a.partials != nullptr && a.force_split;
+    if (a.partials != nullptr && nc >= 32) {
+        const int64_t rounds1 = (total + grid - 1) / grid, rounds2 = (2 * total + grid - 1) / grid;
+        split = split || rounds2 * ((nc + 1) / 2) * 20 < rounds1 * nc * 19;
+    }
+    return split ? 2 : 1;
+}
+
+/* A store warp (warps 1 .. consumer_wgs of the producer warpgroup, v27) writes consumer
+ * warpgroup wg's results out: at each of the CTA's units it takes the slab the warpgroup filled
+ * (one pass, two for FP32) and hands it back, so that the warpgroup goes on to its next unit
+ * at once. (Stored by the consumers, the rows took ~1500-2100 of a unit's ~3100-3500 cycles of
+ * epilogue; knocked out, the stores measured 4-9 % of the op.) */
+template <int BN> __device__ void store_warp(const gemm_args& a, const smem_header& h, int wg) {
+    /* what it needs, taken again here: values carried past setmaxnreg from the common set-up
+     * made the consumers spill */
+    const int lane = threadIdx.x % 32, nc = (int)((a.k + kChunk - 1) / kChunk);
+    const int total = h.tile_prefix[a.num_experts];
+    const int ks = k_parts(a, total, (int)gridDim.x, nc), units = total * ks;
+    const uint8_t* slab = reinterpret_cast<const uint8_t*>(&h) + kHeaderBytes +
+                          stage_layout<BN>::stages * stage_layout<BN>::bytes +
+                          wg * slab_bytes<BN>();
+    const bool f32 = ks == 2 || a.out_dtype == MXMOE_F32;
+    /* the consumers' units (unit_walk), in as few registers as this warp has */
+    for (int unit = (int)blockIdx.x; unit < units; unit += (int)gridDim.x) {
+        const int part = ks == 2 ? unit & 1 : 0;
+        if (part == 1 && nc == 1) { /* a K part without chunks has no epilogue */
+            continue;
+        }
+        void* out = ks == 2 ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n) : a.out;
+        for (int p = 0; p < (f32 ? 2 : 1); p++) {
+            /* the warpgroup about to fill the slab (read out by the previous pass), then filled */
+            named_barrier_sync(kSlabFree + wg, kSlabThreads);
+            named_barrier_sync(kSlabFull + wg, kSlabThreads);
+            if (f32) {
+                store_slab<BN, 4>(a, slab, out, h.slab_col0[wg], lane, 32);
+            } else {
+                store_slab<BN, 2>(a, slab, out, h.slab_col0[wg], lane, 32);
+            }
+        }
+    }
+}
+
 template <int BN>
 __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
     grouped_gemm_sm90_kernel(gemm_args a, const __grid_constant__ operand_maps maps) {
@@ -1549,14 +1631,8 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
 
     const int total = h.tile_prefix[E], grid = (int)gridDim.x;
     const int nc = (int)((a.k + kChunk - 1) / kChunk);
-    /* K-split where it shortens the schedule: rounds of whole tiles against twice the rounds of
-     * half tiles (5 % margin for the partials' reduction; every CTA decides alike) */
-    bool split = a.partials != nullptr && a.force_split;
-    if (a.partials != nullptr && nc >= 32) {
-        const int64_t rounds1 = (total + grid - 1) / grid, rounds2 = (2 * total + grid - 1) / grid;
-        split = split || rounds2 * ((nc + 1) / 2) * 20 < rounds1 * nc * 19;
-    }
-    const int ks = split ? 2 : 1, units = total * ks;
+    const int ks = k_parts(a, total, grid, nc), units = total * ks;
+    const bool split = ks == 2;
     int G = 0; /* chunks this CTA processes */
     for (unit_walk w((int)blockIdx.x, grid, ks, nc); w.unit < units; w.unit += grid, w.range()) {
         G += w.c1 - w.c0;
@@ -1593,6 +1669,12 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
 
     if (warp < 4) { /* ---------------- producer warpgroup ---------------- */
         setmaxnreg_dec<regs<BN>::producer>();
+        if (kStoreWarps<BN> && warp >= 1 && warp <= consumer_wgs<BN>()) {
+            if (!(MXMOE_SM90_LAB & 4)) {
+                store_warp<BN>(a, h, warp - 1);
+            }
+            return;
+        }
         if (tid != 0) {
             return;
         }
