@@ -98,7 +98,9 @@
  * activation tile), 512 no GEMM at all. Bit 4 also drops the MMAs: with nothing reading the
  * accumulators ptxas removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). Bit 1024
  * is no knock-out but a timeline (below). The three-warpgroup tiles (BN = 128) honour bits 2, 4,
- * 16-128, 512 and 1024 only. */
+ * 16-128, 512 and 1024 only. The token prepass (token_e4m3_kernel) honours two of its own:
+ * 2048 no pair-row stores (nor the row lookups), 4096 no E2M1 quantization (the tokens' bits
+ * stand in for the codes, scale 127; the E4M3 encoding stays). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
@@ -1364,9 +1366,13 @@ __global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
             uint32_t m = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
             m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
             const bool live = chunk && block < kb;
-            const uint8_t scale = live ? mxmoe_scale_byte(m, a.tokens.rule) : 0;
+            const uint8_t scale = (MXMOE_SM90_LAB & 4096) ? 127
+                                  : live                  ? mxmoe_scale_byte(m, a.tokens.rule)
+                                                          : 0;
             uint32_t codes = 0;
-            if (live && scale != MXMOE_E8M0_NAN) {
+            if ((MXMOE_SM90_LAB & 4096)) {
+                codes = x[q].w[0] ^ x[q].w[1] ^ x[q].w[D == MXMOE_F32 ? 7 : 3];
+            } else if (live && scale != MXMOE_E8M0_NAN) {
 #pragma unroll
                 for (int i = 0; i < 8; i++) {
                     codes |= mxmoe_e2m1_code_rne(x[q].at(i), scale) << (4 * i);
@@ -1398,7 +1404,7 @@ __global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
         if (a.release_early) {
             pdl_release();
         }
-        for (int64_t j = 0; j < top_k; j++) {
+        for (int64_t j = 0; j < ((MXMOE_SM90_LAB & 2048) ? 0 : top_k); j++) {
             const int32_t r = a.tokens.row_of[t * top_k + j];
             if (r < 0 || r >= a.rows) { /* dropped (block-uniform) */
                 continue;
