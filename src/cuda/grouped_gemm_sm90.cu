@@ -1404,18 +1404,44 @@ __global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
         if (a.release_early) {
             pdl_release();
         }
+        /* The warp's 1024 bytes of the row (its lanes' 32 each, in lane order) leave as two
+         * stores of 512 contiguous bytes: lane L's 16 bytes of the first are lane L / 2's
+         * lo4 (L even) or hi4, of the second lane 16 + L / 2's. (Each lane storing its own 32
+         * bytes, every store instruction wrote half of each of 32 sectors.) */
+        uint4 first, second;
+        {
+            const int from = lane / 2;
+            const bool odd = lane & 1;
+            uint32_t* f = reinterpret_cast<uint32_t*>(&first);
+            uint32_t* g = reinterpret_cast<uint32_t*>(&second);
+            const uint32_t* l = reinterpret_cast<const uint32_t*>(&lo4);
+            const uint32_t* h = reinterpret_cast<const uint32_t*>(&hi4);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const uint32_t l1 = __shfl_sync(0xFFFFFFFFu, l[i], from);
+                const uint32_t h1 = __shfl_sync(0xFFFFFFFFu, h[i], from);
+                const uint32_t l2 = __shfl_sync(0xFFFFFFFFu, l[i], 16 + from);
+                const uint32_t h2 = __shfl_sync(0xFFFFFFFFu, h[i], 16 + from);
+                f[i] = odd ? h1 : l1;
+                g[i] = odd ? h2 : l2;
+            }
+        }
+        /* chunks of the row this warp's span holds: bytes [0, 128 * span_chunks) */
+        const int span_chunks = min(nc - 8 * warp, 8);
         for (int64_t j = 0; j < ((MXMOE_SM90_LAB & 2048) ? 0 : top_k); j++) {
             const int32_t r = a.tokens.row_of[t * top_k + j];
             if (r < 0 || r >= a.rows) { /* dropped (block-uniform) */
                 continue;
             }
-            if (chunk) {
-                uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk) + 2 * k;
-                dst[0] = lo4;
-                dst[1] = hi4;
-                if (k == 0) {
-                    a.a_factors[c * pitch + r] = factor;
-                }
+            uint4* span = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + (int64_t)warp * 1024);
+            if (lane / 8 < span_chunks) {
+                span[lane] = first;
+            }
+            if (4 + lane / 8 < span_chunks) {
+                span[32 + lane] = second;
+            }
+            if (chunk && k == 0 && !(MXMOE_SM90_LAB & 8192)) {
+                a.a_factors[c * pitch + r] = factor;
             }
             if (threadIdx.x == 0) {
                 reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] = unit_word;
