@@ -4,7 +4,8 @@
 # weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy, 32 no activation copy, 64 no
 # activation-factor copy, 128 no result stores, 256 MMAs with both operands from shared memory, 512 no GEMM at all;
 # 1024 is a timeline instead, results right: dev/cuda/timeline.sh; the token prepass: 2048 no
-# pair-row stores, 4096 no E2M1 quantization (per-kernel times: dev/cuda/kernel_split.sh BIN=);
+# pair-row stores, 4096 no E2M1 quantization, 8192 no factor stores (per-kernel times:
+# dev/cuda/kernel_split.sh BIN=);
 # bit 4 also removes the MMAs, whose accumulators then go unread, so "MMA and copies only" is 3);
 # -DMXMOE_SM90_STAGES=s sets the ring depth.
 #   LABS="copies:-DMXMOE_SM90_LAB=15 st3:-DMXMOE_SM90_STAGES=3" TOKENS=512,8192 bash dev/cuda/sm90_knockouts.sh

@@ -77,7 +77,12 @@
  * four parts. v26 = the token prepass: quantizer and MXFP4 prepass in one kernel beside the
  * plan (-4 us at n = 512, -1 % .. -5 % at gpt-oss n >= 4096). v27 = the epilogue's slabs at
  * 16-bit pitch (FP32 results in two passes), which gives the three-warpgroup ring a 4th stage
- * (-2..-3 % at gpt-oss-20b n = 512 and 4096, the rest even or within 1 %).
+ * (-2..-3 % at gpt-oss-20b n = 512 and 4096, the rest even or within 1 %). v28 = store warps:
+ * where one CTA holds the SM, warps 1-3 of the producer warpgroup write the consumers' slabs
+ * out (-3 % at qwen3 n = 8192; an mbarrier hand-off measured +10 %: its waits cost the
+ * consumers' loop its uniform registers), and the token prepass's rows leave as 512
+ * contiguous bytes a warp store (its pair-row stores were 80 % of its time; -5.5 % at qwen3
+ * n = 4096 and 8192).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -100,7 +105,7 @@
  * is no knock-out but a timeline (below). The three-warpgroup tiles (BN = 128) honour bits 2, 4,
  * 16-128, 512 and 1024 only. The token prepass (token_e4m3_kernel) honours two of its own:
  * 2048 no pair-row stores (nor the row lookups), 4096 no E2M1 quantization (the tokens' bits
- * stand in for the codes, scale 127; the E4M3 encoding stays). */
+ * stand in for the codes, scale 127; the E4M3 encoding stays), 8192 no factor stores. */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
