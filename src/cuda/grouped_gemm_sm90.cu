@@ -1446,10 +1446,10 @@ __global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
                 span[32 + lane] = second;
             }
             if (chunk && k == 0 && !(MXMOE_SM90_LAB & 8192)) {
-                a.a_factors[c * pitch + r] = factor;
+                store_u32_evict_last(a.a_factors + c * pitch + r, __float_as_uint(factor));
             }
             if (threadIdx.x == 0) {
-                reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] = unit_word;
+                store_u32_evict_last(a.a_factors + nc * pitch + r, unit_word);
             }
         }
     }
