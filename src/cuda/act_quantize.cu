@@ -4,7 +4,10 @@
  * activation (ref/activation.h, FP64) and the block quantizer's scale and element encoders
  * (quantize_block_lanes: the bytes of mxmoe_quantize_block). A thread per block took ~100 us
  * at any size on an H200 (32 FP64 activations in a row per thread); a warp per block took 49 us
- * at qwen3 n = 512 (Nsight: 32 lanes repeating each block's index work).
+ * at qwen3 n = 512 (Nsight: 32 lanes repeating each block's index work). FP32 input (the layer's
+ * GEMM-1 output) takes a kernel specialised on the activation, with 16-byte loads: the generic
+ * one, its dtype and activation decided per element, ran at a third of DRAM bandwidth (397 us
+ * at qwen3 n = 8192, H100, NOTES v29).
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
@@ -76,6 +79,82 @@ template <int E> __global__ void act_quantize_kernel(act_args a) {
     }
 }
 
+/* Four FP32 values from 16-byte aligned p (read once: no L1 allocation). */
+__device__ __forceinline__ float4 load_f32x4(const float* p) {
+    return __ldcs(reinterpret_cast<const float4*>(p));
+}
+
+/* act_quantize_kernel<4> for FP32 rows at a 16-byte aligned base, activation A fixed: lane `sub`
+ * of a block's 8 loads its 4 inputs (and 4 ups) as whole vectors. The same FP64 evaluation
+ * (mxmoe_activation_of), so the same bytes. */
+template <mxmoe_activation A> __global__ void act_quantize_f32_kernel(act_args a) {
+    pdl_wait();
+    pdl_release();
+    if (a.offsets != nullptr && blockIdx.x == 0) {
+        check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
+    }
+    constexpr bool gated =
+        A == MXMOE_ACT_SILU_MUL || A == MXMOE_ACT_GELU_TANH_MUL || A == MXMOE_ACT_SWIGLU_OAI;
+    const int64_t kb = a.inter / 32, width = gated ? 2 * a.inter : a.inter;
+    const int64_t blocks = grouped_row_limit(a.offsets, a.num_experts, a.rows) * kb;
+    const bool interleaved = a.params.layout == MXMOE_GATE_UP_INTERLEAVED;
+    const int sub = threadIdx.x & 7;
+    const float* h = static_cast<const float*>(a.h.data);
+    BLOCK_LANES_GRID_STRIDE_LOOP(4, b, blocks) {
+        int64_t r = 0, j = 0;
+        float v[4] = {};
+        const bool live = b < blocks;
+        if (live) {
+            split_index(b, kb, &r, &j);
+            const int64_t col = j * 32 + 4 * sub;
+            const float* row = h + r * width;
+            float g[4], u[4] = {};
+            if (!gated) {
+                const float4 x = load_f32x4(row + col);
+                g[0] = x.x, g[1] = x.y, g[2] = x.z, g[3] = x.w;
+            } else if (interleaved) { /* (gate, up) pairs */
+                const float4 p0 = load_f32x4(row + 2 * col), p1 = load_f32x4(row + 2 * col + 4);
+                g[0] = p0.x, u[0] = p0.y, g[1] = p0.z, u[1] = p0.w;
+                g[2] = p1.x, u[2] = p1.y, g[3] = p1.z, u[3] = p1.w;
+            } else { /* gate || up */
+                const float4 x = load_f32x4(row + col), y = load_f32x4(row + a.inter + col);
+                g[0] = x.x, g[1] = x.y, g[2] = x.z, g[3] = x.w;
+                u[0] = y.x, u[1] = y.y, u[2] = y.z, u[3] = y.w;
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                v[i] = mxmoe_round_to_dtype((float)mxmoe_activation_of(A, g[i], u[i], &a.params),
+                                            a.params.act_dtype);
+            }
+        }
+        quantize_block_lanes<4>(v, live, a.params.rule, a.packed, a.scales, a.scales_numel,
+                                a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.inter,
+                                a.errors);
+    }
+}
+
+template <mxmoe_activation A> cudaError_t launch_f32(mxmoe_ctx* ctx, const act_args& a) {
+    return launch_pdl(ctx, act_quantize_f32_kernel<A>,
+                      grid_for(ctx, a.rows * a.inter / 4, kThreads), kThreads, 0, a);
+}
+
+cudaError_t launch_f32_for(mxmoe_ctx* ctx, const act_args& a) {
+    switch (a.params.activation) {
+    case MXMOE_ACT_SILU_MUL:
+        return launch_f32<MXMOE_ACT_SILU_MUL>(ctx, a);
+    case MXMOE_ACT_GELU_TANH_MUL:
+        return launch_f32<MXMOE_ACT_GELU_TANH_MUL>(ctx, a);
+    case MXMOE_ACT_SWIGLU_OAI:
+        return launch_f32<MXMOE_ACT_SWIGLU_OAI>(ctx, a);
+    case MXMOE_ACT_SILU:
+        return launch_f32<MXMOE_ACT_SILU>(ctx, a);
+    case MXMOE_ACT_GELU_TANH:
+        return launch_f32<MXMOE_ACT_GELU_TANH>(ctx, a);
+    default:
+        return launch_f32<MXMOE_ACT_RELU2>(ctx, a);
+    }
+}
+
 } // namespace
 
 mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
@@ -105,6 +184,8 @@ mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
         MXMOE_CUDA_CHECK(ctx,
                          launch_pdl(ctx, act_quantize_kernel<1>,
                                     grid_for(ctx, a.rows * a.inter, kThreads), kThreads, 0, a));
+    } else if (h->dtype == MXMOE_F32 && (uintptr_t)h->data % 16 == 0) {
+        MXMOE_CUDA_CHECK(ctx, launch_f32_for(ctx, a));
     } else {
         MXMOE_CUDA_CHECK(ctx,
                          launch_pdl(ctx, act_quantize_kernel<4>,

@@ -24,29 +24,23 @@ static inline MXMOE_HD double gelu_tanh(double g) {
     return 0.5 * g * (1.0 + tanh(sqrt_2_over_pi * (g + 0.044715 * g * g * g)));
 }
 
-/* Activation of column i of row r, in FP64. `in` has 2*cols (gated) or cols columns. */
-static inline MXMOE_HD double mxmoe_activation_value(const mxmoe_tensor* h, int64_t r, int64_t i,
-                                                     int64_t cols, const mxmoe_act_params* p) {
-    const void* d = h->data;
-    mxmoe_dtype t = h->dtype;
-    switch (p->activation) {
+static inline MXMOE_HD int mxmoe_activation_is_gated(mxmoe_activation a) {
+    return a == MXMOE_ACT_SILU_MUL || a == MXMOE_ACT_GELU_TANH_MUL || a == MXMOE_ACT_SWIGLU_OAI;
+}
+
+/* The activation of one element, in FP64, from its input (non-gated: `gate` alone) or its gate
+ * and up values (exact: FP32 inputs widened). */
+static inline MXMOE_HD double mxmoe_activation_of(mxmoe_activation act, double gate, double up,
+                                                  const mxmoe_act_params* p) {
+    switch (act) {
     case MXMOE_ACT_SILU:
-        return mxmoe_load_float(d, t, r * cols + i) * sigmoid(mxmoe_load_float(d, t, r * cols + i));
+        return gate * sigmoid(gate);
     case MXMOE_ACT_GELU_TANH:
-        return gelu_tanh(mxmoe_load_float(d, t, r * cols + i));
+        return gelu_tanh(gate);
     case MXMOE_ACT_RELU2: {
-        double v = mxmoe_load_float(d, t, r * cols + i);
-        v = v > 0.0 ? v : (v == v ? 0.0 : v); /* NaN stays NaN */
+        double v = gate > 0.0 ? gate : (gate == gate ? 0.0 : gate); /* NaN stays NaN */
         return v * v;
     }
-    default:
-        break;
-    }
-    int64_t gi = p->layout == MXMOE_GATE_UP_INTERLEAVED ? 2 * i : i;
-    int64_t ui = p->layout == MXMOE_GATE_UP_INTERLEAVED ? 2 * i + 1 : cols + i;
-    double gate = mxmoe_load_float(d, t, r * 2 * cols + gi);
-    double up = mxmoe_load_float(d, t, r * 2 * cols + ui);
-    switch (p->activation) {
     case MXMOE_ACT_SILU_MUL:
         return gate * sigmoid(gate) * up;
     case MXMOE_ACT_GELU_TANH_MUL:
@@ -61,14 +55,24 @@ static inline MXMOE_HD double mxmoe_activation_value(const mxmoe_tensor* h, int6
     }
 }
 
+/* Activation of column i of row r, in FP64. `in` has 2*cols (gated) or cols columns. */
+static inline MXMOE_HD double mxmoe_activation_value(const mxmoe_tensor* h, int64_t r, int64_t i,
+                                                     int64_t cols, const mxmoe_act_params* p) {
+    const void* d = h->data;
+    mxmoe_dtype t = h->dtype;
+    if (!mxmoe_activation_is_gated(p->activation)) {
+        return mxmoe_activation_of(p->activation, mxmoe_load_float(d, t, r * cols + i), 0.0, p);
+    }
+    int64_t gi = p->layout == MXMOE_GATE_UP_INTERLEAVED ? 2 * i : i;
+    int64_t ui = p->layout == MXMOE_GATE_UP_INTERLEAVED ? 2 * i + 1 : cols + i;
+    return mxmoe_activation_of(p->activation, mxmoe_load_float(d, t, r * 2 * cols + gi),
+                               mxmoe_load_float(d, t, r * 2 * cols + ui), p);
+}
+
 /* The value the activation dtype holds: FP64 -> FP32 -> act_dtype, each round to nearest even. */
 static inline MXMOE_HD float mxmoe_activation_rounded(const mxmoe_tensor* h, int64_t r, int64_t i,
                                                       int64_t cols, const mxmoe_act_params* p) {
     return mxmoe_round_to_dtype((float)mxmoe_activation_value(h, r, i, cols, p), p->act_dtype);
-}
-
-static inline MXMOE_HD int mxmoe_activation_is_gated(mxmoe_activation a) {
-    return a == MXMOE_ACT_SILU_MUL || a == MXMOE_ACT_GELU_TANH_MUL || a == MXMOE_ACT_SWIGLU_OAI;
 }
 
 #endif /* MXMOE_REF_ACTIVATION_H */

@@ -308,14 +308,18 @@ static void test_permute_quantize(int64_t T, int64_t k, int64_t E, int64_t K, in
         free_pair(&row_of), free_pair(&packed), free_pair(&scales);
 }
 
+/* h of h_dtype (FP32: the layer's GEMM-1 output), uniform in [-8, 8] or, with specials, over 24
+ * binades with zeros, subnormals, NaN and Inf. Past 32 blocks an SM (rows * inter / 32 > 4224
+ * on 132 SMs) the kernels take four elements a lane, FP32 input its own kernel. */
 static void test_act(int64_t rows, int64_t inter, mxmoe_activation act, mxmoe_gate_up_layout layout,
-                     mxmoe_dtype act_dtype, int with_offsets, int swizzled) {
+                     mxmoe_dtype act_dtype, int with_offsets, int swizzled, mxmoe_dtype h_dtype,
+                     int specials) {
     int gated =
         act == MXMOE_ACT_SILU_MUL || act == MXMOE_ACT_GELU_TANH_MUL || act == MXMOE_ACT_SWIGLU_OAI;
     int64_t width = gated ? 2 * inter : inter;
     int64_t E = 5;
-    pair h = pair2(MXMOE_F32, rows, width), off = pair1(MXMOE_I32, E + 1);
-    fill_float(h.host.data, MXMOE_F32, rows * width, 0, 8.0);
+    pair h = pair2(h_dtype, rows, width), off = pair1(MXMOE_I32, E + 1);
+    fill_float(h.host.data, h_dtype, rows * width, specials, 8.0);
     random_offsets(off.host.data, E, rows, 1);
     upload(&h);
     upload(&off);
@@ -333,8 +337,10 @@ static void test_act(int64_t rows, int64_t inter, mxmoe_activation act, mxmoe_ga
     MX_OK(g_gpu, mxmoe_act_and_quantize(g_gpu, &h.dev, with_offsets ? &off.dev : NULL, &p, &qd));
     gpu_sync_ok("act_and_quantize");
     char what[128];
-    snprintf(what, sizeof what, "act_and_quantize act=%d layout=%d %s offsets=%d swizzled=%d",
-             (int)act, (int)layout, mxmoe_dtype_name(act_dtype), with_offsets, swizzled);
+    snprintf(what, sizeof what,
+             "act_and_quantize %lldx%lld act=%d layout=%d %s offsets=%d swizzled=%d h=%s%s",
+             (long long)rows, (long long)inter, (int)act, (int)layout, mxmoe_dtype_name(act_dtype),
+             with_offsets, swizzled, mxmoe_dtype_name(h_dtype), specials ? " specials" : "");
     expect_same(&packed, what);
     expect_same(&scales, what);
     free_pair(&h), free_pair(&off), free_pair(&packed), free_pair(&scales);
@@ -1139,10 +1145,15 @@ int main(int argc, char** argv) {
     for (int act = 0; act < MXMOE_ACTIVATION_COUNT; act++) {
         for (int layout = 0; layout < 2; layout++) {
             test_act(g_small ? 40 : 300, 96, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
-                     layout ? MXMOE_F16 : MXMOE_BF16, 1, layout);
+                     layout ? MXMOE_F16 : MXMOE_BF16, 1, layout, MXMOE_F32, 0);
+            /* four elements a lane: FP32 h (its own kernel) with specials, BF16 h */
+            test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
+                     layout ? MXMOE_F32 : MXMOE_BF16, layout, 0, MXMOE_F32, 1);
+            test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
+                     MXMOE_BF16, !layout, layout, MXMOE_BF16, 1);
         }
         test_act(g_small ? 9 : 130, 64, (mxmoe_activation)act, MXMOE_GATE_UP_CONCAT, MXMOE_F32, 0,
-                 1);
+                 1, MXMOE_F32, 0);
     }
     test_route(g_small ? 8 : 500, 32, MXMOE_ROUTE_SOFTMAX_TOPK, 4, 1, 1, 0);
     test_route(g_small ? 8 : 500, 32, MXMOE_ROUTE_TOPK_SOFTMAX, 4, 1, 1, 1);
