@@ -82,7 +82,8 @@
  * out (-3 % at qwen3 n = 8192; an mbarrier hand-off measured +10 %: its waits cost the
  * consumers' loop its uniform registers), and the token prepass's rows leave as 512
  * contiguous bytes a warp store (its pair-row stores were 80 % of its time; -5.5 % at qwen3
- * n = 4096 and 8192).
+ * n = 4096 and 8192). v29 = the token prepass's scattered factor stores with an L2 evict_last
+ * policy (that kernel -10 % at n = 8192).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
