@@ -79,7 +79,8 @@ template <int E> __global__ void act_quantize_kernel(act_args a) {
     }
 }
 
-/* Four FP32 values from 16-byte aligned p (read once: no L1 allocation). */
+/* Four FP32 values from 16-byte aligned p, as a streaming load (ld.global.cs: evict-first in
+ * L1 and L2, for values read once). */
 __device__ __forceinline__ float4 load_f32x4(const float* p) {
     return __ldcs(reinterpret_cast<const float4*>(p));
 }
