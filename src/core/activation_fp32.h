@@ -16,8 +16,9 @@
  * and outside the ranges below, the caller evaluates in FP64. tests/c/test_activation_fp32.c
  * checks the bound itself and the bits.
  *
- * GELU stays FP64 only: the reference's 1 + tanh cancels for negative arguments, so its bits
- * are not the exact value's and no bound on y predicts them.
+ * (The CPU tiers decide the same way in FP64 vectors, Ziv's test against FP32 rounding:
+ * cpu/act_avx512.c.) GELU stays FP64 only: the reference's 1 + tanh cancels for negative arguments,
+ * so its bits are not the exact value's and no bound on y predicts them.
  */
 #ifndef MXMOE_CORE_ACTIVATION_FP32_H
 #define MXMOE_CORE_ACTIVATION_FP32_H
