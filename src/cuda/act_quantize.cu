@@ -9,6 +9,7 @@
  * one, its dtype and activation decided per element, ran at a third of DRAM bandwidth (397 us
  * at qwen3 n = 8192, H100, NOTES v29).
  */
+#include "core/activation_fp32.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/quantize.cuh"
@@ -103,6 +104,9 @@ template <mxmoe_activation A> __global__ void act_quantize_f32_kernel(act_args a
     }
     constexpr bool gated =
         A == MXMOE_ACT_SILU_MUL || A == MXMOE_ACT_GELU_TANH_MUL || A == MXMOE_ACT_SWIGLU_OAI;
+    /* core/activation_fp32.h has these */
+    constexpr bool fp32_form =
+        A == MXMOE_ACT_SILU || A == MXMOE_ACT_SILU_MUL || A == MXMOE_ACT_SWIGLU_OAI;
     const int64_t kb = a.inter / 32, width = gated ? 2 * a.inter : a.inter;
     const int64_t blocks = grouped_row_limit(a.offsets, a.num_experts, a.rows) * kb;
     const bool interleaved = a.params.layout == MXMOE_GATE_UP_INTERLEAVED;
@@ -129,16 +133,28 @@ template <mxmoe_activation A> __global__ void act_quantize_f32_kernel(act_args a
                 g[0] = x.x, g[1] = x.y, g[2] = x.z, g[3] = x.w;
                 u[0] = y.x, u[1] = y.y, u[2] = y.z, u[3] = y.w;
             }
+            if (fp32_form && a.params.act_dtype == MXMOE_BF16) {
+                /* FP32 where it provably rounds to the reference's BF16 value (~99.9 % of
+                 * ordinary inputs), the reference's FP64 evaluation elsewhere */
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                v[i] = (float)mxmoe_activation_of(A, g[i], u[i], &a.params);
-            }
-            /* the dtype decided once for the four (per element, its branches were ~20 % of the
-             * kernel's instructions) */
-            if (a.params.act_dtype == MXMOE_BF16) {
-                round_four<MXMOE_BF16>(v);
-            } else if (a.params.act_dtype == MXMOE_F16) {
-                round_four<MXMOE_F16>(v);
+                for (int i = 0; i < 4; i++) {
+                    if (!mxmoe_activation_bf16_fp32(A, g[i], u[i], &a.params, &v[i])) {
+                        v[i] = mxmoe_round_to_dtype(
+                            (float)mxmoe_activation_of(A, g[i], u[i], &a.params), MXMOE_BF16);
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    v[i] = (float)mxmoe_activation_of(A, g[i], u[i], &a.params);
+                }
+                /* the dtype decided once for the four (per element, its branches were ~20 % of
+                 * the kernel's instructions) */
+                if (a.params.act_dtype == MXMOE_BF16) {
+                    round_four<MXMOE_BF16>(v);
+                } else if (a.params.act_dtype == MXMOE_F16) {
+                    round_four<MXMOE_F16>(v);
+                }
             }
         }
         quantize_block_lanes<4>(v, live, a.params.rule, a.packed, a.scales, a.scales_numel,

@@ -1146,9 +1146,15 @@ int main(int argc, char** argv) {
         for (int layout = 0; layout < 2; layout++) {
             test_act(g_small ? 40 : 300, 96, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
                      layout ? MXMOE_F16 : MXMOE_BF16, 1, layout, MXMOE_F32, 0);
-            /* four elements a lane: FP32 h (its own kernel) with specials, BF16 h */
+            /* four elements a lane: FP32 h (its own kernel; to BF16 through the FP32 form of
+             * core/activation_fp32.h where the activation has one, specials taking its FP64
+             * fallback; to F32 or F16 in FP64 only), BF16 h (the generic kernel) */
             test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
-                     layout ? MXMOE_F32 : MXMOE_BF16, layout, 0, MXMOE_F32, 1);
+                     MXMOE_BF16, layout, 0, MXMOE_F32, 1);
+            test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
+                     MXMOE_BF16, !layout, layout, MXMOE_F32, 0);
+            test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
+                     layout ? MXMOE_F32 : MXMOE_F16, layout, !layout, MXMOE_F32, 1);
             test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
                      MXMOE_BF16, !layout, layout, MXMOE_BF16, 1);
         }
