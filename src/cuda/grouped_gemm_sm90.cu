@@ -872,8 +872,8 @@ template <int BN> struct consumer {
                 fin[4 * j + 3] = __fmaf_rn(acc[4 * j + 3], cs.f1, fin[4 * j + 3]);
             }
         } else { /* the tokens' chunk factors, relative to their units */
-            if constexpr (BN / 8 >
-                          16) { /* a 32-bit mask a part: at BN = 192 a 64-bit one spilled */
+            /* a 32-bit mask a part (at BN = 192 one 64-bit mask spilled 28 bytes) */
+            if constexpr (BN / 8 > 16) {
                 promote_off_reference<0, BN / 16>(cs, st, acc);
                 promote_off_reference<BN / 16, BN / 16>(cs, st, acc);
             } else {
