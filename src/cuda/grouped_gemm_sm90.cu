@@ -810,6 +810,43 @@ template <int BN> struct consumer {
         mbar_arrive(const_cast<uint64_t*>(&h.empty[s]));
     }
 
+    /* Which of tokens 8j + 2q, 8j + 2q + 1 (bits 2j, 2j + 1) of the tile are off their
+     * references (unit word with kOffReference): the token prepass stores chunk factors only for
+     * those, and the others' factor is 1 in every chunk. Read from global memory (L2) in a
+     * rolled loop: only tiles with some token off its reference come here, and the common path
+     * keeps its registers. */
+    __device__ __forceinline__ uint32_t off_reference_mask(const tile& tt, int j0, int nj) const {
+        const uint32_t* units =
+            reinterpret_cast<const uint32_t*>(a.a_factors) + (int64_t)nc * (word_pitch(a.rows) / 4);
+        uint32_t mask = 0; /* nj <= 16 */
+#pragma unroll 1
+        for (int i = 0; i < 2 * nj; i++) {
+            const int64_t row = (int64_t)tt.row_begin + 8 * (j0 + i / 2) + 2 * q + (i & 1);
+            const uint32_t u = row < a.rows ? __ldg(units + row) : 0u;
+            mask |= (uint32_t)((u & kOffReference) != 0) << i;
+        }
+        return mask;
+    }
+
+    /* Token pair j's factors fa with bits i, i + 1 of off_reference_mask: 1 where on. */
+    static __device__ __forceinline__ float2 factor_pair(uint32_t off, int i, float2 fa) {
+        return make_float2((off >> i) & 1 ? fa.x : 1.0f, (off >> (i + 1)) & 1 ? fa.y : 1.0f);
+    }
+
+    /* finish()'s promotion of token groups J0 .. J0 + NJ - 1 with the tokens' chunk factors. */
+    template <int J0, int NJ>
+    __device__ __forceinline__ void promote_off_reference(const chunk_state& cs, const uint8_t* st,
+                                                          const float (&acc)[NA]) {
+        const uint32_t off = off_reference_mask(cs.t, J0, NJ);
+        for_token_pairs<J0, NJ, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 f) {
+            const float2 fa = factor_pair(off, 2 * (j - J0), f);
+            fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa.x, fin[4 * j + 0]);
+            fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa.y, fin[4 * j + 1]);
+            fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa.x, fin[4 * j + 2]);
+            fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa.y, fin[4 * j + 3]);
+        });
+    }
+
     /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators (in the tokens'
      * units), release the stage, and after the tile's last chunk turn the accumulators into
      * values with the tokens' unit factors and store the tile. (Kept apart from promote and
@@ -835,12 +872,13 @@ template <int BN> struct consumer {
                 fin[4 * j + 3] = __fmaf_rn(acc[4 * j + 3], cs.f1, fin[4 * j + 3]);
             }
         } else { /* the tokens' chunk factors, relative to their units */
-            for_token_pairs<0, BN / 8, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 fa) {
-                fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa.x, fin[4 * j + 0]);
-                fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa.y, fin[4 * j + 1]);
-                fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa.x, fin[4 * j + 2]);
-                fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa.y, fin[4 * j + 3]);
-            });
+            /* a 32-bit mask a part (at BN = 192 one 64-bit mask spilled 28 bytes) */
+            if constexpr (BN / 8 > 16) {
+                promote_off_reference<0, BN / 16>(cs, st, acc);
+                promote_off_reference<BN / 16, BN / 16>(cs, st, acc);
+            } else {
+                promote_off_reference<0, BN / 8>(cs, st, acc);
+            }
             if (!last) { /* the factors are read */
                 release(cs.s);
             }
@@ -882,7 +920,9 @@ template <int BN> struct consumer {
             }
         } else { /* the tokens' chunk factors, relative to their units */
             const uint8_t* st = stages + cs.s * L::bytes;
-            for_token_pairs<J0, NJ, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 fa) {
+            const uint32_t off = off_reference_mask(cs.t, J0, NJ);
+            for_token_pairs<J0, NJ, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 f2) {
+                const float2 fa = factor_pair(off, 2 * (j - J0), f2);
                 float* f = fin + 4 * j;
                 const int i = 4 * (j - J0);
                 f[0] = __fmaf_rn(__fmul_rn(acc[i + 0], cs.f0), fa.x, f[0]);
@@ -1446,7 +1486,8 @@ __global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
             if (4 + lane / 8 < span_chunks) {
                 span[32 + lane] = second;
             }
-            if (chunk && k == 0 && !(MXMOE_SM90_LAB & 8192)) {
+            /* factors only off the reference: the GEMM takes 1 for the others (factor_pair) */
+            if (chunk && k == 0 && (unit_word & kOffReference) && !(MXMOE_SM90_LAB & 8192)) {
                 store_u32_evict_last(a.a_factors + c * pitch + r, __float_as_uint(factor));
             }
             if (threadIdx.x == 0) {

@@ -928,6 +928,36 @@ static void test_graph_grouped(int64_t T, int64_t k, int64_t E, int64_t N, int64
  * Then the call recorded into a graph and replayed on fresh activations, bit for bit. */
 static int g_x_skew; /* bytes the projection's device tokens start past an aligned address */
 
+/* In about half of the T rows of K values (F32 or BF16), a third of the 32-element blocks scaled
+ * by 2^-15 .. 2^-19 (exact): their 128-K chunks then lie off the token's reference (more than
+ * 14 binades below its largest block), so a tile holds tokens on and off their references. */
+static void spread_blocks(void* x, mxmoe_dtype dtype, int64_t T, int64_t K) {
+    for (int64_t t = 0; t < T; t++) {
+        if (rand_int(2)) {
+            continue;
+        }
+        for (int64_t b = 0; b < K / 32; b++) {
+            if (rand_int(3)) {
+                continue;
+            }
+            const int shift = 15 + (int)rand_int(5);
+            for (int64_t i = t * K + 32 * b; i < t * K + 32 * b + 32; i++) {
+                if (dtype == MXMOE_F32) {
+                    ((float*)x)[i] = ldexpf(((float*)x)[i], -shift);
+                } else { /* BF16: FP32's exponent range, so the scaling stays exact */
+                    uint16_t* h = (uint16_t*)x + i;
+                    uint32_t u = (uint32_t)*h << 16;
+                    float v;
+                    memcpy(&v, &u, 4);
+                    v = ldexpf(v, -shift);
+                    memcpy(&u, &v, 4);
+                    *h = (uint16_t)(u >> 16);
+                }
+            }
+        }
+    }
+}
+
 static void test_projection(int64_t T, int64_t k, int64_t E, int64_t N, int64_t K,
                             mxmoe_dtype x_dtype, mxmoe_dtype out_dtype, int with_map, int with_bias,
                             int specials, int exact) {
@@ -945,10 +975,13 @@ static void test_projection(int64_t T, int64_t k, int64_t E, int64_t N, int64_t 
     for (int64_t i = 0; i < P; i++) { /* duplicates within a token allowed; some dropped */
         ((int32_t*)ids.host.data)[i] = rand_int(9) == 0 ? -1 : (int32_t)rand_int(E_global);
     }
-    fill_float(x.host.data, x_dtype, T * K, specials, 4.0);
+    fill_float(x.host.data, x_dtype, T * K, specials == 1, 4.0);
+    if (specials == 2) { /* half the tokens with whole blocks 15-19 binades down (exact) */
+        spread_blocks(x.host.data, x_dtype, T, K);
+    }
     upload(&x), upload(&ids), upload(&map);
     pair wp = pair3(MXMOE_U8, E, N, K / 2), ws = pair3(MXMOE_U8, E, N, K / 32);
-    random_mx(&wp, &ws, specials);
+    random_mx(&wp, &ws, specials == 1);
     pair bias = pair2(MXMOE_BF16, E, N), out = pair2(out_dtype, P, N);
     fill_float(bias.host.data, MXMOE_BF16, E * N, 0, 1.0);
     upload(&bias);
@@ -1290,6 +1323,11 @@ int main(int argc, char** argv) {
         test_projection(64, 8, 9, 64, 32, MXMOE_F32, MXMOE_BF16, 0, 1, 1, 0);
         test_projection(g_small ? 30 : 130, 3, 4, 96, 8192, MXMOE_BF16, MXMOE_BF16, 1, 1, 1, 0);
         test_projection(20, 2, 3, 64, 8320, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);
+        /* tiles with tokens on and off their references (the off-reference promotion, the
+         * factors stored for those tokens only): 192-, 128- (three warpgroups), 64-token tiles */
+        test_projection(300, 4, 3, 136, 2048, MXMOE_BF16, MXMOE_BF16, 0, 1, 2, 0);
+        test_projection(200, 2, 3, 200, 2880, MXMOE_F32, MXMOE_BF16, 1, 0, 2, 0);
+        test_projection(g_small ? 40 : 120, 4, 8, 72, 1024, MXMOE_BF16, MXMOE_F32, 0, 0, 2, 0);
         g_x_skew = 2;
         test_projection(g_small ? 20 : 90, 4, 5, 64, 480, MXMOE_BF16, MXMOE_BF16, 1, 0, 1, 0);
         g_x_skew = 4;
