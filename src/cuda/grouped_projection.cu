@@ -123,14 +123,16 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
         return mxmoe_launch_projection_skinny(ctx, &g, &tk);
     }
 
-    /* One allocation a call (the Hopper GEMM's scratch in it too: a second stream-ordered
-     * allocation inside the first cost the bench ~60 us of host time at some shapes):
-     * counts [E], offsets [E+1], sorted [P], row_of [P], packed [rows, K/2], scales [rows, K/32]
-     * (rows: none or T for the Hopper GEMM, as composed() quantizes, else P) */
+    /* One allocation a call (the plan's and the Hopper GEMM's scratch in it too: a second
+     * stream-ordered allocation inside the first cost the bench ~60 us of host time at some
+     * shapes): counts [E], offsets [E+1], sorted [P], row_of [P], packed [rows, K/2], scales
+     * [rows, K/32] (rows: none or T for the Hopper GEMM, as composed() quantizes, else P), the
+     * plan's scratch */
     const bool sm90 = kernel == GEMM_SM90, token_prepass = sm90 && mxmoe_sm90_tokens_fit(K);
     const int64_t rows = token_prepass ? 0 : sm90 ? x->dims[0] : P;
-    const size_t own = align256((size_t)(2 * E + 1) * 4) + 2 * align256((size_t)P * 4) +
-                       align256((size_t)(rows * K / 2)) + align256((size_t)(rows * K / 32));
+    const size_t plan_at = align256((size_t)(2 * E + 1) * 4) + 2 * align256((size_t)P * 4) +
+                           align256((size_t)(rows * K / 2)) + align256((size_t)(rows * K / 32));
+    const size_t own = plan_at + align256(mxmoe_plan_scratch_bytes(P, E));
     const size_t gemm = sm90 ? mxmoe_grouped_gemm_sm90_scratch(P, K, E, g.n) : 0;
     if (gemm == SIZE_MAX) {
         return mxmoe_fail(ctx, MXMOE_ERR_OVERFLOW, "grouped_projection: scratch size overflows");
@@ -144,8 +146,11 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
                                                  align256((size_t)(2 * E + 1) * 4));
     int32_t* row_of =
         reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(sorted) + align256((size_t)P * 4));
-    const plan_args plan = {ids,    P,          map,    id_limit, (int32_t)E,
-                            counts, counts + E, sorted, row_of,   cuda_state(ctx)->errors};
+    plan_args plan = {};
+    plan.ids = ids, plan.pairs = P, plan.map = map, plan.id_limit = id_limit;
+    plan.num_experts = (int32_t)E, plan.counts = counts, plan.offsets = counts + E;
+    plan.sorted = sorted, plan.row_of = row_of, plan.errors = cuda_state(ctx)->errors;
+    plan.scratch = static_cast<uint8_t*>(scratch) + plan_at;
     const mxmoe_status st = composed(ctx, x, plan, w, bias, rule, out, top_k, sm90, token_prepass,
                                      static_cast<uint8_t*>(scratch) + own, gemm);
     MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, cuda_stream(ctx)));

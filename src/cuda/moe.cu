@@ -68,13 +68,23 @@ size_t gemm_scratch(int64_t experts, int64_t pairs, int64_t hidden, int64_t n13,
     return g1 > g2 ? g1 : g2;
 }
 
+/* Where the plan's scratch starts in the backend scratch: past the GEMMs' (whole 256 bytes), so
+ * that nothing launched beside the plan can touch it. */
+size_t plan_scratch_at(int64_t experts, int64_t pairs, int64_t hidden, int64_t n13, int64_t inter) {
+    return (gemm_scratch(experts, pairs, hidden, n13, inter) + 255) / 256 * 256;
+}
+
 bool layout(const mxmoe_moe_params* p, int64_t tokens, int64_t top_k, int64_t hidden, int64_t inter,
             mxmoe_moe_workspace* L) {
     int64_t n13 = mxmoe_activation_is_gated(p->act.activation) ? 2 * inter : inter;
     int64_t pairs;
-    return mxmoe_mul_i64(tokens, top_k, &pairs) && pairs <= INT32_MAX &&
-           mxmoe_moe_workspace_layout(p->num_experts, pairs, hidden, n13, inter, 0,
-                                      gemm_scratch(p->num_experts, pairs, hidden, n13, inter), L);
+    if (!mxmoe_mul_i64(tokens, top_k, &pairs) || pairs > INT32_MAX) {
+        return false;
+    }
+    /* the GEMMs' scratch, then the plan's (the forward allocates nothing) */
+    const size_t scratch = plan_scratch_at(p->num_experts, pairs, hidden, n13, inter) +
+                           mxmoe_plan_scratch_bytes(pairs, p->num_experts);
+    return mxmoe_moe_workspace_layout(p->num_experts, pairs, hidden, n13, inter, 0, scratch, L);
 }
 
 } // namespace
@@ -126,6 +136,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     pa.sorted = sorted;
     pa.row_of = row_of;
     pa.errors = errors;
+    pa.scratch = ws + L.scratch + plan_scratch_at(E, pairs, H, n13, I);
     MXMOE_FORWARD(mxmoe_launch_plan(ctx, &pa));
 
     /* 2. gather + quantize the input rows (router weight folded in when asked) */

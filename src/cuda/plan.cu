@@ -463,7 +463,19 @@ __global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) 
     }
 }
 
+/* The tiled plan's tile_counts and tile_rows, `cells` = tiles x experts each. */
+size_t tiled_scratch_bytes(int64_t cells) {
+    return (size_t)(2 * cells) * sizeof(int32_t);
+}
+
 } // namespace
+
+size_t mxmoe_plan_scratch_bytes(int64_t pairs, int64_t experts) {
+    if (pairs <= kWarpMaxPairs || experts > kTiledMaxExperts) {
+        return 0;
+    }
+    return tiled_scratch_bytes((pairs + kTilePairs - 1) / kTilePairs * experts);
+}
 
 mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
     cudaStream_t stream = cuda_stream(ctx);
@@ -480,10 +492,11 @@ mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
     if (args->num_experts <= kTiledMaxExperts) {
         const int64_t tiles = (args->pairs + kTilePairs - 1) / kTilePairs;
         const int64_t cells = tiles * args->num_experts;
-        void* scratch = nullptr; /* tile_counts, then tile_rows */
-        MXMOE_CUDA_CHECK(ctx,
-                         cudaMallocFromPoolAsync(&scratch, (size_t)(2 * cells) * sizeof(int32_t),
-                                                 cuda_state(ctx)->pool, stream));
+        void* scratch = args->scratch; /* tile_counts, then tile_rows */
+        if (scratch == nullptr) {
+            MXMOE_CUDA_CHECK(ctx, cudaMallocFromPoolAsync(&scratch, tiled_scratch_bytes(cells),
+                                                          cuda_state(ctx)->pool, stream));
+        }
         int32_t* tile_counts = static_cast<int32_t*>(scratch);
         int32_t* tile_rows = tile_counts + cells;
         tile_count_kernel<<<(unsigned)tiles, kTileThreads, 0, stream>>>(*args, tile_counts);
@@ -494,7 +507,9 @@ mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
                             (size_t)kTileWarps * args->num_experts * sizeof(int32_t), stream>>>(
             *args, tile_rows);
         MXMOE_CUDA_LAUNCHED(ctx);
-        MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, stream));
+        if (args->scratch == nullptr) {
+            MXMOE_CUDA_CHECK(ctx, cudaFreeAsync(scratch, stream));
+        }
         return MXMOE_OK;
     }
     count_kernel<<<(unsigned)args->num_experts, kThreads, 0, stream>>>(*args);

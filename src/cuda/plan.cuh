@@ -17,7 +17,13 @@ struct plan_args {
     int32_t* sorted;  /* [pairs] */
     int32_t* row_of;  /* [pairs] */
     unsigned* errors;
+    /* optional: mxmoe_plan_scratch_bytes() of device memory for the many-pairs plan's per-tile
+     * counts (moe_forward's workspace); NULL takes it from the context's pool */
+    void* scratch;
 };
+
+/* Device scratch a plan of `pairs` pairs over `experts` experts may use (0 if none). */
+size_t mxmoe_plan_scratch_bytes(int64_t pairs, int64_t experts);
 
 mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args);
 
