@@ -83,7 +83,9 @@
  * consumers' loop its uniform registers), and the token prepass's rows leave as 512
  * contiguous bytes a warp store (its pair-row stores were 80 % of its time; -5.5 % at qwen3
  * n = 4096 and 8192). v29 = the token prepass's scattered factor stores with an L2 evict_last
- * policy (that kernel -10 % at n = 8192).
+ * policy (that kernel -10 % at n = 8192). v30 = at BN = 192 each chunk's MMAs in two commit
+ * groups, the first half of the tokens promoted while the second half's MMAs run (-1.5 % at
+ * qwen3 n = 8192 and gpt-oss-20b n = 4096).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -217,11 +219,6 @@ template <int BN> __host__ __device__ constexpr int consumer_wgs() {
 template <int BN> __host__ __device__ constexpr bool token_halves() {
     return consumer_wgs<BN>() == 3;
 }
-/* At BN = 192 each chunk's MMAs go out as this many commit groups of BN / kParts tokens, so that
- * a part is promoted while the later parts' MMAs run. */
-#ifndef MXMOE_SM90_PARTS /* lab: 2 or 3 */
-#define MXMOE_SM90_PARTS 2
-#endif
 /* Output columns (weight rows) per CTA, and its threads (a producer warpgroup first). */
 template <int BN> __host__ __device__ constexpr int tile_n() {
     return 64 * consumer_wgs<BN>();
@@ -694,7 +691,10 @@ __device__ __forceinline__ void store_slab(const gemm_args& a, const uint8_t* sl
 template <int BN> struct consumer {
     using L = stage_layout<BN>;
     static constexpr int S = L::stages, NA = BN / 2;
-    static constexpr int kParts = MXMOE_SM90_PARTS; /* commit groups a chunk at BN = 192 */
+    /* At BN = 192 a chunk's MMAs go out as kParts commit groups of BN / kParts tokens, so that a
+     * part is promoted while the later parts' MMAs run (v30: -1.5 % at qwen3 n = 8192; three
+     * parts measured 2-3 % slower than two). */
+    static constexpr int kParts = 2;
     const gemm_args& a;
     const smem_header& h;
     uint8_t* stages;
@@ -1292,8 +1292,8 @@ __device__ __forceinline__ uint32_t e4m3_unit_word(bool units, int ref, bool off
     return (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
 }
 
-/* The two-warpgroup consumers' loop (BN <= 64, and 192 in lab builds): each chunk's MMAs as one
- * commit group. */
+/* The two-warpgroup consumers' loop with each chunk's MMAs as one commit group: BN <= 64, and
+ * BN = 192 in lab builds (the knock-outs and the timeline measure that form there). */
 template <int BN> __device__ __forceinline__ void consume_whole_chunks(consumer<BN>& cs, int G) {
     constexpr int NA = BN / 2;
     float acc[NA];
@@ -1925,7 +1925,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         return;
     }
     constexpr int NA = BN / 2;
-    if constexpr (BN == 192 && MXMOE_SM90_LAB == 0) {
+    if constexpr (BN == 192 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
         float acc[consumer<BN>::kParts][NA / consumer<BN>::kParts];
         uint32_t frag[4][4];
         chunk_state st;
