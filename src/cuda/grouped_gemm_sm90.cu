@@ -83,7 +83,9 @@
  * consumers' loop its uniform registers), and the token prepass's rows leave as 512
  * contiguous bytes a warp store (its pair-row stores were 80 % of its time; -5.5 % at qwen3
  * n = 4096 and 8192). v29 = the token prepass's scattered factor stores with an L2 evict_last
- * policy (that kernel -10 % at n = 8192).
+ * policy (that kernel -10 % at n = 8192). v30 = at BN = 192 each chunk's MMAs in two commit
+ * groups, the first half of the tokens promoted while the second half's MMAs run (-1.5 % at
+ * qwen3 n = 8192 and gpt-oss-20b n = 4096).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -689,6 +691,10 @@ __device__ __forceinline__ void store_slab(const gemm_args& a, const uint8_t* sl
 template <int BN> struct consumer {
     using L = stage_layout<BN>;
     static constexpr int S = L::stages, NA = BN / 2;
+    /* At BN = 192 a chunk's MMAs go out as kParts commit groups of BN / kParts tokens, so that a
+     * part is promoted while the later parts' MMAs run (v30: -1.5 % at qwen3 n = 8192; three
+     * parts measured 2-3 % slower than two). */
+    static constexpr int kParts = 2;
     const gemm_args& a;
     const smem_header& h;
     uint8_t* stages;
@@ -804,6 +810,73 @@ template <int BN> struct consumer {
         wgmma_commit();
     }
 
+    /* Parts P.. of chunk cs's MMAs at BN = 192, part p's tokens BN / kParts * p onwards (whole
+     * 1024-byte atoms into the swizzled tile), each a commit group of its own, into acc[p]. */
+    template <int P>
+    __device__ __forceinline__ void issue_parts(float (&acc)[kParts][NA / kParts],
+                                                const uint32_t (&frag)[4][4],
+                                                const chunk_state& cs) {
+        const uint64_t desc = desc0 + (uint64_t)(cs.s * (L::bytes >> 4)) +
+                              (uint64_t)(P * (BN / kParts * kChunk >> 4));
+        wgmma_fence();
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            wgmma_e4m3<BN / kParts>::mma(acc[P], frag[k], desc + 2 * k, k > 0);
+        }
+        wgmma_commit();
+        if constexpr (P + 1 < kParts) {
+            issue_parts<P + 1>(acc, frag, cs);
+        }
+    }
+
+    /* Parts P.. of a chunk whose tokens are all on their references: each promoted as soon as
+     * its group is complete, while the later parts' MMAs run; the stage released once all
+     * are (unless it is the unit's last chunk: its unit words are read after). */
+    template <int P>
+    __device__ __forceinline__ void promote_parts_fast(const chunk_state& cs,
+                                                       float (&acc)[kParts][NA / kParts]) {
+        wgmma_wait<kParts - 1 - P>();
+        fence_regs(acc[P]);
+        if (P + 1 == kParts && !cs.last) {
+            release(cs.s);
+        }
+        promote_fast<P * BN / 8 / kParts, BN / 8 / kParts>(cs, acc[P]);
+        if constexpr (P + 1 < kParts) {
+            promote_parts_fast<P + 1>(cs, acc);
+        }
+    }
+
+    /* Parts P.. of a chunk with tokens off their references, all complete. */
+    template <int P>
+    __device__ __forceinline__ void promote_parts(const chunk_state& cs,
+                                                  float (&acc)[kParts][NA / kParts]) {
+        fence_regs(acc[P]);
+        promote<P * BN / 8 / kParts, BN / 8 / kParts>(cs, acc[P]);
+        if constexpr (P + 1 < kParts) {
+            promote_parts<P + 1>(cs, acc);
+        }
+    }
+
+    /* Chunk cs at BN = 192 in kParts commit groups. In a tile whose tokens are all on their
+     * references each part's promotion runs while the later parts' MMAs do; otherwise all
+     * complete before the tokens' factors are applied. Each branch issues and completes its
+     * own groups (ptxas serialises every wgmma where a branch lies inside a group's flight,
+     * C7514). */
+    __device__ __forceinline__ void chunk_in_parts(float (&acc)[kParts][NA / kParts],
+                                                   const uint32_t (&frag)[4][4],
+                                                   const chunk_state& cs) {
+        if (cs.fast) {
+            issue_parts<0>(acc, frag, cs);
+            promote_parts_fast<0>(cs, acc);
+            retire(cs, !cs.last);
+        } else {
+            issue_parts<0>(acc, frag, cs);
+            wgmma_wait<0>();
+            promote_parts<0>(cs, acc);
+            retire(cs, false);
+        }
+    }
+
     /* This thread is done with stage s: each consumer thread arrives (its own reads before its
      * release), which spares the warp's sync and the branch to one lane. */
     __device__ __forceinline__ void release(int s) {
@@ -906,18 +979,25 @@ template <int BN> struct consumer {
         });
     }
 
+    /* promote() where every token of the tile is on its reference: one FFMA an element. */
+    template <int J0, int NJ>
+    __device__ __forceinline__ void promote_fast(const chunk_state& cs,
+                                                 const float (&acc)[4 * NJ]) {
+#pragma unroll
+        for (int j = 0; j < NJ; j++) {
+            float* f = fin + 4 * (J0 + j);
+            f[0] = __fmaf_rn(acc[4 * j + 0], cs.f0, f[0]);
+            f[1] = __fmaf_rn(acc[4 * j + 1], cs.f0, f[1]);
+            f[2] = __fmaf_rn(acc[4 * j + 2], cs.f1, f[2]);
+            f[3] = __fmaf_rn(acc[4 * j + 3], cs.f1, f[3]);
+        }
+    }
+
     /* Token groups J0 .. J0 + NJ - 1 (8 tokens each) of chunk cs, in acc, promoted into fin. */
     template <int J0, int NJ>
     __device__ __forceinline__ void promote(const chunk_state& cs, const float (&acc)[4 * NJ]) {
         if (cs.fast) { /* every token on its reference: one FFMA an element */
-#pragma unroll
-            for (int j = 0; j < NJ; j++) {
-                float* f = fin + 4 * (J0 + j);
-                f[0] = __fmaf_rn(acc[4 * j + 0], cs.f0, f[0]);
-                f[1] = __fmaf_rn(acc[4 * j + 1], cs.f0, f[1]);
-                f[2] = __fmaf_rn(acc[4 * j + 2], cs.f1, f[2]);
-                f[3] = __fmaf_rn(acc[4 * j + 3], cs.f1, f[3]);
-            }
+            promote_fast<J0, NJ>(cs, acc);
         } else { /* the tokens' chunk factors, relative to their units */
             const uint8_t* st = stages + cs.s * L::bytes;
             const uint32_t off = off_reference_mask(cs.t, J0, NJ);
@@ -1210,6 +1290,43 @@ __device__ __forceinline__ float e4m3_chunk_factor(bool units, bool on_ref, int 
  * whether some chunk is off it. */
 __device__ __forceinline__ uint32_t e4m3_unit_word(bool units, int ref, bool off_ref) {
     return (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
+}
+
+/* The two-warpgroup consumers' loop with each chunk's MMAs as one commit group: BN <= 64, and
+ * BN = 192 in lab builds (the knock-outs and the timeline measure that form there). */
+template <int BN> __device__ __forceinline__ void consume_whole_chunks(consumer<BN>& cs, int G) {
+    constexpr int NA = BN / 2;
+    float acc[NA];
+    /* One chunk's MMAs at a time per warpgroup; while one warpgroup waits for its MMAs, the
+     * other (and at BN <= 64 the other CTA's) promote and convert. (Two chunks' MMAs in flight
+     * per warpgroup made ptxas serialise every wgmma of the kernel, warning C7514, and measured
+     * 5-10 % slower; converting chunk g + 1 while chunk g's MMAs run, with two fragment sets,
+     * measured 4-11 % slower with v10b; the warpgroups issuing in turn (v8's ping-pong) measured
+     * 2-4 % slower than this in v11, NOTES.) */
+    uint32_t frag[4][4];
+    chunk_state st;
+#if (MXMOE_SM90_LAB & 1024)
+    unsigned long long t[kStampPoints] = {};
+#define MXMOE_SM90_STAMP(i) (t[i] = clock64())
+#else
+#define MXMOE_SM90_STAMP(i) ((void)0)
+#endif
+    for (int g = 0; g < G; g++) {
+        MXMOE_SM90_STAMP(0);
+        cs.prepare(frag, st);
+        MXMOE_SM90_STAMP(2);
+        cs.mma(acc, frag, st);
+        wgmma_wait<0>();
+        fence_regs(acc);
+        MXMOE_SM90_STAMP(3);
+        cs.finish(st, acc);
+#if (MXMOE_SM90_LAB & 1024)
+        MXMOE_SM90_STAMP(4);
+        t[1] = cs.waited;
+        lab_stamps_put(g, t);
+#endif
+    }
+#undef MXMOE_SM90_STAMP
 }
 
 #endif /* host or sm_90a */
@@ -1808,37 +1925,17 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         return;
     }
     constexpr int NA = BN / 2;
-    float acc[NA];
-    /* One chunk's MMAs at a time per warpgroup; while one warpgroup waits for its MMAs, the
-     * other (and at BN <= 64 the other CTA's) promote and convert. (Two chunks' MMAs in flight
-     * per warpgroup made ptxas serialise every wgmma of the kernel, warning C7514, and measured
-     * 5-10 % slower; converting chunk g + 1 while chunk g's MMAs run, with two fragment sets,
-     * measured 4-11 % slower with v10b; the warpgroups issuing in turn (v8's ping-pong) measured
-     * 2-4 % slower than this in v11, NOTES.) */
-    uint32_t frag[4][4];
-    chunk_state st;
-#if (MXMOE_SM90_LAB & 1024)
-    unsigned long long t[kStampPoints] = {};
-#define MXMOE_SM90_STAMP(i) (t[i] = clock64())
-#else
-#define MXMOE_SM90_STAMP(i) ((void)0)
-#endif
-    for (int g = 0; g < G; g++) {
-        MXMOE_SM90_STAMP(0);
-        cs.prepare(frag, st);
-        MXMOE_SM90_STAMP(2);
-        cs.mma(acc, frag, st);
-        wgmma_wait<0>();
-        fence_regs(acc);
-        MXMOE_SM90_STAMP(3);
-        cs.finish(st, acc);
-#if (MXMOE_SM90_LAB & 1024)
-        MXMOE_SM90_STAMP(4);
-        t[1] = cs.waited;
-        lab_stamps_put(g, t);
-#endif
+    if constexpr (BN == 192 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
+        float acc[consumer<BN>::kParts][NA / consumer<BN>::kParts];
+        uint32_t frag[4][4];
+        chunk_state st;
+        for (int g = 0; g < G; g++) {
+            cs.prepare(frag, st);
+            cs.chunk_in_parts(acc, frag, st);
+        }
+    } else {
+        consume_whole_chunks(cs, G);
     }
-#undef MXMOE_SM90_STAMP
 #else
     (void)a, (void)maps;
 #endif
