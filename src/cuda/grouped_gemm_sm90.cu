@@ -29,14 +29,15 @@
  * operands: the expert's weights fill the 64-row side even for one token); a prepass converts
  * them once into E4M3 rows in the same permuted order (plus one FP32 factor per row and chunk),
  * so the GEMM's producer only copies them into the 128-byte swizzled layout wgmma reads. The
- * prepass reads MXFP4 rows (act_e4m3_kernel), or for a projection the tokens themselves, which
- * it quantizes beside the plan (token_e4m3_kernel, v26).
+ * prepass (sm90_prepass.cu) reads MXFP4 rows (act_e4m3_kernel), or for a projection the tokens
+ * themselves, which it quantizes beside the plan (token_e4m3_kernel, v26). The encoding both
+ * sides share (the shift tables, the chunk and unit words) is in sm90_e4m3.cuh.
  *
- * Scales. Two passes before the GEMM take all scale work off its copy path: the activation
- * prepass above writes one FP32 factor per row and chunk, and the weight-scale pass one word per
- * weight row and chunk (the chunk's largest scale and each block's shift-table index) for the
- * experts this call uses (one word per 64 packed weight bytes). Weights are static, so that
- * pass could move to weight preparation, once per model load.
+ * Scales. Two passes before the GEMM (sm90_prepass.cu) take all scale work off its copy path:
+ * the activation prepass above writes one FP32 factor per row and chunk, and the weight-scale
+ * pass one word per weight row and chunk (the chunk's largest scale and each block's shift-table
+ * index) for the experts this call uses (one word per 64 packed weight bytes), or once for all
+ * of them where the weights are prepared (mxmoe_weights_prepare).
  *
  * Work split. A CTA = one producer thread (per chunk, four TMA boxes: packed weights, their
  * words, E4M3 activations swizzled by the TMA itself, their factors; a fifth at a tile's first
@@ -95,25 +96,13 @@
 #include "cuda/cuda_common.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/lab_stamps.cuh"
-#include "cuda/quantize.cuh"
+#include "cuda/sm90_e4m3.cuh"
+#include "cuda/sm90_prepass.cuh"
 #include "cuda/sm90_ptx.cuh"
 #include "cuda/sm90_wgmma.cuh"
 
-/* Lab knock-outs (dev/cuda/sm90_knockouts.sh; results wrong, timing only), bits: 1 no promotion,
- * 2 no weight conversion, 4 no epilogue, 8 no MMA, 16 no weight copy (packed bytes and scale
- * words), 32 no activation copy, 64 no activation-factor copy, 128 no result stores (the slab
- * is still written), 256 the MMAs with both operands from shared memory (A: rows of the
- * activation tile), 512 no GEMM at all. Bit 4 also drops the MMAs: with nothing reading the
- * accumulators ptxas removes them, so "MMA only" is bits 1 | 2 (the epilogue stays). Bit 1024
- * is no knock-out but a timeline (below). The three-warpgroup tiles (BN = 128) honour bits 2, 4,
- * 16-128, 512 and 1024 only. The token prepass (token_e4m3_kernel) honours two of its own:
- * 2048 no pair-row stores (nor the row lookups), 4096 no E2M1 quantization (the tokens' bits
- * stand in for the codes, scale 127; the E4M3 encoding stays), 8192 no factor stores. */
-#ifndef MXMOE_SM90_LAB
-#define MXMOE_SM90_LAB 0
-#endif
-
-/* Lab bit 1024 (results right, timing perturbed): a timeline of the consumers' chunks
+/* Lab bits: sm90_e4m3.cuh lists them. Bit 1024 (results right, timing perturbed): a timeline of
+ * the consumers' chunks
  * (dev/cuda/timeline.sh). Thread 0 of each consumer warpgroup of CTAs 0 .. kStampCtas - 1
  * stamps clock64() at points of each of its first kStampChunks chunks: before the stage wait,
  * after it, after the conversion (the MMAs about to issue), after the MMAs completed, after the
@@ -156,8 +145,6 @@ __device__ __forceinline__ void lab_epi_put(int u, const unsigned long long (&t)
 
 namespace {
 
-constexpr int kChunk = 128; /* K per stage and per promotion: 4 MX blocks */
-constexpr int kShifts = 20; /* E4M3 tables for shifts -13..6 (row 0: all round to 0) */
 constexpr int kMaxExperts = 1024;
 /* Bytes of each weight row a stage's box holds: the chunk's 64 (lab: 128, the next chunk's
  * too, unused, to see whether the TMA's 64-byte rows cost more than their bytes; it needs
@@ -166,29 +153,9 @@ constexpr int kMaxExperts = 1024;
 #define MXMOE_SM90_WBOX 64
 #endif
 constexpr int kWeightBox = MXMOE_SM90_WBOX;
-static_assert(kShifts <= 32, "a scale word holds each table index in 5 bits");
-
-/* Bytes of one converted activation row: K rounded up to whole 128-K chunks. */
-__host__ __device__ constexpr int64_t chunk_cols(int64_t k) {
-    return (k + 127) / 128 * 128;
-}
 
 __host__ __device__ constexpr int round_up(int x, int m) {
     return (x + m - 1) / m * m;
-}
-
-/* A TMA box must start 16-byte aligned in its innermost dimension (anywhere else the copy is an
- * illegal instruction on sm_90), so 4-byte entries are addressed in groups of 4: each expert's
- * scale words start at a multiple of 4 (N rounded up), and a tile's factor box starts at its
- * first row rounded down to a multiple of 4, 4 entries wider than the tile. */
-__host__ __device__ constexpr int64_t words_per_expert(int64_t n) {
-    return (n + 3) / 4 * 4;
-}
-
-/* Bytes of one chunk's row of scale words or activation factors (4 bytes an entry): whole 16
- * bytes, as a TMA tensor's row pitch must be. */
-__host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
-    return words_per_expert(entries) * 4;
 }
 
 /* CTAs per SM for BN tokens per tile. At small BN a chunk's MMAs are short and each consumer
@@ -325,10 +292,6 @@ struct operand_maps {
 /* Device code below is compiled for the host pass and sm_90a only (sm_80 gets an empty kernel). */
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-/* A token's unit word: its reference scale R in bits 0..7 (the unit is 2^(R - 133)) and this
- * bit where some chunk of it is not encoded against R (its factor is not 1 in those units). */
-constexpr uint32_t kOffReference = 1u << 8;
-
 /* Registers per thread after setmaxnreg. A CTA is launched with 64K / its threads per thread
  * and CTA per SM, rounded down to 8 (168 at one CTA per SM, 80 at two, 128 with three consumer
  * warpgroups); setmaxnreg.inc waits until the registers it asks for have been released by
@@ -349,123 +312,6 @@ template <int BN> struct regs {
     static_assert(128 * (launch - producer) >= 128 * consumer_wgs<BN>() * (consumer - launch),
                   "the consumers ask for more registers than the producer releases");
 };
-
-constexpr int kTwiceE2m1[8] = {0, 1, 2, 3, 4, 6, 8, 12}; /* 2 |e2m1| of magnitude codes 0-7 */
-
-/* The E4M3 byte (round to nearest even, subnormals included) of E2M1 magnitude m times
- * 2^(i - 13), from integers: twice the magnitude, x in {0, 1, 2, 3, 4, 6, 8, 12}, makes the value
- * x * 2^(i - 5) in units of 2^-9, E4M3's subnormal step; x has at most 2 significant bits, so
- * every normal result is exact. */
-constexpr uint8_t e4m3_shifted(int m, int i) {
-    const int x = kTwiceE2m1[m], s = i - 5;
-    if (s < 0) { /* under 6 steps: subnormal, rounded */
-        const int q = x >> -s, r = x & ((1 << -s) - 1), half = 1 << (-s - 1);
-        return (uint8_t)(q + (r > half || (r == half && (q & 1)) ? 1 : 0));
-    }
-    const int u = x << s;
-    if (u < 8) { /* below 2^-6 */
-        return (uint8_t)u;
-    }
-    int p = 3; /* floor(log2 u): the exponent is p - 9, biased by 7 */
-    while ((u >> (p + 1)) != 0) {
-        p++;
-    }
-    return (uint8_t)(((p - 2) << 3) | (((u << 3) >> p) - 8));
-}
-/* Checked at compile time against a search: the nearest of the positive E4M3 codes (ties to the
- * even code), every value in units of 2^-14 (code c = 8e + m is m 2^5 for e = 0, else
- * (8 + m) 2^(e + 4); the input is 2|e2m1| 2^i). */
-constexpr bool e4m3_shifted_is_nearest() {
-    for (int i = 0; i < kShifts; i++) {
-        for (int m = 0; m < 8; m++) {
-            const long target = (long)kTwiceE2m1[m] << i;
-            int best = 0;
-            long best_d = target;
-            for (int c = 1; c < 127; c++) {
-                const long v =
-                    (c >> 3) == 0 ? (long)(c & 7) << 5 : (long)(8 + (c & 7)) << ((c >> 3) + 4);
-                const long d = v > target ? v - target : target - v;
-                if (d < best_d || (d == best_d && (c & 1) == 0)) {
-                    best = c, best_d = d;
-                }
-            }
-            if (best != e4m3_shifted(m, i)) {
-                return false;
-            }
-        }
-    }
-    return true;
-}
-static_assert(e4m3_shifted_is_nearest() && e4m3_shifted(7, 13) == 0x4C &&
-                  e4m3_shifted(3, 4) == 0x02,
-              "E4M3 shift tables: 6 -> 0x4C, 1.5 * 2^-9 -> 2^-8 (to even)");
-
-/* The shift tables as words: row i (E2M1 magnitudes 0-3, then 4-7) at words 2i and 2i + 1,
- * rows kShifts..31 zero. Each kernel copies the rows it uses into shared memory. */
-struct e4m3_tables {
-    uint32_t words[64];
-};
-constexpr e4m3_tables make_e4m3_tables() {
-    e4m3_tables t = {};
-    for (int i = 0; i < kShifts; i++) {
-        for (int m = 0; m < 8; m++) {
-            t.words[2 * i + m / 4] |= (uint32_t)e4m3_shifted(m, i) << (8 * (m % 4));
-        }
-    }
-    return t;
-}
-__device__ const e4m3_tables kE4m3Tables = make_e4m3_tables();
-
-/* E4M3 bytes of 4 E2M1 nibbles: those in bits 0..15 of x (High = false) or 16..31 (true). */
-template <bool High> __device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint2 table) {
-    /* prmt reads selector bits 0..15, so one mask serves both halves of x. Both in asm: the
-     * compiler masks __byte_perm's selector again, and splits a shared mask in two. */
-    uint32_t magnitudes, mag;
-    asm("and.b32 %0, %1, 0x77777777;" : "=r"(magnitudes) : "r"(x));
-    asm("prmt.b32 %0, %1, %2, %3;"
-        : "=r"(mag)
-        : "r"(table.x), "r"(table.y), "r"(High ? magnitudes >> 16 : magnitudes));
-    /* Sign of nibble j (bit 4j+3) to bit 7 of byte j: bytes of x << 4 and x interleaved. */
-    const uint32_t sign = __byte_perm(x << 4, x, High ? 0x7362u : 0x5140u);
-    return mag | (sign & 0x80808080u);
-}
-
-/* The largest of the four bytes (integer max: __vmaxu4 is emulated on sm_90, ~10 instructions). */
-__device__ __forceinline__ int max_byte(uint32_t s) {
-    const int lo = max((int)(s & 0xFFu), (int)((s >> 8) & 0xFFu));
-    const int hi = max((int)((s >> 16) & 0xFFu), (int)(s >> 24));
-    return max(lo, hi);
-}
-
-/* 2^(smax - 133): the chunk's reference factor (NaN for the NaN scale 0xFF), from its bits:
- * normal for smax >= 7, else the subnormal 2^(smax + 16 - 149). */
-__device__ __forceinline__ float chunk_factor(int smax) {
-    return smax == 255 ? __int_as_float(0x7FC00000)
-                       : __int_as_float(smax >= 7 ? (smax - 6) << 23 : 1 << (smax + 16));
-}
-
-/* A weight row's chunk as the consumers need it, one word (the weight-scale pass writes it),
- * against the reference R = max(smax, 7), smax the chunk's largest scale: bits 5q..5q+4 the
- * shift table of block q (s_q - R + 6 + 13, 0 where the block lies more than 19 binades down:
- * all zeros), and bits 22..30 the chunk's factor 2^(R - 133) as FP32 bits, so that the
- * consumers read it with one mask (word_factor): 2^(R - 133) is normal for R >= 7, and a chunk
- * whose largest scale is below 7 has every block within 7 binades of 7, exact in E4M3 against
- * it; R = 255 (a NaN scale) puts the quiet NaN 0x7FC00000 there. */
-__device__ __forceinline__ uint32_t chunk_word(uint32_t sc) {
-    const int ref = max(max_byte(sc), 7);
-    uint32_t word = ref == 255 ? 0x7FC00000u : (uint32_t)(ref - 6) << 23;
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-        const int i = (int)((sc >> (8 * q)) & 0xFF) - ref + 6 + 13;
-        word |= (uint32_t)(i < 0 ? 0 : i) << (5 * q);
-    }
-    return word;
-}
-
-/* The chunk factor a chunk_word carries. */
-__device__ __forceinline__ float word_factor(uint32_t word) {
-    return __int_as_float(word & 0x7FC00000u);
-}
 
 __device__ __forceinline__ uint2 word_table(const smem_header& h, uint32_t word, int q) {
     return h.table[(word >> (5 * q)) & 31];
@@ -533,51 +379,6 @@ __device__ tile decode_tile(const gemm_args& a, const smem_header& h, int n_tile
     r.row_begin = (int32_t)(b + (int64_t)(local % token_tiles) * BN);
     r.row_end = (int32_t)min(end, (int64_t)r.row_begin + BN);
     return r;
-}
-
-__device__ __forceinline__ int64_t w_scale_offset(const gemm_args& a, int64_t expert, int64_t n,
-                                                  int64_t block) {
-    return a.w_swizzled ? expert * mxmoe_swizzled_matrix_bytes(a.n, a.k) +
-                              mxmoe_swizzled_offset(n, block, a.k)
-                        : (expert * a.n + n) * (a.k / 32) + block;
-}
-
-/* Scale-offset step from one 128-K chunk to the next: 4 linear bytes, or one 512-byte atom. */
-__device__ __forceinline__ int64_t w_scale_chunk_stride(const gemm_args& a) {
-    return a.w_swizzled ? 512 : 4;
-}
-
-/* A chunk's 4 scale bytes with those of blocks past K (valid of them are inside) set to 0. */
-__device__ __forceinline__ uint32_t valid_blocks_only(uint32_t s, int64_t valid) {
-    return valid >= 4 ? s : s & ((1u << (8 * valid)) - 1u);
-}
-
-/* 4 bytes at the 4-aligned offset `off` of a buffer of `numel` bytes (bytes past it read 0). */
-__device__ __forceinline__ uint32_t load_u32(const uint8_t* base, int64_t off, int64_t numel) {
-    if (off + 4 <= numel) {
-        return __ldg(reinterpret_cast<const uint32_t*>(base + off));
-    }
-    uint32_t v = 0;
-    for (int i = 0; i < 4 && off + i < numel; i++) {
-        v |= (uint32_t)base[off + i] << (8 * i);
-    }
-    return v;
-}
-
-/* The 4 scale bytes of chunk c of a weight row whose block 0 sits at `row0` (-1: no such row,
- * all zero); blocks past K are masked to scale byte 0 (their elements are zero-filled). */
-__device__ __forceinline__ uint32_t load_chunk_scales(const gemm_args& a, int64_t row0, int c) {
-    if (row0 < 0) {
-        return 0;
-    }
-    const int64_t off = row0 + (int64_t)c * w_scale_chunk_stride(a), aligned = off & ~(int64_t)3;
-    const int shift = (int)(off & 3);
-    uint32_t s = load_u32(a.w_scales, aligned, a.w_scales_numel);
-    if (shift != 0) { /* linear scales of a row start anywhere: two words */
-        s = __funnelshift_r(s, load_u32(a.w_scales, aligned + 4, a.w_scales_numel), 8 * shift);
-    }
-    const int64_t valid = a.k / 32 - 4 * (int64_t)c;
-    return valid_blocks_only(s, valid);
 }
 
 /* Starts the copies of chunk c of tile t into stage `st` (one thread): tile_n weight rows x 64
@@ -1211,87 +1012,6 @@ template <int BN> struct consumer {
 };
 
 
-/* The 4 scale bytes of chunk c of activation row r (blocks past K: 0): one word where rows keep
- * them 4-aligned, else the two aligned words around them (byte by byte, each checked and with
- * its error branch, the prepass at gpt-oss's 90 blocks a row ran ~1100 instructions a row,
- * issue-bound; Nsight, H200); a scale past the buffer is flagged and reads 0. */
-__device__ __forceinline__ uint32_t act_chunk_scales(const gemm_args& a, int64_t r, int c, int kb,
-                                                     bool scale_words) {
-    const int64_t off = r * kb + 4 * c;
-    if (scale_words) { /* kb % 4 == 0: whole chunks, 4-aligned */
-        if (off + 4 > a.a_scales_numel) {
-            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-            return 0;
-        }
-        return __ldg(reinterpret_cast<const uint32_t*>(a.a_scales + off));
-    }
-    const int64_t word = off & ~(int64_t)3; /* rows of kb % 4 != 0 bytes: two aligned words */
-    if (word + 8 <= a.a_scales_numel && (uintptr_t)a.a_scales % 4 == 0) {
-        const uint32_t* w = reinterpret_cast<const uint32_t*>(a.a_scales + word);
-        const uint32_t sc = __funnelshift_r(__ldg(w), __ldg(w + 1), 8 * (int)(off - word));
-        const int valid = kb - 4 * c; /* the row's blocks in this chunk, >= 1 */
-        return valid >= 4 ? sc : sc & ((1u << (8 * valid)) - 1u);
-    }
-    uint32_t sc = 0;
-#pragma unroll
-    for (int q = 0; q < 4 && 4 * c + q < kb; q++) {
-        if (off + q >= a.a_scales_numel) {
-            atomicOr(a.errors, MXMOE_DEVERR_SCALE_SPACE);
-            continue;
-        }
-        sc |= (uint32_t)__ldg(a.a_scales + off + q) << (8 * q);
-    }
-    return sc;
-}
-
-/* 2^d for d <= 0, from its bits (subnormal below 2^-126). */
-__device__ __forceinline__ float pow2_nonpositive(int d) {
-    return d >= -126 ? __int_as_float((d + 127) << 23) : __int_as_float(1 << (d + 149));
-}
-
-/* Word k of a chunk's four blocks in E4M3, as the GEMM reads it (both prepasses): w holds the
- * blocks' packed words k and sc their scale bytes (blocks from `valid` on lie past K: zero
- * words and scales). A chunk is on the row's reference `ref` when every block encodes against
- * it as against the chunk's own largest: exact (within 14 binades of it), or flushed to zero
- * either way (more than 19 binades below the chunk's largest: an all-zero block's scale 0, say);
- * only rows with `units` have one. Writes units 2k and 2k + 1 of the chunk's 128 bytes and
- * returns whether the chunk is on the reference. */
-__device__ __forceinline__ bool e4m3_chunk_word(const uint2* table, const uint32_t (&w)[4],
-                                                uint32_t sc, int valid, int ref, bool units,
-                                                uint4& lo, uint4& hi) {
-    const int smax = max_byte(sc);
-    bool on_ref = units;
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-        const int sq = (int)((sc >> (8 * q)) & 0xFF);
-        on_ref = on_ref && (q >= valid || sq + 14 >= ref || sq + 19 < smax);
-    }
-    const int base = on_ref ? ref : smax;
-    uint2 tab[4];
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-        const int i = (int)((sc >> (8 * q)) & 0xFF) - base + 6 + 13;
-        tab[q] = table[i < 0 ? 0 : i];
-    }
-    lo = make_uint4(e4m3x4<false>(w[0], tab[0]), e4m3x4<false>(w[1], tab[1]),
-                    e4m3x4<false>(w[2], tab[2]), e4m3x4<false>(w[3], tab[3]));
-    hi = make_uint4(e4m3x4<true>(w[0], tab[0]), e4m3x4<true>(w[1], tab[1]),
-                    e4m3x4<true>(w[2], tab[2]), e4m3x4<true>(w[3], tab[3]));
-    return on_ref;
-}
-
-/* A row's chunk factor in its units (a_factors): 1 on the reference, else 2^(smax - ref); rows
- * without units (a chunk more than 100 binades below the reference) take absolute factors. */
-__device__ __forceinline__ float e4m3_chunk_factor(bool units, bool on_ref, int smax, int ref) {
-    return !units ? chunk_factor(smax) : (on_ref ? 1.0f : pow2_nonpositive(smax - ref));
-}
-
-/* A row's unit word (after its chunk factors): its reference scale (133 without units) and
- * whether some chunk is off it. */
-__device__ __forceinline__ uint32_t e4m3_unit_word(bool units, int ref, bool off_ref) {
-    return (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
-}
-
 /* The two-warpgroup consumers' loop with each chunk's MMAs as one commit group: BN <= 64, and
  * BN = 192 in lab builds (the knock-outs and the timeline measure that form there). */
 template <int BN> __device__ __forceinline__ void consume_whole_chunks(consumer<BN>& cs, int G) {
@@ -1330,387 +1050,6 @@ template <int BN> __device__ __forceinline__ void consume_whole_chunks(consumer<
 }
 
 #endif /* host or sm_90a */
-
-/* The prepass: MXFP4 activations (row a_rows[r] / a_rows_div for GEMM row r where mapped) ->
- * E4M3 rows [rows, chunk_cols(K)] in the GEMM's permuted K
- * order (16-byte unit u = 2k + half of a chunk = word k, half `half` of blocks 0..3), their
- * chunk factors [K/128 chunks, rows] and one unit word per row after them (rows
- * word_pitch(rows) bytes apart). Units: a row's reference R is its largest scale over K, and a
- * chunk whose blocks all encode against R exactly as against the chunk's own largest (within 14
- * binades of R, or flushed either way) is encoded against R with factor 1 in units of
- * 2^(R - 133); other chunks keep their own
- * largest scale, with factor 2^(smax - R), and set the row's kOffReference bit. The GEMM
- * accumulates in the tokens' units: a tile of on-reference tokens promotes with one FFMA. A row
- * with a chunk more than 100 binades below R takes the unit 1 (R = 133) and absolute factors,
- * so that no factor underflows. A warp per row: the row's largest and smallest chunk maxima by
- * warp reductions, then a lane per word k of a chunk's four blocks (its two 16-byte output
- * units; a warp's stores cover 1 KB contiguously). (A block per row, with three block barriers
- * and shared atomics a row, was latency-bound: ~2.4x its write floor at qwen3 n = 8192, Nsight;
- * one thread per chunk wrote 128-byte runs 128 bytes apart and ran at a third of the copy rate.) */
-constexpr int kE4m3Threads = 256;
-
-__global__ void __launch_bounds__(kE4m3Threads) act_e4m3_kernel(gemm_args a) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
-    __shared__ uint2 table[kShifts];
-    for (int t = threadIdx.x; t < 2 * kShifts; t += blockDim.x) {
-        reinterpret_cast<uint32_t*>(table)[t] = kE4m3Tables.words[t];
-    }
-    __syncthreads();
-    pdl_wait(); /* the quantizer's rows (launched after it by launch_pdl) */
-    if (a.release_early) {
-        pdl_release();
-    }
-    if (a.check_offsets && blockIdx.x == 0) { /* the caller's offsets, here: no launch of its own */
-        check_offsets_block(a.offsets, a.num_experts, a.rows, a.errors);
-    }
-    const int lane = threadIdx.x % 32;
-    const int kb = (int)(a.k / 32), nc = (kb + 3) / 4, kc = nc * kChunk;
-    const int64_t pitch = word_pitch(a.rows) / 4;
-    const bool scale_words = kb % 4 == 0 && (uintptr_t)a.a_scales % 4 == 0;
-    const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
-    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; r < a.rows;
-         r += warps) {
-        int64_t src = r; /* the activation row GEMM row r reads */
-        if (a.a_rows != nullptr) {
-            const int32_t i = a.a_rows[r];
-            src = i < 0 ? 0 : i / a.a_rows_div;
-        }
-        unsigned hi = 0, lo = 255; /* the row's largest and smallest chunk maxima */
-        for (int c = lane; c < nc; c += 32) {
-            const unsigned m = (unsigned)max_byte(act_chunk_scales(a, src, c, kb, scale_words));
-            hi = max(hi, m), lo = min(lo, m);
-        }
-        const int ref = (int)__reduce_max_sync(0xFFFFFFFFu, hi);
-        const bool units = (int)__reduce_min_sync(0xFFFFFFFFu, lo) + 100 >= ref;
-        const uint8_t* packed = a.a_packed + src * (a.k / 2);
-        bool off_ref = false;
-        for (int t = lane; t < 4 * nc; t += 32) {
-            const int c = t / 4, k = t % 4; /* word k of the chunk's 4 blocks: units 2k, 2k+1 */
-            const uint32_t sc = act_chunk_scales(a, src, c, kb, scale_words);
-            uint32_t w[4];
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const int block = 4 * c + q;
-                w[q] = block < kb
-                           ? __ldg(reinterpret_cast<const uint32_t*>(packed + block * 16) + k)
-                           : 0u;
-            }
-            uint4* dst = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + c * kChunk) + 2 * k;
-            const bool on_ref =
-                e4m3_chunk_word(table, w, sc, kb - 4 * c, ref, units, dst[0], dst[1]);
-            if (k == 0) {
-                a.a_factors[c * pitch + r] = e4m3_chunk_factor(units, on_ref, max_byte(sc), ref);
-                off_ref |= !on_ref;
-            }
-        }
-        off_ref = __any_sync(0xFFFFFFFFu, off_ref);
-        if (lane == 0) {
-            reinterpret_cast<uint32_t*>(a.a_factors)[nc * pitch + r] =
-                e4m3_unit_word(units, ref, off_ref);
-        }
-    }
-    pdl_release(); /* the GEMM may start (it waits for these rows before their copies) */
-#else
-    (void)a;
-#endif
-}
-
-/* The prepass fed by tokens (gemm_args.tokens), for the projection and the layer's first GEMM:
- * a block per token quantizes its row as mxmoe_quantize would (the scale rule and the RNE
- * encoder of quantize_block_lanes: the same codes and scales), encodes them in E4M3 as
- * act_e4m3_kernel does from those bytes, and writes the result to the GEMM row of each of the
- * token's pairs. Launched right after the plan, it runs beside it up to those writes, which
- * wait for its rows: plan, quantizer and prepass make two kernels on the chain before the GEMM
- * instead of three, and the MXFP4 rows never go through memory. Thread 4c + k holds word k (8
- * elements) of each of the 4 blocks of chunk c, from its loads to its stores, so a token is one
- * round of loads and two block barriers (the row's reference): K <= 128 kTokenMaxChunks
- * (mxmoe_sm90_tokens_fit). (A warp per token, its chunks in rounds, was 13-40 us slower than
- * the quantizer and the MXFP4 prepass at n = 64: a chain of 2 x 4 loads a round.) Rows no pair
- * maps to (dropped pairs, past offsets[E]) are written as zeros, which the last tile reads as
- * padding. */
-constexpr int kTokenMaxChunks = 64, kTokenMaxThreads = 4 * kTokenMaxChunks;
-
-#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* A thread's 8 token elements as loaded: 8 FP32 words, or 4 words of two 16-bit elements each,
- * kept packed (the kernel at 39-40 registers instead of 62: 17 blocks of 96 threads an SM instead
- * of 10, 42 -> 33 us at gpt-oss-20b n = 4096, Nsight). */
-template <mxmoe_dtype D> struct token_word {
-    static constexpr int words = D == MXMOE_F32 ? 8 : 4;
-    uint32_t w[words];
-
-    /* Elements first .. first + 7 of x (zeros where not `live`); `vectors`: 16-byte aligned. */
-    __device__ __forceinline__ void load(const void* x, int64_t first, bool live, bool vectors) {
-        const uint4* v = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(x) +
-                                                        first * (D == MXMOE_F32 ? 4 : 2));
-#pragma unroll
-        for (int i = 0; i < words; i++) {
-            w[i] = 0;
-        }
-        if (!live) {
-            return;
-        }
-        if (vectors) {
-#pragma unroll
-            for (int u = 0; u < words / 4; u++) {
-                const uint4 x4 = __ldg(v + u);
-                w[4 * u] = x4.x, w[4 * u + 1] = x4.y, w[4 * u + 2] = x4.z, w[4 * u + 3] = x4.w;
-            }
-        } else if (D == MXMOE_F32) {
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                w[i] = __ldg(static_cast<const uint32_t*>(x) + first + i);
-            }
-        } else {
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                w[i / 2] |= (uint32_t)__ldg(static_cast<const uint16_t*>(x) + first + i)
-                            << (16 * (i % 2));
-            }
-        }
-    }
-
-    /* Element i as FP32 (exact). */
-    __device__ __forceinline__ float at(int i) const {
-        if (D == MXMOE_F32) {
-            return __uint_as_float(w[i]);
-        }
-        const uint32_t half = i % 2 ? w[i / 2] >> 16 : w[i / 2] & 0xFFFFu;
-        if (D == MXMOE_BF16) {
-            return __uint_as_float(half << 16);
-        }
-        float f; /* the hardware's conversion (mxmoe_f16_to_f32 is ~12 instructions) */
-        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)half));
-        return f;
-    }
-
-    /* The largest of the magnitudes' FP32 bits (NaN/Inf patterns the largest, as in
-     * mxmoe_quantize_block). */
-    __device__ __forceinline__ uint32_t amax_bits() const {
-        uint32_t m = 0;
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            m = max(m, mxmoe_f32_bits(at(i)) & 0x7fffffffu);
-        }
-        return m;
-    }
-};
-#endif
-
-template <mxmoe_dtype D>
-__global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
-    token_e4m3_kernel(gemm_args a) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, like the GEMM */
-    __shared__ uint2 table[kShifts];
-    __shared__ unsigned extremes[2][kTokenMaxThreads / 32]; /* each warp's largest, smallest */
-    for (int t = threadIdx.x; t < 2 * kShifts; t += blockDim.x) {
-        reinterpret_cast<uint32_t*>(table)[t] = kE4m3Tables.words[t];
-    }
-    __syncthreads();
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-    const int c = threadIdx.x / 4, k = threadIdx.x % 4; /* word k of chunk c's 4 blocks */
-    const int kb = (int)(a.k / 32), nc = (kb + 3) / 4;
-    const bool chunk = c < nc;
-    const int64_t kc = (int64_t)nc * kChunk, pitch = word_pitch(a.rows) / 4;
-    const int64_t top_k = a.tokens.top_k;
-    /* a thread's 8 elements stay 16-byte aligned from an aligned base (k a multiple of 32) */
-    const bool vectors = (uintptr_t)a.tokens.x % 16 == 0;
-    for (int64_t t = blockIdx.x; t < a.tokens.count; t += gridDim.x) {
-        token_word<D> x[4];
-        uint32_t sc = 0, w[4];
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const int block = 4 * c + q;
-            x[q].load(a.tokens.x, t * a.k + 32 * block + 8 * k, chunk && block < kb, vectors);
-        }
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const int block = 4 * c + q;
-            const uint32_t amax = x[q].amax_bits();
-            uint32_t m = max(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
-            m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
-            const bool live = chunk && block < kb;
-            const uint8_t scale = (MXMOE_SM90_LAB & 4096) ? 127
-                                  : live                  ? mxmoe_scale_byte(m, a.tokens.rule)
-                                                          : 0;
-            uint32_t codes = 0;
-            if ((MXMOE_SM90_LAB & 4096)) {
-                codes = x[q].w[0] ^ x[q].w[1] ^ x[q].w[D == MXMOE_F32 ? 7 : 3];
-            } else if (live && scale != MXMOE_E8M0_NAN) {
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    codes |= mxmoe_e2m1_code_rne(x[q].at(i), scale) << (4 * i);
-                }
-            }
-            w[q] = codes;
-            sc |= (uint32_t)scale << (8 * q);
-        }
-        /* the row's largest and smallest chunk maxima */
-        const unsigned smax = (unsigned)max_byte(sc);
-        const unsigned hi = __reduce_max_sync(0xFFFFFFFFu, chunk ? smax : 0u);
-        const unsigned lo = __reduce_min_sync(0xFFFFFFFFu, chunk ? smax : 255u);
-        if (lane == 0) {
-            extremes[0][warp] = hi, extremes[1][warp] = lo;
-        }
-        __syncthreads();
-        unsigned row_hi = 0, row_lo = 255;
-        for (int i = 0; i < warps; i++) {
-            row_hi = max(row_hi, extremes[0][i]), row_lo = min(row_lo, extremes[1][i]);
-        }
-        const int ref = (int)row_hi;
-        const bool units = (int)row_lo + 100 >= ref;
-        uint4 lo4, hi4;
-        const bool on_ref = e4m3_chunk_word(table, w, sc, kb - 4 * c, ref, units, lo4, hi4);
-        const float factor = e4m3_chunk_factor(units, on_ref, (int)smax, ref);
-        /* a barrier too: every thread has read `extremes` before the next token writes them */
-        const uint32_t unit_word = e4m3_unit_word(units, ref, __syncthreads_or(chunk && !on_ref));
-        pdl_wait(); /* the plan's rows (the kernel before) */
-        if (a.release_early) {
-            pdl_release();
-        }
-        /* The warp's 1024 bytes of the row (its lanes' 32 each, in lane order) leave as two
-         * stores of 512 contiguous bytes: lane L's 16 bytes of the first are lane L / 2's
-         * lo4 (L even) or hi4, of the second lane 16 + L / 2's. (Each lane storing its own 32
-         * bytes, every store instruction wrote half of each of 32 sectors.) */
-        uint4 first, second;
-        {
-            const int from = lane / 2;
-            const bool odd = lane & 1;
-            uint32_t* f = reinterpret_cast<uint32_t*>(&first);
-            uint32_t* g = reinterpret_cast<uint32_t*>(&second);
-            const uint32_t* l = reinterpret_cast<const uint32_t*>(&lo4);
-            const uint32_t* h = reinterpret_cast<const uint32_t*>(&hi4);
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const uint32_t l1 = __shfl_sync(0xFFFFFFFFu, l[i], from);
-                const uint32_t h1 = __shfl_sync(0xFFFFFFFFu, h[i], from);
-                const uint32_t l2 = __shfl_sync(0xFFFFFFFFu, l[i], 16 + from);
-                const uint32_t h2 = __shfl_sync(0xFFFFFFFFu, h[i], 16 + from);
-                f[i] = odd ? h1 : l1;
-                g[i] = odd ? h2 : l2;
-            }
-        }
-        /* chunks of the row this warp's span holds: bytes [0, 128 * span_chunks) */
-        const int span_chunks = min(nc - 8 * warp, 8);
-        for (int64_t j = 0; j < ((MXMOE_SM90_LAB & 2048) ? 0 : top_k); j++) {
-            const int32_t r = a.tokens.row_of[t * top_k + j];
-            if (r < 0 || r >= a.rows) { /* dropped (block-uniform) */
-                continue;
-            }
-            uint4* span = reinterpret_cast<uint4*>(a.a_e4m3 + r * kc + (int64_t)warp * 1024);
-            if (lane / 8 < span_chunks) {
-                span[lane] = first;
-            }
-            if (4 + lane / 8 < span_chunks) {
-                span[32 + lane] = second;
-            }
-            /* factors only off the reference: the GEMM takes 1 for the others (factor_pair) */
-            if (chunk && k == 0 && (unit_word & kOffReference) && !(MXMOE_SM90_LAB & 8192)) {
-                store_u32_evict_last(a.a_factors + c * pitch + r, __float_as_uint(factor));
-            }
-            if (threadIdx.x == 0) {
-                store_u32_evict_last(a.a_factors + nc * pitch + r, unit_word);
-            }
-        }
-    }
-    pdl_wait(); /* every thread: the grid ends after the plan, as the kernels after it assume */
-    /* Rows no pair maps to: zeros, on reference (read only as the last tile's padding). */
-    const int64_t kept = grouped_row_limit(a.offsets, a.num_experts, a.rows);
-    for (int64_t r = kept + blockIdx.x; r < a.rows; r += gridDim.x) {
-        for (int64_t u = threadIdx.x; u < kc / 16; u += blockDim.x) {
-            reinterpret_cast<uint4*>(a.a_e4m3 + r * kc)[u] = make_uint4(0, 0, 0, 0);
-        }
-        for (int i = threadIdx.x; i <= nc; i += blockDim.x) {
-            a.a_factors[i * pitch + r] = 0.0f;
-        }
-    }
-    pdl_release(); /* the GEMM may start (it waits for these rows before their copies) */
-#else
-    (void)a;
-#endif
-}
-
-/* The weight-scale pass: w_words[c][e * N4 + n] = chunk_word of row n of expert e, chunk c
- * (N4 = words_per_expert(N); rows E * N4 words apart), for the experts that have rows in this call
- * (the others' words only reach outputs the GEMM skips), or for all of them (offsets NULL: once,
- * from mxmoe_weights_prepare). A block per kWordRows weight rows
- * (global rows g = e * N + n), a thread per (row, chunk), rows fastest: the stores are coalesced.
- * Linear scales of consecutive rows are contiguous, so where they fit (`staged_bytes`) the block
- * first copies its rows' scale bytes into shared memory with coalesced word loads. (A thread per
- * row walking its chunks was latency-bound: 22 us at gpt-oss for 17 MB moved.) */
-constexpr int kWordRows = 128, kWordThreads = 256;
-
-__host__ __device__ inline int64_t staged_bytes(const gemm_args& a) {
-    const int64_t bytes = kWordRows * (a.k / 32) + 8; /* + a word read past the last row */
-    return a.w_swizzled || bytes > 48 * 1024 ? 0 : (bytes + 15) / 16 * 16;
-}
-
-__global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    extern __shared__ uint4 staged16[];
-    const uint32_t* staged = reinterpret_cast<const uint32_t*>(staged16);
-    __shared__ int64_t word_at[kWordRows]; /* row r's word offset in a chunk; -1: not needed */
-    __shared__ int64_t scale0[kWordRows];  /* row r's block 0 scale offset (unstaged path) */
-    const int64_t en = a.num_experts * a.n, n4 = words_per_expert(a.n), pitch = a.num_experts * n4;
-    const int nc = (int)((a.k + kChunk - 1) / kChunk), kb = (int)(a.k / 32);
-    const bool stage = staged_bytes(a) > 0;
-    for (int64_t g0 = blockIdx.x * (int64_t)kWordRows; g0 < en;
-         g0 += (int64_t)gridDim.x * kWordRows) {
-        const int rows = (int)min((int64_t)kWordRows, en - g0);
-        bool active = false;
-        if ((int)threadIdx.x < kWordRows) { /* the row's place, once (64-bit divisions) */
-            const int r = threadIdx.x;
-            word_at[r] = -1;
-            if (r < rows) {
-                const int64_t e = (g0 + r) / a.n, n = g0 + r - e * a.n;
-                int64_t b = 0, end = 1; /* no offsets (preparation): every expert */
-                if (a.offsets != nullptr) {
-                    expert_rows(a.offsets, e, a.rows, &b, &end);
-                }
-                active = b != end;
-                word_at[r] = active ? e * n4 + n : -1;
-                scale0[r] = stage ? 0 : w_scale_offset(a, e, n, 0);
-            }
-        }
-        if (!__syncthreads_or(active)) {
-            continue;
-        }
-        if (stage) { /* 16 bytes a load, several in flight (one at a time was latency-bound) */
-            const int units = (rows * kb + 8 + 15) / 16;
-            const int64_t base = g0 * kb; /* 16-byte aligned: kWordRows * kb is */
-#pragma unroll 4
-            for (int i = threadIdx.x; i < units; i += blockDim.x) {
-                const int64_t off = base + 16 * (int64_t)i;
-                staged16[i] = off + 16 <= a.w_scales_numel
-                                  ? __ldg(reinterpret_cast<const uint4*>(a.w_scales + off))
-                                  : make_uint4(load_u32(a.w_scales, off, a.w_scales_numel),
-                                               load_u32(a.w_scales, off + 4, a.w_scales_numel),
-                                               load_u32(a.w_scales, off + 8, a.w_scales_numel),
-                                               load_u32(a.w_scales, off + 12, a.w_scales_numel));
-            }
-            __syncthreads();
-        }
-        for (int i = threadIdx.x; i < kWordRows * nc; i += blockDim.x) {
-            const int r = i % kWordRows, c = i / kWordRows;
-            const int64_t at = word_at[r];
-            if (at < 0) {
-                continue;
-            }
-            uint32_t sc;
-            if (stage) { /* the row's 4 bytes of chunk c, from two staged words */
-                const int o = r * kb + 4 * c, valid = kb - 4 * c;
-                sc = __funnelshift_r(staged[o / 4], staged[o / 4 + 1], 8 * (o % 4));
-                sc = valid_blocks_only(sc, valid);
-            } else {
-                sc = load_chunk_scales(a, scale0[r], c);
-            }
-            a.w_words[c * pitch + at] = chunk_word(sc);
-        }
-        __syncthreads(); /* before the next rows overwrite the shared arrays */
-    }
-#else
-    (void)a;
-#endif
-}
 
 /* A K-split's two FP32 partials (the first with the bias) summed into out, in out's dtype, for
  * the rows the experts cover (rows from offsets[E] on stay untouched); nothing when the GEMM
@@ -2088,24 +1427,9 @@ scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
 }
 } // namespace
 
-bool mxmoe_sm90_tokens_fit(int64_t k) {
-    const char* v = getenv("MXMOE_CUDA_TOKEN_PREPASS"); /* =0: quantizer + MXFP4 prepass (A/B) */
-    return (v == nullptr || strcmp(v, "0") != 0) && k > 0 && (k / 32 + 3) / 4 <= kTokenMaxChunks;
-}
-
 size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     return scratch_of(rows, k, experts, n).total;
 }
-
-namespace {
-mxmoe_status launch_weight_words(mxmoe_ctx* ctx, const gemm_args& args) {
-    const int64_t weight_rows = args.num_experts * args.n;
-    weight_words_kernel<<<grid_for(ctx, (weight_rows + kWordRows - 1) / kWordRows, 1), kWordThreads,
-                          (size_t)staged_bytes(args), cuda_stream(ctx)>>>(args);
-    MXMOE_CUDA_LAUNCHED(ctx);
-    return MXMOE_OK;
-}
-} // namespace
 
 mxmoe_status mxmoe_grouped_gemm_sm90_prepare(mxmoe_ctx* ctx, const gemm_args* in,
                                              uint32_t** words) {
@@ -2118,7 +1442,7 @@ mxmoe_status mxmoe_grouped_gemm_sm90_prepare(mxmoe_ctx* ctx, const gemm_args* in
     }
     const size_t bytes = lay.total - lay.words;
     MXMOE_CUDA_CHECK(ctx, cudaMalloc(&args.w_words, bytes));
-    mxmoe_status st = launch_weight_words(ctx, args);
+    mxmoe_status st = mxmoe_sm90_launch_weight_words(ctx, args);
     if (st == MXMOE_OK) {
         const cudaError_t err = cudaStreamSynchronize(cuda_stream(ctx));
         st = err == cudaSuccess ? MXMOE_OK
@@ -2156,27 +1480,12 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
         args.split_flag = reinterpret_cast<unsigned*>(args.partials + 2 * args.rows * args.n);
         args.force_split = ksplit_forced();
     }
-    /* A warp per row. Where its grid is at most a CTA an SM, the prepass lets the GEMM launch at
-     * once: the GEMM's CTAs find free SMs and stream their first weights while it runs (n = 64:
-     * -2..-5 %). Over more CTAs, the GEMM's would queue behind them and start unevenly, and its
-     * tiles are dealt out in advance (gpt-oss-120b n = 512: +3 %; bench/NOTES.md v20). */
-    const unsigned grid = grid_for(ctx, args.rows * 32, kE4m3Threads);
-    args.release_early = grid <= (unsigned)cuda_state(ctx)->sm_count;
-    if (args.tokens.x != nullptr) { /* a block per token, a thread per 32 elements */
-        const int threads = (int)((args.k / 32 + 31) / 32 * 32); /* 4 per chunk, whole warps */
-        auto kernel = args.tokens.dtype == MXMOE_BF16  ? token_e4m3_kernel<MXMOE_BF16>
-                      : args.tokens.dtype == MXMOE_F16 ? token_e4m3_kernel<MXMOE_F16>
-                                                       : token_e4m3_kernel<MXMOE_F32>;
-        MXMOE_CUDA_CHECK(
-            ctx, launch_pdl(ctx, kernel, grid_for(ctx, args.tokens.count, 1), threads, 0, args));
-    } else {
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_e4m3_kernel, grid, kE4m3Threads, 0, args));
-    }
+    MXMOE_FORWARD(mxmoe_sm90_launch_prepass(ctx, &args));
     if (args.w_words_prepared != nullptr) {
         args.w_words = const_cast<uint32_t*>(args.w_words_prepared); /* only read from here */
     } else {
         args.w_words = reinterpret_cast<uint32_t*>(scratch + lay.words);
-        MXMOE_FORWARD(launch_weight_words(ctx, args));
+        MXMOE_FORWARD(mxmoe_sm90_launch_weight_words(ctx, args));
     }
 
     /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device):
