@@ -90,8 +90,8 @@
  * contiguous bytes a warp store (its pair-row stores were 80 % of its time; -5.5 % at qwen3
  * n = 4096 and 8192). v29 = the token prepass's scattered factor stores with an L2 evict_last
  * policy (that kernel -10 % at n = 8192). v30 = at BN = 192 each chunk's MMAs in two commit
- * groups, the first half of the tokens promoted while the second half's MMAs run (-1.5 % at
- * qwen3 n = 8192 and gpt-oss-20b n = 4096).
+ * groups, the first half of the tokens promoted while the second half's MMAs run (-1.6 % at
+ * qwen3 n = 8192, -1 % eager at gpt-oss-20b n = 4096).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */

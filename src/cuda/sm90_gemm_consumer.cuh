@@ -92,7 +92,7 @@ template <int BN> struct consumer {
     using L = stage_layout<BN>;
     static constexpr int S = L::stages, NA = BN / 2;
     /* At BN = 192 a chunk's MMAs go out as kParts commit groups of BN / kParts tokens, so that a
-     * part is promoted while the later parts' MMAs run (v30: -1.5 % at qwen3 n = 8192; three
+     * part is promoted while the later parts' MMAs run (v30: -1.6 % at qwen3 n = 8192; three
      * parts measured 2-3 % slower than two). */
     static constexpr int kParts = 2;
     const gemm_args& a;
