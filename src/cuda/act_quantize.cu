@@ -94,8 +94,9 @@ template <mxmoe_dtype D> __device__ __forceinline__ void round_four(float (&v)[4
 }
 
 /* act_quantize_kernel<4> for FP32 rows at a 16-byte aligned base, activation A fixed: lane `sub`
- * of a block's 8 loads its 4 inputs (and 4 ups) as whole vectors. The same FP64 evaluation
- * (mxmoe_activation_of), so the same bytes. */
+ * of a block's 8 loads its 4 inputs (and 4 ups) as whole vectors. The same bytes: the
+ * reference's FP64 evaluation (mxmoe_activation_of), or for BF16 results an FP32 one wherever
+ * core/activation_fp32.h proves it rounds to the same value. */
 template <mxmoe_activation A> __global__ void act_quantize_f32_kernel(act_args a) {
     pdl_wait();
     pdl_release();
