@@ -497,6 +497,12 @@ typedef struct mxmoe_moe_params {
      *    (token, slot) pair, rounded to act.act_dtype; the caller's x is never modified. */
     int32_t router_weight_on_input;
     const mxmoe_tensor* expert_map; /* optional I32 [E_global] (see mxmoe_plan) */
+    /* The dtype GEMM-1's and GEMM-2's results are kept in, each rounded once (to nearest even)
+     * after its bias: MXMOE_F32 (the default) or MXMOE_BF16, as vLLM's layer keeps them (the
+     * activation then reads BF16 values, and the weighted sum BF16 terms). BF16 halves the
+     * layer's intermediate memory traffic; it adds at most 2^-9 relative error to each h and to
+     * each slot's term (the activation's input is requantized to MXFP4 right after anyway). */
+    mxmoe_dtype gemm_dtype;
 } mxmoe_moe_params;
 
 MXMOE_API mxmoe_moe_params mxmoe_moe_params_default(void);
@@ -506,9 +512,10 @@ MXMOE_API mxmoe_status mxmoe_moe_workspace_size(mxmoe_ctx* ctx, const mxmoe_moe_
                                                 int64_t tokens, int32_t top_k, int64_t hidden,
                                                 int64_t intermediate, size_t* bytes);
 
-/* The MoE layer: plan, permute, quantize x, GEMM-1 (+b13) in FP32, fused activation rounded to
- * act_dtype and requantized, GEMM-2 (+b2) in FP32, un-permute and weighted sum over the k slots
- * in ascending j in FP32, one rounding to out's dtype. Dropped pairs (id -1, or not on this
+/* The MoE layer: plan, permute, quantize x, GEMM-1 (+b13) in FP32 (kept in gemm_dtype), fused
+ * activation rounded to act_dtype and requantized, GEMM-2 (+b2) in FP32 (kept in gemm_dtype),
+ * un-permute and weighted sum over the k slots in ascending j in FP32, one rounding to out's
+ * dtype. Dropped pairs (id -1, or not on this
  * device) contribute nothing.
  *   x: F32/BF16/F16 [T, H]; topk_ids: I32 [T, k]; topk_weights: F32 [T, k];
  *   out: F32/BF16/F16 [T, H]; workspace: `workspace_bytes` bytes (see mxmoe_moe_workspace_size),

@@ -62,7 +62,8 @@ typedef struct bench_options {
     uint64_t seed;
     int prepare; /* weights prepared once (mxmoe_weights_prepare), as a model loader would */
     int graph;   /* also time replays of runs recorded in a graph (mxmoe_graph_*) */
-    FILE* log;   /* progress and the human table (stderr when the JSON goes to stdout) */
+    mxmoe_dtype gemm_dtype; /* the layer's moe_params.gemm_dtype (F32 or BF16) */
+    FILE* log;              /* progress and the human table (stderr when the JSON goes to stdout) */
 } bench_options;
 
 /* --- weights --- */

@@ -31,6 +31,7 @@ typedef struct op_state {
     cli_buffer x, ids, weights, out;
     cli_buffer workspace, b13, b2; /* layer */
     mxmoe_moe_params params;
+    mxmoe_dtype gemm_dtype; /* the layer's (bench_options) */
 } op_state;
 
 static void state_free(op_state* s) {
@@ -112,6 +113,7 @@ static int setup(const char* cmd, op_state* s) {
     mp->act.swiglu_limit = 7.0f;
     mp->act.act_dtype = MXMOE_BF16;
     mp->act.rule = MXMOE_RULE_EVEN;
+    mp->gemm_dtype = s->gemm_dtype;
     size_t ws_bytes = 0;
     mxmoe_status st = mxmoe_moe_workspace_size(s->ctx, mp, T, sh->top_k, H, I, &ws_bytes);
     if (st != MXMOE_OK) {
@@ -327,6 +329,7 @@ int bench_run_point(const char* cmd, mxmoe_ctx* ctx, const bench_options* o, ben
     s.ctx = ctx;
     s.p = p;
     s.w = w;
+    s.gemm_dtype = o->gemm_dtype;
     int rc = setup(cmd, &s);
     if (rc == 0) {
         rc = time_point(cmd, o, &s, p);

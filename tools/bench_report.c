@@ -117,6 +117,7 @@ void bench_report_begin(bench_report* r, FILE* out, mxmoe_ctx* ctx, const bench_
     kv_number(out, "seed", (double)o->seed, &first);
     kv_number(out, "weights_prepared", o->prepare, &first);
     kv_number(out, "graph_replays", o->graph, &first);
+    kv_string(out, "layer_gemm_dtype", o->gemm_dtype == MXMOE_BF16 ? "bf16" : "f32", &first);
     kv_string(out, "timing",
               "median over runs, each timed alone with mxmoe_timer_start/stop (CUDA events on a "
               "GPU), after warm-up; weights cycled through copies spanning rotate_MB of active "

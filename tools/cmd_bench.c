@@ -20,6 +20,7 @@ static const char* const usage =
     "PATH]\n"
     "                   [--iters N] [--budget-ms MS] [--rotate-mb MB] [--rotate-max-mb MB]\n"
     "                   [--copy-mb MB] [--seed S] [--prepare 0|1] [--graph 0|1]\n"
+    "                   [--gemm-dtype f32|bf16]\n"
     "\n"
     "Times MXFP4 W4A4 MoE work on synthetic weights and routing (each token picks top-k\n"
     "distinct experts uniformly at random):\n"
@@ -57,7 +58,9 @@ static const char* const usage =
     "  --graph 0|1        also record runs on every weight copy in turn into one graph\n"
     "                     (mxmoe_graph_*, CUDA graphs) and time its replays, per run: the\n"
     "                     work without each launch's host cost (default 1 on a GPU; the CPU\n"
-    "                     backend cannot record)\n";
+    "                     backend cannot record)\n"
+    "  --gemm-dtype D     the layer's GEMM results kept in f32 (default) or bf16\n"
+    "                     (moe_params.gemm_dtype: as vLLM keeps them, half the traffic)\n";
 
 typedef struct bench_args {
     mxmoe_backend backend;
@@ -68,6 +71,7 @@ typedef struct bench_args {
     int num_tokens;
     const char* json;
     const char* svg;
+    mxmoe_dtype gemm_dtype;
     int64_t iters, budget_ms, rotate_mb, rotate_max_mb, copy_mb, seed, prepare, graph;
 } bench_args;
 
@@ -184,6 +188,12 @@ static int parse_args(const char* cmd, int argc, char** argv, bench_args* a) {
             a->json = v;
         } else if (strcmp(opt, "--svg") == 0) {
             a->svg = v;
+        } else if (strcmp(opt, "--gemm-dtype") == 0) {
+            if (strcmp(v, "f32") == 0 || strcmp(v, "bf16") == 0) {
+                a->gemm_dtype = v[0] == 'f' ? MXMOE_F32 : MXMOE_BF16;
+            } else {
+                rc = cli_usage_error(cmd, "--gemm-dtype: f32 or bf16, not '%s'", v);
+            }
         } else {
             struct {
                 const char* name;
@@ -346,6 +356,7 @@ int cmd_bench(int argc, char** argv) {
     o.rotate_max_mb = (double)(a.rotate_max_mb >= 0 ? a.rotate_max_mb : gpu ? 16384 : 2048);
     o.seed = (uint64_t)a.seed;
     o.prepare = (int)a.prepare;
+    o.gemm_dtype = a.gemm_dtype;
     o.graph = (int)(a.graph >= 0 ? a.graph : gpu);
     if (o.graph && !can_record(ctx)) {
         cli_warn(cmd, "no replayed timings: %s", mxmoe_ctx_last_error(ctx));

@@ -404,6 +404,7 @@ mxmoe_moe_params mxmoe_moe_params_default(void) {
     p.act = mxmoe_act_params_default();
     p.router_weight_on_input = 0;
     p.expert_map = NULL;
+    p.gemm_dtype = MXMOE_F32;
     return p;
 }
 
@@ -414,6 +415,8 @@ static mxmoe_status check_moe_params(mxmoe_ctx* ctx, const mxmoe_moe_params* p) 
                     (int)p->num_experts);
     MXMOE_RETURN_IF(p->router_weight_on_input != 0 && p->router_weight_on_input != 1, ctx,
                     MXMOE_ERR_INVALID_ARGUMENT, "moe: router_weight_on_input must be 0 or 1");
+    MXMOE_RETURN_IF(p->gemm_dtype != MXMOE_F32 && p->gemm_dtype != MXMOE_BF16, ctx, MXMOE_ERR_DTYPE,
+                    "moe: gemm_dtype must be f32 or bf16");
     return mxmoe_check_act_params(ctx, &p->act);
 }
 

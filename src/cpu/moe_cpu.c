@@ -151,7 +151,7 @@ static void gather_task(void* arg, int64_t r, int thread) {
 /* --- un-permute and reduce -------------------------------------------------------------------- */
 
 typedef struct reduce_job {
-    const float* c3;
+    const mxmoe_tensor* c3; /* [pairs, H], F32 or BF16 (gemm_dtype) */
     const int32_t* row_of;
     const float* weights;
     int64_t H, k;
@@ -176,7 +176,15 @@ static void reduce_task(void* arg, int64_t t, int thread) {
             if (r < 0) {
                 continue;
             }
-            const float* c = job->c3 + (int64_t)r * H + h0;
+            float c[REDUCE_COLS];
+            if (job->c3->dtype == MXMOE_F32) {
+                memcpy(c, (const float*)job->c3->data + (int64_t)r * H + h0, (size_t)n * 4);
+            } else { /* BF16: exact in FP32 */
+                const uint16_t* src = (const uint16_t*)job->c3->data + (int64_t)r * H + h0;
+                for (int64_t i = 0; i < n; i++) {
+                    c[i] = mxmoe_bf16_to_f32(src[i]);
+                }
+            }
             if (job->on_input) {
                 for (int64_t i = 0; i < n; i++) {
                     acc[i] += c[i];
@@ -267,7 +275,7 @@ mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     }
 
     /* 3. GEMM-1 */
-    mxmoe_tensor h1 = tensor2(ws + L.h1, MXMOE_F32, pairs, n13);
+    mxmoe_tensor h1 = tensor2(ws + L.h1, p->gemm_dtype, pairs, n13);
     mxmoe_cpu_gemm_args g1 = {&wt->w13, offsets,          E,   q.act8, stride, wt->b13,
                               &h1,      scratch + S.gemm, NULL};
     mxmoe_cpu_gemm_run(st, &g1);
@@ -280,19 +288,14 @@ mxmoe_status mxmoe_cpu_moe_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     mxmoe_pool_run(st->pool, rows, to_act8_task, &q);
 
     /* 5. GEMM-2 */
-    mxmoe_tensor c3 = tensor2(ws + L.c3, MXMOE_F32, pairs, H);
+    mxmoe_tensor c3 = tensor2(ws + L.c3, p->gemm_dtype, pairs, H);
     mxmoe_cpu_gemm_args g2 = {&wt->w2, offsets,          E,   q.act8, stride, wt->b2,
                               &c3,     scratch + S.gemm, NULL};
     mxmoe_cpu_gemm_run(st, &g2);
 
     /* 6. un-permute and reduce over the k slots in ascending j */
-    reduce_job red = {(const float*)c3.data,
-                      (const int32_t*)row_of_t.data,
-                      weights,
-                      H,
-                      k,
-                      p->router_weight_on_input,
-                      out};
+    reduce_job red = {&c3, (const int32_t*)row_of_t.data, weights, H,
+                      k,   p->router_weight_on_input,     out};
     mxmoe_pool_run(st->pool, T, reduce_task, &red);
     return MXMOE_OK;
 }

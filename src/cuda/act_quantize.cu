@@ -5,9 +5,10 @@
  * (quantize_block_lanes: the bytes of mxmoe_quantize_block). A thread per block took ~100 us
  * at any size on an H200 (32 FP64 activations in a row per thread); a warp per block took 49 us
  * at qwen3 n = 512 (Nsight: 32 lanes repeating each block's index work). FP32 input (the layer's
- * GEMM-1 output) takes a kernel specialised on the activation, with 16-byte loads: the generic
- * one, its dtype and activation decided per element, ran at a third of DRAM bandwidth (397 us
- * at qwen3 n = 8192, H100, NOTES v29).
+ * GEMM-1 output) and BF16 input (the same, kept in BF16: moe_params.gemm_dtype) take a kernel
+ * specialised on the activation, with vector loads: the generic one, its dtype and activation
+ * decided per element, ran at a third of DRAM bandwidth (397 us at qwen3 n = 8192, H100, NOTES
+ * v29).
  */
 #include "core/activation_fp32.h"
 #include "cuda/cuda_common.cuh"
@@ -80,10 +81,15 @@ template <int E> __global__ void act_quantize_kernel(act_args a) {
     }
 }
 
-/* Four FP32 values from 16-byte aligned p, as a streaming load (ld.global.cs: evict-first in
- * L1 and L2, for values read once). */
-__device__ __forceinline__ float4 load_f32x4(const float* p) {
+/* Four FP32 values from 16-byte aligned p, or four BF16 values from 8-byte aligned p, as FP32
+ * (exact), as a streaming load (ld.global.cs: evict-first in L1 and L2, for values read once). */
+__device__ __forceinline__ float4 load_x4(const float* p) {
     return __ldcs(reinterpret_cast<const float4*>(p));
+}
+__device__ __forceinline__ float4 load_x4(const uint16_t* p) {
+    const uint2 u = __ldcs(reinterpret_cast<const uint2*>(p));
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u),
+                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xFFFF0000u));
 }
 
 template <mxmoe_dtype D> __device__ __forceinline__ void round_four(float (&v)[4]) {
@@ -93,11 +99,12 @@ template <mxmoe_dtype D> __device__ __forceinline__ void round_four(float (&v)[4
     }
 }
 
-/* act_quantize_kernel<4> for FP32 rows at a 16-byte aligned base, activation A fixed: lane `sub`
+/* act_quantize_kernel<4> for FP32 rows (T = float) at a 16-byte aligned base or BF16 rows
+ * (T = uint16_t, the layer's gemm_dtype) at an 8-byte aligned one, activation A fixed: lane `sub`
  * of a block's 8 loads its 4 inputs (and 4 ups) as whole vectors. The same bytes: the
  * reference's FP64 evaluation (mxmoe_activation_of), or for BF16 results an FP32 one wherever
  * core/activation_fp32.h proves it rounds to the same value. */
-template <mxmoe_activation A> __global__ void act_quantize_f32_kernel(act_args a) {
+template <mxmoe_activation A, typename T> __global__ void act_quantize_vec_kernel(act_args a) {
     pdl_wait();
     pdl_release();
     if (a.offsets != nullptr && blockIdx.x == 0) {
@@ -112,7 +119,7 @@ template <mxmoe_activation A> __global__ void act_quantize_f32_kernel(act_args a
     const int64_t blocks = grouped_row_limit(a.offsets, a.num_experts, a.rows) * kb;
     const bool interleaved = a.params.layout == MXMOE_GATE_UP_INTERLEAVED;
     const int sub = threadIdx.x & 7;
-    const float* h = static_cast<const float*>(a.h.data);
+    const T* h = static_cast<const T*>(a.h.data);
     BLOCK_LANES_GRID_STRIDE_LOOP(4, b, blocks) {
         int64_t r = 0, j = 0;
         float v[4] = {};
@@ -120,17 +127,17 @@ template <mxmoe_activation A> __global__ void act_quantize_f32_kernel(act_args a
         if (live) {
             split_index(b, kb, &r, &j);
             const int64_t col = j * 32 + 4 * sub;
-            const float* row = h + r * width;
+            const T* row = h + r * width;
             float g[4], u[4] = {};
             if (!gated) {
-                const float4 x = load_f32x4(row + col);
+                const float4 x = load_x4(row + col);
                 g[0] = x.x, g[1] = x.y, g[2] = x.z, g[3] = x.w;
             } else if (interleaved) { /* (gate, up) pairs */
-                const float4 p0 = load_f32x4(row + 2 * col), p1 = load_f32x4(row + 2 * col + 4);
+                const float4 p0 = load_x4(row + 2 * col), p1 = load_x4(row + 2 * col + 4);
                 g[0] = p0.x, u[0] = p0.y, g[1] = p0.z, u[1] = p0.w;
                 g[2] = p1.x, u[2] = p1.y, g[3] = p1.z, u[3] = p1.w;
             } else { /* gate || up */
-                const float4 x = load_f32x4(row + col), y = load_f32x4(row + a.inter + col);
+                const float4 x = load_x4(row + col), y = load_x4(row + a.inter + col);
                 g[0] = x.x, g[1] = x.y, g[2] = x.z, g[3] = x.w;
                 u[0] = y.x, u[1] = y.y, u[2] = y.z, u[3] = y.w;
             }
@@ -164,25 +171,26 @@ template <mxmoe_activation A> __global__ void act_quantize_f32_kernel(act_args a
     }
 }
 
-template <mxmoe_activation A> cudaError_t launch_f32(mxmoe_ctx* ctx, const act_args& a) {
-    return launch_pdl(ctx, act_quantize_f32_kernel<A>,
+template <mxmoe_activation A, typename T>
+cudaError_t launch_vec(mxmoe_ctx* ctx, const act_args& a) {
+    return launch_pdl(ctx, act_quantize_vec_kernel<A, T>,
                       grid_for(ctx, a.rows * a.inter / 4, kThreads), kThreads, 0, a);
 }
 
-cudaError_t launch_f32_for(mxmoe_ctx* ctx, const act_args& a) {
+template <typename T> cudaError_t launch_vec_for(mxmoe_ctx* ctx, const act_args& a) {
     switch (a.params.activation) {
     case MXMOE_ACT_SILU_MUL:
-        return launch_f32<MXMOE_ACT_SILU_MUL>(ctx, a);
+        return launch_vec<MXMOE_ACT_SILU_MUL, T>(ctx, a);
     case MXMOE_ACT_GELU_TANH_MUL:
-        return launch_f32<MXMOE_ACT_GELU_TANH_MUL>(ctx, a);
+        return launch_vec<MXMOE_ACT_GELU_TANH_MUL, T>(ctx, a);
     case MXMOE_ACT_SWIGLU_OAI:
-        return launch_f32<MXMOE_ACT_SWIGLU_OAI>(ctx, a);
+        return launch_vec<MXMOE_ACT_SWIGLU_OAI, T>(ctx, a);
     case MXMOE_ACT_SILU:
-        return launch_f32<MXMOE_ACT_SILU>(ctx, a);
+        return launch_vec<MXMOE_ACT_SILU, T>(ctx, a);
     case MXMOE_ACT_GELU_TANH:
-        return launch_f32<MXMOE_ACT_GELU_TANH>(ctx, a);
+        return launch_vec<MXMOE_ACT_GELU_TANH, T>(ctx, a);
     default:
-        return launch_f32<MXMOE_ACT_RELU2>(ctx, a);
+        return launch_vec<MXMOE_ACT_RELU2, T>(ctx, a);
     }
 }
 
@@ -216,7 +224,9 @@ mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
                          launch_pdl(ctx, act_quantize_kernel<1>,
                                     grid_for(ctx, a.rows * a.inter, kThreads), kThreads, 0, a));
     } else if (h->dtype == MXMOE_F32 && (uintptr_t)h->data % 16 == 0) {
-        MXMOE_CUDA_CHECK(ctx, launch_f32_for(ctx, a));
+        MXMOE_CUDA_CHECK(ctx, launch_vec_for<float>(ctx, a));
+    } else if (h->dtype == MXMOE_BF16 && (uintptr_t)h->data % 8 == 0) {
+        MXMOE_CUDA_CHECK(ctx, launch_vec_for<uint16_t>(ctx, a));
     } else {
         MXMOE_CUDA_CHECK(ctx,
                          launch_pdl(ctx, act_quantize_kernel<4>,

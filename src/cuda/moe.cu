@@ -17,16 +17,34 @@ extern "C" {
 
 namespace {
 
+/* Four consecutive values of a GEMM-2 row as FP32: one 16-byte load (FP32) or 8-byte (BF16). */
+__device__ __forceinline__ float4 load4(const float* p) {
+    return *reinterpret_cast<const float4*>(p);
+}
+__device__ __forceinline__ float4 load4(const uint16_t* p) {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u),
+                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xFFFF0000u));
+}
+__device__ __forceinline__ float load1(const float* p) {
+    return *p;
+}
+__device__ __forceinline__ float load1(const uint16_t* p) {
+    return __uint_as_float((uint32_t)*p << 16);
+}
+
 /* out[t, h] = sum over kept slots j (ascending) of w[t, j] * c3[row, h] (or c3 alone when the
- * weight was applied to the input), in FP32, rounded once to out's dtype. Four consecutive h a
- * thread where the rows allow 16-byte loads: each slot's row and weight read once per four
- * outputs. (One output a thread: 23 us at qwen3 n = 512, Nsight.) */
-__global__ void reduce_kernel(const float* c3, const int32_t* row_of, const float* weights,
+ * weight was applied to the input), in FP32, rounded once to out's dtype; c3 is FP32 (float) or
+ * BF16 (uint16_t), the layer's gemm_dtype. Four consecutive h a thread where the rows allow
+ * vector loads: each slot's row and weight read once per four outputs. (One output a thread:
+ * 23 us at qwen3 n = 512, Nsight.) */
+template <typename C>
+__global__ void reduce_kernel(const C* c3, const int32_t* row_of, const float* weights,
                               int weight_on_input, int64_t tokens, int64_t top_k, int64_t hidden,
                               void* out, mxmoe_dtype out_dtype) {
     pdl_wait();
     pdl_release();
-    const int per = hidden % 4 == 0 && (uintptr_t)c3 % 16 == 0 ? 4 : 1;
+    const int per = hidden % 4 == 0 && (uintptr_t)c3 % (4 * sizeof(C)) == 0 ? 4 : 1;
     const int64_t groups = hidden / per;
     GRID_STRIDE_LOOP(idx, tokens * groups) {
         int64_t t, g;
@@ -38,13 +56,13 @@ __global__ void reduce_kernel(const float* c3, const int32_t* row_of, const floa
             if (r < 0) {
                 continue;
             }
-            const float* src = c3 + (int64_t)r * hidden + h;
+            const C* src = c3 + (int64_t)r * hidden + h;
             float v[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* past `per`: summed, never stored */
             if (per == 4) {
-                const float4 q = *reinterpret_cast<const float4*>(src);
+                const float4 q = load4(src);
                 v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
             } else {
-                v[0] = src[0];
+                v[0] = load1(src);
             }
             const float w = weight_on_input ? 1.0f : weights[t * top_k + j];
 #pragma unroll
@@ -170,7 +188,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     g1.bias = wt->b13 != nullptr ? wt->b13->data : nullptr;
     g1.bias_dtype = wt->b13 != nullptr ? wt->b13->dtype : MXMOE_F32;
     g1.out = ws + L.h1;
-    g1.out_dtype = MXMOE_F32;
+    g1.out_dtype = p->gemm_dtype;
     g1.errors = errors;
     g1.scratch = reinterpret_cast<uint8_t*>(ws + L.scratch);
     g1.scratch_bytes = gemm_scratch(E, pairs, H, n13, I);
@@ -202,7 +220,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
         MXMOE_FORWARD(mxmoe_launch_quantize_rows(ctx, &qa));
     }
 
-    /* 3. GEMM-1 (+b13) into FP32 */
+    /* 3. GEMM-1 (+b13) into gemm_dtype */
     if (token_prepass) {
         MXMOE_FORWARD(mxmoe_launch_grouped_gemm_sm90(ctx, &g1));
     } else if (tokens_once) {
@@ -217,7 +235,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     /* 4. activation, rounded to act_dtype, requantized */
     const int64_t h1_dims[2] = {pairs, n13}, a2_packed_dims[2] = {pairs, I / 2},
                   a2_scale_dims[2] = {pairs, I / 32}, offsets_dims[1] = {E + 1};
-    mxmoe_tensor h1 = mxmoe_tensor_make(ws + L.h1, MXMOE_F32, 2, h1_dims);
+    mxmoe_tensor h1 = mxmoe_tensor_make(ws + L.h1, p->gemm_dtype, 2, h1_dims);
     h1.device = MXMOE_DEVICE_CUDA;
     mxmoe_mx_tensor a2;
     a2.packed = mxmoe_tensor_make(ws + L.a2_packed, MXMOE_U8, 2, a2_packed_dims);
@@ -228,7 +246,7 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     offsets_t.device = MXMOE_DEVICE_CUDA;
     MXMOE_FORWARD(mxmoe_act_and_quantize_cuda(ctx, &h1, &offsets_t, &p->act, &a2));
 
-    /* 5. GEMM-2 (+b2) into FP32 */
+    /* 5. GEMM-2 (+b2) into gemm_dtype */
     gemm_args g2 = g1;
     g2.a_rows = nullptr;
     g2.tokens = {};
@@ -242,10 +260,18 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g2));
 
     /* 6. un-permute and reduce */
-    MXMOE_CUDA_CHECK(ctx,
-                     launch_pdl(ctx, reduce_kernel, grid_for(ctx, T * H / 4, 256), 256, 0,
-                                reinterpret_cast<const float*>(ws + L.c3), (const int32_t*)row_of,
-                                static_cast<const float*>(topk_weights->data),
-                                (int)p->router_weight_on_input, T, k, H, out->data, out->dtype));
+    const auto* weights = static_cast<const float*>(topk_weights->data);
+    const int on_input = (int)p->router_weight_on_input;
+    if (p->gemm_dtype == MXMOE_BF16) {
+        MXMOE_CUDA_CHECK(
+            ctx, launch_pdl(ctx, reduce_kernel<uint16_t>, grid_for(ctx, T * H / 4, 256), 256, 0,
+                            reinterpret_cast<const uint16_t*>(ws + L.c3), (const int32_t*)row_of,
+                            weights, on_input, T, k, H, out->data, out->dtype));
+    } else {
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, reduce_kernel<float>, grid_for(ctx, T * H / 4, 256),
+                                         256, 0, reinterpret_cast<const float*>(ws + L.c3),
+                                         (const int32_t*)row_of, weights, on_input, T, k, H,
+                                         out->data, out->dtype));
+    }
     return MXMOE_OK;
 }

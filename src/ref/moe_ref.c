@@ -1,8 +1,9 @@
 /*
  * moe_ref.c — the reference MoE layer, composed from the reference operations:
  *   plan -> gather (router weight optionally folded into the input copy) -> quantize
- *   -> GEMM-1 (+b13, FP32) -> activation rounded to act_dtype + quantize
- *   -> GEMM-2 (+b2, FP32) -> un-permute and weighted sum over slots in ascending j (FP32)
+ *   -> GEMM-1 (+b13, FP32, kept in gemm_dtype) -> activation rounded to act_dtype + quantize
+ *   -> GEMM-2 (+b2, FP32, kept in gemm_dtype) -> un-permute and weighted sum over slots in
+ *   ascending j (FP32)
  * Everything lives in the caller's workspace; nothing is allocated.
  */
 #include "core/moe_workspace.h"
@@ -92,16 +93,15 @@ mxmoe_status mxmoe_moe_forward_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
 
     /* 3. GEMM-1, 4. activation + requantization, 5. GEMM-2 */
     int8_t* scratch = (int8_t*)(ws + L.scratch);
-    mxmoe_tensor h1 = tensor2(ws + L.h1, MXMOE_F32, pairs, n13);
+    mxmoe_tensor h1 = tensor2(ws + L.h1, p->gemm_dtype, pairs, n13);
     mxmoe_grouped_gemm_ref_core(&a1, &wt->w13, offsets, E, wt->b13, &h1, scratch);
     mxmoe_mx_tensor a2 = {tensor2(ws + L.a2_packed, MXMOE_U8, pairs, I / 2),
                           tensor2(ws + L.a2_scales, MXMOE_U8, pairs, I / 32), MXMOE_SCALES_LINEAR};
     MXMOE_FORWARD(mxmoe_act_and_quantize_ref(ctx, &h1, &offsets_t, &p->act, &a2));
-    mxmoe_tensor c3_t = tensor2(ws + L.c3, MXMOE_F32, pairs, H);
+    mxmoe_tensor c3_t = tensor2(ws + L.c3, p->gemm_dtype, pairs, H);
     mxmoe_grouped_gemm_ref_core(&a2, &wt->w2, offsets, E, wt->b2, &c3_t, scratch);
 
     /* 6. un-permute and reduce over the k slots in ascending j */
-    const float* c3 = (const float*)c3_t.data;
     for (int64_t t = 0; t < T; t++) {
         for (int64_t h = 0; h < H; h++) {
             float acc = 0.0f;
@@ -110,8 +110,8 @@ mxmoe_status mxmoe_moe_forward_ref(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                 if (r < 0) {
                     continue;
                 }
-                acc +=
-                    p->router_weight_on_input ? c3[r * H + h] : weights[t * k + j] * c3[r * H + h];
+                const float y = mxmoe_load_float(c3_t.data, c3_t.dtype, r * H + h);
+                acc += p->router_weight_on_input ? y : weights[t * k + j] * y;
             }
             mxmoe_store_float(out->data, out->dtype, t * H + h, acc);
         }

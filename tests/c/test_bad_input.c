@@ -1321,6 +1321,8 @@ static void test_moe_forward(void) {
     BAD(moe, DT, "b2 dtype U8", f->mw.b2 = &f->b2t; f->b2t.dtype = MXMOE_U8);
     BAD(moe, DT, "map dtype F32", moe_use_map(f); f->mt.dtype = MXMOE_F32);
     BAD(moe, DT, "act_dtype U8", f->params.act.act_dtype = MXMOE_U8);
+    BAD(moe, DT, "gemm_dtype F16", f->params.gemm_dtype = MXMOE_F16);
+    BAD(moe, DT, "gemm_dtype 9", f->params.gemm_dtype = (mxmoe_dtype)9);
     BAD(moe, INV, "activation 6", f->params.act.activation = MXMOE_ACTIVATION_COUNT);
     BAD(moe, INV, "layout 2", f->params.act.layout = MXMOE_GATE_UP_LAYOUT_COUNT);
     BAD(moe, INV, "rule 4", f->params.act.rule = MXMOE_RULE_COUNT);

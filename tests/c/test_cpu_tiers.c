@@ -12,7 +12,8 @@
  *     activation and weight scales, extreme and NaN scales (the exact path), all-zero blocks,
  *     biases and outputs in every dtype;
  *   moe_forward: one token, top-k = 1 and = E, ids -1, an expert map, router weights on the
- *     input, biases, every activation, NaN/Inf inputs, every output dtype;
+ *     input, biases, every activation, NaN/Inf inputs, every output dtype, F32 and BF16 GEMM
+ *     results (gemm_dtype);
  *   the context: the detail line names the tier and thread count; MXMOE_CPU_ISA is validated
  *     and never raises the tier.
  *
@@ -739,14 +740,15 @@ static void test_moe(void) {
         m.p.act.act_dtype = (mxmoe_dtype)rnd_int(0, 2);
         m.p.act.rule = (mxmoe_scale_rule)rnd_int(0, MXMOE_RULE_COUNT - 1);
         m.p.router_weight_on_input = (int32_t)rnd_int(0, 1);
+        m.p.gemm_dtype = iter % 2 ? MXMOE_BF16 : MXMOE_F32;
         int gated = m.p.act.activation <= MXMOE_ACT_SWIGLU_OAI;
         int64_t n13 = gated ? 2 * I : I;
         mxmoe_dtype xdt = (mxmoe_dtype)rnd_int(0, 2), out_dt = (mxmoe_dtype)rnd_int(0, 2);
         check_set_context("moe_forward T %lld top-%lld E %lld H %lld I %lld act %d on_input %d "
-                          "map %d x %s out %s",
+                          "map %d x %s out %s gemm %s",
                           (long long)T, (long long)top_k, (long long)E, (long long)H, (long long)I,
                           (int)m.p.act.activation, m.p.router_weight_on_input, use_map,
-                          dtype_names[xdt], dtype_names[out_dt]);
+                          dtype_names[xdt], dtype_names[out_dt], dtype_names[m.p.gemm_dtype]);
         void* x = xmalloc((size_t)(T * H) * 4);
         fill_values(x, xdt, T * H, iter % 6 == 5, -3, 2);
         int32_t* ids = xmalloc((size_t)(T * top_k) * 4);

@@ -12,8 +12,9 @@
  *   grouped_gemm: experts with zero rows, one token, K = 32, K = 96, extreme and NaN scales,
  *     BF16/F16 output rounding ties, biases, swizzled scales giving the linear result;
  *   moe_forward: top_k = 1 and top_k = E, router weights on output and on input, an expert map
- *     with dropped pairs, biases, gpt-oss SwiGLU interleaved, BF16 output — against a plain
- *     double-precision reference written here from the header's description.
+ *     with dropped pairs, biases, gpt-oss SwiGLU interleaved, BF16 output, BF16 GEMM results
+ *     (gemm_dtype) — against a plain double-precision reference written here from the header's
+ *     description.
  *
  * Every output buffer is poisoned before each call. Inputs are chosen so that results are exact
  * (or, for the MoE layer, so that the reference is provably insensitive to transcendental
@@ -929,8 +930,8 @@ static void test_act_random(void) {
                         for (int q = 0; q < 3; q++) {
                             spec_quantize_block(vals[q], p.rule, &sc[q], codes[q]);
                         }
-                        if (sc[0] != sc[1] || sc[2] != sc[1] ||
-                            memcmp(codes[0], codes[1], 32) || memcmp(codes[2], codes[1], 32)) {
+                        if (sc[0] != sc[1] || sc[2] != sc[1] || memcmp(codes[0], codes[1], 32) ||
+                            memcmp(codes[2], codes[1], 32)) {
                             skipped++;
                             continue;
                         }
@@ -1458,6 +1459,7 @@ typedef struct {
     int weight_on_input;
     int with_bias;
     mxmoe_dtype x_dtype, out_dtype;
+    mxmoe_dtype gemm_dtype; /* moe_params.gemm_dtype: the GEMMs' results rounded to it */
     /* data */
     float* x;       /* [T, H] values (exact in x_dtype) */
     int32_t* ids;   /* [T, k] */
@@ -1555,6 +1557,9 @@ static void moe_reference(const moe_case* c, double perturb, float* out /* [T, H
                 if (c->with_bias) {
                     h[n] = h[n] + c->b13[id * two_i + n];
                 }
+                if (c->gemm_dtype == MXMOE_BF16) {
+                    h[n] = from_bf16(to_bf16(h[n]));
+                }
             }
             for (int i = 0; i < I; i++) {
                 act[i] = round_act_bf16(act_value(c, h, i, &p) * (1.0 + perturb));
@@ -1566,6 +1571,9 @@ static void moe_reference(const moe_case* c, double perturb, float* out /* [T, H
                 float y = gemm_row_elem(acodes, ascales, c->w2p, c->w2s, I, (int64_t)id * H + n);
                 if (c->with_bias) {
                     y = y + c->b2[id * H + n];
+                }
+                if (c->gemm_dtype == MXMOE_BF16) {
+                    y = from_bf16(to_bf16(y));
                 }
                 out[t * H + n] = c->weight_on_input ? out[t * H + n] + y : out[t * H + n] + wt * y;
             }
@@ -1674,6 +1682,7 @@ static void moe_run(moe_case* c, const char* name) {
     mp.act.rule = c->rule;
     mp.router_weight_on_input = c->weight_on_input;
     mp.expert_map = c->map ? &mt : NULL;
+    mp.gemm_dtype = c->gemm_dtype;
 
     size_t ws_bytes = 0;
     mxmoe_status s = mxmoe_moe_workspace_size(ctx, &mp, T, k, H, I, &ws_bytes);
@@ -1779,12 +1788,18 @@ static void test_moe(void) {
         moe_run(&c, "top_k=E=2, SiLU");
         c.with_bias = 1;
         moe_run(&c, "top_k=E=2, SiLU, biases");
+        c.gemm_dtype = MXMOE_BF16;
+        moe_run(&c, "top_k=E=2, SiLU, biases, BF16 GEMM results");
+        c.gemm_dtype = MXMOE_F32;
         c.weight_on_input = 1;
         moe_run(&c, "top_k=E=2, SiLU, biases, router weight on input");
         c.weight_on_input = 0;
         c.act = MXMOE_ACT_SWIGLU_OAI;
         c.layout = MXMOE_GATE_UP_INTERLEAVED;
         moe_run(&c, "top_k=E=2, gpt-oss SwiGLU interleaved, biases");
+        c.gemm_dtype = MXMOE_BF16;
+        c.weight_on_input = 1;
+        moe_run(&c, "top_k=E=2, gpt-oss SwiGLU, biases, BF16 GEMM results, weight on input");
         moe_free(&c);
     }
     /* expert map: E_global = 4, local E = 2: global {0 -> 1, 1 -> -1, 2 -> 0, 3 -> -1};
@@ -1819,6 +1834,7 @@ static void test_defaults(void) {
     mxmoe_moe_params m = mxmoe_moe_params_default();
     CHECK_EQ_INT(m.router_weight_on_input, 0);
     CHECK(m.expert_map == NULL);
+    CHECK_EQ_INT(m.gemm_dtype, MXMOE_F32);
     CHECK_EQ_INT(m.act.act_dtype, MXMOE_BF16);
     CHECK_EQ_INT(m.act.rule, MXMOE_RULE_EVEN);
     mxmoe_route_params r = mxmoe_route_params_default();

@@ -691,6 +691,7 @@ typedef struct moe_case {
     mxmoe_gate_up_layout layout;
     int biases, weight_on_input, with_map, drop_ids;
     mxmoe_dtype x_dtype, out_dtype;
+    mxmoe_dtype gemm_dtype; /* moe_params.gemm_dtype (0: F32) */
 } moe_case;
 
 static void test_moe(const moe_case* c, int graph, int exact) {
@@ -738,6 +739,7 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     p.act.activation = c->act;
     p.act.layout = c->layout;
     p.router_weight_on_input = c->weight_on_input;
+    p.gemm_dtype = c->gemm_dtype;
     mxmoe_moe_weights wh = {{w13p.host, w13s.host, MXMOE_SCALES_LINEAR},
                             {w2p.host, w2s.host, MXMOE_SCALES_LINEAR},
                             c->biases ? &b13.host : NULL,
@@ -762,9 +764,10 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     char what[200];
     snprintf(what, sizeof what,
              "moe_forward T=%lld E=%lld k=%lld H=%lld I=%lld act=%d layout=%d bias=%d "
-             "w_in=%d map=%d drop=%d",
+             "w_in=%d map=%d drop=%d gemm_dtype=%d",
              (long long)c->T, (long long)c->E, (long long)c->k, (long long)c->H, (long long)c->I,
-             (int)c->act, (int)c->layout, c->biases, c->weight_on_input, c->with_map, c->drop_ids);
+             (int)c->act, (int)c->layout, c->biases, c->weight_on_input, c->with_map, c->drop_ids,
+             (int)c->gemm_dtype);
     if (exact) {
         expect_same(&out, what);
     } else { /* Hopper GEMMs: close to the exact layer, far inside the W4A4 error (~0.26) */
@@ -1181,7 +1184,8 @@ int main(int argc, char** argv) {
                      layout ? MXMOE_F16 : MXMOE_BF16, 1, layout, MXMOE_F32, 0);
             /* four elements a lane: FP32 h (its own kernel; to BF16 through the FP32 form of
              * core/activation_fp32.h where the activation has one, specials taking its FP64
-             * fallback; to F32 or F16 in FP64 only), BF16 h (the generic kernel) */
+             * fallback; to F32 or F16 in FP64 only), BF16 h (the same kernel, 8-byte loads),
+             * F16 h (the generic kernel) */
             test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
                      MXMOE_BF16, layout, 0, MXMOE_F32, 1);
             test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
@@ -1216,17 +1220,26 @@ int main(int argc, char** argv) {
     test_plan(g_small ? 700 : 3000, 4, 2000, 0);  /* more experts than the tiled plan takes */
     moe_case cases[] = {
         {1, 4, 1, 64, 32, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 0, MXMOE_BF16,
-         MXMOE_BF16},
+         MXMOE_BF16, MXMOE_F32},
         {5, 6, 6, 96, 64, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 1, MXMOE_BF16,
-         MXMOE_F32},
+         MXMOE_F32, MXMOE_F32},
         {17, 8, 2, 160, 96, MXMOE_ACT_GELU_TANH_MUL, MXMOE_GATE_UP_CONCAT, 1, 1, 1, 1, MXMOE_F32,
-         MXMOE_F16},
-        {9, 4, 2, 64, 64, MXMOE_ACT_RELU2, MXMOE_GATE_UP_CONCAT, 1, 0, 0, 0, MXMOE_F16, MXMOE_BF16},
+         MXMOE_F16, MXMOE_F32},
+        {9, 4, 2, 64, 64, MXMOE_ACT_RELU2, MXMOE_GATE_UP_CONCAT, 1, 0, 0, 0, MXMOE_F16, MXMOE_BF16,
+         MXMOE_F32},
         /* small: 6000 activation blocks, past act_quantize's one-element-a-lane size */
         {g_small ? 1500 : 8192, 16, 2, 128, 64, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0,
-         1, MXMOE_BF16, MXMOE_BF16},
+         1, MXMOE_BF16, MXMOE_BF16, MXMOE_F32},
         {g_small ? 3 : 8, 32, 4, g_small ? 96 : 2880, g_small ? 64 : 2880, MXMOE_ACT_SWIGLU_OAI,
-         MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 0, MXMOE_BF16, MXMOE_BF16},
+         MXMOE_GATE_UP_INTERLEAVED, 1, 0, 0, 0, MXMOE_BF16, MXMOE_BF16, MXMOE_F32},
+        /* the GEMMs' results kept in BF16 (gemm_dtype): the activation kernel's BF16 loads
+         * (gate || up and interleaved, past the one-pass size) and the BF16 reduction */
+        {g_small ? 1500 : 8192, 16, 2, 128, 64, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 1, 0, 0,
+         1, MXMOE_BF16, MXMOE_BF16, MXMOE_BF16},
+        {g_small ? 1500 : 4096, 8, 2, 96, 64, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, 1, 1,
+         1, 0, MXMOE_F32, MXMOE_F32, MXMOE_BF16},
+        {3, 6, 6, 96, 64, MXMOE_ACT_GELU_TANH_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 1, MXMOE_BF16,
+         MXMOE_F16, MXMOE_BF16},
     };
     /* Both exact GEMM kernels, bit for bit: generic tiles, and the few-tokens kernel (forced at
      * every size: groups of 32 tokens, partial row tiles, K tails, the slow scale path). */

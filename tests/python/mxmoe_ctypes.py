@@ -165,6 +165,7 @@ class MoeParams(ctypes.Structure):
         ("act", ActParams),
         ("router_weight_on_input", ctypes.c_int32),
         ("expert_map", ctypes.POINTER(Tensor)),
+        ("gemm_dtype", ctypes.c_int),
     ]
 
 

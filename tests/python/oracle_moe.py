@@ -40,6 +40,7 @@ class MoeCase:
     weight_on_input: bool = False
     expert_map: np.ndarray = None
     out_dtype: np.dtype = np.dtype(np.float32)
+    gemm_dtype: np.dtype = np.dtype(np.float32)  # the GEMMs' results rounded to it (F32 or BF16)
 
 
 @dataclass
@@ -74,7 +75,8 @@ def moe_forward_emulated(case):
     else:
         x_rows = case.x[tok]
     a_codes, a_scales = quantize(x_rows, case.rule)
-    h = gemm_fp32_emulated(a_codes, a_scales, *case.w13, offsets, _bias32(case.b13))
+    h = round_to(gemm_fp32_emulated(a_codes, a_scales, *case.w13, offsets, _bias32(case.b13))
+                 .astype(np.float64), case.gemm_dtype).astype(np.float32)
     act, lo, hi = activation(h.astype(np.float64), case.activation, case.layout, case.alpha,
                              case.limit, case.act_dtype)
     ambiguous = unstable_blocks(lo, hi, case.rule)
@@ -82,6 +84,7 @@ def moe_forward_emulated(case):
     c = gemm_fp32_emulated(c_codes, c_scales, *case.w2, offsets, _bias32(case.b2))
     exact, _ = gemm_fp64(c_codes, c_scales, *case.w2, offsets, _bias32(case.b2))
     gemm2_rounded = int((c.astype(np.float64) != exact).sum())
+    c = round_to(c.astype(np.float64), case.gemm_dtype).astype(np.float32)
     t_count, hidden = case.x.shape
     acc = np.zeros((t_count, hidden), dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -106,10 +109,14 @@ def moe_forward_fp64(case):
         x_rows = case.x[tok]
     a_codes, a_scales = quantize(x_rows, case.rule)
     h, _ = gemm_fp64(a_codes, a_scales, *case.w13, offsets, _bias32(case.b13))
+    if np.dtype(case.gemm_dtype) != np.dtype(np.float32):  # a quantization point, as in the library
+        h = round_to(h, case.gemm_dtype).astype(np.float64)
     act, _, _ = activation(h, case.activation, case.layout, case.alpha, case.limit,
                            case.act_dtype)
     c_codes, c_scales = quantize(act, case.rule)
     c, _ = gemm_fp64(c_codes, c_scales, *case.w2, offsets, _bias32(case.b2))
+    if np.dtype(case.gemm_dtype) != np.dtype(np.float32):
+        c = round_to(c, case.gemm_dtype).astype(np.float64)
     t_count, hidden = case.x.shape
     out = np.zeros((t_count, hidden))
     for j in range(row_of.shape[1]):

@@ -86,7 +86,8 @@ def build_case(rng, activation, layout, **fixed):
         rule=get("rule", lambda: str(rng.choice(orc.RULES))),
         weight_on_input=get("weight_on_input", lambda: bool(rng.random() < 0.4)),
         expert_map=expert_map,
-        out_dtype=DTYPES[get("out_dtype", lambda: str(rng.choice(list(DTYPES))))])
+        out_dtype=DTYPES[get("out_dtype", lambda: str(rng.choice(list(DTYPES))))],
+        gemm_dtype=DTYPES[get("gemm_dtype", lambda: "F32")])
 
 
 def moe_params(lib, case):
@@ -98,6 +99,7 @@ def moe_params(lib, case):
     p.act.act_dtype = mx.DTYPE_OF_NP[np.dtype(case.act_dtype)]
     p.act.rule = mx.Rule[case.rule]
     p.router_weight_on_input = int(case.weight_on_input)
+    p.gemm_dtype = mx.DTYPE_OF_NP[np.dtype(case.gemm_dtype)]
     return p
 
 
@@ -109,7 +111,7 @@ def describe(case, w_layout):
             f"on_input={case.weight_on_input} map={case.expert_map is not None} "
             f"b13={None if case.b13 is None else case.b13.dtype} "
             f"b2={None if case.b2 is None else case.b2.dtype} out={np.dtype(case.out_dtype)} "
-            f"w_scales={w_layout}")
+            f"gemm={np.dtype(case.gemm_dtype)} w_scales={w_layout}")
 
 
 def run_and_check(ctx, lib, case, w_layout="LINEAR"):
@@ -135,6 +137,10 @@ def run_and_check(ctx, lib, case, w_layout="LINEAR"):
     flipped = not (np.array_equal(emulated.act_codes, fp64.act_codes)
                    and np.array_equal(emulated.act_scales, fp64.act_scales))
     tol = NORM_TOL_AFTER_FLIP if flipped else NORM_TOL[np.dtype(case.out_dtype)]
+    if np.dtype(case.gemm_dtype) == orc.BF16 and not flipped:
+        # GEMM results kept in BF16: where the FP32 and FP64 sums straddle a BF16 rounding
+        # point the two pipelines' terms differ by one BF16 step
+        tol = max(tol, NORM_TOL[orc.BF16])
     ref_norm = np.linalg.norm(fp64.out.astype(np.float64))
     if ref_norm > 0:
         tol += 2 * OUT_HALF_SUBNORMAL[np.dtype(case.out_dtype)] * np.sqrt(out.size) / ref_norm
@@ -160,6 +166,16 @@ def test_moe_forward_random(ctx, lib, rng, activation, layout):
         rounded += run_and_check(ctx, lib, case, "SWIZZLED" if i % 2 else "LINEAR")[1]
     # the bit-exact comparison only tells summation orders apart where FP32 rounds
     assert rounded > 0, "no GEMM-2 sum rounded: the data no longer exercise the summation order"
+
+
+@pytest.mark.parametrize("activation,layout", [("SILU_MUL", "CONCAT"),
+                                               ("SWIGLU_OAI", "INTERLEAVED"),
+                                               ("GELU_TANH", "CONCAT")])
+def test_moe_forward_bf16_gemm_results(ctx, lib, rng, activation, layout):
+    """gemm_dtype = BF16: both GEMMs' results rounded to BF16 after their biases."""
+    for i in range(6):
+        case = draw_unambiguous(rng, activation, layout, gemm_dtype="BF16")
+        run_and_check(ctx, lib, case, "SWIZZLED" if i % 2 else "LINEAR")
 
 
 @pytest.mark.parametrize("top_k", ["one", "all"])
