@@ -87,9 +87,7 @@ __device__ __forceinline__ float4 load_x4(const float* p) {
     return __ldcs(reinterpret_cast<const float4*>(p));
 }
 __device__ __forceinline__ float4 load_x4(const uint16_t* p) {
-    const uint2 u = __ldcs(reinterpret_cast<const uint2*>(p));
-    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u),
-                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xFFFF0000u));
+    return bf16x4_to_float4(__ldcs(reinterpret_cast<const uint2*>(p)));
 }
 
 template <mxmoe_dtype D> __device__ __forceinline__ void round_four(float (&v)[4]) {

@@ -80,6 +80,12 @@ static inline unsigned grid_for(const mxmoe_ctx* ctx, int64_t n, int threads) {
     return blocks < 1 ? 1u : (unsigned)blocks;
 }
 
+/* Four BF16 values, two to a word (the lower element in the low half), as FP32: exact. */
+static __device__ __forceinline__ float4 bf16x4_to_float4(uint2 u) {
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u),
+                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xFFFF0000u));
+}
+
 /* Programmatic dependent launch (sm_90+): a kernel issued by launch_pdl may start while the
  * previous kernel of the stream is still running, which hides the launch latency of the short
  * kernels of a small batch. Such a kernel calls pdl_wait() first (it returns once the previous

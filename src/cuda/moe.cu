@@ -22,9 +22,7 @@ __device__ __forceinline__ float4 load4(const float* p) {
     return *reinterpret_cast<const float4*>(p);
 }
 __device__ __forceinline__ float4 load4(const uint16_t* p) {
-    const uint2 u = *reinterpret_cast<const uint2*>(p);
-    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u),
-                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xFFFF0000u));
+    return bf16x4_to_float4(*reinterpret_cast<const uint2*>(p));
 }
 __device__ __forceinline__ float load1(const float* p) {
     return *p;
