@@ -70,6 +70,9 @@ typedef struct mxmoe_layer_params {
      * default EVEN and BF16. */
     mxmoe_scale_rule act_rule;
     mxmoe_dtype act_dtype;
+    /* The GEMM results' dtype inside the layer (mxmoe_moe_params.gemm_dtype): F32 (default) or
+     * BF16, as vLLM keeps them. */
+    mxmoe_dtype gemm_dtype;
 } mxmoe_layer_params;
 
 MXMOE_API mxmoe_layer_params mxmoe_layer_params_default(void);

@@ -20,7 +20,8 @@
 static const char* const usage =
     "usage: mxmoe run MODEL [--layer L] [--input X.safetensors [--input-tensor NAME]]\n"
     "                 [--output Y.safetensors] [--tokens N] [--dtype bf16|f16|f32] [--seed S]\n"
-    "                 [--repeat R] [--act-rule even|floor|ceil|rceil] [--backend auto|cpu|cuda]\n"
+    "                 [--repeat R] [--act-rule even|floor|ceil|rceil] [--gemm-dtype f32|bf16]\n"
+    "                 [--backend auto|cpu|cuda]\n"
     "\n"
     "Loads MoE layer L of MODEL and runs it: router logits, top-k routing as the model does it,\n"
     "the experts in MXFP4 W4A4 (activations quantized on the fly), the weighted sum. Shared\n"
@@ -41,6 +42,7 @@ static const char* const usage =
     "  --seed S           seed of random tokens (default 1)\n"
     "  --repeat R         run the forward R times and report the median time (default 1)\n"
     "  --act-rule R       scale rule of the activation quantization (default even)\n"
+    "  --gemm-dtype D     the layer's GEMM results kept in f32 (default) or bf16, as vLLM\n"
     "  --backend B        auto (default: CUDA if usable, else CPU), cpu or cuda\n";
 
 typedef struct run_options {
@@ -51,6 +53,7 @@ typedef struct run_options {
     int64_t layer, tokens, seed, repeat;
     mxmoe_dtype dtype;
     mxmoe_scale_rule act_rule;
+    mxmoe_dtype gemm_dtype;
     mxmoe_backend backend;
 } run_options;
 
@@ -274,10 +277,11 @@ static void print_layer(const mxmoe_layer_info* in, const char* backend, double 
         printf(" (%d groups, keep %d, scale %g)", (int)in->route.num_groups,
                (int)in->route.topk_groups, (double)in->route.scaling_factor);
     }
-    printf("%s; activation %s (%s)%s\n", in->has_router_bias ? ", router bias" : "",
+    printf("%s; activation %s (%s)%s%s\n", in->has_router_bias ? ", router bias" : "",
            act_name(&in->moe.act),
            in->moe.act.layout == MXMOE_GATE_UP_INTERLEAVED ? "interleaved gate/up" : "gate‖up",
-           in->has_expert_biases ? ", expert biases" : "");
+           in->has_expert_biases ? ", expert biases" : "",
+           in->moe.gemm_dtype == MXMOE_BF16 ? ", GEMM results in BF16" : "");
     printf("weights: %.1f MB MXFP4 on %s%s%s; loaded in %.1f ms", (double)in->weight_bytes / 1e6,
            backend, in->zero_copy ? ", used in place in the mapped file" : "",
            in->quantized_at_load ? ", quantized at load" : "", load_s * 1e3);
@@ -382,6 +386,7 @@ static int run(const char* cmd, const run_options* o) {
     mxmoe_layer_params params = mxmoe_layer_params_default();
     params.layer = (int32_t)o->layer;
     params.act_rule = o->act_rule;
+    params.gemm_dtype = o->gemm_dtype;
     mxmoe_layer* layer = NULL;
     mxmoe_io_error err;
     double t0 = cli_seconds();
@@ -520,7 +525,8 @@ int cmd_run(int argc, char** argv) {
                           strcmp(a, "--input-tensor") == 0 || strcmp(a, "--output") == 0 ||
                           strcmp(a, "--tokens") == 0 || strcmp(a, "--dtype") == 0 ||
                           strcmp(a, "--seed") == 0 || strcmp(a, "--repeat") == 0 ||
-                          strcmp(a, "--act-rule") == 0 || strcmp(a, "--backend") == 0;
+                          strcmp(a, "--act-rule") == 0 || strcmp(a, "--backend") == 0 ||
+                          strcmp(a, "--gemm-dtype") == 0;
         if (takes_value && (v = cli_option_value(cmd, argc, argv, &i)) == NULL) {
             return CLI_EXIT_USAGE;
         }
@@ -544,6 +550,11 @@ int cmd_run(int argc, char** argv) {
             bad = cli_parse_int(cmd, a, v, 1, 100000, &o.repeat);
         } else if (strcmp(a, "--act-rule") == 0) {
             bad = cli_parse_rule(cmd, v, &o.act_rule);
+        } else if (strcmp(a, "--gemm-dtype") == 0) {
+            bad = parse_dtype(cmd, v, &o.gemm_dtype);
+            if (!bad && o.gemm_dtype == MXMOE_F16) {
+                bad = cli_usage_error(cmd, "--gemm-dtype: f32 or bf16, not f16");
+            }
         } else if (strcmp(a, "--backend") == 0) {
             bad = cli_parse_backend(cmd, v, &o.backend);
         } else if (a[0] == '-' && a[1] != '\0') {

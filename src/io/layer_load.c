@@ -38,6 +38,7 @@ mxmoe_layer_params mxmoe_layer_params_default(void) {
     p.weight_rule = MXMOE_RULE_EVEN;
     p.act_rule = MXMOE_RULE_EVEN;
     p.act_dtype = MXMOE_BF16;
+    p.gemm_dtype = MXMOE_F32;
     return p;
 }
 
@@ -298,6 +299,7 @@ static mxmoe_status finish(layer_build* b, const char* source) {
     L->info.moe.num_experts = L->info.num_experts;
     L->info.moe.act.rule = b->params->act_rule;
     L->info.moe.act.act_dtype = b->params->act_dtype;
+    L->info.moe.gemm_dtype = b->params->gemm_dtype;
     return MXMOE_OK;
 }
 
@@ -401,9 +403,11 @@ mxmoe_status mxmoe_layer_load(mxmoe_ctx* ctx, const char* path, const mxmoe_laye
     const mxmoe_layer_params* p = params != NULL ? params : &defaults;
     if (p->layer < 0 || (unsigned)p->weight_rule >= MXMOE_RULE_COUNT ||
         (unsigned)p->act_rule >= MXMOE_RULE_COUNT ||
-        (p->act_dtype != MXMOE_F32 && p->act_dtype != MXMOE_BF16 && p->act_dtype != MXMOE_F16)) {
+        (p->act_dtype != MXMOE_F32 && p->act_dtype != MXMOE_BF16 && p->act_dtype != MXMOE_F16) ||
+        (p->gemm_dtype != MXMOE_F32 && p->gemm_dtype != MXMOE_BF16)) {
         return io_fail(err, MXMOE_ERR_INVALID_ARGUMENT, display,
-                       "mxmoe_layer_load: bad params (layer %d, rules, act_dtype)", (int)p->layer);
+                       "mxmoe_layer_load: bad params (layer %d, rules, act_dtype, gemm_dtype)",
+                       (int)p->layer);
     }
     mxmoe_layer* L = calloc(1, sizeof *L);
     if (L == NULL) {

@@ -98,12 +98,13 @@ def reference_route(m, x):
                      scaling_factor=r.get("scaling_factor", 1.0), correction_bias=m.correction)
 
 
-def oracle_case(m, x, ids, weights, layout, out_dtype, act_dtype=orc.BF16, rule="EVEN"):
+def oracle_case(m, x, ids, weights, layout, out_dtype, act_dtype=orc.BF16, rule="EVEN",
+                gemm_dtype=orc.F32):
     return orc.MoeCase(x=x, topk_ids=ids, topk_weights=weights, w13=w13(m, layout),
                        w2=m.down, b13=b13(m, layout), b2=m.b_down, num_experts=m.experts,
                        activation=m.activation, layout=layout,
                        alpha=float(np.float32(1.702)), limit=m.limit, act_dtype=act_dtype,
-                       rule=rule, out_dtype=np.dtype(out_dtype))
+                       rule=rule, out_dtype=np.dtype(out_dtype), gemm_dtype=np.dtype(gemm_dtype))
 
 
 # --- writers --------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class LayerParams(ctypes.Structure):
         ("weight_rule", ctypes.c_int),
         ("act_rule", ctypes.c_int),
         ("act_dtype", ctypes.c_int),
+        ("gemm_dtype", ctypes.c_int),
     ]
 
 
@@ -117,11 +118,12 @@ class Layer:
     """A loaded mxmoe_layer on `ctx` (an mxmoe_ctypes.Context)."""
 
     def __init__(self, ctx, path, layer=0, weight_rule=mx.Rule.EVEN, act_rule=mx.Rule.EVEN,
-                 act_dtype=mx.DType.BF16):
+                 act_dtype=mx.DType.BF16, gemm_dtype=mx.DType.F32):
         self.ctx, self.lib = ctx, ctx.lib
         params = self.lib.mxmoe_layer_params_default()
         params.layer, params.weight_rule = layer, int(weight_rule)
         params.act_rule, params.act_dtype = int(act_rule), int(act_dtype)
+        params.gemm_dtype = int(gemm_dtype)
         handle, err = ctypes.c_void_p(), IoError()
         status = mx.Status(self.lib.mxmoe_layer_load(ctx.handle, str(path).encode(),
                                                      ctypes.byref(params), ctypes.byref(handle),

@@ -28,7 +28,8 @@ def mlib(lib):
     return mc.declare(lib)
 
 
-def check_layer(ctx, layer, m, rng, layout, tokens=9, x_dtype=orc.BF16, out_dtype=np.float32):
+def check_layer(ctx, layer, m, rng, layout, tokens=9, x_dtype=orc.BF16, out_dtype=np.float32,
+                gemm_dtype=orc.F32):
     """Routes and runs `layer` on fresh inputs; compares with the oracle. Returns the output."""
     for _ in range(10):
         x = (rng.standard_normal((tokens, m.hidden))).astype(np.float32).astype(x_dtype)
@@ -38,7 +39,7 @@ def check_layer(ctx, layer, m, rng, layout, tokens=9, x_dtype=orc.BF16, out_dtyp
         assert np.array_equal(ids[keep], ids_ref[keep]), "routing: expert ids differ"
         np.testing.assert_allclose(w[keep], w_ref[keep], rtol=2e-6, atol=1e-7,
                                    err_msg="routing: weights differ")
-        case = mb.oracle_case(m, x, ids, w, layout, out_dtype)
+        case = mb.oracle_case(m, x, ids, w, layout, out_dtype, gemm_dtype=gemm_dtype)
         emulated = orc.moe_forward_emulated(case)
         if emulated.ambiguous:
             continue  # a libm-sensitive activation value: draw other tokens
@@ -74,6 +75,12 @@ def test_compressed_tensors_qwen(ctx, mlib, rng, tmp_path):
         assert info.quantized_at_load == 0 and info.has_expert_biases == 0
         check_layer(ctx, layer, m, rng, "CONCAT", out_dtype=orc.BF16)
         check_layer(ctx, layer, m, rng, "CONCAT", tokens=1, x_dtype=np.float32)
+    with mc.Layer(ctx, folder, layer=1, gemm_dtype=mx.DType.BF16) as layer:
+        assert layer.info.moe.gemm_dtype == mx.DType.BF16
+        check_layer(ctx, layer, m, rng, "CONCAT", gemm_dtype=orc.BF16)
+    with pytest.raises(mc.LoadError) as e:
+        mc.Layer(ctx, folder, layer=1, gemm_dtype=mx.DType.F16)
+    assert e.value.status == mx.Status.INVALID_ARGUMENT and "gemm_dtype" in e.value.message
 
 
 def test_compressed_tensors_mixtral_naming(ctx, mlib, rng, tmp_path):
