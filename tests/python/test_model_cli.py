@@ -14,6 +14,7 @@ import pytest
 
 import model_builders as mb
 import model_ctypes as mc
+import mxmoe_ctypes as mx
 import oracle as orc
 
 CLI = os.environ.get("MXMOE_CLI")
@@ -82,6 +83,16 @@ def test_quantize_folder_then_run(ctx, mlib, rng, tmp_path):
     assert "33 random tokens" in r.stdout and "(median)" in r.stdout
     r = mxmoe("run", folder, "--layer", "1", "--tokens", "4")
     assert "quantized at load" in r.stdout
+
+    # the GEMM results kept in BF16: the same as the library's layer loaded so
+    r = mxmoe("run", out, "--layer", "1", "--input", tmp_path / "x.safetensors", "--output",
+              tmp_path / "y16.safetensors", "--gemm-dtype", "bf16")
+    assert "GEMM results in BF16" in r.stdout, r.stdout
+    with mc.Layer(ctx, out, layer=1, gemm_dtype=mx.DType.BF16) as layer:
+        want16 = layer.forward(np.ascontiguousarray(x.reshape(10, 64)), orc.BF16)
+    assert load_file(str(tmp_path / "y16.safetensors"))["out"].tobytes() == want16.tobytes()
+    r = mxmoe("run", out, "--gemm-dtype", "f16", check=False)
+    assert r.returncode == 2 and "f32 or bf16" in r.stderr, r.stderr
 
 
 def test_quantize_progress_bar_on_a_terminal(rng, tmp_path):
