@@ -12,7 +12,8 @@
 # Knobs (environment): BENCH_OPS ("grouped layer"), BENCH_SHAPES (all four), BENCH_TOKENS
 # (1,8,64,512,4096,8192), BENCH_BUDGET_MS (1500: time per point, each side), BENCH_MAX_S (420:
 # no new mxmoe run starts after this many seconds, so the whole run stays well under 8 min),
-# BENCH_BACKEND (cuda; cpu to try the script without a GPU: the baselines then fail softly).
+# BENCH_BACKEND (cuda; cpu to try the script without a GPU: the baselines then fail softly),
+# BENCH_GEMM_DTYPE (the layer's moe_params.gemm_dtype: f32, the default, or bf16).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:?usage: bench/run_gpu.sh BUILD LOGS}
@@ -48,8 +49,11 @@ for op in $ops; do
             continue
         fi
         log="$raw/$op-$shape.log"
+        extra=()
+        [ "$op" = layer ] && [ -n "${BENCH_GEMM_DTYPE:-}" ] && extra=(--gemm-dtype "$BENCH_GEMM_DTYPE")
         timeout 300 "$build/mxmoe" bench --backend "$backend" --op "$op" --shape "$shape" \
-            --tokens "$tokens" --budget-ms "$budget" --json "$raw/$op-$shape.json" >"$log" 2>&1
+            --tokens "$tokens" --budget-ms "$budget" --json "$raw/$op-$shape.json" "${extra[@]}" \
+            >"$log" 2>&1
         rc=$?
         [ -s "$raw/$op-$shape.json" ] && inputs+=("$raw/$op-$shape.json")
         grep -E "^(grouped|layer) |copy bandwidth|error" "$log" | sed 's/^/   /'
