@@ -501,7 +501,7 @@ typedef struct mxmoe_moe_params {
      * after its bias: MXMOE_F32 (the default) or MXMOE_BF16, as vLLM's layer keeps them (the
      * activation then reads BF16 values, and the weighted sum BF16 terms). BF16 halves the
      * layer's intermediate memory traffic; it adds at most 2^-9 relative error to each h and to
-     * each slot's term (the activation's input is requantized to MXFP4 right after anyway). */
+     * each slot's term (the activation's result is requantized to MXFP4 right after anyway). */
     mxmoe_dtype gemm_dtype;
 } mxmoe_moe_params;
 
@@ -515,8 +515,7 @@ MXMOE_API mxmoe_status mxmoe_moe_workspace_size(mxmoe_ctx* ctx, const mxmoe_moe_
 /* The MoE layer: plan, permute, quantize x, GEMM-1 (+b13) in FP32 (kept in gemm_dtype), fused
  * activation rounded to act_dtype and requantized, GEMM-2 (+b2) in FP32 (kept in gemm_dtype),
  * un-permute and weighted sum over the k slots in ascending j in FP32, one rounding to out's
- * dtype. Dropped pairs (id -1, or not on this
- * device) contribute nothing.
+ * dtype. Dropped pairs (id -1, or not on this device) contribute nothing.
  *   x: F32/BF16/F16 [T, H]; topk_ids: I32 [T, k]; topk_weights: F32 [T, k];
  *   out: F32/BF16/F16 [T, H]; workspace: `workspace_bytes` bytes (see mxmoe_moe_workspace_size),
  *   on the backend's device. No allocation and no host synchronisation on the CUDA backend. */

@@ -176,13 +176,14 @@ static void reduce_task(void* arg, int64_t t, int thread) {
             if (r < 0) {
                 continue;
             }
-            float c[REDUCE_COLS];
+            float widened[REDUCE_COLS]; /* BF16 terms as FP32 (exact) */
+            const float* c = widened;
             if (job->c3->dtype == MXMOE_F32) {
-                memcpy(c, (const float*)job->c3->data + (int64_t)r * H + h0, (size_t)n * 4);
-            } else { /* BF16: exact in FP32 */
+                c = (const float*)job->c3->data + (int64_t)r * H + h0;
+            } else {
                 const uint16_t* src = (const uint16_t*)job->c3->data + (int64_t)r * H + h0;
                 for (int64_t i = 0; i < n; i++) {
-                    c[i] = mxmoe_bf16_to_f32(src[i]);
+                    widened[i] = mxmoe_bf16_to_f32(src[i]);
                 }
             }
             if (job->on_input) {
