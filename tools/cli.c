@@ -83,6 +83,18 @@ int cli_parse_rule(const char* cmd, const char* text, mxmoe_scale_rule* out) {
     return -1;
 }
 
+int cli_parse_gemm_dtype(const char* cmd, const char* text, mxmoe_dtype* out) {
+    if (strcmp(text, "f32") == 0) {
+        *out = MXMOE_F32;
+    } else if (strcmp(text, "bf16") == 0) {
+        *out = MXMOE_BF16;
+    } else {
+        cli_usage_error(cmd, "unknown GEMM result dtype '%s' (expected f32 or bf16)", text);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_parse_int(const char* cmd, const char* option, const char* text, int64_t min, int64_t max,
                   int64_t* out) {
     char* end = NULL;

@@ -42,6 +42,8 @@ int cli_is_help(const char* arg); /* -h or --help */
 /* Option values; each returns 0 on success, -1 (after printing a usage error) otherwise. */
 int cli_parse_backend(const char* cmd, const char* text, mxmoe_backend* out);
 int cli_parse_rule(const char* cmd, const char* text, mxmoe_scale_rule* out);
+/* --gemm-dtype: the layer's moe_params.gemm_dtype, "f32" or "bf16". */
+int cli_parse_gemm_dtype(const char* cmd, const char* text, mxmoe_dtype* out);
 int cli_parse_int(const char* cmd, const char* option, const char* text, int64_t min, int64_t max,
                   int64_t* out);
 /* The value after option argv[*i] (advancing *i), or NULL after a usage error. */

@@ -189,11 +189,7 @@ static int parse_args(const char* cmd, int argc, char** argv, bench_args* a) {
         } else if (strcmp(opt, "--svg") == 0) {
             a->svg = v;
         } else if (strcmp(opt, "--gemm-dtype") == 0) {
-            if (strcmp(v, "f32") == 0 || strcmp(v, "bf16") == 0) {
-                a->gemm_dtype = v[0] == 'f' ? MXMOE_F32 : MXMOE_BF16;
-            } else {
-                rc = cli_usage_error(cmd, "--gemm-dtype: f32 or bf16, not '%s'", v);
-            }
+            rc = cli_parse_gemm_dtype(cmd, v, &a->gemm_dtype) == 0 ? 0 : CLI_EXIT_USAGE;
         } else {
             struct {
                 const char* name;

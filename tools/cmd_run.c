@@ -551,10 +551,7 @@ int cmd_run(int argc, char** argv) {
         } else if (strcmp(a, "--act-rule") == 0) {
             bad = cli_parse_rule(cmd, v, &o.act_rule);
         } else if (strcmp(a, "--gemm-dtype") == 0) {
-            bad = parse_dtype(cmd, v, &o.gemm_dtype);
-            if (!bad && o.gemm_dtype == MXMOE_F16) {
-                bad = cli_usage_error(cmd, "--gemm-dtype: f32 or bf16, not f16");
-            }
+            bad = cli_parse_gemm_dtype(cmd, v, &o.gemm_dtype);
         } else if (strcmp(a, "--backend") == 0) {
             bad = cli_parse_backend(cmd, v, &o.backend);
         } else if (a[0] == '-' && a[1] != '\0') {

@@ -28,7 +28,7 @@ __device__ __forceinline__ float load1(const float* p) {
     return *p;
 }
 __device__ __forceinline__ float load1(const uint16_t* p) {
-    return __uint_as_float((uint32_t)*p << 16);
+    return mxmoe_bf16_to_f32(*p);
 }
 
 /* out[t, h] = sum over kept slots j (ascending) of w[t, j] * c3[row, h] (or c3 alone when the
