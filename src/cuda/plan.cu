@@ -4,9 +4,8 @@
  * The seed orders rows inside an expert by atomics; here rows inside an expert follow the flat
  * pair index (the reference's order), whatever the thread timing. Three shapes of the same plan:
  * - Up to 32 pairs (decode): plan_warp_kernel, one warp, a lane a pair.
- * - Few pairs (small batches): plan_small_kernel, one block, each warp a segment of
- *   consecutive pairs that it counts per expert and later places (ranks inside a warp from
- *   same_expert's ballots, a cursor per segment and expert), one scan between.
+ * - Few pairs (small batches): plan_wide_kernel, a block per 128 pairs, each counting every
+ *   pair per expert itself (in shared memory), so that one launch one round deep plans them.
  * - Many pairs, up to kTiledMaxExperts experts: tiles of kTilePairs pairs, each a block of
  *   kTileWarps warps with kWarpPairs consecutive pairs each.
  *     1. tile_count_kernel: per-tile expert counts (shared-memory histogram), ids checked
@@ -81,8 +80,8 @@ template <int Warps> __device__ inline int block_exclusive_scan(int v, int* warp
 
 /* The lanes whose expert equals this lane's e (-1: none; e < num_experts): one ballot per bit
  * of e + 1, each narrowing the set. (__match_any_sync, the one instruction for it, ran at about
- * one a 64 cycles an SM: 128 of them a pass, 8 K cycles of plan_small's 24 K at qwen3 n = 512,
- * clock64 timeline, H100.) The whole warp calls it. */
+ * one a 64 cycles an SM: 128 of them a pass, 8 K cycles of the one-block plan's 24 K at qwen3 n =
+ * 512, clock64 timeline, H100.) The whole warp calls it. */
 __device__ inline unsigned same_expert(int32_t e, int32_t num_experts) {
     const unsigned v = (unsigned)(e + 1);
     const int bits = 32 - __clz(num_experts); /* e + 1 <= num_experts */
@@ -334,7 +333,7 @@ __global__ void __launch_bounds__(kTileThreads)
 /* Up to 32 pairs (decode): one warp, a lane a pair, no shared memory and no barrier. Every
  * lane holds all 32 pairs' experts (shuffled once); expert e's first row is the number of kept
  * pairs with a smaller expert and its count those with e, a pair's row its expert's first row
- * plus the earlier pairs of its expert. (plan_small's block of 1024 threads and 44 KB of
+ * plus the earlier pairs of its expert. (The one-block plan's 1024 threads and 44 KB of
  * cursors took 5.8 us for 8 pairs: Nsight, H100, qwen3 n = 1.) */
 constexpr int64_t kWarpMaxPairs = 32;
 __global__ void __launch_bounds__(32) plan_warp_kernel(plan_args a) {
@@ -376,100 +375,94 @@ __global__ void __launch_bounds__(32) plan_warp_kernel(plan_args a) {
     }
 }
 
-constexpr int kSmallThreads = 1024, kSmallWarps = kSmallThreads / 32;
-constexpr int64_t kSmallMaxPairs = 4096;
-/* More experts go tiled: their segments would outgrow plan_small's registers. */
-constexpr int32_t kSmallMaxExperts = 512;
-constexpr int kSmallInts = 12288 - kSmallWarps; /* dynamic shared memory: 48 KB with warp_sums */
+/* Up to kWideMaxPairs pairs (small batches): plan_wide_kernel, a block per 128 consecutive
+ * pairs. Each block loads every id (4096 at most: 16 KB from L2) and counts them per expert
+ * twice in shared memory, all of them and those before its own pairs; a scan of the first gives
+ * the offsets, and a pair's row is its expert's offset, plus the earlier blocks' pairs of that
+ * expert, plus the earlier pairs of its own block. Every block redoes the O(pairs) counting, so
+ * the plan is one round of loads and a few short barriers deep, whatever the pairs. (One block
+ * doing it all, its warps a segment each, took 14-15 K cycles at qwen3 n = 512: bench/NOTES.md
+ * v22, v32.) */
+constexpr int kWideThreads = 128, kWideWarps = kWideThreads / 32;
+constexpr int64_t kWideMaxPairs = 4096;
+constexpr int kWideRounds = (int)(kWideMaxPairs / kWideThreads); /* ids a thread loads */
+constexpr int32_t kWideMaxExperts = 1024; /* shared memory: two counts an expert */
 
-/* Segments (warps) of plan_small: its [segments][E] cursors and the pairs' sorted staging fit
- * its shared memory; at least 15 for the largest E and pairs. */
-__host__ __device__ constexpr int small_segments(int64_t pairs, int32_t experts) {
-    return (int)((kSmallInts - pairs) / experts < kSmallWarps ? (kSmallInts - pairs) / experts
-                                                              : kSmallWarps);
-}
-/* Rounds of 32 pairs a segment holds: the most for the largest E and pairs. */
-constexpr int kSmallRounds =
-    (int)(((kSmallMaxPairs + small_segments(kSmallMaxPairs, kSmallMaxExperts) - 1) /
-               small_segments(kSmallMaxPairs, kSmallMaxExperts) +
-           31) /
-          32);
-
-/* One block. The pairs split into up to 32 consecutive segments, a warp each (fewer where E is
- * large, for the [segments][E] cursors to fit in shared memory): each warp counts its segment
- * per expert, a scan over (expert, segment) gives each segment its first row per expert, and
- * each warp places its own segment in pair order. No warp waits for another between the
- * barriers. (Placing the pairs 32 at a time, warp after warp with a block barrier between, was
- * 128 barriers at 4096 pairs: 50 us, Nsight, qwen3 n = 512.) A clock64 timeline at qwen3
- * n = 512 put 11 K of 29 K cycles in the counting pass and 15 K in the placing pass: each
- * lane's ids loaded one round after another behind the last round's error check, one
- * __match_any_sync a round and warp (same_expert), and stores to `sorted` of 32 scattered rows
- * a warp instruction. So every id is loaded before any is checked, and held with its lanes for
- * both passes, and the sorted rows are staged in shared memory and written out in order:
- * 14.4-15.2 K cycles, qwen3 n = 512 76.8 -> 72 us replayed (H100). */
-__global__ void __launch_bounds__(kSmallThreads) plan_small_kernel(plan_args a) {
+__global__ void __launch_bounds__(kWideThreads) plan_wide_kernel(plan_args a) {
     pdl_wait();
     pdl_release();
-    extern __shared__ int32_t small_smem[]; /* [segments][E] cursors, then sorted [pairs] */
-    __shared__ int32_t warp_sums[kSmallWarps];
+    __shared__ int32_t all[kWideMaxExperts];    /* pairs of expert e; then e's first row */
+    __shared__ int32_t before[kWideMaxExperts]; /* of e in earlier blocks; then this block's row */
+    __shared__ int32_t block_experts[kWideThreads];
+    __shared__ int32_t warp_sums[kWideWarps];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int32_t E = a.num_experts;
-    const int segments = small_segments(a.pairs, E);
-    int32_t* const cursor = small_smem;
-    int32_t* const staged = small_smem + segments * E;
-    /* a multiple of 32, so that a lane past its segment's end is past the pairs too */
-    const int64_t len = ((a.pairs + segments - 1) / segments + 31) / 32 * 32;
-    const int64_t first = warp * len, end = min(first + len, a.pairs);
-    const int rounds = warp < segments ? (int)(len / 32) : 0;
-    int32_t* const own = cursor + (warp < segments ? warp : 0) * E; /* this segment's cursors */
-    int32_t mine[kSmallRounds]; /* the lane's pairs' ids, then experts (-1: none) */
-    unsigned same[kSmallRounds];
+    const int rounds = (int)((a.pairs + kWideThreads - 1) / kWideThreads); /* = the grid */
+    /* pair r * kWideThreads + thread: block b's own pairs are round b of every thread */
+    int32_t id[kWideRounds];
 #pragma unroll
-    for (int r = 0; r < kSmallRounds; r++) {
-        const int64_t i = first + 32 * r + lane;
-        mine[r] = r < rounds && i < end ? a.ids[i] : -1;
+    for (int r = 0; r < kWideRounds; r++) {
+        const int64_t i = (int64_t)r * kWideThreads + threadIdx.x;
+        id[r] = r < rounds && i < a.pairs ? a.ids[i] : -1;
     }
-#pragma unroll
-    for (int r = 0; r < kSmallRounds; r++) {
-        mine[r] = expert_of_id(a, mine[r], true); /* -1 (none, or past the end) stays -1 */
-    }
-    for (int j = threadIdx.x; j < segments * E; j += kSmallThreads) {
-        cursor[j] = 0;
+    for (int e = threadIdx.x; e < E; e += kWideThreads) {
+        all[e] = 0, before[e] = 0;
     }
     __syncthreads();
+    int32_t mine = -1;
 #pragma unroll
-    for (int r = 0; r < kSmallRounds; r++) {
-        if (r < rounds) { /* warp-uniform */
-            same[r] = same_expert(mine[r], E);
-            count_warp(mine[r], same[r], own);
+    for (int r = 0; r < kWideRounds; r++) {
+        if (r < rounds) { /* uniform */
+            const bool own = r == (int)blockIdx.x;
+            const int32_t e = expert_of_id(a, id[r], own); /* each id reported by its block */
+            if (e >= 0) { /* counts: the order of the additions does not matter */
+                atomicAdd(&all[e], 1);
+                if (r < (int)blockIdx.x) {
+                    atomicAdd(&before[e], 1);
+                }
+            }
+            mine = own ? e : mine;
         }
     }
+    block_experts[threadIdx.x] = mine;
     __syncthreads();
-    const int e = threadIdx.x;
-    int32_t count = 0;
-    for (int w = 0; e < E && w < segments; w++) {
-        count += cursor[w * E + e];
+    /* offsets: thread t scans experts [t * run, (t + 1) * run) */
+    const int run = (E + kWideThreads - 1) / kWideThreads, e0 = threadIdx.x * run;
+    int32_t sum = 0;
+    for (int j = 0; j < run && e0 + j < E; j++) {
+        sum += all[e0 + j];
     }
     int32_t kept;
-    const int32_t begin = block_exclusive_scan<kSmallWarps>(count, warp_sums, &kept);
-    if (e < E) {
-        a.counts[e] = count;
-        a.offsets[e] = begin;
-        runs_first_rows(cursor, e, E, segments, begin);
+    int32_t row = block_exclusive_scan<kWideWarps>(sum, warp_sums, &kept);
+    for (int j = 0; j < run && e0 + j < E; j++) {
+        const int32_t e = e0 + j, count = all[e];
+        if (blockIdx.x == 0) {
+            a.counts[e] = count;
+            a.offsets[e] = row;
+        }
+        before[e] += row;
+        row += count;
     }
-    if (threadIdx.x == 0) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
         a.offsets[E] = kept;
     }
     __syncthreads();
-#pragma unroll
-    for (int r = 0; r < kSmallRounds; r++) {
-        if (r < rounds) {
-            place_warp(a, first + 32 * r + lane, mine[r], same[r], own, staged);
-        }
+    /* this pair's row: the earlier warps' pairs of its expert, then the warp's own */
+    const unsigned same = same_expert(mine, E);
+    int32_t earlier = __popc(same & ((1u << lane) - 1u));
+    for (int j = 0; j < 32 * warp; j++) {
+        earlier += block_experts[j] == mine;
     }
-    __syncthreads();
-    for (int64_t i = threadIdx.x; i < a.pairs; i += kSmallThreads) {
-        a.sorted[i] = i < kept ? staged[i] : -1;
+    const int64_t i = (int64_t)blockIdx.x * kWideThreads + threadIdx.x;
+    if (i < a.pairs) {
+        const int32_t r = mine >= 0 ? before[mine] + earlier : -1;
+        a.row_of[i] = r;
+        if (r >= 0) {
+            a.sorted[r] = (int32_t)i;
+        }
+        if (i >= kept) { /* rows past the kept ones; the kept rows are written above */
+            a.sorted[i] = -1;
+        }
     }
 }
 
@@ -493,10 +486,9 @@ mxmoe_status mxmoe_launch_plan(mxmoe_ctx* ctx, const plan_args* args) {
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, plan_warp_kernel, 1, 32, 0, *args));
         return MXMOE_OK;
     }
-    if (args->pairs <= kSmallMaxPairs && args->num_experts <= kSmallMaxExperts) {
-        const int segments = small_segments(args->pairs, args->num_experts);
-        const size_t smem = (size_t)(segments * args->num_experts + args->pairs) * 4;
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, plan_small_kernel, 1, kSmallThreads, smem, *args));
+    if (args->pairs <= kWideMaxPairs && args->num_experts <= kWideMaxExperts) {
+        const unsigned blocks = (unsigned)((args->pairs + kWideThreads - 1) / kWideThreads);
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, plan_wide_kernel, blocks, kWideThreads, 0, *args));
         return MXMOE_OK;
     }
     if (args->num_experts <= kTiledMaxExperts) {

@@ -1207,15 +1207,22 @@ int main(int argc, char** argv) {
     test_plan(g_small ? 33 : 4096, 4, 32, 1);
     test_plan(1, 1, 1, 0);
     /* one warp (<= 32 pairs): decode shapes, a map, more experts than lanes and than the
-     * one-block plan takes, exactly 32 pairs */
+     * wide plan takes, exactly 32 pairs */
     test_plan(1, 8, 256, 0);
     test_plan(1, 4, 32, 1);
     test_plan(4, 8, 128, 0);
     test_plan(3, 7, 1000, 1);
     test_plan(5, 6, 2000, 0);
-    test_plan(g_small ? 20 : 500, 8, 128, 1); /* one-block plan (<= 4096 pairs) */
-    test_plan(g_small ? 37 : 512, g_small ? 3 : 8, g_small ? 7 : 128, 0); /* segments: few, full */
+    /* the wide plan (<= 4096 pairs, a block per 128): one block, several with a ragged last
+     * one and a map, exactly 4096 pairs, the most experts it takes */
+    test_plan(g_small ? 20 : 500, 8, 128, 1);
+    test_plan(g_small ? 37 : 512, g_small ? 3 : 8, g_small ? 7 : 128, 0);
+    test_plan(11, 10, 64, 0);
+    test_plan(301, 7, 48, 1);
+    test_plan(1024, 4, 32, 0);
     test_plan(g_small ? 20 : 512, 8, 1000, 0);
+    test_plan(g_small ? 100 : 512, 8, 1024, 1);
+    test_plan(1, 33, 64, 0);                      /* 33 pairs: the smallest the wide plan takes */
     test_plan(g_small ? 1100 : 5000, 6, 1000, 1); /* tiled plan: ragged last tile, a map */
     test_plan(g_small ? 700 : 3000, 4, 2000, 0);  /* more experts than the tiled plan takes */
     moe_case cases[] = {
