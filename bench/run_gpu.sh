@@ -13,7 +13,7 @@
 # (1,8,64,512,4096,8192), BENCH_BUDGET_MS (1500: time per point, each side), BENCH_MAX_S (420:
 # no new mxmoe run starts after this many seconds, so the whole run stays well under 8 min),
 # BENCH_BACKEND (cuda; cpu to try the script without a GPU: the baselines then fail softly),
-# BENCH_GEMM_DTYPE (the layer's moe_params.gemm_dtype: f32, the default, or bf16).
+# BENCH_GEMM_DTYPE (the layer's moe_params.gemm_dtype: bf16, the library's default, or f32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:?usage: bench/run_gpu.sh BUILD LOGS}

@@ -51,6 +51,7 @@ def test_params_defaults(lib):
     assert moe.act.act_dtype == mx.DType.BF16 and moe.act.rule == mx.Rule.EVEN
     assert np.float32(moe.act.swiglu_alpha) == np.float32(1.702)
     assert moe.router_weight_on_input == 0 and not moe.expert_map
+    assert moe.gemm_dtype == mx.DType.BF16  # the GEMM results kept as vLLM keeps them
     route = lib.mxmoe_route_params_default()
     assert route.num_groups == 1 and route.topk_groups == 1 and route.scaling_factor == 1.0
     assert not route.correction_bias
