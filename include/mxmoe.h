@@ -42,7 +42,7 @@ extern "C" {
  * Version
  */
 #define MXMOE_VERSION_MAJOR 0
-#define MXMOE_VERSION_MINOR 1
+#define MXMOE_VERSION_MINOR 2
 #define MXMOE_VERSION_PATCH 0
 #define MXMOE_VERSION_NUMBER                                                                       \
     (MXMOE_VERSION_MAJOR * 10000 + MXMOE_VERSION_MINOR * 100 + MXMOE_VERSION_PATCH)
