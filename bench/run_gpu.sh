@@ -13,7 +13,7 @@
 # (1,8,64,512,4096,8192), BENCH_BUDGET_MS (1500: time per point, each side), BENCH_MAX_S (420:
 # no new mxmoe run starts after this many seconds, so the whole run stays well under 8 min),
 # BENCH_BACKEND (cuda; cpu to try the script without a GPU: the baselines then fail softly),
-# BENCH_GEMM_DTYPE (the layer's moe_params.gemm_dtype: f32, the default, or bf16).
+# BENCH_GEMM_DTYPE (the layer's moe_params.gemm_dtype: bf16, the library's default, or f32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:?usage: bench/run_gpu.sh BUILD LOGS}
@@ -39,6 +39,15 @@ backend=${BENCH_BACKEND:-cuda}
 start=$(date +%s)
 status=0
 inputs=()
+# The card's SM clock and throttle reasons every second, beside the run: a card whose clocks
+# sink mid-run (seen once: both sides 2-5x slower at n >= 4096, NOTES v32) shows it here.
+clocks="$raw/clocks.csv"
+monitor=
+if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+        --format=csv,noheader,nounits -l 1 >"$clocks" 2>/dev/null &
+    monitor=$!
+fi
 
 echo "== mxmoe bench (commit $MXMOE_COMMIT, tokens $tokens, ${budget} ms per point)"
 for op in $ops; do
@@ -72,5 +81,23 @@ fi
 python3 bench/torch_baseline.py --out-dir "$logs" --table "$logs/bench_table.txt" \
     --budget-ms "$budget" "${inputs[@]}" 2>"$raw/torch_baseline.log" || status=1
 tail -n 5 "$raw/torch_baseline.log"
+if [ -n "$monitor" ]; then
+    kill "$monitor" 2>/dev/null
+    # busy samples (throttle reasons other than "GPU idle", bit 0): their SM clocks, and how
+    # many of them ran under a cap (power, thermal or other)
+    python3 - "$clocks" <<'PY' | tee -a "$logs/bench_table.txt"
+import sys
+busy = []
+for line in open(sys.argv[1]):
+    f = line.strip().split(", ")
+    if len(f) == 5 and f[1].isdigit() and f[4].startswith("0x") and f[4] != "0x0000000000000001":
+        busy.append((int(f[1]), int(f[4], 16)))
+if busy:
+    mhz = sorted(c for c, _ in busy)
+    capped = sum(1 for _, r in busy if r & ~1)
+    print(f"SM clock while busy: min {mhz[0]}, median {mhz[len(mhz) // 2]} MHz over {len(busy)} "
+          f"samples (1 s); under a power, thermal or other cap in {capped}")
+PY
+fi
 echo "== benchmarks done in $(($(date +%s) - start)) s (status $status)"
 exit $status

@@ -42,7 +42,7 @@ extern "C" {
  * Version
  */
 #define MXMOE_VERSION_MAJOR 0
-#define MXMOE_VERSION_MINOR 1
+#define MXMOE_VERSION_MINOR 2
 #define MXMOE_VERSION_PATCH 0
 #define MXMOE_VERSION_NUMBER                                                                       \
     (MXMOE_VERSION_MAJOR * 10000 + MXMOE_VERSION_MINOR * 100 + MXMOE_VERSION_PATCH)
@@ -498,10 +498,12 @@ typedef struct mxmoe_moe_params {
     int32_t router_weight_on_input;
     const mxmoe_tensor* expert_map; /* optional I32 [E_global] (see mxmoe_plan) */
     /* The dtype GEMM-1's and GEMM-2's results are kept in, each rounded once (to nearest even)
-     * after its bias: MXMOE_F32 (the default) or MXMOE_BF16, as vLLM's layer keeps them (the
-     * activation then reads BF16 values, and the weighted sum BF16 terms). BF16 halves the
-     * layer's intermediate memory traffic; it adds at most 2^-9 relative error to each h and to
-     * each slot's term (the activation's result is requantized to MXFP4 right after anyway). */
+     * after its bias: MXMOE_BF16 (the default), as vLLM's layer keeps them (the activation then
+     * reads BF16 values, and the weighted sum BF16 terms), or MXMOE_F32. BF16 halves the layer's
+     * intermediate memory traffic (on an H100 the layer at 4096-8192 tokens is 7-26 % faster,
+     * bench/NOTES.md v31, v32); it adds at most 2^-9 relative error to each h and to each slot's
+     * term (the activation's result is requantized to MXFP4 right after anyway). F32 keeps them
+     * exact to FP32 accumulation. */
     mxmoe_dtype gemm_dtype;
 } mxmoe_moe_params;
 

@@ -70,8 +70,8 @@ typedef struct mxmoe_layer_params {
      * default EVEN and BF16. */
     mxmoe_scale_rule act_rule;
     mxmoe_dtype act_dtype;
-    /* The GEMM results' dtype inside the layer (mxmoe_moe_params.gemm_dtype): F32 (default) or
-     * BF16, as vLLM keeps them. */
+    /* The GEMM results' dtype inside the layer (mxmoe_moe_params.gemm_dtype): BF16 (default),
+     * as vLLM keeps them, or F32. */
     mxmoe_dtype gemm_dtype;
 } mxmoe_layer_params;
 

@@ -59,8 +59,8 @@ static const char* const usage =
     "                     (mxmoe_graph_*, CUDA graphs) and time its replays, per run: the\n"
     "                     work without each launch's host cost (default 1 on a GPU; the CPU\n"
     "                     backend cannot record)\n"
-    "  --gemm-dtype D     the layer's GEMM results kept in f32 (default) or bf16\n"
-    "                     (moe_params.gemm_dtype: as vLLM keeps them, half the traffic)\n";
+    "  --gemm-dtype D     the layer's GEMM results kept in bf16 (default: as vLLM keeps them,\n"
+    "                     half the traffic of f32) or f32 (moe_params.gemm_dtype)\n";
 
 typedef struct bench_args {
     mxmoe_backend backend;
@@ -158,6 +158,7 @@ static int parse_args(const char* cmd, int argc, char** argv, bench_args* a) {
     a->rotate_mb = 256;
     a->copy_mb = 1024;
     a->seed = 1;
+    a->gemm_dtype = mxmoe_moe_params_default().gemm_dtype;
     a->prepare = 1;
     int rc = parse_list(cmd, "--op", "grouped", BENCH_OP_COUNT, parse_op, a->ops, &a->num_ops);
     rc |= parse_list(cmd, "--shape", "gpt-oss-20b", 8, parse_shape, a->shapes, &a->num_shapes);

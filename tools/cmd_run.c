@@ -42,7 +42,7 @@ static const char* const usage =
     "  --seed S           seed of random tokens (default 1)\n"
     "  --repeat R         run the forward R times and report the median time (default 1)\n"
     "  --act-rule R       scale rule of the activation quantization (default even)\n"
-    "  --gemm-dtype D     the layer's GEMM results kept in f32 (default) or bf16, as vLLM\n"
+    "  --gemm-dtype D     the layer's GEMM results kept in bf16 (default, as vLLM) or f32\n"
     "  --backend B        auto (default: CUDA if usable, else CPU), cpu or cuda\n";
 
 typedef struct run_options {
@@ -281,7 +281,7 @@ static void print_layer(const mxmoe_layer_info* in, const char* backend, double 
            act_name(&in->moe.act),
            in->moe.act.layout == MXMOE_GATE_UP_INTERLEAVED ? "interleaved gate/up" : "gate‖up",
            in->has_expert_biases ? ", expert biases" : "",
-           in->moe.gemm_dtype == MXMOE_BF16 ? ", GEMM results in BF16" : "");
+           in->moe.gemm_dtype == MXMOE_BF16 ? ", GEMM results in BF16" : ", GEMM results in FP32");
     printf("weights: %.1f MB MXFP4 on %s%s%s; loaded in %.1f ms", (double)in->weight_bytes / 1e6,
            backend, in->zero_copy ? ", used in place in the mapped file" : "",
            in->quantized_at_load ? ", quantized at load" : "", load_s * 1e3);
@@ -512,6 +512,7 @@ int cmd_run(int argc, char** argv) {
     o.repeat = 1;
     o.dtype = MXMOE_BF16;
     o.act_rule = MXMOE_RULE_EVEN;
+    o.gemm_dtype = mxmoe_layer_params_default().gemm_dtype;
     o.backend = MXMOE_BACKEND_AUTO;
     int tokens_given = 0;
     for (int i = 1; i < argc; i++) {

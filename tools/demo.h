@@ -63,12 +63,13 @@ mxmoe_mx_tensor demo_expert_w2(const demo_layer* layer, int64_t e);
 /* FP64 references for the first `tokens` tokens of a forward pass (out: [tokens, H] each):
  *   mirror:      the quantized pipeline's own rounding points, in FP64 — quantize/dequantize x
  *                through the library, GEMM-1 on the dequantized weights + bias, the activation
- *                from the FP32-rounded GEMM-1 output, rounded to FP32 then BF16, quantized and
- *                dequantized through the library, GEMM-2 + bias, weighted sum over the k slots;
+ *                from GEMM-1's output rounded as the layer keeps it (params->gemm_dtype),
+ *                rounded to FP32 then BF16, quantized and dequantized through the library,
+ *                GEMM-2 + bias (kept likewise), weighted sum over the k slots;
  *   unquantized: the same layer on the BF16 weights and tokens without any MXFP4 step.
  * x: BF16 [T, H]; ids: I32 [T, k]; weights: F32 [T, k]. Returns 0 or -1 (printed). */
 int demo_reference(const char* cmd, mxmoe_ctx* ctx, const demo_layer* layer,
-                   const mxmoe_act_params* act, const uint16_t* x, const int32_t* ids,
+                   const mxmoe_moe_params* params, const uint16_t* x, const int32_t* ids,
                    const float* weights, int64_t tokens, double* mirror, double* unquantized);
 
 /* A batch of tokens routed through the layer, in host memory. */

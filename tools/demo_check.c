@@ -113,7 +113,7 @@ int demo_fp64_check(const char* cmd, mxmoe_ctx* cpu, const demo_layer* L, const 
     int rc = (mirror == NULL || unquantized == NULL) ? cli_error(cmd, "out of memory") : 0;
     mxmoe_moe_params params = demo_layer_params(L);
     if (rc == 0) {
-        rc = demo_reference(cmd, cpu, L, &params.act, b->x, b->ids, b->weights, check, mirror,
+        rc = demo_reference(cmd, cpu, L, &params, b->x, b->ids, b->weights, check, mirror,
                             unquantized);
     }
     if (rc == 0) {

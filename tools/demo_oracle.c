@@ -109,6 +109,12 @@ static int expert_weights(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L, 
     return 0;
 }
 
+/* A GEMM result as the layer keeps it: rounded to FP32, then to BF16 where gemm_dtype says. */
+static float kept(double v, mxmoe_dtype gemm_dtype) {
+    float f = (float)v;
+    return gemm_dtype == MXMOE_BF16 ? cli_float_from_bf16(cli_bf16_from_float(f)) : f;
+}
+
 /* Scratch for one expert: pairs routed to it and their intermediate values. */
 typedef struct expert_scratch {
     int64_t* token;   /* [P] */
@@ -122,10 +128,11 @@ typedef struct expert_scratch {
 
 /* One expert's contribution to both references for its P pairs. */
 static int run_expert(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
-                      const mxmoe_act_params* act, int64_t e, int64_t P, const float* x_mirror,
+                      const mxmoe_moe_params* params, int64_t e, int64_t P, const float* x_mirror,
                       const float* x_orig, expert_scratch* s, float* wq, float* wo, uint16_t* tmp,
                       double* mirror, double* unquantized) {
     int64_t H = L->hidden, I = L->intermediate;
+    const mxmoe_act_params* act = &params->act;
     /* GEMM-1 (+ b13) for every pair: rows of w13 outermost so each row is read once. */
     if (expert_weights(cmd, ctx, L, DEMO_W13, e, wq, wo, tmp) != 0) {
         return -1;
@@ -137,15 +144,17 @@ static int run_expert(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
             s->h_orig[p * 2 * I + n] = dot_ff(wo + n * H, x_orig + s->token[p] * H, H) + bias;
         }
     }
-    /* The activation: from the FP32 GEMM-1 output, evaluated in FP64, rounded to FP32 then to
-     * BF16, then quantized (SPEC §2); the unquantized path keeps FP64 throughout. */
+    /* The activation: from GEMM-1's output as the layer keeps it (FP32, or BF16: gemm_dtype),
+     * evaluated in FP64, rounded to FP32 then to BF16, then quantized (SPEC §2); the
+     * unquantized path keeps FP64 throughout. */
     int interleaved = act->layout == MXMOE_GATE_UP_INTERLEAVED;
     for (int64_t p = 0; p < P; p++) {
         for (int64_t i = 0; i < I; i++) {
             int64_t gi = interleaved ? 2 * i : i, ui = interleaved ? 2 * i + 1 : I + i;
             const double* hm = s->h_mirror + p * 2 * I;
             const double* ho = s->h_orig + p * 2 * I;
-            double a = swiglu((float)hm[gi], (float)hm[ui], act);
+            double a =
+                swiglu(kept(hm[gi], params->gemm_dtype), kept(hm[ui], params->gemm_dtype), act);
             s->a_bf16[p * I + i] = cli_bf16_from_float((float)a);
             s->a_orig[p * I + i] = swiglu(ho[gi], ho[ui], act);
         }
@@ -160,7 +169,7 @@ static int run_expert(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
     for (int64_t n = 0; n < H; n++) {
         double bias = cli_float_from_bf16(L->b2[e * H + n]);
         for (int64_t p = 0; p < P; p++) {
-            double ym = dot_ff(wq + n * I, s->a_mirror + p * I, I) + bias;
+            double ym = kept(dot_ff(wq + n * I, s->a_mirror + p * I, I) + bias, params->gemm_dtype);
             double yo = dot_fd(wo + n * I, s->a_orig + p * I, I) + bias;
             mirror[s->token[p] * H + n] += s->weight[p] * ym;
             unquantized[s->token[p] * H + n] += s->weight[p] * yo;
@@ -174,7 +183,7 @@ static int run_expert(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
 typedef struct check_share {
     const char* cmd;
     const demo_layer* L;
-    const mxmoe_act_params* act;
+    const mxmoe_moe_params* params;
     const int32_t* ids;
     const float* weights;
     const float *x_mirror, *x_orig;
@@ -217,8 +226,8 @@ static int check_experts(mxmoe_ctx* ctx, int index, int workers, void* arg) {
             }
         }
         if (P > 0) {
-            rc = run_expert(w->cmd, ctx, L, w->act, e, P, w->x_mirror, w->x_orig, &s, wq, wo, tmp,
-                            w->mirror, w->unquantized);
+            rc = run_expert(w->cmd, ctx, L, w->params, e, P, w->x_mirror, w->x_orig, &s, wq, wo,
+                            tmp, w->mirror, w->unquantized);
             w->pairs_done += P;
         }
     }
@@ -236,7 +245,7 @@ static int check_experts(mxmoe_ctx* ctx, int index, int workers, void* arg) {
 }
 
 int demo_reference(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
-                   const mxmoe_act_params* act, const uint16_t* x, const int32_t* ids,
+                   const mxmoe_moe_params* params, const uint16_t* x, const int32_t* ids,
                    const float* weights, int64_t tokens, double* mirror, double* unquantized) {
     int64_t H = L->hidden;
     int workers = demo_worker_count(L->experts);
@@ -249,7 +258,7 @@ int demo_reference(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
         return cli_error(cmd, "out of memory for the FP64 check");
     }
     /* The forward quantizes x with the activation's rule: mirror that, exactly. */
-    int rc = quantize_roundtrip(cmd, ctx, x, tokens, H, act->rule, x_mirror);
+    int rc = quantize_roundtrip(cmd, ctx, x, tokens, H, params->act.rule, x_mirror);
     for (int64_t i = 0; i < tokens * H; i++) {
         x_orig[i] = cli_float_from_bf16(x[i]);
     }
@@ -257,7 +266,7 @@ int demo_reference(const char* cmd, mxmoe_ctx* ctx, const demo_layer* L,
     for (int i = 0; i < workers; i++) {
         check_share one = {.cmd = cmd,
                            .L = L,
-                           .act = act,
+                           .params = params,
                            .ids = ids,
                            .weights = weights,
                            .x_mirror = x_mirror,

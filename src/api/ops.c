@@ -404,7 +404,7 @@ mxmoe_moe_params mxmoe_moe_params_default(void) {
     p.act = mxmoe_act_params_default();
     p.router_weight_on_input = 0;
     p.expert_map = NULL;
-    p.gemm_dtype = MXMOE_F32;
+    p.gemm_dtype = MXMOE_BF16;
     return p;
 }
 

@@ -38,7 +38,7 @@ mxmoe_layer_params mxmoe_layer_params_default(void) {
     p.weight_rule = MXMOE_RULE_EVEN;
     p.act_rule = MXMOE_RULE_EVEN;
     p.act_dtype = MXMOE_BF16;
-    p.gemm_dtype = MXMOE_F32;
+    p.gemm_dtype = MXMOE_BF16;
     return p;
 }
 

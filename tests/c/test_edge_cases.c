@@ -1834,7 +1834,7 @@ static void test_defaults(void) {
     mxmoe_moe_params m = mxmoe_moe_params_default();
     CHECK_EQ_INT(m.router_weight_on_input, 0);
     CHECK(m.expert_map == NULL);
-    CHECK_EQ_INT(m.gemm_dtype, MXMOE_F32);
+    CHECK_EQ_INT(m.gemm_dtype, MXMOE_BF16); /* as vLLM keeps them (v32) */
     CHECK_EQ_INT(m.act.act_dtype, MXMOE_BF16);
     CHECK_EQ_INT(m.act.rule, MXMOE_RULE_EVEN);
     mxmoe_route_params r = mxmoe_route_params_default();

@@ -9,8 +9,8 @@ import mxmoe_ctypes as mx
 
 
 def test_version_and_names(lib):
-    assert lib.mxmoe_version_number() == 100  # 0.1.0: MAJOR*10000 + MINOR*100 + PATCH
-    assert lib.mxmoe_version_string().decode().startswith("0.1.0")
+    assert lib.mxmoe_version_number() == 200  # 0.2.0: MAJOR*10000 + MINOR*100 + PATCH
+    assert lib.mxmoe_version_string().decode().startswith("0.2.0")
     for s in mx.Status:
         assert lib.mxmoe_status_string(int(s)).decode()
     assert lib.mxmoe_status_string(12345)  # never NULL
@@ -51,6 +51,7 @@ def test_params_defaults(lib):
     assert moe.act.act_dtype == mx.DType.BF16 and moe.act.rule == mx.Rule.EVEN
     assert np.float32(moe.act.swiglu_alpha) == np.float32(1.702)
     assert moe.router_weight_on_input == 0 and not moe.expert_map
+    assert moe.gemm_dtype == mx.DType.BF16  # the GEMM results kept as vLLM keeps them
     route = lib.mxmoe_route_params_default()
     assert route.num_groups == 1 and route.topk_groups == 1 and route.scaling_factor == 1.0
     assert not route.correction_bias

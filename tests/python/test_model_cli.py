@@ -70,7 +70,8 @@ def test_quantize_folder_then_run(ctx, mlib, rng, tmp_path):
     assert "layer 1 of 2: qwen3_moe (compressed-tensors checkpoint), 4 experts, top-2" in r.stdout, r.stdout
     assert "input: 10 tokens" in r.stdout and "wrote" in r.stdout
     y = load_file(str(tmp_path / "y.safetensors"))
-    with mc.Layer(ctx, out, layer=1) as layer:
+    assert "GEMM results in BF16" in r.stdout, r.stdout  # the library's default
+    with mc.Layer(ctx, out, layer=1, gemm_dtype=mx.DType.BF16) as layer:
         x2 = np.ascontiguousarray(x.reshape(10, 64))
         ids, w = layer.route(x2)
         want = layer.forward(x2, orc.BF16)
@@ -84,13 +85,13 @@ def test_quantize_folder_then_run(ctx, mlib, rng, tmp_path):
     r = mxmoe("run", folder, "--layer", "1", "--tokens", "4")
     assert "quantized at load" in r.stdout
 
-    # the GEMM results kept in BF16: the same as the library's layer loaded so
+    # the GEMM results kept in FP32: the same as the library's layer loaded so
     r = mxmoe("run", out, "--layer", "1", "--input", tmp_path / "x.safetensors", "--output",
-              tmp_path / "y16.safetensors", "--gemm-dtype", "bf16")
-    assert "GEMM results in BF16" in r.stdout, r.stdout
-    with mc.Layer(ctx, out, layer=1, gemm_dtype=mx.DType.BF16) as layer:
-        want16 = layer.forward(np.ascontiguousarray(x.reshape(10, 64)), orc.BF16)
-    assert load_file(str(tmp_path / "y16.safetensors"))["out"].tobytes() == want16.tobytes()
+              tmp_path / "y32.safetensors", "--gemm-dtype", "f32")
+    assert "GEMM results in FP32" in r.stdout, r.stdout
+    with mc.Layer(ctx, out, layer=1, gemm_dtype=mx.DType.F32) as layer:
+        want32 = layer.forward(np.ascontiguousarray(x.reshape(10, 64)), orc.BF16)
+    assert load_file(str(tmp_path / "y32.safetensors"))["out"].tobytes() == want32.tobytes()
     r = mxmoe("run", out, "--gemm-dtype", "f16", check=False)
     assert r.returncode == 2 and "f32 or bf16" in r.stderr, r.stderr
 

@@ -75,6 +75,9 @@ def test_compressed_tensors_qwen(ctx, mlib, rng, tmp_path):
         assert info.quantized_at_load == 0 and info.has_expert_biases == 0
         check_layer(ctx, layer, m, rng, "CONCAT", out_dtype=orc.BF16)
         check_layer(ctx, layer, m, rng, "CONCAT", tokens=1, x_dtype=np.float32)
+    # the library's default keeps the GEMM results in BF16, as vLLM (Layer here asks for F32
+    # unless told otherwise)
+    assert mlib.mxmoe_layer_params_default().gemm_dtype == mx.DType.BF16
     with mc.Layer(ctx, folder, layer=1, gemm_dtype=mx.DType.BF16) as layer:
         assert layer.info.moe.gemm_dtype == mx.DType.BF16
         check_layer(ctx, layer, m, rng, "CONCAT", gemm_dtype=orc.BF16)
