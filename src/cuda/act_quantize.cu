@@ -13,6 +13,7 @@
 #include "core/activation_fp32.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
+#include "cuda/grouped_gemm.cuh"
 #include "cuda/quantize.cuh"
 
 extern "C" {
@@ -192,7 +193,57 @@ template <typename T> cudaError_t launch_vec_for(mxmoe_ctx* ctx, const act_args&
     }
 }
 
+/* The decode layer's activation rows (moe.cu): out[p, i] = the activation of h's row p, rounded
+ * to act_dtype (mxmoe_activation_rounded: the values act_and_quantize quantizes) for the pairs
+ * kept on this device; row_of[p] = p for those and -1 for the dropped (the reduction's view of
+ * a layer without a plan). A few hundred rows at most: an element a thread. */
+struct act_rows_args {
+    mxmoe_tensor h; /* [pairs, n13], pair order */
+    int64_t inter;
+    mxmoe_act_params params;
+    projection_tokens pairs; /* their ids (ids, map, id_limit) */
+    int64_t count, num_experts;
+    void* out; /* [pairs, inter] in params.act_dtype */
+    int32_t* row_of;
+};
+
+__global__ void act_rows_kernel(act_rows_args a) {
+    pdl_wait();
+    pdl_release();
+    GRID_STRIDE_LOOP(idx, a.count * a.inter) {
+        int64_t p, i;
+        split_index(idx, a.inter, &p, &i);
+        /* errors were flagged by GEMM-1, which reads the same ids */
+        const bool kept = pair_expert(a.pairs, a.num_experts, p, nullptr) >= 0;
+        if (i == 0) {
+            a.row_of[p] = kept ? (int32_t)p : -1;
+        }
+        if (kept) {
+            mxmoe_store_float(a.out, a.params.act_dtype, idx,
+                              mxmoe_activation_rounded(&a.h, p, i, a.inter, &a.params));
+        }
+    }
+}
+
 } // namespace
+
+mxmoe_status mxmoe_launch_activation_rows(mxmoe_ctx* ctx, const mxmoe_tensor* h, int64_t inter,
+                                          const mxmoe_act_params* params,
+                                          const projection_tokens* pairs, int64_t num_experts,
+                                          void* out, int32_t* row_of) {
+    act_rows_args a = {};
+    a.h = *h;
+    a.inter = inter;
+    a.params = *params;
+    a.pairs = *pairs;
+    a.count = h->dims[0];
+    a.num_experts = num_experts;
+    a.out = out;
+    a.row_of = row_of;
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, act_rows_kernel, grid_for(ctx, a.count * inter, kThreads),
+                                     kThreads, 0, a));
+    return MXMOE_OK;
+}
 
 mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
                                          const mxmoe_tensor* offsets,

@@ -119,5 +119,37 @@ struct projection_tokens {
 constexpr int64_t kProjectionMaxPairs = 256;
 mxmoe_status mxmoe_launch_projection_skinny(mxmoe_ctx* ctx, const gemm_args* args,
                                             const projection_tokens* tokens);
+/* Whether a projection of `pairs` pairs at K = k takes that one launch (args: its weights,
+ * rows = pairs; the rule and its measurements in grouped_projection.cu). */
+bool mxmoe_projection_one_launch(mxmoe_ctx* ctx, const gemm_args* args, int64_t pairs, int64_t k);
+/* The activation of GEMM-1's rows h [pairs, n13] (pair order) rounded to act_dtype into out
+ * [pairs, inter], and row_of[p] = p or -1 (dropped): the layer's decode form between its two
+ * one-launch projections (act_quantize.cu, moe.cu). */
+mxmoe_status mxmoe_launch_activation_rows(mxmoe_ctx* ctx, const mxmoe_tensor* h, int64_t inter,
+                                          const mxmoe_act_params* params,
+                                          const projection_tokens* pairs, int64_t num_experts,
+                                          void* out, int32_t* row_of);
+
+/* The local expert of pair i (-1: dropped; an id or map entry out of range is dropped, and
+ * flagged as the plan does where errors is not NULL). */
+__device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_experts, int64_t i,
+                                      unsigned* errors) {
+    const int32_t id = tk.ids[i];
+    if (id < 0 || id >= tk.id_limit) {
+        if (id != -1 && errors != nullptr) {
+            atomicOr(errors, MXMOE_DEVERR_EXPERT_ID);
+        }
+        return -1;
+    }
+    const int32_t e = tk.map != nullptr ? tk.map[id] : id;
+    if (e < -1 || e >= num_experts) {
+        if (errors != nullptr) {
+            atomicOr(errors, MXMOE_DEVERR_EXPERT_MAP);
+        }
+        return -1;
+    }
+    return e;
+}
+
 
 #endif /* MXMOE_CUDA_GROUPED_GEMM_CUH */

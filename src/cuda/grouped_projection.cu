@@ -9,7 +9,8 @@
  * GEMM writing each row straight to its pair's row (gemm_args.out_rows = the plan's sorted);
  * on the Hopper path each token is quantized once, not once per pair, by the GEMM's own prepass
  * beside the plan (gemm_args.tokens; see composed()).
- * MXMOE_CUDA_PROJECTION=composed takes the second way everywhere (A/Bs, tests).
+ * MXMOE_CUDA_PROJECTION=composed takes the second way everywhere (A/Bs, tests), the layer's
+ * decode form included (moe.cu).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,23 @@ mxmoe_status composed(mxmoe_ctx* ctx, const mxmoe_tensor* x, const plan_args& pl
 
 } // namespace
 
+bool mxmoe_projection_one_launch(mxmoe_ctx* ctx, const gemm_args* args, int64_t pairs, int64_t k) {
+    const char* force = getenv("MXMOE_CUDA_PROJECTION"); /* =composed: A/B and tests */
+    if (force != nullptr && strcmp(force, "composed") == 0) {
+        return false;
+    }
+    /* One launch while the active weights are small: each of an expert's N/64 row tiles
+     * quantizes its tokens again, which costs more than the removed launches and kernels saved
+     * once the stream is long (H100, same call, eager / replayed us: gpt-oss-20b n = 8, 141 MB,
+     * 74.5 / 68.2 against 72.7 / ~59; qwen3-30b-a3b n = 8, 53 MB, 45.9 / 38.7 against
+     * 50.8 / 39.8; deepseek-v3 n = 1, 62 MB, 49.1 / 43.1 against 52.1 / 42.8). */
+    const int64_t E = args->num_experts;
+    const double active_bytes =
+        (double)(pairs < E ? pairs : E) * (double)args->n * (double)k * 17.0 / 32.0;
+    return pairs <= kProjectionMaxPairs && active_bytes <= 100e6 &&
+           mxmoe_grouped_gemm_pick(ctx, args) == GEMM_SKINNY;
+}
+
 mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
                                            const mxmoe_tensor* topk_ids,
                                            const mxmoe_tensor* expert_map, const mxmoe_mx_tensor* w,
@@ -109,16 +127,7 @@ mxmoe_status mxmoe_grouped_projection_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x
     g.out_dtype = out->dtype;
     g.errors = cuda_state(ctx)->errors;
     const gemm_kernel kernel = mxmoe_grouped_gemm_pick(ctx, &g);
-    const char* force = getenv("MXMOE_CUDA_PROJECTION"); /* =composed: A/B and tests */
-    const bool composed_forced = force != nullptr && strcmp(force, "composed") == 0;
-    /* One launch while the active weights are small: each of an expert's N/64 row tiles
-     * quantizes its tokens again, which costs more than the removed launches and kernels saved
-     * once the stream is long (H100, same call, eager / replayed us: gpt-oss-20b n = 8, 141 MB,
-     * 74.5 / 68.2 against 72.7 / ~59; qwen3-30b-a3b n = 8, 53 MB, 45.9 / 38.7 against
-     * 50.8 / 39.8; deepseek-v3 n = 1, 62 MB, 49.1 / 43.1 against 52.1 / 42.8). */
-    const double active_bytes = (double)(P < E ? P : E) * (double)g.n * (double)K * 17.0 / 32.0;
-    if (P <= kProjectionMaxPairs && kernel == GEMM_SKINNY && active_bytes <= 100e6 &&
-        !composed_forced) {
+    if (mxmoe_projection_one_launch(ctx, &g, P, K)) {
         const projection_tokens tk = {x->data, x->dtype, ids, map, id_limit, top_k, rule};
         return mxmoe_launch_projection_skinny(ctx, &g, &tk);
     }

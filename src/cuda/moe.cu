@@ -2,7 +2,8 @@
  * moe.cu — the CUDA MoE layer: the reference's pipeline as a chain of kernels on one stream,
  * all state in the caller's workspace — no allocation and no host synchronisation, so a
  * forward can be captured in a CUDA graph. Deterministic: the plan is ordered, every GEMM sums
- * in a fixed order, and the reduction over slots is in ascending j.
+ * in a fixed order, and the reduction over slots is in ascending j. At decode sizes the chain is
+ * shorter: no plan and no quantizer, each GEMM quantizing its own rows (decode_forward).
  */
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_ops.h"
@@ -77,11 +78,68 @@ __global__ void reduce_kernel(const C* c3, const int32_t* row_of, const float* w
     }
 }
 
-/* The Hopper GEMMs' scratch: the larger of GEMM-1's (K = hidden, N = n13) and GEMM-2's. */
+/* The Hopper GEMMs' scratch: the larger of GEMM-1's (K = hidden, N = n13) and GEMM-2's; at
+ * decode sizes at least the decode form's activation rows ([pairs, inter], up to 4 bytes). */
 size_t gemm_scratch(int64_t experts, int64_t pairs, int64_t hidden, int64_t n13, int64_t inter) {
     const size_t g1 = mxmoe_grouped_gemm_sm90_scratch(pairs, hidden, experts, n13);
     const size_t g2 = mxmoe_grouped_gemm_sm90_scratch(pairs, inter, experts, hidden);
-    return g1 > g2 ? g1 : g2;
+    const size_t rows = pairs <= kProjectionMaxPairs ? (size_t)(pairs * inter) * 4 : 0;
+    const size_t g = g1 > g2 ? g1 : g2;
+    return g > rows ? g : rows;
+}
+
+/* 6. un-permute and reduce: c3 [pairs, H] in gemm_dtype, row_of the pairs' rows in it. */
+mxmoe_status launch_reduce(mxmoe_ctx* ctx, const mxmoe_moe_params* p, const char* c3,
+                           const int32_t* row_of, const mxmoe_tensor* topk_weights, int64_t T,
+                           int64_t k, int64_t H, mxmoe_tensor* out) {
+    const auto* weights = static_cast<const float*>(topk_weights->data);
+    const int on_input = (int)p->router_weight_on_input;
+    if (p->gemm_dtype == MXMOE_BF16) {
+        MXMOE_CUDA_CHECK(ctx,
+                         launch_pdl(ctx, reduce_kernel<uint16_t>, grid_for(ctx, T * H / 4, 256),
+                                    256, 0, reinterpret_cast<const uint16_t*>(c3), row_of, weights,
+                                    on_input, T, k, H, out->data, out->dtype));
+    } else {
+        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, reduce_kernel<float>, grid_for(ctx, T * H / 4, 256),
+                                         256, 0, reinterpret_cast<const float*>(c3), row_of,
+                                         weights, on_input, T, k, H, out->data, out->dtype));
+    }
+    return MXMOE_OK;
+}
+
+/* The decode form: where both projections take the few-tokens kernel's one launch
+ * (mxmoe_projection_one_launch: few pairs, small active weights), each GEMM quantizes its own
+ * activations in pair order, and the layer needs no plan and no quantizer: GEMM-1 (x, the ids)
+ * into h [pairs, n13], the activation rows [pairs, inter] in act_dtype (and row_of: p or -1),
+ * GEMM-2 (those rows, each pair its own token) into c3, the reduction. Four launches instead of
+ * six; the same values bit for bit (the same kernel sums in the same order, and it quantizes the
+ * rows the quantizer would). d1, d2: the GEMMs' weights, bias, rows; outputs set here. */
+mxmoe_status decode_forward(mxmoe_ctx* ctx, const mxmoe_tensor* x, const mxmoe_tensor* topk_ids,
+                            const mxmoe_tensor* topk_weights, const mxmoe_moe_params* p,
+                            gemm_args d1, gemm_args d2, char* ws, const mxmoe_moe_workspace& L,
+                            int64_t I, mxmoe_tensor* out) {
+    const int64_t T = x->dims[0], H = x->dims[1], k = topk_ids->dims[1], pairs = T * k;
+    const int32_t* ids = static_cast<const int32_t*>(topk_ids->data);
+    const int32_t* map =
+        p->expert_map != nullptr ? static_cast<const int32_t*>(p->expert_map->data) : nullptr;
+    const int64_t id_limit = p->expert_map != nullptr ? p->expert_map->dims[0] : p->num_experts;
+    auto* row_of = reinterpret_cast<int32_t*>(ws + L.row_of);
+    void* act_rows = ws + L.scratch;
+
+    const projection_tokens tokens = {x->data, x->dtype, ids, map, id_limit, k, p->act.rule};
+    d1.out = ws + L.h1;
+    MXMOE_FORWARD(mxmoe_launch_projection_skinny(ctx, &d1, &tokens));
+
+    const int64_t h1_dims[2] = {pairs, d1.n};
+    mxmoe_tensor h1 = mxmoe_tensor_make(ws + L.h1, p->gemm_dtype, 2, h1_dims);
+    h1.device = MXMOE_DEVICE_CUDA;
+    const projection_tokens rows = {act_rows, p->act.act_dtype, ids, map, id_limit, 1, p->act.rule};
+    MXMOE_FORWARD(mxmoe_launch_activation_rows(ctx, &h1, I, &p->act, &rows, p->num_experts,
+                                               act_rows, row_of));
+
+    d2.out = ws + L.c3;
+    MXMOE_FORWARD(mxmoe_launch_projection_skinny(ctx, &d2, &rows));
+    return launch_reduce(ctx, p, ws + L.c3, row_of, topk_weights, T, k, H, out);
 }
 
 /* Where the plan's scratch starts in the backend scratch: past the GEMMs' (whole 256 bytes), so
@@ -139,6 +197,23 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     auto* offsets = reinterpret_cast<int32_t*>(ws + L.offsets);
     auto* sorted = reinterpret_cast<int32_t*>(ws + L.sorted);
     auto* row_of = reinterpret_cast<int32_t*>(ws + L.row_of);
+
+    /* decode sizes: both GEMMs in one launch each, no plan (decode_forward) */
+    gemm_args d1 = {}, d2 = {};
+    mxmoe_gemm_args_set_weights(ctx, &d1, &wt->w13);
+    mxmoe_gemm_args_set_weights(ctx, &d2, &wt->w2);
+    d1.num_experts = d2.num_experts = E;
+    d1.rows = d2.rows = pairs;
+    d1.bias = wt->b13 != nullptr ? wt->b13->data : nullptr;
+    d1.bias_dtype = wt->b13 != nullptr ? wt->b13->dtype : MXMOE_F32;
+    d2.bias = wt->b2 != nullptr ? wt->b2->data : nullptr;
+    d2.bias_dtype = wt->b2 != nullptr ? wt->b2->dtype : MXMOE_F32;
+    d1.out_dtype = d2.out_dtype = p->gemm_dtype;
+    d1.errors = d2.errors = errors;
+    if (!p->router_weight_on_input && mxmoe_projection_one_launch(ctx, &d1, pairs, H) &&
+        mxmoe_projection_one_launch(ctx, &d2, pairs, I)) {
+        return decode_forward(ctx, x, topk_ids, topk_weights, p, d1, d2, ws, L, I, out);
+    }
 
     /* 1. plan */
     plan_args pa = {};
@@ -258,18 +333,5 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g2));
 
     /* 6. un-permute and reduce */
-    const auto* weights = static_cast<const float*>(topk_weights->data);
-    const int on_input = (int)p->router_weight_on_input;
-    if (p->gemm_dtype == MXMOE_BF16) {
-        MXMOE_CUDA_CHECK(
-            ctx, launch_pdl(ctx, reduce_kernel<uint16_t>, grid_for(ctx, T * H / 4, 256), 256, 0,
-                            reinterpret_cast<const uint16_t*>(ws + L.c3), (const int32_t*)row_of,
-                            weights, on_input, T, k, H, out->data, out->dtype));
-    } else {
-        MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, reduce_kernel<float>, grid_for(ctx, T * H / 4, 256),
-                                         256, 0, reinterpret_cast<const float*>(ws + L.c3),
-                                         (const int32_t*)row_of, weights, on_input, T, k, H,
-                                         out->data, out->dtype));
-    }
-    return MXMOE_OK;
+    return launch_reduce(ctx, p, ws + L.c3, row_of, topk_weights, T, k, H, out);
 }

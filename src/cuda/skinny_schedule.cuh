@@ -74,27 +74,6 @@ __device__ inline int2 cta_range(int lo, int hi) {
     return make_int2(lo, hi);
 }
 
-/* The local expert of pair i (-1: dropped; an id or map entry out of range is dropped, and
- * flagged as the plan does where errors is not NULL). */
-__device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_experts, int64_t i,
-                                      unsigned* errors) {
-    const int32_t id = tk.ids[i];
-    if (id < 0 || id >= tk.id_limit) {
-        if (id != -1 && errors != nullptr) {
-            atomicOr(errors, MXMOE_DEVERR_EXPERT_ID);
-        }
-        return -1;
-    }
-    const int32_t e = tk.map != nullptr ? tk.map[id] : id;
-    if (e < -1 || e >= num_experts) {
-        if (errors != nullptr) {
-            atomicOr(errors, MXMOE_DEVERR_EXPERT_MAP);
-        }
-        return -1;
-    }
-    return e;
-}
-
 /* Whether pair id `id` (any value) is routed to local expert `expert`. */
 __device__ __forceinline__ bool pair_is(const projection_tokens& tk, int32_t id, int64_t expert) {
     return id >= 0 && id < tk.id_limit && (tk.map != nullptr ? tk.map[id] : id) == expert;

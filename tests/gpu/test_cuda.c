@@ -1247,6 +1247,9 @@ int main(int argc, char** argv) {
          1, 0, MXMOE_F32, MXMOE_F32, MXMOE_BF16},
         {3, 6, 6, 96, 64, MXMOE_ACT_GELU_TANH_MUL, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 1, MXMOE_BF16,
          MXMOE_F16, MXMOE_BF16},
+        /* the decode form (no plan: both GEMMs in one launch) with a map and dropped pairs */
+        {4, 16, 4, 128, 96, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 1, 0, 1, 1, MXMOE_F32,
+         MXMOE_BF16, MXMOE_BF16},
     };
     /* Both exact GEMM kernels, bit for bit: generic tiles, and the few-tokens kernel (forced at
      * every size: groups of 32 tokens, partial row tiles, K tails, the slow scale path). */
@@ -1293,6 +1296,10 @@ int main(int argc, char** argv) {
         test_projection(1, 8, 256, 2048, 7168, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 1);
         test_projection(8, 8, 128, 768, 2048, MXMOE_BF16, MXMOE_BF16, 1, 0, 0, 1);
         test_projection_errors(2);
+        /* the layer likewise: its decode form, then the plan and the quantizer */
+        test_moe(&cases[1], 0, 1);
+        test_moe(&cases[8], 1, 1);
+        test_moe(&cases[9], 0, 1);
         unsetenv("MXMOE_CUDA_PROJECTION");
     }
     if (g_sm90) {
