@@ -250,19 +250,12 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     qa.round_dtype = p->act.act_dtype;
     qa.errors = errors;
 
-    gemm_args g1 = {};
+    gemm_args g1 = d1; /* weights, bias, rows, dtype and errors as above */
     g1.a_packed = qa.packed;
     g1.a_scales = qa.scales;
     g1.a_scales_numel = qa.scales_numel;
-    mxmoe_gemm_args_set_weights(ctx, &g1, &wt->w13);
     g1.offsets = offsets;
-    g1.num_experts = E;
-    g1.rows = pairs;
-    g1.bias = wt->b13 != nullptr ? wt->b13->data : nullptr;
-    g1.bias_dtype = wt->b13 != nullptr ? wt->b13->dtype : MXMOE_F32;
     g1.out = ws + L.h1;
-    g1.out_dtype = p->gemm_dtype;
-    g1.errors = errors;
     g1.scratch = reinterpret_cast<uint8_t*>(ws + L.scratch);
     g1.scratch_bytes = gemm_scratch(E, pairs, H, n13, I);
     /* The Hopper GEMM re-encodes its rows in a prepass anyway: there each token is quantized
