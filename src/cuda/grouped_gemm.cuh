@@ -151,5 +151,4 @@ __device__ inline int64_t pair_expert(const projection_tokens& tk, int64_t num_e
     return e;
 }
 
-
 #endif /* MXMOE_CUDA_GROUPED_GEMM_CUH */
