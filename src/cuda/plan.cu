@@ -391,8 +391,10 @@ constexpr int32_t kWideMaxExperts = 1024; /* shared memory: two counts an expert
 __global__ void __launch_bounds__(kWideThreads) plan_wide_kernel(plan_args a) {
     pdl_wait();
     pdl_release();
-    __shared__ int32_t all[kWideMaxExperts];    /* pairs of expert e; then e's first row */
-    __shared__ int32_t before[kWideMaxExperts]; /* of e in earlier blocks; then this block's row */
+    /* all[e]: pairs of expert e in every block; before[e]: those in earlier blocks, then this
+     * block's first row of e */
+    __shared__ int32_t all[kWideMaxExperts];
+    __shared__ int32_t before[kWideMaxExperts];
     __shared__ int32_t block_experts[kWideThreads];
     __shared__ int32_t warp_sums[kWideWarps];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
