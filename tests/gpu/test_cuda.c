@@ -526,19 +526,20 @@ static void fill_scales(uint8_t* p, int64_t n, int spread) {
 }
 
 /* Whether block j (of 32) of a row with `kb` scale bytes lies more than 14 binades below the
- * largest block of its 128-K chunk: the Hopper path rounds such blocks in E4M3. */
-static int block_rounded(const uint8_t* row_scales, int64_t kb, int64_t j) {
-    int64_t c0 = j / 4 * 4;
+ * largest block of its span (`span` blocks: an activation's 128-K chunk, 4, or a weight row's
+ * 256-K span, 8): the Hopper path rounds such blocks in E4M3. */
+static int block_rounded(const uint8_t* row_scales, int64_t kb, int64_t j, int64_t span) {
+    int64_t c0 = j / span * span;
     int smax = 0;
-    for (int64_t b = c0; b < c0 + 4 && b < kb; b++) {
+    for (int64_t b = c0; b < c0 + span && b < kb; b++) {
         smax = row_scales[b] > smax ? row_scales[b] : smax;
     }
     return row_scales[j] < smax - 14;
 }
 
 /* The bound (include/mxmoe.h): per output, 2^-10 sum|a w| for the FP8 MMA's accumulation, one
- * FP32 rounding per 128-K promotion, |a w| for each product with one rounded block and 3 |a w|
- * with two, then the bias add and the output rounding. */
+ * FP32 rounding per promotion (at most one per 128 K), |a w| for each product with one rounded
+ * block and 3 |a w| with two, then the bias add and the output rounding. */
 static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K, int swz_w,
                                   int with_bias, mxmoe_dtype out_dtype, int spread,
                                   const int32_t* counts) {
@@ -609,8 +610,8 @@ static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K,
                 const float* wr = w + (e * N + n) * K;
                 double exact = 0, sum_abs = 0, rounded = 0;
                 for (int64_t j = 0; j < kb; j++) {
-                    int ra = block_rounded(sa + r * kb, kb, j);
-                    int rw = block_rounded(sw + (e * N + n) * kb, kb, j);
+                    int ra = block_rounded(sa + r * kb, kb, j, 4);
+                    int rw = block_rounded(sw + (e * N + n) * kb, kb, j, 8);
                     double blk = 0;
                     for (int64_t i = j * 32; i < j * 32 + 32; i++) {
                         double p = (double)ar[i] * wr[i];
@@ -1334,6 +1335,11 @@ int main(int argc, char** argv) {
             test_gemm_sm90(90, 3, 72, 96, 1, 1, MXMOE_BF16, 0);     /* 64-token tiles (mean 30) */
             test_gemm_sm90(40, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 32-token tiles (mean 14) */
             test_gemm_sm90(1200, 32, 130, 2880, 1, 1, MXMOE_BF16, 6);
+            /* narrow tiles over long K: 256-K spans summed by one wgmma chain (the bound's
+             * accumulation term over twice the chain), odd chunk counts */
+            test_gemm_sm90(100, 4, 256, 2880, 0, 1, MXMOE_F32, 0);
+            test_gemm_sm90(60, 4, 128, 7168, 1, 0, MXMOE_F32, 0);
+            test_gemm_sm90(60, 4, 128, 7168, 0, 1, MXMOE_BF16, 14);
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             test_moe(&cases[i], i == 1 || i == 5, 0);
@@ -1372,6 +1378,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 384, 0, 1, MXMOE_F16, 0);
         test_gemm_sm90(1200, 3, 136, 1152, 1, 0, MXMOE_BF16, 0); /* 192-token tiles */
         test_gemm_sm90(400, 3, 200, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
+        test_gemm_sm90(60, 4, 128, 640, 0, 1, MXMOE_F32, 0);     /* narrow: a half from chunk 3 */
         if (!g_small) {
             test_gemm_sm90(3000, 3, 256, 1152, 0, 1, MXMOE_F32, 20); /* 128-token tiles */
             test_gemm_sm90(40, 40, 2048, 1024, 0, 1, MXMOE_BF16, 0);
