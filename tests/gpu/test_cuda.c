@@ -740,6 +740,9 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     p.act.layout = c->layout;
     p.router_weight_on_input = c->weight_on_input;
     p.gemm_dtype = c->gemm_dtype;
+    /* the activation's dtype follows the tokens' (F16 and F32 cases besides the default BF16:
+     * the activation kernels' rounding, the decode form's rows as the projection's tokens) */
+    p.act.act_dtype = c->x_dtype;
     mxmoe_moe_weights wh = {{w13p.host, w13s.host, MXMOE_SCALES_LINEAR},
                             {w2p.host, w2s.host, MXMOE_SCALES_LINEAR},
                             c->biases ? &b13.host : NULL,
