@@ -135,7 +135,7 @@ __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& 
     constexpr int rows = tile_n<BN>();
     if (weights) {
         mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : rows * kWeightBox + rows * 4) +
-                                        ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
+                                        ((MXMOE_SM90_LAB & 32) ? 0 : kActRows<BN> * kChunk) +
                                         ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4) +
                                         (units ? L::factor_box * 4 : 0));
         if (!(MXMOE_SM90_LAB & 16)) {
@@ -419,15 +419,15 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
     const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
     operand_maps m;
-    MXMOE_RETURN_IF(!encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, true) ||
-                        !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
-                                    (uint64_t)(args->k / 2), kWeightBox, tile_n<BN>(), false) ||
-                        !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4,
-                                    tile_n<BN>(), 1, false) ||
-                        !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1,
-                                    word_pitch(rows), stage_layout<BN>::factor_box, 1, false),
-                    ctx, MXMOE_ERR_BACKEND,
-                    "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
+    MXMOE_RETURN_IF(
+        !encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, kActRows<BN>, true) ||
+            !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
+                        (uint64_t)(args->k / 2), kWeightBox, tile_n<BN>(), false) ||
+            !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4, tile_n<BN>(), 1,
+                        false) ||
+            !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1, word_pitch(rows),
+                        stage_layout<BN>::factor_box, 1, false),
+        ctx, MXMOE_ERR_BACKEND, "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
 #if (MXMOE_SM90_LAB & 1024)
     lab_stamps_clear(ctx, &g_sm90_stamps, sizeof g_sm90_stamps, "MXMOE_SM90_STAMPS");
     lab_stamps_clear(ctx, &g_sm90_epi_stamps, sizeof g_sm90_epi_stamps, "MXMOE_SM90_EPI_STAMPS");

@@ -19,7 +19,8 @@
  * is no knock-out but a timeline (grouped_gemm_sm90.cu). The three-warpgroup tiles (BN = 128)
  * honour bits 2, 4, 16-128, 512 and 1024 only. The token prepass (token_e4m3_kernel) honours three
  * of its own: 2048 no pair-row stores (nor the row lookups), 4096 no E2M1 quantization (the tokens'
- * bits stand in for the codes, scale 127; the E4M3 encoding stays), 8192 no factor stores. */
+ * bits stand in for the codes, scale 127; the E4M3 encoding stays), 8192 no factor stores. Bit
+ * 16384: half of each activation box (sm90_gemm_layout.cuh, kActRows). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
