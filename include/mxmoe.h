@@ -425,18 +425,19 @@ MXMOE_API mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor
  * one). On a compute capability 9.0 GPU (sm_90a build) experts with more rows run on the
  * Hopper path instead, and with prepared weights (mxmoe_weights_prepare) so do experts
  * averaging 2 rows or more, or one row on over ~256 MB of active weights (FP8 tensor cores;
- * MXMOE_CUDA_GEMM=generic|skinny|sm90 forces a kernel where it takes the arguments): per row
- * and 128-K chunk each operand's blocks
- * are re-encoded in E4M3 relative to the chunk's largest block scale, exact for blocks within
- * 14 binades of it; blocks further below are rounded to nearest in E4M3 (at worst to zero, so
+ * MXMOE_CUDA_GEMM=generic|skinny|sm90 forces a kernel where it takes the arguments): each
+ * operand's blocks are re-encoded in E4M3 relative to the largest block scale of their span
+ * (an activation row's 128-K chunk, a weight row's 256-K span), exact for blocks within 14
+ * binades of it; blocks further below are rounded to nearest in E4M3 (at worst to zero, so
  * never worse than dropping them). Its bound, per output, tested on the GPU:
  *   |out - exact| <= 2^-10 * sum|a*w| + (K/128) * 2^-24 * sum|a*w| + sum_rounded c * |a*w|
  *                    + bias-add and output rounding,
  * sum|a*w| over all k; c = 1 for a product with one rounded block, 3 with two. The 2^-10 term
- * is the FP8 MMA's accumulation inside a chunk (about 13 mantissa bits kept; measured worst
- * 4.4 * 2^-13 on an H100 over the GPU suite's fresh random cases). The scratch for the
- * re-encoded activations comes from a pool the context owns (stream-ordered;
- * mxmoe_moe_forward uses its workspace instead). */
+ * is the FP8 MMA's accumulation between promotions into FP32 (every 128 K, or every 256 K in
+ * the tiles of up to 64 tokens; about 13 mantissa bits kept; measured worst 4.6 * 2^-13 on an
+ * H100 and an H200 over the GPU suite's fresh random cases). The scratch for the re-encoded
+ * activations comes from a pool the context owns (stream-ordered; mxmoe_moe_forward uses its
+ * workspace instead). */
 MXMOE_API mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
                                           const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
                                           const mxmoe_tensor* bias, mxmoe_tensor* out);

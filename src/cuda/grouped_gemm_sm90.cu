@@ -13,7 +13,9 @@
  * FP8 MMA keeps about 13 mantissa bits while it accumulates (products are exact), so the chunk
  * sum carries a relative error of order 2^-13 of the chunk's sum of |products| — the documented
  * bound (include/mxmoe.h, tested in tests/gpu) — and the promotion every 128 K keeps it from
- * growing with K (DeepGEMM's scheme).
+ * growing with K (DeepGEMM's scheme). (v33: a weight row's reference is its 256-K span's
+ * largest scale, so that where every token of a tile is on its reference the narrow tiles sum
+ * a span in one wgmma chain and promote once: half their promotions.)
  * Token units (v10b). A token's chunk may be encoded against the token's largest scale over K
  * instead (where that keeps it exact, which it nearly always does); then its factor is 1 in
  * units of that scale, the tile accumulates in the tokens' units, and a tile whose tokens are
@@ -133,7 +135,7 @@ __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& 
     constexpr int rows = tile_n<BN>();
     if (weights) {
         mbar_arrive_expect_tx(full, ((MXMOE_SM90_LAB & 16) ? 0 : rows * kWeightBox + rows * 4) +
-                                        ((MXMOE_SM90_LAB & 32) ? 0 : BN * kChunk) +
+                                        ((MXMOE_SM90_LAB & 32) ? 0 : kActRows<BN> * kChunk) +
                                         ((MXMOE_SM90_LAB & 64) ? 0 : L::factor_box * 4) +
                                         (units ? L::factor_box * 4 : 0));
         if (!(MXMOE_SM90_LAB & 16)) {
@@ -417,15 +419,15 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
     const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
     operand_maps m;
-    MXMOE_RETURN_IF(!encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, BN, true) ||
-                        !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
-                                    (uint64_t)(args->k / 2), kWeightBox, tile_n<BN>(), false) ||
-                        !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4,
-                                    tile_n<BN>(), 1, false) ||
-                        !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1,
-                                    word_pitch(rows), stage_layout<BN>::factor_box, 1, false),
-                    ctx, MXMOE_ERR_BACKEND,
-                    "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
+    MXMOE_RETURN_IF(
+        !encode_map(ctx, &m.a, args->a_e4m3, false, kc, rows, kc, kChunk, kActRows<BN>, true) ||
+            !encode_map(ctx, &m.w, args->w_packed, false, (uint64_t)(args->k / 2), en,
+                        (uint64_t)(args->k / 2), kWeightBox, tile_n<BN>(), false) ||
+            !encode_map(ctx, &m.words, args->w_words, true, en4, nc, en4 * 4, tile_n<BN>(), 1,
+                        false) ||
+            !encode_map(ctx, &m.factors, args->a_factors, true, rows, nc + 1, word_pitch(rows),
+                        stage_layout<BN>::factor_box, 1, false),
+        ctx, MXMOE_ERR_BACKEND, "grouped_gemm: cuTensorMapEncodeTiled refused the operands");
 #if (MXMOE_SM90_LAB & 1024)
     lab_stamps_clear(ctx, &g_sm90_stamps, sizeof g_sm90_stamps, "MXMOE_SM90_STAMPS");
     lab_stamps_clear(ctx, &g_sm90_epi_stamps, sizeof g_sm90_epi_stamps, "MXMOE_SM90_EPI_STAMPS");

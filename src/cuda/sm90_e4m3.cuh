@@ -19,7 +19,8 @@
  * is no knock-out but a timeline (grouped_gemm_sm90.cu). The three-warpgroup tiles (BN = 128)
  * honour bits 2, 4, 16-128, 512 and 1024 only. The token prepass (token_e4m3_kernel) honours three
  * of its own: 2048 no pair-row stores (nor the row lookups), 4096 no E2M1 quantization (the tokens'
- * bits stand in for the codes, scale 127; the E4M3 encoding stays), 8192 no factor stores. */
+ * bits stand in for the codes, scale 127; the E4M3 encoding stays), 8192 no factor stores. Bit
+ * 16384: half of each activation box (sm90_gemm_layout.cuh, kActRows). */
 #ifndef MXMOE_SM90_LAB
 #define MXMOE_SM90_LAB 0
 #endif
@@ -151,14 +152,17 @@ __device__ __forceinline__ float chunk_factor(int smax) {
 }
 
 /* A weight row's chunk as the consumers need it, one word (the weight-scale pass writes it),
- * against the reference R = max(smax, 7), smax the chunk's largest scale: bits 5q..5q+4 the
- * shift table of block q (s_q - R + 6 + 13, 0 where the block lies more than 19 binades down:
- * all zeros), and bits 22..30 the chunk's factor 2^(R - 133) as FP32 bits, so that the
- * consumers read it with one mask (word_factor): 2^(R - 133) is normal for R >= 7, and a chunk
- * whose largest scale is below 7 has every block within 7 binades of 7, exact in E4M3 against
- * it; R = 255 (a NaN scale) puts the quiet NaN 0x7FC00000 there. */
-__device__ __forceinline__ uint32_t chunk_word(uint32_t sc) {
-    const int ref = max(max_byte(sc), 7);
+ * against the reference R = max(span_max, 7), span_max the largest scale of the chunk's 256-K
+ * span (chunks 2p and 2p + 1 share it, so that the consumers may let one wgmma chain sum both
+ * before promoting them: kSpanChunks): bits 5q..5q+4 the shift table of block q
+ * (s_q - R + 6 + 13, 0 where the block lies more than 19 binades down: all zeros), and bits
+ * 22..30 the span's factor 2^(R - 133) as FP32 bits, so that the consumers read it with one
+ * mask (word_factor): 2^(R - 133) is normal for R >= 7, and a span whose largest scale is
+ * below 7 has every block within 7 binades of 7, exact in E4M3 against it; R = 255 (a NaN
+ * scale) puts the quiet NaN 0x7FC00000 there. */
+constexpr int kSpanChunks = 2;
+__device__ __forceinline__ uint32_t chunk_word(uint32_t sc, int span_max) {
+    const int ref = max(span_max, 7);
     uint32_t word = ref == 255 ? 0x7FC00000u : (uint32_t)(ref - 6) << 23;
 #pragma unroll
     for (int q = 0; q < 4; q++) {

@@ -53,6 +53,8 @@ struct chunk_state {
     float f0, f1;   /* reference factors of rows r0, r1 */
     bool fast;      /* the tile's tokens are all on their references */
     bool last;      /* the unit's last chunk */
+    bool carry;     /* its sum stays in the accumulators for the next chunk (spans_shared) */
+    bool acc_in;    /* the accumulators hold the previous chunk's sum: its MMAs add to it */
 };
 
 /* A slab pass's ES-byte results to out, each row to the out row left in its padding, by
@@ -106,6 +108,13 @@ template <int BN> struct consumer {
     bool split;                     /* ks = 2: FP32 partials (a.partials) instead of out */
     uint64_t desc0;                 /* wgmma descriptor of stage 0's activation tile */
     bool fast = false; /* the tile's tokens are all on their references (units word bit 8) */
+    /* Both chunks of a weight row's 256-K span share its factor (chunk_word), so where every
+     * token of the tile is on its reference (factor 1) one wgmma chain sums the span and one
+     * promotion takes it: half the promotions' FFMAs. Only in the narrow tiles (BN <= 64): a
+     * span's sum then stays in the accumulators while the next chunk's weights are converted,
+     * which at BN = 192 spilled (96 + 96 accumulators and the fragments past 232 registers),
+     * and the three-warpgroup tiles' two token halves share one set of accumulators. */
+    static constexpr bool spans_shared = BN <= 64;
 #if (MXMOE_SM90_LAB & 1024)
     unsigned long long waited = 0;           /* lab timeline: when the last stage wait returned */
     unsigned long long halves[kStampPoints]; /* the three-warpgroup chunk's points */
@@ -156,6 +165,9 @@ template <int BN> struct consumer {
         cs.part = walk.part;
         cs.last = walk.last();
         cs.fast = fast;
+        /* a span's chunks in one unit: the first carries, the second adds to it */
+        cs.carry = spans_shared && fast && c % kSpanChunks == 0 && !cs.last;
+        cs.acc_in = spans_shared && fast && c % kSpanChunks != 0 && !walk.first();
         walk.advance();
         if (++next_s == S) {
             next_s = 0, next_phase ^= 1;
@@ -202,10 +214,10 @@ template <int BN> struct consumer {
                 const uint8_t* st = stages + cs.s * L::bytes;
                 const int wg = warp / 4 - 1;
                 const uint64_t a_desc = smem_desc_sw128(smem_u32(st + L::b_tile + wg * 64 * 128));
-                wgmma_e4m3<BN>::mma_ss(acc, a_desc + 2 * k, desc + 2 * k, k > 0);
+                wgmma_e4m3<BN>::mma_ss(acc, a_desc + 2 * k, desc + 2 * k, k > 0 || cs.acc_in);
                 continue;
             }
-            wgmma_e4m3<BN>::mma(acc, frag[k], desc + 2 * k, k > 0);
+            wgmma_e4m3<BN>::mma(acc, frag[k], desc + 2 * k, k > 0 || cs.acc_in);
         }
         wgmma_commit();
     }
@@ -328,6 +340,10 @@ template <int BN> struct consumer {
     __device__ __forceinline__ void finish(const chunk_state& cs, const float (&acc)[NA]) {
         const uint8_t* st = stages + cs.s * L::bytes;
         const bool last = cs.last;
+        if (cs.carry) { /* the span's first chunk: its sum goes on into the next chunk's MMAs */
+            release(cs.s);
+            return;
+        }
         if ((MXMOE_SM90_LAB & 1)) { /* lab: no promotion */
             release(cs.s);
             if (last) {

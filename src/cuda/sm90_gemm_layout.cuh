@@ -68,6 +68,10 @@ template <int BN> constexpr int bn_index() {
     return BN == 16 ? 0 : BN == 32 ? 1 : BN == 64 ? 2 : BN == 128 ? 3 : 4;
 }
 
+/* Token rows of a stage's activation box: all BN (lab bit 16384: the first half only, the L2
+ * traffic a pair of CTAs multicasting the tile would leave each; results wrong, timing only). */
+template <int BN> constexpr int kActRows = (MXMOE_SM90_LAB & 16384) ? BN / 2 : BN;
+
 /* Shared-memory layout of one pipeline stage for BN tokens per tile: four TMA boxes. */
 template <int BN> struct stage_layout {
     static constexpr int b_tile = 0;                                  /* BN x 128 E4M3, swizzled */

@@ -511,15 +511,23 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
             if (at < 0) {
                 continue;
             }
-            uint32_t sc;
-            if (stage) { /* the row's 4 bytes of chunk c, from two staged words */
-                const int o = r * kb + 4 * c, valid = kb - 4 * c;
+            /* chunk c's 4 scale bytes and those of the other chunk of its 256-K span (none
+             * past K: no scales, no effect on the span's largest) */
+            const int other = c ^ 1;
+            uint32_t sc, so = 0;
+            if (stage) { /* from two staged words each */
+                const int o = r * kb + 4 * c, p = r * kb + 4 * other;
                 sc = __funnelshift_r(staged[o / 4], staged[o / 4 + 1], 8 * (o % 4));
-                sc = valid_blocks_only(sc, valid);
+                sc = valid_blocks_only(sc, kb - 4 * c);
+                if (other < nc) {
+                    so = __funnelshift_r(staged[p / 4], staged[p / 4 + 1], 8 * (p % 4));
+                    so = valid_blocks_only(so, kb - 4 * other);
+                }
             } else {
                 sc = load_chunk_scales(a, scale0[r], c);
+                so = other < nc ? load_chunk_scales(a, scale0[r], other) : 0u;
             }
-            a.w_words[c * pitch + at] = chunk_word(sc);
+            a.w_words[c * pitch + at] = chunk_word(sc, max(max_byte(sc), max_byte(so)));
         }
         __syncthreads(); /* before the next rows overwrite the shared arrays */
     }

@@ -101,7 +101,7 @@ static void fill_float(void* data, mxmoe_dtype dtype, int64_t n, int specials, d
             uint32_t u;
             memcpy(&u, &v, 4);
             uint16_t h = dtype == MXMOE_BF16 ? (uint16_t)(u >> 16) : 0;
-            if (dtype == MXMOE_F16) { /* a random finite half in [-scale, scale]-ish */
+            if (dtype == MXMOE_F16) { /* a random finite half of any binade up to 2^14 */
                 h = (uint16_t)(rand_int(2) << 15 | (rand_int(30) << 10) | rand_int(1024));
             }
             ((uint16_t*)data)[i] = h;
@@ -526,19 +526,20 @@ static void fill_scales(uint8_t* p, int64_t n, int spread) {
 }
 
 /* Whether block j (of 32) of a row with `kb` scale bytes lies more than 14 binades below the
- * largest block of its 128-K chunk: the Hopper path rounds such blocks in E4M3. */
-static int block_rounded(const uint8_t* row_scales, int64_t kb, int64_t j) {
-    int64_t c0 = j / 4 * 4;
+ * largest block of its span (`span` blocks: an activation's 128-K chunk, 4, or a weight row's
+ * 256-K span, 8): the Hopper path rounds such blocks in E4M3. */
+static int block_rounded(const uint8_t* row_scales, int64_t kb, int64_t j, int64_t span) {
+    int64_t c0 = j / span * span;
     int smax = 0;
-    for (int64_t b = c0; b < c0 + 4 && b < kb; b++) {
+    for (int64_t b = c0; b < c0 + span && b < kb; b++) {
         smax = row_scales[b] > smax ? row_scales[b] : smax;
     }
     return row_scales[j] < smax - 14;
 }
 
 /* The bound (include/mxmoe.h): per output, 2^-10 sum|a w| for the FP8 MMA's accumulation, one
- * FP32 rounding per 128-K promotion, |a w| for each product with one rounded block and 3 |a w|
- * with two, then the bias add and the output rounding. */
+ * FP32 rounding per promotion (at most one per 128 K), |a w| for each product with one rounded
+ * block and 3 |a w| with two, then the bias add and the output rounding. */
 static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K, int swz_w,
                                   int with_bias, mxmoe_dtype out_dtype, int spread,
                                   const int32_t* counts) {
@@ -609,8 +610,8 @@ static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K,
                 const float* wr = w + (e * N + n) * K;
                 double exact = 0, sum_abs = 0, rounded = 0;
                 for (int64_t j = 0; j < kb; j++) {
-                    int ra = block_rounded(sa + r * kb, kb, j);
-                    int rw = block_rounded(sw + (e * N + n) * kb, kb, j);
+                    int ra = block_rounded(sa + r * kb, kb, j, 4);
+                    int rw = block_rounded(sw + (e * N + n) * kb, kb, j, 8);
                     double blk = 0;
                     for (int64_t i = j * 32; i < j * 32 + 32; i++) {
                         double p = (double)ar[i] * wr[i];
@@ -706,6 +707,15 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     pair b13 = pair2(MXMOE_F32, c->E, n13), b2 = pair2(MXMOE_BF16, c->E, c->H);
     pair out = pair2(c->out_dtype, c->T, c->H);
     fill_float(x.host.data, c->x_dtype, c->T * c->H, 0, 2.0);
+    if (c->x_dtype == MXMOE_F16) {
+        /* halves below 2 (subnormals included): fill_float's go up to 2^15, which GEMM-1 and
+         * relu^2 take past F16's range once the activation is F16 too, and a layer of NaN rows
+         * compares only NaN signs, which IEEE leaves to each backend */
+        for (int64_t i = 0; i < c->T * c->H; i++) {
+            ((uint16_t*)x.host.data)[i] =
+                (uint16_t)(rand_int(2) << 15 | (rand_int(16) << 10) | rand_int(1024));
+        }
+    }
     for (int64_t t = 0; t < c->T; t++) {
         for (int64_t j = 0; j < c->k; j++) { /* distinct experts per token, some dropped */
             int32_t id = (int32_t)((t + j * 7 + rand_int(2)) % E_global);
@@ -740,6 +750,9 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     p.act.layout = c->layout;
     p.router_weight_on_input = c->weight_on_input;
     p.gemm_dtype = c->gemm_dtype;
+    /* the activation's dtype follows the tokens' (F16 and F32 cases besides the default BF16:
+     * the activation kernels' rounding, the decode form's rows as the projection's tokens) */
+    p.act.act_dtype = c->x_dtype;
     mxmoe_moe_weights wh = {{w13p.host, w13s.host, MXMOE_SCALES_LINEAR},
                             {w2p.host, w2s.host, MXMOE_SCALES_LINEAR},
                             c->biases ? &b13.host : NULL,
@@ -1334,6 +1347,11 @@ int main(int argc, char** argv) {
             test_gemm_sm90(90, 3, 72, 96, 1, 1, MXMOE_BF16, 0);     /* 64-token tiles (mean 30) */
             test_gemm_sm90(40, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 32-token tiles (mean 14) */
             test_gemm_sm90(1200, 32, 130, 2880, 1, 1, MXMOE_BF16, 6);
+            /* narrow tiles over long K: 256-K spans summed by one wgmma chain (the bound's
+             * accumulation term over twice the chain), odd chunk counts */
+            test_gemm_sm90(100, 4, 256, 2880, 0, 1, MXMOE_F32, 0);
+            test_gemm_sm90(60, 4, 128, 7168, 1, 0, MXMOE_F32, 0);
+            test_gemm_sm90(60, 4, 128, 7168, 0, 1, MXMOE_BF16, 14);
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             test_moe(&cases[i], i == 1 || i == 5, 0);
@@ -1372,6 +1390,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 384, 0, 1, MXMOE_F16, 0);
         test_gemm_sm90(1200, 3, 136, 1152, 1, 0, MXMOE_BF16, 0); /* 192-token tiles */
         test_gemm_sm90(400, 3, 200, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
+        test_gemm_sm90(60, 4, 128, 640, 0, 1, MXMOE_F32, 0);     /* narrow: a half from chunk 3 */
         if (!g_small) {
             test_gemm_sm90(3000, 3, 256, 1152, 0, 1, MXMOE_F32, 20); /* 128-token tiles */
             test_gemm_sm90(40, 40, 2048, 1024, 0, 1, MXMOE_BF16, 0);
