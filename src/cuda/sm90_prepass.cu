@@ -513,6 +513,7 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
             }
             /* chunk c's 4 scale bytes and those of the other chunk of its 256-K span (none
              * past K: no scales, no effect on the span's largest) */
+            static_assert(kSpanChunks == 2, "a span is chunks c and c ^ 1");
             const int other = c ^ 1;
             uint32_t sc, so = 0;
             if (stage) { /* from two staged words each */
