@@ -110,11 +110,12 @@ template <int BN> struct consumer {
     bool fast = false; /* the tile's tokens are all on their references (units word bit 8) */
     /* Both chunks of a weight row's 256-K span share its factor (chunk_word), so where every
      * token of the tile is on its reference (factor 1) one wgmma chain sums the span and one
-     * promotion takes it: half the promotions' FFMAs. Only in the narrow tiles (BN <= 64): a
-     * span's sum then stays in the accumulators while the next chunk's weights are converted,
-     * which at BN = 192 spilled (96 + 96 accumulators and the fragments past 232 registers),
-     * and the three-warpgroup tiles' two token halves share one set of accumulators. */
-    static constexpr bool spans_shared = BN <= 64;
+     * promotion takes it: half the promotions' FFMAs. The span's sum stays in the accumulators
+     * while the next chunk's weights are converted: in the narrow tiles (BN <= 64) all of it; at
+     * BN = 192 only the first part's tokens (chunk_in_parts), since all 96 accumulators beside
+     * the tile's 96 and the fragments spilled; none in the three-warpgroup tiles, whose two
+     * token halves share one set of accumulators. */
+    static constexpr bool spans_shared = BN <= 64 || BN == 192;
 #if (MXMOE_SM90_LAB & 1024)
     unsigned long long waited = 0;           /* lab timeline: when the last stage wait returned */
     unsigned long long halves[kStampPoints]; /* the three-warpgroup chunk's points */
@@ -224,7 +225,7 @@ template <int BN> struct consumer {
 
     /* Parts P.. of chunk cs's MMAs at BN = 192, part p's tokens BN / kParts * p onwards (whole
      * 1024-byte atoms into the swizzled tile), each a commit group of its own, into acc[p]. */
-    template <int P>
+    template <int P, bool AccIn0 = false>
     __device__ __forceinline__ void issue_parts(float (&acc)[kParts][NA / kParts],
                                                 const uint32_t (&frag)[4][4],
                                                 const chunk_state& cs) {
@@ -233,11 +234,12 @@ template <int BN> struct consumer {
         wgmma_fence();
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            wgmma_e4m3<BN / kParts>::mma(acc[P], frag[k], desc + 2 * k, k > 0);
+            wgmma_e4m3<BN / kParts>::mma(acc[P], frag[k], desc + 2 * k,
+                                         k > 0 || (P == 0 && AccIn0));
         }
         wgmma_commit();
         if constexpr (P + 1 < kParts) {
-            issue_parts<P + 1>(acc, frag, cs);
+            issue_parts<P + 1, AccIn0>(acc, frag, cs);
         }
     }
 
@@ -277,7 +279,20 @@ template <int BN> struct consumer {
     __device__ __forceinline__ void chunk_in_parts(float (&acc)[kParts][NA / kParts],
                                                    const uint32_t (&frag)[4][4],
                                                    const chunk_state& cs) {
-        if (cs.fast) {
+        if (cs.carry) { /* a span's first chunk: part 0 summed on, part 1 promoted */
+            issue_parts<0>(acc, frag, cs);
+            wgmma_wait<0>();
+#pragma unroll
+            for (int p = 0; p < kParts; p++) {
+                fence_regs(acc[p]);
+            }
+            promote_fast<BN / 8 / kParts, BN / 8 / kParts>(cs, acc[1]);
+            release(cs.s);
+        } else if (cs.acc_in) { /* its second: part 0 on top of the first's */
+            issue_parts<0, true>(acc, frag, cs);
+            promote_parts_fast<0>(cs, acc);
+            retire(cs, !cs.last);
+        } else if (cs.fast) {
             issue_parts<0>(acc, frag, cs);
             promote_parts_fast<0>(cs, acc);
             retire(cs, !cs.last);

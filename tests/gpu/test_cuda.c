@@ -1352,6 +1352,8 @@ int main(int argc, char** argv) {
             test_gemm_sm90(100, 4, 256, 2880, 0, 1, MXMOE_F32, 0);
             test_gemm_sm90(60, 4, 128, 7168, 1, 0, MXMOE_F32, 0);
             test_gemm_sm90(60, 4, 128, 7168, 0, 1, MXMOE_BF16, 14);
+            /* 192-token tiles over long K, their first part's tokens summed over each span */
+            test_gemm_sm90(1200, 3, 136, 2880, 0, 1, MXMOE_F32, 0);
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             test_moe(&cases[i], i == 1 || i == 5, 0);
