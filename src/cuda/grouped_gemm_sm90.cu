@@ -15,7 +15,8 @@
  * bound (include/mxmoe.h, tested in tests/gpu) — and the promotion every 128 K keeps it from
  * growing with K (DeepGEMM's scheme). (v33: a weight row's reference is its 256-K span's
  * largest scale, so that where every token of a tile is on its reference the narrow tiles sum
- * a span in one wgmma chain and promote once: half their promotions.)
+ * a span in one wgmma chain and promote once, half their promotions; the 192-token tiles do
+ * so for their first 96 tokens.)
  * Token units (v10b). A token's chunk may be encoded against the token's largest scale over K
  * instead (where that keeps it exact, which it nearly always does); then its factor is 1 in
  * units of that scale, the tile accumulates in the tokens' units, and a tile whose tokens are
