@@ -1263,6 +1263,11 @@ int main(int argc, char** argv) {
         /* the decode form (no plan: both GEMMs in one launch) with a map and dropped pairs */
         {4, 16, 4, 128, 96, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, 1, 0, 1, 1, MXMOE_F32,
          MXMOE_BF16, MXMOE_BF16},
+        /* the activations without the multiply (FP32 form, the FP64 one; I % 128 != 0) */
+        {g_small ? 300 : 2000, 8, 2, 96, 96, MXMOE_ACT_SILU, MXMOE_GATE_UP_CONCAT, 1, 0, 0, 1,
+         MXMOE_BF16, MXMOE_BF16, MXMOE_BF16},
+        {6, 4, 3, 64, 160, MXMOE_ACT_GELU_TANH, MXMOE_GATE_UP_CONCAT, 0, 0, 0, 0, MXMOE_F16,
+         MXMOE_F32, MXMOE_F32},
     };
     /* Both exact GEMM kernels, bit for bit: generic tiles, and the few-tokens kernel (forced at
      * every size: groups of 32 tokens, partial row tiles, K tails, the slow scale path). */
