@@ -98,6 +98,7 @@
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -519,6 +520,18 @@ int64_t partial_bytes(int64_t rows, int64_t k, int64_t n) {
                ? 2 * rows * n * 4 + 256
                : 0;
 }
+/* Token rows times weight rows that tiles of BN tokens and tile_n<BN>() weight rows cover, per
+ * active expert, when its rows scatter around `mean` as uniform routing makes them (Poisson,
+ * taken as normal: E[ceil(R / BN)] = sum over j of P(R > j BN)). */
+template <int BN> double padded_work(int64_t mean, int64_t n) {
+    const double sd = sqrt((double)mean), rows = (double)((n + tile_n<BN>() - 1) / tile_n<BN>());
+    double tiles = 0.0;
+    for (int64_t j = 0; j * BN < mean + 8 * sd + 1; j++) {
+        tiles += 0.5 * erfc(((double)(j * BN) - (double)mean) / (sd * sqrt(2.0)));
+    }
+    return tiles * BN * rows * tile_n<BN>();
+}
+
 scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     const int64_t nc = (k + kChunk - 1) / kChunk, limit = INT64_MAX / 4;
     int64_t act = 0, fac = 0, en = 0, words = 0;
@@ -608,14 +621,21 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * mean, 192 tokens (v17): at most a sixth more tiles' padding, for a third fewer weight
      * conversions; at a mean of 256 it would pad a half. From 768 rows a mean, 128 tokens
      * again, now with three warpgroups (v19: gpt-oss-20b n = 8192, 1024 rows a mean, 836 ->
-     * 782 us against 192; at 512 a mean, 192 stays 1.5-3 % ahead). */
+     * 782 us against 192; at 512 a mean, 192 stays 1.5-3 % ahead). Between 96 and 384 rows a
+     * mean the padding decides: 128 tokens by three warpgroups (192 weight rows) against 192
+     * tokens by two (128), whichever covers the experts' rows with 1 % less (at a mean of 128 both
+     * pad the tokens alike, so N decides: DeepSeek-V3's 2048 = 10 x 192 + 128 takes 192 tokens,
+     * gpt-oss's 2880 = 15 x 192 three warpgroups). */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
-    mxmoe_status st = 2 * mean <= 16              ? launch<16>(ctx, &args)
-                      : 2 * mean <= 32            ? launch<32>(ctx, &args)
-                      : 2 * mean <= 64            ? launch<64>(ctx, &args)
-                      : mean < 384 || mean >= 768 ? launch<128>(ctx, &args)
-                                                  : launch<192>(ctx, &args);
+    const bool tokens_192 = mean >= 384 ? mean < 768
+                                        : mean >= 96 && padded_work<192>(mean, args.n) <
+                                                            0.99 * padded_work<128>(mean, args.n);
+    mxmoe_status st = 2 * mean <= 16   ? launch<16>(ctx, &args)
+                      : 2 * mean <= 32 ? launch<32>(ctx, &args)
+                      : 2 * mean <= 64 ? launch<64>(ctx, &args)
+                      : tokens_192     ? launch<192>(ctx, &args)
+                                       : launch<128>(ctx, &args);
     if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, split_reduce_kernel,
                                          grid_for(ctx, args.rows * args.n, 256), 256, 0, args));
