@@ -1332,9 +1332,11 @@ int main(int argc, char** argv) {
         /* tokens with a chunk > 100 binades below their largest: absolute factors (v10b) */
         test_gemm_sm90(g_small ? 70 : 600, 5, 200, 512, 1, 1, MXMOE_F32, 120);
         test_gemm_sm90(1200, 3, 200, 512, 0, 1, MXMOE_F32, 20); /* 192-token tiles (mean 400) */
-        /* 128-token tiles (mean ~133): three warpgroups, each tile's tokens in two halves of 64
-         * (a tile of <= 64 rows skips the second), warpgroups wholly or partly past N */
-        test_gemm_sm90(400, 3, 200, 512, 0, 1, MXMOE_F32, 20);
+        test_gemm_sm90(400, 3, 200, 512, 0, 1, MXMOE_F32, 20);  /* ... mean ~133: less padding */
+        /* 128-token tiles (means ~90 and ~133): three warpgroups, each tile's tokens in two
+         * halves of 64 (a tile of <= 64 rows skips the second), warpgroups wholly or partly past
+         * N */
+        test_gemm_sm90(270, 3, 200, 512, 0, 1, MXMOE_F32, 20);
         test_gemm_sm90(400, 3, 136, 160, 1, 0, MXMOE_BF16, 0);
         /* ... ragged halves, placed rather than drawn: experts ending 10, 25, 50 rows into
          * half 0 and 6, 30, 60 into half 1, and two past a whole tile (mean 89: 128-token
