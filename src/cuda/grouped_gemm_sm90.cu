@@ -612,25 +612,23 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
         MXMOE_FORWARD(mxmoe_sm90_launch_weight_words(ctx, args));
     }
 
-    /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device):
-     * at least twice the mean. An expert's rows scatter around the mean (with uniform routing
-     * nearly half the experts are above it); a tile that holds almost every expert whole
-     * converts and streams each weight chunk once, where a tile of the mean took two for those
-     * experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss n = 256 -7 %; the
-     * mean itself, or 1.5x it, measured slower or the same again in v16). From 384 rows a
-     * mean, 192 tokens (v17): at most a sixth more tiles' padding, for a third fewer weight
-     * conversions; at a mean of 256 it would pad a half. From 768 rows a mean, 128 tokens
-     * again, now with three warpgroups (v19: gpt-oss-20b n = 8192, 1024 rows a mean, 836 ->
-     * 782 us against 192; at 512 a mean, 192 stays 1.5-3 % ahead). Between 96 and 384 rows a
-     * mean the padding decides: 128 tokens by three warpgroups (192 weight rows) against 192
-     * tokens by two (128), whichever covers the experts' rows with 1 % less (at a mean of 128 both
-     * pad the tokens alike, so N decides: DeepSeek-V3's 2048 = 10 x 192 + 128 takes 192 tokens,
-     * gpt-oss's 2880 = 15 x 192 three warpgroups). */
+    /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device).
+     * Up to 32 a mean, at least twice the mean: an expert's rows scatter around it (with
+     * uniform routing nearly half the experts are above it), and a tile that holds almost every
+     * expert whole converts and streams each weight chunk once, where a tile of the mean took
+     * two for those experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss
+     * n = 256 -7 %; the mean itself, or 1.5x it, measured slower or the same again in v16).
+     * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
+     * warpgroups (192 weight rows) or 192 tokens by two (128 weight rows), the 192-token
+     * kernel given 2 %: at 512 rows a mean, where both pad alike, it measured 1.5-3 % ahead
+     * (v19), and at 1024, where it pads 6 % more, 7 % behind. At 128 a mean both pad the tokens
+     * alike, so N decides: DeepSeek-V3's 2048 = 10 x 192 + 128 takes 192 tokens (-8 %),
+     * gpt-oss's 2880 = 15 x 192 three warpgroups; at 150-190 a mean 192 tokens pad a quarter
+     * less (v34). */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
-    const bool tokens_192 = mean >= 384 ? mean < 768
-                                        : mean >= 96 && padded_work<192>(mean, args.n) <
-                                                            0.99 * padded_work<128>(mean, args.n);
+    const bool tokens_192 =
+        2 * mean > 64 && 0.97 * padded_work<192>(mean, args.n) < padded_work<128>(mean, args.n);
     mxmoe_status st = 2 * mean <= 16   ? launch<16>(ctx, &args)
                       : 2 * mean <= 32 ? launch<32>(ctx, &args)
                       : 2 * mean <= 64 ? launch<64>(ctx, &args)
