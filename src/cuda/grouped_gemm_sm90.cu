@@ -522,11 +522,13 @@ int64_t partial_bytes(int64_t rows, int64_t k, int64_t n) {
 }
 /* Token rows times weight rows that tiles of BN tokens and tile_n<BN>() weight rows cover, per
  * active expert, when its rows scatter around `mean` as uniform routing makes them (Poisson,
- * taken as normal: E[ceil(R / BN)] = sum over j of P(R > j BN)). */
+ * taken as normal: E[ceil(R / BN)] = sum over j of P(R > j BN); the terms 8 deviations below
+ * the mean are 1, those above 0). */
 template <int BN> double padded_work(int64_t mean, int64_t n) {
     const double sd = sqrt((double)mean), rows = (double)((n + tile_n<BN>() - 1) / tile_n<BN>());
-    double tiles = 0.0;
-    for (int64_t j = 0; j * BN < mean + 8 * sd + 1; j++) {
+    const int64_t j0 = (int64_t)fmax(0.0, ((double)mean - 8 * sd) / BN);
+    double tiles = (double)j0;
+    for (int64_t j = j0; j * BN < mean + 8 * sd + 1; j++) {
         tiles += 0.5 * erfc(((double)(j * BN) - (double)mean) / (sd * sqrt(2.0)));
     }
     return tiles * BN * rows * tile_n<BN>();
@@ -618,17 +620,20 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * expert whole converts and streams each weight chunk once, where a tile of the mean took
      * two for those experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss
      * n = 256 -7 %; the mean itself, or 1.5x it, measured slower or the same again in v16).
-     * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
-     * warpgroups (192 weight rows) or 192 tokens by two (128 weight rows), the 192-token
-     * kernel given 2 %: at 512 rows a mean, where both pad alike, it measured 1.5-3 % ahead
-     * (v19), and at 1024, where it pads 6 % more, 7 % behind. At 128 a mean both pad the tokens
-     * alike, so N decides: DeepSeek-V3's 2048 = 10 x 192 + 128 takes 192 tokens (-8 %),
-     * gpt-oss's 2880 = 15 x 192 three warpgroups; at 150-190 a mean 192 tokens pad a quarter
-     * less (v34). */
+     * Above, the tile that pads the experts' rows less (padded_work): 128 tokens by three
+     * warpgroups (192 weight rows) or 192 tokens by two (128 weight rows); below 384 rows a
+     * mean 192 tokens only where they pad 1 % less, up to 768 with an edge of 3 %, from there
+     * never (v19: gpt-oss-20b n = 8192, 1024 a mean, 836 -> 782 us with three warpgroups). The
+     * rule fits the 14 points of bench/NOTES.md v34, means 128-1024: e.g. at 128 a mean both
+     * pad the tokens alike and N decides (DeepSeek-V3's 2048 = 10 x 192 + 128 takes 192 tokens,
+     * -8 %; gpt-oss's 2880 = 15 x 192 three warpgroups); at 150-190 a mean 192 tokens,
+     * -17..-26 %; at 450 and 600 three warpgroups, -4..-10 %. */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
+    const double factor_192 = mean < 384 ? 1.01 : 0.97; /* its padded work counts this much */
     const bool tokens_192 =
-        2 * mean > 64 && 0.97 * padded_work<192>(mean, args.n) < padded_work<128>(mean, args.n);
+        2 * mean > 64 && mean < 768 &&
+        factor_192 * padded_work<192>(mean, args.n) < padded_work<128>(mean, args.n);
     mxmoe_status st = 2 * mean <= 16   ? launch<16>(ctx, &args)
                       : 2 * mean <= 32 ? launch<32>(ctx, &args)
                       : 2 * mean <= 64 ? launch<64>(ctx, &args)
