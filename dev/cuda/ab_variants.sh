@@ -33,6 +33,8 @@ for v in $names; do
     grep -E "FAIL" "$OUT/test-$v.log" | head -5 | sed "s/^/$v: /"
   fi
 done
+# each invocation its own file: a call may run several
+timings=$(mktemp "$OUT/ab-timings-XXXX.txt")
 {
 for round in $(seq "${ROUNDS:-1}"); do
   for shape in ${SHAPES-gpt-oss-20b deepseek-v3}; do # SHAPES= : no timings
@@ -45,9 +47,9 @@ for round in $(seq "${ROUNDS:-1}"); do
     done
   done
 done
-} | tee "$OUT/ab-timings.txt"
+} | tee "$timings"
 # One line per point: every variant's eager,replayed us in each round, side by side.
-python3 - "$OUT/ab-timings.txt" $names <<'PY'
+python3 - "$timings" $names <<'PY'
 import collections, re, sys
 runs, cur = collections.defaultdict(list), None
 for line in open(sys.argv[1]):

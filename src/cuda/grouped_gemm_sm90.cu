@@ -98,6 +98,7 @@
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -519,6 +520,20 @@ int64_t partial_bytes(int64_t rows, int64_t k, int64_t n) {
                ? 2 * rows * n * 4 + 256
                : 0;
 }
+/* Token rows times weight rows that tiles of BN tokens and tile_n<BN>() weight rows cover, per
+ * active expert, when its rows scatter around `mean` as uniform routing makes them (Poisson,
+ * taken as normal: E[ceil(R / BN)] = sum over j of P(R > j BN); the terms 8 deviations below
+ * the mean are 1, those above 0). */
+template <int BN> double padded_work(int64_t mean, int64_t n) {
+    const double sd = sqrt((double)mean), rows = (double)((n + tile_n<BN>() - 1) / tile_n<BN>());
+    const int64_t j0 = (int64_t)fmax(0.0, ((double)mean - 8 * sd) / BN);
+    double tiles = (double)j0;
+    for (int64_t j = j0; j * BN < mean + 8 * sd + 1; j++) {
+        tiles += 0.5 * erfc(((double)(j * BN) - (double)mean) / (sd * sqrt(2.0)));
+    }
+    return tiles * BN * rows * tile_n<BN>();
+}
+
 scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     const int64_t nc = (k + kChunk - 1) / kChunk, limit = INT64_MAX / 4;
     int64_t act = 0, fac = 0, en = 0, words = 0;
@@ -599,23 +614,31 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
         MXMOE_FORWARD(mxmoe_sm90_launch_weight_words(ctx, args));
     }
 
-    /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device):
-     * at least twice the mean. An expert's rows scatter around the mean (with uniform routing
-     * nearly half the experts are above it); a tile that holds almost every expert whole
-     * converts and streams each weight chunk once, where a tile of the mean took two for those
-     * experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss n = 256 -7 %; the
-     * mean itself, or 1.5x it, measured slower or the same again in v16). From 384 rows a
-     * mean, 192 tokens (v17): at most a sixth more tiles' padding, for a third fewer weight
-     * conversions; at a mean of 256 it would pad a half. From 768 rows a mean, 128 tokens
-     * again, now with three warpgroups (v19: gpt-oss-20b n = 8192, 1024 rows a mean, 836 ->
-     * 782 us against 192; at 512 a mean, 192 stays 1.5-3 % ahead). */
+    /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device).
+     * Up to 32 a mean, at least twice the mean: an expert's rows scatter around it (with
+     * uniform routing nearly half the experts are above it), and a tile that holds almost every
+     * expert whole converts and streams each weight chunk once, where a tile of the mean took
+     * two for those experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss
+     * n = 256 -7 %; the mean itself, or 1.5x it, measured slower or the same again in v16).
+     * Above, the tile that pads the experts' rows less (padded_work): 128 tokens by three
+     * warpgroups (192 weight rows) or 192 tokens by two (128 weight rows); below 384 rows a
+     * mean 192 tokens only where they pad 1 % less, up to 768 with an edge of 3 %, from there
+     * never (v19: gpt-oss-20b n = 8192, 1024 a mean, 836 -> 782 us with three warpgroups). The
+     * rule fits the 14 points of bench/NOTES.md v34, means 128-1024: e.g. at 128 a mean both
+     * pad the tokens alike and N decides (DeepSeek-V3's 2048 = 10 x 192 + 128 takes 192 tokens,
+     * -8 %; gpt-oss's 2880 = 15 x 192 three warpgroups); at 150-190 a mean 192 tokens,
+     * -17..-26 %; at 450 and 600 three warpgroups, -4..-10 %. */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
-    mxmoe_status st = 2 * mean <= 16              ? launch<16>(ctx, &args)
-                      : 2 * mean <= 32            ? launch<32>(ctx, &args)
-                      : 2 * mean <= 64            ? launch<64>(ctx, &args)
-                      : mean < 384 || mean >= 768 ? launch<128>(ctx, &args)
-                                                  : launch<192>(ctx, &args);
+    const double factor_192 = mean < 384 ? 1.01 : 0.97; /* its padded work counts this much */
+    const bool tokens_192 =
+        2 * mean > 64 && mean < 768 &&
+        factor_192 * padded_work<192>(mean, args.n) < padded_work<128>(mean, args.n);
+    mxmoe_status st = 2 * mean <= 16   ? launch<16>(ctx, &args)
+                      : 2 * mean <= 32 ? launch<32>(ctx, &args)
+                      : 2 * mean <= 64 ? launch<64>(ctx, &args)
+                      : tokens_192     ? launch<192>(ctx, &args)
+                                       : launch<128>(ctx, &args);
     if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, split_reduce_kernel,
                                          grid_for(ctx, args.rows * args.n, 256), 256, 0, args));

@@ -313,16 +313,14 @@ mxmoe_status mxmoe_moe_forward_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     MXMOE_FORWARD(mxmoe_act_and_quantize_cuda(ctx, &h1, &offsets_t, &p->act, &a2));
 
     /* 5. GEMM-2 (+b2) into gemm_dtype */
-    gemm_args g2 = g1;
-    g2.a_rows = nullptr;
-    g2.tokens = {};
+    gemm_args g2 = d2; /* weights, bias, rows, dtype and errors as above */
     g2.a_packed = static_cast<const uint8_t*>(a2.packed.data);
     g2.a_scales = static_cast<const uint8_t*>(a2.scales.data);
     g2.a_scales_numel = pairs * (I / 32);
-    mxmoe_gemm_args_set_weights(ctx, &g2, &wt->w2);
-    g2.bias = wt->b2 != nullptr ? wt->b2->data : nullptr;
-    g2.bias_dtype = wt->b2 != nullptr ? wt->b2->dtype : MXMOE_F32;
+    g2.offsets = offsets;
     g2.out = ws + L.c3;
+    g2.scratch = g1.scratch; /* free again once GEMM-1 has run */
+    g2.scratch_bytes = g1.scratch_bytes;
     MXMOE_FORWARD(mxmoe_launch_grouped_gemm(ctx, &g2));
 
     /* 6. un-permute and reduce */

@@ -1332,9 +1332,11 @@ int main(int argc, char** argv) {
         /* tokens with a chunk > 100 binades below their largest: absolute factors (v10b) */
         test_gemm_sm90(g_small ? 70 : 600, 5, 200, 512, 1, 1, MXMOE_F32, 120);
         test_gemm_sm90(1200, 3, 200, 512, 0, 1, MXMOE_F32, 20); /* 192-token tiles (mean 400) */
-        /* 128-token tiles (mean ~133): three warpgroups, each tile's tokens in two halves of 64
-         * (a tile of <= 64 rows skips the second), warpgroups wholly or partly past N */
-        test_gemm_sm90(400, 3, 200, 512, 0, 1, MXMOE_F32, 20);
+        test_gemm_sm90(400, 3, 200, 512, 0, 1, MXMOE_F32, 20);  /* ... mean ~133: less padding */
+        /* 128-token tiles (means ~90 and ~133): three warpgroups, each tile's tokens in two
+         * halves of 64 (a tile of <= 64 rows skips the second), warpgroups wholly or partly past
+         * N */
+        test_gemm_sm90(270, 3, 200, 512, 0, 1, MXMOE_F32, 20);
         test_gemm_sm90(400, 3, 136, 160, 1, 0, MXMOE_BF16, 0);
         /* ... ragged halves, placed rather than drawn: experts ending 10, 25, 50 rows into
          * half 0 and 6, 30, 60 into half 1, and two past a whole tile (mean 89: 128-token
@@ -1357,8 +1359,9 @@ int main(int argc, char** argv) {
             test_gemm_sm90(100, 4, 256, 2880, 0, 1, MXMOE_F32, 0);
             test_gemm_sm90(60, 4, 128, 7168, 1, 0, MXMOE_F32, 0);
             test_gemm_sm90(60, 4, 128, 7168, 0, 1, MXMOE_BF16, 14);
-            /* 192-token tiles over long K, their first part's tokens summed over each span */
-            test_gemm_sm90(1200, 3, 136, 2880, 0, 1, MXMOE_F32, 0);
+            /* 192-token tiles over long K, their first part's tokens summed over each span
+             * (N = 120: 128 weight rows pad less than three warpgroups' 192) */
+            test_gemm_sm90(1200, 3, 120, 2880, 0, 1, MXMOE_F32, 0);
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             test_moe(&cases[i], i == 1 || i == 5, 0);
@@ -1377,8 +1380,8 @@ int main(int argc, char** argv) {
         test_projection(20, 2, 3, 64, 8320, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);
         /* tiles with tokens on and off their references (the off-reference promotion, the
          * factors stored for those tokens only): 192-, 128- (three warpgroups), 64-token tiles */
-        test_projection(300, 4, 3, 136, 2048, MXMOE_BF16, MXMOE_BF16, 0, 1, 2, 0);
-        test_projection(200, 2, 3, 200, 2880, MXMOE_F32, MXMOE_BF16, 1, 0, 2, 0);
+        test_projection(300, 4, 3, 120, 2048, MXMOE_BF16, MXMOE_BF16, 0, 1, 2, 0);
+        test_projection(200, 2, 3, 136, 2880, MXMOE_F32, MXMOE_BF16, 1, 0, 2, 0);
         test_projection(g_small ? 40 : 120, 4, 8, 72, 1024, MXMOE_BF16, MXMOE_F32, 0, 0, 2, 0);
         g_x_skew = 2;
         test_projection(g_small ? 20 : 90, 4, 5, 64, 480, MXMOE_BF16, MXMOE_BF16, 1, 0, 1, 0);
@@ -1395,8 +1398,8 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 70 : 600, 5, 96, 160, 0, 1, MXMOE_F32, 0);
         test_gemm_sm90(g_small ? 40 : 333, 7, 200, 512, 1, 1, MXMOE_BF16, 40);
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 384, 0, 1, MXMOE_F16, 0);
-        test_gemm_sm90(1200, 3, 136, 1152, 1, 0, MXMOE_BF16, 0); /* 192-token tiles */
-        test_gemm_sm90(400, 3, 200, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
+        test_gemm_sm90(1200, 3, 120, 1152, 1, 0, MXMOE_BF16, 0); /* 192-token tiles */
+        test_gemm_sm90(400, 3, 136, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
         test_gemm_sm90(60, 4, 128, 640, 0, 1, MXMOE_F32, 0);     /* narrow: a half from chunk 3 */
         if (!g_small) {
             test_gemm_sm90(3000, 3, 256, 1152, 0, 1, MXMOE_F32, 20); /* 128-token tiles */
