@@ -94,7 +94,10 @@
  * n = 4096 and 8192). v29 = the token prepass's scattered factor stores with an L2 evict_last
  * policy (that kernel -10 % at n = 8192). v30 = at BN = 192 each chunk's MMAs in two commit
  * groups, the first half of the tokens promoted while the second half's MMAs run (-1.6 % at
- * qwen3 n = 8192, -1 % eager at gpt-oss-20b n = 4096).
+ * qwen3 n = 8192, -1 % eager at gpt-oss-20b n = 4096). v33 = the narrow tiles' 256-K spans in
+ * one wgmma chain (qwen3 n = 512 -7 %). v34 = the token tile from the padding each width costs
+ * (padded_work) and a 160-token tile for experts averaging ~128 rows (deepseek-v3 n = 4096
+ * -8 % and -8 % more, gpt-oss-120b n = 4096 -10 %, same-call A/Bs).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
