@@ -434,9 +434,9 @@ MXMOE_API mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor
  *                    + bias-add and output rounding,
  * sum|a*w| over all k; c = 1 for a product with one rounded block, 3 with two. The 2^-10 term
  * is the FP8 MMA's accumulation between promotions into FP32 (every 128 K, or every 256 K in
- * the tiles of up to 64 tokens and for the first 96 of the 192-token tiles; about 13 mantissa
- * bits kept; measured worst 4.8 * 2^-13 on an H100 and an H200 over the GPU suite's fresh
- * random cases). The scratch for the re-encoded
+ * the tiles of up to 64 tokens and for the first half of the 160- and 192-token tiles; about 13
+ * mantissa bits kept; measured worst 5.8 * 2^-13 on an H200 over the GPU suite's fresh random
+ * cases). The scratch for the re-encoded
  * activations comes from a pool the context owns (stream-ordered; mxmoe_moe_forward uses its
  * workspace instead). */
 MXMOE_API mxmoe_status mxmoe_grouped_gemm(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,

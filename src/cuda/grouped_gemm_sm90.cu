@@ -94,7 +94,10 @@
  * n = 4096 and 8192). v29 = the token prepass's scattered factor stores with an L2 evict_last
  * policy (that kernel -10 % at n = 8192). v30 = at BN = 192 each chunk's MMAs in two commit
  * groups, the first half of the tokens promoted while the second half's MMAs run (-1.6 % at
- * qwen3 n = 8192, -1 % eager at gpt-oss-20b n = 4096).
+ * qwen3 n = 8192, -1 % eager at gpt-oss-20b n = 4096). v33 = the narrow tiles' 256-K spans in
+ * one wgmma chain (qwen3 n = 512 -7 %). v34 = the token tile from the padding each width costs
+ * (padded_work) and a 160-token tile for experts averaging ~128 rows (deepseek-v3 n = 4096
+ * -8 % and -8 % more, gpt-oss-120b n = 4096 -10 %, same-call A/Bs).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -376,7 +379,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         return;
     }
     constexpr int NA = BN / 2;
-    if constexpr (BN == 192 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
+    if constexpr (BN >= 160 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
         float acc[consumer<BN>::kParts][NA / consumer<BN>::kParts];
         uint32_t frag[4][4];
         chunk_state st;
@@ -470,7 +473,7 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
-         allow_smem<128>(ctx) && allow_smem<192>(ctx);
+         allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -620,25 +623,36 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * expert whole converts and streams each weight chunk once, where a tile of the mean took
      * two for those experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss
      * n = 256 -7 %; the mean itself, or 1.5x it, measured slower or the same again in v16).
-     * Above, the tile that pads the experts' rows less (padded_work): 128 tokens by three
-     * warpgroups (192 weight rows) or 192 tokens by two (128 weight rows); below 384 rows a
-     * mean 192 tokens only where they pad 1 % less, up to 768 with an edge of 3 %, from there
-     * never (v19: gpt-oss-20b n = 8192, 1024 a mean, 836 -> 782 us with three warpgroups). The
-     * rule fits the 14 points of bench/NOTES.md v34, means 128-1024: e.g. at 128 a mean both
-     * pad the tokens alike and N decides (DeepSeek-V3's 2048 = 10 x 192 + 128 takes 192 tokens,
-     * -8 %; gpt-oss's 2880 = 15 x 192 three warpgroups); at 150-190 a mean 192 tokens,
-     * -17..-26 %; at 450 and 600 three warpgroups, -4..-10 %. */
+     * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
+     * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
+     * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less);
+     * 160 tokens only below 192 a mean (its place: 115-135, where 192 pads a fifth more and
+     * three warpgroups take two tiles for half the experts); 192 tokens up to 768 a mean, from
+     * 384 with an edge of 3 %, from 768 never (v19: gpt-oss-20b n = 8192, 1024 a mean, 836 ->
+     * 782 us with three warpgroups). The 192-token rule fits the 14 points of bench/NOTES.md
+     * v34, means 128-1024: e.g. at 128 a mean, DeepSeek-V3's N = 2048 = 10 x 192 + 128 took 192
+     * tokens, -8 %; at 150-190 a mean 192 tokens, -17..-26 %; at 450 and 600 three warpgroups,
+     * -4..-10 %. */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
-    const double factor_192 = mean < 384 ? 1.01 : 0.97; /* its padded work counts this much */
-    const bool tokens_192 =
-        2 * mean > 64 && mean < 768 &&
-        factor_192 * padded_work<192>(mean, args.n) < padded_work<128>(mean, args.n);
-    mxmoe_status st = 2 * mean <= 16   ? launch<16>(ctx, &args)
-                      : 2 * mean <= 32 ? launch<32>(ctx, &args)
-                      : 2 * mean <= 64 ? launch<64>(ctx, &args)
-                      : tokens_192     ? launch<192>(ctx, &args)
-                                       : launch<128>(ctx, &args);
+    int bn = 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : 2 * mean <= 64 ? 64 : 128;
+    if (bn == 128) {
+        const double handicap = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' */
+        double least = padded_work<128>(mean, args.n);
+        if (mean < 192 && handicap * padded_work<160>(mean, args.n) < least) {
+            bn = 160;
+            least = handicap * padded_work<160>(mean, args.n);
+        }
+        if (mean < 768 && handicap * padded_work<192>(mean, args.n) < least) {
+            bn = 192;
+        }
+    }
+    mxmoe_status st = bn == 16    ? launch<16>(ctx, &args)
+                      : bn == 32  ? launch<32>(ctx, &args)
+                      : bn == 64  ? launch<64>(ctx, &args)
+                      : bn == 128 ? launch<128>(ctx, &args)
+                      : bn == 160 ? launch<160>(ctx, &args)
+                                  : launch<192>(ctx, &args);
     if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, split_reduce_kernel,
                                          grid_for(ctx, args.rows * args.n, 256), 256, 0, args));

@@ -1333,17 +1333,18 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 70 : 600, 5, 200, 512, 1, 1, MXMOE_F32, 120);
         test_gemm_sm90(1200, 3, 200, 512, 0, 1, MXMOE_F32, 20); /* 192-token tiles (mean 400) */
         test_gemm_sm90(400, 3, 200, 512, 0, 1, MXMOE_F32, 20);  /* ... mean ~133: less padding */
+        test_gemm_sm90(384, 3, 200, 512, 1, 1, MXMOE_BF16, 20); /* 160-token tiles (mean 128) */
         /* 128-token tiles (means ~90 and ~133): three warpgroups, each tile's tokens in two
          * halves of 64 (a tile of <= 64 rows skips the second), warpgroups wholly or partly past
          * N */
-        test_gemm_sm90(270, 3, 200, 512, 0, 1, MXMOE_F32, 20);
+        test_gemm_sm90(270, 3, 300, 512, 0, 1, MXMOE_F32, 20);
         test_gemm_sm90(400, 3, 136, 160, 1, 0, MXMOE_BF16, 0);
         /* ... ragged halves, placed rather than drawn: experts ending 10, 25, 50 rows into
          * half 0 and 6, 30, 60 into half 1, and two past a whole tile (mean 89: 128-token
          * tiles; bench/NOTES.md v22 ran narrower MMAs on such halves) */
         static const int32_t ragged[] = {10, 25, 50, 70, 94, 124, 138, 201};
         test_gemm_sm90_counts(712, 8, 136, 288, 0, 1, MXMOE_F32, 20, ragged);
-        test_gemm_sm90_counts(712, 8, 200, 160, 1, 0, MXMOE_BF16, 0, ragged);
+        test_gemm_sm90_counts(712, 8, 300, 160, 1, 0, MXMOE_BF16, 0, ragged);
         if (!g_small) {
             test_gemm_sm90(300, 4, 2880, 2880, 0, 1, MXMOE_F32, 0);
             test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0);  /* 128-token tiles */
@@ -1362,6 +1363,7 @@ int main(int argc, char** argv) {
             /* 192-token tiles over long K, their first part's tokens summed over each span
              * (N = 120: 128 weight rows pad less than three warpgroups' 192) */
             test_gemm_sm90(1200, 3, 120, 2880, 0, 1, MXMOE_F32, 0);
+            test_gemm_sm90(384, 3, 120, 2880, 0, 1, MXMOE_F32, 0); /* ... 160-token tiles */
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             test_moe(&cases[i], i == 1 || i == 5, 0);
@@ -1400,6 +1402,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 384, 0, 1, MXMOE_F16, 0);
         test_gemm_sm90(1200, 3, 120, 1152, 1, 0, MXMOE_BF16, 0); /* 192-token tiles */
         test_gemm_sm90(400, 3, 136, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
+        test_gemm_sm90(384, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 160-token tiles */
         test_gemm_sm90(60, 4, 128, 640, 0, 1, MXMOE_F32, 0);     /* narrow: a half from chunk 3 */
         if (!g_small) {
             test_gemm_sm90(3000, 3, 256, 1152, 0, 1, MXMOE_F32, 20); /* 128-token tiles */
