@@ -528,13 +528,14 @@ int64_t partial_bytes(int64_t rows, int64_t k, int64_t n) {
  * taken as normal: E[ceil(R / BN)] = sum over j of P(R > j BN); the terms 8 deviations below
  * the mean are 1, those above 0). */
 template <int BN> double padded_work(int64_t mean, int64_t n) {
-    const double sd = sqrt((double)mean), rows = (double)((n + tile_n<BN>() - 1) / tile_n<BN>());
+    const double sd = sqrt((double)mean);
+    const double row_tiles = (double)((n + tile_n<BN>() - 1) / tile_n<BN>());
     const int64_t j0 = (int64_t)fmax(0.0, ((double)mean - 8 * sd) / BN);
     double tiles = (double)j0;
     for (int64_t j = j0; j * BN < mean + 8 * sd + 1; j++) {
         tiles += 0.5 * erfc(((double)(j * BN) - (double)mean) / (sd * sqrt(2.0)));
     }
-    return tiles * BN * rows * tile_n<BN>();
+    return tiles * BN * row_tiles * tile_n<BN>();
 }
 
 scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
@@ -636,14 +637,14 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
     int bn = 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : 2 * mean <= 64 ? 64 : 128;
-    if (bn == 128) {
-        const double handicap = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' */
+    if (bn == 128 && mean < 768) {
+        const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
         double least = padded_work<128>(mean, args.n);
-        if (mean < 192 && handicap * padded_work<160>(mean, args.n) < least) {
+        if (mean < 192 && two_wg * padded_work<160>(mean, args.n) < least) {
             bn = 160;
-            least = handicap * padded_work<160>(mean, args.n);
+            least = two_wg * padded_work<160>(mean, args.n);
         }
-        if (mean < 768 && handicap * padded_work<192>(mean, args.n) < least) {
+        if (two_wg * padded_work<192>(mean, args.n) < least) {
             bn = 192;
         }
     }

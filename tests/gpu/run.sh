@@ -33,6 +33,11 @@ record "compiler warnings (device gcc)" "$(grep -c "warning" "$logs/build.log")"
 timeout "${TEST_TIMEOUT_S:-300}" stdbuf -oL "$build/tests/test_cuda" 2>&1 | tee "$logs/test_cuda.log"
 record "test_cuda (full sweep)" "$(tail -1 "$logs/test_cuda.log")"
 
+# the Hopper bound's tightest cases over more draws than one sweep (no-op without sm_90)
+timeout "${TEST_TIMEOUT_S:-300}" "$build/tests/test_cuda" --bound-stress 20 >"$logs/bound_stress.log" 2>&1
+rc=$?
+record "test_cuda --bound-stress 20" "rc=$rc, $(grep -E 'largest' "$logs/bound_stress.log" | sed 's/Hopper path: //') $(tail -1 "$logs/bound_stress.log")"
+
 for tool in memcheck racecheck; do
     timeout "${TEST_TIMEOUT_S:-300}" compute-sanitizer --tool "$tool" --error-exitcode 3 "$build/tests/test_cuda" --small \
         >"$logs/sanitizer_$tool.log" 2>&1
