@@ -640,9 +640,10 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     if (bn == 128 && mean < 768) {
         const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
         double least = padded_work<128>(mean, args.n);
-        if (mean < 192 && two_wg * padded_work<160>(mean, args.n) < least) {
+        const double work_160 = mean < 192 ? two_wg * padded_work<160>(mean, args.n) : least;
+        if (work_160 < least) {
             bn = 160;
-            least = two_wg * padded_work<160>(mean, args.n);
+            least = work_160;
         }
         if (two_wg * padded_work<192>(mean, args.n) < least) {
             bn = 192;

@@ -112,9 +112,9 @@ template <int BN> struct consumer {
      * token of the tile is on its reference (factor 1) one wgmma chain sums the span and one
      * promotion takes it: half the promotions' FFMAs. The span's sum stays in the accumulators
      * while the next chunk's weights are converted: in the narrow tiles (BN <= 64) all of it; at
-     * BN = 160 and 192 only the first part's tokens (chunk_in_parts), since all 96 accumulators
-     * beside the tile's 96 and the fragments spilled; none in the three-warpgroup tiles, whose two
-     * token halves share one set of accumulators. */
+     * BN = 160 and 192 only the first part's tokens (chunk_in_parts), since at 192 the whole
+     * span's 96 accumulators beside the tile's 96 and the fragments spilled; none in the
+     * three-warpgroup tiles, whose two token halves share one set of accumulators. */
     static constexpr bool spans_shared = BN <= 64 || BN >= 160;
 #if (MXMOE_SM90_LAB & 1024)
     unsigned long long waited = 0;           /* lab timeline: when the last stage wait returned */
