@@ -45,12 +45,13 @@ def activations_for_library(codes, scales, offsets, layout, lib):
     return packed, buf, mx.ScaleLayout.SWIZZLED
 
 
-def random_offsets(rng, rows, experts, empty_fraction=0.3):
-    """Offsets [E+1] from 0 to at most `rows`: some experts empty, some with one row."""
+def random_offsets(rng, rows, experts, empty_fraction=0.3, keep_all=False):
+    """Offsets [E+1] from 0 to at most `rows` (to `rows` with keep_all): some experts empty, some
+    with one row."""
     weights = rng.random(experts) * (rng.random(experts) > empty_fraction)
     if weights.sum() == 0:
         weights[rng.integers(experts)] = 1.0
-    kept = rows if rng.random() < 0.6 else int(rng.integers(0, rows + 1))
+    kept = rows if keep_all or rng.random() < 0.6 else int(rng.integers(0, rows + 1))
     counts = rng.multinomial(kept, weights / weights.sum())
     if experts > 1 and rng.random() < 0.3:  # move rows to make a one-row expert
         donor, single = int(np.argmax(counts)), int(rng.integers(experts))
