@@ -119,12 +119,17 @@ template <mxmoe_activation A, typename T> __global__ void act_quantize_vec_kerne
     const bool interleaved = a.params.layout == MXMOE_GATE_UP_INTERLEAVED;
     const int sub = threadIdx.x & 7;
     const T* h = static_cast<const T*>(a.h.data);
+    /* this lane's block (row r, column block j) as the loop below walks: divided once, then
+     * advanced by the pass's stride (a division a pass was ~20 instructions of ~230) */
+    int64_t r = 0, j = 0, step_r = 0, step_j = 0;
+    split_index((((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5) * 4 +
+                    (threadIdx.x & 31) / 8,
+                kb, &r, &j);
+    split_index((int64_t)gridDim.x * blockDim.x / 8, kb, &step_r, &step_j);
     BLOCK_LANES_GRID_STRIDE_LOOP(4, b, blocks) {
-        int64_t r = 0, j = 0;
         float v[4] = {};
         const bool live = b < blocks;
         if (live) {
-            split_index(b, kb, &r, &j);
             const int64_t col = j * 32 + 4 * sub;
             const T* row = h + r * width;
             float g[4], u[4] = {};
@@ -142,12 +147,22 @@ template <mxmoe_activation A, typename T> __global__ void act_quantize_vec_kerne
             }
             if (fp32_form && a.params.act_dtype == MXMOE_BF16) {
                 /* FP32 where it provably rounds to the reference's BF16 value (~99.9 % of
-                 * ordinary inputs), the reference's FP64 evaluation elsewhere */
+                 * ordinary inputs), the reference's FP64 evaluation elsewhere: the four
+                 * decided first, without branches, then one branch for the rare rest (one a
+                 * value cost ~10 instructions of branch and reconvergence each) */
+                unsigned undecided = 0;
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
-                    if (!mxmoe_activation_bf16_fp32(A, g[i], u[i], &a.params, &v[i])) {
-                        v[i] = mxmoe_round_to_dtype(
-                            (float)mxmoe_activation_of(A, g[i], u[i], &a.params), MXMOE_BF16);
+                    undecided |=
+                        (unsigned)!mxmoe_activation_bf16_fp32(A, g[i], u[i], &a.params, &v[i]) << i;
+                }
+                if (undecided != 0) {
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        if ((undecided >> i) & 1) {
+                            v[i] = mxmoe_round_to_dtype(
+                                (float)mxmoe_activation_of(A, g[i], u[i], &a.params), MXMOE_BF16);
+                        }
                     }
                 }
             } else {
@@ -167,6 +182,10 @@ template <mxmoe_activation A, typename T> __global__ void act_quantize_vec_kerne
         quantize_block_lanes<4>(v, live, a.params.rule, a.packed, a.scales, a.scales_numel,
                                 a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.inter,
                                 a.errors);
+        j += step_j, r += step_r;
+        if (j >= kb) {
+            j -= kb, r++;
+        }
     }
 }
 
