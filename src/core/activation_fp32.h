@@ -5,8 +5,8 @@
  * issue-bound on it, bench/NOTES.md v29).
  *
  * The bound. With every intermediate a normal number, the FP32 value y of the exact activation
- * x has |y - x| <= k 2^-24 |x| (an ulp is at most 2 such units): the exponential within
- * MXMOE_ACT_EXP_UNITS and the quotient within MXMOE_ACT_DIV_UNITS (below); each IEEE add and
+ * x has |y - x| <= k 2^-24 |x| (an ulp is at most 2 such units): the exponential and the
+ * quotient within their bounds (mxmoe_act_exp, mxmoe_act_div below); each IEEE add and
  * multiply within one unit; SwiGLU's argument a = alpha * g rounded within one unit, which
  * exp(-a) amplifies by |a|; one more unit for second-order terms. That is under k ulps of x's
  * binade and so under 2k ulps of y's. A BF16

@@ -1,6 +1,6 @@
 /*
- * act_quantize.cu — CUDA fused activation + quantization: eight lanes per 32-element output
- * block, four elements a lane (a lane an element for small calls), evaluating the reference's
+ * act_quantize.cu — CUDA fused activation + quantization: four lanes per 32-element output
+ * block, eight elements a lane (a lane an element for small calls), evaluating the reference's
  * activation (ref/activation.h, FP64) and the block quantizer's scale and element encoders
  * (quantize_block_lanes: the bytes of mxmoe_quantize_block). A thread per block took ~100 us
  * at any size on an H200 (32 FP64 activations in a row per thread); a warp per block took 49 us

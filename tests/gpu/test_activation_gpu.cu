@@ -3,9 +3,9 @@
  * rcp, whose error the CUDA documentation states but this project must not take on trust)
  * against the reference's FP64 evaluation (ref/activation.h), on the GPU: every FP32 gate whose
  * magnitude lies in the fast form's range [2^-100, 80), both signs, each with a drawn up value,
- * for SiLU·up and gpt-oss's SwiGLU. Where the fast form decides, its value must lie within its
- * stated bound k 2^-24 |x| of the FP64 value x, and its BF16 value must be the reference's.
- * Needs a GPU: tests/gpu/run.sh runs it.
+ * for SiLU, SiLU·up and gpt-oss's SwiGLU (default alpha and limit). Where the fast form decides,
+ * its value must lie within its stated bound k 2^-24 |x| of the FP64 value x, and its BF16 value
+ * must be the reference's. Needs a GPU: tests/gpu/run.sh runs it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +20,8 @@ extern "C" {
 
 struct counts {
     unsigned long long checked, decided, beyond_bound, wrong_bf16;
-    unsigned first_gate, first_up; /* bits of the first failure */
-    double worst;                  /* the largest error over its bound, as a ratio */
+    unsigned long long first; /* the first failure: gate bits << 32 | up bits (neither is 0) */
+    double worst;             /* the largest error over its bound, as a ratio */
 };
 
 /* a drawn up value from the gate's bits: magnitudes 2^-8..2^8, both signs, and the SwiGLU
@@ -55,9 +55,9 @@ __global__ void sweep(mxmoe_activation act, mxmoe_act_params p, uint32_t lo, uin
                       counts* c) {
     unsigned long long checked = 0, decided = 0, beyond = 0, wrong = 0;
     double worst = 0.0;
-    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < 2 * n;
+    for (uint64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < 2ull * n;
          i += gridDim.x * blockDim.x) {
-        const uint32_t bits = (lo + i / 2) | (i & 1 ? 0x80000000u : 0u);
+        const uint32_t bits = (lo + (uint32_t)(i / 2)) | (i & 1 ? 0x80000000u : 0u);
         const float gate = __uint_as_float(bits), up = up_for(bits);
         const double x = mxmoe_activation_of(act, gate, up, &p);
         float y, k, bf16;
@@ -66,8 +66,7 @@ __global__ void sweep(mxmoe_activation act, mxmoe_act_params p, uint32_t lo, uin
             const double err = fabs((double)y - x), bound = k * 0x1p-24 * fabs(x);
             if (!(err <= bound)) {
                 beyond++;
-                atomicCAS(&c->first_gate, 0u, bits);
-                atomicCAS(&c->first_up, 0u, __float_as_uint(up));
+                atomicCAS(&c->first, 0ull, (unsigned long long)bits << 32 | __float_as_uint(up));
             }
             worst = bound > 0.0 && err / bound > worst ? err / bound : worst;
         }
@@ -76,8 +75,7 @@ __global__ void sweep(mxmoe_activation act, mxmoe_act_params p, uint32_t lo, uin
             if (__float_as_uint(bf16) !=
                 __float_as_uint(mxmoe_round_to_dtype((float)x, MXMOE_BF16))) {
                 wrong++;
-                atomicCAS(&c->first_gate, 0u, bits);
-                atomicCAS(&c->first_up, 0u, __float_as_uint(up));
+                atomicCAS(&c->first, 0ull, (unsigned long long)bits << 32 | __float_as_uint(up));
             }
         }
     }
@@ -108,10 +106,10 @@ int main(void) {
     }
     const uint32_t lo = 0x0D800000u; /* 2^-100 */
     const uint32_t hi = 0x42A00000u; /* 80 */
-    const mxmoe_activation acts[2] = {MXMOE_ACT_SILU_MUL, MXMOE_ACT_SWIGLU_OAI};
-    const char* names[2] = {"silu*up", "swiglu (gpt-oss)"};
+    const mxmoe_activation acts[3] = {MXMOE_ACT_SILU_MUL, MXMOE_ACT_SILU, MXMOE_ACT_SWIGLU_OAI};
+    const char* names[3] = {"silu*up", "silu", "swiglu (gpt-oss)"};
     int failed = 0;
-    for (int a = 0; a < 2; a++) {
+    for (int a = 0; a < 3; a++) {
         *c = counts{};
         mxmoe_act_params p = mxmoe_act_params_default();
         p.activation = acts[a];
@@ -126,9 +124,10 @@ int main(void) {
                names[a], c->checked, 100.0 * c->decided / c->checked, c->worst, c->beyond_bound,
                c->wrong_bf16, ok ? "\n" : "");
         if (!ok) {
+            const uint32_t gate_bits = (uint32_t)(c->first >> 32), up_bits = (uint32_t)c->first;
             float gate, up;
-            memcpy(&gate, &c->first_gate, 4);
-            memcpy(&up, &c->first_up, 4);
+            memcpy(&gate, &gate_bits, 4);
+            memcpy(&up, &up_bits, 4);
             printf(" (first: gate %a up %a)\n", gate, up);
             failed++;
         }
