@@ -313,7 +313,8 @@ static void test_permute_quantize(int64_t T, int64_t k, int64_t E, int64_t K, in
 
 /* h of h_dtype (FP32: the layer's GEMM-1 output), uniform in [-8, 8] or, with specials, over 24
  * binades with zeros, subnormals, NaN and Inf. Past 32 blocks an SM (rows * inter / 32 > 4224
- * on 132 SMs) the kernels take four elements a lane, FP32 input its own kernel. */
+ * on 132 SMs) the kernels take eight elements a lane (FP32 and BF16 input: the vector kernel),
+ * and past 1024 blocks an SM a lane takes several blocks (its index advanced, not divided). */
 static void test_act(int64_t rows, int64_t inter, mxmoe_activation act, mxmoe_gate_up_layout layout,
                      mxmoe_dtype act_dtype, int with_offsets, int swizzled, mxmoe_dtype h_dtype,
                      int specials) {
@@ -1258,10 +1259,10 @@ int main(int argc, char** argv) {
         for (int layout = 0; layout < 2; layout++) {
             test_act(g_small ? 40 : 300, 96, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
                      layout ? MXMOE_F16 : MXMOE_BF16, 1, layout, MXMOE_F32, 0);
-            /* four elements a lane: FP32 h (its own kernel; to BF16 through the FP32 form of
+            /* eight elements a lane: FP32 h (the vector kernel; to BF16 through the FP32 form of
              * core/activation_fp32.h where the activation has one, specials taking its FP64
              * fallback; to F32 or F16 in FP64 only), BF16 h (the same kernel, 8-byte loads),
-             * F16 h (the generic kernel) */
+             * F16 h (the generic kernel, four a lane) */
             test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
                      MXMOE_BF16, layout, 0, MXMOE_F32, 1);
             test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
@@ -1273,6 +1274,14 @@ int main(int argc, char** argv) {
         }
         test_act(g_small ? 9 : 130, 64, (mxmoe_activation)act, MXMOE_GATE_UP_CONCAT, MXMOE_F32, 0,
                  1, MXMOE_F32, 0);
+    }
+    /* several blocks a lane (over 1024 blocks an SM: 135168 on 132 SMs), 7 blocks a row so that
+     * the pass's stride wraps the block index at every row count: BF16 h, SiLU and SwiGLU */
+    if (!g_small) {
+        test_act(40000, 224, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, MXMOE_BF16, 1, 0, MXMOE_BF16,
+                 1);
+        test_act(40000, 224, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, MXMOE_BF16, 0, 0,
+                 MXMOE_F32, 0);
     }
     test_route(g_small ? 8 : 500, 32, MXMOE_ROUTE_SOFTMAX_TOPK, 4, 1, 1, 0);
     test_route(g_small ? 8 : 500, 32, MXMOE_ROUTE_TOPK_SOFTMAX, 4, 1, 1, 1);
