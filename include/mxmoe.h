@@ -426,15 +426,18 @@ MXMOE_API mxmoe_status mxmoe_act_and_quantize(mxmoe_ctx* ctx, const mxmoe_tensor
  * Hopper path instead, and with prepared weights (mxmoe_weights_prepare) so do experts
  * averaging 2 rows or more, or one row on over ~256 MB of active weights (FP8 tensor cores;
  * MXMOE_CUDA_GEMM=generic|skinny|sm90 forces a kernel where it takes the arguments): each
- * operand's blocks are re-encoded in E4M3 relative to the largest block scale of their span
- * (an activation row's 128-K chunk, a weight row's 256-K span), exact for blocks within 14
- * binades of it; blocks further below are rounded to nearest in E4M3 (at worst to zero, so
- * never worse than dropping them). Its bound, per output, tested on the GPU:
+ * operand's blocks are re-encoded in E4M3 relative to the largest block scale of their row's
+ * 128-K chunk, exact for blocks within 14 binades of it (a weight row's two chunks of each
+ * 256-K span share the larger reference where, in every span of the row, that keeps exact
+ * every block the chunks' own references do); blocks further below are rounded to nearest in
+ * E4M3 (at worst to zero, so never worse than dropping them). Its bound, per output, tested on
+ * the GPU:
  *   |out - exact| <= 2^-10 * sum|a*w| + (K/128) * 2^-24 * sum|a*w| + sum_rounded c * |a*w|
  *                    + bias-add and output rounding,
  * sum|a*w| over all k; c = 1 for a product with one rounded block, 3 with two. The 2^-10 term
  * is the FP8 MMA's accumulation between promotions into FP32 (every 128 K, or every 256 K in
- * the tiles of up to 64 tokens and for the first half of the 160- and 192-token tiles; about 13
+ * the tiles of up to 64 tokens and for the first half of the 160- and 192-token tiles where
+ * every token and every weight row of the warpgroup is on its span's reference; about 13
  * mantissa bits kept; measured worst 7.1 * 2^-13, at K = 512 with every token's two 256-K spans
  * in one chain, on an H200 over the GPU suite's and a stress run's fresh random cases). The
  * scratch for the re-encoded

@@ -5,10 +5,11 @@
  * issue-bound on it, bench/NOTES.md v29).
  *
  * The bound. With every intermediate a normal number, the FP32 value y of the exact activation
- * x has |y - x| <= k 2^-24 |x|: expf within 2 ulp (CUDA's documented bound; glibc's is 1), that
- * is 4 units of 2^-24; each IEEE add, divide and multiply within one unit; SwiGLU's argument
- * a = alpha * g rounded within one unit, which exp(-a) amplifies by |a|; one more unit for
- * second-order terms. That is under k ulps of x's binade and so under 2k ulps of y's. A BF16
+ * x has |y - x| <= k 2^-24 |x| (an ulp is at most 2 such units): the exponential and the
+ * quotient within their bounds (mxmoe_act_exp, mxmoe_act_div below); each IEEE add and
+ * multiply within one unit; SwiGLU's argument a = alpha * g rounded within one unit, which
+ * exp(-a) amplifies by |a|; one more unit for second-order terms. That is under k ulps of x's
+ * binade and so under 2k ulps of y's. A BF16
  * value's rounding cell ends at the midpoints (low 16 bits 0x8000 of y's binade, or of a
  * neighbour, 2^15 ulps from any binade edge): where y's low bits lie more than 2k + 4 ulps from
  * 0x8000, x, the reference's FP64 value (within ~2^-50 of x) and its FP32 rounding all share
@@ -34,21 +35,55 @@
 #define MXMOE_ACT_FP32_HUGE    0x1p100f
 #define MXMOE_ACT_FP32_MAX_ARG 80.0f /* exp(80) < 2^116 */
 
+/* The exponential and the quotient. On the device CUDA's fast forms (MUFU ex2 and rcp, a few
+ * instructions, where the accurate ones took ~20 and a branch): __expf's x * log2(e) into
+ * ex2.approx, within 2 + floor(1.173 |x|) ulp, and __fdividef's a * rcp.approx(b), within 2 ulp
+ * for |b| in [2^-126, 2^126] (the CUDA C++ Programming Guide's intrinsic functions; the .ftz
+ * forms here are the same wherever the inputs and results are normal, as they are in the ranges
+ * below: b in [1, 2^116]). tests/gpu/test_activation_gpu.cu checks the resulting bounds on the
+ * GPU. On the host libm's expf (within 2 ulp: CUDA's documented bound for its expf, glibc's is
+ * 1) and IEEE division (half an ulp). */
+#ifdef __CUDA_ARCH__
+static __device__ __forceinline__ float mxmoe_act_exp(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+    return y;
+}
+static __device__ __forceinline__ float mxmoe_act_div(float a, float b) {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
+    return a * r;
+}
+#else
+static inline float mxmoe_act_exp(float x) {
+    return expf(x);
+}
+static inline float mxmoe_act_div(float a, float b) {
+    return a / b;
+}
+#endif
+
 /* The activation in FP32 and its bound k (|y - x| <= k 2^-24 |x|), or 0 where the inputs or
  * the result fall outside the bound's ranges (NaN, Inf, zero, tiny or huge: every intermediate
- * stays a normal number) or the activation has no FP32 form. */
+ * stays a normal number) or the activation has no FP32 form. Evaluated first and checked after,
+ * so that the device runs it without branches. */
 static inline MXMOE_HD int mxmoe_activation_fp32(mxmoe_activation act, float gate, float up,
                                                  const mxmoe_act_params* p, float* y, float* k) {
+    int in_range;
     switch (act) {
     case MXMOE_ACT_SILU:
     case MXMOE_ACT_SILU_MUL: {
         const float ag = fabsf(gate);
-        if (!(ag >= MXMOE_ACT_FP32_TINY && ag < MXMOE_ACT_FP32_MAX_ARG)) {
-            return 0;
-        }
-        const float s = gate / (1.0f + expf(-gate));
+        in_range = ag >= MXMOE_ACT_FP32_TINY && ag < MXMOE_ACT_FP32_MAX_ARG;
+        const float s = mxmoe_act_div(gate, 1.0f + mxmoe_act_exp(-gate));
         *y = act == MXMOE_ACT_SILU ? s : s * up;
-        *k = 8.0f; /* expf 4, the add 1, the quotient 1, the product 1, second order 1 */
+        /* the exponential, the quotient, the add 1, the product 1, second order 1: on the
+         * device 2 (2 + 1.173 |g|) + 4 + 3, on the host 4 + 1 + 3 */
+#ifdef __CUDA_ARCH__
+        *k = 11.0f + 2.346f * ag;
+#else
+        *k = 8.0f;
+#endif
         break;
     }
     case MXMOE_ACT_SWIGLU_OAI: {
@@ -56,36 +91,37 @@ static inline MXMOE_HD int mxmoe_activation_fp32(mxmoe_activation act, float gat
         const float g = gate > limit ? limit : gate; /* as the reference: exact either way */
         const float u = up > limit ? limit : (up < -limit ? -limit : up);
         const float a = p->swiglu_alpha * g, aa = fabsf(a);
-        if (!(fabsf(g) >= MXMOE_ACT_FP32_TINY && aa >= MXMOE_ACT_FP32_TINY &&
-              aa < MXMOE_ACT_FP32_MAX_ARG)) {
-            return 0;
-        }
-        const float s = g / (1.0f + expf(-a));
+        in_range = fabsf(g) >= MXMOE_ACT_FP32_TINY && aa >= MXMOE_ACT_FP32_TINY &&
+                   aa < MXMOE_ACT_FP32_MAX_ARG;
+        const float s = mxmoe_act_div(g, 1.0f + mxmoe_act_exp(-a));
         *y = s * (u + 1.0f);
-        *k = 10.0f + aa; /* as SiLU's, plus a's rounding amplified by |a|, plus u + 1 */
+        /* as SiLU's, plus a's rounding amplified by |a|, plus u + 1, plus one to spare: on
+         * the device 2 (2 + 1.173 |a|) + 4 + 5 + |a|, on the host 4 + 1 + 5 + |a| */
+#ifdef __CUDA_ARCH__
+        *k = 13.0f + 3.346f * aa;
+#else
+        *k = 10.0f + aa;
+#endif
         break;
     }
     default:
         return 0;
     }
     const float ay = fabsf(*y);
-    return ay >= MXMOE_ACT_FP32_TINY && ay <= MXMOE_ACT_FP32_HUGE;
+    return in_range && ay >= MXMOE_ACT_FP32_TINY && ay <= MXMOE_ACT_FP32_HUGE;
 }
 
 /* The reference's BF16-rounded activation (as an FP32 value) into *out, or 0 where the FP32
- * evaluation cannot decide it (then evaluate in FP64). */
+ * evaluation cannot decide it (then evaluate in FP64; *out is then unspecified). */
 static inline MXMOE_HD int mxmoe_activation_bf16_fp32(mxmoe_activation act, float gate, float up,
                                                       const mxmoe_act_params* p, float* out) {
-    float y, k;
-    if (!mxmoe_activation_fp32(act, gate, up, p, &y, &k)) {
-        return 0;
-    }
-    const float from_midpoint = fabsf((float)(mxmoe_f32_bits(y) & 0xFFFFu) - 32768.0f);
-    if (!(from_midpoint > 2.0f * k + 4.0f)) {
-        return 0;
-    }
-    *out = mxmoe_round_to_dtype(y, MXMOE_BF16);
-    return 1;
+    float y = 0.0f, k = 0.0f;
+    const int decided = mxmoe_activation_fp32(act, gate, up, p, &y, &k);
+    const uint32_t bits = mxmoe_f32_bits(y);
+    const float from_midpoint = fabsf((float)(bits & 0xFFFFu) - 32768.0f);
+    /* y is finite where decided: round to nearest even without the NaN case */
+    *out = mxmoe_f32_from_bits((bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u);
+    return decided && from_midpoint > 2.0f * k + 4.0f;
 }
 
 #endif /* MXMOE_CORE_ACTIVATION_FP32_H */

@@ -1,6 +1,6 @@
 /*
- * act_quantize.cu — CUDA fused activation + quantization: eight lanes per 32-element output
- * block, four elements a lane (a lane an element for small calls), evaluating the reference's
+ * act_quantize.cu — CUDA fused activation + quantization: four lanes per 32-element output
+ * block, eight elements a lane (a lane an element for small calls), evaluating the reference's
  * activation (ref/activation.h, FP64) and the block quantizer's scale and element encoders
  * (quantize_block_lanes: the bytes of mxmoe_quantize_block). A thread per block took ~100 us
  * at any size on an H200 (32 FP64 activations in a row per thread); a warp per block took 49 us
@@ -91,19 +91,25 @@ __device__ __forceinline__ float4 load_x4(const uint16_t* p) {
     return bf16x4_to_float4(__ldcs(reinterpret_cast<const uint2*>(p)));
 }
 
-template <mxmoe_dtype D> __device__ __forceinline__ void round_four(float (&v)[4]) {
+template <mxmoe_dtype D, int E> __device__ __forceinline__ void round_values(float (&v)[E]) {
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < E; i++) {
         v[i] = mxmoe_round_to_dtype(v[i], D);
     }
 }
 
-/* act_quantize_kernel<4> for FP32 rows (T = float) at a 16-byte aligned base or BF16 rows
+/* Values a lane in act_quantize_vec_kernel: 8, four lanes a block. Each lane's share of a
+ * block's scale, index and store work halves against 4 a lane (ptxas: ~300 instructions a lane
+ * for 4 values, ~100 of them that share). */
+constexpr int kVecValues = 8;
+
+/* act_quantize_kernel's work for FP32 rows (T = float) at a 16-byte aligned base or BF16 rows
  * (T = uint16_t, the layer's gemm_dtype) at an 8-byte aligned one, activation A fixed: lane `sub`
- * of a block's 8 loads its 4 inputs (and 4 ups) as whole vectors. The same bytes: the
+ * of a block's 32 / E loads its E inputs (and E ups) as whole vectors. The same bytes: the
  * reference's FP64 evaluation (mxmoe_activation_of), or for BF16 results an FP32 one wherever
  * core/activation_fp32.h proves it rounds to the same value. */
 template <mxmoe_activation A, typename T> __global__ void act_quantize_vec_kernel(act_args a) {
+    constexpr int E = kVecValues, lanes = 32 / E;
     pdl_wait();
     pdl_release();
     if (a.offsets != nullptr && blockIdx.x == 0) {
@@ -117,63 +123,86 @@ template <mxmoe_activation A, typename T> __global__ void act_quantize_vec_kerne
     const int64_t kb = a.inter / 32, width = gated ? 2 * a.inter : a.inter;
     const int64_t blocks = grouped_row_limit(a.offsets, a.num_experts, a.rows) * kb;
     const bool interleaved = a.params.layout == MXMOE_GATE_UP_INTERLEAVED;
-    const int sub = threadIdx.x & 7;
+    const int sub = threadIdx.x & (lanes - 1);
     const T* h = static_cast<const T*>(a.h.data);
-    BLOCK_LANES_GRID_STRIDE_LOOP(4, b, blocks) {
-        int64_t r = 0, j = 0;
-        float v[4] = {};
+    /* this lane's block (row r, column block j) as the loop below walks: divided once, then
+     * advanced by the pass's stride (a division a pass was ~20 instructions) */
+    int64_t r = 0, j = 0, step_r = 0, step_j = 0;
+    split_index((((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5) * E +
+                    (threadIdx.x & 31) / lanes,
+                kb, &r, &j);
+    split_index((int64_t)gridDim.x * blockDim.x / lanes, kb, &step_r, &step_j);
+    BLOCK_LANES_GRID_STRIDE_LOOP(E, b, blocks) {
+        float v[E] = {};
         const bool live = b < blocks;
         if (live) {
-            split_index(b, kb, &r, &j);
-            const int64_t col = j * 32 + 4 * sub;
+            const int64_t col = j * 32 + E * sub;
             const T* row = h + r * width;
-            float g[4], u[4] = {};
-            if (!gated) {
-                const float4 x = load_x4(row + col);
-                g[0] = x.x, g[1] = x.y, g[2] = x.z, g[3] = x.w;
-            } else if (interleaved) { /* (gate, up) pairs */
-                const float4 p0 = load_x4(row + 2 * col), p1 = load_x4(row + 2 * col + 4);
-                g[0] = p0.x, u[0] = p0.y, g[1] = p0.z, u[1] = p0.w;
-                g[2] = p1.x, u[2] = p1.y, g[3] = p1.z, u[3] = p1.w;
-            } else { /* gate || up */
-                const float4 x = load_x4(row + col), y = load_x4(row + a.inter + col);
-                g[0] = x.x, g[1] = x.y, g[2] = x.z, g[3] = x.w;
-                u[0] = y.x, u[1] = y.y, u[2] = y.z, u[3] = y.w;
+            float g[E], u[E] = {};
+#pragma unroll
+            for (int q = 0; q < E; q += 4) {
+                if (!gated) {
+                    const float4 x = load_x4(row + col + q);
+                    g[q] = x.x, g[q + 1] = x.y, g[q + 2] = x.z, g[q + 3] = x.w;
+                } else if (interleaved) { /* (gate, up) pairs */
+                    const float4 p0 = load_x4(row + 2 * (col + q)),
+                                 p1 = load_x4(row + 2 * (col + q) + 4);
+                    g[q] = p0.x, u[q] = p0.y, g[q + 1] = p0.z, u[q + 1] = p0.w;
+                    g[q + 2] = p1.x, u[q + 2] = p1.y, g[q + 3] = p1.z, u[q + 3] = p1.w;
+                } else { /* gate || up */
+                    const float4 x = load_x4(row + col + q), y = load_x4(row + a.inter + col + q);
+                    g[q] = x.x, g[q + 1] = x.y, g[q + 2] = x.z, g[q + 3] = x.w;
+                    u[q] = y.x, u[q + 1] = y.y, u[q + 2] = y.z, u[q + 3] = y.w;
+                }
             }
             if (fp32_form && a.params.act_dtype == MXMOE_BF16) {
                 /* FP32 where it provably rounds to the reference's BF16 value (~99.9 % of
-                 * ordinary inputs), the reference's FP64 evaluation elsewhere */
+                 * ordinary inputs), the reference's FP64 evaluation elsewhere: the lane's values
+                 * decided first, without branches, then one branch for the rare rest (one a
+                 * value cost ~10 instructions of branch and reconvergence each) */
+                unsigned undecided = 0;
 #pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    if (!mxmoe_activation_bf16_fp32(A, g[i], u[i], &a.params, &v[i])) {
-                        v[i] = mxmoe_round_to_dtype(
-                            (float)mxmoe_activation_of(A, g[i], u[i], &a.params), MXMOE_BF16);
+                for (int i = 0; i < E; i++) {
+                    undecided |=
+                        (unsigned)!mxmoe_activation_bf16_fp32(A, g[i], u[i], &a.params, &v[i]) << i;
+                }
+                if (undecided != 0) {
+#pragma unroll
+                    for (int i = 0; i < E; i++) {
+                        if ((undecided >> i) & 1) {
+                            v[i] = mxmoe_round_to_dtype(
+                                (float)mxmoe_activation_of(A, g[i], u[i], &a.params), MXMOE_BF16);
+                        }
                     }
                 }
             } else {
 #pragma unroll
-                for (int i = 0; i < 4; i++) {
+                for (int i = 0; i < E; i++) {
                     v[i] = (float)mxmoe_activation_of(A, g[i], u[i], &a.params);
                 }
-                /* the dtype decided once for the four (per element, its branches were ~20 % of
-                 * the kernel's instructions) */
+                /* the dtype decided once for the lane's values (per value, its branches were
+                 * ~20 % of the kernel's instructions) */
                 if (a.params.act_dtype == MXMOE_BF16) {
-                    round_four<MXMOE_BF16>(v);
+                    round_values<MXMOE_BF16>(v);
                 } else if (a.params.act_dtype == MXMOE_F16) {
-                    round_four<MXMOE_F16>(v);
+                    round_values<MXMOE_F16>(v);
                 }
             }
         }
-        quantize_block_lanes<4>(v, live, a.params.rule, a.packed, a.scales, a.scales_numel,
+        quantize_block_lanes<E>(v, live, a.params.rule, a.packed, a.scales, a.scales_numel,
                                 a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.inter,
                                 a.errors);
+        j += step_j, r += step_r;
+        if (j >= kb) {
+            j -= kb, r++;
+        }
     }
 }
 
 template <mxmoe_activation A, typename T>
 cudaError_t launch_vec(mxmoe_ctx* ctx, const act_args& a) {
     return launch_pdl(ctx, act_quantize_vec_kernel<A, T>,
-                      grid_for(ctx, a.rows * a.inter / 4, kThreads), kThreads, 0, a);
+                      grid_for(ctx, a.rows * a.inter / kVecValues, kThreads), kThreads, 0, a);
 }
 
 template <typename T> cudaError_t launch_vec_for(mxmoe_ctx* ctx, const act_args& a) {

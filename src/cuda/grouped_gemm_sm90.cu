@@ -15,8 +15,10 @@
  * bound (include/mxmoe.h, tested in tests/gpu) — and the promotion every 128 K keeps it from
  * growing with K (DeepGEMM's scheme). (v33: a weight row's reference is its 256-K span's
  * largest scale, so that where every token of a tile is on its reference the narrow tiles sum
- * a span in one wgmma chain and promote once, half their promotions; the 192-token tiles do
- * so for their first 96 tokens.)
+ * a span in one wgmma chain and promote once, half their promotions; the 160- and 192-token
+ * tiles do so for their first part's tokens. v35: only where the span's reference rounds no
+ * block the chunk's own keeps exact, as the contract asks; else the row's words keep their
+ * chunks' references and say so, and its warpgroup sums chunk by chunk.)
  * Token units (v10b). A token's chunk may be encoded against the token's largest scale over K
  * instead (where that keeps it exact, which it nearly always does); then its factor is 1 in
  * units of that scale, the tile accumulates in the tokens' units, and a tile whose tokens are
@@ -126,7 +128,7 @@ namespace {
  * packed bytes, BN activation rows x 128 E4M3 bytes (swizzled by the TMA as wgmma reads them),
  * the rows' scale words and the BN rows' factors, all counted on the stage's full barrier.
  * Rows past the tile (the next expert's, or zeros past the tensor) only feed outputs the
- * epilogue skips. */
+ * epilogue skips (and their words are left out of the consumers' span vote). */
 template <int BN>
 __device__ __forceinline__ void issue_copies(const operand_maps& m, const tile& t, int64_t n, int c,
                                              int nc, bool units, uint8_t* st, uint64_t* full,

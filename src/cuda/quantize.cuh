@@ -61,23 +61,24 @@ static __device__ inline int64_t grouped_row_limit(const int32_t* offsets, int64
     return end < 0 ? 0 : (end > rows ? rows : end);
 }
 
-/* Quantizes block j of row r held by 32 / E lanes, E = 1 or 4 elements each (lane % (32 / E) =
- * sub holds elements E sub .. E sub + E - 1): the block's absolute maximum by shuffles, then
- * each lane encodes its elements with the reference's scale rule and the arithmetic E2M1 encoder
- * (core/e2m1_round.h, equal to the reference's on every input), so the bytes are those of
- * mxmoe_quantize_block; E = 4 stores a lane's four codes as one 16-bit word, E = 1 pairs lanes
- * into bytes. Lane sub = 0 writes the scale where the (linear or grouped swizzled) layout puts
- * it, flagging a scale buffer too small. Every lane of the warp calls it (the shuffles), the
- * lanes of a block with the same `live`; the lanes of a block that is not live store nothing.
- * E = 4 shares each block's index work among 8 lanes (a warp per block was 15 us for qwen3's
- * 512 tokens, 7.3 so); E = 1 gives tiny calls more lanes to spread their latency over. */
+/* Quantizes block j of row r held by 32 / E lanes, E = 1, 4 or 8 elements each
+ * (lane % (32 / E) = sub holds elements E sub .. E sub + E - 1): the block's absolute maximum by
+ * shuffles, then each lane encodes its elements with the reference's scale rule and the
+ * arithmetic E2M1 encoder (core/e2m1_round.h, equal to the reference's on every input), so the
+ * bytes are those of mxmoe_quantize_block; E = 4 and 8 store a lane's codes as one 16- or 32-bit
+ * word (bytes where the buffer is not aligned for it), E = 1 pairs lanes into bytes. Lane sub = 0
+ * writes the scale where the (linear or grouped swizzled) layout puts it, flagging a scale buffer
+ * too small. Every lane of the warp calls it (the shuffles), the lanes of a block with the same
+ * `live`; the lanes of a block that is not live store nothing. E = 4 shares each block's index work
+ * among 8 lanes (a warp per block was 15 us for qwen3's 512 tokens, 7.3 so); E = 1 gives tiny calls
+ * more lanes to spread their latency over. */
 template <int E>
 static __device__ inline void
 quantize_block_lanes(const float (&v)[E], bool live, mxmoe_scale_rule rule, uint8_t* packed,
                      uint8_t* scales, int64_t scales_numel, int swizzled, const int32_t* offsets,
                      int64_t num_experts, int64_t rows, int64_t r, int64_t j, int64_t k,
                      unsigned* errors) {
-    static_assert(E == 1 || E == 4, "one or four elements a lane");
+    static_assert(E == 1 || E == 4 || E == 8, "one, four or eight elements a lane");
     constexpr int lanes = 32 / E;
     const int sub = threadIdx.x & (lanes - 1);
     /* NaN/Inf bit patterns are the largest, as in mxmoe_quantize_block */
@@ -104,17 +105,22 @@ quantize_block_lanes(const float (&v)[E], bool live, mxmoe_scale_rule rule, uint
     if (!live) {
         return;
     }
-    /* rows of k / 2 bytes, k a multiple of 32: 2-byte aligned wherever the base is */
+    /* rows of k / 2 bytes (k a multiple of 32: 16-byte pitch), E / 2 bytes a lane: dst is
+     * aligned to E / 2 wherever the base is */
     uint8_t* dst = packed + r * (k / 2) + j * 16 + E * sub / 2;
     if (E == 1) {
         if ((sub & 1) == 0) {
             *dst = (uint8_t)codes;
         }
-    } else if ((uintptr_t)packed % 2 == 0) {
+    } else if (E == 8 && (uintptr_t)packed % 4 == 0) {
+        *reinterpret_cast<uint32_t*>(dst) = codes;
+    } else if (E == 4 && (uintptr_t)packed % 2 == 0) {
         *reinterpret_cast<uint16_t*>(dst) = (uint16_t)codes;
     } else {
-        dst[0] = (uint8_t)codes;
-        dst[1] = (uint8_t)(codes >> 8);
+#pragma unroll
+        for (int i = 0; i < E / 2; i++) {
+            dst[i] = (uint8_t)(codes >> (8 * i));
+        }
     }
     if (sub == 0) {
         const int64_t off = grouped_scale_offset(swizzled, offsets, num_experts, rows, r, j, k);

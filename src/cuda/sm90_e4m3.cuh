@@ -138,7 +138,7 @@ template <bool High> __device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint
 }
 
 /* The largest of the four bytes (integer max: __vmaxu4 is emulated on sm_90, ~10 instructions). */
-__device__ __forceinline__ int max_byte(uint32_t s) {
+__host__ __device__ __forceinline__ int max_byte(uint32_t s) {
     const int lo = max((int)(s & 0xFFu), (int)((s >> 8) & 0xFFu));
     const int hi = max((int)((s >> 16) & 0xFFu), (int)(s >> 24));
     return max(lo, hi);
@@ -152,17 +152,21 @@ __device__ __forceinline__ float chunk_factor(int smax) {
 }
 
 /* A weight row's chunk as the consumers need it, one word (the weight-scale pass writes it),
- * against the reference R = max(span_max, 7), span_max the largest scale of the chunk's 256-K
- * span (chunks 2p and 2p + 1 share it, so that the consumers may let one wgmma chain sum both
- * before promoting them: kSpanChunks): bits 5q..5q+4 the shift table of block q
+ * against a reference R = max(smax, 7): bits 5q..5q+4 the shift table of block q
  * (s_q - R + 6 + 13, 0 where the block lies more than 19 binades down: all zeros), and bits
- * 22..30 the span's factor 2^(R - 133) as FP32 bits, so that the consumers read it with one
- * mask (word_factor): 2^(R - 133) is normal for R >= 7, and a span whose largest scale is
- * below 7 has every block within 7 binades of 7, exact in E4M3 against it; R = 255 (a NaN
- * scale) puts the quiet NaN 0x7FC00000 there. */
+ * 22..30 the factor 2^(R - 133) as FP32 bits, so that the consumers read it with one mask
+ * (word_factor): 2^(R - 133) is normal for R >= 7, and a chunk whose largest scale is below 7 has
+ * every block within 7 binades of 7, exact in E4M3 against it; R = 255 (a NaN scale) puts the
+ * quiet NaN 0x7FC00000 there. smax is the largest scale of the chunk's 256-K span (chunks 2p
+ * and 2p + 1), so that the consumers may let one wgmma chain sum both before promoting them
+ * (kSpanChunks), unless that reference would round, in some span of the row, a block the
+ * chunk's own keeps exact (the contract allows losses only below a 128-K chunk's largest
+ * block): then smax is the chunk's own largest in every chunk of the row, and bit 20
+ * (kChunkReference) says so in each of its words. */
 constexpr int kSpanChunks = 2;
-__device__ __forceinline__ uint32_t chunk_word(uint32_t sc, int span_max) {
-    const int ref = max(span_max, 7);
+constexpr uint32_t kChunkReference = 1u << 20;
+__host__ __device__ __forceinline__ uint32_t chunk_word(uint32_t sc, int smax) {
+    const int ref = max(smax, 7);
     uint32_t word = ref == 255 ? 0x7FC00000u : (uint32_t)(ref - 6) << 23;
 #pragma unroll
     for (int q = 0; q < 4; q++) {
@@ -170,6 +174,39 @@ __device__ __forceinline__ uint32_t chunk_word(uint32_t sc, int span_max) {
         word |= (uint32_t)(i < 0 ? 0 : i) << (5 * q);
     }
     return word;
+}
+
+/* Whether the reference of span_max keeps every block of the chunk (scale bytes sc) exact that
+ * the chunk's own largest keeps exact: exact means at most 14 binades below the reference
+ * (e4m3_shifted's shift index >= 5). */
+__host__ __device__ __forceinline__ bool span_keeps_chunk(uint32_t sc, int span_max) {
+    const int own = max(max_byte(sc), 7) - 14, span = max(span_max, 7) - 14;
+    bool keeps = true;
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int s = (int)((sc >> (8 * q)) & 0xFF);
+        keeps &= !(s >= own && s < span);
+    }
+    return keeps;
+}
+
+/* Whether the chunk with scale bytes sc (0 for blocks past K) and the other chunk of its span,
+ * scale bytes so (partner false where there is none: the row's last, even-numbered chunk), may
+ * share the span's reference: it rounds no block of either that their own keep exact. */
+__host__ __device__ __forceinline__ bool span_shares_reference(uint32_t sc, uint32_t so,
+                                                               bool partner) {
+    const int span_max = max(max_byte(sc), max_byte(so));
+    return span_keeps_chunk(sc, span_max) && (!partner || span_keeps_chunk(so, span_max));
+}
+
+/* The word of a weight row's chunk (scale bytes sc, its span partner's so, 0 where none): against
+ * the span's largest scale where every span of the row shares its reference (row_on_spans), else
+ * against the chunk's own largest, flagged (kChunkReference), so that any one chunk's word says
+ * which. */
+__host__ __device__ __forceinline__ uint32_t weight_chunk_word(uint32_t sc, uint32_t so,
+                                                               bool row_on_spans) {
+    return row_on_spans ? chunk_word(sc, max(max_byte(sc), max_byte(so)))
+                        : chunk_word(sc, max_byte(sc)) | kChunkReference;
 }
 
 /* The chunk factor a chunk_word carries. */

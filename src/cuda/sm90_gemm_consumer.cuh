@@ -107,9 +107,13 @@ template <int BN> struct consumer {
     int next_s = 0, next_phase = 0; /* ... and its stage */
     bool split;                     /* ks = 2: FP32 partials (a.partials) instead of out */
     uint64_t desc0;                 /* wgmma descriptor of stage 0's activation tile */
-    bool fast = false; /* the tile's tokens are all on their references (units word bit 8) */
-    /* Both chunks of a weight row's 256-K span share its factor (chunk_word), so where every
-     * token of the tile is on its reference (factor 1) one wgmma chain sums the span and one
+    /* 0: some token of the tile is off its reference (units word bit 8); 1: none is (fast);
+     * 2: moreover the warpgroup's weight rows are all on their spans' references (kChunkReference
+     * clear): the spans may be carried. One value: at BN = 64 two spilled. */
+    int fast = 0;
+    /* Both chunks of a weight row's 256-K span share its factor (chunk_word, unless that would
+     * round more: kChunkReference), so where every token of the tile is on its reference
+     * (factor 1) and every weight row on the span's, one wgmma chain sums the span and one
      * promotion takes it: half the promotions' FFMAs. The span's sum stays in the accumulators
      * while the next chunk's weights are converted: in the narrow tiles (BN <= 64) all of it; at
      * BN = 160 and 192 only the first part's tokens (chunk_in_parts), since at 192 the whole
@@ -158,17 +162,28 @@ template <int BN> struct consumer {
             uint32_t any = 0;
             for_token_pairs<0, BN / 8, uint2>(st + L::a_units, t, q,
                                               [&](int, uint2 u) { any |= u.x | u.y; });
-            fast = __all_sync(0xFFFFFFFFu, (any & kOffReference) == 0);
+            /* and the warpgroup's weight rows below N all on their spans' references: each
+             * warp reads all 64 words, so that vote is the warpgroup's; the unit's first chunk
+             * speaks for all (the choice is a row's: weight_words_kernel). Rows past N count as
+             * on them: their words are the next expert's, or never written, and must not decide
+             * how the real rows are summed (the bits would vary). */
+            const uint2 two =
+                reinterpret_cast<const uint2*>(st + L::w_words)[32 * (warp / 4 - 1) + lane];
+            const int64_t row = (int64_t)t.n0 + 64 * (warp / 4 - 1) + 2 * lane;
+            const uint32_t flags = (row < a.n ? two.x : 0u) | (row + 1 < a.n ? two.y : 0u);
+            fast = __all_sync(0xFFFFFFFFu, (any & kOffReference) == 0)
+                       ? 1 + __all_sync(0xFFFFFFFFu, (flags & kChunkReference) == 0)
+                       : 0;
         }
         cs.t = t;
         cs.s = s;
         cs.c = c;
         cs.part = walk.part;
         cs.last = walk.last();
-        cs.fast = fast;
+        cs.fast = fast != 0;
         /* a span's chunks in one unit: the first carries, the second adds to it */
-        cs.carry = spans_shared && fast && c % kSpanChunks == 0 && !cs.last;
-        cs.acc_in = spans_shared && fast && c % kSpanChunks != 0 && !walk.first();
+        cs.carry = spans_shared && fast == 2 && c % kSpanChunks == 0 && !cs.last;
+        cs.acc_in = spans_shared && fast == 2 && c % kSpanChunks != 0 && !walk.first();
         walk.advance();
         if (++next_s == S) {
             next_s = 0, next_phase ^= 1;

@@ -466,6 +466,7 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
     const uint32_t* staged = reinterpret_cast<const uint32_t*>(staged16);
     __shared__ int64_t word_at[kWordRows]; /* row r's word offset in a chunk; -1: not needed */
     __shared__ int64_t scale0[kWordRows];  /* row r's block 0 scale offset (unstaged path) */
+    __shared__ int on_chunks[kWordRows];   /* row r keeps its chunks' references (chunk_word) */
     const int64_t en = a.num_experts * a.n, n4 = words_per_expert(a.n), pitch = a.num_experts * n4;
     const int nc = (int)((a.k + kChunk - 1) / kChunk), kb = (int)(a.k / 32);
     const bool stage = staged_bytes(a) > 0;
@@ -476,6 +477,7 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
         if ((int)threadIdx.x < kWordRows) { /* the row's place, once (64-bit divisions) */
             const int r = threadIdx.x;
             word_at[r] = -1;
+            on_chunks[r] = 0;
             if (r < rows) {
                 const int64_t e = (g0 + r) / a.n, n = g0 + r - e * a.n;
                 int64_t b = 0, end = 1; /* no offsets (preparation): every expert */
@@ -505,30 +507,48 @@ __global__ void __launch_bounds__(kWordThreads) weight_words_kernel(gemm_args a)
             }
             __syncthreads();
         }
+        /* chunk c's 4 scale bytes and those of the other chunk of its 256-K span (none past K:
+         * no scales, no effect on the span's largest) */
+        static_assert(kSpanChunks == 2, "a span is chunks c and c ^ 1");
+        const auto span_scales = [&](int r, int c, uint32_t* sc, uint32_t* so) {
+            const int other = c ^ 1;
+            *so = 0;
+            if (stage) { /* from two staged words each */
+                const int o = r * kb + 4 * c, p = r * kb + 4 * other;
+                *sc = valid_blocks_only(
+                    __funnelshift_r(staged[o / 4], staged[o / 4 + 1], 8 * (o % 4)), kb - 4 * c);
+                if (other < nc) {
+                    *so = valid_blocks_only(
+                        __funnelshift_r(staged[p / 4], staged[p / 4 + 1], 8 * (p % 4)),
+                        kb - 4 * other);
+                }
+            } else {
+                *sc = load_chunk_scales(a, scale0[r], c);
+                *so = other < nc ? load_chunk_scales(a, scale0[r], other) : 0u;
+            }
+        };
+        /* first whether every span of each row may share its reference (the consumers decide
+         * per tile, from any one chunk's words: the choice is the row's), then the words */
+        for (int i = threadIdx.x; i < kWordRows * nc; i += blockDim.x) {
+            const int r = i % kWordRows, c = i / kWordRows;
+            uint32_t sc, so;
+            if (word_at[r] >= 0 && c % kSpanChunks == 0) {
+                span_scales(r, c, &sc, &so);
+                if (!span_shares_reference(sc, so, c + 1 < nc)) {
+                    atomicOr(&on_chunks[r], 1); /* any of the row's threads */
+                }
+            }
+        }
+        __syncthreads();
         for (int i = threadIdx.x; i < kWordRows * nc; i += blockDim.x) {
             const int r = i % kWordRows, c = i / kWordRows;
             const int64_t at = word_at[r];
             if (at < 0) {
                 continue;
             }
-            /* chunk c's 4 scale bytes and those of the other chunk of its 256-K span (none
-             * past K: no scales, no effect on the span's largest) */
-            static_assert(kSpanChunks == 2, "a span is chunks c and c ^ 1");
-            const int other = c ^ 1;
-            uint32_t sc, so = 0;
-            if (stage) { /* from two staged words each */
-                const int o = r * kb + 4 * c, p = r * kb + 4 * other;
-                sc = __funnelshift_r(staged[o / 4], staged[o / 4 + 1], 8 * (o % 4));
-                sc = valid_blocks_only(sc, kb - 4 * c);
-                if (other < nc) {
-                    so = __funnelshift_r(staged[p / 4], staged[p / 4 + 1], 8 * (p % 4));
-                    so = valid_blocks_only(so, kb - 4 * other);
-                }
-            } else {
-                sc = load_chunk_scales(a, scale0[r], c);
-                so = other < nc ? load_chunk_scales(a, scale0[r], other) : 0u;
-            }
-            a.w_words[c * pitch + at] = chunk_word(sc, max(max_byte(sc), max_byte(so)));
+            uint32_t sc, so;
+            span_scales(r, c, &sc, &so);
+            a.w_words[c * pitch + at] = weight_chunk_word(sc, so, on_chunks[r] == 0);
         }
         __syncthreads(); /* before the next rows overwrite the shared arrays */
     }

@@ -33,6 +33,10 @@ record "compiler warnings (device gcc)" "$(grep -c "warning" "$logs/build.log")"
 timeout "${TEST_TIMEOUT_S:-300}" stdbuf -oL "$build/tests/test_cuda" 2>&1 | tee "$logs/test_cuda.log"
 record "test_cuda (full sweep)" "$(tail -1 "$logs/test_cuda.log")"
 
+# the device's fast activation against its bound, every gate of its range (~1 s)
+timeout "${TEST_TIMEOUT_S:-300}" "$build/tests/test_activation_gpu" >"$logs/activation_gpu.log" 2>&1
+record "test_activation_gpu" "rc=$?, $(tail -1 "$logs/activation_gpu.log")"
+
 # the Hopper bound's tightest cases over more draws than one sweep (no-op without sm_90)
 timeout "${TEST_TIMEOUT_S:-300}" "$build/tests/test_cuda" --bound-stress 20 >"$logs/bound_stress.log" 2>&1
 rc=$?

@@ -313,7 +313,8 @@ static void test_permute_quantize(int64_t T, int64_t k, int64_t E, int64_t K, in
 
 /* h of h_dtype (FP32: the layer's GEMM-1 output), uniform in [-8, 8] or, with specials, over 24
  * binades with zeros, subnormals, NaN and Inf. Past 32 blocks an SM (rows * inter / 32 > 4224
- * on 132 SMs) the kernels take four elements a lane, FP32 input its own kernel. */
+ * on 132 SMs) the kernels take eight elements a lane (FP32 and BF16 input: the vector kernel),
+ * and past 1024 blocks an SM a lane takes several blocks (its index advanced, not divided). */
 static void test_act(int64_t rows, int64_t inter, mxmoe_activation act, mxmoe_gate_up_layout layout,
                      mxmoe_dtype act_dtype, int with_offsets, int swizzled, mxmoe_dtype h_dtype,
                      int specials) {
@@ -529,8 +530,8 @@ static void fill_scales(uint8_t* p, int64_t n, int spread) {
 }
 
 /* Whether block j (of 32) of a row with `kb` scale bytes lies more than 14 binades below the
- * largest block of its span (`span` blocks: an activation's 128-K chunk, 4, or a weight row's
- * 256-K span, 8): the Hopper path rounds such blocks in E4M3. */
+ * largest block of its `span` blocks: the contract lets the Hopper path round such blocks of a
+ * 128-K chunk (span 4) in E4M3, for the activations and the weights alike. */
 static int block_rounded(const uint8_t* row_scales, int64_t kb, int64_t j, int64_t span) {
     int64_t c0 = j / span * span;
     int smax = 0;
@@ -544,7 +545,7 @@ static int block_rounded(const uint8_t* row_scales, int64_t kb, int64_t j, int64
  * FP32 rounding per promotion (at most one per 128 K), |a w| for each product with one rounded
  * block and 3 |a w| with two, then the bias add and the output rounding. */
 static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K, int swz_w,
-                                  int with_bias, mxmoe_dtype out_dtype, int spread,
+                                  int with_bias, mxmoe_dtype out_dtype, int spread, int low_chunks,
                                   const int32_t* counts) {
     const int64_t kb = K / 32, nc = (K + 127) / 128;
     pair off = pair1(MXMOE_I32, E + 1);
@@ -565,6 +566,23 @@ static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K,
     fill_bytes(wp.host.data, (int64_t)wp.bytes);
     fill_scales(as.host.data, (int64_t)as.bytes, spread);
     fill_scales(ws.host.data, (int64_t)ws.bytes, spread);
+    /* low chunks: a weight chunk's scales 100-110, 10-33 binades below its span's other
+     * chunk's (120-133): one row in low_chunks, a random chunk with a partner; or (-1) every
+     * row's first chunk, with the tokens' values there and 60-70 binades smaller elsewhere, so
+     * that each output is that chunk's sum (a span's reference would round it to ~nothing) */
+    for (int64_t row = 0; row < E * N && low_chunks != 0 && nc > 1; row++) {
+        if (low_chunks < 0 || rand_int(low_chunks) == 0) {
+            const int64_t c = low_chunks < 0 ? 0 : rand_int((int)(nc & ~1));
+            for (int64_t b = 4 * c; b < 4 * c + 4 && b < kb; b++) {
+                ((uint8_t*)ws.host.data)[row * kb + b] = (uint8_t)(100 + rand_int(11));
+            }
+        }
+    }
+    for (int64_t row = 0; row < rows && low_chunks < 0; row++) {
+        for (int64_t b = 4; b < kb; b++) {
+            ((uint8_t*)as.host.data)[row * kb + b] = (uint8_t)(60 + rand_int(11));
+        }
+    }
     for (int64_t e = 0; e < E && swz_w; e++) {
         int64_t lin_dims[2] = {N, kb}, swz_dims[1] = {(int64_t)mxmoe_swizzled_scale_bytes(N, K)};
         mxmoe_tensor lin =
@@ -614,7 +632,7 @@ static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K,
                 double exact = 0, sum_abs = 0, rounded = 0;
                 for (int64_t j = 0; j < kb; j++) {
                     int ra = block_rounded(sa + r * kb, kb, j, 4);
-                    int rw = block_rounded(sw + (e * N + n) * kb, kb, j, 8);
+                    int rw = block_rounded(sw + (e * N + n) * kb, kb, j, 4);
                     double blk = 0;
                     for (int64_t i = j * 32; i < j * 32 + 32; i++) {
                         double p = (double)ar[i] * wr[i];
@@ -655,12 +673,13 @@ static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K,
         }
     }
     char what[220];
-    snprintf(what, sizeof what,
-             "grouped_gemm [sm90] R=%lld E=%lld N=%lld K=%lld swz_w=%d bias=%d %s spread=%d: "
-             "%lld outside the bound (worst err/bound %.3f), %lld untouched bytes changed",
-             (long long)rows, (long long)E, (long long)N, (long long)K, swz_w, with_bias,
-             mxmoe_dtype_name(out_dtype), spread, (long long)bad, worst_bound_ratio,
-             (long long)untouched_bad);
+    snprintf(
+        what, sizeof what,
+        "grouped_gemm [sm90] R=%lld E=%lld N=%lld K=%lld swz_w=%d bias=%d %s spread=%d low=%d: "
+        "%lld outside the bound (worst err/bound %.3f), %lld untouched bytes changed",
+        (long long)rows, (long long)E, (long long)N, (long long)K, swz_w, with_bias,
+        mxmoe_dtype_name(out_dtype), spread, low_chunks, (long long)bad, worst_bound_ratio,
+        (long long)untouched_bad);
     printf("  %s\n", what);
     check(bad == 0 && untouched_bad == 0, what);
 
@@ -685,7 +704,19 @@ static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K,
 
 static void test_gemm_sm90(int64_t rows, int64_t E, int64_t N, int64_t K, int swz_w, int with_bias,
                            mxmoe_dtype out_dtype, int spread) {
-    test_gemm_sm90_counts(rows, E, N, K, swz_w, with_bias, out_dtype, spread, NULL);
+    test_gemm_sm90_counts(rows, E, N, K, swz_w, with_bias, out_dtype, spread, 0, NULL);
+}
+
+/* Tokens and weights near 2^0 (the tokens on their references: the tiles that may sum spans
+ * do), but one weight row in `low_chunks` with a chunk 10-33 binades below the other of its
+ * span, so that its row keeps its chunks' references (its span's would round it): in some
+ * warpgroups every row shares its spans' references and the spans are summed whole, in others
+ * one row does not and each chunk is promoted alone. low_chunks = -1: every row's first chunk,
+ * the outputs that chunk's sums (the contract's witness: exact to the bound only on the
+ * chunk's own reference). */
+static void test_gemm_sm90_low_chunks(int64_t rows, int64_t E, int64_t N, int64_t K, int low_chunks,
+                                      int swz_w) {
+    test_gemm_sm90_counts(rows, E, N, K, swz_w, 1, MXMOE_F32, 0, low_chunks, NULL);
 }
 
 /* One MoE layer on both backends; returns the device output pair for further checks. */
@@ -1161,6 +1192,7 @@ static int bound_stress(int rounds) {
         test_gemm_sm90(333, 7, 200, 512, 1, 1, MXMOE_F32, 40);
         test_gemm_sm90(40, 3, 200, 512, 0, 1, MXMOE_F32, 14);
         test_gemm_sm90(60, 4, 128, 7168, 0, 1, MXMOE_F32, 14);
+        test_gemm_sm90_low_chunks(60, 3, 200, 2880, 100, 0);
     }
     printf("Hopper path: largest |error| / (2^-13 sum|a w|) = %.3f (bound: 8)\n", g_sm90_worst);
     printf("%d passed, %d failed\n", g_passed, g_failed);
@@ -1227,10 +1259,10 @@ int main(int argc, char** argv) {
         for (int layout = 0; layout < 2; layout++) {
             test_act(g_small ? 40 : 300, 96, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
                      layout ? MXMOE_F16 : MXMOE_BF16, 1, layout, MXMOE_F32, 0);
-            /* four elements a lane: FP32 h (its own kernel; to BF16 through the FP32 form of
+            /* eight elements a lane: FP32 h (the vector kernel; to BF16 through the FP32 form of
              * core/activation_fp32.h where the activation has one, specials taking its FP64
              * fallback; to F32 or F16 in FP64 only), BF16 h (the same kernel, 8-byte loads),
-             * F16 h (the generic kernel) */
+             * F16 h (the generic kernel, four a lane) */
             test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
                      MXMOE_BF16, layout, 0, MXMOE_F32, 1);
             test_act(g_small ? 600 : 1500, 256, (mxmoe_activation)act, (mxmoe_gate_up_layout)layout,
@@ -1242,6 +1274,14 @@ int main(int argc, char** argv) {
         }
         test_act(g_small ? 9 : 130, 64, (mxmoe_activation)act, MXMOE_GATE_UP_CONCAT, MXMOE_F32, 0,
                  1, MXMOE_F32, 0);
+    }
+    /* several blocks a lane (over 1024 blocks an SM: 135168 on 132 SMs), 7 blocks a row so that
+     * the pass's stride wraps the block index at every row count: BF16 h, SiLU and SwiGLU */
+    if (!g_small) {
+        test_act(40000, 224, MXMOE_ACT_SILU_MUL, MXMOE_GATE_UP_CONCAT, MXMOE_BF16, 1, 0, MXMOE_BF16,
+                 1);
+        test_act(40000, 224, MXMOE_ACT_SWIGLU_OAI, MXMOE_GATE_UP_INTERLEAVED, MXMOE_BF16, 0, 0,
+                 MXMOE_F32, 0);
     }
     test_route(g_small ? 8 : 500, 32, MXMOE_ROUTE_SOFTMAX_TOPK, 4, 1, 1, 0);
     test_route(g_small ? 8 : 500, 32, MXMOE_ROUTE_TOPK_SOFTMAX, 4, 1, 1, 1);
@@ -1375,8 +1415,15 @@ int main(int argc, char** argv) {
          * half 0 and 6, 30, 60 into half 1, and two past a whole tile (mean 89: 128-token
          * tiles; bench/NOTES.md v22 ran narrower MMAs on such halves) */
         static const int32_t ragged[] = {10, 25, 50, 70, 94, 124, 138, 201};
-        test_gemm_sm90_counts(712, 8, 136, 288, 0, 1, MXMOE_F32, 20, ragged);
-        test_gemm_sm90_counts(712, 8, 300, 160, 1, 0, MXMOE_BF16, 0, ragged);
+        test_gemm_sm90_counts(712, 8, 136, 288, 0, 1, MXMOE_F32, 20, 0, ragged);
+        test_gemm_sm90_counts(712, 8, 300, 160, 1, 0, MXMOE_BF16, 0, 0, ragged);
+        /* weight rows on their spans' references and on their chunks': narrow tiles (mean 20),
+         * 160- and 192-token tiles (means 128 and 400), over 12 spans */
+        test_gemm_sm90_low_chunks(60, 3, 200, 2880, 100, 0);
+        test_gemm_sm90_low_chunks(384, 3, 200, 2880, 100, 1);
+        test_gemm_sm90_low_chunks(1200, 3, 200, 2880, 100, 0);
+        test_gemm_sm90_low_chunks(60, 3, 200, 512, -1, 0);
+        test_gemm_sm90_low_chunks(1200, 3, 136, 512, -1, 1);
         if (!g_small) {
             test_gemm_sm90(300, 4, 2880, 2880, 0, 1, MXMOE_F32, 0);
             test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0);  /* 128-token tiles */
