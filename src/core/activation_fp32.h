@@ -63,12 +63,35 @@ static inline float mxmoe_act_div(float a, float b) {
 }
 #endif
 
+/* A call's constants for the FP32 form (mxmoe_act_fp32_setup, once per call, on the host).
+ * gpt-oss SwiGLU at a gate above the limit is limit * sigmoid(alpha * limit) * (u + 1): the
+ * first product, the reference's FP64 value within ~2^-48, as the unevaluated sum hi + lo of
+ * two FP32 numbers. Why: with BF16 inputs, 7 (u + 1) has few significant bits and so often
+ * sits on a BF16 midpoint, and the reference's value lies 7 sigmoid(-11.9) ~ 2^-17 below it,
+ * ~112 units: inside the ~110 that sigmoid evaluated in FP32 at the limit leaves undecided
+ * (k = 13 + 3.346 |a| on the device). 8 % of clamped gates fell back to FP64, 2 % of all of
+ * gpt-oss's values in the benchmark's layer, and half its warps took the fallback each time. */
+typedef struct {
+    float clamped_hi, clamped_lo;
+} mxmoe_act_fp32_consts;
+
+static inline mxmoe_act_fp32_consts mxmoe_act_fp32_setup(const mxmoe_act_params* p) {
+    const double limit = p->swiglu_limit;
+    const double s = limit / (1.0 + exp(-(double)p->swiglu_alpha * limit));
+    mxmoe_act_fp32_consts c;
+    c.clamped_hi = (float)s;
+    c.clamped_lo = (float)(s - (double)c.clamped_hi);
+    return c;
+}
+
 /* The activation in FP32 and its bound k (|y - x| <= k 2^-24 |x|), or 0 where the inputs or
  * the result fall outside the bound's ranges (NaN, Inf, zero, tiny or huge: every intermediate
  * stays a normal number) or the activation has no FP32 form. Evaluated first and checked after,
- * so that the device runs it without branches. */
+ * so that the device runs it without branches. c: mxmoe_act_fp32_setup(p). */
 static inline MXMOE_HD int mxmoe_activation_fp32(mxmoe_activation act, float gate, float up,
-                                                 const mxmoe_act_params* p, float* y, float* k) {
+                                                 const mxmoe_act_params* p,
+                                                 const mxmoe_act_fp32_consts* c, float* y,
+                                                 float* k) {
     int in_range;
     switch (act) {
     case MXMOE_ACT_SILU:
@@ -88,19 +111,23 @@ static inline MXMOE_HD int mxmoe_activation_fp32(mxmoe_activation act, float gat
     }
     case MXMOE_ACT_SWIGLU_OAI: {
         const float limit = p->swiglu_limit;
-        const float g = gate > limit ? limit : gate; /* as the reference: exact either way */
+        const int clamped = gate > limit;
+        const float g = clamped ? limit : gate; /* as the reference: exact either way */
         const float u = up > limit ? limit : (up < -limit ? -limit : up);
+        const float v = u + 1.0f;
         const float a = p->swiglu_alpha * g, aa = fabsf(a);
         in_range = fabsf(g) >= MXMOE_ACT_FP32_TINY && aa >= MXMOE_ACT_FP32_TINY &&
                    aa < MXMOE_ACT_FP32_MAX_ARG;
         const float s = mxmoe_act_div(g, 1.0f + mxmoe_act_exp(-a));
-        *y = s * (u + 1.0f);
-        /* as SiLU's, plus a's rounding amplified by |a|, plus u + 1, plus one to spare: on
-         * the device 2 (2 + 1.173 |a|) + 4 + 5 + |a|, on the host 4 + 1 + 5 + |a| */
+        /* clamped: hi v + lo v, v = u + 1 within 1 unit, the sum within 1 (a correctly
+         * rounded FMA), lo v and hi + lo's own error ~2^-24 units, one to spare: 3 */
+        *y = clamped ? fmaf(c->clamped_hi, v, c->clamped_lo * v) : s * v;
+        /* else as SiLU's, plus a's rounding amplified by |a|, plus u + 1, plus one to spare:
+         * on the device 2 (2 + 1.173 |a|) + 4 + 5 + |a|, on the host 4 + 1 + 5 + |a| */
 #ifdef __CUDA_ARCH__
-        *k = 13.0f + 3.346f * aa;
+        *k = clamped ? 3.0f : 13.0f + 3.346f * aa;
 #else
-        *k = 10.0f + aa;
+        *k = clamped ? 3.0f : 10.0f + aa;
 #endif
         break;
     }
@@ -114,9 +141,10 @@ static inline MXMOE_HD int mxmoe_activation_fp32(mxmoe_activation act, float gat
 /* The reference's BF16-rounded activation (as an FP32 value) into *out, or 0 where the FP32
  * evaluation cannot decide it (then evaluate in FP64; *out is then unspecified). */
 static inline MXMOE_HD int mxmoe_activation_bf16_fp32(mxmoe_activation act, float gate, float up,
-                                                      const mxmoe_act_params* p, float* out) {
+                                                      const mxmoe_act_params* p,
+                                                      const mxmoe_act_fp32_consts* c, float* out) {
     float y = 0.0f, k = 0.0f;
-    const int decided = mxmoe_activation_fp32(act, gate, up, p, &y, &k);
+    const int decided = mxmoe_activation_fp32(act, gate, up, p, c, &y, &k);
     const uint32_t bits = mxmoe_f32_bits(y);
     const float from_midpoint = fabsf((float)(bits & 0xFFFFu) - 32768.0f);
     /* y is finite where decided: round to nearest even without the NaN case */

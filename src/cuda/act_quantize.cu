@@ -29,6 +29,7 @@ struct act_args {
     int64_t rows;
     int64_t inter;
     mxmoe_act_params params;
+    mxmoe_act_fp32_consts fp32; /* mxmoe_act_fp32_setup(&params) */
     uint8_t* packed;
     uint8_t* scales;
     int64_t scales_numel;
@@ -163,8 +164,9 @@ template <mxmoe_activation A, typename T> __global__ void act_quantize_vec_kerne
                 unsigned undecided = 0;
 #pragma unroll
                 for (int i = 0; i < E; i++) {
-                    undecided |=
-                        (unsigned)!mxmoe_activation_bf16_fp32(A, g[i], u[i], &a.params, &v[i]) << i;
+                    undecided |= (unsigned)!mxmoe_activation_bf16_fp32(A, g[i], u[i], &a.params,
+                                                                       &a.fp32, &v[i])
+                                 << i;
                 }
                 if (undecided != 0) {
 #pragma unroll
@@ -283,6 +285,7 @@ mxmoe_status mxmoe_act_and_quantize_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* h,
     a.rows = h->dims[0];
     a.inter = out->packed.dims[1] * 2;
     a.params = *params;
+    a.fp32 = mxmoe_act_fp32_setup(params);
     a.packed = static_cast<uint8_t*>(out->packed.data);
     a.scales = static_cast<uint8_t*>(out->scales.data);
     a.scales_numel = mxmoe_tensor_numel(&out->scales);

@@ -18,59 +18,107 @@ extern "C" {
 
 namespace {
 
-/* Four consecutive values of a GEMM-2 row as FP32: one 16-byte load (FP32) or 8-byte (BF16). */
-__device__ __forceinline__ float4 load4(const float* p) {
-    return *reinterpret_cast<const float4*>(p);
+/* A GEMM-2 row's 16 bytes at p as FP32 (exact): 4 FP32 or 8 BF16 values. */
+__device__ __forceinline__ void widen(uint4 q, const float*, float (&v)[4]) {
+    v[0] = __uint_as_float(q.x), v[1] = __uint_as_float(q.y);
+    v[2] = __uint_as_float(q.z), v[3] = __uint_as_float(q.w);
 }
-__device__ __forceinline__ float4 load4(const uint16_t* p) {
-    return bf16x4_to_float4(*reinterpret_cast<const uint2*>(p));
+__device__ __forceinline__ void widen(uint4 q, const uint16_t*, float (&v)[8]) {
+    const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        v[2 * i] = __uint_as_float(w[i] << 16), v[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
+    }
 }
-__device__ __forceinline__ float load1(const float* p) {
+
+/* One value's bits, where widen reads the first of 16 bytes. */
+__device__ __forceinline__ uint32_t value_bits(const float* p) {
+    return __float_as_uint(*p);
+}
+__device__ __forceinline__ uint32_t value_bits(const uint16_t* p) {
     return *p;
 }
-__device__ __forceinline__ float load1(const uint16_t* p) {
-    return mxmoe_bf16_to_f32(*p);
+
+/* v rounded to BF16 at p: 8 values (16 bytes) or 4 (8 bytes), p aligned to them. */
+__device__ __forceinline__ void store_bf16(uint16_t* p, const float (&v)[8]) {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        w[i] = mxmoe_f32_to_bf16(v[2 * i]) | (uint32_t)mxmoe_f32_to_bf16(v[2 * i + 1]) << 16;
+    }
+    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
 }
+__device__ __forceinline__ void store_bf16(uint16_t* p, const float (&v)[4]) {
+    *reinterpret_cast<uint2*>(p) =
+        make_uint2(mxmoe_f32_to_bf16(v[0]) | (uint32_t)mxmoe_f32_to_bf16(v[1]) << 16,
+                   mxmoe_f32_to_bf16(v[2]) | (uint32_t)mxmoe_f32_to_bf16(v[3]) << 16);
+}
+
+/* Slots a thread's loads are in flight together: its rows' 16 bytes each issued before any
+ * is summed (one slot at a time, 4 BF16 a thread, left ~60 % of copy bandwidth: 118 us at
+ * qwen3 n = 8192, H200, NOTES v36). */
+constexpr int kReduceSlots = 8;
 
 /* out[t, h] = sum over kept slots j (ascending) of w[t, j] * c3[row, h] (or c3 alone when the
  * weight was applied to the input), in FP32, rounded once to out's dtype; c3 is FP32 (float) or
- * BF16 (uint16_t), the layer's gemm_dtype. Four consecutive h a thread where the rows allow
- * vector loads: each slot's row and weight read once per four outputs. (One output a thread:
- * 23 us at qwen3 n = 512, Nsight.) */
+ * BF16 (uint16_t), the layer's gemm_dtype. V = 16 / sizeof(C) consecutive h a thread where the
+ * rows allow 16-byte loads (hidden % V == 0, c3 16-byte aligned), else one. */
 template <typename C>
 __global__ void reduce_kernel(const C* c3, const int32_t* row_of, const float* weights,
                               int weight_on_input, int64_t tokens, int64_t top_k, int64_t hidden,
                               void* out, mxmoe_dtype out_dtype) {
+    constexpr int V = 16 / sizeof(C);
     pdl_wait();
     pdl_release();
-    const int per = hidden % 4 == 0 && (uintptr_t)c3 % (4 * sizeof(C)) == 0 ? 4 : 1;
+    const int per = hidden % V == 0 && (uintptr_t)c3 % 16 == 0 ? V : 1;
     const int64_t groups = hidden / per;
+    /* the layer's usual output, BF16, a store a thread where the caller's buffer allows */
+    const bool store_vec = per == V && out_dtype == MXMOE_BF16 && (uintptr_t)out % (2 * V) == 0;
     GRID_STRIDE_LOOP(idx, tokens * groups) {
         int64_t t, g;
         split_index(idx, groups, &t, &g);
         const int64_t h = g * per;
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (int64_t j = 0; j < top_k; j++) {
-            const int32_t r = row_of[t * top_k + j];
-            if (r < 0) {
-                continue;
-            }
-            const C* src = c3 + (int64_t)r * hidden + h;
-            float v[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* past `per`: summed, never stored */
-            if (per == 4) {
-                const float4 q = load4(src);
-                v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-            } else {
-                v[0] = load1(src);
-            }
-            const float w = weight_on_input ? 1.0f : weights[t * top_k + j];
+        float acc[V] = {};
+        for (int64_t j0 = 0; j0 < top_k; j0 += kReduceSlots) {
+            int32_t r[kReduceSlots];
+            float w[kReduceSlots];
+            uint4 q[kReduceSlots];
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                acc[i] += weight_on_input ? v[i] : __fmul_rn(w, v[i]);
+            for (int s = 0; s < kReduceSlots; s++) {
+                const bool slot = j0 + s < top_k;
+                r[s] = slot ? row_of[t * top_k + j0 + s] : -1;
+                w[s] = slot && !weight_on_input ? weights[t * top_k + j0 + s] : 1.0f;
+            }
+#pragma unroll
+            for (int s = 0; s < kReduceSlots; s++) {
+                q[s] = make_uint4(0, 0, 0, 0);
+                if (r[s] >= 0) {
+                    const C* src = c3 + (int64_t)r[s] * hidden + h;
+                    if (per == V) {
+                        q[s] = __ldcs(reinterpret_cast<const uint4*>(src));
+                    } else { /* one value, where widen reads the first */
+                        q[s].x = value_bits(src);
+                    }
+                }
+            }
+#pragma unroll
+            for (int s = 0; s < kReduceSlots; s++) {
+                if (r[s] >= 0) {
+                    float v[V];
+                    widen(q[s], c3, v);
+#pragma unroll
+                    for (int i = 0; i < V; i++) {
+                        acc[i] += weight_on_input ? v[i] : __fmul_rn(w[s], v[i]);
+                    }
+                }
             }
         }
+        if (store_vec) {
+            store_bf16(static_cast<uint16_t*>(out) + t * hidden + h, acc);
+            continue;
+        }
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < V; i++) {
             if (i < per) {
                 mxmoe_store_float(out, out_dtype, t * hidden + h + i, acc[i]);
             }
@@ -96,7 +144,7 @@ mxmoe_status launch_reduce(mxmoe_ctx* ctx, const mxmoe_moe_params* p, const char
     const int on_input = (int)p->router_weight_on_input;
     if (p->gemm_dtype == MXMOE_BF16) {
         MXMOE_CUDA_CHECK(ctx,
-                         launch_pdl(ctx, reduce_kernel<uint16_t>, grid_for(ctx, T * H / 4, 256),
+                         launch_pdl(ctx, reduce_kernel<uint16_t>, grid_for(ctx, T * H / 8, 256),
                                     256, 0, reinterpret_cast<const uint16_t*>(c3), row_of, weights,
                                     on_input, T, k, H, out->data, out->dtype));
     } else {

@@ -5,9 +5,9 @@
  * wherever it claims one), the bits wherever it decides, and that it decides nearly everywhere
  * on ordinary inputs (else the fast path would be a slow one). Inputs: uniform, log-uniform
  * over 80 binades, arguments around the ranges' edges, SwiGLU's clamps and up + 1 near zero,
- * and special values (zeros, subnormals, NaN, Inf, the FP32 maximum).
- * MXMOE_TEST_SEED reproduces a run; MXMOE_TEST_SAMPLES (per activation and input kind, default
- * 300000) makes a longer one.
+ * BF16 gates above SwiGLU's limit, and special values (zeros, subnormals, NaN, Inf, the FP32
+ * maximum). MXMOE_TEST_SEED reproduces a run; MXMOE_TEST_SAMPLES (per activation and input kind,
+ * default 300000) makes a longer one.
  */
 #include <math.h>
 #include <stdint.h>
@@ -42,8 +42,13 @@ static float special(void) {
     return values[rng() % (sizeof values / sizeof values[0])];
 }
 
-enum { UNIFORM, LOG_UNIFORM, EDGES, CLAMPS, SPECIALS, KINDS };
-static const char* kind_name[KINDS] = {"uniform", "log-uniform", "edges", "clamps", "specials"};
+enum { UNIFORM, LOG_UNIFORM, EDGES, CLAMPS, CLAMPED_BF16, SPECIALS, KINDS };
+static const char* kind_name[KINDS] = {"uniform", "log-uniform",  "edges",
+                                       "clamps",  "clamped-bf16", "specials"};
+
+static float bf16(float x) {
+    return mxmoe_round_to_dtype(x, MXMOE_BF16);
+}
 
 static void draw(int kind, float* gate, float* up) {
     switch (kind) {
@@ -60,6 +65,9 @@ static void draw(int kind, float* gate, float* up) {
         *gate = between(-60, 10);
         *up =
             (rng() & 1) ? between(-9, 9) : -1.0f + (float)ldexp(between(-1, 1), -(int)(rng() % 30));
+        break;
+    case CLAMPED_BF16: /* a BF16 layer's gates above SwiGLU's limit: 7 (u + 1) has few bits */
+        *gate = bf16(between(7, 40)), *up = bf16(between(-8, 8));
         break;
     default:
         *gate = (rng() & 1) ? special() : between(-8, 8);
@@ -78,6 +86,7 @@ int main(void) {
            (unsigned long long)seed, samples);
     const mxmoe_activation acts[] = {MXMOE_ACT_SILU, MXMOE_ACT_SILU_MUL, MXMOE_ACT_SWIGLU_OAI};
     mxmoe_act_params p = mxmoe_act_params_default();
+    const mxmoe_act_fp32_consts c = mxmoe_act_fp32_setup(&p);
     for (int a = 0; a < 3; a++) {
         const mxmoe_activation act = acts[a];
         for (int kind = 0; kind < KINDS; kind++) {
@@ -91,7 +100,7 @@ int main(void) {
                 const double x = mxmoe_activation_of(act, gate, up, &p);
                 const float want = mxmoe_round_to_dtype((float)x, MXMOE_BF16);
                 float y, k;
-                if (mxmoe_activation_fp32(act, gate, up, &p, &y, &k)) {
+                if (mxmoe_activation_fp32(act, gate, up, &p, &c, &y, &k)) {
                     const double err = fabs((double)y - x), bound = k * 0x1p-24 * fabs(x);
                     if (!(err <= bound) && bad_bound++ == 0) {
                         CHECK_MSG(0, "gate %a up %a: y %a, x %a, error %.3g over bound %.3g", gate,
@@ -102,7 +111,7 @@ int main(void) {
                     }
                 }
                 float got;
-                if (mxmoe_activation_bf16_fp32(act, gate, up, &p, &got)) {
+                if (mxmoe_activation_bf16_fp32(act, gate, up, &p, &c, &got)) {
                     decided++;
                     if (mxmoe_f32_bits(got) != mxmoe_f32_bits(want) && bad_bits++ == 0) {
                         CHECK_MSG(0, "gate %a up %a: got %a, the reference %a", gate, up, got,
@@ -112,7 +121,9 @@ int main(void) {
             }
             CHECK_EQ_INT(bad_bound, 0);
             CHECK_EQ_INT(bad_bits, 0);
-            if (kind == UNIFORM) { /* the fast path must be the common one */
+            /* the fast path must be the common one: on ordinary inputs, and on SwiGLU's
+             * clamped gates with BF16 inputs (mxmoe_act_fp32_consts) */
+            if (kind == UNIFORM || (kind == CLAMPED_BF16 && act == MXMOE_ACT_SWIGLU_OAI)) {
                 CHECK_MSG(decided >= samples - samples / 100, "decided %ld of %ld", decided,
                           samples);
             }
