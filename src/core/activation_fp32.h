@@ -103,7 +103,7 @@ static inline MXMOE_HD int mxmoe_activation_fp32(mxmoe_activation act, float gat
         /* the exponential, the quotient, the add 1, the product 1, second order 1: on the
          * device 2 (2 + 1.173 |g|) + 4 + 3, on the host 4 + 1 + 3 */
 #ifdef __CUDA_ARCH__
-        *k = 11.0f + 2.346f * ag;
+        *k = fmaf(2.346f, ag, 11.0f);
 #else
         *k = 8.0f;
 #endif
@@ -125,7 +125,7 @@ static inline MXMOE_HD int mxmoe_activation_fp32(mxmoe_activation act, float gat
         /* else as SiLU's, plus a's rounding amplified by |a|, plus u + 1, plus one to spare:
          * on the device 2 (2 + 1.173 |a|) + 4 + 5 + |a|, on the host 4 + 1 + 5 + |a| */
 #ifdef __CUDA_ARCH__
-        *k = clamped ? 3.0f : 13.0f + 3.346f * aa;
+        *k = clamped ? 3.0f : fmaf(3.346f, aa, 13.0f);
 #else
         *k = clamped ? 3.0f : 10.0f + aa;
 #endif
@@ -146,10 +146,14 @@ static inline MXMOE_HD int mxmoe_activation_bf16_fp32(mxmoe_activation act, floa
     float y = 0.0f, k = 0.0f;
     const int decided = mxmoe_activation_fp32(act, gate, up, p, c, &y, &k);
     const uint32_t bits = mxmoe_f32_bits(y);
-    const float from_midpoint = fabsf((float)(bits & 0xFFFFu) - 32768.0f);
+    /* |low 16 bits - 2^15|, exact: the float with bits 2^23's and the low 16 (2^23 + low) less
+     * 2^23 + 2^15 (an int-to-float conversion was one more instruction on the device's slower
+     * conversion pipe, a value) */
+    const float from_midpoint =
+        fabsf(mxmoe_f32_from_bits(0x4B000000u | (bits & 0xFFFFu)) - 8421376.0f);
     /* y is finite where decided: round to nearest even without the NaN case */
     *out = mxmoe_f32_from_bits((bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u);
-    return decided && from_midpoint > 2.0f * k + 4.0f;
+    return decided && from_midpoint > fmaf(2.0f, k, 4.0f); /* 2k + 4 as before: 2k is exact */
 }
 
 #endif /* MXMOE_CORE_ACTIVATION_FP32_H */
