@@ -510,7 +510,7 @@ static double normalised_error(const pair* p) {
 }
 
 static int g_sm90;          /* the device is compute capability 9.0 */
-static double g_sm90_worst; /* largest |error| / (2^-13 sum|a w|) seen, reported at the end */
+static double g_sm90_worst; /* largest sums error / (2^-13 sum|a w|), reported at the end */
 
 /* Forces the grouped GEMM kernel (NULL: the library's choice). */
 static void force_gemm(const char* kernel) {
