@@ -69,8 +69,9 @@ static inline float mxmoe_act_div(float a, float b) {
  * two FP32 numbers. Why: with BF16 inputs, 7 (u + 1) has few significant bits and so often
  * sits on a BF16 midpoint, and the reference's value lies 7 sigmoid(-11.9) ~ 2^-17 below it,
  * ~112 units: inside the ~110 that sigmoid evaluated in FP32 at the limit leaves undecided
- * (k = 13 + 3.346 |a| on the device). 8 % of clamped gates fell back to FP64, 2 % of all of
- * gpt-oss's values in the benchmark's layer, and half its warps took the fallback each time. */
+ * (k = 13 + 3.346 |a| on the device). 8 % of clamped gates fell back to FP64: 2 % of the
+ * values of the benchmark's gpt-oss layer, enough that half the activation kernel's warps took
+ * the fallback for each of a lane's eight values (bench/NOTES.md v36). */
 typedef struct {
     float clamped_hi, clamped_lo;
 } mxmoe_act_fp32_consts;

@@ -18,17 +18,17 @@ extern "C" {
 
 namespace {
 
-/* A GEMM-2 row's 16 bytes at p as FP32 (exact): 4 FP32 or 8 BF16 values. */
+/* 16 bytes q of a GEMM-2 row as FP32 (exact): 4 FP32 or 8 BF16 values (the row's type C picks
+ * the form). */
 __device__ __forceinline__ void widen(uint4 q, const float*, float (&v)[4]) {
     v[0] = __uint_as_float(q.x), v[1] = __uint_as_float(q.y);
     v[2] = __uint_as_float(q.z), v[3] = __uint_as_float(q.w);
 }
 __device__ __forceinline__ void widen(uint4 q, const uint16_t*, float (&v)[8]) {
-    const uint32_t w[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        v[2 * i] = __uint_as_float(w[i] << 16), v[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
-    }
+    const float4 lo = bf16x4_to_float4(make_uint2(q.x, q.y)),
+                 hi = bf16x4_to_float4(make_uint2(q.z, q.w));
+    v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
+    v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
 }
 
 /* One value's bits, where widen reads the first of 16 bytes. */
