@@ -191,9 +191,15 @@ template <mxmoe_activation A, typename T> __global__ void act_quantize_vec_kerne
                 }
             }
         }
-        quantize_block_lanes<E>(v, live, a.params.rule, a.packed, a.scales, a.scales_numel,
-                                a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.inter,
-                                a.errors);
+        if (a.params.act_dtype == MXMOE_BF16) { /* the values above are BF16 */
+            quantize_block_lanes<E, true>(v, live, a.params.rule, a.packed, a.scales,
+                                          a.scales_numel, a.swizzled, a.offsets, a.num_experts,
+                                          a.rows, r, j, a.inter, a.errors);
+        } else {
+            quantize_block_lanes<E>(v, live, a.params.rule, a.packed, a.scales, a.scales_numel,
+                                    a.swizzled, a.offsets, a.num_experts, a.rows, r, j, a.inter,
+                                    a.errors);
+        }
         j += step_j, r += step_r;
         if (j >= kb) {
             j -= kb, r++;

@@ -7,6 +7,7 @@
 
 #include "core/e2m1_round.h"
 #include "cuda/cuda_common.cuh"
+#include "cuda/e2m1_half2.cuh"
 
 struct quantize_rows_args {
     const void* x; /* F32/BF16/F16 rows of k */
@@ -71,8 +72,9 @@ static __device__ inline int64_t grouped_row_limit(const int32_t* offsets, int64
  * too small. Every lane of the warp calls it (the shuffles), the lanes of a block with the same
  * `live`; the lanes of a block that is not live store nothing. E = 4 shares each block's index work
  * among 8 lanes (a warp per block was 15 us for qwen3's 512 tokens, 7.3 so); E = 1 gives tiny calls
- * more lanes to spread their latency over. */
-template <int E>
+ * more lanes to spread their latency over. Bf16Values: every v[i] is a BF16 value (E = 8 then
+ * encodes in FP16 pairs, cuda/e2m1_half2.cuh). */
+template <int E, bool Bf16Values = false>
 static __device__ inline void
 quantize_block_lanes(const float (&v)[E], bool live, mxmoe_scale_rule rule, uint8_t* packed,
                      uint8_t* scales, int64_t scales_numel, int swizzled, const int32_t* offsets,
@@ -94,9 +96,13 @@ quantize_block_lanes(const float (&v)[E], bool live, mxmoe_scale_rule rule, uint
     const uint8_t scale = mxmoe_scale_byte(amax, rule);
     uint32_t codes = 0;
     if (live && scale != MXMOE_E8M0_NAN) {
+        if constexpr (E == 8 && Bf16Values) { /* two values an FP16 instruction */
+            codes = e2m1_codes8_bf16(v, scale);
+        } else {
 #pragma unroll
-        for (int i = 0; i < E; i++) {
-            codes |= mxmoe_e2m1_code_rne(v[i], scale) << (4 * i);
+            for (int i = 0; i < E; i++) {
+                codes |= mxmoe_e2m1_code_rne(v[i], scale) << (4 * i);
+            }
         }
     }
     if (E == 1) {

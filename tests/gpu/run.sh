@@ -36,6 +36,9 @@ record "test_cuda (full sweep)" "$(tail -1 "$logs/test_cuda.log")"
 # the device's fast activation against its bound, every gate of its range (~1 s)
 timeout "${TEST_TIMEOUT_S:-300}" "$build/tests/test_activation_gpu" >"$logs/activation_gpu.log" 2>&1
 record "test_activation_gpu" "rc=$?, $(tail -1 "$logs/activation_gpu.log")"
+# the FP16 E2M1 encoder against the reference's, every BF16 value at every scale (~1 s)
+timeout "${TEST_TIMEOUT_S:-300}" "$build/tests/test_e2m1_gpu" >"$logs/e2m1_gpu.log" 2>&1
+record "test_e2m1_gpu" "rc=$?, $(tail -1 "$logs/e2m1_gpu.log")"
 
 # the Hopper bound's tightest cases over more draws than one sweep (no-op without sm_90)
 timeout "${TEST_TIMEOUT_S:-300}" "$build/tests/test_cuda" --bound-stress 20 >"$logs/bound_stress.log" 2>&1
