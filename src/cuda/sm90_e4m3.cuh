@@ -53,9 +53,12 @@ __host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
 /* Device code below is compiled for the host pass and sm_90a only. */
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-/* A token's unit word: its reference scale R in bits 0..7 (the unit is 2^(R - 133)) and this
- * bit where some chunk of it is not encoded against R (its factor is not 1 in those units). */
-constexpr uint32_t kOffReference = 1u << 8;
+/* A token's unit word: the FP32 bits of its unit 2^(R - 133) (R its reference scale:
+ * chunk_factor(R), whose lowest bit is always clear) and this bit where some chunk of it is not
+ * encoded against R (its factor is not 1 in those units). The GEMM's epilogue turns each token's
+ * accumulators into values with one mask and one multiply (unit_factor), where decoding R took
+ * ~8 instructions a token: at BN = 192, a sixth of GEMM-2's consumer work at K = 768. */
+constexpr uint32_t kOffReference = 1u;
 
 constexpr int kTwiceE2m1[8] = {0, 1, 2, 3, 4, 6, 8, 12}; /* 2 |e2m1| of magnitude codes 0-7 */
 
@@ -149,6 +152,11 @@ __host__ __device__ __forceinline__ int max_byte(uint32_t s) {
 __device__ __forceinline__ float chunk_factor(int smax) {
     return smax == 255 ? __int_as_float(0x7FC00000)
                        : __int_as_float(smax >= 7 ? (smax - 6) << 23 : 1 << (smax + 16));
+}
+
+/* A unit word's unit (the GEMM's epilogue). */
+__device__ __forceinline__ float unit_factor(uint32_t unit_word) {
+    return __uint_as_float(unit_word & ~kOffReference);
 }
 
 /* A weight row's chunk as the consumers need it, one word (the weight-scale pass writes it),

@@ -418,7 +418,7 @@ template <int BN> struct consumer {
     /* The tile's accumulators, in the tokens' units, turned into values (powers of two). */
     __device__ __forceinline__ void scale_to_values(const uint8_t* st, const tile& tt) {
         for_token_pairs<0, BN / 8, uint2>(st + L::a_units, tt, q, [&](int j, uint2 u) {
-            const float ux = chunk_factor((int)(u.x & 0xFF)), uy = chunk_factor((int)(u.y & 0xFF));
+            const float ux = unit_factor(u.x), uy = unit_factor(u.y);
             fin[4 * j + 0] = __fmul_rn(fin[4 * j + 0], ux);
             fin[4 * j + 1] = __fmul_rn(fin[4 * j + 1], uy);
             fin[4 * j + 2] = __fmul_rn(fin[4 * j + 2], ux);

@@ -139,10 +139,10 @@ __device__ __forceinline__ float e4m3_chunk_factor(bool units, bool on_ref, int 
     return !units ? chunk_factor(smax) : (on_ref ? 1.0f : pow2_nonpositive(smax - ref));
 }
 
-/* A row's unit word (after its chunk factors): its reference scale (133 without units) and
- * whether some chunk is off it. */
+/* A row's unit word (after its chunk factors): its unit, 2^(R - 133) for its reference scale R
+ * (1 without units), and whether some chunk is off R. */
 __device__ __forceinline__ uint32_t e4m3_unit_word(bool units, int ref, bool off_ref) {
-    return (units ? (uint32_t)ref : 133u) | (off_ref ? kOffReference : 0u);
+    return __float_as_uint(chunk_factor(units ? ref : 133)) | (off_ref ? kOffReference : 0u);
 }
 
 #endif /* host or sm_90a */
