@@ -2,13 +2,15 @@
 # page): how the stall samples split before, in and after the hot loop, and the hottest
 # instructions by executed count and by stall samples.
 #   OP=grouped SHAPE=gpt-oss-20b N=8192 KERNEL=sm90_kernel [BUILD=build-lab-x] bash dev/cuda/hot_sass.sh
+# SKIP: matching launches skipped first (default 2; the layer's GEMM-2 is every second sm90
+# kernel: OP=layer SKIP=3); TAG names the outputs (hot$TAG-sass.csv).
 set -u
-ncu -f --set full --import-source no -k regex:"${KERNEL:-sm90_kernel}" --launch-skip 2 --launch-count 1 \
-  -o $OUT/hot ${BUILD:-build-gpu}/mxmoe bench --backend cuda --op ${OP:-grouped} --shape ${SHAPE:-gpt-oss-20b} \
-  --tokens ${N:-8192} --iters 4 --budget-ms 50 > $OUT/hot-run.txt 2>&1 || tail -5 $OUT/hot-run.txt
-ncu --import $OUT/hot.ncu-rep --page source --csv --print-source sass > $OUT/hot-sass.csv 2> $OUT/hot-err.txt ||
-  { tail -5 $OUT/hot-err.txt; }
-python3 - "$OUT/hot-sass.csv" <<'PY'
+ncu -f --set full --import-source no -k regex:"${KERNEL:-sm90_kernel}" --launch-skip ${SKIP:-2} --launch-count 1 \
+  -o $OUT/hot${TAG:-} ${BUILD:-build-gpu}/mxmoe bench --backend cuda --op ${OP:-grouped} --shape ${SHAPE:-gpt-oss-20b} \
+  --tokens ${N:-8192} --iters 4 --budget-ms 50 > $OUT/hot${TAG:-}-run.txt 2>&1 || tail -5 $OUT/hot${TAG:-}-run.txt
+ncu --import $OUT/hot${TAG:-}.ncu-rep --page source --csv --print-source sass > $OUT/hot${TAG:-}-sass.csv \
+  2> $OUT/hot${TAG:-}-err.txt || { tail -5 $OUT/hot${TAG:-}-err.txt; }
+python3 - "$OUT/hot${TAG:-}-sass.csv" <<'PY'
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
 head = next(i for i, r in enumerate(rows) if any("Source" in c for c in r))
