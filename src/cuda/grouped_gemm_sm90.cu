@@ -213,7 +213,7 @@ __device__ __forceinline__ void store_warp_slab(const gemm_args& a, const uint8_
     constexpr int pitch = slab_pitch<ES>(), units = 4 * ES, per_unit = 16 / ES;
     constexpr int rows = pass_rows<BN, ES>(), step = 32 / units, kRows = 4;
     const int n_cols = (int)a.n, n = col0 + (lane % units) * per_unit;
-    if (BN <= 128 || (MXMOE_SM90_LAB & 128) || (uintptr_t)out % 16 != 0 ||
+    if (BN != 192 || (MXMOE_SM90_LAB & 128) || (uintptr_t)out % 16 != 0 ||
         (n_cols * ES) % 16 != 0 || n + per_unit > n_cols) {
         store_slab<BN, ES>(a, slab, out, col0, lane, 32);
         return;
