@@ -199,6 +199,36 @@ __global__ void split_reduce_kernel(gemm_args a) {
     return split ? 2 : 1;
 }
 
+/* store_slab for a store warp, where every copy is a whole 16 bytes (aligned output, the
+ * lane's columns inside N): no branch a row, the store one predicated instruction, so that
+ * the out rows of kRows rows load together and no load waits behind a branch. (Row by row,
+ * behind a branch, each row took two dependent round trips to shared memory, and beside the
+ * MMAs' shared-memory reads a 6-chunk tile's slab took longer than the tile: GEMM-2 at
+ * K = 768, whose consumers waited 12 % of the time for it, Nsight.) The three-warpgroup kernel
+ * keeps the row-at-a-time copy: its producer warpgroup has 32 registers, and this loop there
+ * made ptxas spill the consumers' unit walk. */
+template <int BN, int ES>
+__device__ __forceinline__ void store_warp_slab(const gemm_args& a, const uint8_t* slab, void* out,
+                                                int col0, int lane) {
+    constexpr int pitch = slab_pitch<ES>(), units = 4 * ES, per_unit = 16 / ES;
+    constexpr int rows = pass_rows<BN, ES>(), step = 32 / units, kRows = 4;
+    const int n_cols = (int)a.n, n = col0 + (lane % units) * per_unit;
+    if (BN != 192 || (MXMOE_SM90_LAB & 128) || (uintptr_t)out % 16 != 0 ||
+        (n_cols * ES) % 16 != 0 || n + per_unit > n_cols) {
+        store_slab<BN, ES>(a, slab, out, col0, lane, 32);
+        return;
+    }
+    static_assert(rows % (kRows * step) == 0, "every lane copies the same number of rows");
+    const uint8_t* src = slab + (lane % units) * 16;
+    uint8_t* col = static_cast<uint8_t*>(out) + (int64_t)n * ES;
+#pragma unroll kRows
+    for (int r = lane / units; r < rows; r += step) {
+        const int32_t out_r = *reinterpret_cast<const int32_t*>(slab + r * pitch + 64 * ES);
+        const uint4 v = *reinterpret_cast<const uint4*>(src + r * pitch);
+        store16_if(out_r >= 0, col + (int64_t)out_r * n_cols * ES, v);
+    }
+}
+
 /* A store warp (warps 1 .. consumer_wgs of the producer warpgroup, v27) writes consumer
  * warpgroup wg's results out: at each of the CTA's units it takes the slab the warpgroup filled
  * (one pass, two for FP32) and hands it back, so that the warpgroup goes on to its next unit
@@ -226,9 +256,9 @@ template <int BN> __device__ void store_warp(const gemm_args& a, const smem_head
             named_barrier_sync(kSlabFree + wg, kSlabThreads);
             named_barrier_sync(kSlabFull + wg, kSlabThreads);
             if (f32) {
-                store_slab<BN, 4>(a, slab, out, h.slab_col0[wg], lane, 32);
+                store_warp_slab<BN, 4>(a, slab, out, h.slab_col0[wg], lane);
             } else {
-                store_slab<BN, 2>(a, slab, out, h.slab_col0[wg], lane, 32);
+                store_warp_slab<BN, 2>(a, slab, out, h.slab_col0[wg], lane);
             }
         }
     }

@@ -176,7 +176,7 @@ struct operand_maps {
 template <int BN> struct regs {
     static constexpr int launch = 65536 / cta_threads<BN>() / ctas_per_sm<BN>() / 8 * 8;
     static constexpr int producer =
-        ctas_per_sm<BN>() == 1 ? (BN <= 128 && !token_halves<BN>() ? 56 : 32) : 24;
+        ctas_per_sm<BN>() == 1 ? (BN <= 128 && !token_halves<BN>() ? 56 : BN == 192 ? 40 : 32) : 24;
     static constexpr int consumer = ctas_per_sm<BN>() == 1 ? (token_halves<BN>() ? 160
                                                               : BN > 128         ? 232
                                                                                  : 224)

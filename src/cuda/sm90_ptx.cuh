@@ -131,6 +131,16 @@ __device__ __forceinline__ void store_u32_evict_last(void* p, uint32_t v) {
     (void)p, (void)v;
 }
 
+/* 16 bytes to global memory where `pred`, as one predicated store: written as `if`, the
+ * compiler branches around the store and sinks the loads of its value behind the branch. */
+__device__ __forceinline__ void store16_if(bool pred, void* p, uint4 v) {
+    MXMOE_SM90_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %0, 0;\n"
+                   "@p st.global.v4.u32 [%1], {%2, %3, %4, %5};\n}\n" ::"r"((uint32_t)pred),
+                   "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+                   : "memory");
+    (void)pred, (void)p, (void)v;
+}
+
 /* Barrier `id` (1..15; 0 is __syncthreads) over the `threads` threads that name it. */
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
     MXMOE_SM90_ASM("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
