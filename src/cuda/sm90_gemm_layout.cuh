@@ -170,7 +170,8 @@ struct operand_maps {
  * setmaxnreg.dec, so asking for more than the producer gives back hangs the kernel (seen in
  * the v8 experiment with 96 / 208). ptxas fits each side's code into its count. The producer
  * warpgroup keeps 24, or 32 with store warps (at 24 their loop made ptxas spill the
- * consumers' unit walk, v27), so that at BN = 192 the consumers get 232: their 96 + 96
+ * consumers' unit walk, v27), 40 at BN = 192 (all that 232 for the consumers leaves: the store
+ * warps' copy of whole rows, v37), so that at BN = 192 the consumers get 232: their 96 + 96
  * accumulators, the fragments and the loop; with three consumer warpgroups they get 160:
  * 64 + 32 accumulators (token_halves), the fragments and the loop. */
 template <int BN> struct regs {
