@@ -57,7 +57,7 @@ __host__ __device__ constexpr int64_t word_pitch(int64_t entries) {
  * chunk_factor(R), whose lowest bit is always clear) and this bit where some chunk of it is not
  * encoded against R (its factor is not 1 in those units). The GEMM's epilogue turns each token's
  * accumulators into values with one mask and one multiply (unit_factor), where decoding R took
- * ~8 instructions a token: at BN = 192, a sixth of GEMM-2's consumer work at K = 768. */
+ * ~8 instructions a token (v37: GEMM-2 at qwen3 n = 8192 -5 %). */
 constexpr uint32_t kOffReference = 1u;
 
 constexpr int kTwiceE2m1[8] = {0, 1, 2, 3, 4, 6, 8, 12}; /* 2 |e2m1| of magnitude codes 0-7 */

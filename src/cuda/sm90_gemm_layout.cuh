@@ -176,8 +176,10 @@ struct operand_maps {
  * 64 + 32 accumulators (token_halves), the fragments and the loop. */
 template <int BN> struct regs {
     static constexpr int launch = 65536 / cta_threads<BN>() / ctas_per_sm<BN>() / 8 * 8;
-    static constexpr int producer =
-        ctas_per_sm<BN>() == 1 ? (BN <= 128 && !token_halves<BN>() ? 56 : BN == 192 ? 40 : 32) : 24;
+    static constexpr int producer = ctas_per_sm<BN>() == 1 ? (BN <= 128 && !token_halves<BN>() ? 56
+                                                              : BN == 192                      ? 40
+                                                                                               : 32)
+                                                           : 24;
     static constexpr int consumer = ctas_per_sm<BN>() == 1 ? (token_halves<BN>() ? 160
                                                               : BN > 128         ? 232
                                                                                  : 224)
