@@ -5,7 +5,8 @@
 # src/, include/ and tests/ that differs from the working tree), then delete dev/cuda/variants/.
 #   TESTS=1 SHAPES="gpt-oss-20b deepseek-v3" TOKENS=512,8192 bash dev/cuda/ab_variants.sh
 # TESTS=1 also builds and runs test_cuda --small per variant (its sm_90a cases included).
-# Timings end with one line per point: each variant's eager,replayed µs in each round.
+# Timings end with one line per point: each variant's eager,replayed µs in each round
+# (dev/cuda/ab_json.py turns the call's timing files into a JSON for bench/results/).
 # Copies and builds live in build-abv/ (ignored, so the device keeps them between calls while
 # the machine stays warm): BUILD=0 reuses them, e.g. tests in one call and timings in the next.
 set -u

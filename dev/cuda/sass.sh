@@ -4,7 +4,9 @@
 #   bash dev/cuda/sass.sh src/cuda/grouped_gemm_sm90.cu             # instructions per kernel
 #   bash dev/cuda/sass.sh src/cuda/grouped_gemm_sm90.cu kernelILi192 # that kernel's SASS
 # Counts are static (each unrolled copy once, nothing weighted by how often it runs); for a hot
-# loop, read the loop itself, between its MMAs.
+# loop, read the loop itself, between its MMAs. Without a kernel name it also prints ptxas's
+# local-memory warnings (spills): at BN = 192 the consumers sit at 232 registers and small
+# changes anywhere in the kernel spill their unit walk (bench/NOTES.md v37).
 set -eu
 src=${1:?usage: sass.sh FILE.cu [KERNEL_NAME_PART]}
 cd "$(dirname "$0")/../.."
@@ -22,7 +24,8 @@ nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 cubin=$(mktemp --suffix=.cubin)
 trap 'rm -f "$cubin"' EXIT
 "$nvcc" -DMXMOE_BUILDING_LIBRARY -DMXMOE_HAVE_CUDA -Iinclude -Isrc -O3 -DNDEBUG -arch=sm_90a -cubin \
-  --fmad=false -std=c++17 -x cu "$src" -o "$cubin"
+  --fmad=false -std=c++17 -Xptxas=--warn-on-local-memory-usage -x cu "$src" -o "$cubin" 2>&1 |
+  grep -E "Local memory used" | sed -E "s/^ptxas warning : //" || true
 if [ $# -lt 2 ]; then
   "$dump" -sass "$cubin" | awk '/Function : /{f=$3} /\/\*[0-9a-f]+\*\/ /{n[f]++}
     END{for (k in n) printf "%7d  %s\n", n[k], k}' | sort -k2
