@@ -1487,6 +1487,8 @@ int main(int argc, char** argv) {
         test_gemm_sm90(400, 3, 136, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
         test_gemm_sm90(384, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 160-token tiles */
         test_gemm_sm90(60, 4, 128, 640, 0, 1, MXMOE_F32, 0);     /* narrow: a half from chunk 3 */
+        /* N % 4 != 0: the partials' rows not 16-byte runs, the reduction's rows ragged */
+        test_gemm_sm90(g_small ? 50 : 300, 4, 102, 384, 0, 1, MXMOE_BF16, 0);
         if (!g_small) {
             test_gemm_sm90(3000, 3, 256, 1152, 0, 1, MXMOE_F32, 20); /* 128-token tiles */
             test_gemm_sm90(40, 40, 2048, 1024, 0, 1, MXMOE_BF16, 0);
