@@ -9,15 +9,14 @@
  * The tensor: `rows` rows of `pitch` bytes (deepseek-v3's K / 2 = 3584 by default), over 1.8 GB,
  * far more than L2. A tile is `box_rows` rows over the whole pitch; tiles go round-robin over the
  * CTAs (2 an SM, as the narrow tiles run), each walking its tile along the row in boxes of
- * `box_bytes` x `box_rows` through a ring of stages (64 KB a CTA in all) fed by one thread; one
- * consumer warp waits for each stage and releases it at once. Reported: GB/s read, median of 9.
- * With the GEMM's other boxes (the last rows): each stage also copies what a narrow tile's
- * stage holds beside its weights, as up to three more TMA copies from small L2-resident tensors:
- * the rows' scale words (one row of box_rows words), 16 activation rows of 128 bytes, and two rows
- * of 20 factors; only the weights' bytes count in GB/s.
- * Build and run on the device (argument: the pitch in bytes):
- *   nvcc -O3 -std=c++17 -arch=sm_90a -Isrc dev/cuda/tma_rate.cu -o /tmp/tma_rate -lcuda
- *   /tmp/tma_rate 3584 && /tmp/tma_rate 1024
+ * `box_bytes` x `box_rows` through a ring of stages (64 KB of weight boxes a CTA) fed by one
+ * thread; one consumer warp waits for each stage and releases it at once. Reported: GB/s read,
+ * median of 9. With the GEMM's other boxes (the last rows): each stage also copies what a narrow
+ * tile's stage holds beside its weights, as up to three more TMA copies from small L2-resident
+ * tensors: the rows' scale words (one row of box_rows words), 16 activation rows of 128 bytes, and
+ * two rows of 20 factors; only the weights' bytes count in GB/s. Build and run on the device
+ * (argument: the pitch in bytes): nvcc -O3 -std=c++17 -arch=sm_90a -Isrc dev/cuda/tma_rate.cu -o
+ * /tmp/tma_rate -lcuda /tmp/tma_rate 3584 && /tmp/tma_rate 1024
  */
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -186,10 +185,10 @@ int main(int argc, char** argv) {
         CHECK(cudaGetLastError());
         std::sort(ms.begin(), ms.end());
         const double bytes = (double)a.tiles * box_rows * (double)(a.boxes_per_tile * box_bytes);
-        printf("box %3d B x %3d rows (%5d B, %2d stages)%s%s%s: %7.1f GB/s\n", box_bytes,
-               box_bytes * box_rows > 0 ? box_rows : 0, box_bytes * box_rows, a.stages,
-               extras & 1 ? " + words" : "", extras & 2 ? " + act rows" : "",
-               extras & 4 ? " + factors" : "", bytes / (ms[ms.size() / 2] * 1e-3) / 1e9);
+        printf("box %3d B x %3d rows (%5d B, %2d stages)%s%s%s: %7.1f GB/s\n", box_bytes, box_rows,
+               box_bytes * box_rows, a.stages, extras & 1 ? " + words" : "",
+               extras & 2 ? " + act rows" : "", extras & 4 ? " + factors" : "",
+               bytes / (ms[ms.size() / 2] * 1e-3) / 1e9);
     }
     return 0;
 }
