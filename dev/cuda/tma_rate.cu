@@ -11,12 +11,17 @@
  * CTAs (2 an SM, as the narrow tiles run), each walking its tile along the row in boxes of
  * `box_bytes` x `box_rows` through a ring of stages (64 KB of weight boxes a CTA) fed by one
  * thread; one consumer warp waits for each stage and releases it at once. Reported: GB/s read,
- * median of 9. With the GEMM's other boxes (the last rows): each stage also copies what a narrow
- * tile's stage holds beside its weights, as up to three more TMA copies from small L2-resident
- * tensors: the rows' scale words (one row of box_rows words), 16 activation rows of 128 bytes, and
- * two rows of 20 factors; only the weights' bytes count in GB/s. Build and run on the device
- * (argument: the pitch in bytes): nvcc -O3 -std=c++17 -arch=sm_90a -Isrc dev/cuda/tma_rate.cu -o
- * /tmp/tma_rate -lcuda /tmp/tma_rate 3584 && /tmp/tma_rate 1024
+ * median of 9.
+ *
+ * With the GEMM's other boxes (the last rows): each stage also copies what a narrow tile's stage
+ * holds beside its weights, as up to three more TMA copies from small L2-resident tensors: the
+ * rows' scale words (one row of box_rows words), 16 activation rows of 128 bytes, and two rows of
+ * 20 factors; only the weights' bytes count in GB/s.
+ *
+ * Build and run on the device (argument: the pitch in bytes):
+ *
+ *   nvcc -O3 -std=c++17 -arch=sm_90a -Isrc dev/cuda/tma_rate.cu -o /tmp/tma_rate -lcuda
+ *   /tmp/tma_rate 3584 && /tmp/tma_rate 1024
  */
 #include <cuda.h>
 #include <cudaTypedefs.h>
