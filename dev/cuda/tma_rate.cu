@@ -128,8 +128,8 @@ int main(int argc, char** argv) {
     CHECK(cudaMalloc(&small, 16u << 20));
     CHECK(cudaMemset(small, 0x3C, 16u << 20));
     extra_maps x;
-    auto encode2 = [&](CUtensorMap* m, void* base, CUtensorMapDataType type, uint64_t inner,
-                       uint64_t outer, uint64_t pitch, uint32_t box_inner, uint32_t box_outer) {
+    auto encode2d = [&](CUtensorMap* m, void* base, CUtensorMapDataType type, uint64_t inner,
+                        uint64_t outer, uint64_t pitch, uint32_t box_inner, uint32_t box_outer) {
         const cuuint64_t d[2] = {inner, outer}, st[1] = {pitch};
         const cuuint32_t b[2] = {box_inner, box_outer}, e[2] = {1, 1};
         return encode(m, type, 2, base, d, st, b, e, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -147,23 +147,18 @@ int main(int argc, char** argv) {
                              {64, 128, 3}, {128, 128, 7}};
     for (const auto& shape : shapes) {
         const int box_bytes = shape[0], box_rows = shape[1], extras = shape[2];
-        if (extras && !(encode2(&x.words, small, CU_TENSOR_MAP_DATA_TYPE_UINT32, 64 * 256, 64,
-                                64 * 256 * 4, box_rows, 1) &&
-                        encode2(&x.act, small + (4 << 20), CU_TENSOR_MAP_DATA_TYPE_UINT8, 8192,
-                                1024, 8192, 128, 16) &&
-                        encode2(&x.factors, small + (12 << 20), CU_TENSOR_MAP_DATA_TYPE_UINT32, 32,
-                                128, 128, 20, 2))) {
+        if (extras && !(encode2d(&x.words, small, CU_TENSOR_MAP_DATA_TYPE_UINT32, 64 * 256, 64,
+                                 64 * 256 * 4, box_rows, 1) &&
+                        encode2d(&x.act, small + (4 << 20), CU_TENSOR_MAP_DATA_TYPE_UINT8, 8192,
+                                 1024, 8192, 128, 16) &&
+                        encode2d(&x.factors, small + (12 << 20), CU_TENSOR_MAP_DATA_TYPE_UINT32, 32,
+                                 128, 128, 20, 2))) {
             printf("extra maps refused\n");
             return 1;
         }
         CUtensorMap map;
-        const cuuint64_t dims[2] = {(cuuint64_t)pitch, (cuuint64_t)rows},
-                         strides[1] = {(cuuint64_t)pitch};
-        const cuuint32_t box[2] = {(cuuint32_t)box_bytes, (cuuint32_t)box_rows}, es[2] = {1, 1};
-        if (encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, data, dims, strides, box, es,
-                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
+        if (!encode2d(&map, data, CU_TENSOR_MAP_DATA_TYPE_UINT8, pitch, rows, pitch, box_bytes,
+                      box_rows)) {
             printf("box %d x %d: refused\n", box_bytes, box_rows);
             continue;
         }
