@@ -128,9 +128,11 @@ int main(int argc, char** argv) {
     CHECK(cudaMalloc(&small, 16u << 20));
     CHECK(cudaMemset(small, 0x3C, 16u << 20));
     extra_maps x;
+    /* a 2-D map of `outer` rows of `inner` entries, `row_bytes` apart, in boxes (every map here) */
     auto encode2d = [&](CUtensorMap* m, void* base, CUtensorMapDataType type, uint64_t inner,
-                        uint64_t outer, uint64_t pitch, uint32_t box_inner, uint32_t box_outer) {
-        const cuuint64_t d[2] = {inner, outer}, st[1] = {pitch};
+                        uint64_t outer, uint64_t row_bytes, uint32_t box_inner,
+                        uint32_t box_outer) {
+        const cuuint64_t d[2] = {inner, outer}, st[1] = {row_bytes};
         const cuuint32_t b[2] = {box_inner, box_outer}, e[2] = {1, 1};
         return encode(m, type, 2, base, d, st, b, e, CU_TENSOR_MAP_INTERLEAVE_NONE,
                       CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
