@@ -661,11 +661,16 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * n = 256 -7 %; the mean itself, or 1.5x it, measured slower or the same again in v16).
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
-     * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less);
-     * 160 tokens only below 192 a mean (its place: 115-135, where 192 pads a fifth more and
-     * three warpgroups take two tiles for half the experts); 192 tokens up to 768 a mean, from
-     * 384 with an edge of 3 %, from 768 never (v19: gpt-oss-20b n = 8192, 1024 a mean, 836 ->
-     * 782 us with three warpgroups). The 192-token rule fits the 14 points of bench/NOTES.md
+     * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
+     * except 160 tokens from 192 a mean on over K of 16 chunks or more, at 0.97x. 160 tokens
+     * has two places: 115-135 a mean, where 192 pads a fifth more and three warpgroups take two
+     * tiles for half the experts; and ~250-320, where it pads as three warpgroups do (two tiles
+     * an expert against 2.5 on average) and runs faster where K is long (v39, 256 a mean:
+     * deepseek-v3's GEMM-1, 56 chunks, -5 %, its GEMM-2 and qwen3's GEMM-1, 16 chunks, -1 and
+     * -4 %; qwen3's GEMM-2, 6 chunks, +11 %: there a tile's fixed costs weigh); its two tiles
+     * end at 320 rows, so not from 384. 192 tokens up to 768 a mean, from 384 with an edge of
+     * 3 %, from 768 never (v19: gpt-oss-20b n = 8192, 1024 a mean, 836 -> 782 us with three
+     * warpgroups; v39 on an H200: even). The 192-token rule fits the 14 points of bench/NOTES.md
      * v34, means 128-1024: e.g. at 128 a mean, DeepSeek-V3's N = 2048 = 10 x 192 + 128 took 192
      * tokens, -8 %; at 150-190 a mean 192 tokens, -17..-26 %; at 450 and 600 three warpgroups,
      * -4..-10 %. */
@@ -675,7 +680,10 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     if (bn == 128 && mean < 768) {
         const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
         double least = padded_work<128>(mean, args.n);
-        const double work_160 = mean < 192 ? two_wg * padded_work<160>(mean, args.n) : least;
+        const bool long_k = args.k >= 16 * kChunk;
+        const double work_160 = mean < 192             ? two_wg * padded_work<160>(mean, args.n)
+                                : mean < 384 && long_k ? 0.97 * padded_work<160>(mean, args.n)
+                                                       : least;
         if (work_160 < least) {
             bn = 160;
             least = work_160;
