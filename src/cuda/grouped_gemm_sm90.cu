@@ -675,12 +675,14 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * an expert against 2.5 on average) and runs faster where K is long (v39, 256 a mean:
      * deepseek-v3's GEMM-1, 56 chunks, -5 %, its GEMM-2 and qwen3's GEMM-1, 16 chunks, -1 and
      * -4 %; qwen3's GEMM-2, 6 chunks, +11 %: there a tile's fixed costs weigh); its two tiles
-     * end at 320 rows, so not from 384. 192 tokens up to 768 a mean, from 384 with an edge of
-     * 3 %, from 768 never (v19: gpt-oss-20b n = 8192, 1024 a mean, 836 -> 782 us with three
-     * warpgroups; v39 on an H200: even). The 192-token rule fits the 14 points of bench/NOTES.md
-     * v34, means 128-1024: e.g. at 128 a mean, DeepSeek-V3's N = 2048 = 10 x 192 + 128 took 192
-     * tokens, -8 %; at 150-190 a mean 192 tokens, -17..-26 %; at 450 and 600 three warpgroups,
-     * -4..-10 %. */
+     * end at 320 rows, so not from 384. 192 tokens up to 768 a mean from 384 with an edge of
+     * 3 %, and always from 768: at 1024 a mean it pads 6 % more than three warpgroups and runs
+     * faster still (v39, H200, gpt-oss-20b n = 8192: layer -2.3 %, grouped even replayed and
+     * -3 % eager; v19 had found the opposite on an H100, 836 -> 782 us with three warpgroups,
+     * before v27-v37 shortened the 192-token tile's epilogue). The 192-token rule fits the 14
+     * points of bench/NOTES.md v34, means 128-1024: e.g. at 128 a mean, DeepSeek-V3's
+     * N = 2048 = 10 x 192 + 128 took 192 tokens, -8 %; at 150-190 a mean 192 tokens,
+     * -17..-26 %; at 450 and 600 three warpgroups, -4..-10 %. */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
     int bn = 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : 2 * mean <= 64 ? 64 : 128;
@@ -698,6 +700,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
         if (two_wg * padded_work<192>(mean, args.n) < least) {
             bn = 192;
         }
+    } else if (bn == 128) {
+        bn = 192; /* from 768 a mean (v39) */
     }
     mxmoe_status st = bn == 16    ? launch<16>(ctx, &args)
                       : bn == 32  ? launch<32>(ctx, &args)
