@@ -189,16 +189,15 @@ __global__ void split_reduce_kernel(gemm_args a) {
     }
 }
 
-/* K parts per tile: 2 (a K-split) where it shortens the schedule of `total` tiles on `grid`
- * CTAs: rounds of whole tiles against twice the rounds of half tiles (5 % margin for the
- * partials' reduction; every CTA decides alike). */
+/* K parts per tile: 2 (a K-split) where K is long and the grid's one round of whole tiles would
+ * leave half its CTAs or more idle: then a tile's two halves run side by side (every CTA decides
+ * alike). Only there: the rule before also split where the last of several rounds was under half
+ * full, which shortened the count of rounds but not the time (v39: without those splits
+ * deepseek-v3 n = 8 143 -> 137 us, n = 16 -1.5 %), and this way the host can tell from the rows
+ * alone when no split can happen and leave out the partials' reduction (launch). */
 [[maybe_unused]] __device__ __forceinline__ int k_parts(const gemm_args& a, int total, int grid,
                                                         int nc) {
-    bool split = a.partials != nullptr && a.force_split;
-    if (a.partials != nullptr && nc >= 32) {
-        const int64_t rounds1 = (total + grid - 1) / grid, rounds2 = (2 * total + grid - 1) / grid;
-        split = split || rounds2 * ((nc + 1) / 2) * 20 < rounds1 * nc * 19;
-    }
+    const bool split = a.partials != nullptr && (a.force_split || (nc >= 32 && 2 * total <= grid));
     return split ? 2 : 1;
 }
 
@@ -447,7 +446,7 @@ bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, bool words, 
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
+template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
     auto kernel = grouped_gemm_sm90_kernel<BN>;
     constexpr int bytes = smem_bytes<BN>(); /* allowed once, in mxmoe_grouped_gemm_sm90_init */
     const int64_t n_tiles = (args->n + tile_n<BN>() - 1) / tile_n<BN>();
@@ -455,6 +454,14 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, const gemm_args* args) {
     const int64_t sms =
         (int64_t)cuda_state(ctx)->sm_count * cuda_state(ctx)->sm90_resident[bn_index<BN>()];
     const unsigned grid = (unsigned)(bound < sms ? bound : sms);
+    /* No K-split can happen (k_parts) where even the fewest tiles these rows make, all in as few
+     * experts as possible, fill more than half the grid: then no partials, and no reduction
+     * launched after the GEMM. (Rows that no expert here covers count as covered: where many
+     * are dropped, a split that would pay may be missed; the result is the same.) */
+    if (!args->force_split && 2 * ((args->rows + BN - 1) / BN) * n_tiles > (int64_t)grid) {
+        args->partials = nullptr;
+        args->split_flag = nullptr;
+    }
     const uint64_t rows = (uint64_t)args->rows, en = (uint64_t)(args->num_experts * args->n);
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
     const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
@@ -668,12 +675,14 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * an expert against 2.5 on average) and runs faster where K is long (v39, 256 a mean:
      * deepseek-v3's GEMM-1, 56 chunks, -5 %, its GEMM-2 and qwen3's GEMM-1, 16 chunks, -1 and
      * -4 %; qwen3's GEMM-2, 6 chunks, +11 %: there a tile's fixed costs weigh); its two tiles
-     * end at 320 rows, so not from 384. 192 tokens up to 768 a mean, from 384 with an edge of
-     * 3 %, from 768 never (v19: gpt-oss-20b n = 8192, 1024 a mean, 836 -> 782 us with three
-     * warpgroups; v39 on an H200: even). The 192-token rule fits the 14 points of bench/NOTES.md
-     * v34, means 128-1024: e.g. at 128 a mean, DeepSeek-V3's N = 2048 = 10 x 192 + 128 took 192
-     * tokens, -8 %; at 150-190 a mean 192 tokens, -17..-26 %; at 450 and 600 three warpgroups,
-     * -4..-10 %. */
+     * end at 320 rows, so not from 384. 192 tokens up to 768 a mean from 384 with an edge of
+     * 3 %, and always from 768: at 1024 a mean it pads 6 % more than three warpgroups and runs
+     * faster still (v39, H200, gpt-oss-20b n = 8192: layer -2.3 %, grouped even replayed and
+     * -3 % eager; v19 had found the opposite on an H100, 836 -> 782 us with three warpgroups,
+     * before v27-v37 shortened the 192-token tile's epilogue). The 192-token rule fits the 14
+     * points of bench/NOTES.md v34, means 128-1024: e.g. at 128 a mean, DeepSeek-V3's
+     * N = 2048 = 10 x 192 + 128 took 192 tokens, -8 %; at 150-190 a mean 192 tokens,
+     * -17..-26 %; at 450 and 600 three warpgroups, -4..-10 %. */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
     int bn = 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : 2 * mean <= 64 ? 64 : 128;
@@ -691,6 +700,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
         if (two_wg * padded_work<192>(mean, args.n) < least) {
             bn = 192;
         }
+    } else if (bn == 128) {
+        bn = 192; /* from 768 a mean (v39) */
     }
     mxmoe_status st = bn == 16    ? launch<16>(ctx, &args)
                       : bn == 32  ? launch<32>(ctx, &args)

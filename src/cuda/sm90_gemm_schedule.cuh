@@ -24,8 +24,8 @@ struct tile {
 /* The chunks a CTA works through, the same sequence for its producer and its consumers: its
  * units u = blockIdx.x, + gridDim.x, ... (unit u = tile u / ks, K part u % ks, ks = 1 or 2),
  * each over its chunks [c0, c1). With ks = 2 a tile's K range is split in halves, each summed
- * into FP32 partials that split_reduce_kernel adds (K-split: where the persistent grid's last
- * round of tiles would run mostly empty). */
+ * into FP32 partials that split_reduce_kernel adds (K-split: where K is long and one round of
+ * whole tiles would leave half the persistent grid idle, k_parts). */
 struct unit_walk {
     int unit, step, nc, c, c0, c1, tile, part; /* unit = (tile, part); no divisions per chunk */
     bool halves;                               /* ks = 2 */

@@ -1477,7 +1477,7 @@ int main(int argc, char** argv) {
         test_projection(g_small ? 50 : 260, 4, 6, 72, 2880, MXMOE_F16, MXMOE_F32, 1, 0, 1, 0);
         unsetenv("MXMOE_CUDA_TOKEN_PREPASS");
         /* the K-split (each tile's K in two halves, FP32 partials, one reduction): taken by
-         * choice where the tiles fill the grid's last round poorly, forced here everywhere */
+         * choice where K is long and the tiles fill under half the grid, forced here everywhere */
         printf("Hopper path with the K-split forced (MXMOE_CUDA_KSPLIT=1):\n");
         setenv("MXMOE_CUDA_KSPLIT", "1", 1);
         test_gemm_sm90(g_small ? 70 : 600, 5, 96, 160, 0, 1, MXMOE_F32, 0);
