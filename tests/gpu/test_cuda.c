@@ -1430,13 +1430,17 @@ int main(int argc, char** argv) {
         test_gemm_sm90_low_chunks(1200, 3, 136, 512, -1, 1);
         if (!g_small) {
             test_gemm_sm90(300, 4, 2880, 2880, 0, 1, MXMOE_F32, 0);
-            test_gemm_sm90(3000, 3, 256, 384, 0, 0, MXMOE_F32, 0);  /* 128-token tiles */
-            test_gemm_sm90(3000, 3, 256, 512, 0, 1, MXMOE_F32, 20); /* ... off-reference */
-            test_gemm_sm90(2500, 2, 384, 256, 1, 1, MXMOE_BF16, 0); /* 16-byte BF16 stores */
-            test_gemm_sm90(1000, 3, 136, 160, 0, 1, MXMOE_F16, 0);  /* F16 through stmatrix */
-            test_gemm_sm90(1000, 3, 130, 160, 1, 0, MXMOE_F16, 0);  /* ... ragged, unaligned */
-            test_gemm_sm90(90, 3, 72, 96, 1, 1, MXMOE_BF16, 0);     /* 64-token tiles (mean 30) */
-            test_gemm_sm90(40, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 32-token tiles (mean 14) */
+            /* 128-token tiles, whole (mean 500; N = 192: one row tile of three warpgroups) */
+            test_gemm_sm90(1500, 3, 192, 384, 0, 0, MXMOE_F32, 0);
+            test_gemm_sm90(1500, 3, 192, 512, 0, 1, MXMOE_F32, 20); /* ... off-reference */
+            test_gemm_sm90(1500, 3, 384, 256, 1, 1, MXMOE_BF16, 0); /* 16-byte BF16 stores */
+            /* ... the same at 192-token tiles, taken from 768 rows a mean (1250 here) */
+            test_gemm_sm90(2500, 2, 384, 256, 1, 1, MXMOE_BF16, 0);
+            test_gemm_sm90(3000, 3, 256, 512, 0, 1, MXMOE_F32, 20);
+            test_gemm_sm90(1000, 3, 136, 160, 0, 1, MXMOE_F16, 0); /* F16 through stmatrix */
+            test_gemm_sm90(1000, 3, 130, 160, 1, 0, MXMOE_F16, 0); /* ... ragged, unaligned */
+            test_gemm_sm90(90, 3, 72, 96, 1, 1, MXMOE_BF16, 0);    /* 64-token tiles (mean 30) */
+            test_gemm_sm90(40, 3, 200, 512, 0, 1, MXMOE_F32, 0);   /* 32-token tiles (mean 14) */
             test_gemm_sm90(1200, 32, 130, 2880, 1, 1, MXMOE_BF16, 6);
             /* narrow tiles over long K: 256-K spans summed by one wgmma chain (the bound's
              * accumulation term over twice the chain), odd chunk counts */
@@ -1447,6 +1451,8 @@ int main(int argc, char** argv) {
              * (N = 120: 128 weight rows pad less than three warpgroups' 192) */
             test_gemm_sm90(1200, 3, 120, 2880, 0, 1, MXMOE_F32, 0);
             test_gemm_sm90(384, 3, 120, 2880, 0, 1, MXMOE_F32, 0); /* ... 160-token tiles */
+            /* 160-token tiles at 256 rows a mean over K of 16 chunks or more: two an expert */
+            test_gemm_sm90(768, 3, 200, 2048, 1, 1, MXMOE_BF16, 14);
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             test_moe(&cases[i], i == 1 || i == 5, 0);
@@ -1498,7 +1504,8 @@ int main(int argc, char** argv) {
         }
         test_projection(g_small ? 40 : 333, 8, 7, 200, 512, MXMOE_BF16, MXMOE_BF16, 1, 1, 0, 0);
         unsetenv("MXMOE_CUDA_KSPLIT");
-        printf("Hopper path: largest sums error / (2^-13 sum|a w|) = %.3f (bound: 8)\n", g_sm90_worst);
+        printf("Hopper path: largest sums error / (2^-13 sum|a w|) = %.3f (bound: 8)\n",
+               g_sm90_worst);
         force_gemm(NULL);
     } else {
         printf("Hopper path: skipped (compute capability %d.%d)\n", cc_major, cc_minor);
