@@ -230,9 +230,13 @@ static bool gemm_forced(const char* name) {
 /* Few tokens per active expert, where the skinny kernel (the weights streamed once per group of
  * 32 tokens) beats the others. Against the generic kernel: up to ~12 rows an expert (H200: skinny
  * faster at 8 rows). Against the Hopper kernel with prepared weights (no weight-scale pass per
- * call): only below 2 rows an expert and ~256 MB of active weights; H100, bench/NOTES.md v11:
- * Hopper ahead at 2-8 rows (gpt-oss n = 64 94 vs 121 us, deepseek-v3 640 vs 825) and at one row
- * on 500 MB (deepseek-v3 n = 8: 204 vs 238), behind at one row on less (n = 1: 36-69 vs 27-52). */
+ * call): only below 2 rows an expert and 100 MB of active weights (as the one-launch projection,
+ * mxmoe_projection_one_launch), or 16 rows at most and 256 MB. H200, bench/NOTES.md v40, replayed
+ * us, skinny / Hopper: grouped gpt-oss-120b n = 8 (141 MB) 55.9 / 49.5, gpt-oss-20b n = 8 46.7 /
+ * 42.7, qwen3 n = 16 (107 MB) 46.8 / 35.3, the layer at qwen3 n = 16 125.9 / 96.3; one token the
+ * other way (deepseek-v3 n = 1, 62 MB: 31.6 / 37.1; its layer, GEMM-1 125 MB over 8 rows, both
+ * GEMMs: 91.0 / 95.3). (v11 had found the Hopper kernel behind below 256 MB on an H100, before
+ * v17-v39.) */
 static bool few_rows(const gemm_args* a, bool sm90) {
     const int64_t active = a->num_experts < a->rows ? a->num_experts : a->rows;
     const int64_t experts = active > 0 ? active : 1;
@@ -240,7 +244,8 @@ static bool few_rows(const gemm_args* a, bool sm90) {
         return a->rows <= 12 * experts;
     }
     const double weight_bytes = (double)experts * (double)a->n * (double)a->k * 17.0 / 32.0;
-    return a->rows < 2 * experts && weight_bytes < 256e6;
+    return a->rows < 2 * experts &&
+           (weight_bytes < 100e6 || (a->rows <= 16 && weight_bytes < 256e6));
 }
 
 gemm_kernel mxmoe_grouped_gemm_pick(mxmoe_ctx* ctx, const gemm_args* args) {
