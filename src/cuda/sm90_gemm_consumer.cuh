@@ -391,41 +391,17 @@ template <int BN, bool Lean = false> struct consumer {
         mbar_arrive(const_cast<uint64_t*>(&h.empty[s]));
     }
 
-    /* Which of tokens 8j + 2q, 8j + 2q + 1 (bits 2j, 2j + 1) of the tile are off their
-     * references (unit word with kOffReference): the token prepass stores chunk factors only for
-     * those, and the others' factor is 1 in every chunk. Read from global memory (L2) in a
-     * rolled loop: only tiles with some token off its reference come here, and the common path
-     * keeps its registers. */
+    /* off_reference_bits of tile tt. */
     __device__ __forceinline__ uint32_t off_reference_mask(const tile& tt, int j0, int nj) const {
-        const uint32_t* units =
-            reinterpret_cast<const uint32_t*>(a.a_factors) + (int64_t)nc * (word_pitch(a.rows) / 4);
-        uint32_t mask = 0; /* nj <= 16 */
-#pragma unroll 1
-        for (int i = 0; i < 2 * nj; i++) {
-            const int64_t row = (int64_t)tt.row_begin + 8 * (j0 + i / 2) + 2 * q + (i & 1);
-            const uint32_t u = row < a.rows ? __ldg(units + row) : 0u;
-            mask |= (uint32_t)((u & kOffReference) != 0) << i;
-        }
-        return mask;
-    }
-
-    /* Token pair j's factors fa with bits i, i + 1 of off_reference_mask: 1 where on. */
-    static __device__ __forceinline__ float2 factor_pair(uint32_t off, int i, float2 fa) {
-        return make_float2((off >> i) & 1 ? fa.x : 1.0f, (off >> (i + 1)) & 1 ? fa.y : 1.0f);
+        return off_reference_bits(a.a_factors, a.rows, nc, tt, q, j0, nj);
     }
 
     /* finish()'s promotion of token groups J0 .. J0 + NJ - 1 with the tokens' chunk factors. */
     template <int J0, int NJ>
     __device__ __forceinline__ void promote_off_reference(const chunk_state& cs, const uint8_t* st,
                                                           const float (&acc)[NA]) {
-        const uint32_t off = off_reference_mask(cs.t, J0, NJ);
-        for_token_pairs<J0, NJ, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 f) {
-            const float2 fa = factor_pair(off, 2 * (j - J0), f);
-            fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa.x, fin[4 * j + 0]);
-            fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa.y, fin[4 * j + 1]);
-            fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa.x, fin[4 * j + 2]);
-            fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa.y, fin[4 * j + 3]);
-        });
+        promote_with_factors<BN, J0, NJ>(fin, acc, st + L::a_factor, cs.t, q,
+                                         off_reference_mask(cs.t, J0, NJ), cs.f0, cs.f1);
     }
 
     /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators (in the tokens'
