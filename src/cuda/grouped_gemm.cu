@@ -243,9 +243,9 @@ static bool few_rows(const gemm_args* a, bool sm90) {
     if (!sm90 || a->w_words_prepared == nullptr) {
         return a->rows <= 12 * experts;
     }
-    const double weight_bytes = (double)experts * (double)a->n * (double)a->k * 17.0 / 32.0;
+    const double weight_bytes = mxmoe_weight_bytes(experts, a->n, a->k);
     return a->rows < 2 * experts &&
-           (weight_bytes < 100e6 || (a->rows <= 16 && weight_bytes < 256e6));
+           (weight_bytes < kFewTokensWeightBytes || (a->rows <= 16 && weight_bytes < 256e6));
 }
 
 gemm_kernel mxmoe_grouped_gemm_pick(mxmoe_ctx* ctx, const gemm_args* args) {

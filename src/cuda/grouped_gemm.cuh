@@ -117,6 +117,13 @@ struct projection_tokens {
     mxmoe_scale_rule rule;
 };
 constexpr int64_t kProjectionMaxPairs = 256;
+/* Bytes of `experts` experts' MXFP4 weights [n, k] (4-bit codes and a scale byte per 32), and
+ * the active weights under which the few-tokens kernel's one-launch forms pay (the few-rows rule,
+ * grouped_gemm.cu, and mxmoe_projection_one_launch: measured in each). */
+static inline double mxmoe_weight_bytes(int64_t experts, int64_t n, int64_t k) {
+    return (double)experts * (double)n * (double)k * 17.0 / 32.0;
+}
+constexpr double kFewTokensWeightBytes = 100e6;
 mxmoe_status mxmoe_launch_projection_skinny(mxmoe_ctx* ctx, const gemm_args* args,
                                             const projection_tokens* tokens);
 /* Whether a projection of `pairs` pairs at K = k takes that one launch (args: its weights,

@@ -266,7 +266,7 @@ template <int BN> __device__ void store_warp(const gemm_args& a, const smem_head
     }
 }
 
-template <int BN>
+template <int BN, bool Lean = false>
 __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
     grouped_gemm_sm90_kernel(gemm_args a, const __grid_constant__ operand_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, and never launched there */
@@ -390,7 +390,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
 
     /* ---------------- consumer warpgroups ---------------- */
     setmaxnreg_inc<regs<BN>::consumer>();
-    consumer<BN> cs(a, h, stages, nc, warp, lane, unit_walk((int)blockIdx.x, grid, ks, nc));
+    consumer<BN, Lean> cs(a, h, stages, nc, warp, lane, unit_walk((int)blockIdx.x, grid, ks, nc));
     if constexpr (token_halves<BN>()) {
         float acc[BN / 4];
         uint32_t frag[4][4];
@@ -414,7 +414,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
     }
     constexpr int NA = BN / 2;
     if constexpr (BN >= 160 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
-        float acc[consumer<BN>::kParts][NA / consumer<BN>::kParts];
+        float acc[consumer<BN, Lean>::kParts][NA / consumer<BN, Lean>::kParts];
         uint32_t frag[4][4];
         chunk_state st;
         for (int g = 0; g < G; g++) {
@@ -462,6 +462,12 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
         args->partials = nullptr;
         args->split_flag = nullptr;
     }
+    /* The narrow tiles' lean instance where the results are BF16 and no K-split can happen. */
+    if constexpr (BN <= 64) {
+        if (args->out_dtype == MXMOE_BF16 && args->partials == nullptr) {
+            kernel = grouped_gemm_sm90_kernel<BN, true>;
+        }
+    }
     const uint64_t rows = (uint64_t)args->rows, en = (uint64_t)(args->num_experts * args->n);
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
     const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
@@ -489,16 +495,22 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
 
 /* Grants the kernel its shared memory (all of the SM's carveout, so that two CTAs fit where
  * ctas_per_sm asks for them) and records how many CTAs the SM then holds: the persistent grid. */
-template <int BN> bool allow_smem(mxmoe_ctx* ctx) {
-    const auto kernel = grouped_gemm_sm90_kernel<BN>;
+template <int BN, bool Lean = false> bool allow_smem(mxmoe_ctx* ctx) {
+    const auto kernel = grouped_gemm_sm90_kernel<BN, Lean>;
     int& resident = cuda_state(ctx)->sm90_resident[bn_index<BN>()];
-    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                smem_bytes<BN>()) == cudaSuccess &&
-           cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                cudaSharedmemCarveoutMaxShared) == cudaSuccess &&
-           cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, cta_threads<BN>(),
-                                                         smem_bytes<BN>()) == cudaSuccess &&
-           resident >= 1;
+    int here = 0; /* the lean instance must fit as many CTAs as the other: one persistent grid */
+    const bool ok =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             smem_bytes<BN>()) == cudaSuccess &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared) == cudaSuccess &&
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&here, kernel, cta_threads<BN>(),
+                                                      smem_bytes<BN>()) == cudaSuccess &&
+        here >= 1 && (!Lean || here == resident);
+    if (!Lean) {
+        resident = here;
+    }
+    return ok;
 }
 
 } // namespace
@@ -515,7 +527,8 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
-         allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<192>(ctx);
+         allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<192>(ctx) &&
+         allow_smem<16, true>(ctx) && allow_smem<32, true>(ctx) && allow_smem<64, true>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;

@@ -95,9 +95,8 @@ bool mxmoe_projection_one_launch(mxmoe_ctx* ctx, const gemm_args* args, int64_t 
      * 74.5 / 68.2 against 72.7 / ~59; qwen3-30b-a3b n = 8, 53 MB, 45.9 / 38.7 against
      * 50.8 / 39.8; deepseek-v3 n = 1, 62 MB, 49.1 / 43.1 against 52.1 / 42.8). */
     const int64_t E = args->num_experts;
-    const double active_bytes =
-        (double)(pairs < E ? pairs : E) * (double)args->n * (double)k * 17.0 / 32.0;
-    return pairs <= kProjectionMaxPairs && active_bytes <= 100e6 &&
+    const double active_bytes = mxmoe_weight_bytes(pairs < E ? pairs : E, args->n, k);
+    return pairs <= kProjectionMaxPairs && active_bytes <= kFewTokensWeightBytes &&
            mxmoe_grouped_gemm_pick(ctx, args) == GEMM_SKINNY;
 }
 

@@ -89,8 +89,73 @@ __device__ __forceinline__ void store_slab(const gemm_args& a, const uint8_t* sl
     }
 }
 
-/* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk. */
-template <int BN> struct consumer {
+/* A narrow tile's (BN <= 64) FP32 sums, by value: what the lean consumers hand to their
+ * out-of-line promotion of tokens off their references. */
+template <int BN> struct tile_sums {
+    float v[BN / 2];
+};
+
+/* Which of tokens 8j + 2q, 8j + 2q + 1 (bits 2(j - j0), 2(j - j0) + 1) of tile tt are off their
+ * references (the unit words after the nc chunks' factors in a_factors, with kOffReference):
+ * the token prepass stores chunk factors only for those, and the others' factor is 1 in every
+ * chunk. Read from global memory (L2) in a rolled loop: only tiles with some token off its
+ * reference come here, and the common path keeps its registers. */
+__device__ __forceinline__ uint32_t off_reference_bits(const float* a_factors, int64_t rows,
+                                                       int nc, const tile& tt, int q, int j0,
+                                                       int nj) {
+    const uint32_t* units =
+        reinterpret_cast<const uint32_t*>(a_factors) + (int64_t)nc * (word_pitch(rows) / 4);
+    uint32_t mask = 0; /* nj <= 16 */
+#pragma unroll 1
+    for (int i = 0; i < 2 * nj; i++) {
+        const int64_t row = (int64_t)tt.row_begin + 8 * (j0 + i / 2) + 2 * q + (i & 1);
+        const uint32_t u = row < rows ? __ldg(units + row) : 0u;
+        mask |= (uint32_t)((u & kOffReference) != 0) << i;
+    }
+    return mask;
+}
+
+/* Token pair j's factors fa with bits i, i + 1 of off_reference_bits: 1 where on. */
+__device__ __forceinline__ float2 factor_pair(uint32_t off, int i, float2 fa) {
+    return make_float2((off >> i) & 1 ? fa.x : 1.0f, (off >> (i + 1)) & 1 ? fa.y : 1.0f);
+}
+
+/* Token groups J0 .. J0 + NJ - 1 (8 tokens each) of a chunk with some token of the tile off its
+ * reference, promoted into fin with the tokens' chunk factors (factors: the stage's factor box;
+ * off: off_reference_mask's bits for those groups; f0, f1: the rows' reference factors). */
+template <int BN, int J0, int NJ>
+__device__ __forceinline__ void promote_with_factors(float (&fin)[BN / 2], const float (&acc)[BN / 2],
+                                                     const uint8_t* factors, const tile& t, int q,
+                                                     uint32_t off, float f0, float f1) {
+    for_token_pairs<J0, NJ, float2>(factors, t, q, [&](int j, float2 f) {
+        const float2 fa = factor_pair(off, 2 * (j - J0), f);
+        fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], f0), fa.x, fin[4 * j + 0]);
+        fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], f0), fa.y, fin[4 * j + 1]);
+        fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], f1), fa.x, fin[4 * j + 2]);
+        fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], f1), fa.y, fin[4 * j + 3]);
+    });
+}
+
+/* promote_with_factors over a whole narrow tile, out of line: the lean consumers' only copy of
+ * the promotion that tiles with tokens off their references need (rare: a token's chunks more
+ * than 14 binades apart). Inlined beside the hot loop, that code cost the narrow kernels 2 % though
+ * it never ran (bench/NOTES.md v40); a call keeps it out of the loop's schedule. */
+template <int BN>
+__device__ __noinline__ tile_sums<BN>
+promote_off_reference_call(tile_sums<BN> fin, tile_sums<BN> acc, const uint8_t* factors,
+                           const float* a_factors, int64_t rows, int nc, tile t, int q, float f0,
+                           float f1) {
+    const uint32_t off = off_reference_bits(a_factors, rows, nc, t, q, 0, BN / 8);
+    promote_with_factors<BN, 0, BN / 8>(fin.v, acc.v, factors, t, q, off, f0, f1);
+    return fin;
+}
+
+/* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk.
+ * Lean (BN <= 64 only): a call whose results are BF16 and whose K is never split (the host
+ * decides, mxmoe_launch_grouped_gemm_sm90), with one epilogue, and the promotion of tokens off
+ * their references out of line: 1.5-2.7 % faster at the narrow points (NOTES v40's lab). */
+template <int BN, bool Lean = false> struct consumer {
+    static_assert(!Lean || BN <= 64, "lean consumers: the whole-chunk loop of the narrow tiles");
     using L = stage_layout<BN>;
     static constexpr int S = L::stages, NA = BN / 2;
     /* At BN = 160 and 192 a chunk's MMAs go out as kParts commit groups of BN / kParts tokens, so
@@ -326,41 +391,17 @@ template <int BN> struct consumer {
         mbar_arrive(const_cast<uint64_t*>(&h.empty[s]));
     }
 
-    /* Which of tokens 8j + 2q, 8j + 2q + 1 (bits 2j, 2j + 1) of the tile are off their
-     * references (unit word with kOffReference): the token prepass stores chunk factors only for
-     * those, and the others' factor is 1 in every chunk. Read from global memory (L2) in a
-     * rolled loop: only tiles with some token off its reference come here, and the common path
-     * keeps its registers. */
+    /* off_reference_bits of tile tt. */
     __device__ __forceinline__ uint32_t off_reference_mask(const tile& tt, int j0, int nj) const {
-        const uint32_t* units =
-            reinterpret_cast<const uint32_t*>(a.a_factors) + (int64_t)nc * (word_pitch(a.rows) / 4);
-        uint32_t mask = 0; /* nj <= 16 */
-#pragma unroll 1
-        for (int i = 0; i < 2 * nj; i++) {
-            const int64_t row = (int64_t)tt.row_begin + 8 * (j0 + i / 2) + 2 * q + (i & 1);
-            const uint32_t u = row < a.rows ? __ldg(units + row) : 0u;
-            mask |= (uint32_t)((u & kOffReference) != 0) << i;
-        }
-        return mask;
-    }
-
-    /* Token pair j's factors fa with bits i, i + 1 of off_reference_mask: 1 where on. */
-    static __device__ __forceinline__ float2 factor_pair(uint32_t off, int i, float2 fa) {
-        return make_float2((off >> i) & 1 ? fa.x : 1.0f, (off >> (i + 1)) & 1 ? fa.y : 1.0f);
+        return off_reference_bits(a.a_factors, a.rows, nc, tt, q, j0, nj);
     }
 
     /* finish()'s promotion of token groups J0 .. J0 + NJ - 1 with the tokens' chunk factors. */
     template <int J0, int NJ>
     __device__ __forceinline__ void promote_off_reference(const chunk_state& cs, const uint8_t* st,
                                                           const float (&acc)[NA]) {
-        const uint32_t off = off_reference_mask(cs.t, J0, NJ);
-        for_token_pairs<J0, NJ, float2>(st + L::a_factor, cs.t, q, [&](int j, float2 f) {
-            const float2 fa = factor_pair(off, 2 * (j - J0), f);
-            fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], cs.f0), fa.x, fin[4 * j + 0]);
-            fin[4 * j + 1] = __fmaf_rn(__fmul_rn(acc[4 * j + 1], cs.f0), fa.y, fin[4 * j + 1]);
-            fin[4 * j + 2] = __fmaf_rn(__fmul_rn(acc[4 * j + 2], cs.f1), fa.x, fin[4 * j + 2]);
-            fin[4 * j + 3] = __fmaf_rn(__fmul_rn(acc[4 * j + 3], cs.f1), fa.y, fin[4 * j + 3]);
-        });
+        promote_with_factors<BN, J0, NJ>(fin, acc, st + L::a_factor, cs.t, q,
+                                         off_reference_mask(cs.t, J0, NJ), cs.f0, cs.f1);
     }
 
     /* Chunk cs's MMAs are complete: promote acc into the tile's accumulators (in the tokens'
@@ -390,6 +431,21 @@ template <int BN> struct consumer {
                 fin[4 * j + 1] = __fmaf_rn(acc[4 * j + 1], cs.f0, fin[4 * j + 1]);
                 fin[4 * j + 2] = __fmaf_rn(acc[4 * j + 2], cs.f1, fin[4 * j + 2]);
                 fin[4 * j + 3] = __fmaf_rn(acc[4 * j + 3], cs.f1, fin[4 * j + 3]);
+            }
+        } else if constexpr (Lean) { /* the same, out of line */
+            tile_sums<BN> f, s;
+#pragma unroll
+            for (int i = 0; i < NA; i++) {
+                f.v[i] = fin[i], s.v[i] = acc[i];
+            }
+            f = promote_off_reference_call<BN>(f, s, st + L::a_factor, a.a_factors, a.rows, nc,
+                                               cs.t, q, cs.f0, cs.f1);
+#pragma unroll
+            for (int i = 0; i < NA; i++) {
+                fin[i] = f.v[i];
+            }
+            if (!last) {
+                release(cs.s);
             }
         } else { /* the tokens' chunk factors, relative to their units */
             /* a 32-bit mask a part (at BN = 192 one 64-bit mask spilled 28 bytes) */
@@ -530,7 +586,7 @@ template <int BN> struct consumer {
      * instead, the bias with part 0's. */
     __device__ void store_tile(const tile& t, int part) {
         const int wg = warp / 4 - 1;
-        const mxmoe_dtype dtype = split ? MXMOE_F32 : a.out_dtype;
+        const mxmoe_dtype dtype = Lean ? MXMOE_BF16 : split ? MXMOE_F32 : a.out_dtype;
         if (a.bias != nullptr && part == 0) {
             const float b0 =
                 t.n0 + r0 < a.n ? mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + t.n0 + r0)
@@ -550,7 +606,7 @@ template <int BN> struct consumer {
         /* Each slab row's out row (-1: past the tile) goes into its 16 padding bytes for the
          * store warp; thread i looks up rows i and i + 128 (< BN) before the slab is free. */
         const int thread = threadIdx.x - 128 * (wg + 1);
-        const bool mapped = !split && a.out_rows != nullptr;
+        const bool mapped = (Lean || !split) && a.out_rows != nullptr;
         int32_t out_row[(BN + 127) / 128];
 #pragma unroll
         for (int j = 0; j < (BN + 127) / 128; j++) {
@@ -559,8 +615,9 @@ template <int BN> struct consumer {
             out_row[j] = i >= BN || r >= t.row_end ? -1 : mapped ? a.out_rows[r] : (int32_t)r;
         }
         const int col0 = t.n0 + 64 * wg;
-        void* out = split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n) : a.out;
-        if (dtype == MXMOE_F32) {
+        void* out = !Lean && split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n)
+                                   : a.out;
+        if (!Lean && dtype == MXMOE_F32) {
             slab_acquire(wg, col0);
             slab_f32<0>(slab);
             put_out_rows<4>(slab, thread, out_row, 0);
@@ -572,7 +629,7 @@ template <int BN> struct consumer {
         } else {
             slab_acquire(wg, col0);
             MXMOE_SM90_EPI_STAMP(2);
-            if (dtype == MXMOE_BF16) {
+            if (Lean || dtype == MXMOE_BF16) {
                 slab_16<true>(slab);
             } else {
                 slab_16<false>(slab);
@@ -660,7 +717,8 @@ template <int BN> struct consumer {
 
 /* The two-warpgroup consumers' loop with each chunk's MMAs as one commit group: BN <= 64, and
  * BN = 160 and 192 in lab builds (the knock-outs and the timeline measure that form there). */
-template <int BN> __device__ __forceinline__ void consume_whole_chunks(consumer<BN>& cs, int G) {
+template <int BN, bool Lean>
+__device__ __forceinline__ void consume_whole_chunks(consumer<BN, Lean>& cs, int G) {
     constexpr int NA = BN / 2;
     float acc[NA];
     /* One chunk's MMAs at a time per warpgroup; while one warpgroup waits for its MMAs, the

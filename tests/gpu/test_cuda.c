@@ -1407,6 +1407,11 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 256, 0, 1, MXMOE_F32, 0);  /* many experts */
         /* tokens with a chunk > 100 binades below their largest: absolute factors (v10b) */
         test_gemm_sm90(g_small ? 70 : 600, 5, 200, 512, 1, 1, MXMOE_F32, 120);
+        /* ... at the narrow tiles with BF16 results, no K-split: the lean kernels' out-of-line
+         * promotion (16-, 32- and 64-token tiles) */
+        test_gemm_sm90(30, 5, 200, 512, 1, 1, MXMOE_BF16, 120);
+        test_gemm_sm90(70, 5, 200, 512, 0, 1, MXMOE_BF16, 120);
+        test_gemm_sm90(150, 5, 200, 512, 1, 0, MXMOE_BF16, 120);
         test_gemm_sm90(1200, 3, 200, 512, 0, 1, MXMOE_F32, 20); /* 192-token tiles (mean 400) */
         test_gemm_sm90(400, 3, 200, 512, 0, 1, MXMOE_F32, 20);  /* ... mean ~133: less padding */
         test_gemm_sm90(384, 3, 200, 512, 1, 1, MXMOE_BF16, 20); /* 160-token tiles (mean 128) */
