@@ -151,9 +151,10 @@ promote_off_reference_call(tile_sums<BN> fin, tile_sums<BN> acc, const uint8_t* 
 }
 
 /* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk.
- * Lean (BN <= 64 only): a call whose results are BF16 and whose K is never split (the host
- * decides, mxmoe_launch_grouped_gemm_sm90), with one epilogue, and the promotion of tokens off
- * their references out of line: 1.5-2.7 % faster at the narrow points (NOTES v40's lab). */
+ * Lean: a call whose results are BF16 and whose K is never split (the host decides,
+ * mxmoe_launch_grouped_gemm_sm90) has one epilogue, and at BN <= 64 the promotion of tokens off
+ * their references out of line: the code a call never runs costs the kernels it sits in
+ * (NOTES v41: -1..-2 % at most points). */
 template <int BN, bool Lean = false> struct consumer {
     using L = stage_layout<BN>;
     static constexpr int S = L::stages, NA = BN / 2;
