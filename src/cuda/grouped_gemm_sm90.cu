@@ -236,7 +236,8 @@ __device__ __forceinline__ void store_warp_slab(const gemm_args& a, const uint8_
  * (one pass, two for FP32) and hands it back, so that the warpgroup goes on to its next unit
  * at once. (Stored by the consumers, the rows took ~1500-2100 of a unit's ~3100-3500 cycles of
  * epilogue; knocked out, the stores measured 4-9 % of the op.) */
-template <int BN> __device__ void store_warp(const gemm_args& a, const smem_header& h, int wg) {
+template <int BN, bool Lean>
+__device__ void store_warp(const gemm_args& a, const smem_header& h, int wg) {
     /* what it needs, taken again here: values carried past setmaxnreg from the common set-up
      * made the consumers spill */
     const int lane = threadIdx.x % 32, nc = (int)((a.k + kChunk - 1) / kChunk);
@@ -245,7 +246,7 @@ template <int BN> __device__ void store_warp(const gemm_args& a, const smem_head
     const uint8_t* slab = reinterpret_cast<const uint8_t*>(&h) + kHeaderBytes +
                           stage_layout<BN>::stages * stage_layout<BN>::bytes +
                           wg * slab_bytes<BN>();
-    const bool f32 = ks == 2 || a.out_dtype == MXMOE_F32;
+    const bool f32 = !Lean && (ks == 2 || a.out_dtype == MXMOE_F32);
     /* the consumers' units (unit_walk), in as few registers as this warp has */
     for (int unit = (int)blockIdx.x; unit < units; unit += (int)gridDim.x) {
         const int part = ks == 2 ? unit & 1 : 0;
@@ -355,7 +356,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         setmaxnreg_dec<regs<BN>::producer>();
         if (kStoreWarps<BN> && warp >= 1 && warp <= consumer_wgs<BN>()) {
             if (!(MXMOE_SM90_LAB & 4)) {
-                store_warp<BN>(a, h, warp - 1);
+                store_warp<BN, Lean>(a, h, warp - 1);
             }
             return;
         }
@@ -462,8 +463,9 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
         args->partials = nullptr;
         args->split_flag = nullptr;
     }
-    /* The narrow tiles' lean instance where the results are BF16 and no K-split can happen. */
-    if constexpr (BN <= 64) {
+    /* The lean instance where the results are BF16 and no K-split can happen (not at 192 tokens:
+     * there the consumers' 232 registers spilled 8 bytes without the F32 epilogue). */
+    if constexpr (BN != 192) {
         if (args->out_dtype == MXMOE_BF16 && args->partials == nullptr) {
             kernel = grouped_gemm_sm90_kernel<BN, true>;
         }
@@ -528,7 +530,8 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         attr.binaryVersion == 90;
     ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
          allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<192>(ctx) &&
-         allow_smem<16, true>(ctx) && allow_smem<32, true>(ctx) && allow_smem<64, true>(ctx);
+         allow_smem<16, true>(ctx) && allow_smem<32, true>(ctx) && allow_smem<64, true>(ctx) &&
+         allow_smem<128, true>(ctx) && allow_smem<160, true>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;

@@ -151,11 +151,11 @@ promote_off_reference_call(tile_sums<BN> fin, tile_sums<BN> acc, const uint8_t* 
 }
 
 /* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk.
- * Lean (BN <= 64 only): a call whose results are BF16 and whose K is never split (the host
- * decides, mxmoe_launch_grouped_gemm_sm90), with one epilogue, and the promotion of tokens off
- * their references out of line: 1.5-2.7 % faster at the narrow points (NOTES v40's lab). */
+ * Lean: a call whose results are BF16 and whose K is never split (the host decides,
+ * mxmoe_launch_grouped_gemm_sm90) has one epilogue, and at BN <= 64 the promotion of tokens off
+ * their references out of line: the code a call never runs costs the kernels it sits in
+ * (NOTES v41: -1..-2 % at most points). */
 template <int BN, bool Lean = false> struct consumer {
-    static_assert(!Lean || BN <= 64, "lean consumers: the whole-chunk loop of the narrow tiles");
     using L = stage_layout<BN>;
     static constexpr int S = L::stages, NA = BN / 2;
     /* At BN = 160 and 192 a chunk's MMAs go out as kParts commit groups of BN / kParts tokens, so
@@ -432,7 +432,7 @@ template <int BN, bool Lean = false> struct consumer {
                 fin[4 * j + 2] = __fmaf_rn(acc[4 * j + 2], cs.f1, fin[4 * j + 2]);
                 fin[4 * j + 3] = __fmaf_rn(acc[4 * j + 3], cs.f1, fin[4 * j + 3]);
             }
-        } else if constexpr (Lean) { /* the same, out of line */
+        } else if constexpr (Lean && BN <= 64) { /* the same, out of line */
             tile_sums<BN> f, s;
 #pragma unroll
             for (int i = 0; i < NA; i++) {
