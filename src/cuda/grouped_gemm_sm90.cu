@@ -501,14 +501,13 @@ template <int BN, bool Lean = false> bool allow_smem(mxmoe_ctx* ctx) {
     const auto kernel = grouped_gemm_sm90_kernel<BN, Lean>;
     int& resident = cuda_state(ctx)->sm90_resident[bn_index<BN>()];
     int here = 0; /* the lean instance must fit as many CTAs as the other: one persistent grid */
-    const bool ok =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             smem_bytes<BN>()) == cudaSuccess &&
-        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             cudaSharedmemCarveoutMaxShared) == cudaSuccess &&
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&here, kernel, cta_threads<BN>(),
-                                                      smem_bytes<BN>()) == cudaSuccess &&
-        here >= 1 && (!Lean || here == resident);
+    const bool ok = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         smem_bytes<BN>()) == cudaSuccess &&
+                    cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                         cudaSharedmemCarveoutMaxShared) == cudaSuccess &&
+                    cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                        &here, kernel, cta_threads<BN>(), smem_bytes<BN>()) == cudaSuccess &&
+                    here >= 1 && (!Lean || here == resident);
     if (!Lean) {
         resident = here;
     }

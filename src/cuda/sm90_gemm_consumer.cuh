@@ -91,18 +91,15 @@ __device__ __forceinline__ void store_slab(const gemm_args& a, const uint8_t* sl
 
 /* A narrow tile's (BN <= 64) FP32 sums, by value: what the lean consumers hand to their
  * out-of-line promotion of tokens off their references. */
-template <int BN> struct tile_sums {
-    float v[BN / 2];
-};
+template <int BN> struct tile_sums { float v[BN / 2]; };
 
 /* Which of tokens 8j + 2q, 8j + 2q + 1 (bits 2(j - j0), 2(j - j0) + 1) of tile tt are off their
  * references (the unit words after the nc chunks' factors in a_factors, with kOffReference):
  * the token prepass stores chunk factors only for those, and the others' factor is 1 in every
  * chunk. Read from global memory (L2) in a rolled loop: only tiles with some token off its
  * reference come here, and the common path keeps its registers. */
-__device__ __forceinline__ uint32_t off_reference_bits(const float* a_factors, int64_t rows,
-                                                       int nc, const tile& tt, int q, int j0,
-                                                       int nj) {
+__device__ __forceinline__ uint32_t off_reference_bits(const float* a_factors, int64_t rows, int nc,
+                                                       const tile& tt, int q, int j0, int nj) {
     const uint32_t* units =
         reinterpret_cast<const uint32_t*>(a_factors) + (int64_t)nc * (word_pitch(rows) / 4);
     uint32_t mask = 0; /* nj <= 16 */
@@ -124,9 +121,9 @@ __device__ __forceinline__ float2 factor_pair(uint32_t off, int i, float2 fa) {
  * reference, promoted into fin with the tokens' chunk factors (factors: the stage's factor box;
  * off: off_reference_mask's bits for those groups; f0, f1: the rows' reference factors). */
 template <int BN, int J0, int NJ>
-__device__ __forceinline__ void promote_with_factors(float (&fin)[BN / 2], const float (&acc)[BN / 2],
-                                                     const uint8_t* factors, const tile& t, int q,
-                                                     uint32_t off, float f0, float f1) {
+__device__ __forceinline__ void
+promote_with_factors(float (&fin)[BN / 2], const float (&acc)[BN / 2], const uint8_t* factors,
+                     const tile& t, int q, uint32_t off, float f0, float f1) {
     for_token_pairs<J0, NJ, float2>(factors, t, q, [&](int j, float2 f) {
         const float2 fa = factor_pair(off, 2 * (j - J0), f);
         fin[4 * j + 0] = __fmaf_rn(__fmul_rn(acc[4 * j + 0], f0), fa.x, fin[4 * j + 0]);
@@ -615,8 +612,8 @@ template <int BN, bool Lean = false> struct consumer {
             out_row[j] = i >= BN || r >= t.row_end ? -1 : mapped ? a.out_rows[r] : (int32_t)r;
         }
         const int col0 = t.n0 + 64 * wg;
-        void* out = !Lean && split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n)
-                                   : a.out;
+        void* out =
+            !Lean && split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n) : a.out;
         if (!Lean && dtype == MXMOE_F32) {
             slab_acquire(wg, col0);
             slab_f32<0>(slab);
