@@ -582,8 +582,9 @@ template <int BN, bool Lean = false> struct consumer {
      * of the consumers' time.) K-split: part p's FP32 partials go to a.partials + p * rows * N
      * instead, the bias with part 0's. */
     __device__ void store_tile(const tile& t, int part) {
+        constexpr bool LeanOut = Lean && BN != 192; /* lab: 192 keeps its F32 pass */
         const int wg = warp / 4 - 1;
-        const mxmoe_dtype dtype = Lean ? MXMOE_BF16 : split ? MXMOE_F32 : a.out_dtype;
+        const mxmoe_dtype dtype = LeanOut ? MXMOE_BF16 : split ? MXMOE_F32 : Lean ? MXMOE_BF16 : a.out_dtype;
         if (a.bias != nullptr && part == 0) {
             const float b0 =
                 t.n0 + r0 < a.n ? mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + t.n0 + r0)
@@ -603,7 +604,7 @@ template <int BN, bool Lean = false> struct consumer {
         /* Each slab row's out row (-1: past the tile) goes into its 16 padding bytes for the
          * store warp; thread i looks up rows i and i + 128 (< BN) before the slab is free. */
         const int thread = threadIdx.x - 128 * (wg + 1);
-        const bool mapped = (Lean || !split) && a.out_rows != nullptr;
+        const bool mapped = (LeanOut || !split) && a.out_rows != nullptr;
         int32_t out_row[(BN + 127) / 128];
 #pragma unroll
         for (int j = 0; j < (BN + 127) / 128; j++) {
@@ -613,8 +614,8 @@ template <int BN, bool Lean = false> struct consumer {
         }
         const int col0 = t.n0 + 64 * wg;
         void* out =
-            !Lean && split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n) : a.out;
-        if (!Lean && dtype == MXMOE_F32) {
+            !LeanOut && split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n) : a.out;
+        if (!LeanOut && dtype == MXMOE_F32) {
             slab_acquire(wg, col0);
             slab_f32<0>(slab);
             put_out_rows<4>(slab, thread, out_row, 0);
