@@ -246,7 +246,8 @@ __device__ void store_warp(const gemm_args& a, const smem_header& h, int wg) {
     const uint8_t* slab = reinterpret_cast<const uint8_t*>(&h) + kHeaderBytes +
                           stage_layout<BN>::stages * stage_layout<BN>::bytes +
                           wg * slab_bytes<BN>();
-    const bool f32 = !Lean && (ks == 2 || a.out_dtype == MXMOE_F32);
+    /* the lean 192-token kernel keeps its FP32 pass (unused), as its consumers do */
+    const bool f32 = (!Lean || BN == 192) && (ks == 2 || a.out_dtype == MXMOE_F32);
     /* the consumers' units (unit_walk), in as few registers as this warp has */
     for (int unit = (int)blockIdx.x; unit < units; unit += (int)gridDim.x) {
         const int part = ks == 2 ? unit & 1 : 0;
@@ -463,12 +464,9 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
         args->partials = nullptr;
         args->split_flag = nullptr;
     }
-    /* The lean instance where the results are BF16 and no K-split can happen (not at 192 tokens:
-     * there the consumers' 232 registers spilled 8 bytes without the F32 epilogue). */
-    if constexpr (BN != 192) {
-        if (args->out_dtype == MXMOE_BF16 && args->partials == nullptr) {
-            kernel = grouped_gemm_sm90_kernel<BN, true>;
-        }
+    /* The lean instance where the results are BF16 and no K-split can happen. */
+    if (args->out_dtype == MXMOE_BF16 && args->partials == nullptr) {
+        kernel = grouped_gemm_sm90_kernel<BN, true>;
     }
     const uint64_t rows = (uint64_t)args->rows, en = (uint64_t)(args->num_experts * args->n);
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
@@ -530,7 +528,7 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
     ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
          allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<192>(ctx) &&
          allow_smem<16, true>(ctx) && allow_smem<32, true>(ctx) && allow_smem<64, true>(ctx) &&
-         allow_smem<128, true>(ctx) && allow_smem<160, true>(ctx);
+         allow_smem<128, true>(ctx) && allow_smem<160, true>(ctx) && allow_smem<192, true>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;

@@ -149,9 +149,9 @@ promote_off_reference_call(tile_sums<BN> fin, tile_sums<BN> acc, const uint8_t* 
 
 /* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk.
  * Lean: a call whose results are BF16 and whose K is never split (the host decides,
- * mxmoe_launch_grouped_gemm_sm90) has one epilogue, and at BN <= 64 the promotion of tokens off
- * their references out of line: the code a call never runs costs the kernels it sits in
- * (NOTES v41: -1..-2 % at most points). */
+ * mxmoe_launch_grouped_gemm_sm90) has one epilogue (at BN = 192 two: store_tile), and at
+ * BN <= 64 the promotion of tokens off their references out of line: the code a call never
+ * runs costs the kernels it sits in (NOTES v41: -1..-2 % at most points). */
 template <int BN, bool Lean = false> struct consumer {
     using L = stage_layout<BN>;
     static constexpr int S = L::stages, NA = BN / 2;
@@ -582,8 +582,14 @@ template <int BN, bool Lean = false> struct consumer {
      * of the consumers' time.) K-split: part p's FP32 partials go to a.partials + p * rows * N
      * instead, the bias with part 0's. */
     __device__ void store_tile(const tile& t, int part) {
+        /* The lean 192-token kernel keeps the FP32 pass, which its calls never take: without it
+         * ptxas spilled 8 bytes a chunk in its consumers (232 registers); it drops the F16 one. */
+        constexpr bool LeanOut = Lean && BN != 192;
         const int wg = warp / 4 - 1;
-        const mxmoe_dtype dtype = Lean ? MXMOE_BF16 : split ? MXMOE_F32 : a.out_dtype;
+        const mxmoe_dtype dtype = LeanOut ? MXMOE_BF16
+                                  : split ? MXMOE_F32
+                                  : Lean  ? MXMOE_BF16
+                                          : a.out_dtype;
         if (a.bias != nullptr && part == 0) {
             const float b0 =
                 t.n0 + r0 < a.n ? mxmoe_load_float(a.bias, a.bias_dtype, t.expert * a.n + t.n0 + r0)
@@ -603,7 +609,7 @@ template <int BN, bool Lean = false> struct consumer {
         /* Each slab row's out row (-1: past the tile) goes into its 16 padding bytes for the
          * store warp; thread i looks up rows i and i + 128 (< BN) before the slab is free. */
         const int thread = threadIdx.x - 128 * (wg + 1);
-        const bool mapped = (Lean || !split) && a.out_rows != nullptr;
+        const bool mapped = (LeanOut || !split) && a.out_rows != nullptr;
         int32_t out_row[(BN + 127) / 128];
 #pragma unroll
         for (int j = 0; j < (BN + 127) / 128; j++) {
@@ -612,9 +618,10 @@ template <int BN, bool Lean = false> struct consumer {
             out_row[j] = i >= BN || r >= t.row_end ? -1 : mapped ? a.out_rows[r] : (int32_t)r;
         }
         const int col0 = t.n0 + 64 * wg;
-        void* out =
-            !Lean && split ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n) : a.out;
-        if (!Lean && dtype == MXMOE_F32) {
+        void* out = !LeanOut && split
+                        ? static_cast<void*>(a.partials + (int64_t)part * a.rows * a.n)
+                        : a.out;
+        if (!LeanOut && dtype == MXMOE_F32) {
             slab_acquire(wg, col0);
             slab_f32<0>(slab);
             put_out_rows<4>(slab, thread, out_row, 0);
