@@ -493,23 +493,26 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
     return MXMOE_OK;
 }
 
-/* Grants the kernel its shared memory (all of the SM's carveout, so that two CTAs fit where
- * ctas_per_sm asks for them) and records how many CTAs the SM then holds: the persistent grid. */
-template <int BN, bool Lean = false> bool allow_smem(mxmoe_ctx* ctx) {
+/* Grants one instance of the kernel its shared memory (all of the SM's carveout, so that two CTAs
+ * fit where ctas_per_sm asks for them); the CTAs an SM then holds, 0 where refused. */
+template <int BN, bool Lean> int grant_smem() {
     const auto kernel = grouped_gemm_sm90_kernel<BN, Lean>;
-    int& resident = cuda_state(ctx)->sm90_resident[bn_index<BN>()];
-    int here = 0; /* the lean instance must fit as many CTAs as the other: one persistent grid */
+    int resident = 0;
     const bool ok = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          smem_bytes<BN>()) == cudaSuccess &&
                     cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                          cudaSharedmemCarveoutMaxShared) == cudaSuccess &&
                     cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                        &here, kernel, cta_threads<BN>(), smem_bytes<BN>()) == cudaSuccess &&
-                    here >= 1 && (!Lean || here == resident);
-    if (!Lean) {
-        resident = here;
-    }
-    return ok;
+                        &resident, kernel, cta_threads<BN>(), smem_bytes<BN>()) == cudaSuccess;
+    return ok ? resident : 0;
+}
+
+/* Both instances at BN, and the CTAs an SM holds: the persistent grid, one for both (launch
+ * takes either with the same grid). */
+template <int BN> bool allow_smem(mxmoe_ctx* ctx) {
+    const int full = grant_smem<BN, false>(), lean = grant_smem<BN, true>();
+    cuda_state(ctx)->sm90_resident[bn_index<BN>()] = full;
+    return full >= 1 && lean == full;
 }
 
 } // namespace
@@ -526,9 +529,7 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
-         allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<192>(ctx) &&
-         allow_smem<16, true>(ctx) && allow_smem<32, true>(ctx) && allow_smem<64, true>(ctx) &&
-         allow_smem<128, true>(ctx) && allow_smem<160, true>(ctx) && allow_smem<192, true>(ctx);
+         allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
