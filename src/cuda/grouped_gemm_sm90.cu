@@ -215,8 +215,8 @@ __device__ __forceinline__ void store_warp_slab(const gemm_args& a, const uint8_
     constexpr int pitch = slab_pitch<ES>(), units = 4 * ES, per_unit = 16 / ES;
     constexpr int rows = pass_rows<BN, ES>(), step = 32 / units, kRows = 4;
     const int n_cols = (int)a.n, n = col0 + (lane % units) * per_unit;
-    if (BN != 192 || (MXMOE_SM90_LAB & 128) || (uintptr_t)out % 16 != 0 ||
-        (n_cols * ES) % 16 != 0 || n + per_unit > n_cols) {
+    if (BN < 176 || (MXMOE_SM90_LAB & 128) || (uintptr_t)out % 16 != 0 || (n_cols * ES) % 16 != 0 ||
+        n + per_unit > n_cols) {
         store_slab<BN, ES>(a, slab, out, col0, lane, 32);
         return;
     }
@@ -529,7 +529,8 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
-         allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<192>(ctx);
+         allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<176>(ctx) &&
+         allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -717,11 +718,15 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     } else if (bn == 128) {
         bn = 192; /* from 768 a mean (v39) */
     }
+    if (bn == 192 && padded_work<176>(mean, args.n) < padded_work<192>(mean, args.n)) {
+        bn = 176; /* LAB: the same tiles an expert, fewer padded tokens */
+    }
     mxmoe_status st = bn == 16    ? launch<16>(ctx, &args)
                       : bn == 32  ? launch<32>(ctx, &args)
                       : bn == 64  ? launch<64>(ctx, &args)
                       : bn == 128 ? launch<128>(ctx, &args)
                       : bn == 160 ? launch<160>(ctx, &args)
+                      : bn == 176 ? launch<176>(ctx, &args)
                                   : launch<192>(ctx, &args);
     if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, split_reduce_kernel,

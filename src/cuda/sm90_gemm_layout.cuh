@@ -63,9 +63,16 @@ template <int BN> __host__ __device__ constexpr int cta_threads() {
 }
 
 template <int BN> constexpr int bn_index() {
-    static_assert(BN == 16 || BN == 32 || BN == 64 || BN == 128 || BN == 160 || BN == 192,
+    static_assert(BN == 16 || BN == 32 || BN == 64 || BN == 128 || BN == 160 || BN == 176 ||
+                      BN == 192,
                   "the kernel's tile widths");
-    return BN == 16 ? 0 : BN == 32 ? 1 : BN == 64 ? 2 : BN == 128 ? 3 : BN == 160 ? 4 : 5;
+    return BN == 16    ? 0
+           : BN == 32  ? 1
+           : BN == 64  ? 2
+           : BN == 128 ? 3
+           : BN == 160 ? 4
+           : BN == 176 ? 5
+                       : 6;
 }
 
 /* Token rows of a stage's activation box: all BN (lab bit 16384: the first half only, the L2
@@ -150,7 +157,7 @@ template <int BN> constexpr bool smem_fits() {
     return smem_bytes<BN>() <= (ctas_per_sm<BN>() == 1 ? 227 * 1024 : 228 * 1024 / 2 - 1024);
 }
 static_assert(smem_fits<16>() && smem_fits<32>() && smem_fits<64>() && smem_fits<128>() &&
-                  smem_fits<160>() && smem_fits<192>(),
+                  smem_fits<160>() && smem_fits<176>() && smem_fits<192>(),
               "the sm_90 GEMM's shared memory exceeds what its CTAs per SM may have");
 
 /* The tensor maps of the four operands a stage holds. */
@@ -177,7 +184,7 @@ struct operand_maps {
 template <int BN> struct regs {
     static constexpr int launch = 65536 / cta_threads<BN>() / ctas_per_sm<BN>() / 8 * 8;
     static constexpr int producer = ctas_per_sm<BN>() == 1 ? (BN <= 128 && !token_halves<BN>() ? 56
-                                                              : BN == 192                      ? 40
+                                                              : BN >= 176                      ? 40
                                                                                                : 32)
                                                            : 24;
     static constexpr int consumer = ctas_per_sm<BN>() == 1 ? (token_halves<BN>() ? 160
