@@ -97,7 +97,7 @@ template <int BN> struct stage_layout {
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
     /* Three-warpgroup tiles: 4 stages since the 16-bit slab (v27; 5 measured no better), 192
-     * tokens: 3 (4 measured slower, v17b and v27), 160 likewise. */
+     * tokens: 3 (4 measured slower, v17b and v27), 160 and 176 likewise. */
     static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 64 ? 4 : (BN >= 32 ? 6 : 8))
                                   : BN >= 160            ? 3
                                   : token_halves<BN>()   ? 4
@@ -177,7 +177,7 @@ struct operand_maps {
  * setmaxnreg.dec, so asking for more than the producer gives back hangs the kernel (seen in
  * the v8 experiment with 96 / 208). ptxas fits each side's code into its count. The producer
  * warpgroup keeps 24, or 32 with store warps (at 24 their loop made ptxas spill the
- * consumers' unit walk, v27), 40 at BN = 192 (all that 232 for the consumers leaves: the store
+ * consumers' unit walk, v27), 40 at BN >= 176 (all that 232 for the consumers leaves: the store
  * warps' copy of whole rows, v37), so that at BN = 192 the consumers get 232: their 96 + 96
  * accumulators, the fragments and the loop; with three consumer warpgroups they get 160:
  * 64 + 32 accumulators (token_halves), the fragments and the loop. */
