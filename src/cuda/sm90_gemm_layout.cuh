@@ -63,9 +63,16 @@ template <int BN> __host__ __device__ constexpr int cta_threads() {
 }
 
 template <int BN> constexpr int bn_index() {
-    static_assert(BN == 16 || BN == 32 || BN == 64 || BN == 128 || BN == 160 || BN == 192,
+    static_assert(BN == 16 || BN == 32 || BN == 64 || BN == 128 || BN == 160 || BN == 176 ||
+                      BN == 192,
                   "the kernel's tile widths");
-    return BN == 16 ? 0 : BN == 32 ? 1 : BN == 64 ? 2 : BN == 128 ? 3 : BN == 160 ? 4 : 5;
+    return BN == 16    ? 0
+           : BN == 32  ? 1
+           : BN == 64  ? 2
+           : BN == 128 ? 3
+           : BN == 160 ? 4
+           : BN == 176 ? 5
+                       : 6;
 }
 
 /* Token rows of a stage's activation box: all BN (lab bit 16384: the first half only, the L2
@@ -90,7 +97,7 @@ template <int BN> struct stage_layout {
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
     /* Three-warpgroup tiles: 4 stages since the 16-bit slab (v27; 5 measured no better), 192
-     * tokens: 3 (4 measured slower, v17b and v27), 160 likewise. */
+     * tokens: 3 (4 measured slower, v17b and v27), 160 and 176 likewise. */
     static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 64 ? 4 : (BN >= 32 ? 6 : 8))
                                   : BN >= 160            ? 3
                                   : token_halves<BN>()   ? 4
@@ -150,7 +157,7 @@ template <int BN> constexpr bool smem_fits() {
     return smem_bytes<BN>() <= (ctas_per_sm<BN>() == 1 ? 227 * 1024 : 228 * 1024 / 2 - 1024);
 }
 static_assert(smem_fits<16>() && smem_fits<32>() && smem_fits<64>() && smem_fits<128>() &&
-                  smem_fits<160>() && smem_fits<192>(),
+                  smem_fits<160>() && smem_fits<176>() && smem_fits<192>(),
               "the sm_90 GEMM's shared memory exceeds what its CTAs per SM may have");
 
 /* The tensor maps of the four operands a stage holds. */
@@ -170,14 +177,14 @@ struct operand_maps {
  * setmaxnreg.dec, so asking for more than the producer gives back hangs the kernel (seen in
  * the v8 experiment with 96 / 208). ptxas fits each side's code into its count. The producer
  * warpgroup keeps 24, or 32 with store warps (at 24 their loop made ptxas spill the
- * consumers' unit walk, v27), 40 at BN = 192 (all that 232 for the consumers leaves: the store
+ * consumers' unit walk, v27), 40 at BN >= 176 (all that 232 for the consumers leaves: the store
  * warps' copy of whole rows, v37), so that at BN = 192 the consumers get 232: their 96 + 96
  * accumulators, the fragments and the loop; with three consumer warpgroups they get 160:
  * 64 + 32 accumulators (token_halves), the fragments and the loop. */
 template <int BN> struct regs {
     static constexpr int launch = 65536 / cta_threads<BN>() / ctas_per_sm<BN>() / 8 * 8;
     static constexpr int producer = ctas_per_sm<BN>() == 1 ? (BN <= 128 && !token_halves<BN>() ? 56
-                                                              : BN == 192                      ? 40
+                                                              : BN >= 176                      ? 40
                                                                                                : 32)
                                                            : 24;
     static constexpr int consumer = ctas_per_sm<BN>() == 1 ? (token_halves<BN>() ? 160

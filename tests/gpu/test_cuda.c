@@ -1415,6 +1415,10 @@ int main(int argc, char** argv) {
         test_gemm_sm90(1200, 3, 200, 512, 0, 1, MXMOE_F32, 20); /* 192-token tiles (mean 400) */
         test_gemm_sm90(400, 3, 200, 512, 0, 1, MXMOE_F32, 20);  /* ... mean ~133: less padding */
         test_gemm_sm90(384, 3, 200, 512, 1, 1, MXMOE_BF16, 20); /* 160-token tiles (mean 128) */
+        /* 176-token tiles (mean 1000: 6 tiles an expert, as with 192, and fewer padded tokens):
+         * the lean kernel (BF16, no K-split) and the full one (F32), tokens off their references */
+        test_gemm_sm90(2000, 2, 136, 512, 1, 1, MXMOE_BF16, 20);
+        test_gemm_sm90(2000, 2, 200, 640, 0, 1, MXMOE_F32, 20);
         /* 128-token tiles (means ~90 and ~133): three warpgroups, each tile's tokens in two
          * halves of 64 (a tile of <= 64 rows skips the second), warpgroups wholly or partly past
          * N */
@@ -1441,11 +1445,11 @@ int main(int argc, char** argv) {
             test_gemm_sm90(1500, 3, 384, 256, 1, 1, MXMOE_BF16, 0); /* 16-byte BF16 stores */
             /* ... the same at 192-token tiles, taken from 768 rows a mean (1250 here) */
             test_gemm_sm90(2500, 2, 384, 256, 1, 1, MXMOE_BF16, 0);
-            test_gemm_sm90(3000, 3, 256, 512, 0, 1, MXMOE_F32, 20);
-            test_gemm_sm90(1000, 3, 136, 160, 0, 1, MXMOE_F16, 0); /* F16 through stmatrix */
-            test_gemm_sm90(1000, 3, 130, 160, 1, 0, MXMOE_F16, 0); /* ... ragged, unaligned */
-            test_gemm_sm90(90, 3, 72, 96, 1, 1, MXMOE_BF16, 0);    /* 64-token tiles (mean 30) */
-            test_gemm_sm90(40, 3, 200, 512, 0, 1, MXMOE_F32, 0);   /* 32-token tiles (mean 14) */
+            test_gemm_sm90(3000, 3, 256, 512, 0, 1, MXMOE_F32, 20); /* 176 (mean 1000) */
+            test_gemm_sm90(1000, 3, 136, 160, 0, 1, MXMOE_F16, 0);  /* F16 through stmatrix */
+            test_gemm_sm90(1000, 3, 130, 160, 1, 0, MXMOE_F16, 0);  /* ... ragged, unaligned */
+            test_gemm_sm90(90, 3, 72, 96, 1, 1, MXMOE_BF16, 0);     /* 64-token tiles (mean 30) */
+            test_gemm_sm90(40, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 32-token tiles (mean 14) */
             test_gemm_sm90(1200, 32, 130, 2880, 1, 1, MXMOE_BF16, 6);
             /* narrow tiles over long K: 256-K spans summed by one wgmma chain (the bound's
              * accumulation term over twice the chain), odd chunk counts */
@@ -1464,8 +1468,9 @@ int main(int argc, char** argv) {
         }
         test_projection(g_small ? 70 : 600, 4, 5, 130, 160, MXMOE_BF16, MXMOE_BF16, 0, 1, 0, 0);
         test_projection(g_small ? 40 : 333, 8, 7, 200, 512, MXMOE_F32, MXMOE_F32, 1, 0, 0, 0);
-        test_projection(300, 4, 3, 136, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 192 */
-        test_projection(200, 2, 3, 200, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 128 */
+        test_projection(300, 4, 3, 136, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);  /* BN = 192 */
+        test_projection(200, 2, 3, 200, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);  /* BN = 128 */
+        test_projection(1000, 2, 2, 136, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 176 */
         /* the tokens quantized by the GEMM's prepass (gemm_args.tokens): F16 and F32 tokens with
          * NaN/Inf and scales far apart, dropped pairs, K % 128 != 0, K = 32, BF16 and F32 rows
          * off 16-byte alignment (element loads); past its K the quantizer and the MXFP4 prepass,
@@ -1495,6 +1500,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 40 : 333, 7, 200, 512, 1, 1, MXMOE_BF16, 40);
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 384, 0, 1, MXMOE_F16, 0);
         test_gemm_sm90(1200, 3, 120, 1152, 1, 0, MXMOE_BF16, 0); /* 192-token tiles */
+        test_gemm_sm90(2000, 2, 120, 1152, 1, 0, MXMOE_BF16, 0); /* 176-token tiles */
         test_gemm_sm90(400, 3, 136, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
         test_gemm_sm90(384, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 160-token tiles */
         test_gemm_sm90(60, 4, 128, 640, 0, 1, MXMOE_F32, 0);     /* narrow: a half from chunk 3 */
