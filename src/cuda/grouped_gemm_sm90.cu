@@ -204,11 +204,11 @@ __global__ void split_reduce_kernel(gemm_args a) {
     return split ? 2 : 1;
 }
 
-/* store_slab for a store warp (at 176 and 192 tokens), where every copy is a whole 16 bytes (aligned output, the
- * lane's columns inside N): no branch a row, the store one predicated instruction, so that
- * the out rows of kRows rows load together and no load waits behind a branch. (Row by row,
- * behind a branch, each row took two dependent round trips to shared memory, and beside the
- * MMAs' shared-memory reads a 6-chunk tile's slab took longer than the tile: GEMM-2 at
+/* store_slab for a store warp (at 176 and 192 tokens), where every copy is a whole 16 bytes
+ * (aligned output, the lane's columns inside N): no branch a row, the store one predicated
+ * instruction, so that the out rows of kRows rows load together and no load waits behind a branch.
+ * (Row by row, behind a branch, each row took two dependent round trips to shared memory, and
+ * beside the MMAs' shared-memory reads a 6-chunk tile's slab took longer than the tile: GEMM-2 at
  * K = 768, whose consumers waited 12 % of the time for it, Nsight.) The three-warpgroup kernel
  * keeps the row-at-a-time copy: its producer warpgroup has 32 registers, and this loop there
  * made ptxas spill the consumers' unit walk. */
@@ -418,7 +418,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         return;
     }
     constexpr int NA = BN / 2;
-    if constexpr (BN >= 160 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
+    if constexpr (BN >= 144 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
         float acc[consumer<BN, Lean>::kParts][NA / consumer<BN, Lean>::kParts];
         uint32_t frag[4][4];
         chunk_state st;
@@ -532,8 +532,8 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
-         allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<176>(ctx) &&
-         allow_smem<192>(ctx);
+         allow_smem<128>(ctx) && allow_smem<144>(ctx) && allow_smem<160>(ctx) &&
+         allow_smem<176>(ctx) && allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -732,10 +732,15 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
                          0.98 * padded_work<192>(mean, args.n) * (192 + 28) / 192) {
         bn = 176;
     }
+    if (bn == 160 && padded_work<144>(mean, args.n) * (144 + 28) / 144 <
+                         0.98 * padded_work<160>(mean, args.n) * (160 + 28) / 160) {
+        bn = 144; /* LAB */
+    }
     mxmoe_status st = bn == 16    ? launch<16>(ctx, &args)
                       : bn == 32  ? launch<32>(ctx, &args)
                       : bn == 64  ? launch<64>(ctx, &args)
                       : bn == 128 ? launch<128>(ctx, &args)
+                      : bn == 144 ? launch<144>(ctx, &args)
                       : bn == 160 ? launch<160>(ctx, &args)
                       : bn == 176 ? launch<176>(ctx, &args)
                                   : launch<192>(ctx, &args);
