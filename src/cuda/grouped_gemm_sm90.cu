@@ -105,7 +105,8 @@
  * tile's slab outlasted the tile: GEMM-2 at qwen3 n = 8192 334 -> 290 us, Nsight). v41 = lean
  * instances for BF16 results without a K-split. v42 = a 176-token tile where experts' rows
  * pad less in it than in 192 (gpt-oss-20b n = 8192: 1024 rows a mean, 8 % fewer tokens
- * through the MMAs in as many tiles: -4.5 %).
+ * through the MMAs in as many tiles: -4.5 %), and a 144-token tile where they pad less in it
+ * than in 160 (256 rows a mean: deepseek-v3 and gpt-oss-120b n = 8192 -5 and -6.6 %).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -204,11 +205,11 @@ __global__ void split_reduce_kernel(gemm_args a) {
     return split ? 2 : 1;
 }
 
-/* store_slab for a store warp (at 176 and 192 tokens), where every copy is a whole 16 bytes (aligned output, the
- * lane's columns inside N): no branch a row, the store one predicated instruction, so that
- * the out rows of kRows rows load together and no load waits behind a branch. (Row by row,
- * behind a branch, each row took two dependent round trips to shared memory, and beside the
- * MMAs' shared-memory reads a 6-chunk tile's slab took longer than the tile: GEMM-2 at
+/* store_slab for a store warp (at 176 and 192 tokens), where every copy is a whole 16 bytes
+ * (aligned output, the lane's columns inside N): no branch a row, the store one predicated
+ * instruction, so that the out rows of kRows rows load together and no load waits behind a branch.
+ * (Row by row, behind a branch, each row took two dependent round trips to shared memory, and
+ * beside the MMAs' shared-memory reads a 6-chunk tile's slab took longer than the tile: GEMM-2 at
  * K = 768, whose consumers waited 12 % of the time for it, Nsight.) The three-warpgroup kernel
  * keeps the row-at-a-time copy: its producer warpgroup has 32 registers, and this loop there
  * made ptxas spill the consumers' unit walk. */
@@ -418,7 +419,7 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
         return;
     }
     constexpr int NA = BN / 2;
-    if constexpr (BN >= 160 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
+    if constexpr (BN >= 144 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
         float acc[consumer<BN, Lean>::kParts][NA / consumer<BN, Lean>::kParts];
         uint32_t frag[4][4];
         chunk_state st;
@@ -532,8 +533,8 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
-         allow_smem<128>(ctx) && allow_smem<160>(ctx) && allow_smem<176>(ctx) &&
-         allow_smem<192>(ctx);
+         allow_smem<128>(ctx) && allow_smem<144>(ctx) && allow_smem<160>(ctx) &&
+         allow_smem<176>(ctx) && allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -722,20 +723,27 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     } else if (bn == 128) {
         bn = 192; /* from 768 a mean (v39) */
     }
-    /* 176 tokens instead of 192 where they cost 2 % less, a tile counted as its tokens plus 28
-     * (the weight conversion and the fixed costs that every tile pays whatever its width; 28
-     * fits v42's A/B): at 1024 rows a mean 6.2 tiles of 176 against 6.0 of 192, 8 % fewer
-     * tokens through the MMAs (gpt-oss-20b n = 8192: -4.5 % grouped, -4.2 % the layer); at 512,
-     * 3.24 against 3.0, as many tokens and more tiles (qwen3 n = 8192 even, its layer +1.6 %
-     * when 176 was taken there). */
+    /* 176 tokens instead of 192, and 144 instead of 160, where they cost 2 % less, a tile
+     * counted as its tokens plus 28 (the weight conversion and the fixed costs that every tile
+     * pays whatever its width; 28 fits v42's A/B). At 1024 rows a mean, 6.2 tiles of 176
+     * against 6.0 of 192: 8 % fewer tokens through the MMAs (gpt-oss-20b n = 8192: -4.5 %
+     * grouped, -4.2 % the layer); at 512, 3.24 against 3.0: as many tokens in more tiles (qwen3
+     * n = 8192 even, its layer +1.6 % when 176 was taken there). At 256 rows a mean, 2.02 tiles
+     * of 144 against 2.0 of 160: 9 % fewer tokens (deepseek-v3 n = 8192 -5 %, gpt-oss-120b
+     * n = 8192 -6.6 %, qwen3 n = 4096 -3.5 %, replayed). */
     if (bn == 192 && padded_work<176>(mean, args.n) * (176 + 28) / 176 <
                          0.98 * padded_work<192>(mean, args.n) * (192 + 28) / 192) {
         bn = 176;
+    }
+    if (bn == 160 && padded_work<144>(mean, args.n) * (144 + 28) / 144 <
+                         0.98 * padded_work<160>(mean, args.n) * (160 + 28) / 160) {
+        bn = 144;
     }
     mxmoe_status st = bn == 16    ? launch<16>(ctx, &args)
                       : bn == 32  ? launch<32>(ctx, &args)
                       : bn == 64  ? launch<64>(ctx, &args)
                       : bn == 128 ? launch<128>(ctx, &args)
+                      : bn == 144 ? launch<144>(ctx, &args)
                       : bn == 160 ? launch<160>(ctx, &args)
                       : bn == 176 ? launch<176>(ctx, &args)
                                   : launch<192>(ctx, &args);

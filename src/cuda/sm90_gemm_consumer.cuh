@@ -155,7 +155,7 @@ promote_off_reference_call(tile_sums<BN> fin, tile_sums<BN> acc, const uint8_t* 
 template <int BN, bool Lean = false> struct consumer {
     using L = stage_layout<BN>;
     static constexpr int S = L::stages, NA = BN / 2;
-    /* At BN >= 160 a chunk's MMAs go out as kParts commit groups of BN / kParts tokens, so
+    /* At BN >= 144 a chunk's MMAs go out as kParts commit groups of BN / kParts tokens, so
      * that a part is promoted while the later parts' MMAs run (v30: -1.6 % at qwen3 n = 8192; three
      * parts measured 2-3 % slower than two). */
     static constexpr int kParts = 2;
@@ -178,10 +178,10 @@ template <int BN, bool Lean = false> struct consumer {
      * (factor 1) and every weight row on the span's, one wgmma chain sums the span and one
      * promotion takes it: half the promotions' FFMAs. The span's sum stays in the accumulators
      * while the next chunk's weights are converted: in the narrow tiles (BN <= 64) all of it; at
-     * BN >= 160 only the first part's tokens (chunk_in_parts), since at 192 the whole
+     * BN >= 144 only the first part's tokens (chunk_in_parts), since at 192 the whole
      * span's 96 accumulators beside the tile's 96 and the fragments spilled; none in the
      * three-warpgroup tiles, whose two token halves share one set of accumulators. */
-    static constexpr bool spans_shared = BN <= 64 || BN >= 160;
+    static constexpr bool spans_shared = BN <= 64 || BN >= 144;
 #if (MXMOE_SM90_LAB & 1024)
     unsigned long long waited = 0;           /* lab timeline: when the last stage wait returned */
     unsigned long long halves[kStampPoints]; /* the three-warpgroup chunk's points */
@@ -300,7 +300,7 @@ template <int BN, bool Lean = false> struct consumer {
         wgmma_commit();
     }
 
-    /* Parts P.. of chunk cs's MMAs at BN >= 160, part p's tokens BN / kParts * p onwards
+    /* Parts P.. of chunk cs's MMAs at BN >= 144, part p's tokens BN / kParts * p onwards
      * (whole 1024-byte atoms into the swizzled tile), each a commit group of its own, into acc[p].
      */
     template <int P, bool AccIn0 = false>
@@ -349,7 +349,7 @@ template <int BN, bool Lean = false> struct consumer {
         }
     }
 
-    /* Chunk cs at BN >= 160 in kParts commit groups. In a tile whose tokens are all on their
+    /* Chunk cs at BN >= 144 in kParts commit groups. In a tile whose tokens are all on their
      * references each part's promotion runs while the later parts' MMAs do; otherwise all
      * complete before the tokens' factors are applied. Each branch issues and completes its
      * own groups (ptxas serialises every wgmma where a branch lies inside a group's flight,
@@ -720,7 +720,7 @@ template <int BN, bool Lean = false> struct consumer {
 
 
 /* The two-warpgroup consumers' loop with each chunk's MMAs as one commit group: BN <= 64, and
- * BN >= 160 in lab builds (the knock-outs and the timeline measure that form there). */
+ * BN >= 144 in lab builds (the knock-outs and the timeline measure that form there). */
 template <int BN, bool Lean>
 __device__ __forceinline__ void consume_whole_chunks(consumer<BN, Lean>& cs, int G) {
     constexpr int NA = BN / 2;

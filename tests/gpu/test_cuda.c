@@ -1419,6 +1419,9 @@ int main(int argc, char** argv) {
          * the lean kernel (BF16, no K-split) and the full one (F32), tokens off their references */
         test_gemm_sm90(2000, 2, 136, 512, 1, 1, MXMOE_BF16, 20);
         test_gemm_sm90(2000, 2, 200, 640, 0, 1, MXMOE_F32, 20);
+        /* 144-token tiles (mean 256 over K of 16 chunks: 2 tiles an expert, as with 160) */
+        test_gemm_sm90(768, 3, 136, 2048, 0, 1, MXMOE_F32, 20);
+        test_gemm_sm90(768, 3, 120, 2048, 1, 1, MXMOE_BF16, 20);
         /* 128-token tiles (means ~90 and ~133): three warpgroups, each tile's tokens in two
          * halves of 64 (a tile of <= 64 rows skips the second), warpgroups wholly or partly past
          * N */
@@ -1460,7 +1463,7 @@ int main(int argc, char** argv) {
              * (N = 120: 128 weight rows pad less than three warpgroups' 192) */
             test_gemm_sm90(1200, 3, 120, 2880, 0, 1, MXMOE_F32, 0);
             test_gemm_sm90(384, 3, 120, 2880, 0, 1, MXMOE_F32, 0); /* ... 160-token tiles */
-            /* 160-token tiles at 256 rows a mean over K of 16 chunks or more: two an expert */
+            /* 144-token tiles at 256 rows a mean over K of 16 chunks or more: two an expert */
             test_gemm_sm90(768, 3, 200, 2048, 1, 1, MXMOE_BF16, 14);
         }
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1471,6 +1474,7 @@ int main(int argc, char** argv) {
         test_projection(300, 4, 3, 136, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);  /* BN = 192 */
         test_projection(200, 2, 3, 200, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);  /* BN = 128 */
         test_projection(1000, 2, 2, 136, 256, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0); /* BN = 176 */
+        test_projection(384, 2, 3, 136, 2048, MXMOE_BF16, MXMOE_BF16, 0, 1, 0, 0); /* BN = 144 */
         /* the tokens quantized by the GEMM's prepass (gemm_args.tokens): F16 and F32 tokens with
          * NaN/Inf and scales far apart, dropped pairs, K % 128 != 0, K = 32, BF16 and F32 rows
          * off 16-byte alignment (element loads); past its K the quantizer and the MXFP4 prepass,
@@ -1501,6 +1505,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(g_small ? 9 : 40, 256, 256, 384, 0, 1, MXMOE_F16, 0);
         test_gemm_sm90(1200, 3, 120, 1152, 1, 0, MXMOE_BF16, 0); /* 192-token tiles */
         test_gemm_sm90(2000, 2, 120, 1152, 1, 0, MXMOE_BF16, 0); /* 176-token tiles */
+        test_gemm_sm90(768, 3, 120, 2048, 1, 0, MXMOE_BF16, 0);  /* 144-token tiles */
         test_gemm_sm90(400, 3, 136, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
         test_gemm_sm90(384, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 160-token tiles */
         test_gemm_sm90(60, 4, 128, 640, 0, 1, MXMOE_F32, 0);     /* narrow: a half from chunk 3 */
