@@ -106,7 +106,8 @@
  * instances for BF16 results without a K-split. v42 = a 176-token tile where experts' rows
  * pad less in it than in 192 (gpt-oss-20b n = 8192: 1024 rows a mean, 8 % fewer tokens
  * through the MMAs in as many tiles: -4.5 %), and a 144-token tile where they pad less in it
- * than in 160 (256 rows a mean: deepseek-v3 and gpt-oss-120b n = 8192 -5 and -6.6 %).
+ * than in 160 (256 rows a mean: deepseek-v3 and gpt-oss-120b n = 8192 -5 and -6.6 %), and
+ * 48 tokens instead of 64 (17-32 rows a mean).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
@@ -532,7 +533,7 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         major == 9 && minor == 0 &&
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
-    ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<64>(ctx) &&
+    ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<48>(ctx) &&
          allow_smem<128>(ctx) && allow_smem<144>(ctx) && allow_smem<160>(ctx) &&
          allow_smem<176>(ctx) && allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
@@ -685,6 +686,10 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * expert whole converts and streams each weight chunk once, where a tile of the mean took
      * two for those experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss
      * n = 256 -7 %; the mean itself, or 1.5x it, measured slower or the same again in v16).
+     * Except 48 tokens for 17-32 a mean, not 64: 48 is the mean plus 2.8 deviations or more
+     * there, so a second tile is as rare (under 0.3 % of the experts), and the chunk's MMAs and
+     * promotion a quarter shorter (v42: qwen3 n = 512 -4.5 %, deepseek-v3 and gpt-oss-120b
+     * n = 768 -9.6 and -9 %, replayed).
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
      * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
@@ -705,7 +710,7 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * instead (below). */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
-    int bn = 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : 2 * mean <= 64 ? 64 : 128;
+    int bn = 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
     if (bn == 128 && mean < 768) {
         const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
         double least = padded_work<128>(mean, args.n);
@@ -741,7 +746,7 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     }
     mxmoe_status st = bn == 16    ? launch<16>(ctx, &args)
                       : bn == 32  ? launch<32>(ctx, &args)
-                      : bn == 64  ? launch<64>(ctx, &args)
+                      : bn == 48  ? launch<48>(ctx, &args)
                       : bn == 128 ? launch<128>(ctx, &args)
                       : bn == 144 ? launch<144>(ctx, &args)
                       : bn == 160 ? launch<160>(ctx, &args)

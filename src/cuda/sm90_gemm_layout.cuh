@@ -63,12 +63,12 @@ template <int BN> __host__ __device__ constexpr int cta_threads() {
 }
 
 template <int BN> constexpr int bn_index() {
-    static_assert(BN == 16 || BN == 32 || BN == 64 || BN == 128 || BN == 144 || BN == 160 ||
+    static_assert(BN == 16 || BN == 32 || BN == 48 || BN == 128 || BN == 144 || BN == 160 ||
                       BN == 176 || BN == 192,
                   "the kernel's tile widths");
     return BN == 16    ? 0
            : BN == 32  ? 1
-           : BN == 64  ? 2
+           : BN == 48  ? 2
            : BN == 128 ? 3
            : BN == 144 ? 4
            : BN == 160 ? 5
@@ -99,7 +99,9 @@ template <int BN> struct stage_layout {
 #else
     /* Three-warpgroup tiles: 4 stages since the 16-bit slab (v27; 5 measured no better), 192
      * tokens: 3 (4 measured slower, v17b and v27), 144 to 176 likewise. */
-    static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 64 ? 4 : (BN >= 32 ? 6 : 8))
+    static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 48   ? 5
+                                                            : BN >= 32 ? 6
+                                                                       : 8)
                                   : BN >= 144            ? 3
                                   : token_halves<BN>()   ? 4
                                   : BN >= 128            ? 5
@@ -157,7 +159,7 @@ template <int BN> constexpr int smem_bytes() {
 template <int BN> constexpr bool smem_fits() {
     return smem_bytes<BN>() <= (ctas_per_sm<BN>() == 1 ? 227 * 1024 : 228 * 1024 / 2 - 1024);
 }
-static_assert(smem_fits<16>() && smem_fits<32>() && smem_fits<64>() && smem_fits<128>() &&
+static_assert(smem_fits<16>() && smem_fits<32>() && smem_fits<48>() && smem_fits<128>() &&
                   smem_fits<144>() && smem_fits<160>() && smem_fits<176>() && smem_fits<192>(),
               "the sm_90 GEMM's shared memory exceeds what its CTAs per SM may have");
 

@@ -1408,7 +1408,7 @@ int main(int argc, char** argv) {
         /* tokens with a chunk > 100 binades below their largest: absolute factors (v10b) */
         test_gemm_sm90(g_small ? 70 : 600, 5, 200, 512, 1, 1, MXMOE_F32, 120);
         /* ... at the narrow tiles with BF16 results, no K-split: the lean kernels' out-of-line
-         * promotion (16-, 32- and 64-token tiles) */
+         * promotion (16-, 32- and 48-token tiles) */
         test_gemm_sm90(30, 5, 200, 512, 1, 1, MXMOE_BF16, 120);
         test_gemm_sm90(70, 5, 200, 512, 0, 1, MXMOE_BF16, 120);
         test_gemm_sm90(150, 5, 200, 512, 1, 0, MXMOE_BF16, 120);
@@ -1422,6 +1422,10 @@ int main(int argc, char** argv) {
         /* 144-token tiles (mean 256 over K of 16 chunks: 2 tiles an expert, as with 160) */
         test_gemm_sm90(768, 3, 136, 2048, 0, 1, MXMOE_F32, 20);
         test_gemm_sm90(768, 3, 120, 2048, 1, 1, MXMOE_BF16, 20);
+        /* 48-token tiles (means 17-32: one tile an expert; an expert past 48 rows takes two) */
+        test_gemm_sm90(96, 3, 136, 512, 0, 1, MXMOE_F32, 20);
+        static const int32_t past48[] = {47, 48, 49, 96, 97, 3, 0, 0, 0, 0, 0, 0}; /* mean 29 */
+        test_gemm_sm90_counts(340, 12, 72, 384, 1, 1, MXMOE_BF16, 0, 0, past48);
         /* 128-token tiles (means ~90 and ~133): three warpgroups, each tile's tokens in two
          * halves of 64 (a tile of <= 64 rows skips the second), warpgroups wholly or partly past
          * N */
@@ -1451,7 +1455,7 @@ int main(int argc, char** argv) {
             test_gemm_sm90(3000, 3, 256, 512, 0, 1, MXMOE_F32, 20); /* 176 (mean 1000) */
             test_gemm_sm90(1000, 3, 136, 160, 0, 1, MXMOE_F16, 0);  /* F16 through stmatrix */
             test_gemm_sm90(1000, 3, 130, 160, 1, 0, MXMOE_F16, 0);  /* ... ragged, unaligned */
-            test_gemm_sm90(90, 3, 72, 96, 1, 1, MXMOE_BF16, 0);     /* 64-token tiles (mean 30) */
+            test_gemm_sm90(90, 3, 72, 96, 1, 1, MXMOE_BF16, 0);     /* 48-token tiles (mean 30) */
             test_gemm_sm90(40, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 32-token tiles (mean 14) */
             test_gemm_sm90(1200, 32, 130, 2880, 1, 1, MXMOE_BF16, 6);
             /* narrow tiles over long K: 256-K spans summed by one wgmma chain (the bound's
@@ -1484,7 +1488,7 @@ int main(int argc, char** argv) {
         test_projection(g_small ? 30 : 130, 3, 4, 96, 8192, MXMOE_BF16, MXMOE_BF16, 1, 1, 1, 0);
         test_projection(20, 2, 3, 64, 8320, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);
         /* tiles with tokens on and off their references (the off-reference promotion, the
-         * factors stored for those tokens only): 192-, 128- (three warpgroups), 64-token tiles */
+         * factors stored for those tokens only): 192-, 128- (three warpgroups), 48-token tiles */
         test_projection(300, 4, 3, 120, 2048, MXMOE_BF16, MXMOE_BF16, 0, 1, 2, 0);
         test_projection(200, 2, 3, 136, 2880, MXMOE_F32, MXMOE_BF16, 1, 0, 2, 0);
         test_projection(g_small ? 40 : 120, 4, 8, 72, 1024, MXMOE_BF16, MXMOE_F32, 0, 0, 2, 0);
@@ -1506,6 +1510,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(1200, 3, 120, 1152, 1, 0, MXMOE_BF16, 0); /* 192-token tiles */
         test_gemm_sm90(2000, 2, 120, 1152, 1, 0, MXMOE_BF16, 0); /* 176-token tiles */
         test_gemm_sm90(768, 3, 120, 2048, 1, 0, MXMOE_BF16, 0);  /* 144-token tiles */
+        test_gemm_sm90(96, 3, 136, 4096, 0, 1, MXMOE_F32, 0);    /* 48-token tiles */
         test_gemm_sm90(400, 3, 136, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
         test_gemm_sm90(384, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 160-token tiles */
         test_gemm_sm90(60, 4, 128, 640, 0, 1, MXMOE_F32, 0);     /* narrow: a half from chunk 3 */
