@@ -706,8 +706,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * before v27-v37 shortened the 192-token tile's epilogue). The 192-token rule fits the 14
      * points of bench/NOTES.md v34, means 128-1024: e.g. at 128 a mean, DeepSeek-V3's
      * N = 2048 = 10 x 192 + 128 took 192 tokens, -8 %; at 150-190 a mean 192 tokens,
-     * -17..-26 %; at 450 and 600 three warpgroups, -4..-10 %. Where 192 is taken, 176 may be
-     * instead (below). */
+     * -17..-26 %; at 450 and 600 three warpgroups, -4..-10 %. Where 160 or 192 is taken, 144 or
+     * 176 may be instead (below). */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
     int bn = 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;

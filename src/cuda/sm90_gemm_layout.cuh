@@ -98,7 +98,8 @@ template <int BN> struct stage_layout {
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
     /* Three-warpgroup tiles: 4 stages since the 16-bit slab (v27; 5 measured no better), 192
-     * tokens: 3 (4 measured slower, v17b and v27), 144 to 176 likewise. */
+     * tokens: 3 (4 measured slower, v17b and v27), 144 to 176 likewise. Two CTAs an SM at 48
+     * tokens: 5 (6 fit; not measured, v42). */
     static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 48   ? 5
                                                             : BN >= 32 ? 6
                                                                        : 8)
