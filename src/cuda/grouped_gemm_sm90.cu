@@ -251,8 +251,7 @@ __device__ void store_warp(const gemm_args& a, const smem_header& h, int wg) {
     const uint8_t* slab = reinterpret_cast<const uint8_t*>(&h) + kHeaderBytes +
                           stage_layout<BN>::stages * stage_layout<BN>::bytes +
                           wg * slab_bytes<BN>();
-    /* the lean 192-token kernel keeps its FP32 pass (unused), as its consumers do */
-    const bool f32 = (!Lean || BN == 192) && (ks == 2 || a.out_dtype == MXMOE_F32);
+    const bool f32 = keeps_f32_pass<BN, Lean>() && (ks == 2 || a.out_dtype == MXMOE_F32);
     /* the consumers' units (unit_walk), in as few registers as this warp has */
     for (int unit = (int)blockIdx.x; unit < units; unit += (int)gridDim.x) {
         const int part = ks == 2 ? unit & 1 : 0;
@@ -600,6 +599,15 @@ template <int BN> double padded_work(int64_t mean, int64_t n) {
     return tiles * BN * row_tiles * tile_n<BN>();
 }
 
+/* Whether tiles of Narrow tokens cost 2 % less than tiles of Wide, each tile counted as its
+ * padded tokens plus 28 (the weight conversion and the fixed costs every tile pays whatever its
+ * width; 28 fits v42's A/B, mxmoe_launch_grouped_gemm_sm90). */
+template <int Narrow, int Wide> bool narrower_pays(int64_t mean, int64_t n) {
+    constexpr int kTileTokens = 28;
+    return padded_work<Narrow>(mean, n) * (Narrow + kTileTokens) / Narrow <
+           0.98 * padded_work<Wide>(mean, n) * (Wide + kTileTokens) / Wide;
+}
+
 scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     const int64_t nc = (k + kChunk - 1) / kChunk, limit = INT64_MAX / 4;
     int64_t act = 0, fac = 0, en = 0, words = 0;
@@ -728,20 +736,16 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     } else if (bn == 128) {
         bn = 192; /* from 768 a mean (v39) */
     }
-    /* 176 tokens instead of 192, and 144 instead of 160, where they cost 2 % less, a tile
-     * counted as its tokens plus 28 (the weight conversion and the fixed costs that every tile
-     * pays whatever its width; 28 fits v42's A/B). At 1024 rows a mean, 6.2 tiles of 176
-     * against 6.0 of 192: 8 % fewer tokens through the MMAs (gpt-oss-20b n = 8192: -4.5 %
-     * grouped, -4.2 % the layer); at 512, 3.24 against 3.0: as many tokens in more tiles (qwen3
-     * n = 8192 even, its layer +1.6 % when 176 was taken there). At 256 rows a mean, 2.02 tiles
-     * of 144 against 2.0 of 160: 9 % fewer tokens (deepseek-v3 n = 8192 -5 %, gpt-oss-120b
-     * n = 8192 -6.6 %, qwen3 n = 4096 -3.5 %, replayed). */
-    if (bn == 192 && padded_work<176>(mean, args.n) * (176 + 28) / 176 <
-                         0.98 * padded_work<192>(mean, args.n) * (192 + 28) / 192) {
+    /* 176 tokens instead of 192, and 144 instead of 160, where they cost 2 % less
+     * (narrower_pays). At 1024 rows a mean, 6.2 tiles of 176 against 6.0 of 192: 8 % fewer
+     * tokens through the MMAs (gpt-oss-20b n = 8192: -4.5 % grouped, -4.2 % the layer); at 512,
+     * 3.24 against 3.0: as many tokens in more tiles (qwen3 n = 8192 even, its layer +1.6 % when
+     * 176 was taken there). At 256 rows a mean, 2.02 tiles of 144 against 2.0 of 160: 9 % fewer
+     * tokens (deepseek-v3 n = 8192 -5 %, gpt-oss-120b n = 8192 -6.6 %, qwen3 n = 4096 -3.5 %,
+     * replayed). */
+    if (bn == 192 && narrower_pays<176, 192>(mean, args.n)) {
         bn = 176;
-    }
-    if (bn == 160 && padded_work<144>(mean, args.n) * (144 + 28) / 144 <
-                         0.98 * padded_work<160>(mean, args.n) * (160 + 28) / 160) {
+    } else if (bn == 160 && narrower_pays<144, 160>(mean, args.n)) {
         bn = 144;
     }
     mxmoe_status st = bn == 16    ? launch<16>(ctx, &args)

@@ -147,6 +147,14 @@ promote_off_reference_call(tile_sums<BN> fin, tile_sums<BN> acc, const uint8_t* 
     return fin;
 }
 
+/* Whether a kernel instance keeps the FP32 epilogue pass (its consumers' store_tile and its store
+ * warps agree through this): the full instances, and the lean 192-token one, which its calls never
+ * send through it but which without it spilled 8 bytes a chunk in its consumers (232 registers);
+ * the other lean instances store BF16 only. */
+template <int BN, bool Lean> __host__ __device__ constexpr bool keeps_f32_pass() {
+    return !Lean || BN == 192;
+}
+
 /* A consumer thread: rows r0, r1 of the tile (of its warpgroup's 64), block q of each chunk.
  * Lean: a call whose results are BF16 and whose K is never split (the host decides,
  * mxmoe_launch_grouped_gemm_sm90) has one epilogue (at BN = 192 two: store_tile), and at
@@ -582,9 +590,7 @@ template <int BN, bool Lean = false> struct consumer {
      * of the consumers' time.) K-split: part p's FP32 partials go to a.partials + p * rows * N
      * instead, the bias with part 0's. */
     __device__ void store_tile(const tile& t, int part) {
-        /* The lean 192-token kernel keeps the FP32 pass, which its calls never take: without it
-         * ptxas spilled 8 bytes a chunk in its consumers (232 registers); it drops the F16 one. */
-        constexpr bool LeanOut = Lean && BN != 192;
+        constexpr bool LeanOut = !keeps_f32_pass<BN, Lean>(); /* BF16 results only */
         const int wg = warp / 4 - 1;
         const mxmoe_dtype dtype = LeanOut ? MXMOE_BF16
                                   : split ? MXMOE_F32
