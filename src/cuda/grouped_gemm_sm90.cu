@@ -698,8 +698,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * there, so a second tile is as rare (under 0.3 % of the experts), and the chunk's MMAs and
      * promotion a quarter shorter (v42: qwen3 n = 512 -4.5 %, deepseek-v3 and gpt-oss-120b
      * n = 768 -9.6 and -9 %, replayed). And 8 tokens for at most 2 a mean (decode-sized
-     * batches: 9 rows at 2 a mean are 4.9 deviations up), by the same reasoning (UNMEASURED:
-     * branch tile-8, bench/NOTES.md v42's addendum).
+     * batches: 9 rows at 2 a mean are 4.9 deviations up), by the same reasoning (v43:
+     * deepseek-v3 n = 16 / 64 -4.5 / -6 %, gpt-oss-120b n = 64 -3.6 %, replayed).
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
      * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
