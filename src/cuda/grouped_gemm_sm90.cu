@@ -225,7 +225,7 @@ __device__ __forceinline__ void store_warp_slab(const gemm_args& a, const uint8_
         store_slab<BN, ES>(a, slab, out, col0, lane, 32);
         return;
     }
-    static_assert(rows % (kRows * step) == 0, "every lane copies the same number of rows");
+    static_assert(BN < 176 || rows % (kRows * step) == 0, "every lane copies as many rows");
     const uint8_t* src = slab + (lane % units) * 16;
     uint8_t* col = static_cast<uint8_t*>(out) + (int64_t)n * ES;
 #pragma unroll kRows
@@ -532,9 +532,9 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         major == 9 && minor == 0 &&
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
-    ok = ok && allow_smem<16>(ctx) && allow_smem<32>(ctx) && allow_smem<48>(ctx) &&
-         allow_smem<128>(ctx) && allow_smem<144>(ctx) && allow_smem<160>(ctx) &&
-         allow_smem<176>(ctx) && allow_smem<192>(ctx);
+    ok = ok && allow_smem<8>(ctx) && allow_smem<16>(ctx) && allow_smem<32>(ctx) &&
+         allow_smem<48>(ctx) && allow_smem<128>(ctx) && allow_smem<144>(ctx) &&
+         allow_smem<160>(ctx) && allow_smem<176>(ctx) && allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -697,7 +697,9 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * Except 48 tokens for 17-32 a mean, not 64: 48 is the mean plus 2.8 deviations or more
      * there, so a second tile is as rare (under 0.3 % of the experts), and the chunk's MMAs and
      * promotion a quarter shorter (v42: qwen3 n = 512 -4.5 %, deepseek-v3 and gpt-oss-120b
-     * n = 768 -9.6 and -9 %, replayed).
+     * n = 768 -9.6 and -9 %, replayed). And 8 tokens for at most 2 a mean (decode-sized
+     * batches: 9 rows at 2 a mean are 4.9 deviations up), by the same reasoning (v43:
+     * deepseek-v3 n = 16 / 64 -4.5 / -6 %, gpt-oss-120b n = 64 -3.6 %, replayed).
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
      * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
@@ -718,7 +720,7 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * 176 may be instead (below). */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
-    int bn = 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
+    int bn = mean <= 2 ? 8 : 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
     if (bn == 128 && mean < 768) {
         const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
         double least = padded_work<128>(mean, args.n);
@@ -748,7 +750,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     } else if (bn == 160 && narrower_pays<144, 160>(mean, args.n)) {
         bn = 144;
     }
-    mxmoe_status st = bn == 16    ? launch<16>(ctx, &args)
+    mxmoe_status st = bn == 8     ? launch<8>(ctx, &args)
+                      : bn == 16  ? launch<16>(ctx, &args)
                       : bn == 32  ? launch<32>(ctx, &args)
                       : bn == 48  ? launch<48>(ctx, &args)
                       : bn == 128 ? launch<128>(ctx, &args)

@@ -696,11 +696,16 @@ template <int BN, bool Lean = false> struct consumer {
         const uint32_t base =
             smem_u32(slab) + (8 * (i / 2) + k) * pitch + (16 * (warp % 4) + 8 * (i % 2)) * 2;
 #pragma unroll
-        for (int j = 0; j < BN / 8; j += 2) {
+        for (int j = 0; j < BN / 8 - 1; j += 2) {
             stmatrix_x4_trans(base + 8 * j * pitch, pack_half2<Bf16>(fin[4 * j], fin[4 * j + 1]),
                               pack_half2<Bf16>(fin[4 * j + 2], fin[4 * j + 3]),
                               pack_half2<Bf16>(fin[4 * j + 4], fin[4 * j + 5]),
                               pack_half2<Bf16>(fin[4 * j + 6], fin[4 * j + 7]));
+        }
+        if constexpr (BN / 8 % 2 == 1) { /* an odd last group: its two matrices */
+            constexpr int j = BN / 8 - 1;
+            stmatrix_x2_trans(base + 8 * j * pitch, pack_half2<Bf16>(fin[4 * j], fin[4 * j + 1]),
+                              pack_half2<Bf16>(fin[4 * j + 2], fin[4 * j + 3]));
         }
 #pragma unroll
         for (int j = 0; j < BN / 2; j++) {
@@ -708,17 +713,30 @@ template <int BN, bool Lean = false> struct consumer {
         }
     }
 
-    /* FP32 results, pass P: token columns 8j.. for j in [P BN / 16, (P + 1) BN / 16). */
+    /* FP32 results, pass P: token columns 8j.. for j in [P BN / 16, (P + 1) BN / 16); at
+     * BN = 8, one group, tokens 4P .. 4P + 3 (the threads with q / 2 == P). */
     template <int P> __device__ __forceinline__ void slab_f32(uint8_t* slab) {
         constexpr int pitch = slab_pitch<4>();
         const int c0 = 16 * (warp % 4) + lane / 4; /* the thread's columns c0, c0 + 8 */
+        if constexpr (BN == 8) {
+            if (q / 2 == P) {
 #pragma unroll
-        for (int j = P * BN / 16; j < (P + 1) * BN / 16; j++) {
+                for (int e = 0; e < 4; e++) {
+                    const int row = 2 * q + (e & 1) - 4 * P, col = c0 + (e < 2 ? 0 : 8);
+                    *reinterpret_cast<float*>(slab + row * pitch + col * 4) = fin[e];
+                    fin[e] = 0.0f;
+                }
+            }
+        } else {
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int row = 8 * j + 2 * q + (e & 1) - P * BN / 2, col = c0 + (e < 2 ? 0 : 8);
-                *reinterpret_cast<float*>(slab + row * pitch + col * 4) = fin[4 * j + e];
-                fin[4 * j + e] = 0.0f;
+            for (int j = P * BN / 16; j < (P + 1) * BN / 16; j++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int row = 8 * j + 2 * q + (e & 1) - P * BN / 2,
+                              col = c0 + (e < 2 ? 0 : 8);
+                    *reinterpret_cast<float*>(slab + row * pitch + col * 4) = fin[4 * j + e];
+                    fin[4 * j + e] = 0.0f;
+                }
             }
         }
     }

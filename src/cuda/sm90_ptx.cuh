@@ -173,6 +173,14 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t r0, ui
     (void)addr, (void)r0, (void)r1, (void)r2, (void)r3;
 }
 
+/* The same for two matrices (addresses from lanes 0-15): an odd last group of 8 tokens. */
+__device__ __forceinline__ void stmatrix_x2_trans(uint32_t addr, uint32_t r0, uint32_t r1) {
+    MXMOE_SM90_ASM("stmatrix.sync.aligned.m8n8.x2.trans.shared.b16 [%0], {%1, %2};" ::"r"(addr),
+                   "r"(r0), "r"(r1)
+                   : "memory");
+    (void)addr, (void)r0, (void)r1;
+}
+
 template <int Regs> __device__ __forceinline__ void setmaxnreg_inc() {
     MXMOE_SM90_ASM("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(Regs));
 }
