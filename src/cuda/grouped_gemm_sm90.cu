@@ -697,9 +697,11 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * Except 48 tokens for 17-32 a mean, not 64: 48 is the mean plus 2.8 deviations or more
      * there, so a second tile is as rare (under 0.3 % of the experts), and the chunk's MMAs and
      * promotion a quarter shorter (v42: qwen3 n = 512 -4.5 %, deepseek-v3 and gpt-oss-120b
-     * n = 768 -9.6 and -9 %, replayed). And 8 tokens for at most 2 a mean (decode-sized
-     * batches: 9 rows at 2 a mean are 4.9 deviations up), by the same reasoning (v43:
-     * deepseek-v3 n = 16 / 64 -4.5 / -6 %, gpt-oss-120b n = 64 -3.6 %, replayed).
+     * n = 768 -9.6 and -9 %, replayed). And 8 tokens for at most 4 a mean (decode-sized
+     * batches), by the same reasoning: 9 rows are 4.9 deviations up at 2 a mean, 2.5 at 4, where
+     * ~2 % of the experts take a second tile under uniform routing, and the shorter chunks
+     * still pay (v43, replayed: deepseek-v3 n = 16 / 64 -4.5 / -6 %, gpt-oss-120b n = 64
+     * -3.6 %; at 4 a mean deepseek-v3 n = 128 -5.5 %, gpt-oss-120b n = 128 -3.3 %).
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
      * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
@@ -720,7 +722,7 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * 176 may be instead (below). */
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
-    int bn = mean <= 2 ? 8 : 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
+    int bn = mean <= 4 ? 8 : 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
     if (bn == 128 && mean < 768) {
         const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
         double least = padded_work<128>(mean, args.n);

@@ -1426,14 +1426,21 @@ int main(int argc, char** argv) {
         test_gemm_sm90(96, 3, 136, 512, 0, 1, MXMOE_F32, 20);
         static const int32_t past48[] = {47, 48, 49, 96, 97, 3, 0, 0, 0, 0, 0, 0}; /* mean 29 */
         test_gemm_sm90_counts(340, 12, 72, 384, 1, 1, MXMOE_BF16, 0, 0, past48);
-        /* 8-token tiles (at most 2 rows a mean: decode-sized batches): one group of 8 tokens,
+        /* 8-token tiles (at most 4 rows a mean: decode-sized batches): one group of 8 tokens,
          * stored by the epilogue's two-matrix stmatrix and in FP32 passes of 4 tokens; F16 at a
-         * ragged N; an expert of 9 rows takes two tiles */
+         * ragged N; experts of 9 and 12 rows take two tiles */
         test_gemm_sm90(12, 8, 136, 512, 0, 1, MXMOE_F32, 20);
         test_gemm_sm90(16, 8, 200, 512, 1, 1, MXMOE_BF16, 120);
         test_gemm_sm90(14, 8, 130, 160, 1, 0, MXMOE_F16, 0);
         static const int32_t past8[] = {9, 8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}; /* mean 2 */
         test_gemm_sm90_counts(18, 12, 72, 384, 1, 1, MXMOE_BF16, 0, 0, past8);
+        static const int32_t past8_at4[] = {12, 9, 4, 3, 0, 4, 0, 0}; /* mean 4 */
+        test_gemm_sm90_counts(32, 8, 136, 512, 0, 1, MXMOE_F32, 20, 0, past8_at4);
+        /* 16-token tiles (5-8 rows a mean): F32 tokens off their references; experts of 16 and
+         * 17 rows (one tile, two) */
+        test_gemm_sm90(28, 4, 136, 512, 0, 1, MXMOE_F32, 20);
+        static const int32_t past16[] = {17, 16, 5, 0, 0, 0}; /* mean 7 */
+        test_gemm_sm90_counts(38, 6, 72, 384, 1, 1, MXMOE_BF16, 0, 0, past16);
         /* 128-token tiles (means ~90 and ~133): three warpgroups, each tile's tokens in two
          * halves of 64 (a tile of <= 64 rows skips the second), warpgroups wholly or partly past
          * N */
@@ -1520,6 +1527,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(768, 3, 120, 2048, 1, 0, MXMOE_BF16, 0);  /* 144-token tiles */
         test_gemm_sm90(96, 3, 136, 4096, 0, 1, MXMOE_F32, 0);    /* 48-token tiles */
         test_gemm_sm90(10, 8, 120, 1152, 1, 0, MXMOE_BF16, 0);   /* 8-token tiles */
+        test_gemm_sm90(24, 4, 120, 1152, 1, 0, MXMOE_BF16, 0);   /* 16-token tiles */
         test_gemm_sm90(400, 3, 136, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
         test_gemm_sm90(384, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 160-token tiles */
         test_gemm_sm90(60, 4, 128, 640, 0, 1, MXMOE_F32, 0);     /* narrow: a half from chunk 3 */
