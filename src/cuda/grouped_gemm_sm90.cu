@@ -452,6 +452,9 @@ bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, bool words, 
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+#ifndef MXMOE_SM90_MID_BN /* LAB: the tile of 33-64 rows a mean */
+#define MXMOE_SM90_MID_BN 96
+#endif
 template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
     auto kernel = grouped_gemm_sm90_kernel<BN>;
     constexpr int bytes = smem_bytes<BN>(); /* allowed once, in mxmoe_grouped_gemm_sm90_init */
@@ -533,8 +536,9 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<8>(ctx) && allow_smem<16>(ctx) && allow_smem<32>(ctx) &&
-         allow_smem<48>(ctx) && allow_smem<128>(ctx) && allow_smem<144>(ctx) &&
-         allow_smem<160>(ctx) && allow_smem<176>(ctx) && allow_smem<192>(ctx);
+         allow_smem<48>(ctx) && allow_smem<80>(ctx) && allow_smem<96>(ctx) &&
+         allow_smem<128>(ctx) && allow_smem<144>(ctx) && allow_smem<160>(ctx) &&
+         allow_smem<176>(ctx) && allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -723,6 +727,9 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
     int bn = mean <= 4 ? 8 : 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
+    if (bn == 128 && mean <= 64) { /* LAB: 33-64 a mean */
+        bn = MXMOE_SM90_MID_BN;
+    }
     if (bn == 128 && mean < 768) {
         const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
         double least = padded_work<128>(mean, args.n);
@@ -756,6 +763,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
                       : bn == 16  ? launch<16>(ctx, &args)
                       : bn == 32  ? launch<32>(ctx, &args)
                       : bn == 48  ? launch<48>(ctx, &args)
+                      : bn == 80  ? launch<80>(ctx, &args)
+                      : bn == 96  ? launch<96>(ctx, &args)
                       : bn == 128 ? launch<128>(ctx, &args)
                       : bn == 144 ? launch<144>(ctx, &args)
                       : bn == 160 ? launch<160>(ctx, &args)

@@ -189,7 +189,7 @@ template <int BN, bool Lean = false> struct consumer {
      * BN >= 144 only the first part's tokens (chunk_in_parts), since at 192 the whole
      * span's 96 accumulators beside the tile's 96 and the fragments spilled; none in the
      * three-warpgroup tiles, whose two token halves share one set of accumulators. */
-    static constexpr bool spans_shared = BN <= 64 || BN >= 144;
+    static constexpr bool spans_shared = BN <= 96 || BN >= 144;
 #if (MXMOE_SM90_LAB & 1024)
     unsigned long long waited = 0;           /* lab timeline: when the last stage wait returned */
     unsigned long long halves[kStampPoints]; /* the three-warpgroup chunk's points */
