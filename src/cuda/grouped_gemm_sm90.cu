@@ -452,9 +452,6 @@ bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, bool words, 
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-#ifndef MXMOE_SM90_MID_BN /* LAB: the tile of 33-64 rows a mean */
-#define MXMOE_SM90_MID_BN 96
-#endif
 template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
     auto kernel = grouped_gemm_sm90_kernel<BN>;
     constexpr int bytes = smem_bytes<BN>(); /* allowed once, in mxmoe_grouped_gemm_sm90_init */
@@ -536,9 +533,9 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<8>(ctx) && allow_smem<16>(ctx) && allow_smem<32>(ctx) &&
-         allow_smem<48>(ctx) && allow_smem<80>(ctx) && allow_smem<96>(ctx) &&
-         allow_smem<128>(ctx) && allow_smem<144>(ctx) && allow_smem<160>(ctx) &&
-         allow_smem<176>(ctx) && allow_smem<192>(ctx);
+         allow_smem<48>(ctx) && allow_smem<80>(ctx) && allow_smem<128>(ctx) &&
+         allow_smem<144>(ctx) && allow_smem<160>(ctx) && allow_smem<176>(ctx) &&
+         allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -706,6 +703,12 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * ~2 % of the experts take a second tile under uniform routing, and the shorter chunks
      * still pay (v43, replayed: deepseek-v3 n = 16 / 64 -4.5 / -6 %, gpt-oss-120b n = 64
      * -3.6 %; at 4 a mean deepseek-v3 n = 128 -5.5 %, gpt-oss-120b n = 128 -3.3 %).
+     * And 80 tokens by two warpgroups (one CTA an SM) for 56-72 a mean: three warpgroups' 128
+     * tokens run their second half of 64 for every expert past 64 rows (nearly half of them at
+     * 64 a mean), where 80 holds nearly all in one tile of fewer MMAs (v43, 64 a mean,
+     * replayed: gpt-oss-20b n = 512 -15 %, deepseek-v3 n = 2048 -12 %, qwen3 n = 1024 -9 %,
+     * gpt-oss-120b n = 2048 -4 %). Below ~55 a mean that second half is rare and the third
+     * warpgroup pays (38 and 48 a mean: +1..+4 % with 80); 96 tokens were slower than 80.
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
      * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
@@ -727,8 +730,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
     int bn = mean <= 4 ? 8 : 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
-    if (bn == 128 && mean <= 64) { /* LAB: 33-64 a mean */
-        bn = MXMOE_SM90_MID_BN;
+    if (mean >= 56 && mean <= 72) {
+        bn = 80;
     }
     if (bn == 128 && mean < 768) {
         const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
@@ -764,7 +767,6 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
                       : bn == 32  ? launch<32>(ctx, &args)
                       : bn == 48  ? launch<48>(ctx, &args)
                       : bn == 80  ? launch<80>(ctx, &args)
-                      : bn == 96  ? launch<96>(ctx, &args)
                       : bn == 128 ? launch<128>(ctx, &args)
                       : bn == 144 ? launch<144>(ctx, &args)
                       : bn == 160 ? launch<160>(ctx, &args)
