@@ -707,8 +707,10 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * tokens run their second half of 64 for every expert past 64 rows (nearly half of them at
      * 64 a mean), where 80 holds nearly all in one tile of fewer MMAs (v43, 64 a mean,
      * replayed: gpt-oss-20b n = 512 -15 %, deepseek-v3 n = 2048 -12 %, qwen3 n = 1024 -9 %,
-     * gpt-oss-120b n = 2048 -4 %). Below ~55 a mean that second half is rare and the third
-     * warpgroup pays (38 and 48 a mean: +1..+4 % with 80); 96 tokens were slower than 80.
+     * gpt-oss-120b n = 2048 -4 %; 56 and 72 a mean -5 and -10.6 % at deepseek-v3, the rest
+     * even or better). Below ~55 a mean that second half is rare and the third warpgroup pays
+     * (38-52 a mean: +1..+4 % with 80); at 80 a mean 80 tokens take a second tile for half the
+     * experts (+9..+16 %); 96 tokens were slower than 80.
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
      * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
