@@ -533,8 +533,9 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
     ok = ok && allow_smem<8>(ctx) && allow_smem<16>(ctx) && allow_smem<32>(ctx) &&
-         allow_smem<48>(ctx) && allow_smem<128>(ctx) && allow_smem<144>(ctx) &&
-         allow_smem<160>(ctx) && allow_smem<176>(ctx) && allow_smem<192>(ctx);
+         allow_smem<48>(ctx) && allow_smem<80>(ctx) && allow_smem<128>(ctx) &&
+         allow_smem<144>(ctx) && allow_smem<160>(ctx) && allow_smem<176>(ctx) &&
+         allow_smem<192>(ctx);
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -702,6 +703,14 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * ~2 % of the experts take a second tile under uniform routing, and the shorter chunks
      * still pay (v43, replayed: deepseek-v3 n = 16 / 64 -4.5 / -6 %, gpt-oss-120b n = 64
      * -3.6 %; at 4 a mean deepseek-v3 n = 128 -5.5 %, gpt-oss-120b n = 128 -3.3 %).
+     * And 80 tokens by two warpgroups (one CTA an SM) for 56-72 a mean: three warpgroups' 128
+     * tokens run their second half of 64 for every expert past 64 rows (nearly half of them at
+     * 64 a mean), where 80 holds nearly all in one tile of fewer MMAs (v43, 64 a mean,
+     * replayed: gpt-oss-20b n = 512 -15 %, deepseek-v3 n = 2048 -12 %, qwen3 n = 1024 -9 %,
+     * gpt-oss-120b n = 2048 -4 %; 56 and 72 a mean -5 and -10.6 % at deepseek-v3, the rest
+     * even or better). Below ~55 a mean that second half is rare and the third warpgroup pays
+     * (38-52 a mean: +1..+4 % with 80); at 80 a mean 80 tokens take a second tile for half the
+     * experts (+9..+16 %); 96 tokens were slower than 80.
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
      * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
@@ -723,6 +732,9 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
     const int64_t mean = (args.rows + active - 1) / active;
     int bn = mean <= 4 ? 8 : 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
+    if (mean >= 56 && mean <= 72) {
+        bn = 80;
+    }
     if (bn == 128 && mean < 768) {
         const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
         double least = padded_work<128>(mean, args.n);
@@ -756,6 +768,7 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
                       : bn == 16  ? launch<16>(ctx, &args)
                       : bn == 32  ? launch<32>(ctx, &args)
                       : bn == 48  ? launch<48>(ctx, &args)
+                      : bn == 80  ? launch<80>(ctx, &args)
                       : bn == 128 ? launch<128>(ctx, &args)
                       : bn == 144 ? launch<144>(ctx, &args)
                       : bn == 160 ? launch<160>(ctx, &args)

@@ -63,18 +63,19 @@ template <int BN> __host__ __device__ constexpr int cta_threads() {
 }
 
 template <int BN> constexpr int bn_index() {
-    static_assert(BN == 8 || BN == 16 || BN == 32 || BN == 48 || BN == 128 || BN == 144 ||
-                      BN == 160 || BN == 176 || BN == 192,
+    static_assert(BN == 8 || BN == 16 || BN == 32 || BN == 48 || BN == 80 || BN == 128 ||
+                      BN == 144 || BN == 160 || BN == 176 || BN == 192,
                   "the kernel's tile widths");
     return BN == 8     ? 0
            : BN == 16  ? 1
            : BN == 32  ? 2
            : BN == 48  ? 3
-           : BN == 128 ? 4
-           : BN == 144 ? 5
-           : BN == 160 ? 6
-           : BN == 176 ? 7
-                       : 8;
+           : BN == 80  ? 4
+           : BN == 128 ? 5
+           : BN == 144 ? 6
+           : BN == 160 ? 7
+           : BN == 176 ? 8
+                       : 9;
 }
 
 /* Token rows of a stage's activation box: all BN (lab bit 16384: the first half only, the L2
@@ -99,8 +100,8 @@ template <int BN> struct stage_layout {
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
     /* Three-warpgroup tiles: 4 stages since the 16-bit slab (v27; 5 measured no better), 192
-     * tokens: 3 (4 measured slower, v17b and v27), 144 to 176 likewise. Two CTAs an SM at 48
-     * tokens: 5 (6 fit; not measured, v42). */
+     * tokens: 3 (4 measured slower, v17b and v27), 144 to 176 likewise; 80 tokens: 7 (not
+     * tuned). Two CTAs an SM at 48 tokens: 5 (6 measured even, v43), at 8 tokens 8 (10 even). */
     static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 48   ? 5
                                                             : BN >= 32 ? 6
                                                                        : 8)
@@ -162,8 +163,8 @@ template <int BN> constexpr bool smem_fits() {
     return smem_bytes<BN>() <= (ctas_per_sm<BN>() == 1 ? 227 * 1024 : 228 * 1024 / 2 - 1024);
 }
 static_assert(smem_fits<8>() && smem_fits<16>() && smem_fits<32>() && smem_fits<48>() &&
-                  smem_fits<128>() && smem_fits<144>() && smem_fits<160>() && smem_fits<176>() &&
-                  smem_fits<192>(),
+                  smem_fits<80>() && smem_fits<128>() && smem_fits<144>() && smem_fits<160>() &&
+                  smem_fits<176>() && smem_fits<192>(),
               "the sm_90 GEMM's shared memory exceeds what its CTAs per SM may have");
 
 /* The tensor maps of the four operands a stage holds. */
