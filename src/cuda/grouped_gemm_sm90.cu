@@ -107,7 +107,10 @@
  * pad less in it than in 192 (gpt-oss-20b n = 8192: 1024 rows a mean, 8 % fewer tokens
  * through the MMAs in as many tiles: -4.5 %), and a 144-token tile where they pad less in it
  * than in 160 (256 rows a mean: deepseek-v3 and gpt-oss-120b n = 8192 -5 and -6.6 %), and
- * 48 tokens instead of 64 (17-32 rows a mean).
+ * 48 tokens instead of 64 (17-32 rows a mean). v43 = 8-token tiles up to 4 rows a mean
+ * (deepseek-v3 n = 64 -6 %), and 80 tokens by two warpgroups for 56-72, where three
+ * warpgroups' 128 ran their second half of 64 tokens for half the experts (gpt-oss-20b
+ * n = 512 -15 %).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
