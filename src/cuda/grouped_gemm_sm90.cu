@@ -521,6 +521,20 @@ template <int BN> bool allow_smem(mxmoe_ctx* ctx) {
     cuda_state(ctx)->sm90_resident[bn_index<BN>()] = full;
     return full >= 1 && lean == full;
 }
+static_assert(sizeof(mxmoe_cuda_state::sm90_resident) == tile_widths::count * sizeof(int),
+              "a resident count for each tile width");
+template <int... BNs> bool allow_smem_all(mxmoe_ctx* ctx, width_list<BNs...>) {
+    return (allow_smem<BNs>(ctx) && ...);
+}
+
+/* The instance of tile width bn (one of tile_widths: the tile rule picks among them). */
+template <int... BNs>
+mxmoe_status launch_width(mxmoe_ctx* ctx, gemm_args* args, int bn, width_list<BNs...>) {
+    mxmoe_status st = MXMOE_OK;
+    const bool found = ((bn == BNs && (st = launch<BNs>(ctx, args), true)) || ...);
+    return found ? st
+                 : mxmoe_fail(ctx, MXMOE_ERR_BACKEND, "grouped_gemm: no %d-token tile kernel", bn);
+}
 
 } // namespace
 
@@ -535,10 +549,7 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
         major == 9 && minor == 0 &&
         cudaFuncGetAttributes(&attr, grouped_gemm_sm90_kernel<16>) == cudaSuccess &&
         attr.binaryVersion == 90;
-    ok = ok && allow_smem<8>(ctx) && allow_smem<16>(ctx) && allow_smem<32>(ctx) &&
-         allow_smem<48>(ctx) && allow_smem<80>(ctx) && allow_smem<128>(ctx) &&
-         allow_smem<144>(ctx) && allow_smem<160>(ctx) && allow_smem<176>(ctx) &&
-         allow_smem<192>(ctx);
+    ok = ok && allow_smem_all(ctx, tile_widths{});
     /* the TMA descriptors' encoder, from the driver through the runtime (no libcuda link) */
     void* encode = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
@@ -767,16 +778,7 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     } else if (bn == 160 && narrower_pays<144, 160>(mean, args.n)) {
         bn = 144;
     }
-    mxmoe_status st = bn == 8     ? launch<8>(ctx, &args)
-                      : bn == 16  ? launch<16>(ctx, &args)
-                      : bn == 32  ? launch<32>(ctx, &args)
-                      : bn == 48  ? launch<48>(ctx, &args)
-                      : bn == 80  ? launch<80>(ctx, &args)
-                      : bn == 128 ? launch<128>(ctx, &args)
-                      : bn == 144 ? launch<144>(ctx, &args)
-                      : bn == 160 ? launch<160>(ctx, &args)
-                      : bn == 176 ? launch<176>(ctx, &args)
-                                  : launch<192>(ctx, &args);
+    mxmoe_status st = launch_width(ctx, &args, bn, tile_widths{});
     if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, split_reduce_kernel,
                                          grid_for(ctx, args.rows * args.n, 256), 256, 0, args));

@@ -62,20 +62,26 @@ template <int BN> __host__ __device__ constexpr int cta_threads() {
     return 128 * (1 + consumer_wgs<BN>());
 }
 
+/* The kernel's tile widths (tokens a tile), in one list that the shared-memory check below,
+ * bn_index, and the init's grants and the launch's dispatch (grouped_gemm_sm90.cu) all read:
+ * a width is added here and nowhere else. */
+template <int... BNs> struct width_list { static constexpr int count = sizeof...(BNs); };
+using tile_widths = width_list<8, 16, 32, 48, 80, 128, 144, 160, 176, 192>;
+
+template <int BN, int... BNs> constexpr int index_in(width_list<BNs...>) {
+    constexpr int widths[] = {BNs...};
+    for (int i = 0; i < (int)sizeof...(BNs); i++) {
+        if (widths[i] == BN) {
+            return i;
+        }
+    }
+    return -1;
+}
+/* A width's place in tile_widths (mxmoe_cuda_state::sm90_resident). */
 template <int BN> constexpr int bn_index() {
-    static_assert(BN == 8 || BN == 16 || BN == 32 || BN == 48 || BN == 80 || BN == 128 ||
-                      BN == 144 || BN == 160 || BN == 176 || BN == 192,
-                  "the kernel's tile widths");
-    return BN == 8     ? 0
-           : BN == 16  ? 1
-           : BN == 32  ? 2
-           : BN == 48  ? 3
-           : BN == 80  ? 4
-           : BN == 128 ? 5
-           : BN == 144 ? 6
-           : BN == 160 ? 7
-           : BN == 176 ? 8
-                       : 9;
+    constexpr int i = index_in<BN>(tile_widths{});
+    static_assert(i >= 0, "one of the kernel's tile widths");
+    return i;
 }
 
 /* Token rows of a stage's activation box: all BN (lab bit 16384: the first half only, the L2
@@ -162,9 +168,10 @@ template <int BN> constexpr int smem_bytes() {
 template <int BN> constexpr bool smem_fits() {
     return smem_bytes<BN>() <= (ctas_per_sm<BN>() == 1 ? 227 * 1024 : 228 * 1024 / 2 - 1024);
 }
-static_assert(smem_fits<8>() && smem_fits<16>() && smem_fits<32>() && smem_fits<48>() &&
-                  smem_fits<80>() && smem_fits<128>() && smem_fits<144>() && smem_fits<160>() &&
-                  smem_fits<176>() && smem_fits<192>(),
+template <int... BNs> constexpr bool all_fit(width_list<BNs...>) {
+    return (smem_fits<BNs>() && ...);
+}
+static_assert(all_fit(tile_widths{}),
               "the sm_90 GEMM's shared memory exceeds what its CTAs per SM may have");
 
 /* The tensor maps of the four operands a stage holds. */
