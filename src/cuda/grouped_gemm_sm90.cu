@@ -725,10 +725,10 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * even or better). Below ~55 a mean that second half is rare and the third warpgroup pays
      * (38-52 a mean: +1..+4 % with 80); at 80 a mean 80 tokens take a second tile for half the
      * experts (+9..+16 %); 96 tokens were slower than 80. So 96 tokens for 73-84 a mean, where
-     * K is 20 chunks or more (UNMEASURED in this form: branch tile-96; lab branch tile-96-112
-     * measured 96 at 80 a mean: deepseek-v3 n = 2560 -11.6 %, gpt-oss-120b -15 %, gpt-oss-20b
-     * -10 %, but qwen3, 16 chunks, +4 %: a two-warpgroup tile's fixed costs come 1.5x as often
-     * as three warpgroups', which a short K does not amortise).
+     * K is 20 chunks or more (v44, replayed: 76 and 80 a mean -10..-12.5 % at gpt-oss-20b,
+     * gpt-oss-120b and deepseek-v3; 84 a mean -9.5 % at deepseek-v3, -5 % at gpt-oss-120b, +1 %
+     * at gpt-oss-20b). Not at qwen3's 16 chunks (v43: +4 % at 80 a mean): a two-warpgroup tile's
+     * fixed costs come 1.5x as often as three warpgroups', which a short K does not amortise.
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
      * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
