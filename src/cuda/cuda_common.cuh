@@ -39,7 +39,7 @@ struct mxmoe_cuda_state {
     cudaEvent_t timer_start, timer_stop;
     cudaMemPool_t pool;      /* scratch of calls without a workspace (the Hopper GEMM's operands) */
     bool sm90_ready;         /* the Hopper GEMM can run here (mxmoe_grouped_gemm_sm90_init) */
-    int sm90_resident[10];   /* its CTAs resident per SM at each tile width (bn_index) */
+    int sm90_resident[11];   /* its CTAs resident per SM at each tile width (bn_index) */
     bool skinny_ready;       /* the few-tokens GEMM's shared memory is granted (..._skinny_init) */
     bool pdl;                /* programmatic dependent launch (sm_90+; MXMOE_CUDA_PDL=0: off) */
     void* encode_tensor_map; /* the driver's cuTensorMapEncodeTiled (Hopper GEMM's TMA copies) */

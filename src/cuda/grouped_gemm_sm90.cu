@@ -724,7 +724,11 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
      * gpt-oss-120b n = 2048 -4 %; 56 and 72 a mean -5 and -10.6 % at deepseek-v3, the rest
      * even or better). Below ~55 a mean that second half is rare and the third warpgroup pays
      * (38-52 a mean: +1..+4 % with 80); at 80 a mean 80 tokens take a second tile for half the
-     * experts (+9..+16 %); 96 tokens were slower than 80.
+     * experts (+9..+16 %); 96 tokens were slower than 80. So 96 tokens for 73-84 a mean, where
+     * K is 20 chunks or more (v44, replayed: 76 and 80 a mean -10..-12.5 % at gpt-oss-20b,
+     * gpt-oss-120b and deepseek-v3; 84 a mean -9.5 % at deepseek-v3, -5 % at gpt-oss-120b, +1 %
+     * at gpt-oss-20b). Not at qwen3's 16 chunks (v43: +4 % at 80 a mean): a two-warpgroup tile's
+     * fixed costs come 1.5x as often as three warpgroups', which a short K does not amortise.
      * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
      * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
      * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
@@ -748,6 +752,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
     int bn = mean <= 4 ? 8 : 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
     if (mean >= 56 && mean <= 72) {
         bn = 80;
+    } else if (mean > 72 && mean <= 84 && args.k >= 20 * kChunk) {
+        bn = 96;
     }
     if (bn == 128 && mean < 768) {
         const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */

@@ -185,11 +185,11 @@ template <int BN, bool Lean = false> struct consumer {
      * round more: kChunkReference), so where every token of the tile is on its reference
      * (factor 1) and every weight row on the span's, one wgmma chain sums the span and one
      * promotion takes it: half the promotions' FFMAs. The span's sum stays in the accumulators
-     * while the next chunk's weights are converted: in the narrow tiles (BN <= 48) and at 80
+     * while the next chunk's weights are converted: in the narrow tiles (BN <= 48) and at 80 and 96
      * all of it; at BN >= 144 only the first part's tokens (chunk_in_parts), since at 192 the whole
      * span's 96 accumulators beside the tile's 96 and the fragments spilled; none in the
      * three-warpgroup tiles, whose two token halves share one set of accumulators. */
-    static constexpr bool spans_shared = BN <= 80 || BN >= 144;
+    static constexpr bool spans_shared = BN <= 96 || BN >= 144;
 #if (MXMOE_SM90_LAB & 1024)
     unsigned long long waited = 0;           /* lab timeline: when the last stage wait returned */
     unsigned long long halves[kStampPoints]; /* the three-warpgroup chunk's points */

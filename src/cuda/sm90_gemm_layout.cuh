@@ -66,7 +66,7 @@ template <int BN> __host__ __device__ constexpr int cta_threads() {
  * bn_index, and the init's grants and the launch's dispatch (grouped_gemm_sm90.cu) all read:
  * a width is added here and nowhere else. */
 template <int... BNs> struct width_list { static constexpr int count = sizeof...(BNs); };
-using tile_widths = width_list<8, 16, 32, 48, 80, 128, 144, 160, 176, 192>;
+using tile_widths = width_list<8, 16, 32, 48, 80, 96, 128, 144, 160, 176, 192>;
 
 template <int BN, int... BNs> constexpr int index_in(width_list<BNs...>) {
     constexpr int widths[] = {BNs...};
@@ -106,7 +106,7 @@ template <int BN> struct stage_layout {
     static constexpr int stages = MXMOE_SM90_STAGES;
 #else
     /* Three-warpgroup tiles: 4 stages since the 16-bit slab (v27; 5 measured no better), 192
-     * tokens: 3 (4 measured slower, v17b and v27), 144 to 176 likewise; 80 tokens: 7 (not
+     * tokens: 3 (4 measured slower, v17b and v27), 144 to 176 likewise; 80 and 96: 7 (not
      * tuned). Two CTAs an SM at 48 tokens: 5 (6 measured even, v43), at 8 tokens 8 (10 even). */
     static constexpr int stages = ctas_per_sm<BN>() == 2 ? (BN >= 48   ? 5
                                                             : BN >= 32 ? 6

@@ -1451,6 +1451,16 @@ int main(int argc, char** argv) {
         test_gemm_sm90_counts(260, 4, 136, 384, 1, 1, MXMOE_BF16, 0, 0, past80);
         test_gemm_sm90_low_chunks(192, 3, 200, 2880, 100, 0);
         test_gemm_sm90_low_chunks(192, 3, 136, 512, -1, 1);
+        /* 96-token tiles (73-84 rows a mean over K of 20 chunks or more), the same set; at
+         * K = 2048 the same rows take three warpgroups' 128 */
+        test_gemm_sm90(240, 3, 136, 2560, 0, 1, MXMOE_F32, 20);
+        test_gemm_sm90(230, 3, 200, 2880, 1, 1, MXMOE_BF16, 120);
+        test_gemm_sm90(250, 3, 130, 2560, 1, 0, MXMOE_F16, 0);
+        static const int32_t past96[] = {95, 96, 97, 32}; /* mean 80 */
+        test_gemm_sm90_counts(320, 4, 136, 2560, 1, 1, MXMOE_BF16, 0, 0, past96);
+        test_gemm_sm90_counts(320, 4, 136, 2048, 1, 1, MXMOE_BF16, 0, 0, past96);
+        test_gemm_sm90_low_chunks(240, 3, 200, 2880, 100, 0);
+        test_gemm_sm90_low_chunks(240, 3, 136, 2560, -1, 1);
         /* 128-token tiles (means ~90 and ~133): three warpgroups, each tile's tokens in two
          * halves of 64 (a tile of <= 64 rows skips the second), warpgroups wholly or partly past
          * N */
@@ -1513,10 +1523,11 @@ int main(int argc, char** argv) {
         test_projection(g_small ? 30 : 130, 3, 4, 96, 8192, MXMOE_BF16, MXMOE_BF16, 1, 1, 1, 0);
         test_projection(20, 2, 3, 64, 8320, MXMOE_BF16, MXMOE_BF16, 0, 0, 0, 0);
         /* tiles with tokens on and off their references (the off-reference promotion, the
-         * factors stored for those tokens only): 192-, 80-, 128- (three warpgroups), 48-token
-         * tiles */
+         * factors stored for those tokens only): 192-, 80-, 96-, 128- (three warpgroups),
+         * 48-token tiles */
         test_projection(300, 4, 3, 120, 2048, MXMOE_BF16, MXMOE_BF16, 0, 1, 2, 0);
         test_projection(48, 4, 3, 120, 2048, MXMOE_BF16, MXMOE_BF16, 0, 1, 2, 0);
+        test_projection(60, 4, 3, 120, 2560, MXMOE_BF16, MXMOE_BF16, 0, 1, 2, 0);
         test_projection(200, 2, 3, 136, 2880, MXMOE_F32, MXMOE_BF16, 1, 0, 2, 0);
         test_projection(g_small ? 40 : 120, 4, 8, 72, 1024, MXMOE_BF16, MXMOE_F32, 0, 0, 2, 0);
         g_x_skew = 2;
@@ -1540,6 +1551,7 @@ int main(int argc, char** argv) {
         test_gemm_sm90(96, 3, 136, 4096, 0, 1, MXMOE_F32, 0);    /* 48-token tiles */
         test_gemm_sm90(10, 8, 120, 1152, 1, 0, MXMOE_BF16, 0);   /* 8-token tiles */
         test_gemm_sm90(130, 2, 120, 1152, 1, 0, MXMOE_BF16, 0);  /* 80-token tiles */
+        test_gemm_sm90(160, 2, 120, 2560, 1, 0, MXMOE_BF16, 0);  /* 96-token tiles */
         test_gemm_sm90(24, 4, 120, 1152, 1, 0, MXMOE_BF16, 0);   /* 16-token tiles */
         test_gemm_sm90(400, 3, 136, 512, 1, 1, MXMOE_BF16, 40);  /* 128-token tiles */
         test_gemm_sm90(384, 3, 200, 512, 0, 1, MXMOE_F32, 0);    /* 160-token tiles */
