@@ -128,6 +128,7 @@
 #include "cuda/sm90_gemm_stamps.cuh"
 #include "cuda/sm90_prepass.cuh"
 #include "cuda/sm90_ptx.cuh"
+#include "cuda/sm90_tile_rule.cuh"
 #include "cuda/sm90_wgmma.cuh"
 
 namespace {
@@ -527,7 +528,7 @@ template <int... BNs> bool allow_smem_all(mxmoe_ctx* ctx, width_list<BNs...>) {
     return (allow_smem<BNs>(ctx) && ...);
 }
 
-/* The instance of tile width bn (one of tile_widths: the tile rule picks among them). */
+/* The instance of tile width bn (one of tile_widths: sm90_tile_rule.cuh picks among them). */
 template <int... BNs>
 mxmoe_status launch_width(mxmoe_ctx* ctx, gemm_args* args, int bn, width_list<BNs...>) {
     mxmoe_status st = MXMOE_OK;
@@ -599,30 +600,6 @@ int64_t partial_bytes(int64_t rows, int64_t k, int64_t n) {
                ? 2 * rows * n * 4 + 256
                : 0;
 }
-/* Token rows times weight rows that tiles of BN tokens and tile_n<BN>() weight rows cover, per
- * active expert, when its rows scatter around `mean` as uniform routing makes them (Poisson,
- * taken as normal: E[ceil(R / BN)] = sum over j of P(R > j BN); the terms 8 deviations below
- * the mean are 1, those above 0). */
-template <int BN> double padded_work(int64_t mean, int64_t n) {
-    const double sd = sqrt((double)mean);
-    const double row_tiles = (double)((n + tile_n<BN>() - 1) / tile_n<BN>());
-    const int64_t j0 = (int64_t)fmax(0.0, ((double)mean - 8 * sd) / BN);
-    double tiles = (double)j0;
-    for (int64_t j = j0; j * BN < mean + 8 * sd + 1; j++) {
-        tiles += 0.5 * erfc(((double)(j * BN) - (double)mean) / (sd * sqrt(2.0)));
-    }
-    return tiles * BN * row_tiles * tile_n<BN>();
-}
-
-/* Whether tiles of Narrow tokens cost 2 % less than tiles of Wide, each tile counted as its
- * padded tokens plus 28 (the weight conversion and the fixed costs every tile pays whatever its
- * width; 28 fits v42's A/B, mxmoe_launch_grouped_gemm_sm90). */
-template <int Narrow, int Wide> bool narrower_pays(int64_t mean, int64_t n) {
-    constexpr int kTileTokens = 28;
-    return padded_work<Narrow>(mean, n) * (Narrow + kTileTokens) / Narrow <
-           0.98 * padded_work<Wide>(mean, n) * (Wide + kTileTokens) / Wide;
-}
-
 scratch_layout scratch_of(int64_t rows, int64_t k, int64_t experts, int64_t n) {
     const int64_t nc = (k + kChunk - 1) / kChunk, limit = INT64_MAX / 4;
     int64_t act = 0, fac = 0, en = 0, words = 0;
@@ -703,87 +680,8 @@ mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* in)
         MXMOE_FORWARD(mxmoe_sm90_launch_weight_words(ctx, args));
     }
 
-    /* Tokens per tile from the mean rows of an active expert (the offsets stay on the device).
-     * Up to 32 a mean, at least twice the mean: an expert's rows scatter around it (with
-     * uniform routing nearly half the experts are above it), and a tile that holds almost every
-     * expert whole converts and streams each weight chunk once, where a tile of the mean took
-     * two for those experts (deepseek-v3 n = 512: 16 -> 32 tokens, 885 -> 803 us; gpt-oss
-     * n = 256 -7 %; the mean itself, or 1.5x it, measured slower or the same again in v16).
-     * Except 48 tokens for 17-32 a mean, not 64: 48 is the mean plus 2.8 deviations or more
-     * there, so a second tile is as rare (under 0.3 % of the experts), and the chunk's MMAs and
-     * promotion a quarter shorter (v42: qwen3 n = 512 -4.5 %, deepseek-v3 and gpt-oss-120b
-     * n = 768 -9.6 and -9 %, replayed). And 8 tokens for at most 4 a mean (decode-sized
-     * batches), by the same reasoning: 9 rows are 4.9 deviations up at 2 a mean, 2.5 at 4, where
-     * ~2 % of the experts take a second tile under uniform routing, and the shorter chunks
-     * still pay (v43, replayed: deepseek-v3 n = 16 / 64 -4.5 / -6 %, gpt-oss-120b n = 64
-     * -3.6 %; at 4 a mean deepseek-v3 n = 128 -5.5 %, gpt-oss-120b n = 128 -3.3 %).
-     * And 80 tokens by two warpgroups (one CTA an SM) for 56-72 a mean: three warpgroups' 128
-     * tokens run their second half of 64 for every expert past 64 rows (nearly half of them at
-     * 64 a mean), where 80 holds nearly all in one tile of fewer MMAs (v43, 64 a mean,
-     * replayed: gpt-oss-20b n = 512 -15 %, deepseek-v3 n = 2048 -12 %, qwen3 n = 1024 -9 %,
-     * gpt-oss-120b n = 2048 -4 %; 56 and 72 a mean -5 and -10.6 % at deepseek-v3, the rest
-     * even or better). Below ~55 a mean that second half is rare and the third warpgroup pays
-     * (38-52 a mean: +1..+4 % with 80); at 80 a mean 80 tokens take a second tile for half the
-     * experts (+9..+16 %); 96 tokens were slower than 80. So 96 tokens for 73-84 a mean, where
-     * K is 20 chunks or more (v44, replayed: 76 and 80 a mean -10..-12.5 % at gpt-oss-20b,
-     * gpt-oss-120b and deepseek-v3; 84 a mean -9.5 % at deepseek-v3, -5 % at gpt-oss-120b, +1 %
-     * at gpt-oss-20b). Not at qwen3's 16 chunks (v43: +4 % at 80 a mean): a two-warpgroup tile's
-     * fixed costs come 1.5x as often as three warpgroups', which a short K does not amortise.
-     * Above, the tile that pads the experts' rows least (padded_work): 128 tokens by three
-     * warpgroups (192 weight rows), or 160 or 192 tokens by two (128 weight rows). Below 384
-     * rows a mean the two-warpgroup widths count at 1.01x (taken only where they pad 1 % less),
-     * except 160 tokens from 192 a mean on over K of 16 chunks or more, at 0.97x. 160 tokens
-     * has two places: 115-135 a mean, where 192 pads a fifth more and three warpgroups take two
-     * tiles for half the experts; and ~250-320, where it pads as three warpgroups do (two tiles
-     * an expert against 2.5 on average) and runs faster where K is long (v39, 256 a mean:
-     * deepseek-v3's GEMM-1, 56 chunks, -5 %, its GEMM-2 and qwen3's GEMM-1, 16 chunks, -1 and
-     * -4 %; qwen3's GEMM-2, 6 chunks, +11 %: there a tile's fixed costs weigh); its two tiles
-     * end at 320 rows, so not from 384. 192 tokens up to 768 a mean from 384 with an edge of
-     * 3 %, and always from 768: at 1024 a mean it pads 6 % more than three warpgroups and runs
-     * faster still (v39, H200, gpt-oss-20b n = 8192: layer -2.3 %, grouped even replayed and
-     * -3 % eager; v19 had found the opposite on an H100, 836 -> 782 us with three warpgroups,
-     * before v27-v37 shortened the 192-token tile's epilogue). The 192-token rule fits the 14
-     * points of bench/NOTES.md v34, means 128-1024: e.g. at 128 a mean, DeepSeek-V3's
-     * N = 2048 = 10 x 192 + 128 took 192 tokens, -8 %; at 150-190 a mean 192 tokens,
-     * -17..-26 %; at 450 and 600 three warpgroups, -4..-10 %. Where 160 or 192 is taken, 144 or
-     * 176 may be instead (below). */
-    const int64_t active = args.num_experts < args.rows ? args.num_experts : args.rows;
-    const int64_t mean = (args.rows + active - 1) / active;
-    int bn = mean <= 4 ? 8 : 2 * mean <= 16 ? 16 : 2 * mean <= 32 ? 32 : mean <= 32 ? 48 : 128;
-    if (mean >= 56 && mean <= 72) {
-        bn = 80;
-    } else if (mean > 72 && mean <= 84 && args.k >= 20 * kChunk) {
-        bn = 96;
-    }
-    if (bn == 128 && mean < 768) {
-        const double two_wg = mean < 384 ? 1.01 : 0.97; /* the two-warpgroup widths' factor */
-        double least = padded_work<128>(mean, args.n);
-        const bool long_k = args.k >= 16 * kChunk;
-        const double work_160 = mean < 192             ? two_wg * padded_work<160>(mean, args.n)
-                                : mean < 384 && long_k ? 0.97 * padded_work<160>(mean, args.n)
-                                                       : least;
-        if (work_160 < least) {
-            bn = 160;
-            least = work_160;
-        }
-        if (two_wg * padded_work<192>(mean, args.n) < least) {
-            bn = 192;
-        }
-    } else if (bn == 128) {
-        bn = 192; /* from 768 a mean (v39) */
-    }
-    /* 176 tokens instead of 192, and 144 instead of 160, where they cost 2 % less
-     * (narrower_pays). At 1024 rows a mean, 6.2 tiles of 176 against 6.0 of 192: 8 % fewer
-     * tokens through the MMAs (gpt-oss-20b n = 8192: -4.5 % grouped, -4.2 % the layer); at 512,
-     * 3.24 against 3.0: as many tokens in more tiles (qwen3 n = 8192 even, its layer +1.6 % when
-     * 176 was taken there). At 256 rows a mean, 2.02 tiles of 144 against 2.0 of 160: 9 % fewer
-     * tokens (deepseek-v3 n = 8192 -5 %, gpt-oss-120b n = 8192 -6.6 %, qwen3 n = 4096 -3.5 %,
-     * replayed). */
-    if (bn == 192 && narrower_pays<176, 192>(mean, args.n)) {
-        bn = 176;
-    } else if (bn == 160 && narrower_pays<144, 160>(mean, args.n)) {
-        bn = 144;
-    }
+    /* Tokens per tile: sm90_tile_rule.cuh. */
+    const int bn = token_tile_width(args.rows, args.num_experts, args.n, args.k);
     mxmoe_status st = launch_width(ctx, &args, bn, tile_widths{});
     if (st == MXMOE_OK && args.partials != nullptr) { /* a no-op unless the GEMM split K */
         MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, split_reduce_kernel,
