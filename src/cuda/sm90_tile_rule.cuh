@@ -103,14 +103,14 @@ inline int least_padded_width(int64_t mean, int64_t n, int64_t k) {
 inline int token_tile_width(int64_t rows, int64_t experts, int64_t n, int64_t k) {
     const int64_t active = experts < rows ? experts : rows;
     const int64_t mean = (rows + active - 1) / active;
-    int bn = mean <= 4                        ? 8
-             : mean <= 8                      ? 16
-             : mean <= 16                     ? 32
-             : mean <= 32                     ? 48
-             : mean < 56                      ? least_padded_width(mean, n, k)
-             : mean <= 72                     ? 80
-             : mean <= 84 && k >= 20 * kChunk ? 96
-                                              : least_padded_width(mean, n, k);
+    int bn = mean <= 4 || (mean == 5 && k >= 32 * kChunk) ? 8
+             : mean <= 8                                  ? 16
+             : mean <= 16                                 ? 32
+             : mean <= 32                                 ? 48
+             : mean < 56                                  ? least_padded_width(mean, n, k)
+             : mean <= 72                                 ? 80
+             : mean <= 84 && k >= 20 * kChunk             ? 96
+                                                          : least_padded_width(mean, n, k);
     if (bn == 192 && narrower_pays<176, 192>(mean, n)) {
         bn = 176;
     } else if (bn == 160 && narrower_pays<144, 160>(mean, n)) {
