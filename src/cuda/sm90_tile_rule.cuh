@@ -12,6 +12,8 @@
  *   mean rows  tokens a tile                      why, and what it measured (bench/NOTES.md)
  *   1-4        8                                  9 rows are 2.5 deviations up at 4 a mean
  *                                                 (v43: deepseek-v3 n = 64 -6 %, n = 128 -5.5 %)
+ *   5          8, where K is 32 chunks or more    v44: deepseek-v3 n = 144 / 160 -4 %; +5 % at
+ *                                                 gpt-oss-120b's 22.5 chunks (v43)
  *   5-8        16                                 twice the mean (v16: the mean itself or 1.5x
  *   9-16       32                                 it measured slower)
  *   17-32      48                                 mean + 2.8 deviations or more; a quarter fewer
@@ -21,15 +23,18 @@
  *   56-72      80 by two                          that second half ran for nearly half the
  *                                                 experts (v43: gpt-oss-20b n = 512 -15 %)
  *   73-84      96 by two, where K is 20 chunks    v44: 76 and 80 a mean -10..-12.5 %
+ *   85-88      96 by two, where K is 32 chunks    v44: deepseek-v3 n = 2720 / 2816 -9.5 / -4.6 %;
+ *                                                 +1.7 % at gpt-oss-20b's 22.5 chunks (v43)
  *   85-767     the least padded of 128 (three warpgroups), 160 and 192 (two), then 144 for 160
  *              and 176 for 192 where they cost 2 % less (v34, v39, v42)
  *   768-       192, or 176 where it costs 2 % less (v39, v42)
  *
  * The edges were measured: 80 tokens at 52 a mean and 96 at 64 were slower; at 80 a mean 80
  * tokens take a second tile for half the experts (+9..+16 %); 6 a mean at 8 tokens was slower
- * everywhere (+5..+18 %). A two-warpgroup tile has 128 weight rows against three warpgroups'
- * 192, so its fixed costs come 1.5x as often: a short K does not amortise them (96 tokens at
- * qwen3's 16 chunks +4 %, v43).
+ * everywhere (+5..+18 %). Where K is long the narrow widths reach further: the experts past a
+ * width pay a second tile's fixed costs (weight decode, epilogue), which a long K amortises.
+ * And a two-warpgroup tile has 128 weight rows against three warpgroups' 192, so its fixed
+ * costs come 1.5x as often (96 tokens at qwen3's 16 chunks +4 %, v43).
  */
 #ifndef MXMOE_CUDA_SM90_TILE_RULE_CUH
 #define MXMOE_CUDA_SM90_TILE_RULE_CUH
@@ -103,14 +108,15 @@ inline int least_padded_width(int64_t mean, int64_t n, int64_t k) {
 inline int token_tile_width(int64_t rows, int64_t experts, int64_t n, int64_t k) {
     const int64_t active = experts < rows ? experts : rows;
     const int64_t mean = (rows + active - 1) / active;
-    int bn = mean <= 4                        ? 8
-             : mean <= 8                      ? 16
-             : mean <= 16                     ? 32
-             : mean <= 32                     ? 48
-             : mean < 56                      ? least_padded_width(mean, n, k)
-             : mean <= 72                     ? 80
-             : mean <= 84 && k >= 20 * kChunk ? 96
-                                              : least_padded_width(mean, n, k);
+    const bool long_k = k >= 32 * kChunk, mid_k = k >= 20 * kChunk;
+    int bn = mean <= 4 || (mean == 5 && long_k)                ? 8
+             : mean <= 8                                       ? 16
+             : mean <= 16                                      ? 32
+             : mean <= 32                                      ? 48
+             : mean < 56                                       ? least_padded_width(mean, n, k)
+             : mean <= 72                                      ? 80
+             : (mean <= 84 && mid_k) || (mean <= 88 && long_k) ? 96
+                                                               : least_padded_width(mean, n, k);
     if (bn == 192 && narrower_pays<176, 192>(mean, n)) {
         bn = 176;
     } else if (bn == 160 && narrower_pays<144, 160>(mean, n)) {

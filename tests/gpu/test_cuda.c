@@ -1436,6 +1436,10 @@ int main(int argc, char** argv) {
         test_gemm_sm90_counts(18, 12, 72, 384, 1, 1, MXMOE_BF16, 0, 0, past8);
         static const int32_t past8_at4[] = {12, 9, 4, 3, 0, 4, 0, 0}; /* mean 4 */
         test_gemm_sm90_counts(32, 8, 136, 512, 0, 1, MXMOE_F32, 20, 0, past8_at4);
+        /* ... and at 5 a mean over K of 32 chunks or more (16 tokens over a shorter K) */
+        static const int32_t past8_at5[] = {13, 9, 8, 5, 0, 3, 2, 0}; /* mean 5 */
+        test_gemm_sm90_counts(40, 8, 136, 4096, 0, 1, MXMOE_F32, 20, 0, past8_at5);
+        test_gemm_sm90_counts(40, 8, 136, 2048, 1, 1, MXMOE_BF16, 0, 0, past8_at5);
         /* 16-token tiles (5-8 rows a mean): F32 tokens off their references; experts of 16 and
          * 17 rows (one tile, two) */
         test_gemm_sm90(28, 4, 136, 512, 0, 1, MXMOE_F32, 20);
@@ -1451,14 +1455,18 @@ int main(int argc, char** argv) {
         test_gemm_sm90_counts(260, 4, 136, 384, 1, 1, MXMOE_BF16, 0, 0, past80);
         test_gemm_sm90_low_chunks(192, 3, 200, 2880, 100, 0);
         test_gemm_sm90_low_chunks(192, 3, 136, 512, -1, 1);
-        /* 96-token tiles (73-84 rows a mean over K of 20 chunks or more), the same set; at
-         * K = 2048 the same rows take three warpgroups' 128 */
+        /* 96-token tiles (73-84 rows a mean over K of 20 chunks or more, 85-88 over 32), the same
+         * set; at K = 2048 the same rows take three warpgroups' 128 */
         test_gemm_sm90(240, 3, 136, 2560, 0, 1, MXMOE_F32, 20);
         test_gemm_sm90(230, 3, 200, 2880, 1, 1, MXMOE_BF16, 120);
         test_gemm_sm90(250, 3, 130, 2560, 1, 0, MXMOE_F16, 0);
         static const int32_t past96[] = {95, 96, 97, 32}; /* mean 80 */
         test_gemm_sm90_counts(320, 4, 136, 2560, 1, 1, MXMOE_BF16, 0, 0, past96);
         test_gemm_sm90_counts(320, 4, 136, 2048, 1, 1, MXMOE_BF16, 0, 0, past96);
+        /* ... and at 85-88 a mean over K of 32 chunks or more (128 over a shorter K) */
+        static const int32_t past96_at87[] = {95, 96, 97, 60}; /* mean 87 */
+        test_gemm_sm90_counts(348, 4, 136, 4096, 0, 1, MXMOE_F32, 20, 0, past96_at87);
+        test_gemm_sm90_counts(348, 4, 136, 2880, 1, 1, MXMOE_BF16, 0, 0, past96_at87);
         test_gemm_sm90_low_chunks(240, 3, 200, 2880, 100, 0);
         test_gemm_sm90_low_chunks(240, 3, 136, 2560, -1, 1);
         /* 128-token tiles (means ~90 and ~133): three warpgroups, each tile's tokens in two
