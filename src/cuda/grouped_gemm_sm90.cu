@@ -110,7 +110,9 @@
  * 48 tokens instead of 64 (17-32 rows a mean). v43 = 8-token tiles up to 4 rows a mean
  * (deepseek-v3 n = 64 -6 %), and 80 tokens by two warpgroups for 56-72, where three
  * warpgroups' 128 ran their second half of 64 tokens for half the experts (gpt-oss-20b
- * n = 512 -15 %).
+ * n = 512 -15 %). v44 = 96-token tiles for 73-84 a mean over K of 20 chunks or more, to 88
+ * over 32, and 8 tokens at 5 a mean over 32 (deepseek-v3 n = 2720 -9.5 %, n = 160 -4 %); the
+ * token-tile rule in its own header (sm90_tile_rule.cuh).
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
