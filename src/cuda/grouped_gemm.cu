@@ -230,22 +230,21 @@ static bool gemm_forced(const char* name) {
 /* Few tokens per active expert, where the skinny kernel (the weights streamed once per group of
  * 32 tokens) beats the others. Against the generic kernel: up to ~12 rows an expert (H200: skinny
  * faster at 8 rows). Against the Hopper kernel with prepared weights (no weight-scale pass per
- * call): only below 2 rows an expert and 100 MB of active weights (as the one-launch projection,
- * mxmoe_projection_one_launch), or 16 rows at most and 256 MB. H200, bench/NOTES.md v40, replayed
- * us, skinny / Hopper: grouped gpt-oss-120b n = 8 (141 MB) 55.9 / 49.5, gpt-oss-20b n = 8 46.7 /
- * 42.7, qwen3 n = 16 (107 MB) 46.8 / 35.3, the layer at qwen3 n = 16 125.9 / 96.3; one token the
- * other way (deepseek-v3 n = 1, 62 MB: 31.6 / 37.1; its layer, GEMM-1 125 MB over 8 rows, both
- * GEMMs: 91.0 / 95.3). (v11 had found the Hopper kernel behind below 256 MB on an H100, before
- * v17-v39.) */
+ * call) and its 8-token tiles: only where the rows are at most a quarter of the experts and the
+ * active weights under 100 MB (as the one-launch projection, mxmoe_projection_one_launch).
+ * H200, bench/NOTES.md v44, replayed us, skinny / Hopper: one token 15.2 / 23.8 (gpt-oss-120b),
+ * 8.9 / 15.7 (qwen3), 31.6 / 36.2 (deepseek-v3, 62 MB); a quarter: qwen3 n = 4 19.9 / 21.0,
+ * gpt-oss-120b n = 8 48.3 / 48.6; half: gpt-oss-20b n = 4 36.0 / 33.0, qwen3 n = 8 29.0 / 28.3,
+ * the layer at qwen3 n = 8 84.6 / 76.5; over 100 MB: deepseek-v3 n = 2 (16 rows, 125 MB)
+ * 60.6 / 51.5, its layer at n = 1 93.4 / 87.4. */
 static bool few_rows(const gemm_args* a, bool sm90) {
     const int64_t active = a->num_experts < a->rows ? a->num_experts : a->rows;
     const int64_t experts = active > 0 ? active : 1;
     if (!sm90 || a->w_words_prepared == nullptr) {
         return a->rows <= 12 * experts;
     }
-    const double weight_bytes = mxmoe_weight_bytes(experts, a->n, a->k);
-    return a->rows < 2 * experts &&
-           (weight_bytes < kFewTokensWeightBytes || (a->rows <= 16 && weight_bytes < 256e6));
+    return 4 * a->rows <= a->num_experts &&
+           mxmoe_weight_bytes(experts, a->n, a->k) < kFewTokensWeightBytes;
 }
 
 gemm_kernel mxmoe_grouped_gemm_pick(mxmoe_ctx* ctx, const gemm_args* args) {
