@@ -236,7 +236,9 @@ static bool gemm_forced(const char* name) {
  * 8.9 / 15.7 (qwen3), 31.6 / 36.2 (deepseek-v3, 62 MB); a quarter: qwen3 n = 4 19.9 / 21.0,
  * gpt-oss-120b n = 8 48.3 / 48.6; half: gpt-oss-20b n = 4 36.0 / 33.0, qwen3 n = 8 29.0 / 28.3,
  * the layer at qwen3 n = 8 84.6 / 76.5; over 100 MB: deepseek-v3 n = 2 (16 rows, 125 MB)
- * 60.6 / 51.5, its layer at n = 1 93.4 / 87.4. */
+ * 60.6 / 51.5, its layer at n = 1 93.4 / 87.4. Eager, the projection's composed path (plan,
+ * token prepass, GEMM) costs its extra launches where the device time is short: qwen3 n = 8
+ * 35 -> 41 us eager for 28.4 -> 28.2 replayed. */
 static bool few_rows(const gemm_args* a, bool sm90) {
     const int64_t active = a->num_experts < a->rows ? a->num_experts : a->rows;
     const int64_t experts = active > 0 ? active : 1;
