@@ -26,7 +26,8 @@
  *   85-88      96 by two, where K is 32 chunks    v44: deepseek-v3 n = 2720 / 2816 -9.5 / -4.6 %;
  *                                                 +1.7 % at gpt-oss-20b's 22.5 chunks (v43)
  *   85-767     the least padded of 128 (three warpgroups), 160 and 192 (two), then 144 for 160
- *              and 176 for 192 where they cost 2 % less (v34, v39, v42)
+ *              and 176 for 192 where they cost 2 % less (v34, v39, v42); so too 73-88 where K
+ *              is shorter than the rows above ask, and 33-55 (where 128 pads least)
  *   768-       192, or 176 where it costs 2 % less (v39, v42)
  *
  * The edges were measured: 80 tokens at 52 a mean and 96 at 64 were slower; at 80 a mean 80
