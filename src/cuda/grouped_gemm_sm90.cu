@@ -116,7 +116,6 @@
  */
 #include <cuda.h>         /* CUtensorMap and its enums only: the encoder comes from the runtime */
 #include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
