@@ -13,6 +13,8 @@
 # (1,8,64,512,4096,8192), BENCH_BUDGET_MS (1500: time per point, each side), BENCH_MAX_S (420:
 # no new mxmoe run starts after this many seconds, so the whole run stays well under 8 min),
 # BENCH_BACKEND (cuda; cpu to try the script without a GPU: the baselines then fail softly),
+# BENCH_PREPARE (mxmoe bench --prepare: 1, the default, prepared weights; 2, their codes also
+# repacked in place for the Hopper path, mxmoe_weights_prepare_repack),
 # BENCH_GEMM_DTYPE (the layer's moe_params.gemm_dtype: bf16, the library's default, or f32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +63,8 @@ for op in $ops; do
         extra=()
         [ "$op" = layer ] && [ -n "${BENCH_GEMM_DTYPE:-}" ] && extra=(--gemm-dtype "$BENCH_GEMM_DTYPE")
         timeout 300 "$build/mxmoe" bench --backend "$backend" --op "$op" --shape "$shape" \
-            --tokens "$tokens" --budget-ms "$budget" --json "$raw/$op-$shape.json" "${extra[@]}" \
+            --tokens "$tokens" --budget-ms "$budget" --prepare "${BENCH_PREPARE:-1}" \
+            --json "$raw/$op-$shape.json" "${extra[@]}" \
             >"$log" 2>&1
         rc=$?
         [ -s "$raw/$op-$shape.json" ] && inputs+=("$raw/$op-$shape.json")

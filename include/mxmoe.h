@@ -42,7 +42,7 @@ extern "C" {
  * Version
  */
 #define MXMOE_VERSION_MAJOR 0
-#define MXMOE_VERSION_MINOR 2
+#define MXMOE_VERSION_MINOR 3
 #define MXMOE_VERSION_PATCH 0
 #define MXMOE_VERSION_NUMBER                                                                       \
     (MXMOE_VERSION_MAJOR * 10000 + MXMOE_VERSION_MINOR * 100 + MXMOE_VERSION_PATCH)
@@ -481,6 +481,22 @@ MXMOE_API mxmoe_status mxmoe_grouped_projection(mxmoe_ctx* ctx, const mxmoe_tens
  * recorded. */
 MXMOE_API mxmoe_status mxmoe_weights_prepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
 MXMOE_API mxmoe_status mxmoe_weights_unprepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
+
+/* mxmoe_weights_prepare, and moreover leave to rewrite w's packed codes in place, once, into the
+ * layout the Hopper path converts fastest (the same bytes with each 32-bit word's sign bits
+ * moved: src/core/sign_packing.h). It does so on CUDA devices that run w on the Hopper path,
+ * and nowhere else (mxmoe_weights_repacked says whether it did); results are bit for bit those of
+ * the canonical codes either way. Measured on an H200 (bench/NOTES.md v45): the Hopper GEMM
+ * 4-8 % faster at 2-512 tokens, 2 % at 8192; the few-tokens kernel (decode: rows at most a
+ * quarter of the experts) 6-14 % slower. A trade for batched serving and prefill, hence opt-in.
+ * While repacked, w's bytes are for this context's grouped_gemm, grouped_projection and
+ * moe_forward only: another context, another operation or the caller reading them sees
+ * scrambled signs. mxmoe_weights_unprepare restores the canonical codes (and waits for the
+ * device); mxmoe_ctx_free does not touch the caller's weights, which then stay repacked.
+ * Preparing repacked weights again (either way) is an error (INVALID_ARGUMENT): unprepare first. */
+MXMOE_API mxmoe_status mxmoe_weights_prepare_repack(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
+/* 1 if w is prepared on ctx with its codes repacked in place, else 0. */
+MXMOE_API int mxmoe_weights_repacked(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
 
 /* ---------------------------------------------------------------------------------------------
  * 5. The whole MoE layer

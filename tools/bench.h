@@ -60,7 +60,8 @@ typedef struct bench_options {
     double rotate_mb;     /* weight bytes a run's active experts cycle through (> 4x L2) */
     double rotate_max_mb; /* cap on the rotated copies' memory */
     uint64_t seed;
-    int prepare; /* weights prepared once (mxmoe_weights_prepare), as a model loader would */
+    int prepare; /* weights prepared once (mxmoe_weights_prepare), as a model loader would; 2:
+                  * with leave to repack (mxmoe_weights_prepare_repack) */
     int graph;   /* also time replays of runs recorded in a graph (mxmoe_graph_*) */
     mxmoe_dtype gemm_dtype; /* the layer's moe_params.gemm_dtype (F32 or BF16) */
     FILE* log;              /* progress and the human table (stderr when the JSON goes to stdout) */
@@ -81,7 +82,7 @@ typedef struct bench_weights {
     int num_matrices;
     bench_matrix matrix[2];
     size_t matrix_bytes[2]; /* codes + scales of all experts */
-    int prepare;            /* each copy prepared (mxmoe_weights_prepare) once it is filled */
+    int prepare;            /* each copy prepared (1, or 2: repacked) once it is filled */
     int count, capacity;
     void** copies; /* [count][num_matrices] backend pointers */
 } bench_weights;

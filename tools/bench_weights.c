@@ -114,7 +114,7 @@ static int make_copy(const char* cmd, mxmoe_ctx* ctx, bench_weights* w, int c) {
         }
         unsigned char* base = slots[m];
         int rc = 0;
-        if (c == 0) {
+        if (c == 0 || w->prepare == 2) { /* repacked copies each from the canonical codes */
             rc = bench_fill(cmd, ctx, base, codes_bytes(w, m), 0xC0DE5ull + (uint64_t)m, 0, 255);
             if (rc == 0) {
                 rc = bench_fill(cmd, ctx, base + scales_offset(w, m), scales_bytes(w, m),
@@ -137,7 +137,8 @@ static int make_copy(const char* cmd, mxmoe_ctx* ctx, bench_weights* w, int c) {
     }
     for (int m = 0; m < w->num_matrices && w->prepare; m++) {
         mxmoe_mx_tensor t = bench_weights_view(ctx, w, c, m);
-        mxmoe_status st = mxmoe_weights_prepare(ctx, &t);
+        mxmoe_status st = w->prepare == 2 ? mxmoe_weights_prepare_repack(ctx, &t)
+                                          : mxmoe_weights_prepare(ctx, &t);
         if (st != MXMOE_OK) {
             cli_error(cmd, "preparing the weights: %s (%s)", mxmoe_ctx_last_error(ctx),
                       mxmoe_status_string(st));

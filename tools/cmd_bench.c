@@ -19,7 +19,7 @@ static const char* const usage =
     "                   [--shape NAME[,NAME...]|all] [--tokens N[,N...]] [--json PATH|-] [--svg "
     "PATH]\n"
     "                   [--iters N] [--budget-ms MS] [--rotate-mb MB] [--rotate-max-mb MB]\n"
-    "                   [--copy-mb MB] [--seed S] [--prepare 0|1] [--graph 0|1]\n"
+    "                   [--copy-mb MB] [--seed S] [--prepare 0|1|2] [--graph 0|1]\n"
     "                   [--gemm-dtype f32|bf16]\n"
     "\n"
     "Times MXFP4 W4A4 MoE work on synthetic weights and routing (each token picks top-k\n"
@@ -53,8 +53,9 @@ static const char* const usage =
     "  --rotate-max-mb MB memory cap on the weight copies (default 16384 on a GPU, 2048 CPU)\n"
     "  --copy-mb MB       bytes of the copy-bandwidth measurement (default 1024; 0 = skip)\n"
     "  --seed S           routing and data seed (default 1)\n"
-    "  --prepare 0|1      prepare the weights once (mxmoe_weights_prepare), as a model loader\n"
-    "                     does (default 1; 0: every call derives what it needs itself)\n"
+    "  --prepare 0|1|2    prepare the weights once (mxmoe_weights_prepare), as a model loader\n"
+    "                     does (default 1; 0: every call derives what it needs itself; 2: with\n"
+    "                     leave to repack the codes in place, mxmoe_weights_prepare_repack)\n"
     "  --graph 0|1        also record runs on every weight copy in turn into one graph\n"
     "                     (mxmoe_graph_*, CUDA graphs) and time its replays, per run: the\n"
     "                     work without each launch's host cost (default 1 on a GPU; the CPU\n"
@@ -202,7 +203,7 @@ static int parse_args(const char* cmd, int argc, char** argv, bench_args* a) {
                         {"--rotate-max-mb", &a->rotate_max_mb, 0, 1 << 24},
                         {"--copy-mb", &a->copy_mb, 0, 1 << 20},
                         {"--seed", &a->seed, 0, INT64_MAX},
-                        {"--prepare", &a->prepare, 0, 1},
+                        {"--prepare", &a->prepare, 0, 2},
                         {"--graph", &a->graph, 0, 1}};
             size_t k = 0, count = sizeof ints / sizeof ints[0];
             while (k < count && strcmp(opt, ints[k].name) != 0) {

@@ -374,23 +374,66 @@ mxmoe_status mxmoe_grouped_projection(mxmoe_ctx* ctx, const mxmoe_tensor* x,
     return ctx->ops->grouped_projection(ctx, x, topk_ids, expert_map, w, bias, rule, out);
 }
 
-mxmoe_status mxmoe_weights_prepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
-    MXMOE_BEGIN(ctx);
-    MXMOE_FORWARD(check_weights(ctx, w, "weights_prepare", NULL));
-    MXMOE_RETURN_IF_RECORDING(ctx, "weights_prepare");
+/* mxmoe_weights_prepare, and with `repack` mxmoe_weights_prepare_repack. */
+static mxmoe_status prepare_weights(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, int repack,
+                                    const char* what) {
+    MXMOE_FORWARD(check_weights(ctx, w, what, NULL));
+    MXMOE_RETURN_IF_RECORDING(ctx, what);
+    /* Prepared again, repacked codes would be taken for the caller's new ones, or the reverse. */
+    MXMOE_RETURN_IF(mxmoe_prepared_repacked(ctx, w), ctx, MXMOE_ERR_INVALID_ARGUMENT,
+                    "%s: these weights are repacked in place on this context: unprepare them "
+                    "first (that restores their codes)",
+                    what);
     void* data = NULL;
     if (ctx->ops->weights_prepare != NULL) {
         MXMOE_FORWARD(ctx->ops->weights_prepare(ctx, w, &data));
     }
-    return mxmoe_prepared_add(ctx, w, data);
+    int repacked = 0;
+    mxmoe_status st = MXMOE_OK;
+    if (repack && ctx->ops->weights_repack != NULL) {
+        st = ctx->ops->weights_repack(ctx, w, 1, &repacked);
+    }
+    if (st == MXMOE_OK) {
+        st = mxmoe_prepared_add(ctx, w, data, repacked); /* releases data if it fails */
+        data = NULL;
+    }
+    if (st != MXMOE_OK) { /* leave the weights as they came */
+        int restored = 0;
+        if (repacked) {
+            ctx->ops->weights_repack(ctx, w, 0, &restored);
+        }
+        if (data != NULL && ctx->ops->weights_release != NULL) {
+            ctx->ops->weights_release(ctx, data);
+        }
+    }
+    return st;
+}
+
+mxmoe_status mxmoe_weights_prepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
+    MXMOE_BEGIN(ctx);
+    return prepare_weights(ctx, w, 0, "weights_prepare");
+}
+
+mxmoe_status mxmoe_weights_prepare_repack(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
+    MXMOE_BEGIN(ctx);
+    return prepare_weights(ctx, w, 1, "weights_prepare_repack");
+}
+
+int mxmoe_weights_repacked(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
+    return ctx != NULL && w != NULL && mxmoe_prepared_repacked(ctx, w);
 }
 
 mxmoe_status mxmoe_weights_unprepare(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
     MXMOE_BEGIN(ctx);
     MXMOE_FORWARD(check_weights(ctx, w, "weights_unprepare", NULL));
     MXMOE_RETURN_IF_RECORDING(ctx, "weights_unprepare");
-    MXMOE_RETURN_IF(!mxmoe_prepared_remove(ctx, w), ctx, MXMOE_ERR_INVALID_ARGUMENT,
+    MXMOE_RETURN_IF(mxmoe_prepared_entry_of(ctx, w) == NULL, ctx, MXMOE_ERR_INVALID_ARGUMENT,
                     "weights_unprepare: these weights are not prepared on this context");
+    if (mxmoe_prepared_repacked(ctx, w)) { /* kept prepared if the codes cannot be restored */
+        int done = 0;
+        MXMOE_FORWARD(ctx->ops->weights_repack(ctx, w, 0, &done));
+    }
+    mxmoe_prepared_remove(ctx, w);
     return MXMOE_OK;
 }
 

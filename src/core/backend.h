@@ -62,6 +62,11 @@ typedef struct mxmoe_backend_ops {
      * *data, which weights_release frees; optional (NULL: nothing to derive). */
     mxmoe_status (*weights_prepare)(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void** data);
     void (*weights_release)(mxmoe_ctx* ctx, void* data);
+    /* Rewrites w's packed codes in place into the Hopper sign packing (pack = 1,
+     * core/sign_packing.h), or back (pack = 0), for mxmoe_weights_prepare_repack; *done says
+     * whether it did (0: the backend's GEMMs gain nothing from it on these weights, which stay
+     * as they are). Waits for the device. Optional (NULL: never repacks). */
+    mxmoe_status (*weights_repack)(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, int pack, int* done);
     mxmoe_status (*grouped_gemm)(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a, const mxmoe_mx_tensor* w,
                                  const mxmoe_tensor* offsets, const mxmoe_tensor* bias,
                                  mxmoe_tensor* out);

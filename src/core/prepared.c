@@ -33,16 +33,28 @@ static void release_data(mxmoe_ctx* ctx, void* data) {
     }
 }
 
+const mxmoe_prepared_entry* mxmoe_prepared_entry_of(const mxmoe_ctx* ctx,
+                                                    const mxmoe_mx_tensor* w) {
+    return find_entry(ctx, w);
+}
+
 void* mxmoe_prepared_find(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
     const mxmoe_prepared_entry* e = find_entry(ctx, w);
     return e != NULL ? e->data : NULL;
 }
 
-mxmoe_status mxmoe_prepared_add(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void* data) {
+int mxmoe_prepared_repacked(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
+    const mxmoe_prepared_entry* e = find_entry(ctx, w);
+    return e != NULL && e->repacked;
+}
+
+mxmoe_status mxmoe_prepared_add(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void* data,
+                                int repacked) {
     mxmoe_prepared_entry* e = find_entry(ctx, w);
     if (e != NULL) {
         release_data(ctx, e->data);
         e->data = data;
+        e->repacked = repacked;
         return MXMOE_OK;
     }
     if (ctx->prepared_count == ctx->prepared_capacity) {
@@ -62,6 +74,7 @@ mxmoe_status mxmoe_prepared_add(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void* 
     e->scales_numel = mxmoe_tensor_numel(&w->scales);
     e->layout = w->scale_layout;
     e->data = data;
+    e->repacked = repacked;
     return MXMOE_OK;
 }
 

@@ -3,7 +3,8 @@
  * weight tensors the caller declared static, each with what the backend derived from it.
  *
  * Internal. A tensor is identified by its packed and scale pointers, its shape and its scale
- * layout; the kernels look their weights up here on every call (a scan of a few entries).
+ * layout; the kernels look their weights up here on every call (a scan of a few entries), for
+ * what was derived and for whether the codes were repacked in place.
  */
 #ifndef MXMOE_CORE_PREPARED_H
 #define MXMOE_CORE_PREPARED_H
@@ -20,16 +21,24 @@ typedef struct mxmoe_prepared_entry {
     int64_t dims[3]; /* packed [E, N, K/2] */
     int64_t scales_numel;
     mxmoe_scale_layout layout;
-    void* data; /* the backend's (NULL: nothing derived); freed by ops->weights_release */
+    void* data;   /* the backend's (NULL: nothing derived); freed by ops->weights_release */
+    int repacked; /* w's codes are in the Hopper sign packing (mxmoe_weights_prepare_repack) */
 } mxmoe_prepared_entry;
+
+/* w's entry on ctx, or NULL when w is not prepared there. */
+const mxmoe_prepared_entry* mxmoe_prepared_entry_of(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
 
 /* What the backend derived for w, or NULL when w is not prepared on ctx. */
 void* mxmoe_prepared_find(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
 
-/* Records w with `data` (replacing and releasing an earlier entry for the same tensor). */
-mxmoe_status mxmoe_prepared_add(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void* data);
+/* Whether w is prepared on ctx with its codes repacked in place (core/sign_packing.h). */
+int mxmoe_prepared_repacked(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
 
-/* Forgets w and releases its data; returns whether it was there. */
+/* Records w with `data` and its packing (replacing and releasing an earlier entry for the same
+ * tensor). */
+mxmoe_status mxmoe_prepared_add(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void* data, int repacked);
+
+/* Forgets w and releases its data (its codes stay as they are); returns whether it was there. */
 int mxmoe_prepared_remove(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
 
 /* Releases every entry (mxmoe_ctx_free, before the backend goes). */

@@ -166,6 +166,7 @@ const mxmoe_backend_ops mxmoe_cpu_backend = {
     .act_and_quantize = mxmoe_cpu_act_and_quantize,
     .weights_prepare = NULL, /* the CPU kernels read the scales as they are */
     .weights_release = NULL,
+    .weights_repack = NULL, /* the CPU kernels decode the canonical packing */
     .grouped_gemm = mxmoe_cpu_grouped_gemm,
     .grouped_projection = mxmoe_cpu_grouped_projection,
     .moe_workspace_size = mxmoe_cpu_moe_workspace_size,

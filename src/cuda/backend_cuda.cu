@@ -194,6 +194,7 @@ extern "C" const mxmoe_backend_ops mxmoe_cuda_backend = {
     /* .act_and_quantize = */ mxmoe_act_and_quantize_cuda,
     /* .weights_prepare = */ mxmoe_weights_prepare_cuda,
     /* .weights_release = */ mxmoe_weights_release_cuda,
+    /* .weights_repack = */ mxmoe_weights_repack_cuda,
     /* .grouped_gemm = */ mxmoe_grouped_gemm_cuda,
     /* .grouped_projection = */ mxmoe_grouped_projection_cuda,
     /* .moe_workspace_size = */ mxmoe_moe_workspace_size_cuda,

@@ -41,6 +41,8 @@ mxmoe_status mxmoe_plan_cuda(mxmoe_ctx* ctx, const mxmoe_tensor* topk_ids,
                              mxmoe_tensor* row_of);
 mxmoe_status mxmoe_weights_prepare_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void** data);
 void mxmoe_weights_release_cuda(mxmoe_ctx* ctx, void* data);
+mxmoe_status mxmoe_weights_repack_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, int pack,
+                                       int* done);
 mxmoe_status mxmoe_grouped_gemm_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* a,
                                      const mxmoe_mx_tensor* w, const mxmoe_tensor* offsets,
                                      const mxmoe_tensor* bias, mxmoe_tensor* out);

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "core/prepared.h"
+#include "core/sign_packing.h"
 
 namespace {
 
@@ -88,6 +89,10 @@ __device__ __forceinline__ fetch fetch_kblock(const block_ctx& c, int64_t kblock
     const int64_t n0 = c.n_begin + row, n1 = n0 + 64;
     f.w0 = n0 < a.n ? load_word(a.w_packed + (c.t.expert * a.n + n0) * (a.k / 2) + byte) : 0;
     f.w1 = n1 < a.n ? load_word(a.w_packed + (c.t.expert * a.n + n1) * (a.k / 2) + byte) : 0;
+    if (a.w_repacked) { /* each word back in the canonical packing (core/sign_packing.h) */
+        f.w0 = mxmoe_sign_unpack(f.w0);
+        f.w1 = mxmoe_sign_unpack(f.w1);
+    }
     f.scale = 0;
     if (c.tid < BLOCK_M) {
         int64_t r = c.t.row_begin + c.tid;
@@ -296,7 +301,10 @@ void mxmoe_gemm_args_set_weights(mxmoe_ctx* ctx, gemm_args* g, const mxmoe_mx_te
     g->w_scales_numel = mxmoe_tensor_numel(&w->scales);
     g->n = w->packed.dims[1];
     g->k = w->packed.dims[2] * 2;
-    g->w_words_prepared = static_cast<const uint32_t*>(mxmoe_prepared_find(ctx, w));
+    const mxmoe_prepared_entry* prepared = mxmoe_prepared_entry_of(ctx, w);
+    g->w_words_prepared =
+        prepared != nullptr ? static_cast<const uint32_t*>(prepared->data) : nullptr;
+    g->w_repacked = prepared != nullptr && prepared->repacked;
 }
 
 mxmoe_status mxmoe_weights_prepare_cuda(mxmoe_ctx* ctx, const mxmoe_mx_tensor* w, void** data) {

@@ -14,6 +14,9 @@ struct gemm_args {
     const uint8_t* w_packed; /* [E, n, k/2] */
     const uint8_t* w_scales; /* linear [E, n, k/32] or swizzled per expert */
     int w_swizzled;
+    /* w_packed's codes are in the Hopper sign packing (mxmoe_weights_prepare_repack,
+     * core/sign_packing.h): every kernel reads them as such (here, in w_swizzled's padding) */
+    int w_repacked;
     int64_t w_scales_numel;
     const int32_t* offsets; /* [E+1] */
     int64_t num_experts;
@@ -88,6 +91,8 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args);
  * (linear activation scales, 16-byte aligned buffers, at most 1024 experts), and its launch. */
 bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx); /* once per context: device and binary */
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args);
+/* Whether the Hopper kernel takes args' weights (what mxmoe_weights_prepare_repack asks). */
+bool mxmoe_grouped_gemm_sm90_takes_weights(mxmoe_ctx* ctx, const gemm_args* args);
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args);
 size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts, int64_t n);
 /* Whether the Hopper prepass takes its activations as tokens (gemm_args.tokens) at this K. */

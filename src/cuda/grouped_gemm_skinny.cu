@@ -64,8 +64,9 @@ __device__ inline uint8_t weight_scale_byte(const gemm_args& a, int64_t e, int64
 }
 
 /* kTokens = false: the grouped GEMM over a plan's offsets and quantized rows. kTokens = true:
- * the projection, a CTA per (pair, row tile) whose pair's expert no earlier pair has. */
-template <bool kTokens>
+ * the projection, a CTA per (pair, row tile) whose pair's expert no earlier pair has. kPacked:
+ * the weights' codes are in the Hopper sign packing (gemm_args.w_repacked). */
+template <bool kTokens, bool kPacked = false>
 __global__ void __launch_bounds__(kThreads, 3)
     grouped_gemm_skinny_kernel(gemm_args args, projection_tokens tk) {
     extern __shared__ __align__(16) uint8_t smem_raw[];
@@ -250,24 +251,26 @@ __global__ void __launch_bounds__(kThreads, 3)
 #else
                 if (fast && count == 1 && (stage + 1) * kStageBlocks <= kb) {
 #endif
-                    mma_stage<true, 1, true, true>(wc, s, stage, slab0, slab_n, act_stride, count,
-                                                   tiles, acc);
+                    mma_stage<true, 1, true, true, kPacked>(wc, s, stage, slab0, slab_n, act_stride,
+                                                            count, tiles, acc);
                 } else if (fast && count == 1) {
-                    mma_stage<true, 1, false, true>(wc, s, stage, slab0, slab_n, act_stride, count,
-                                                    tiles, acc);
+                    mma_stage<true, 1, false, true, kPacked>(wc, s, stage, slab0, slab_n,
+                                                             act_stride, count, tiles, acc);
                 } else if (fast && tiles == 1 && (stage + 1) * kStageBlocks <= kb) {
-                    mma_stage<true, 1, true>(wc, s, stage, slab0, slab_n, act_stride, count, tiles,
-                                             acc);
+                    mma_stage<true, 1, true, false, kPacked>(wc, s, stage, slab0, slab_n,
+                                                             act_stride, count, tiles, acc);
                 } else if (fast && tiles == 1) {
-                    mma_stage<true, 1>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                    mma_stage<true, 1, false, false, kPacked>(wc, s, stage, slab0, slab_n,
+                                                              act_stride, count, tiles, acc);
                 } else if (fast && tiles == 2) {
-                    mma_stage<true, 2>(wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
+                    mma_stage<true, 2, false, false, kPacked>(wc, s, stage, slab0, slab_n,
+                                                              act_stride, count, tiles, acc);
                 } else if (fast) {
-                    mma_stage<true, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
-                                                 tiles, acc);
+                    mma_stage<true, kTokenTiles, false, false, kPacked>(
+                        wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
                 } else {
-                    mma_stage<false, kTokenTiles>(wc, s, stage, slab0, slab_n, act_stride, count,
-                                                  tiles, acc);
+                    mma_stage<false, kTokenTiles, false, false, kPacked>(
+                        wc, s, stage, slab0, slab_n, act_stride, count, tiles, acc);
                 }
                 __syncwarp(); /* the slot is read before a later stage overwrites it */
             }
@@ -350,11 +353,13 @@ __global__ void __launch_bounds__(kThreads, 3)
 bool mxmoe_grouped_gemm_skinny_init(mxmoe_ctx* ctx) {
     (void)ctx;
     const int smem = (int)smem_bytes(kMaxBlocks);
-    bool ok =
-        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<false>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess &&
-        cudaFuncSetAttribute(grouped_gemm_skinny_kernel<true>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess;
+    const auto allow = [smem](auto kernel) {
+        return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) ==
+               cudaSuccess;
+    };
+    bool ok = allow(grouped_gemm_skinny_kernel<false>) && allow(grouped_gemm_skinny_kernel<true>) &&
+              allow(grouped_gemm_skinny_kernel<false, true>) &&
+              allow(grouped_gemm_skinny_kernel<true, true>);
     cudaGetLastError(); /* a failure only means: not here */
     return ok;
 }
@@ -376,8 +381,10 @@ static mxmoe_status launch_skinny(mxmoe_ctx* ctx, const gemm_args* args,
 #if (MXMOE_SKINNY_LAB & 8)
     lab_stamps_clear(ctx, &g_skinny_stamps, sizeof g_skinny_stamps, "MXMOE_SKINNY_STAMPS");
 #endif
-    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, grouped_gemm_skinny_kernel<kTokens>, (unsigned)ctas,
-                                     kThreads, smem_bytes(args->k / 32), *args, tk));
+    const auto kernel = args->w_repacked ? grouped_gemm_skinny_kernel<kTokens, true>
+                                         : grouped_gemm_skinny_kernel<kTokens>;
+    MXMOE_CUDA_CHECK(ctx, launch_pdl(ctx, kernel, (unsigned)ctas, kThreads,
+                                     smem_bytes(args->k / 32), *args, tk));
 #if (MXMOE_SKINNY_LAB & 8)
     lab_stamps_write(ctx, &g_skinny_stamps, sizeof g_skinny_stamps, "MXMOE_SKINNY_STAMPS");
 #endif

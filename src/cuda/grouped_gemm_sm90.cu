@@ -277,7 +277,8 @@ __device__ void store_warp(const gemm_args& a, const smem_header& h, int wg) {
     }
 }
 
-template <int BN, bool Lean = false>
+/* Packed: the weights' codes are in the Hopper sign packing (gemm_args.w_repacked). */
+template <int BN, bool Lean = false, bool Packed = false>
 __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
     grouped_gemm_sm90_kernel(gemm_args a, const __grid_constant__ operand_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* empty elsewhere, and never launched there */
@@ -401,7 +402,8 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
 
     /* ---------------- consumer warpgroups ---------------- */
     setmaxnreg_inc<regs<BN>::consumer>();
-    consumer<BN, Lean> cs(a, h, stages, nc, warp, lane, unit_walk((int)blockIdx.x, grid, ks, nc));
+    consumer<BN, Lean, Packed> cs(a, h, stages, nc, warp, lane,
+                                  unit_walk((int)blockIdx.x, grid, ks, nc));
     if constexpr (token_halves<BN>()) {
         float acc[BN / 4];
         uint32_t frag[4][4];
@@ -425,7 +427,8 @@ __global__ void __launch_bounds__(cta_threads<BN>(), ctas_per_sm<BN>())
     }
     constexpr int NA = BN / 2;
     if constexpr (BN >= 144 && MXMOE_SM90_LAB == 0) { /* consumer::kParts groups a chunk */
-        float acc[consumer<BN, Lean>::kParts][NA / consumer<BN, Lean>::kParts];
+        constexpr int kParts = consumer<BN, Lean, Packed>::kParts;
+        float acc[kParts][NA / kParts];
         uint32_t frag[4][4];
         chunk_state st;
         for (int g = 0; g < G; g++) {
@@ -457,8 +460,12 @@ bool encode_map(mxmoe_ctx* ctx, CUtensorMap* map, const void* base, bool words, 
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+/* The instance for args: lean or not (below), and for canonical or packed codes. */
+template <int BN, bool Lean> auto instance(bool packed) {
+    return packed ? grouped_gemm_sm90_kernel<BN, Lean, true> : grouped_gemm_sm90_kernel<BN, Lean>;
+}
+
 template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
-    auto kernel = grouped_gemm_sm90_kernel<BN>;
     constexpr int bytes = smem_bytes<BN>(); /* allowed once, in mxmoe_grouped_gemm_sm90_init */
     const int64_t n_tiles = (args->n + tile_n<BN>() - 1) / tile_n<BN>();
     const int64_t bound = ((args->rows + BN - 1) / BN + args->num_experts) * n_tiles;
@@ -474,9 +481,9 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
         args->split_flag = nullptr;
     }
     /* The lean instance where the results are BF16 and no K-split can happen. */
-    if (args->out_dtype == MXMOE_BF16 && args->partials == nullptr) {
-        kernel = grouped_gemm_sm90_kernel<BN, true>;
-    }
+    const auto kernel = args->out_dtype == MXMOE_BF16 && args->partials == nullptr
+                            ? instance<BN, true>(args->w_repacked != 0)
+                            : instance<BN, false>(args->w_repacked != 0);
     const uint64_t rows = (uint64_t)args->rows, en = (uint64_t)(args->num_experts * args->n);
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
     const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
@@ -504,8 +511,8 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
 
 /* Grants one instance of the kernel its shared memory (all of the SM's carveout, so that two CTAs
  * fit where ctas_per_sm asks for them); the CTAs an SM then holds, 0 where refused. */
-template <int BN, bool Lean> int grant_smem() {
-    const auto kernel = grouped_gemm_sm90_kernel<BN, Lean>;
+template <int BN, bool Lean, bool Packed> int grant_smem() {
+    const auto kernel = grouped_gemm_sm90_kernel<BN, Lean, Packed>;
     int resident = 0;
     const bool ok = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          smem_bytes<BN>()) == cudaSuccess &&
@@ -516,12 +523,14 @@ template <int BN, bool Lean> int grant_smem() {
     return ok ? resident : 0;
 }
 
-/* Both instances at BN, and the CTAs an SM holds: the persistent grid, one for both (launch
- * takes either with the same grid). */
+/* Every instance at BN, and the CTAs an SM holds: the persistent grid, one for all (launch
+ * takes any with the same grid). */
 template <int BN> bool allow_smem(mxmoe_ctx* ctx) {
-    const int full = grant_smem<BN, false>(), lean = grant_smem<BN, true>();
+    const int full = grant_smem<BN, false, false>(), lean = grant_smem<BN, true, false>();
+    const int full_packed = grant_smem<BN, false, true>(),
+              lean_packed = grant_smem<BN, true, true>();
     cuda_state(ctx)->sm90_resident[bn_index<BN>()] = full;
-    return full >= 1 && lean == full;
+    return full >= 1 && lean == full && full_packed == full && lean_packed == full;
 }
 static_assert(sizeof(mxmoe_cuda_state::sm90_resident) == tile_widths::count * sizeof(int),
               "a resident count for each tile width");
@@ -570,6 +579,10 @@ static bool weights_supported(mxmoe_ctx* ctx, const gemm_args* args) {
            /* TMA box coordinates are int32 */
            args->num_experts * words_per_expert(args->n) <= INT32_MAX &&
            ((uintptr_t)args->w_packed | (uintptr_t)args->w_scales) % 16 == 0;
+}
+
+bool mxmoe_grouped_gemm_sm90_takes_weights(mxmoe_ctx* ctx, const gemm_args* args) {
+    return weights_supported(ctx, args);
 }
 
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {

@@ -37,7 +37,24 @@ struct warp_ctx {
  * otherwise mxmoe_block_term per element (see the file comment). kOne: the group is one token
  * (every CTA of a decode step), so only each lane's even token column is worth computing: 7 of
  * the ~65 instructions a block at n = 1 went to the odd column, always dropped. */
-template <bool kFast, int kTiles, bool kFull = false, bool kOne = false>
+/* e2m1x4_magnitudes of one half of a word in the Hopper sign packing (core/sign_packing.h; the
+ * high half: High): the magnitudes by the table, and the signs, at the byte msbs (or 4 bits
+ * below them for the high half), as byte masks by a sign-replicating prmt. Two instructions a
+ * half more than the canonical form (bench/NOTES.md v45: 6-14 % at one token). */
+template <bool High>
+__device__ __forceinline__ void packed_magnitudes(uint32_t y, uint32_t table_lo, uint32_t& pos,
+                                                  uint32_t& neg) {
+    const uint32_t magnitudes = y & 0x77777777u, s = High ? y << 4 : y;
+    uint32_t m, negative;
+    asm("prmt.b32 %0, %1, %2, %3;"
+        : "=r"(m)
+        : "r"(table_lo), "r"(0x0C080604u), "r"(High ? magnitudes >> 16 : magnitudes));
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(negative) : "r"(s), "r"(s), "r"(0xBA98u));
+    pos = m & ~negative;
+    neg = m & negative;
+}
+
+template <bool kFast, int kTiles, bool kFull = false, bool kOne = false, bool kPacked = false>
 __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s, int stage,
                                           int64_t slab0, int slab_n, int act_stride, int count,
                                           int tiles, float (&acc)[kTokenTiles][4]) {
@@ -59,10 +76,17 @@ __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s,
          * bytes (the conversion was a third of the block's instructions) against an MMA and
          * 2-4 subtractions more. */
         uint32_t pos[4], neg[4];
-        e2m1x4_magnitudes(w0, w.table_lo, pos[0], neg[0]);
-        e2m1x4_magnitudes(w1, w.table_lo, pos[1], neg[1]);
-        e2m1x4_magnitudes(w0 >> 16, w.table_lo, pos[2], neg[2]);
-        e2m1x4_magnitudes(w1 >> 16, w.table_lo, pos[3], neg[3]);
+        if constexpr (kPacked) {
+            packed_magnitudes<false>(w0, w.table_lo, pos[0], neg[0]);
+            packed_magnitudes<false>(w1, w.table_lo, pos[1], neg[1]);
+            packed_magnitudes<true>(w0, w.table_lo, pos[2], neg[2]);
+            packed_magnitudes<true>(w1, w.table_lo, pos[3], neg[3]);
+        } else {
+            e2m1x4_magnitudes(w0, w.table_lo, pos[0], neg[0]);
+            e2m1x4_magnitudes(w1, w.table_lo, pos[1], neg[1]);
+            e2m1x4_magnitudes(w0 >> 16, w.table_lo, pos[2], neg[2]);
+            e2m1x4_magnitudes(w1 >> 16, w.table_lo, pos[3], neg[3]);
+        }
         const uint32_t sw0 = w.w_scale[j], sw1 = w.w_scale[8 * w.kb + j];
         const float ws0 = __uint_as_float(sw0 << 23), ws1 = __uint_as_float(sw1 << 23);
         const int jl = j - (int)slab0;

@@ -126,8 +126,11 @@ constexpr e4m3_tables make_e4m3_tables() {
 }
 __device__ const e4m3_tables kE4m3Tables = make_e4m3_tables();
 
-/* E4M3 bytes of 4 E2M1 nibbles: those in bits 0..15 of x (High = false) or 16..31 (true). */
-template <bool High> __device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint2 table) {
+/* E4M3 bytes of 4 E2M1 nibbles: those in bits 0..15 of x (High = false) or 16..31 (true). Packed:
+ * x is in the Hopper sign packing (core/sign_packing.h), whose signs already sit where the bytes'
+ * go (or 4 bits below, for the high half): no byte permute to gather them. */
+template <bool High, bool Packed = false>
+__device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint2 table) {
     /* prmt reads selector bits 0..15, so one mask serves both halves of x. Both in asm: the
      * compiler masks __byte_perm's selector again, and splits a shared mask in two. */
     uint32_t magnitudes, mag;
@@ -136,7 +139,8 @@ template <bool High> __device__ __forceinline__ uint32_t e4m3x4(uint32_t x, uint
         : "=r"(mag)
         : "r"(table.x), "r"(table.y), "r"(High ? magnitudes >> 16 : magnitudes));
     /* Sign of nibble j (bit 4j+3) to bit 7 of byte j: bytes of x << 4 and x interleaved. */
-    const uint32_t sign = __byte_perm(x << 4, x, High ? 0x7362u : 0x5140u);
+    const uint32_t sign =
+        Packed ? (High ? x << 4 : x) : __byte_perm(x << 4, x, High ? 0x7362u : 0x5140u);
     return mag | (sign & 0x80808080u);
 }
 

@@ -160,7 +160,7 @@ template <int BN, bool Lean> __host__ __device__ constexpr bool keeps_f32_pass()
  * mxmoe_launch_grouped_gemm_sm90) has one epilogue (at BN = 192 two: store_tile), and at
  * BN <= 64 the promotion of tokens off their references out of line: the code a call never
  * runs costs the kernels it sits in (NOTES v41: -1..-2 % at most points). */
-template <int BN, bool Lean = false> struct consumer {
+template <int BN, bool Lean = false, bool Packed = false> struct consumer {
     using L = stage_layout<BN>;
     static constexpr int S = L::stages, NA = BN / 2;
     /* At BN >= 144 a chunk's MMAs go out as kParts commit groups of BN / kParts tokens, so
@@ -276,10 +276,10 @@ template <int BN, bool Lean = false> struct consumer {
                 frag[k][3] = w1[k] ^ tab1.y;
                 continue;
             }
-            frag[k][0] = e4m3x4<false>(w0[k], tab0);
-            frag[k][1] = e4m3x4<false>(w1[k], tab1);
-            frag[k][2] = e4m3x4<true>(w0[k], tab0);
-            frag[k][3] = e4m3x4<true>(w1[k], tab1);
+            frag[k][0] = e4m3x4<false, Packed>(w0[k], tab0);
+            frag[k][1] = e4m3x4<false, Packed>(w1[k], tab1);
+            frag[k][2] = e4m3x4<true, Packed>(w0[k], tab0);
+            frag[k][3] = e4m3x4<true, Packed>(w1[k], tab1);
         }
     }
 
@@ -745,8 +745,8 @@ template <int BN, bool Lean = false> struct consumer {
 
 /* The two-warpgroup consumers' loop with each chunk's MMAs as one commit group: BN <= 64, and
  * BN >= 144 in lab builds (the knock-outs and the timeline measure that form there). */
-template <int BN, bool Lean>
-__device__ __forceinline__ void consume_whole_chunks(consumer<BN, Lean>& cs, int G) {
+template <int BN, bool Lean, bool Packed>
+__device__ __forceinline__ void consume_whole_chunks(consumer<BN, Lean, Packed>& cs, int G) {
     constexpr int NA = BN / 2;
     float acc[NA];
     /* One chunk's MMAs at a time per warpgroup; while one warpgroup waits for its MMAs, the

@@ -2,13 +2,17 @@
  * test_prepared.c — mxmoe_weights_prepare / mxmoe_weights_unprepare on the CPU backend: the
  * same GEMM bits prepared or not, preparing again, unpreparing what is not prepared, bad
  * tensors, many prepared tensors at once, and a context freed with tensors still prepared
- * (ASan in CI sees any leak). The GPU suite checks the Hopper path's prepared words.
+ * (ASan in CI sees any leak); mxmoe_weights_prepare_repack, which the CPU takes as a plain prepare
+ * (its codes untouched), and the Hopper sign packing itself (core/sign_packing.h) against a
+ * bit-by-bit statement of it. The GPU suite checks the Hopper path's prepared words and every
+ * kernel on repacked codes.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "core/sign_packing.h"
 
 enum { E = 3, N = 5, K = 64, R = 7, MANY = 20 };
 
@@ -109,6 +113,53 @@ static void test_many(mxmoe_ctx* ctx) {
     }
 }
 
+/* The packing against its definition, written bit by bit here: magnitude bits stay, code j's sign
+ * (bit 4j + 3) goes to bit 8j + 7 for j < 4 and 8(j - 4) + 3 for j >= 4; and unpack inverts it.
+ * Every sign pattern with random magnitudes, then random words. */
+static void test_sign_packing(void) {
+    static const int sign_to[8] = {7, 15, 23, 31, 3, 11, 19, 27};
+    long bad = 0;
+    for (uint32_t i = 0; i < (1u << 20); i++) {
+        uint32_t x = 0;
+        for (int b = 0; b < 4; b++) {
+            x |= (uint32_t)next_byte() << (8 * b);
+        }
+        if (i < 256 * 64) { /* every sign pattern, 64 magnitude draws each */
+            x = (x & 0x77777777u);
+            for (int j = 0; j < 8; j++) {
+                x |= ((i >> j) & 1u) << (4 * j + 3);
+            }
+        }
+        uint32_t want = x & 0x77777777u;
+        for (int j = 0; j < 8; j++) {
+            want |= ((x >> (4 * j + 3)) & 1u) << sign_to[j];
+        }
+        const uint32_t y = mxmoe_sign_pack(x);
+        bad += y != want || mxmoe_sign_unpack(y) != x;
+    }
+    CHECK_MSG(bad == 0, "sign packing: %ld words differ from the definition or do not round-trip",
+              bad);
+}
+
+/* On the CPU, leave to repack is a plain prepare: the codes stay as they are, the same bits come
+ * out, and unprepare forgets the tensor. */
+static void test_repack_on_cpu(mxmoe_ctx* ctx) {
+    static uint8_t wp[E * N * K / 2], ws[E * N * K / 32], copy[E * N * K / 2];
+    fill(wp, sizeof wp, 0), fill(ws, sizeof ws, 1);
+    memcpy(copy, wp, sizeof wp);
+    mxmoe_mx_tensor w = weights(wp, ws);
+    CHECK_STATUS(mxmoe_weights_prepare_repack(NULL, &w), MXMOE_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(mxmoe_weights_prepare_repack(ctx, NULL), MXMOE_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(mxmoe_weights_prepare_repack(ctx, &w), MXMOE_OK);
+    CHECK_MSG(mxmoe_weights_repacked(ctx, &w) == 0, "the CPU repacked codes");
+    CHECK_MSG(memcmp(copy, wp, sizeof wp) == 0, "the CPU changed the caller's codes");
+    CHECK_STATUS(mxmoe_weights_prepare(ctx, &w), MXMOE_OK); /* not repacked: prepared again */
+    CHECK_STATUS(mxmoe_weights_unprepare(ctx, &w), MXMOE_OK);
+    CHECK_MSG(mxmoe_weights_repacked(ctx, &w) == 0 && mxmoe_weights_repacked(NULL, &w) == 0 &&
+                  mxmoe_weights_repacked(ctx, NULL) == 0,
+              "repacked answers 0 for unprepared weights and NULL arguments");
+}
+
 int main(void) {
     mxmoe_ctx_params params = mxmoe_ctx_params_default();
     params.backend = MXMOE_BACKEND_CPU;
@@ -118,6 +169,8 @@ int main(void) {
         return check_report();
     }
     test_same_result(ctx);
+    test_sign_packing();
+    test_repack_on_cpu(ctx);
     test_bad_tensors(ctx);
     test_many(ctx);
     mxmoe_ctx_free(ctx);

@@ -522,6 +522,38 @@ static void force_gemm(const char* kernel) {
     g_gemm_kernel = kernel != NULL ? kernel : "default";
 }
 
+/* Prepares w with leave to repack its codes in place (mxmoe_weights_prepare_repack): on the Hopper
+ * device it must (every weight tensor of these tests is one the Hopper path takes), elsewhere it
+ * must not; preparing them again is refused and changes nothing. */
+static void repack_weights(const mxmoe_mx_tensor* w, const char* what) {
+    MX_OK(g_gpu, mxmoe_weights_prepare_repack(g_gpu, w));
+    const int repacked = mxmoe_weights_repacked(g_gpu, w);
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s: codes repacked in place exactly where the Hopper path runs",
+             what);
+    check(repacked == (g_sm90 ? 1 : 0), msg);
+    if (repacked) {
+        snprintf(msg, sizeof msg, "%s: repacked weights are not prepared again", what);
+        check(mxmoe_weights_prepare(g_gpu, w) == MXMOE_ERR_INVALID_ARGUMENT &&
+                  mxmoe_weights_prepare_repack(g_gpu, w) == MXMOE_ERR_INVALID_ARGUMENT &&
+                  mxmoe_weights_repacked(g_gpu, w) == 1,
+              msg);
+    }
+}
+
+/* Unprepares w, whose packed codes must then be the caller's bytes again (packed: their pair). */
+static void unpack_weights(const mxmoe_mx_tensor* w, const pair* packed, const char* what) {
+    MX_OK(g_gpu, mxmoe_weights_unprepare(g_gpu, w));
+    uint8_t* back = malloc(packed->bytes);
+    CUDA_OK(cudaMemcpy(back, packed->dev.data, packed->bytes, cudaMemcpyDeviceToHost));
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s: unprepare restores the caller's codes", what);
+    check(memcmp(back, packed->host.data, packed->bytes) == 0 &&
+              mxmoe_weights_repacked(g_gpu, w) == 0,
+          msg);
+    free(back);
+}
+
 /* Scale bytes near 2^0 (spread 0: 120..133), or spread over `spread` binades below 2^3. */
 static void fill_scales(uint8_t* p, int64_t n, int spread) {
     for (int64_t i = 0; i < n; i++) {
@@ -698,6 +730,16 @@ static void test_gemm_sm90_counts(int64_t rows, int64_t E, int64_t N, int64_t K,
     check(memcmp(prepared, got, out.bytes) == 0,
           "grouped_gemm [sm90] with prepared weights: bitwise the unprepared result");
     MX_OK(g_gpu, mxmoe_weights_unprepare(g_gpu, &w_d));
+    /* the codes repacked in place (the packed instance of the same width): the same bits */
+    repack_weights(&w_d, "grouped_gemm [sm90]");
+    CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+    MX_OK(g_gpu,
+          mxmoe_grouped_gemm(g_gpu, &a_d, &w_d, &off.dev, with_bias ? &bias.dev : NULL, &out.dev));
+    gpu_sync_ok("grouped_gemm [sm90, repacked]");
+    CUDA_OK(cudaMemcpy(prepared, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    check(memcmp(prepared, got, out.bytes) == 0,
+          "grouped_gemm [sm90] with repacked weights: bitwise the canonical result");
+    unpack_weights(&w_d, &wp, "grouped_gemm [sm90]");
     free(prepared);
     free(a), free(w), free(got);
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
@@ -872,6 +914,21 @@ static void test_moe(const moe_case* c, int graph, int exact) {
     }
     MX_OK(g_gpu, mxmoe_weights_unprepare(g_gpu, &wd.w13));
     MX_OK(g_gpu, mxmoe_weights_unprepare(g_gpu, &wd.w2));
+
+    /* the codes repacked in place: the same bits on every kernel (the forced one reads them) */
+    repack_weights(&wd.w13, "moe_forward w13");
+    repack_weights(&wd.w2, "moe_forward w2");
+    CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+    MX_OK(g_gpu,
+          mxmoe_moe_forward(g_gpu, &x.dev, &ids.dev, &tw.dev, &wd, &p, work_gpu, ws_gpu, &out.dev));
+    gpu_sync_ok("moe_forward repacked");
+    CUDA_OK(cudaMemcpy(second, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    char repacked_msg[160];
+    snprintf(repacked_msg, sizeof repacked_msg,
+             "moe_forward [%s] with repacked weights: bitwise the canonical result", g_gemm_kernel);
+    check(memcmp(first, second, out.bytes) == 0, repacked_msg);
+    unpack_weights(&wd.w13, &w13p, "moe_forward w13");
+    unpack_weights(&wd.w2, &w2p, "moe_forward w2");
     free(first);
     free(second);
     free(work_cpu);
@@ -1111,6 +1168,16 @@ static void test_projection(int64_t T, int64_t k, int64_t E, int64_t N, int64_t 
     snprintf(msg, sizeof msg, "%s: a replay gives the direct call's bits", what);
     check(memcmp(direct, out.host.data, out.bytes) == 0, msg);
     mxmoe_graph_free(g_gpu, graph);
+    /* the codes repacked in place: the same bits */
+    repack_weights(&w_d, what);
+    CUDA_OK(cudaMemset(out.dev.data, 0xA5, out.bytes));
+    MX_OK(g_gpu, mxmoe_grouped_projection(g_gpu, &x.dev, &ids.dev, map_d, &w_d, bias_d,
+                                          MXMOE_RULE_EVEN, &out.dev));
+    gpu_sync_ok(what);
+    CUDA_OK(cudaMemcpy(out.host.data, out.dev.data, out.bytes, cudaMemcpyDeviceToHost));
+    snprintf(msg, sizeof msg, "%s: with repacked weights, the canonical bits", what);
+    check(memcmp(direct, out.host.data, out.bytes) == 0, msg);
+    unpack_weights(&w_d, &wp, what);
     free(direct);
     x.dev.data = x_base;
     free_pair(&x), free_pair(&ids), free_pair(&map), free_pair(&wp), free_pair(&ws),

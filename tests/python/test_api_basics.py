@@ -9,8 +9,8 @@ import mxmoe_ctypes as mx
 
 
 def test_version_and_names(lib):
-    assert lib.mxmoe_version_number() == 200  # 0.2.0: MAJOR*10000 + MINOR*100 + PATCH
-    assert lib.mxmoe_version_string().decode().startswith("0.2.0")
+    assert lib.mxmoe_version_number() == 300  # 0.3.0: MAJOR*10000 + MINOR*100 + PATCH
+    assert lib.mxmoe_version_string().decode().startswith("0.3.0")
     for s in mx.Status:
         assert lib.mxmoe_status_string(int(s)).decode()
     assert lib.mxmoe_status_string(12345)  # never NULL
