@@ -38,11 +38,6 @@ const mxmoe_prepared_entry* mxmoe_prepared_entry_of(const mxmoe_ctx* ctx,
     return find_entry(ctx, w);
 }
 
-void* mxmoe_prepared_find(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
-    const mxmoe_prepared_entry* e = find_entry(ctx, w);
-    return e != NULL ? e->data : NULL;
-}
-
 int mxmoe_prepared_repacked(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w) {
     const mxmoe_prepared_entry* e = find_entry(ctx, w);
     return e != NULL && e->repacked;

@@ -25,11 +25,9 @@ typedef struct mxmoe_prepared_entry {
     int repacked; /* w's codes are in the Hopper sign packing (mxmoe_weights_prepare_repack) */
 } mxmoe_prepared_entry;
 
-/* w's entry on ctx, or NULL when w is not prepared there. */
+/* w's entry on ctx (what the backend derived, whether the codes are repacked), or NULL when w is
+ * not prepared there. */
 const mxmoe_prepared_entry* mxmoe_prepared_entry_of(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
-
-/* What the backend derived for w, or NULL when w is not prepared on ctx. */
-void* mxmoe_prepared_find(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);
 
 /* Whether w is prepared on ctx with its codes repacked in place (core/sign_packing.h). */
 int mxmoe_prepared_repacked(const mxmoe_ctx* ctx, const mxmoe_mx_tensor* w);

@@ -33,10 +33,6 @@ struct warp_ctx {
     uint32_t table_lo;
 };
 
-/* Accumulates ring stage `stage` (K blocks 4 stage ..) into acc. Fast: the biased-FFMA form;
- * otherwise mxmoe_block_term per element (see the file comment). kOne: the group is one token
- * (every CTA of a decode step), so only each lane's even token column is worth computing: 7 of
- * the ~65 instructions a block at n = 1 went to the odd column, always dropped. */
 /* e2m1x4_magnitudes of one half of a word in the Hopper sign packing (core/sign_packing.h; the
  * high half: High): the magnitudes by the table, and the signs, at the byte msbs (or 4 bits
  * below them for the high half), as byte masks by a sign-replicating prmt. Two instructions a
@@ -54,6 +50,11 @@ __device__ __forceinline__ void packed_magnitudes(uint32_t y, uint32_t table_lo,
     neg = m & negative;
 }
 
+/* Accumulates ring stage `stage` (K blocks 4 stage ..) into acc. Fast: the biased-FFMA form;
+ * otherwise mxmoe_block_term per element (see the file comment). kOne: the group is one token
+ * (every CTA of a decode step), so only each lane's even token column is worth computing: 7 of
+ * the ~65 instructions a block at n = 1 went to the odd column, always dropped. kPacked: the
+ * weights' codes are in the Hopper sign packing (packed_magnitudes). */
 template <bool kFast, int kTiles, bool kFull = false, bool kOne = false, bool kPacked = false>
 __device__ __forceinline__ void mma_stage(const warp_ctx& w, const smem_view& s, int stage,
                                           int64_t slab0, int slab_n, int act_stride, int count,
