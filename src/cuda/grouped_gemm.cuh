@@ -91,7 +91,8 @@ mxmoe_status mxmoe_launch_grouped_gemm(mxmoe_ctx* ctx, const gemm_args* args);
  * (linear activation scales, 16-byte aligned buffers, at most 1024 experts), and its launch. */
 bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx); /* once per context: device and binary */
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args);
-/* Whether the Hopper kernel takes args' weights (what mxmoe_weights_prepare_repack asks). */
+/* Whether the Hopper kernel takes args' weights (the weights' side of the above: prepare and
+ * prepare_repack ask it). */
 bool mxmoe_grouped_gemm_sm90_takes_weights(mxmoe_ctx* ctx, const gemm_args* args);
 mxmoe_status mxmoe_launch_grouped_gemm_sm90(mxmoe_ctx* ctx, const gemm_args* args);
 size_t mxmoe_grouped_gemm_sm90_scratch(int64_t rows, int64_t k, int64_t experts, int64_t n);

@@ -481,9 +481,10 @@ template <int BN> mxmoe_status launch(mxmoe_ctx* ctx, gemm_args* args) {
         args->split_flag = nullptr;
     }
     /* The lean instance where the results are BF16 and no K-split can happen. */
+    const bool packed = args->w_repacked != 0;
     const auto kernel = args->out_dtype == MXMOE_BF16 && args->partials == nullptr
-                            ? instance<BN, true>(args->w_repacked != 0)
-                            : instance<BN, false>(args->w_repacked != 0);
+                            ? instance<BN, true>(packed)
+                            : instance<BN, false>(packed);
     const uint64_t rows = (uint64_t)args->rows, en = (uint64_t)(args->num_experts * args->n);
     const uint64_t en4 = (uint64_t)(args->num_experts * words_per_expert(args->n));
     const uint64_t nc = (uint64_t)((args->k + kChunk - 1) / kChunk), kc = chunk_cols(args->k);
@@ -574,19 +575,16 @@ bool mxmoe_grouped_gemm_sm90_init(mxmoe_ctx* ctx) {
 }
 
 /* The weights' side of mxmoe_grouped_gemm_sm90_supported. */
-static bool weights_supported(mxmoe_ctx* ctx, const gemm_args* args) {
+bool mxmoe_grouped_gemm_sm90_takes_weights(mxmoe_ctx* ctx, const gemm_args* args) {
     return cuda_state(ctx)->sm90_ready && args->num_experts <= kMaxExperts && args->k % 32 == 0 &&
            /* TMA box coordinates are int32 */
            args->num_experts * words_per_expert(args->n) <= INT32_MAX &&
            ((uintptr_t)args->w_packed | (uintptr_t)args->w_scales) % 16 == 0;
 }
 
-bool mxmoe_grouped_gemm_sm90_takes_weights(mxmoe_ctx* ctx, const gemm_args* args) {
-    return weights_supported(ctx, args);
-}
-
 bool mxmoe_grouped_gemm_sm90_supported(mxmoe_ctx* ctx, const gemm_args* args) {
-    return weights_supported(ctx, args) && !args->a_swizzled && args->rows <= INT32_MAX / 2 &&
+    return mxmoe_grouped_gemm_sm90_takes_weights(ctx, args) && !args->a_swizzled &&
+           args->rows <= INT32_MAX / 2 &&
            ((uintptr_t)args->a_packed | (uintptr_t)args->a_scales) % 16 == 0;
 }
 
@@ -643,7 +641,7 @@ mxmoe_status mxmoe_grouped_gemm_sm90_prepare(mxmoe_ctx* ctx, const gemm_args* in
     gemm_args args = *in; /* the weights' fields only: the activation side stays empty */
     args.offsets = nullptr;
     const scratch_layout lay = scratch_of(0, args.k, args.num_experts, args.n);
-    if (!weights_supported(ctx, &args) || lay.total == SIZE_MAX) {
+    if (!mxmoe_grouped_gemm_sm90_takes_weights(ctx, &args) || lay.total == SIZE_MAX) {
         return MXMOE_OK; /* the Hopper path will not run on these weights: nothing to derive */
     }
     const size_t bytes = lay.total - lay.words;
