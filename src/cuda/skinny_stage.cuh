@@ -10,6 +10,7 @@
 
 #include "core/e2m1_round.h"
 #include "cuda/cuda_common.cuh"
+#include "cuda/e2m1_half2.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/int8_mma.cuh"
 #include "cuda/quantize.cuh"
@@ -91,6 +92,42 @@ __device__ __forceinline__ void load_elements(const projection_tokens& tk, int64
     }
 }
 
+/* The codes of v's kN values at scale byte sa (not 0xFF), as packed: element 8 w + i in nibble
+ * i of word w. BF16 tokens by the encoder two values an FP16 instruction (e2m1_half2.cuh), the
+ * others value by value: the same codes. */
+template <int kN>
+__device__ __forceinline__ void encode_elements(const float (&v)[kN], uint32_t sa, bool bf16,
+                                                uint32_t (&codes)[kN / 8]) {
+#pragma unroll
+    for (int w = 0; w < kN / 8; w++) {
+        float g[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            g[i] = v[8 * w + i];
+        }
+        if (bf16) {
+            codes[w] = e2m1_codes8_bf16(g, (uint8_t)sa);
+        } else {
+            codes[w] = 0;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                codes[w] |= mxmoe_e2m1_code_rne(g[i], (uint8_t)sa) << (4 * i);
+            }
+        }
+    }
+}
+
+/* The largest of the values' FP32 magnitude bits (NaN/Inf patterns the largest, as in the
+ * reference). */
+template <int kN> __device__ __forceinline__ uint32_t amax_bits(const float (&v)[kN]) {
+    uint32_t amax = 0;
+#pragma unroll
+    for (int e = 0; e < kN; e++) {
+        amax = max(amax, mxmoe_f32_bits(v[e]) & 0x7fffffffu);
+    }
+    return amax;
+}
+
 /* stage_activations for the projection: the group's tokens (pairs list[row0 ..] / top_k) are
  * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). */
 __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_view& s,
@@ -102,9 +139,13 @@ __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
         float v[32];
         load_elements(tk, first, v);
-        uint4 p;
-        const uint32_t sa = mxmoe_quantize_block_rne(v, tk.rule, reinterpret_cast<uint8_t*>(&p));
-        put_act_block(s, i, jl, slab_n, act_stride, p, sa);
+        const uint32_t sa = mxmoe_scale_byte(amax_bits(v), tk.rule);
+        uint32_t codes[4] = {0, 0, 0, 0};
+        if (sa != MXMOE_E8M0_NAN) {
+            encode_elements(v, sa, tk.x_dtype == MXMOE_BF16, codes);
+        }
+        put_act_block(s, i, jl, slab_n, act_stride,
+                      make_uint4(codes[0], codes[1], codes[2], codes[3]), sa);
         lo = min(lo, (int)sa);
         hi = max(hi, sa == MXMOE_E8M0_NAN ? 1000 : (int)sa);
     }
@@ -125,20 +166,13 @@ __device__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k, cons
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32 + 16 * half;
         float v[16];
         load_elements(tk, first, v);
-        uint32_t amax = 0; /* NaN/Inf bit patterns are the largest, as in the reference */
-#pragma unroll
-        for (int e = 0; e < 16; e++) {
-            amax = max(amax, mxmoe_f32_bits(v[e]) & 0x7fffffffu);
-        }
+        uint32_t amax = amax_bits(v);
         const unsigned pair_lanes = 3u << (threadIdx.x % 32 & ~1u);
         amax = max(amax, __shfl_xor_sync(pair_lanes, amax, 1));
         const uint32_t sa = mxmoe_scale_byte(amax, tk.rule);
         uint32_t codes[2] = {0, 0}; /* elements 16 half .. as packed: the lower one low */
         if (sa != MXMOE_E8M0_NAN) {
-#pragma unroll
-            for (int e = 0; e < 16; e++) {
-                codes[e / 8] |= mxmoe_e2m1_code_rne(v[e], (uint8_t)sa) << (4 * (e % 8));
-            }
+            encode_elements(v, sa, tk.x_dtype == MXMOE_BF16, codes);
         }
         put_act_half(s, i, jl, act_stride, half, codes[0], codes[1]);
         if (half == 0) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cuda/cuda_common.cuh"
+#include "cuda/e2m1_half2.cuh"
 #include "cuda/grouped_gemm.cuh"
 #include "cuda/quantize.cuh"
 #include "cuda/sm90_e4m3.cuh"
@@ -351,6 +352,13 @@ __global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
             uint32_t codes = 0;
             if ((MXMOE_SM90_LAB & 4096)) {
                 codes = x[q].w[0] ^ x[q].w[1] ^ x[q].w[D == MXMOE_F32 ? 7 : 3];
+            } else if (live && scale != MXMOE_E8M0_NAN && D == MXMOE_BF16) {
+                float v[8]; /* BF16 tokens: the encoder two values an FP16 instruction */
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    v[i] = x[q].at(i);
+                }
+                codes = e2m1_codes8_bf16(v, scale);
             } else if (live && scale != MXMOE_E8M0_NAN) {
 #pragma unroll
                 for (int i = 0; i < 8; i++) {
