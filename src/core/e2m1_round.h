@@ -52,6 +52,26 @@ static inline MXMOE_HD uint32_t mxmoe_e2m1_code_rne(float x, uint8_t b) {
     return ((mxmoe_f32_bits(x) >> 28) & 0x8u) | mxmoe_e2m1_magnitude_code_rne(fabsf(y));
 }
 
+/* mxmoe_scale_byte by one add and one shift. Every rule is the exponent of amax moved up one
+ * binade when its fraction passes the rule's point (FLOOR never, CEIL above 0, RCEIL above
+ * 0x400000, EVEN from 0x600000), so amax's bits plus the rule's `add` carry into the exponent
+ * field exactly then, and the field less 2 is the byte (s + 127). Subnormal and zero amax give
+ * a field of 0 or 1, so -2 or -1, clamped to 0 as the reference clamps s to -127; the largest
+ * finite amax gives 253, so the top needs no clamp. Branch-free for the device quantizers,
+ * whose scale was ~30 instructions of the reference's subnormal-aware form a block
+ * (bench/NOTES.md v46); tests/c/test_e2m1_round.c checks it against mxmoe_scale_byte. */
+static inline MXMOE_HD uint32_t mxmoe_scale_rule_add(mxmoe_scale_rule rule) {
+    return rule == MXMOE_RULE_FLOOR   ? 0u
+           : rule == MXMOE_RULE_CEIL  ? 0x7fffffu
+           : rule == MXMOE_RULE_RCEIL ? 0x3fffffu
+                                      : 0x200000u; /* EVEN, the default */
+}
+
+static inline MXMOE_HD uint8_t mxmoe_scale_byte_add(uint32_t amax_bits, uint32_t add) {
+    const int32_t b = (int32_t)((amax_bits + add) >> 23) - 2;
+    return amax_bits >= 0x7f800000u ? MXMOE_E8M0_NAN : (uint8_t)(b < 0 ? 0 : b);
+}
+
 /* mxmoe_quantize_block with the encoder above: the same 16 packed bytes and scale byte. */
 static inline MXMOE_HD uint8_t mxmoe_quantize_block_rne(const float* x, mxmoe_scale_rule rule,
                                                         uint8_t* packed) {
@@ -61,7 +81,7 @@ static inline MXMOE_HD uint8_t mxmoe_quantize_block_rne(const float* x, mxmoe_sc
         const uint32_t a = mxmoe_f32_bits(x[i]) & 0x7fffffffu;
         amax_bits = a > amax_bits ? a : amax_bits; /* NaN/Inf patterns are the largest */
     }
-    const uint8_t b = mxmoe_scale_byte(amax_bits, rule);
+    const uint8_t b = mxmoe_scale_byte_add(amax_bits, mxmoe_scale_rule_add(rule));
     MXMOE_UNROLL
     for (int i = 0; i < MXMOE_BLOCK / 2; i++) {
         uint32_t lo = 0, hi = 0;

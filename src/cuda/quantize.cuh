@@ -93,7 +93,7 @@ quantize_block_lanes(const float (&v)[E], bool live, mxmoe_scale_rule rule, uint
     for (int d = 1; d < lanes; d *= 2) {
         amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, d));
     }
-    const uint8_t scale = mxmoe_scale_byte(amax, rule);
+    const uint8_t scale = mxmoe_scale_byte_add(amax, mxmoe_scale_rule_add(rule));
     uint32_t codes = 0;
     if (live && scale != MXMOE_E8M0_NAN) {
         if constexpr (E == 8 && Bf16Values) { /* two values an FP16 instruction */

@@ -139,7 +139,7 @@ __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
         float v[32];
         load_elements(tk, first, v);
-        const uint32_t sa = mxmoe_scale_byte(amax_bits(v), tk.rule);
+        const uint32_t sa = mxmoe_scale_byte_add(amax_bits(v), mxmoe_scale_rule_add(tk.rule));
         uint32_t codes[4] = {0, 0, 0, 0};
         if (sa != MXMOE_E8M0_NAN) {
             encode_elements(v, sa, tk.x_dtype == MXMOE_BF16, codes);
@@ -169,7 +169,7 @@ __device__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k, cons
         uint32_t amax = amax_bits(v);
         const unsigned pair_lanes = 3u << (threadIdx.x % 32 & ~1u);
         amax = max(amax, __shfl_xor_sync(pair_lanes, amax, 1));
-        const uint32_t sa = mxmoe_scale_byte(amax, tk.rule);
+        const uint32_t sa = mxmoe_scale_byte_add(amax, mxmoe_scale_rule_add(tk.rule));
         uint32_t codes[2] = {0, 0}; /* elements 16 half .. as packed: the lower one low */
         if (sa != MXMOE_E8M0_NAN) {
             encode_elements(v, sa, tk.x_dtype == MXMOE_BF16, codes);

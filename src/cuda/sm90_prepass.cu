@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/e2m1_round.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/e2m1_half2.cuh"
 #include "cuda/grouped_gemm.cuh"
@@ -329,6 +330,7 @@ __global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
     const bool chunk = c < nc;
     const int64_t kc = (int64_t)nc * kChunk, pitch = word_pitch(a.rows) / 4;
     const int64_t top_k = a.tokens.top_k;
+    const uint32_t rule_add = mxmoe_scale_rule_add(a.tokens.rule);
     /* a thread's 8 elements stay 16-byte aligned from an aligned base (k a multiple of 32) */
     const bool vectors = (uintptr_t)a.tokens.x % 16 == 0;
     for (int64_t t = blockIdx.x; t < a.tokens.count; t += gridDim.x) {
@@ -347,7 +349,7 @@ __global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
             m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, 2));
             const bool live = chunk && block < kb;
             const uint8_t scale = (MXMOE_SM90_LAB & 4096) ? 127
-                                  : live                  ? mxmoe_scale_byte(m, a.tokens.rule)
+                                  : live                  ? mxmoe_scale_byte_add(m, rule_add)
                                                           : 0;
             uint32_t codes = 0;
             if ((MXMOE_SM90_LAB & 4096)) {

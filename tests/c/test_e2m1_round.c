@@ -2,8 +2,9 @@
  * test_e2m1_round.c — the arithmetic E2M1 encoder the GPU quantizers use (core/e2m1_round.h)
  * against the reference's compare chain (ref/mx_numerics.h): every FP32 magnitude below 64 (all
  * of [0, 8) that a scaled element can reach, and the saturating range past it), a stride through
- * the rest up to the NaN patterns, the special values, signed elements at every scale byte, and
- * whole blocks under every scale rule.
+ * the rest up to the NaN patterns, the special values, signed elements at every scale byte, the
+ * scale byte by one add against the reference's under every rule, and whole blocks under every
+ * scale rule.
  */
 #include <math.h>
 #include <stdint.h>
@@ -68,6 +69,30 @@ int main(void) {
         }
     }
     CHECK_MSG(mismatches == 0, "%llu signed codes differ", (unsigned long long)mismatches);
+
+    /* the scale byte by one add, every rule: every amax bit pattern whose fraction is at or
+     * next to a rule's point (0, 1, 0x3fffff-0x400001, 0x5fffff-0x600001, 0x7fffff) in every
+     * exponent field, subnormals and Inf/NaN included, then 2^24 random patterns */
+    const uint32_t fractions[] = {0,         1,         0x3fffffu, 0x400000u, 0x400001u,
+                                  0x5fffffu, 0x600000u, 0x600001u, 0x7fffffu};
+    for (int rule = 0; rule < MXMOE_RULE_COUNT; rule++) {
+        const uint32_t add = mxmoe_scale_rule_add((mxmoe_scale_rule)rule);
+        mismatches = 0;
+        for (uint32_t field = 0; field < 256; field++) {
+            for (size_t f = 0; f < sizeof fractions / sizeof fractions[0]; f++) {
+                const uint32_t bits = field << 23 | fractions[f];
+                mismatches += mxmoe_scale_byte_add(bits, add) !=
+                              mxmoe_scale_byte(bits, (mxmoe_scale_rule)rule);
+            }
+        }
+        for (int i = 0; i < (1 << 24); i++) {
+            const uint32_t bits = rng() & 0x7fffffffu;
+            mismatches +=
+                mxmoe_scale_byte_add(bits, add) != mxmoe_scale_byte(bits, (mxmoe_scale_rule)rule);
+        }
+        CHECK_MSG(mismatches == 0, "rule %d: %llu scale bytes differ", rule,
+                  (unsigned long long)mismatches);
+    }
 
     /* whole blocks, every rule: values of one binade spread, zeros, -0, NaN/Inf blocks */
     for (int rule = 0; rule < MXMOE_RULE_COUNT; rule++) {
