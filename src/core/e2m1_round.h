@@ -11,6 +11,9 @@
  * scaling, sign and packing, against 20 when the rounded value was decoded as a float
  * (bench/NOTES.md v25).
  *
+ * The block's scale byte likewise, by one add and a shift (mxmoe_scale_byte_add) instead of the
+ * reference's subnormal-aware switch.
+ *
  * Equal to mxmoe_e2m1_magnitude_code for every FP32 in [0, 8) and beyond (saturating at 6):
  * tests/c/test_e2m1_round.c checks every one below 64 and a stride through the rest. Needs
  * round-to-nearest FP32 adds that are not reassociated or flushed to zero, which mxmoe's builds
