@@ -55,6 +55,18 @@ static inline MXMOE_HD uint32_t mxmoe_e2m1_code_rne(float x, uint8_t b) {
     return ((mxmoe_f32_bits(x) >> 28) & 0x8u) | mxmoe_e2m1_magnitude_code_rne(fabsf(y));
 }
 
+/* The largest of n values' FP32 magnitude bits: the block's amax as mxmoe_scale_byte takes it
+ * (NaN/Inf patterns are the largest, as in mxmoe_quantize_block). */
+static inline MXMOE_HD uint32_t mxmoe_amax_bits(const float* x, int n) {
+    uint32_t amax_bits = 0;
+    MXMOE_UNROLL
+    for (int i = 0; i < n; i++) {
+        const uint32_t a = mxmoe_f32_bits(x[i]) & 0x7fffffffu;
+        amax_bits = a > amax_bits ? a : amax_bits;
+    }
+    return amax_bits;
+}
+
 /* mxmoe_scale_byte by one add and one shift. Every rule is the exponent of amax moved up one
  * binade when its fraction passes the rule's point (FLOOR never, CEIL above 0, RCEIL above
  * 0x400000, EVEN from 0x600000), so amax's bits plus the rule's `add` carry into the exponent
@@ -78,13 +90,8 @@ static inline MXMOE_HD uint8_t mxmoe_scale_byte_add(uint32_t amax_bits, uint32_t
 /* mxmoe_quantize_block with the encoder above: the same 16 packed bytes and scale byte. */
 static inline MXMOE_HD uint8_t mxmoe_quantize_block_rne(const float* x, mxmoe_scale_rule rule,
                                                         uint8_t* packed) {
-    uint32_t amax_bits = 0;
-    MXMOE_UNROLL
-    for (int i = 0; i < MXMOE_BLOCK; i++) {
-        const uint32_t a = mxmoe_f32_bits(x[i]) & 0x7fffffffu;
-        amax_bits = a > amax_bits ? a : amax_bits; /* NaN/Inf patterns are the largest */
-    }
-    const uint8_t b = mxmoe_scale_byte_add(amax_bits, mxmoe_scale_rule_add(rule));
+    const uint8_t b =
+        mxmoe_scale_byte_add(mxmoe_amax_bits(x, MXMOE_BLOCK), mxmoe_scale_rule_add(rule));
     MXMOE_UNROLL
     for (int i = 0; i < MXMOE_BLOCK / 2; i++) {
         uint32_t lo = 0, hi = 0;

@@ -117,17 +117,6 @@ __device__ __forceinline__ void encode_elements(const float (&v)[kN], uint32_t s
     }
 }
 
-/* The largest of the values' FP32 magnitude bits (NaN/Inf patterns the largest, as in the
- * reference). */
-template <int kN> __device__ __forceinline__ uint32_t amax_bits(const float (&v)[kN]) {
-    uint32_t amax = 0;
-#pragma unroll
-    for (int e = 0; e < kN; e++) {
-        amax = max(amax, mxmoe_f32_bits(v[e]) & 0x7fffffffu);
-    }
-    return amax;
-}
-
 /* stage_activations for the projection: the group's tokens (pairs list[row0 ..] / top_k) are
  * quantized here, block by block, to the bytes mxmoe_quantize gives (e2m1_round.h). */
 __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_view& s,
@@ -139,7 +128,8 @@ __device__ int2 stage_tokens(const projection_tokens& tk, int64_t k, const smem_
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32;
         float v[32];
         load_elements(tk, first, v);
-        const uint32_t sa = mxmoe_scale_byte_add(amax_bits(v), mxmoe_scale_rule_add(tk.rule));
+        const uint32_t sa =
+            mxmoe_scale_byte_add(mxmoe_amax_bits(v, 32), mxmoe_scale_rule_add(tk.rule));
         uint32_t codes[4] = {0, 0, 0, 0};
         if (sa != MXMOE_E8M0_NAN) {
             encode_elements(v, sa, tk.x_dtype == MXMOE_BF16, codes);
@@ -166,7 +156,7 @@ __device__ int2 stage_tokens_halves(const projection_tokens& tk, int64_t k, cons
         const int64_t first = (int64_t)(list[row0 + i] / tk.top_k) * k + (j0 + jl) * 32 + 16 * half;
         float v[16];
         load_elements(tk, first, v);
-        uint32_t amax = amax_bits(v);
+        uint32_t amax = mxmoe_amax_bits(v, 16);
         const unsigned pair_lanes = 3u << (threadIdx.x % 32 & ~1u);
         amax = max(amax, __shfl_xor_sync(pair_lanes, amax, 1));
         const uint32_t sa = mxmoe_scale_byte_add(amax, mxmoe_scale_rule_add(tk.rule));
