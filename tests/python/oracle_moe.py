@@ -50,6 +50,7 @@ class MoeResult:
     act_scales: np.ndarray   # and its scale bytes [rows, I/32]
     ambiguous: Optional[bool] = None  # emulated only: a libm-sensitive block (see oracle_act)
     gemm2_rounded: int = 0   # emulated only: GEMM-2 outputs whose FP32 sum != the exact sum
+    act: np.ndarray = None   # the activation before that quantization (act_dtype values) [rows, I]
 
 
 def _gathered(case):
@@ -96,7 +97,7 @@ def moe_forward_emulated(case):
                 term = w[has, j][:, None] * term  # float32 * float32 -> float32
             acc[has] = acc[has] + term
     out = round_to(acc.astype(np.float64), case.out_dtype)
-    return MoeResult(out, c_codes, c_scales, bool(ambiguous.any()), gemm2_rounded)
+    return MoeResult(out, c_codes, c_scales, bool(ambiguous.any()), gemm2_rounded, act)
 
 
 def moe_forward_fp64(case):
@@ -114,6 +115,16 @@ def moe_forward_fp64(case):
     act, _, _ = activation(h, case.activation, case.layout, case.alpha, case.limit,
                            case.act_dtype)
     c_codes, c_scales = quantize(act, case.rule)
+    return MoeResult(moe_forward_fp64_from_act(case, c_codes, c_scales), c_codes, c_scales,
+                     act=act)
+
+
+def moe_forward_fp64_from_act(case, c_codes, c_scales):
+    """The FP64 pipeline from the quantized activation (GEMM-2's input) on: GEMM-2, its
+    gemm_dtype rounding and the weighted reduction, in float64 -> out [T, H]. With another
+    pipeline's codes it compares that pipeline's tail without the activation's quantization."""
+    offsets, row_of, _, _ = _gathered(case)
+    w = case.topk_weights.astype(np.float64)
     c, _ = gemm_fp64(c_codes, c_scales, *case.w2, offsets, _bias32(case.b2))
     if np.dtype(case.gemm_dtype) != np.dtype(np.float32):
         c = round_to(c, case.gemm_dtype).astype(np.float64)
@@ -124,7 +135,7 @@ def moe_forward_fp64(case):
         has = rows >= 0
         term = c[rows[has]]
         out[has] += term if case.weight_on_input else w[has, j][:, None] * term
-    return MoeResult(out, c_codes, c_scales)
+    return out
 
 
 def intermediate_size(case):
