@@ -18,11 +18,11 @@ constexpr int kGroupTokens = 32;              /* tokens per pass over the weight
 constexpr int kTokenTiles = kGroupTokens / 8;
 /* Ring shape and activation slab; lab builds override them (dev/cuda/skinny_variants.sh).
  * Stages of 8 blocks (128 bytes a row), 3 deep: the K loop's head (ring slot, copies, the
- * variant's dispatch, ~50 instructions) then runs once per 8 blocks, not 4; at one or two tokens
- * that was 10-12 % (H200, bench/NOTES.md v47). The slab is the least that holds a stage for 32
- * tokens, so that deepseek-v3's CTAs still fit 4 to an SM: with one fewer, the next launch's
- * CTAs no longer all wait resident beside the running ones and a replayed decode step lost 7 %.
- * (v5: 5 stages of 4 blocks and 8 KB beat 8 stages and 24 KB, deepseek-v3 n = 64 1021 -> 788 us.) */
+ * variant's dispatch, ~50 instructions) runs once per 8 blocks instead of 4, -11..-14 % at one
+ * token (H200, bench/NOTES.md v47). The slab is the least that holds a stage of 32 tokens: with
+ * a 12 KB one, deepseek-v3's CTAs fit 3 to an SM instead of 4 and its replayed decode step was
+ * 7 % slower, though the kernel alone was faster (v47). v5's 5 stages of 4 blocks and 8 KB had
+ * beaten 8 stages and 24 KB (deepseek-v3 n = 64 1021 -> 788 us). */
 #ifndef MXMOE_SKINNY_STAGES
 #define MXMOE_SKINNY_STAGES 3
 #endif
@@ -32,8 +32,8 @@ constexpr int kTokenTiles = kGroupTokens / 8;
 #ifndef MXMOE_SKINNY_ACT_BYTES
 #define MXMOE_SKINNY_ACT_BYTES 9216
 #endif
-constexpr int kStages = MXMOE_SKINNY_STAGES;      /* ring depth per warp */
-constexpr int kStageBlocks = MXMOE_SKINNY_STAGE_BLOCKS;
+constexpr int kStages = MXMOE_SKINNY_STAGES;            /* ring depth per warp */
+constexpr int kStageBlocks = MXMOE_SKINNY_STAGE_BLOCKS; /* K blocks a stage */
 constexpr int kStageRow = kStageBlocks * 16 + 16; /* padded: rows g = 0..7 on distinct banks */
 constexpr int kLanesPerRow = kStageBlocks;        /* one 16-byte copy each */
 constexpr int kCopies = kWarpRows * kStageBlocks / 32;
@@ -42,9 +42,9 @@ constexpr int kRingBytes = kWarps * kStages * kWarpStage;
 constexpr int kActBytes = MXMOE_SKINNY_ACT_BYTES; /* decoded activation slab (int8) */
 constexpr int kActEntries = kActBytes / 32;       /* its (token, block) pairs at most */
 static_assert((kActBytes / kGroupTokens - 32) / 32 >= kStageBlocks, "32 tokens' slab: a stage");
-constexpr int kMaxBlocks = 768;                   /* K <= 24576: the tile's weight scales fit */
-constexpr int kMaxExperts = 1024;                 /* the offsets fit the activation slab at start */
-constexpr int32_t kBias = 0x4B400000;             /* FP32 bits of 1.5 * 2^23 */
+constexpr int kMaxBlocks = 768;       /* K <= 24576: the tile's weight scales fit */
+constexpr int kMaxExperts = 1024;     /* the offsets fit the activation slab at start */
+constexpr int32_t kBias = 0x4B400000; /* FP32 bits of 1.5 * 2^23 */
 constexpr float kBiasF = 12582912.0f;
 
 constexpr size_t smem_bytes(int64_t kb) {
