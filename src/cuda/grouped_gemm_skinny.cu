@@ -7,10 +7,10 @@
  *   - Operands swapped: 16 weight rows are the M side of `mma.m16n8k32.s8`, 8 tokens the N side,
  *     and the MMA's K of 32 is exactly one MX block. A CTA takes 64 rows of one active expert
  *     (4 warps x 16) and passes over them once per group of up to 32 of the expert's tokens.
- *   - Each warp streams its 16 rows through its own cp.async ring (kStages stages of 4 blocks,
- *     64 bytes a row: measured faster than 256-byte runs with fewer stages), so warps never wait
- *     for each other inside a K slab; the group's tokens are decoded to int8 once per slab into
- *     shared memory (a few K blocks for 32 tokens, most of K for one).
+ *   - Each warp streams its 16 rows through its own cp.async ring (kStages stages of
+ *     kStageBlocks blocks, skinny_layout.cuh), so warps never wait for each other inside a K
+ *     slab; the group's tokens are decoded to int8 once per slab into shared memory (a few K
+ *     blocks for 32 tokens, most of K for one).
  *   - Launched with programmatic dependent launch (cuda_common.cuh), like the rest of the
  *     small-batch chain.
  *   - The weights enter the MMAs as two unsigned fragments, the magnitudes of their positive and
