@@ -42,8 +42,9 @@ constexpr int kRingBytes = kWarps * kStages * kWarpStage;
 constexpr int kActBytes = MXMOE_SKINNY_ACT_BYTES; /* decoded activation slab (int8) */
 constexpr int kActEntries = kActBytes / 32;       /* its (token, block) pairs at most */
 static_assert((kActBytes / kGroupTokens - 32) / 32 >= kStageBlocks, "32 tokens' slab: a stage");
-constexpr int kMaxBlocks = 768;       /* K <= 24576: the tile's weight scales fit */
-constexpr int kMaxExperts = 1024;     /* the offsets fit the activation slab at start */
+constexpr int kMaxBlocks = 768;   /* K <= 24576: the tile's weight scales fit */
+constexpr int kMaxExperts = 1024; /* the offsets fit the activation slab at start */
+static_assert((kMaxExperts + 1) * 4 <= kActBytes, "the offsets fit the slab");
 constexpr int32_t kBias = 0x4B400000; /* FP32 bits of 1.5 * 2^23 */
 constexpr float kBiasF = 12582912.0f;
 
