@@ -57,4 +57,18 @@ static __device__ __forceinline__ uint32_t e2m1_codes8_bf16(const float (&v)[8],
     return __byte_perm(lo, hi, 0x6420); /* lo's bytes 0 and 2, then hi's */
 }
 
+/* mxmoe_e2m1_code_rne(v[i], b) in nibble i: by e2m1_codes8_bf16 where every v[i] is BF16-exact
+ * (`bf16`), otherwise value by value. The same codes either way. */
+static __device__ __forceinline__ uint32_t e2m1_codes8(const float (&v)[8], uint8_t b, bool bf16) {
+    if (bf16) {
+        return e2m1_codes8_bf16(v, b);
+    }
+    uint32_t codes = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        codes |= mxmoe_e2m1_code_rne(v[i], b) << (4 * i);
+    }
+    return codes;
+}
+
 #endif /* MXMOE_CUDA_E2M1_HALF2_CUH */

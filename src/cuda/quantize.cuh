@@ -96,8 +96,8 @@ quantize_block_lanes(const float (&v)[E], bool live, mxmoe_scale_rule rule, uint
     const uint8_t scale = mxmoe_scale_byte_add(amax, mxmoe_scale_rule_add(rule));
     uint32_t codes = 0;
     if (live && scale != MXMOE_E8M0_NAN) {
-        if constexpr (E == 8 && Bf16Values) { /* two values an FP16 instruction */
-            codes = e2m1_codes8_bf16(v, scale);
+        if constexpr (E == 8) { /* Bf16Values: two values an FP16 instruction */
+            codes = e2m1_codes8(v, scale, Bf16Values);
         } else {
 #pragma unroll
             for (int i = 0; i < E; i++) {

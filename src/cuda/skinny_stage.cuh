@@ -93,8 +93,7 @@ __device__ __forceinline__ void load_elements(const projection_tokens& tk, int64
 }
 
 /* The codes of v's kN values at scale byte sa (not 0xFF), as packed: element 8 w + i in nibble
- * i of word w. BF16 tokens by the encoder two values an FP16 instruction (e2m1_half2.cuh), the
- * others value by value: the same codes. */
+ * i of word w (e2m1_codes8: BF16 tokens two values an FP16 instruction). */
 template <int kN>
 __device__ __forceinline__ void encode_elements(const float (&v)[kN], uint32_t sa, bool bf16,
                                                 uint32_t (&codes)[kN / 8]) {
@@ -105,15 +104,7 @@ __device__ __forceinline__ void encode_elements(const float (&v)[kN], uint32_t s
         for (int i = 0; i < 8; i++) {
             g[i] = v[8 * w + i];
         }
-        if (bf16) {
-            codes[w] = e2m1_codes8_bf16(g, (uint8_t)sa);
-        } else {
-            codes[w] = 0;
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                codes[w] |= mxmoe_e2m1_code_rne(g[i], (uint8_t)sa) << (4 * i);
-            }
-        }
+        codes[w] = e2m1_codes8(g, (uint8_t)sa, bf16);
     }
 }
 

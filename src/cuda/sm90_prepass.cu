@@ -354,18 +354,13 @@ __global__ void __launch_bounds__(kTokenMaxThreads, D == MXMOE_F32 ? 1 : 6)
             uint32_t codes = 0;
             if ((MXMOE_SM90_LAB & 4096)) {
                 codes = x[q].w[0] ^ x[q].w[1] ^ x[q].w[D == MXMOE_F32 ? 7 : 3];
-            } else if (live && scale != MXMOE_E8M0_NAN && D == MXMOE_BF16) {
-                float v[8]; /* BF16 tokens: the encoder two values an FP16 instruction */
+            } else if (live && scale != MXMOE_E8M0_NAN) {
+                float v[8];
 #pragma unroll
                 for (int i = 0; i < 8; i++) {
                     v[i] = x[q].at(i);
                 }
-                codes = e2m1_codes8_bf16(v, scale);
-            } else if (live && scale != MXMOE_E8M0_NAN) {
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    codes |= mxmoe_e2m1_code_rne(x[q].at(i), scale) << (4 * i);
-                }
+                codes = e2m1_codes8(v, scale, D == MXMOE_BF16); /* BF16: FP16 pairs */
             }
             w[q] = codes;
             sc |= (uint32_t)scale << (8 * q);
